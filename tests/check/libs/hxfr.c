@@ -1,0 +1,781 @@
+/* Unit tests of the HXFR codec and transports: every message of both
+ * versions byte for byte, the limits, and the socket edge cases (partial
+ * writes, peer gone, half a message then silence, cancellation).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <gst/check/gstcheck.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "hxfr-protocol.h"
+#include "hxfr-transport.h"
+
+static const guint8 *
+hexbytes (const gchar * hex, gsize * len)
+{
+  static guint8 buf[512];
+  gsize n = 0;
+
+  while (*hex) {
+    if (*hex == ' ') {
+      hex++;
+      continue;
+    }
+    fail_unless (n < sizeof (buf));
+    buf[n++] = (guint8) g_ascii_strtoull ((gchar[3]) {
+        hex[0], hex[1], 0}, NULL, 16);
+    hex += 2;
+  }
+  *len = n;
+  return buf;
+}
+
+static void
+assert_bytes (const guint8 * got, gsize got_len, const gchar * hex)
+{
+  gsize len;
+  const guint8 *want = hexbytes (hex, &len);
+
+  fail_unless_equals_int (got_len, len);
+  if (memcmp (got, want, len) != 0) {
+    g_autofree gchar *a = g_strdup ("");
+    gsize i;
+
+    for (i = 0; i < got_len; i++) {
+      gchar *t = g_strdup_printf ("%s%02x", a, got[i]);
+      g_free (a);
+      a = t;
+    }
+    fail ("bytes differ: got %s want %s", a, hex);
+  }
+}
+
+GST_START_TEST (test_header_bytes)
+{
+  guint8 out[HXFR_HEADER_SIZE];
+  HxfrHeader h = { HXFR_MSG_FRAME_REQUEST, HXFR_FLAG_PIXEL_DATA, 1, 44 + 6 };
+  HxfrHeader back;
+  GError *err = NULL;
+
+  hxfr_header_write (out, &h);
+  /* "HXFR", type 1, flags 1, session 1, payload 50 */
+  assert_bytes (out, sizeof (out), "48584652 01 01 0100 32000000");
+  fail_unless (hxfr_header_parse (out, &back, NULL));
+  fail_unless_equals_int (back.type, 1);
+  fail_unless_equals_int (back.flags, 1);
+  fail_unless_equals_int (back.session_id, 1);
+  fail_unless_equals_int (back.payload_size, 50);
+
+  out[0] = 'X';
+  fail_if (hxfr_header_parse (out, &back, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  g_clear_error (&err);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_frame_request_v1_bytes)
+{
+  guint8 out[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameRequest r = { 0, }, back;
+  gsize n;
+
+  r.resource_id = 7;
+  r.width = 1280;
+  r.height = 720;
+  r.format = HXFR_FORMAT_NV12;
+  r.n_planes = 2;
+  r.stride[0] = 1280;
+  r.stride[1] = 1280;
+  r.offset[1] = 1280 * 720;
+  r.pts = 1000000000;
+  r.duration = -1;
+  r.force_keyframe = TRUE;
+  n = hxfr_frame_request_write (&r, 1, out);
+  assert_bytes (out, n,
+      "07000000 00050000 d0020000 4e563132 00050000 "
+      "00ca9a3b00000000 ffffffffffffffff 01 00000000000000");
+  fail_unless (hxfr_frame_request_parse (out, n, 1, &back, NULL));
+  fail_unless_equals_int (back.resource_id, 7);
+  fail_unless_equals_int (back.width, 1280);
+  fail_unless_equals_int (back.height, 720);
+  fail_unless_equals_int (back.format, HXFR_FORMAT_NV12);
+  fail_unless_equals_int64 (back.pts, 1000000000);
+  fail_unless_equals_int64 (back.duration, -1);
+  fail_unless (back.force_keyframe);
+  /* v1 derives the NV12 chroma plane from the one stride */
+  fail_unless_equals_int (back.n_planes, 2);
+  fail_unless_equals_int (back.stride[1], 1280);
+  fail_unless_equals_int (back.offset[1], 1280 * 720);
+
+  fail_if (hxfr_frame_request_parse (out, n - 1, 1, &back, NULL));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_frame_request_v2_bytes)
+{
+  guint8 out[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameRequest r = { 0, }, back;
+  gsize n;
+
+  r.seq = 0x01020304;
+  r.resource_id = 0;
+  r.width = 33;
+  r.height = 17;
+  r.format = HXFR_FORMAT_YUV420;
+  r.n_planes = 3;
+  r.stride[0] = 36;
+  r.stride[1] = 20;
+  r.stride[2] = 20;
+  r.offset[0] = 0;
+  r.offset[1] = 648;
+  r.offset[2] = 828;
+  r.pts = 40000000;
+  r.duration = 40000000;
+  n = hxfr_frame_request_write (&r, 2, out);
+  assert_bytes (out, n,
+      "04030201 00000000 21000000 11000000 59553132 03 00 0000 "
+      "24000000 14000000 14000000 00000000 "
+      "00000000 88020000 3c030000 00000000 "
+      "005a620200000000 005a620200000000");
+  fail_unless (hxfr_frame_request_parse (out, n, 2, &back, NULL));
+  fail_unless (memcmp (&r, &back, sizeof (r)) == 0);
+
+  /* bad plane count */
+  out[20] = 5;
+  fail_if (hxfr_frame_request_parse (out, n, 2, &back, NULL));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_frame_response_bytes)
+{
+  guint8 out[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameResponse r = { 0, }, back;
+  gsize n;
+
+  r.pts = 5;
+  r.dts = 4;
+  r.keyframe = TRUE;
+  r.nal_count = 2;
+  n = hxfr_frame_response_write (&r, 1, out);
+  assert_bytes (out, n, "0500000000000000 0400000000000000 01 000000 02000000");
+  fail_unless (hxfr_frame_response_parse (out, n, 1, &back, NULL));
+  fail_unless_equals_int64 (back.pts, 5);
+  fail_unless_equals_int64 (back.dts, 4);
+  fail_unless (back.keyframe);
+  fail_unless_equals_int (back.nal_count, 2);
+
+  memset (&r, 0, sizeof (r));
+  r.seq = 9;
+  r.status = HXFR_STATUS_FAILED;
+  r.keyframe = FALSE;
+  r.pts = 1;
+  r.dts = 2;
+  r.duration = 3;
+  r.error_code = HXFR_ERR_RESOURCE_NOT_FOUND;
+  r.host_time_us = 1500;
+  n = hxfr_frame_response_write (&r, 2, out);
+  assert_bytes (out, n, "09000000 02 00 0000 0100000000000000 "
+      "0200000000000000 0300000000000000 feffffff dc050000");
+  fail_unless (hxfr_frame_response_parse (out, n, 2, &back, NULL));
+  fail_unless_equals_int (back.seq, 9);
+  fail_unless_equals_int (back.status, HXFR_STATUS_FAILED);
+  fail_unless_equals_int (back.error_code, HXFR_ERR_RESOURCE_NOT_FOUND);
+  fail_unless_equals_int (back.host_time_us, 1500);
+
+  out[4] = 7;                   /* unknown status */
+  fail_if (hxfr_frame_response_parse (out, n, 2, &back, NULL));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_config_hello_control_error_bytes)
+{
+  guint8 out[HXFR_MAX_FIXED_SIZE];
+  gsize n;
+  HxfrConfig c = { 1920, 1080, 4000000, 30, 1, 100, 41, 1 }, cb;
+  HxfrHello h = { 2, 2, HXFR_CODEC_H264, 4, 4000000, 60, 30, 1,
+    HXFR_GUEST_RESOURCE_IDS, 3
+  }, hb;
+  HxfrHelloAck a = { 0, }, ab;
+  HxfrControl ctl = { HXFR_CONTROL_BITRATE, 2000000, 0, 0, 0 }, ctlb;
+  HxfrErrorMsg e;
+
+  n = hxfr_config_write (&c, out);
+  assert_bytes (out, n, "80070000 38040000 00093d00 1e000000 01000000 "
+      "64 29 01 0000000000");
+  fail_unless (hxfr_config_parse (out, n, &cb, NULL));
+  fail_unless_equals_int (cb.width, 1920);
+  fail_unless_equals_int (cb.height, 1080);
+  fail_unless_equals_int (cb.bitrate, 4000000);
+  fail_unless_equals_int (cb.fps_n, 30);
+  fail_unless_equals_int (cb.profile, 100);
+  fail_unless_equals_int (cb.level, 41);
+  fail_unless_equals_int (cb.realtime, 1);
+
+  n = hxfr_hello_write (&h, out);
+  assert_bytes (out, n, "0200 0200 48323634 04000000 00093d00 3c000000 "
+      "1e000000 01000000 01000000 0300 0000 00000000");
+  fail_unless (hxfr_hello_parse (out, n, &hb, NULL));
+  fail_unless_equals_int (hb.max_version, 2);
+  fail_unless_equals_int (hb.codec, HXFR_CODEC_H264);
+  fail_unless_equals_int (hb.max_in_flight, 4);
+  fail_unless_equals_int (hb.keyframe_interval, 60);
+  fail_unless_equals_int (hb.fps_n, 30);
+  fail_unless_equals_int (hb.guest_flags, HXFR_GUEST_RESOURCE_IDS);
+  fail_unless_equals_int (hb.token_len, 3);
+  out[32] = 0xff;
+  out[33] = 0x01;               /* token of 511 bytes */
+  fail_if (hxfr_hello_parse (out, n, &hb, NULL));
+
+  a.version = 2;
+  a.codec = HXFR_CODEC_H264;
+  a.max_in_flight = 4;
+  a.max_width = 8192;
+  a.max_height = 8192;
+  a.host_flags = HXFR_HOST_RESOURCE_IDS;
+  g_strlcpy (a.encoder, "x264enc", sizeof (a.encoder));
+  n = hxfr_hello_ack_write (&a, out);
+  assert_bytes (out, n, "0200 0000 48323634 04000000 00200000 00200000 "
+      "01000000 78323634656e630000000000000000000000000000000000");
+  fail_unless (hxfr_hello_ack_parse (out, n, &ab, NULL));
+  fail_unless_equals_string (ab.encoder, "x264enc");
+  fail_unless_equals_int (ab.max_in_flight, 4);
+
+  n = hxfr_control_write (&ctl, out);
+  assert_bytes (out, n, "01000000 80841e00 00000000 00000000 00000000 "
+      "00000000");
+  fail_unless (hxfr_control_parse (out, n, &ctlb, NULL));
+  fail_unless_equals_int (ctlb.bitrate, 2000000);
+  out[0] = 0x80;
+  fail_if (hxfr_control_parse (out, n, &ctlb, NULL));
+
+  n = hxfr_error_write (HXFR_ERR_NOT_CONFIGURED, "nope", out);
+  fail_unless_equals_int (n, 260);
+  assert_bytes (out, 12, "faffffff 6e6f7065 00000000");
+  memset (out + 4, 'A', 256);   /* no terminator on the wire */
+  fail_unless (hxfr_error_parse (out, n, &e, NULL));
+  fail_unless_equals_int (e.code, HXFR_ERR_NOT_CONFIGURED);
+  fail_unless_equals_int (strlen (e.message), 255);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_header_check_limits)
+{
+  HxfrLimits limits;
+  HxfrHeader h = { 0, };
+  GError *err = NULL;
+
+  hxfr_limits_init_default (&limits);
+
+  /* a host never reads a response; a guest never reads a request */
+  h.type = HXFR_MSG_FRAME_RESPONSE;
+  h.payload_size = HXFR_FRAME_RESPONSE_SIZE;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, NULL));
+  fail_unless (hxfr_header_check (&h, HXFR_ROLE_GUEST, &limits, NULL));
+
+  h.type = 0x77;
+  h.payload_size = 0;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  g_clear_error (&err);
+
+  /* short fixed part */
+  h.type = HXFR_MSG_FRAME_REQUEST;
+  h.payload_size = 43;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, NULL));
+
+  /* no pixels flag: nothing may follow */
+  h.payload_size = 45;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, NULL));
+
+  /* pixels beyond the largest frame */
+  h.flags = HXFR_FLAG_PIXEL_DATA;
+  h.payload_size = G_MAXUINT32;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_LIMIT));
+  g_clear_error (&err);
+  h.payload_size = 44 + 1920 * 1080 * 4;
+  fail_unless (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, NULL));
+
+  /* fixed-size messages */
+  h.type = HXFR_MSG_PING;
+  h.flags = 0;
+  h.payload_size = 1;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_HOST, &limits, NULL));
+  h.payload_size = 0;
+  fail_unless (hxfr_header_check (&h, HXFR_ROLE_GUEST, &limits, NULL));
+  h.type = HXFR_MSG_ERROR;
+  h.payload_size = 261;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_GUEST, &limits, NULL));
+
+  /* v1 NAL list larger than an access unit may be */
+  h.type = HXFR_MSG_FRAME_RESPONSE;
+  h.payload_size = G_MAXUINT32;
+  fail_if (hxfr_header_check (&h, HXFR_ROLE_GUEST, &limits, NULL));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_layouts_and_validation)
+{
+  HxfrLimits limits;
+  HxfrFrameRequest r = { 0, };
+  guint n_planes;
+  guint32 stride[4], offset[4];
+  gsize size;
+  GError *err = NULL;
+
+  hxfr_limits_init_default (&limits);
+
+  /* GStreamer's default layouts */
+  size = hxfr_frame_default_layout (HXFR_FORMAT_NV12, 33, 17, &n_planes,
+      stride, offset);
+  fail_unless_equals_int (n_planes, 2);
+  fail_unless_equals_int (stride[0], 36);
+  fail_unless_equals_int (stride[1], 36);
+  fail_unless_equals_int (offset[1], 36 * 18);
+  fail_unless_equals_int (size, 36 * 18 + 36 * 9);
+  size = hxfr_frame_default_layout (HXFR_FORMAT_YUV420, 33, 17, &n_planes,
+      stride, offset);
+  fail_unless_equals_int (n_planes, 3);
+  fail_unless_equals_int (stride[1], 20);
+  fail_unless_equals_int (offset[2], 36 * 18 + 20 * 9);
+  fail_unless_equals_int (size, 36 * 18 + 2 * 20 * 9);
+  size = hxfr_frame_default_layout (HXFR_FORMAT_XRGB8888, 33, 17, &n_planes,
+      stride, offset);
+  fail_unless_equals_int (size, 33 * 4 * 17);
+  fail_unless_equals_int (hxfr_frame_default_layout (0x12345678, 4, 4,
+          &n_planes, stride, offset), 0);
+
+  fail_unless (hxfr_format_is_v1 (HXFR_FORMAT_NV12));
+  fail_unless (hxfr_format_is_v1 (HXFR_FORMAT_ARGB8888));
+  fail_if (hxfr_format_is_v1 (HXFR_FORMAT_YUV420));
+  fail_if (hxfr_format_is_v1 (HXFR_FORMAT_XRGB8888));
+
+  r.width = 33;
+  r.height = 17;
+  r.format = HXFR_FORMAT_YUV420;
+  size = hxfr_frame_default_layout (r.format, r.width, r.height, &r.n_planes,
+      r.stride, r.offset);
+  fail_unless (hxfr_frame_request_validate (&r, &limits, size, NULL));
+  /* the last row may stop at its pixels (3 bytes of padding here), not
+   * before; nothing may follow the padded extent */
+  fail_unless (hxfr_frame_request_validate (&r, &limits, size - 3, NULL));
+  fail_if (hxfr_frame_request_validate (&r, &limits, size - 4, NULL));
+  fail_if (hxfr_frame_request_validate (&r, &limits, size + 1, NULL));
+  /* stride below a row */
+  r.stride[0] = 32;
+  fail_if (hxfr_frame_request_validate (&r, &limits, size, &err));
+  g_clear_error (&err);
+  r.stride[0] = 36;
+  /* plane offset past the end, overflow-safe */
+  r.offset[2] = G_MAXUINT32;
+  fail_if (hxfr_frame_request_validate (&r, &limits, size, NULL));
+  r.offset[2] = 36 * 18 + 20 * 9;
+  /* zero and huge sizes */
+  r.width = 0;
+  fail_if (hxfr_frame_request_validate (&r, &limits, 0, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_LIMIT));
+  g_clear_error (&err);
+  r.width = 100000;
+  fail_if (hxfr_frame_request_validate (&r, &limits, 0, NULL));
+  r.width = 33;
+  /* wrong plane count for the format */
+  r.n_planes = 2;
+  fail_if (hxfr_frame_request_validate (&r, &limits, size, NULL));
+  r.n_planes = 3;
+  r.format = 0x20202020;
+  fail_if (hxfr_frame_request_validate (&r, &limits, size, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNSUPPORTED));
+  g_clear_error (&err);
+
+  /* v1: NV12 planes from the one stride */
+  size = hxfr_frame_v1_layout (HXFR_FORMAT_NV12, 720, 1280, &n_planes,
+      stride, offset);
+  fail_unless_equals_int (size, 1280 * 720 * 3 / 2);
+  fail_unless_equals_int (offset[1], 1280 * 720);
+  fail_unless_equals_int (hxfr_frame_v1_layout (HXFR_FORMAT_YUV420, 720,
+          1280, &n_planes, stride, offset), 0);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_nal_list_unpack)
+{
+  guint8 buf[64];
+  gsize out = 0;
+  guint32 len;
+
+  /* two entries: 00 00 01 65 and aa bb */
+  len = GUINT32_TO_LE (4);
+  memcpy (buf, &len, 4);
+  memcpy (buf + 4, "\x00\x00\x01\x65", 4);
+  len = GUINT32_TO_LE (2);
+  memcpy (buf + 8, &len, 4);
+  memcpy (buf + 12, "\xaa\xbb", 2);
+  fail_unless (hxfr_nal_list_unpack (buf, 14, 2, &out, NULL));
+  fail_unless_equals_int (out, 6);
+  fail_unless (memcmp (buf, "\x00\x00\x01\x65\xaa\xbb", 6) == 0);
+
+  /* entry overrunning the list */
+  len = GUINT32_TO_LE (100);
+  memcpy (buf, &len, 4);
+  fail_if (hxfr_nal_list_unpack (buf, 14, 1, &out, NULL));
+  /* huge size that would wrap a 32-bit sum */
+  len = GUINT32_TO_LE (0xfffffffc);
+  memcpy (buf, &len, 4);
+  fail_if (hxfr_nal_list_unpack (buf, 14, 1, &out, NULL));
+  /* count beyond the bytes */
+  fail_if (hxfr_nal_list_unpack (buf, 3, 1, &out, NULL));
+  /* trailing bytes after the last entry */
+  len = GUINT32_TO_LE (1);
+  memcpy (buf, &len, 4);
+  fail_if (hxfr_nal_list_unpack (buf, 14, 1, &out, NULL));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_address_parse)
+{
+  HxfrAddress *a;
+  gchar *s;
+  GError *err = NULL;
+
+  a = hxfr_address_parse ("vsock:5000", NULL);
+  fail_unless (a && a->kind == HXFR_ADDRESS_VSOCK);
+  fail_unless_equals_int (a->cid, HXFR_VSOCK_CID_ANY);
+  fail_unless_equals_int (a->port, 5000);
+  hxfr_address_free (a);
+  a = hxfr_address_parse ("vsock:2:5000", NULL);
+  fail_unless_equals_int (a->cid, 2);
+  s = hxfr_address_to_string (a);
+  fail_unless_equals_string (s, "vsock:2:5000");
+  g_free (s);
+  hxfr_address_free (a);
+
+  a = hxfr_address_parse ("tcp:127.0.0.1:15937", NULL);
+  fail_unless (a && a->kind == HXFR_ADDRESS_TCP);
+  fail_unless_equals_string (a->host, "127.0.0.1");
+  fail_unless_equals_int (a->port, 15937);
+  hxfr_address_free (a);
+  a = hxfr_address_parse ("tcp:[::1]:80", NULL);
+  fail_unless_equals_string (a->host, "::1");
+  s = hxfr_address_to_string (a);
+  fail_unless_equals_string (s, "tcp:[::1]:80");
+  g_free (s);
+  hxfr_address_free (a);
+
+  a = hxfr_address_parse ("unix:/run/hx.sock", NULL);
+  fail_unless (a && a->kind == HXFR_ADDRESS_UNIX);
+  fail_unless_equals_string (a->path, "/run/hx.sock");
+  hxfr_address_free (a);
+
+  fail_if (hxfr_address_parse ("tcp:host", &err));
+  fail_unless (err != NULL);
+  g_clear_error (&err);
+  fail_if (hxfr_address_parse ("tcp:host:99999", NULL));
+  fail_if (hxfr_address_parse ("vsock:", NULL));
+  fail_if (hxfr_address_parse ("vsock:1:2:3", NULL));
+  fail_if (hxfr_address_parse ("unix:", NULL));
+  fail_if (hxfr_address_parse ("udp:1.2.3.4:5", NULL));
+}
+
+GST_END_TEST;
+
+/* A connected pair over a listener, for transport tests */
+typedef struct
+{
+  gchar *dir;
+  HxfrListener *listener;
+  HxfrConn *client;
+  HxfrConn *server;
+} Pair;
+
+static void
+pair_open (Pair * p, gboolean tcp)
+{
+  HxfrAddress *addr;
+
+  p->dir = g_dir_make_tmp ("hxfr-test-XXXXXX", NULL);
+  fail_unless (p->dir != NULL);
+  if (tcp) {
+    addr = hxfr_address_new_tcp ("127.0.0.1", 0);
+  } else {
+    gchar *path = g_build_filename (p->dir, "s.sock", NULL);
+    addr = hxfr_address_new_unix (path);
+    g_free (path);
+  }
+  p->listener = hxfr_listener_new (addr, 0600, NULL);
+  fail_unless (p->listener != NULL);
+  hxfr_address_free (addr);
+  p->client = hxfr_conn_connect (hxfr_listener_get_address (p->listener),
+      G_USEC_PER_SEC * 5, NULL, NULL);
+  fail_unless (p->client != NULL);
+  p->server = hxfr_listener_accept (p->listener, G_USEC_PER_SEC * 5, NULL,
+      NULL);
+  fail_unless (p->server != NULL);
+}
+
+static void
+pair_close (Pair * p)
+{
+  const HxfrAddress *addr = hxfr_listener_get_address (p->listener);
+  gchar *path = addr->kind == HXFR_ADDRESS_UNIX ? g_strdup (addr->path) :
+      NULL;
+
+  hxfr_conn_unref (p->client);
+  hxfr_conn_unref (p->server);
+  hxfr_listener_free (p->listener);
+  /* the socket file is gone with the listener */
+  if (path)
+    fail_if (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_free (path);
+  g_rmdir (p->dir);
+  g_free (p->dir);
+}
+
+typedef struct
+{
+  HxfrConn *conn;
+  gsize size;
+} BigSend;
+
+static gpointer
+big_send_thread (gpointer data)
+{
+  BigSend *b = data;
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameRequest r = { 0, };
+  guint8 *pixels = g_malloc (b->size);
+  GOutputVector v = { pixels, b->size };
+  gsize i;
+  gboolean ok;
+
+  for (i = 0; i < b->size; i++)
+    pixels[i] = (guint8) (i * 7);
+  r.seq = 1;
+  r.width = 1920;
+  r.height = 1080;
+  r.format = HXFR_FORMAT_XRGB8888;
+  r.n_planes = 1;
+  r.stride[0] = 1920 * 4;
+  ok = hxfr_conn_send (b->conn, HXFR_MSG_FRAME_REQUEST2, HXFR_FLAG_PIXEL_DATA,
+      1, fixed, hxfr_frame_request_write (&r, 2, fixed), &v, 1,
+      10 * G_USEC_PER_SEC, NULL, NULL);
+  g_free (pixels);
+  return GINT_TO_POINTER (ok);
+}
+
+static void
+do_big_message (gboolean tcp)
+{
+  Pair p;
+  BigSend b;
+  GThread *t;
+  HxfrMessage msg;
+  HxfrLimits limits;
+  guint8 *buf;
+  gsize i, size = 1920 * 1080 * 4;
+
+  pair_open (&p, tcp);
+  hxfr_limits_init_default (&limits);
+  b.conn = p.client;
+  b.size = size;
+  /* far larger than a socket buffer: forces partial writes */
+  t = g_thread_new ("sender", big_send_thread, &b);
+  fail_unless (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          5 * G_USEC_PER_SEC, 5 * G_USEC_PER_SEC, NULL, NULL));
+  fail_unless_equals_int (msg.header.type, HXFR_MSG_FRAME_REQUEST2);
+  fail_unless_equals_int (msg.tail_size, size);
+  buf = g_malloc (size);
+  fail_unless (hxfr_conn_read_exact (p.server, buf, size, 5 * G_USEC_PER_SEC,
+          NULL, NULL));
+  for (i = 0; i < size; i++)
+    if (buf[i] != (guint8) (i * 7))
+      fail ("byte %" G_GSIZE_FORMAT " differs", i);
+  g_free (buf);
+  fail_unless (GPOINTER_TO_INT (g_thread_join (t)));
+  fail_unless_equals_int (hxfr_conn_get_bytes_received (p.server),
+      12 + 72 + size);
+  fail_unless_equals_int (hxfr_conn_get_bytes_sent (p.client),
+      12 + 72 + size);
+  pair_close (&p);
+}
+
+GST_START_TEST (test_transport_big_message_unix)
+{
+  do_big_message (FALSE);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_transport_big_message_tcp)
+{
+  do_big_message (TRUE);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_transport_peer_gone_and_timeouts)
+{
+  Pair p;
+  HxfrMessage msg;
+  HxfrLimits limits;
+  guint8 half[5] = { 'H', 'X', 'F', 'R', 0x10 };
+  GError *err = NULL;
+  GCancellable *cancel;
+  gint64 start;
+
+  hxfr_limits_init_default (&limits);
+  pair_open (&p, FALSE);
+
+  /* nothing arrives: bounded wait */
+  start = g_get_monotonic_time ();
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          100000, 100000, NULL, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+  fail_unless (g_get_monotonic_time () - start < 5 * G_USEC_PER_SEC);
+  g_clear_error (&err);
+
+  /* half a header then silence: the idle bound ends it */
+  fail_unless (g_socket_send (hxfr_conn_get_socket (p.client),
+          (const gchar *) half, sizeof (half), NULL, NULL) == sizeof (half));
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          G_USEC_PER_SEC, 200000, NULL, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+  g_clear_error (&err);
+
+  /* peer closes mid-message: CONNECTION_CLOSED, not a spin */
+  hxfr_conn_shutdown (p.client);
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          G_USEC_PER_SEC, G_USEC_PER_SEC, NULL, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)
+      || g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  g_clear_error (&err);
+  pair_close (&p);
+
+  /* cancellation wakes an unbounded wait */
+  pair_open (&p, TRUE);
+  cancel = g_cancellable_new ();
+  g_cancellable_cancel (cancel);
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          -1, -1, cancel, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED));
+  g_clear_error (&err);
+  g_object_unref (cancel);
+  pair_close (&p);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_transport_rejects_before_reading_payload)
+{
+  Pair p;
+  HxfrMessage msg;
+  HxfrLimits limits;
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameRequest r = { 0, };
+  GError *err = NULL;
+  guint8 junk[64] = { 0, };
+  GOutputVector v = { junk, sizeof (junk) };
+
+  hxfr_limits_init_default (&limits);
+  pair_open (&p, FALSE);
+
+  /* v1 request labelled BGRA, carrying too few bytes for it */
+  r.width = 16;
+  r.height = 2;
+  r.format = HXFR_FORMAT_ARGB8888;
+  r.stride[0] = 64;
+  fail_unless (hxfr_conn_send (p.client, HXFR_MSG_FRAME_REQUEST,
+          HXFR_FLAG_PIXEL_DATA, 1, fixed, hxfr_frame_request_write (&r, 1,
+              fixed), &v, 1, G_USEC_PER_SEC, NULL, NULL));
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_HOST, &limits, &msg,
+          G_USEC_PER_SEC, G_USEC_PER_SEC, NULL, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID), "%s",
+      err->message);
+  g_clear_error (&err);
+  pair_close (&p);
+
+  /* a host-bound type read by a guest */
+  pair_open (&p, FALSE);
+  fail_unless (hxfr_conn_send (p.client, HXFR_MSG_PING, 0, 1, NULL, 0, NULL,
+          0, G_USEC_PER_SEC, NULL, NULL));
+  fail_unless (hxfr_conn_receive (p.server, HXFR_ROLE_GUEST, &limits, &msg,
+          G_USEC_PER_SEC, G_USEC_PER_SEC, NULL, NULL));
+  fail_unless_equals_int (msg.header.type, HXFR_MSG_PING);
+  fail_unless (hxfr_conn_send (p.client, HXFR_MSG_HELLO, 0, 1, fixed,
+          HXFR_HELLO_SIZE, NULL, 0, G_USEC_PER_SEC, NULL, NULL));
+  fail_if (hxfr_conn_receive (p.server, HXFR_ROLE_GUEST, &limits, &msg,
+          G_USEC_PER_SEC, G_USEC_PER_SEC, NULL, &err));
+  g_clear_error (&err);
+  pair_close (&p);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_listener_stale_and_live_socket)
+{
+  gchar *dir = g_dir_make_tmp ("hxfr-test-XXXXXX", NULL);
+  gchar *path = g_build_filename (dir, "b.sock", NULL);
+  HxfrAddress *addr = hxfr_address_new_unix (path);
+  HxfrListener *l1, *l2;
+  GError *err = NULL;
+  struct stat st;
+
+  l1 = hxfr_listener_new (addr, 0660, NULL);
+  fail_unless (l1 != NULL);
+  fail_unless (g_stat (path, &st) == 0);
+  fail_unless_equals_int (st.st_mode & 0777, 0660);
+  /* a live listener is not stolen */
+  l2 = hxfr_listener_new (addr, 0, &err);
+  fail_unless (l2 == NULL);
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE));
+  g_clear_error (&err);
+  /* a stale file (listener gone without unlinking) is replaced */
+  g_socket_close (hxfr_listener_get_socket (l1), NULL);
+  l2 = hxfr_listener_new (addr, 0, &err);
+  fail_unless (l2 != NULL, "%s", err ? err->message : "");
+  hxfr_listener_free (l2);
+  fail_if (g_file_test (path, G_FILE_TEST_EXISTS));
+  hxfr_listener_free (l1);
+  hxfr_address_free (addr);
+  g_free (path);
+  g_rmdir (dir);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+static Suite *
+hxfr_suite (void)
+{
+  Suite *s = suite_create ("hxfr");
+  TCase *tc = tcase_create ("codec");
+  TCase *tt = tcase_create ("transport");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_header_bytes);
+  tcase_add_test (tc, test_frame_request_v1_bytes);
+  tcase_add_test (tc, test_frame_request_v2_bytes);
+  tcase_add_test (tc, test_frame_response_bytes);
+  tcase_add_test (tc, test_config_hello_control_error_bytes);
+  tcase_add_test (tc, test_header_check_limits);
+  tcase_add_test (tc, test_layouts_and_validation);
+  tcase_add_test (tc, test_nal_list_unpack);
+  tcase_add_test (tc, test_address_parse);
+  suite_add_tcase (s, tt);
+  tcase_add_test (tt, test_transport_big_message_unix);
+  tcase_add_test (tt, test_transport_big_message_tcp);
+  tcase_add_test (tt, test_transport_peer_gone_and_timeouts);
+  tcase_add_test (tt, test_transport_rejects_before_reading_payload);
+  tcase_add_test (tt, test_listener_stale_and_live_socket);
+  return s;
+}
+
+GST_CHECK_MAIN (hxfr);
