@@ -1,0 +1,693 @@
+/* vsocksrc: raw video out of one HXFR guest connection.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-vsocksrc
+ * @title: vsocksrc
+ *
+ * A live source that turns the frames one guest (`vsockenc`, or a deployed
+ * v1 guest) sends over an HXFR connection into raw video buffers: caps from
+ * the wire (size, format, framerate from the guest's HELLO/CONFIG_REQ/
+ * CONTROL, else 0/1), renegotiated when the guest changes size or format;
+ * PTS and duration from the guest; a downstream force-key-unit event before
+ * every frame the guest wants as an IDR (and after a KEYFRAME_REQ); EOS when
+ * the guest leaves. Buffers carry a #GstVideoMeta with the guest's plane
+ * strides and offsets: pixels are read from the socket straight into a
+ * buffer of a bounded pool and never repacked (unless downstream cannot
+ * take a #GstVideoMeta and the layout is not the default one).
+ *
+ * Two modes:
+ *
+ * - inside `helix-host-bridge`, which accepts the connection, does the
+ *   handshake and hands the session over (#GstVsockSrc:session); the bridge
+ *   then answers every request with the access unit its encoder made.
+ * - standalone, with #GstVsockSrc:listen, to look at a guest's frames on the
+ *   host. The element accepts one guest, answers its handshake, and answers
+ *   every frame at once so that the guest keeps flowing: a v2 guest gets
+ *   DROPPED; a v1 guest (which has no "dropped") gets a FRAME_RESPONSE with
+ *   no NAL entry, i.e. an empty access unit, which a deployed guest passes
+ *   on as an empty buffer and carries on (an ERROR per frame could stop it).
+ *   EOS when that guest disconnects.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 vsocksrc listen=unix:/tmp/hx.sock ! videoconvert ! autovideosink sync=false
+ * ]| Preview what a guest sends (guest: `... ! vsockenc socket-path=/tmp/hx.sock ! fakesink`).
+ * |[
+ * gst-launch-1.0 vsocksrc listen=tcp:127.0.0.1:15937 num-buffers=100 ! videoconvert ! pngenc ! multifilesink location=frame-%03d.png
+ * ]| Dump the first 100 frames of a guest connecting over TCP.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <gst/gst.h>
+#include <gst/base/gstpushsrc.h>
+#include <gst/video/video.h>
+
+#include "hxfr-host-session.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
+#define GST_CAT_DEFAULT gst_vsock_src_debug
+
+#define VSOCKSRC_FORMATS "{ NV12, I420, BGRA, BGRx, RGBA, RGBx }"
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (VSOCKSRC_FORMATS)));
+
+/* Locking: the object lock protects the properties (listen_spec,
+ * session_prop, max_in_flight). Everything else belongs to the streaming
+ * thread, except @cancellable and @pool, which unlock()/unlock_stop() use
+ * (both are thread-safe objects; the pointers only change in
+ * start/stop/unlock_stop, never while create() runs). */
+struct _GstVsockSrc
+{
+  GstPushSrc parent;
+
+  gchar *listen_spec;
+  HxfrHostSession *session_prop;        /* handed over by the bridge */
+  guint max_in_flight;
+  guint pool_size;
+  gint default_fps_n, default_fps_d;
+
+  GCancellable *cancellable;
+  HxfrListener *listener;
+  HxfrHostSession *session;
+  gboolean standalone;
+
+  GstBufferPool *pool;
+  gsize pool_buffer_size;
+  GstVideoInfo info;            /* of the current caps */
+  gboolean have_caps;
+  gboolean downstream_meta;
+  gboolean pushed;              /* a buffer went out since the last caps */
+  GstClockTime last_pts;
+  guint key_count;
+};
+
+#define GST_TYPE_VSOCK_SRC (gst_vsock_src_get_type ())
+G_DECLARE_FINAL_TYPE (GstVsockSrc, gst_vsock_src, GST, VSOCK_SRC, GstPushSrc);
+G_DEFINE_TYPE (GstVsockSrc, gst_vsock_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DECLARE (vsocksrc);
+GST_ELEMENT_REGISTER_DEFINE_WITH_CODE (vsocksrc, "vsocksrc", GST_RANK_NONE,
+    GST_TYPE_VSOCK_SRC, GST_DEBUG_CATEGORY_INIT (gst_vsock_src_debug,
+        "vsocksrc", 0, "HXFR guest connection source"));
+
+#define DEFAULT_MAX_IN_FLIGHT 8
+#define DEFAULT_POOL_SIZE 4
+
+enum
+{
+  PROP_0,
+  PROP_LISTEN,
+  PROP_SESSION,
+  PROP_MAX_IN_FLIGHT,
+  PROP_POOL_SIZE,
+  PROP_DEFAULT_FRAMERATE,
+  N_PROPERTIES
+};
+
+static GParamSpec *properties[N_PROPERTIES];
+
+static GstVideoFormat
+format_from_fourcc (guint32 fourcc, guint version)
+{
+  switch (fourcc) {
+    case HXFR_FORMAT_NV12:
+      return GST_VIDEO_FORMAT_NV12;
+    case HXFR_FORMAT_YUV420:
+      return GST_VIDEO_FORMAT_I420;
+    case HXFR_FORMAT_ARGB8888:
+      return GST_VIDEO_FORMAT_BGRA;
+    case HXFR_FORMAT_XRGB8888:
+      return GST_VIDEO_FORMAT_BGRx;
+    case HXFR_FORMAT_ABGR8888:
+      return GST_VIDEO_FORMAT_RGBA;
+    case HXFR_FORMAT_XBGR8888:
+      return GST_VIDEO_FORMAT_RGBx;
+    default:
+      return GST_VIDEO_FORMAT_UNKNOWN;
+  }
+}
+
+static void
+gst_vsock_src_init (GstVsockSrc * self)
+{
+  gst_base_src_set_live (GST_BASE_SRC (self), TRUE);
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
+  self->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+  self->pool_size = DEFAULT_POOL_SIZE;
+  self->default_fps_n = 0;
+  self->default_fps_d = 1;
+  self->cancellable = g_cancellable_new ();
+}
+
+static void
+gst_vsock_src_finalize (GObject * object)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (object);
+
+  g_free (self->listen_spec);
+  if (self->session_prop)
+    hxfr_host_session_unref (self->session_prop);
+  g_clear_object (&self->cancellable);
+  G_OBJECT_CLASS (gst_vsock_src_parent_class)->finalize (object);
+}
+
+static void
+gst_vsock_src_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_LISTEN:
+      g_free (self->listen_spec);
+      self->listen_spec = g_value_dup_string (value);
+      break;
+    case PROP_SESSION:{
+      HxfrHostSession *s = g_value_get_pointer (value);
+
+      if (self->session_prop)
+        hxfr_host_session_unref (self->session_prop);
+      self->session_prop = s ? hxfr_host_session_ref (s) : NULL;
+      break;
+    }
+    case PROP_MAX_IN_FLIGHT:
+      self->max_in_flight = g_value_get_uint (value);
+      break;
+    case PROP_POOL_SIZE:
+      self->pool_size = g_value_get_uint (value);
+      break;
+    case PROP_DEFAULT_FRAMERATE:
+      self->default_fps_n = gst_value_get_fraction_numerator (value);
+      self->default_fps_d = gst_value_get_fraction_denominator (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_vsock_src_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_LISTEN:
+      g_value_set_string (value, self->listen_spec);
+      break;
+    case PROP_SESSION:
+      g_value_set_pointer (value, self->session_prop);
+      break;
+    case PROP_MAX_IN_FLIGHT:
+      g_value_set_uint (value, self->max_in_flight);
+      break;
+    case PROP_POOL_SIZE:
+      g_value_set_uint (value, self->pool_size);
+      break;
+    case PROP_DEFAULT_FRAMERATE:
+      gst_value_set_fraction (value, self->default_fps_n,
+          self->default_fps_d);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static gboolean
+gst_vsock_src_start (GstBaseSrc * bsrc)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
+  g_autoptr (HxfrAddress) addr = NULL;
+  g_autofree gchar *spec = NULL;
+  GError *err = NULL;
+
+  GST_OBJECT_LOCK (self);
+  spec = g_strdup (self->listen_spec);
+  self->session = self->session_prop ?
+      hxfr_host_session_ref (self->session_prop) : NULL;
+  GST_OBJECT_UNLOCK (self);
+
+  self->have_caps = FALSE;
+  self->pushed = FALSE;
+  self->last_pts = GST_CLOCK_TIME_NONE;
+  self->key_count = 0;
+  self->standalone = self->session == NULL;
+
+  if (self->session)
+    return TRUE;
+  if (!spec) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Nothing to read from: set \"listen\" (or hand over a session)"),
+        (NULL));
+    return FALSE;
+  }
+  addr = hxfr_address_parse (spec, &err);
+  if (addr)
+    self->listener = hxfr_listener_new (addr, 0, &err);
+  if (!self->listener) {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+        ("Could not listen on %s", spec), ("%s", err->message));
+    g_error_free (err);
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "listening on %s", spec);
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_src_stop (GstBaseSrc * bsrc)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
+
+  if (self->session) {
+    if (self->standalone)
+      hxfr_host_session_shutdown (self->session);
+    hxfr_host_session_unref (self->session);
+    self->session = NULL;
+  }
+  g_clear_pointer (&self->listener, hxfr_listener_free);
+  if (self->pool) {
+    gst_buffer_pool_set_active (self->pool, FALSE);
+    gst_clear_object (&self->pool);
+  }
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_src_unlock (GstBaseSrc * bsrc)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
+
+  g_cancellable_cancel (self->cancellable);
+  if (self->pool)
+    gst_buffer_pool_set_flushing (self->pool, TRUE);
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_src_unlock_stop (GstBaseSrc * bsrc)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
+
+  g_object_unref (self->cancellable);
+  self->cancellable = g_cancellable_new ();
+  if (self->pool)
+    gst_buffer_pool_set_flushing (self->pool, FALSE);
+  return TRUE;
+}
+
+/* Caps are set from create() once the first frame says what they are. */
+static gboolean
+gst_vsock_src_negotiate (GstBaseSrc * bsrc)
+{
+  return TRUE;
+}
+
+static GstFlowReturn
+flow_for_error (GstVsockSrc * self, GError * err, const gchar * what)
+{
+  GstFlowReturn ret = GST_FLOW_ERROR;
+
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    ret = GST_FLOW_FLUSHING;
+  } else {
+    GST_ELEMENT_ERROR (self, RESOURCE, READ,
+        ("%s: %s", what, err->message),
+        ("HXFR error code %d (%s)", hxfr_host_error_code (err),
+            hxfr_error_code_name (hxfr_host_error_code (err))));
+  }
+  g_error_free (err);
+  return ret;
+}
+
+/* Standalone: wait for one guest and answer its handshake. */
+static GstFlowReturn
+accept_guest (GstVsockSrc * self)
+{
+  HxfrHostConfig cfg;
+  HxfrConn *conn;
+  GError *err = NULL;
+
+  conn = hxfr_listener_accept (self->listener, -1, self->cancellable, &err);
+  if (!conn)
+    return flow_for_error (self, err, "Could not accept a guest");
+  /* one guest per element: nobody else can connect from now on */
+  g_clear_pointer (&self->listener, hxfr_listener_free);
+
+  hxfr_host_config_init (&cfg);
+  GST_OBJECT_LOCK (self);
+  cfg.max_in_flight = self->max_in_flight;
+  GST_OBJECT_UNLOCK (self);
+  g_strlcpy (cfg.encoder, "vsocksrc-preview", sizeof (cfg.encoder));
+  self->session = hxfr_host_session_new (conn, &cfg);
+  hxfr_conn_unref (conn);
+
+  GST_INFO_OBJECT (self, "guest connected: %s",
+      hxfr_host_session_get_peer (self->session));
+  if (!hxfr_host_session_handshake (self->session, -1, self->cancellable,
+          &err)) {
+    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
+      g_error_free (err);
+      return GST_FLOW_EOS;
+    }
+    return flow_for_error (self, err, "Guest handshake failed");
+  }
+  GST_INFO_OBJECT (self, "guest speaks HXFR v%u",
+      hxfr_host_session_get_version (self->session));
+  return GST_FLOW_OK;
+}
+
+static gboolean
+update_caps (GstVsockSrc * self, const HxfrFrameRequest * req)
+{
+  GstVideoFormat fmt = format_from_fourcc (req->format,
+      hxfr_host_session_get_version (self->session));
+  HxfrHostSettings st;
+  GstVideoInfo info;
+  GstCaps *caps;
+  GstQuery *query;
+  gboolean ok;
+
+  if (self->have_caps && GST_VIDEO_INFO_FORMAT (&self->info) == fmt
+      && (guint) GST_VIDEO_INFO_WIDTH (&self->info) == req->width
+      && (guint) GST_VIDEO_INFO_HEIGHT (&self->info) == req->height)
+    return TRUE;
+
+  hxfr_host_session_get_settings (self->session, &st);
+  gst_video_info_set_format (&info, fmt, req->width, req->height);
+  if (st.fps_n && st.fps_d && st.fps_n <= G_MAXINT && st.fps_d <= G_MAXINT) {
+    GST_VIDEO_INFO_FPS_N (&info) = st.fps_n;
+    GST_VIDEO_INFO_FPS_D (&info) = st.fps_d;
+  } else {
+    GST_OBJECT_LOCK (self);
+    GST_VIDEO_INFO_FPS_N (&info) = self->default_fps_n;
+    GST_VIDEO_INFO_FPS_D (&info) = self->default_fps_d;
+    GST_OBJECT_UNLOCK (self);
+  }
+  caps = gst_video_info_to_caps (&info);
+  GST_INFO_OBJECT (self, "guest frames are %" GST_PTR_FORMAT, caps);
+  ok = gst_base_src_set_caps (GST_BASE_SRC (self), caps);
+  if (ok) {
+    /* can downstream read our strides, or must we hand it packed frames? */
+    query = gst_query_new_allocation (caps, FALSE);
+    self->downstream_meta = gst_pad_peer_query (GST_BASE_SRC_PAD (self),
+        query) && gst_query_find_allocation_meta (query,
+        GST_VIDEO_META_API_TYPE, NULL);
+    gst_query_unref (query);
+    self->info = info;
+    self->have_caps = TRUE;
+    self->pushed = FALSE;
+  }
+  gst_caps_unref (caps);
+  return ok;
+}
+
+static GstFlowReturn
+acquire (GstVsockSrc * self, gsize size, GstBuffer ** buf)
+{
+  if (!self->pool || self->pool_buffer_size != size) {
+    GstStructure *config;
+    guint n;
+
+    if (self->pool) {
+      gst_buffer_pool_set_active (self->pool, FALSE);
+      gst_object_unref (self->pool);
+    }
+    GST_OBJECT_LOCK (self);
+    n = MAX (self->pool_size, 2);
+    GST_OBJECT_UNLOCK (self);
+    self->pool = gst_buffer_pool_new ();
+    config = gst_buffer_pool_get_config (self->pool);
+    gst_buffer_pool_config_set_params (config, NULL, size, 0, n);
+    if (!gst_buffer_pool_set_config (self->pool, config)
+        || !gst_buffer_pool_set_active (self->pool, TRUE)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT,
+          ("Could not allocate frames of %" G_GSIZE_FORMAT " bytes", size),
+          (NULL));
+      return GST_FLOW_ERROR;
+    }
+    self->pool_buffer_size = size;
+    if (g_cancellable_is_cancelled (self->cancellable))
+      gst_buffer_pool_set_flushing (self->pool, TRUE);
+  }
+  return gst_buffer_pool_acquire_buffer (self->pool, buf, NULL);
+}
+
+/* A buffer packed the default way, for a downstream without video meta. */
+static GstBuffer *
+repack (GstVsockSrc * self, GstBuffer * in)
+{
+  GstVideoFrame src, dst;
+  GstBuffer *out = gst_buffer_new_allocate (NULL,
+      GST_VIDEO_INFO_SIZE (&self->info), NULL);
+  GstVideoInfo in_info = self->info;
+  GstVideoMeta *meta = gst_buffer_get_video_meta (in);
+  guint i;
+
+  for (i = 0; i < meta->n_planes; i++) {
+    GST_VIDEO_INFO_PLANE_STRIDE (&in_info, i) = meta->stride[i];
+    GST_VIDEO_INFO_PLANE_OFFSET (&in_info, i) = meta->offset[i];
+  }
+  if (gst_video_frame_map (&src, &in_info, in, GST_MAP_READ)) {
+    if (gst_video_frame_map (&dst, &self->info, out, GST_MAP_WRITE)) {
+      gst_video_frame_copy (&dst, &src);
+      gst_video_frame_unmap (&dst);
+    }
+    gst_video_frame_unmap (&src);
+  }
+  gst_buffer_copy_into (out, in, GST_BUFFER_COPY_TIMESTAMPS, 0, -1);
+  gst_buffer_unref (in);
+  return out;
+}
+
+static gboolean
+layout_is_default (GstVsockSrc * self, const HxfrFrameRequest * req)
+{
+  guint i;
+
+  for (i = 0; i < req->n_planes; i++)
+    if (req->stride[i] != (guint) GST_VIDEO_INFO_PLANE_STRIDE (&self->info, i)
+        || req->offset[i] != GST_VIDEO_INFO_PLANE_OFFSET (&self->info, i))
+      return FALSE;
+  return TRUE;
+}
+
+static void
+push_force_key_unit (GstVsockSrc * self, GstClockTime pts)
+{
+  /* running time NONE: "the next frame", which is the one we push next */
+  GstEvent *ev = gst_video_event_new_downstream_force_key_unit (pts,
+      GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE, TRUE, ++self->key_count);
+
+  GST_DEBUG_OBJECT (self, "force-key-unit before %" GST_TIME_FORMAT,
+      GST_TIME_ARGS (pts));
+  gst_pad_push_event (GST_BASE_SRC_PAD (self), ev);
+}
+
+static GstFlowReturn
+gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
+{
+  GstVsockSrc *self = GST_VSOCK_SRC (psrc);
+  HxfrHostEvent ev;
+  GError *err = NULL;
+  GstBuffer *buf = NULL;
+  GstMapInfo map;
+  GstFlowReturn ret;
+  GstClockTime pts, duration;
+  gboolean ok;
+
+  if (!self->session) {
+    ret = accept_guest (self);
+    if (ret != GST_FLOW_OK)
+      return ret;
+  }
+
+  for (;;) {
+    if (!hxfr_host_session_next (self->session, &ev, self->cancellable,
+            &err))
+      return flow_for_error (self, err, "Guest protocol error");
+    if (ev.type == HXFR_HOST_EVENT_EOS) {
+      GST_INFO_OBJECT (self, "guest left");
+      return GST_FLOW_EOS;
+    }
+    if (ev.type == HXFR_HOST_EVENT_FRAME)
+      break;
+    /* KEYFRAME_REQ: tell the encoder now, the next frame is flagged too */
+    if (self->pushed)
+      push_force_key_unit (self, GST_CLOCK_TIME_NONE);
+  }
+
+  if (format_from_fourcc (ev.request.format, 0) == GST_VIDEO_FORMAT_UNKNOWN) {
+    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
+        "unsupported pixel format");
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Guest sent format 0x%08x",
+            ev.request.format), (NULL));
+    return GST_FLOW_ERROR;
+  }
+  if (!update_caps (self, &ev.request)) {
+    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
+        "the host pipeline cannot take this frame size or format");
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Downstream refuses the guest's %ux%u %s frames", ev.request.width,
+            ev.request.height, hxfr_format_to_string (ev.request.format)),
+        (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+
+  /* PTS: the guest's, kept strictly increasing so that it also names the
+   * request when the encoder's output comes back */
+  pts = ev.request.pts >= 0 ? (GstClockTime) ev.request.pts : 0;
+  if (GST_CLOCK_TIME_IS_VALID (self->last_pts) && pts <= self->last_pts)
+    pts = self->last_pts + 1;
+  duration = ev.request.duration >= 0 ? (GstClockTime) ev.request.duration :
+      GST_VIDEO_INFO_FPS_N (&self->info) ?
+      gst_util_uint64_scale (GST_SECOND, GST_VIDEO_INFO_FPS_D (&self->info),
+      GST_VIDEO_INFO_FPS_N (&self->info)) : GST_CLOCK_TIME_NONE;
+
+  ret = acquire (self, ev.pixel_size, &buf);
+  if (ret != GST_FLOW_OK) {
+    /* flushing: this request is lost with the pipeline; the guest's
+     * connection goes down with it */
+    hxfr_host_session_shutdown (self->session);
+    return ret;
+  }
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  ok = hxfr_host_session_read_pixels (self->session, map.data, pts,
+      self->cancellable, &err);
+  gst_buffer_unmap (buf, &map);
+  if (!ok) {
+    gst_buffer_unref (buf);
+    return flow_for_error (self, err, "Could not read a frame");
+  }
+  self->last_pts = pts;
+
+  if (self->standalone)
+    hxfr_host_session_answer (self->session, pts, HXFR_STATUS_DROPPED, NULL,
+        0, FALSE, -1, 0, NULL, NULL);
+
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION (buf) = duration;
+  {
+    gsize offset[GST_VIDEO_MAX_PLANES] = { 0, };
+    gint stride[GST_VIDEO_MAX_PLANES] = { 0, };
+    guint i;
+
+    for (i = 0; i < ev.request.n_planes && i < GST_VIDEO_MAX_PLANES; i++) {
+      offset[i] = ev.request.offset[i];
+      stride[i] = ev.request.stride[i];
+    }
+    gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
+        GST_VIDEO_INFO_FORMAT (&self->info), ev.request.width,
+        ev.request.height, ev.request.n_planes, offset, stride);
+  }
+  if (!self->downstream_meta && !layout_is_default (self, &ev.request))
+    buf = repack (self, buf);
+
+  if (ev.force_keyframe && self->pushed)
+    push_force_key_unit (self, pts);
+  self->pushed = TRUE;
+
+  GST_LOG_OBJECT (self, "frame %ux%u pts %" GST_TIME_FORMAT "%s",
+      ev.request.width, ev.request.height, GST_TIME_ARGS (pts),
+      ev.force_keyframe ? " (IDR)" : "");
+  *outbuf = buf;
+  return GST_FLOW_OK;
+}
+
+static void
+gst_vsock_src_class_init (GstVsockSrcClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *bsrc_class = GST_BASE_SRC_CLASS (klass);
+  GstPushSrcClass *psrc_class = GST_PUSH_SRC_CLASS (klass);
+
+  gobject_class->finalize = gst_vsock_src_finalize;
+  gobject_class->set_property = gst_vsock_src_set_property;
+  gobject_class->get_property = gst_vsock_src_get_property;
+
+  /**
+   * GstVsockSrc:listen:
+   *
+   * Address to accept one guest on: `unix:PATH`, `tcp:HOST:PORT` or
+   * `vsock:PORT`. Standalone use only; the element answers the guest itself.
+   */
+  properties[PROP_LISTEN] = g_param_spec_string ("listen", "Listen address",
+      "Accept one guest on this address (unix:PATH, tcp:HOST:PORT, "
+      "vsock:PORT) and answer it so that it keeps flowing (preview mode)",
+      NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_READY);
+
+  /**
+   * GstVsockSrc:session:
+   *
+   * An `HxfrHostSession *` whose handshake is done (helix-host-bridge sets
+   * it). The element reads the session's frames; whoever handed it over
+   * answers them.
+   */
+  properties[PROP_SESSION] = g_param_spec_pointer ("session", "Session",
+      "HxfrHostSession* handed over by helix-host-bridge (API use only)",
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  properties[PROP_MAX_IN_FLIGHT] = g_param_spec_uint ("max-in-flight",
+      "Max in flight", "Requests a v2 guest may have unanswered "
+      "(standalone mode)", 1, 64, DEFAULT_MAX_IN_FLIGHT,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  properties[PROP_POOL_SIZE] = g_param_spec_uint ("pool-size", "Pool size",
+      "Frame buffers at most (downstream holding them all stalls reading, "
+      "which is the memory bound)", 2, 64, DEFAULT_POOL_SIZE,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  /**
+   * GstVsockSrc:default-framerate:
+   *
+   * Framerate put in the caps while the guest has not said one. 0/1 (the
+   * default) is "variable"; some encoders (x264enc) then hold every frame
+   * back until the next one arrives, so the bridge sets a fixed rate here.
+   */
+  properties[PROP_DEFAULT_FRAMERATE] = gst_param_spec_fraction
+      ("default-framerate", "Default framerate",
+      "Framerate of the caps when the guest sends none (0/1 = variable)",
+      0, 1, G_MAXINT, 1, 0, 1,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
+
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "HXFR guest frame source", "Source/Video/Network",
+      "Raw video frames sent by a guest over vsock, TCP or a UNIX socket "
+      "(HXFR v1/v2)", "Helix encode offload");
+
+  bsrc_class->start = GST_DEBUG_FUNCPTR (gst_vsock_src_start);
+  bsrc_class->stop = GST_DEBUG_FUNCPTR (gst_vsock_src_stop);
+  bsrc_class->unlock = GST_DEBUG_FUNCPTR (gst_vsock_src_unlock);
+  bsrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_vsock_src_unlock_stop);
+  bsrc_class->negotiate = GST_DEBUG_FUNCPTR (gst_vsock_src_negotiate);
+  psrc_class->create = GST_DEBUG_FUNCPTR (gst_vsock_src_create);
+}
+
+static gboolean
+plugin_init (GstPlugin * plugin)
+{
+  return GST_ELEMENT_REGISTER (vsocksrc, plugin);
+}
+
+GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsocksrc,
+    "Host side of the helix encode offload: guest frames as raw video",
+    plugin_init, VERSION, "LGPL", "helix-encode-offload",
+    "https://example.invalid/helix")

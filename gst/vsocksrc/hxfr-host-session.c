@@ -1,0 +1,749 @@
+/* The host side of one HXFR connection. See hxfr-host-session.h.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "hxfr-host-session.h"
+
+#include <string.h>
+
+#define DEFAULT_MAX_IN_FLIGHT 8
+#define DEFAULT_IDLE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+#define DEFAULT_WRITE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+/* After a fatal ERROR: how long we keep reading (and discarding) so the
+ * guest gets to read the ERROR before the connection is torn down. */
+#define LINGER_US (500 * 1000)
+
+typedef struct
+{
+  guint32 seq;
+  gint64 pts;
+  gint64 duration;
+  guint64 tag;
+  gint64 t_read;                /* monotonic, request fully read */
+  gboolean ready;
+  HxfrFrameStatus status;
+  gboolean keyframe;
+  gint64 dts;
+  gint32 code;
+  gchar *text;
+  GBytes *au;
+} Pending;
+
+struct _HxfrHostSession
+{
+  gint refcount;
+  HxfrConn *conn;
+  HxfrHostConfig cfg;
+  gchar *peer;
+
+  /* reader thread only */
+  HxfrMessage held;             /* v1 first message, kept by the handshake */
+  gboolean have_held;
+  gboolean frame_open;          /* FRAME returned, pixels not read yet */
+  HxfrFrameRequest open_req;
+  gsize open_tail;
+  guint32 since_key;
+  gboolean want_key;
+
+  GMutex lock;                  /* protects everything below */
+  guint version;
+  guint16 session_id;           /* echoed from the guest's header */
+  guint max_in_flight;          /* granted */
+  HxfrHostSettings settings;
+  GQueue pending;               /* Pending*, oldest first */
+  gboolean failed;              /* ERROR sent or write failed: no answers */
+  HxfrHostStats stats;
+  HxfrHostSettingsFunc settings_func;
+  gpointer settings_data;
+  GDestroyNotify settings_notify;
+};
+
+void
+hxfr_host_config_init (HxfrHostConfig * cfg)
+{
+  memset (cfg, 0, sizeof (*cfg));
+  hxfr_limits_init_default (&cfg->limits);
+  cfg->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+  g_strlcpy (cfg->encoder, "none", sizeof (cfg->encoder));
+  cfg->idle_timeout_us = DEFAULT_IDLE_TIMEOUT_US;
+  cfg->write_timeout_us = DEFAULT_WRITE_TIMEOUT_US;
+}
+
+static void
+pending_free (Pending * p)
+{
+  g_free (p->text);
+  if (p->au)
+    g_bytes_unref (p->au);
+  g_free (p);
+}
+
+HxfrHostSession *
+hxfr_host_session_new (HxfrConn * conn, const HxfrHostConfig * cfg)
+{
+  HxfrHostSession *s = g_new0 (HxfrHostSession, 1);
+
+  s->refcount = 1;
+  s->conn = hxfr_conn_ref (conn);
+  s->cfg = *cfg;
+  if (cfg->token)
+    s->cfg.token = g_bytes_ref (cfg->token);
+  s->cfg.max_in_flight = MAX (cfg->max_in_flight, 1);
+  s->max_in_flight = s->cfg.max_in_flight;
+  s->session_id = 1;
+  s->peer = hxfr_conn_describe_peer (conn);
+  g_mutex_init (&s->lock);
+  g_queue_init (&s->pending);
+  return s;
+}
+
+HxfrHostSession *
+hxfr_host_session_ref (HxfrHostSession * s)
+{
+  g_atomic_int_inc (&s->refcount);
+  return s;
+}
+
+void
+hxfr_host_session_unref (HxfrHostSession * s)
+{
+  if (!s || !g_atomic_int_dec_and_test (&s->refcount))
+    return;
+  if (s->settings_notify)
+    s->settings_notify (s->settings_data);
+  g_queue_clear_full (&s->pending, (GDestroyNotify) pending_free);
+  g_mutex_clear (&s->lock);
+  if (s->cfg.token)
+    g_bytes_unref (s->cfg.token);
+  hxfr_conn_unref (s->conn);
+  g_free (s->peer);
+  g_free (s);
+}
+
+void
+hxfr_host_session_set_settings_func (HxfrHostSession * s,
+    HxfrHostSettingsFunc func, gpointer user_data, GDestroyNotify notify)
+{
+  g_mutex_lock (&s->lock);
+  if (s->settings_notify)
+    s->settings_notify (s->settings_data);
+  s->settings_func = func;
+  s->settings_data = user_data;
+  s->settings_notify = notify;
+  g_mutex_unlock (&s->lock);
+}
+
+HxfrConn *
+hxfr_host_session_get_conn (HxfrHostSession * s)
+{
+  return s->conn;
+}
+
+guint
+hxfr_host_session_get_version (HxfrHostSession * s)
+{
+  guint v;
+
+  g_mutex_lock (&s->lock);
+  v = s->version;
+  g_mutex_unlock (&s->lock);
+  return v;
+}
+
+void
+hxfr_host_session_get_settings (HxfrHostSession * s,
+    HxfrHostSettings * settings)
+{
+  g_mutex_lock (&s->lock);
+  *settings = s->settings;
+  g_mutex_unlock (&s->lock);
+}
+
+void
+hxfr_host_session_get_stats (HxfrHostSession * s, HxfrHostStats * stats)
+{
+  g_mutex_lock (&s->lock);
+  *stats = s->stats;
+  g_mutex_unlock (&s->lock);
+  stats->bytes_in = hxfr_conn_get_bytes_received (s->conn);
+  stats->bytes_out = hxfr_conn_get_bytes_sent (s->conn);
+}
+
+const gchar *
+hxfr_host_session_get_peer (HxfrHostSession * s)
+{
+  return s->peer;
+}
+
+guint
+hxfr_host_session_get_n_pending (HxfrHostSession * s)
+{
+  guint n;
+
+  g_mutex_lock (&s->lock);
+  n = s->pending.length;
+  g_mutex_unlock (&s->lock);
+  return n;
+}
+
+gint32
+hxfr_host_error_code (const GError * error)
+{
+  if (error && error->domain == HXFR_ERROR)
+    return error->code;
+  if (error && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    return HXFR_ERR_TIMEOUT;
+  return HXFR_ERR_INTERNAL;
+}
+
+static gboolean
+is_eos_error (const GError * error)
+{
+  return g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)
+      || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE)
+      || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED)
+      || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+}
+
+void
+hxfr_host_session_shutdown (HxfrHostSession * s)
+{
+  hxfr_conn_shutdown (s->conn);
+}
+
+void
+hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
+    const gchar * message)
+{
+  gboolean send;
+
+  g_mutex_lock (&s->lock);
+  send = !s->failed;
+  s->failed = TRUE;
+  if (send)
+    s->stats.errors++;
+  g_mutex_unlock (&s->lock);
+
+  if (send) {
+    GSocket *sock = hxfr_conn_get_socket (s->conn);
+
+    hxfr_conn_send_error (s->conn, s->session_id, code, message,
+        s->cfg.write_timeout_us, NULL);
+    /* FIN after the ERROR, then read until the guest closes (bounded):
+     * closing with unread input would reset a TCP connection and could
+     * destroy the ERROR before the guest reads it. */
+    g_socket_shutdown (sock, FALSE, TRUE, NULL);
+    hxfr_conn_skip (s->conn, G_MAXSIZE, LINGER_US, NULL, NULL);
+  }
+  hxfr_conn_shutdown (s->conn);
+}
+
+/* Fails the session for a reader error, unless the guest simply left. */
+static void
+fail_for_error (HxfrHostSession * s, const GError * error)
+{
+  if (is_eos_error (error)
+      || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  hxfr_host_session_fail (s, hxfr_host_error_code (error), error->message);
+}
+
+static gboolean
+constant_time_equal (const guint8 * a, gsize a_len, const guint8 * b,
+    gsize b_len)
+{
+  guint8 diff = a_len != b_len;
+  gsize i, n = MAX (a_len, b_len);
+
+  /* touch n bytes whatever the contents; the length itself is not secret */
+  for (i = 0; i < n; i++)
+    diff |= (i < a_len ? a[i] : 0) ^ (i < b_len ? b[i] : 0);
+  return diff == 0;
+}
+
+static gboolean
+refuse (HxfrHostSession * s, gint32 code, GError ** error,
+    const gchar * format, ...) G_GNUC_PRINTF (4, 5);
+
+static gboolean
+refuse (HxfrHostSession * s, gint32 code, GError ** error,
+    const gchar * format, ...)
+{
+  va_list args;
+  gchar *msg;
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  hxfr_host_session_fail (s, code, msg);
+  g_set_error_literal (error, HXFR_ERROR, code, msg);
+  g_free (msg);
+  return FALSE;
+}
+
+static void
+apply_settings (HxfrHostSession * s, guint32 mask,
+    const HxfrHostSettings * in)
+{
+  HxfrHostSettingsFunc func;
+  gpointer data;
+  HxfrHostSettings copy;
+  guint32 changed = 0;
+
+  g_mutex_lock (&s->lock);
+  if ((mask & HXFR_CONTROL_BITRATE) && in->bitrate
+      && in->bitrate != s->settings.bitrate) {
+    s->settings.bitrate = in->bitrate;
+    changed |= HXFR_CONTROL_BITRATE;
+  }
+  if ((mask & HXFR_CONTROL_KEYFRAME_INTERVAL)
+      && in->keyframe_interval != s->settings.keyframe_interval) {
+    s->settings.keyframe_interval = in->keyframe_interval;
+    changed |= HXFR_CONTROL_KEYFRAME_INTERVAL;
+  }
+  if ((mask & HXFR_CONTROL_FRAMERATE) && in->fps_n && in->fps_d
+      && ((guint64) in->fps_n * s->settings.fps_d !=
+          (guint64) s->settings.fps_n * in->fps_d)) {
+    s->settings.fps_n = in->fps_n;
+    s->settings.fps_d = in->fps_d;
+    changed |= HXFR_CONTROL_FRAMERATE;
+  }
+  func = s->settings_func;
+  data = s->settings_data;
+  copy = s->settings;
+  g_mutex_unlock (&s->lock);
+
+  if (changed && func)
+    func (s, changed, &copy, data);
+}
+
+gboolean
+hxfr_host_session_handshake (HxfrHostSession * s,
+    gint64 first_byte_timeout_us, GCancellable * cancellable,
+    GError ** error)
+{
+  HxfrMessage *msg = &s->held;
+  GError *err = NULL;
+
+  if (!hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits, msg,
+          first_byte_timeout_us, s->cfg.idle_timeout_us, cancellable, &err)) {
+    fail_for_error (s, err);
+    g_propagate_error (error, err);
+    return FALSE;
+  }
+
+  g_mutex_lock (&s->lock);
+  s->session_id = msg->header.session_id;
+  g_mutex_unlock (&s->lock);
+
+  switch (msg->header.type) {
+    case HXFR_MSG_HELLO:{
+      const HxfrHello *h = &msg->u.hello;
+      HxfrHelloAck ack = { 0, };
+      HxfrHostSettings st = { 0, };
+      guint8 out[HXFR_MAX_FIXED_SIZE];
+      gsize len;
+
+      if (h->min_version > 2 || h->max_version < 2)
+        return refuse (s, HXFR_ERR_UNSUPPORTED, error,
+            "protocol versions %u..%u not supported (this host speaks 2)",
+            h->min_version, h->max_version);
+      if (s->cfg.token) {
+        gsize tlen;
+        const guint8 *t = g_bytes_get_data (s->cfg.token, &tlen);
+
+        if (!constant_time_equal (t, tlen, msg->token, h->token_len))
+          return refuse (s, HXFR_ERR_UNAUTHORIZED, error,
+              "missing or wrong token");
+      }
+      if (h->codec != HXFR_CODEC_H264)
+        return refuse (s, HXFR_ERR_UNSUPPORTED, error,
+            "codec 0x%08x not supported (only H264)", h->codec);
+
+      g_mutex_lock (&s->lock);
+      s->version = 2;
+      s->max_in_flight = CLAMP (h->max_in_flight, 1, s->cfg.max_in_flight);
+      g_mutex_unlock (&s->lock);
+
+      ack.version = 2;
+      ack.codec = HXFR_CODEC_H264;
+      ack.max_in_flight = s->max_in_flight;
+      ack.max_width = s->cfg.limits.max_width;
+      ack.max_height = s->cfg.limits.max_height;
+      ack.host_flags = s->cfg.host_flags;
+      g_strlcpy (ack.encoder, s->cfg.encoder, sizeof (ack.encoder));
+      len = hxfr_hello_ack_write (&ack, out);
+      if (!hxfr_conn_send (s->conn, HXFR_MSG_HELLO_ACK, 0, s->session_id,
+              out, len, NULL, 0, s->cfg.write_timeout_us, cancellable,
+              error)) {
+        hxfr_conn_shutdown (s->conn);
+        return FALSE;
+      }
+      st.bitrate = h->bitrate;
+      st.keyframe_interval = h->keyframe_interval;
+      st.fps_n = h->fps_n;
+      st.fps_d = h->fps_d;
+      apply_settings (s, HXFR_CONTROL_ALL, &st);
+      return TRUE;
+    }
+    case HXFR_MSG_FRAME_REQUEST:
+    case HXFR_MSG_CONFIG_REQ:
+    case HXFR_MSG_KEYFRAME_REQ:
+    case HXFR_MSG_PING:
+      /* a v1 guest: no handshake, its first message is already a request */
+      if (s->cfg.token)
+        return refuse (s, HXFR_ERR_UNAUTHORIZED, error,
+            "this host requires a token (v2 HELLO)");
+      g_mutex_lock (&s->lock);
+      s->version = 1;
+      g_mutex_unlock (&s->lock);
+      s->have_held = TRUE;
+      return TRUE;
+    default:
+      return refuse (s, HXFR_ERR_INVALID, error,
+          "%s before HELLO", hxfr_msg_type_name (msg->header.type));
+  }
+}
+
+gboolean
+hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
+    GCancellable * cancellable, GError ** error)
+{
+  g_return_val_if_fail (s->version != 0, FALSE);
+  g_return_val_if_fail (!s->frame_open, FALSE);
+
+  memset (event, 0, sizeof (*event));
+  for (;;) {
+    HxfrMessage msg;
+    GError *err = NULL;
+    guint type;
+
+    if (s->have_held) {
+      msg = s->held;
+      s->have_held = FALSE;
+    } else if (!hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
+            &msg, -1, s->cfg.idle_timeout_us, cancellable, &err)) {
+      if (is_eos_error (err)) {
+        g_error_free (err);
+        event->type = HXFR_HOST_EVENT_EOS;
+        return TRUE;
+      }
+      fail_for_error (s, err);
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+
+    type = msg.header.type;
+    switch (type) {
+      case HXFR_MSG_PING:
+        if (!hxfr_conn_send (s->conn, HXFR_MSG_PONG, 0, s->session_id, NULL,
+                0, NULL, 0, s->cfg.write_timeout_us, cancellable, &err)) {
+          g_propagate_error (error, err);
+          return FALSE;
+        }
+        continue;
+      case HXFR_MSG_PONG:
+        continue;
+      case HXFR_MSG_KEYFRAME_REQ:
+        s->want_key = TRUE;
+        event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
+        return TRUE;
+      case HXFR_MSG_CONFIG_REQ:{
+        HxfrHostSettings st = { 0, };
+
+        /* v1 semantics: applied, never answered */
+        st.bitrate = msg.u.config.bitrate;
+        st.fps_n = msg.u.config.fps_n;
+        st.fps_d = msg.u.config.fps_d;
+        apply_settings (s, HXFR_CONTROL_BITRATE | HXFR_CONTROL_FRAMERATE,
+            &st);
+        continue;
+      }
+      case HXFR_MSG_CONTROL:{
+        HxfrHostSettings st;
+
+        if (s->version != 2)
+          return refuse (s, HXFR_ERR_INVALID, error,
+              "CONTROL in a v1 session");
+        st.bitrate = msg.u.control.bitrate;
+        st.keyframe_interval = msg.u.control.keyframe_interval;
+        st.fps_n = msg.u.control.fps_n;
+        st.fps_d = msg.u.control.fps_d;
+        apply_settings (s, msg.u.control.mask, &st);
+        continue;
+      }
+      case HXFR_MSG_FRAME_REQUEST:
+      case HXFR_MSG_FRAME_REQUEST2:{
+        guint n_pending, max;
+        guint32 interval;
+
+        if ((type == HXFR_MSG_FRAME_REQUEST) != (s->version == 1))
+          return refuse (s, HXFR_ERR_INVALID, error,
+              "%s in a v%u session", hxfr_msg_type_name (type), s->version);
+        g_mutex_lock (&s->lock);
+        n_pending = s->pending.length;
+        max = s->max_in_flight;
+        interval = s->settings.keyframe_interval;
+        s->stats.requests++;
+        g_mutex_unlock (&s->lock);
+        if (n_pending >= max)
+          return refuse (s, HXFR_ERR_LIMIT, error,
+              "more than %u requests in flight", max);
+
+        if (msg.tail_size == 0) {
+          /* a resource id: no helix export client in this session, so
+           * per-frame failure, answered in its turn */
+          Pending *p = g_new0 (Pending, 1);
+
+          p->seq = msg.u.frame_request.seq;
+          p->pts = msg.u.frame_request.pts;
+          p->duration = msg.u.frame_request.duration;
+          p->t_read = g_get_monotonic_time ();
+          p->ready = TRUE;
+          p->status = HXFR_STATUS_FAILED;
+          p->code = HXFR_ERR_RESOURCE_NOT_FOUND;
+          p->text = g_strdup_printf ("resource %u cannot be resolved here",
+              msg.u.frame_request.resource_id);
+          g_mutex_lock (&s->lock);
+          g_queue_push_tail (&s->pending, p);
+          g_mutex_unlock (&s->lock);
+          /* flushes it if it is at the head */
+          hxfr_host_session_answer (s, G_MAXUINT64, HXFR_STATUS_DROPPED,
+              NULL, 0, FALSE, -1, 0, NULL, NULL);
+          continue;
+        }
+
+        event->type = HXFR_HOST_EVENT_FRAME;
+        event->request = msg.u.frame_request;
+        event->pixel_size = msg.tail_size;
+        event->force_keyframe = msg.u.frame_request.force_keyframe
+            || s->want_key || (interval && s->since_key >= interval);
+        if (event->force_keyframe)
+          s->since_key = 0;
+        s->since_key++;
+        s->want_key = FALSE;
+        s->frame_open = TRUE;
+        s->open_req = msg.u.frame_request;
+        s->open_tail = msg.tail_size;
+        return TRUE;
+      }
+      default:
+        return refuse (s, HXFR_ERR_INVALID, error, "unexpected %s",
+            hxfr_msg_type_name (type));
+    }
+  }
+}
+
+gboolean
+hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
+    guint64 tag, GCancellable * cancellable, GError ** error)
+{
+  GError *err = NULL;
+  gboolean ok;
+  Pending *p;
+
+  g_return_val_if_fail (s->frame_open, FALSE);
+  s->frame_open = FALSE;
+
+  if (dest)
+    ok = hxfr_conn_read_exact (s->conn, dest, s->open_tail,
+        s->cfg.idle_timeout_us, cancellable, &err);
+  else
+    ok = hxfr_conn_skip (s->conn, s->open_tail, s->cfg.idle_timeout_us,
+        cancellable, &err);
+  if (!ok) {
+    fail_for_error (s, err);
+    g_propagate_error (error, err);
+    return FALSE;
+  }
+
+  p = g_new0 (Pending, 1);
+  p->seq = s->open_req.seq;
+  p->pts = s->open_req.pts;
+  p->duration = s->open_req.duration;
+  p->tag = tag;
+  p->t_read = g_get_monotonic_time ();
+  g_mutex_lock (&s->lock);
+  g_queue_push_tail (&s->pending, p);
+  g_mutex_unlock (&s->lock);
+  return TRUE;
+}
+
+/* Writes the answer of @p. Called with the lock held. */
+static gboolean
+send_answer (HxfrHostSession * s, Pending * p, const guint8 * au,
+    gsize au_size, GError ** error)
+{
+  HxfrFrameResponse r = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  GOutputVector tail[2];
+  guint n_tail = 0;
+  guint32 nal_size;
+  gsize len;
+  gboolean ok;
+  gint64 elapsed;
+
+  if (s->failed) {
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CLOSED,
+        "session already failed");
+    return FALSE;
+  }
+
+  if (s->version == 1 && p->status == HXFR_STATUS_FAILED) {
+    s->stats.failed++;
+    s->stats.errors++;
+    ok = hxfr_conn_send_error (s->conn, s->session_id, p->code, p->text,
+        s->cfg.write_timeout_us, error);
+    goto done;
+  }
+
+  elapsed = g_get_monotonic_time () - p->t_read;
+  r.seq = p->seq;
+  r.status = p->status;
+  r.keyframe = p->status == HXFR_STATUS_OK && p->keyframe;
+  r.pts = p->pts;
+  r.dts = p->status == HXFR_STATUS_OK ? p->dts : p->pts;
+  r.duration = p->duration;
+  r.error_code = p->status == HXFR_STATUS_FAILED ? p->code : 0;
+  r.host_time_us = (guint32) CLAMP (elapsed, 0, G_MAXUINT32);
+
+  if (p->status == HXFR_STATUS_OK) {
+    s->stats.answered_ok++;
+    if (s->version == 1) {
+      /* the whole access unit as one NAL-list entry: {u32 LE size, bytes} */
+      nal_size = GUINT32_TO_LE ((guint32) au_size);
+      tail[n_tail].buffer = &nal_size;
+      tail[n_tail++].size = 4;
+      r.nal_count = 1;
+    }
+    tail[n_tail].buffer = au;
+    tail[n_tail++].size = au_size;
+  } else if (p->status == HXFR_STATUS_DROPPED) {
+    /* v1 has no "dropped": an empty FRAME_RESPONSE (no NAL entry) keeps a
+     * deployed guest going, where an ERROR may stop it */
+    s->stats.dropped++;
+    r.nal_count = 0;
+  } else {
+    s->stats.failed++;
+    if (p->text) {
+      tail[n_tail].buffer = p->text;
+      tail[n_tail++].size = MIN (strlen (p->text), HXFR_ERROR_TEXT_SIZE);
+    }
+  }
+
+  len = hxfr_frame_response_write (&r, s->version, fixed);
+  ok = hxfr_conn_send (s->conn, s->version == 1 ? HXFR_MSG_FRAME_RESPONSE :
+      HXFR_MSG_FRAME_RESPONSE2, 0, s->session_id, fixed, len, tail, n_tail,
+      s->cfg.write_timeout_us, NULL, error);
+
+done:
+  if (!ok) {
+    /* a guest that does not read its answers loses its session, nobody
+     * else's */
+    s->failed = TRUE;
+    hxfr_conn_shutdown (s->conn);
+  }
+  return ok;
+}
+
+/* Writes every ready answer at the head of the queue. Lock held. */
+static gboolean
+flush_ready (HxfrHostSession * s, GError ** error)
+{
+  Pending *p;
+  gboolean ok = TRUE;
+
+  while ((p = g_queue_peek_head (&s->pending)) && p->ready) {
+    gsize size = 0;
+    const guint8 *data = p->au ? g_bytes_get_data (p->au, &size) : NULL;
+
+    g_queue_pop_head (&s->pending);
+    if (ok && !send_answer (s, p, data, size, error))
+      ok = FALSE;
+    pending_free (p);
+  }
+  return ok;
+}
+
+gboolean
+hxfr_host_session_answer (HxfrHostSession * s, guint64 tag,
+    HxfrFrameStatus status, const guint8 * au, gsize au_size,
+    gboolean keyframe, gint64 dts, gint32 code, const gchar * text,
+    GError ** error)
+{
+  Pending *p = NULL;
+  GList *l;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&s->lock);
+  if (tag != G_MAXUINT64) {
+    for (l = s->pending.head; l; l = l->next) {
+      Pending *q = l->data;
+
+      if (!q->ready && q->tag == tag) {
+        p = q;
+        break;
+      }
+    }
+    if (!p) {
+      g_mutex_unlock (&s->lock);
+      g_set_error (error, HXFR_ERROR, HXFR_ERR_INTERNAL,
+          "no pending request for tag %" G_GUINT64_FORMAT, tag);
+      return FALSE;
+    }
+    /* earlier requests the encoder never produced output for */
+    for (l = s->pending.head; l->data != p; l = l->next) {
+      Pending *q = l->data;
+
+      if (!q->ready) {
+        q->ready = TRUE;
+        q->status = HXFR_STATUS_DROPPED;
+      }
+    }
+    p->status = status;
+    p->keyframe = keyframe;
+    p->dts = dts;
+    p->code = code;
+    g_free (p->text);
+    p->text = g_strdup (text);
+    ok = flush_ready (s, error);
+    if (ok && g_queue_peek_head (&s->pending) == p) {
+      /* the common case: at the head, sent straight from the caller's
+       * memory */
+      g_queue_pop_head (&s->pending);
+      ok = send_answer (s, p, au, au_size, error);
+      pending_free (p);
+    } else {
+      p->ready = TRUE;
+      if (status == HXFR_STATUS_OK)
+        p->au = g_bytes_new (au, au_size);
+    }
+  }
+  if (ok)
+    ok = flush_ready (s, error);
+  else
+    flush_ready (s, NULL);
+  g_mutex_unlock (&s->lock);
+  return ok;
+}
+
+void
+hxfr_host_session_answer_all (HxfrHostSession * s, HxfrFrameStatus status,
+    gint32 code, const gchar * text)
+{
+  GList *l;
+
+  g_mutex_lock (&s->lock);
+  for (l = s->pending.head; l; l = l->next) {
+    Pending *q = l->data;
+
+    if (!q->ready) {
+      q->ready = TRUE;
+      q->status = status;
+      q->code = code;
+      q->text = g_strdup (text);
+    }
+  }
+  flush_ready (s, NULL);
+  g_mutex_unlock (&s->lock);
+}

@@ -1,0 +1,147 @@
+/* The host side of one HXFR connection: handshake (v2 HELLO or a v1 guest
+ * detected from its first message), the reading of requests, and the
+ * in-order queue of pending requests that pairs every answer with its
+ * request and answers each exactly once. Used by vsocksrc (both when it
+ * listens itself and when the bridge hands it a session) and by
+ * helix-host-bridge; no other code answers a guest.
+ *
+ * Threads: one reader (the thread that calls handshake/next/read_pixels)
+ * and any number of answering threads. @lock protects the pending queue,
+ * the settings and the counters; answers are written while holding it, so
+ * they leave in queue order.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "hxfr-transport.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  HxfrLimits limits;
+  guint max_in_flight;          /* granted to v2 guests at most; also the
+                                 * bound for v1 guests */
+  GBytes *token;                /* NULL: no token required */
+  gchar encoder[HXFR_ENCODER_NAME_SIZE];
+  guint32 host_flags;
+  gint64 idle_timeout_us;       /* rest of a begun message */
+  gint64 write_timeout_us;      /* one answer */
+} HxfrHostConfig;
+
+void hxfr_host_config_init (HxfrHostConfig * cfg);
+
+typedef struct _HxfrHostSession HxfrHostSession;
+
+typedef enum
+{
+  HXFR_HOST_EVENT_FRAME,        /* a frame request: read its pixels next */
+  HXFR_HOST_EVENT_KEYFRAME_REQ, /* the guest asked for an IDR (KEYFRAME_REQ) */
+  HXFR_HOST_EVENT_EOS,          /* the guest closed the connection */
+} HxfrHostEventType;
+
+typedef struct
+{
+  HxfrHostEventType type;
+  HxfrFrameRequest request;     /* FRAME */
+  gsize pixel_size;             /* FRAME: bytes read_pixels() will read */
+  gboolean force_keyframe;      /* FRAME: encode as IDR (guest's flag, a
+                                 * KEYFRAME_REQ or the keyframe interval) */
+} HxfrHostEvent;
+
+/* Settings the guest asked for (HELLO, CONFIG_REQ, CONTROL). 0 = not set. */
+typedef struct
+{
+  guint32 bitrate;              /* bit/s */
+  guint32 keyframe_interval;    /* frames, 0 = only on request */
+  guint32 fps_n;
+  guint32 fps_d;
+} HxfrHostSettings;
+
+/* Called on the reader thread when the guest changes a setting; @mask is
+ * the HXFR_CONTROL_* bits that changed. */
+typedef void (*HxfrHostSettingsFunc) (HxfrHostSession * session,
+    guint32 mask, const HxfrHostSettings * settings, gpointer user_data);
+
+typedef struct
+{
+  guint64 requests;
+  guint64 answered_ok;
+  guint64 dropped;
+  guint64 failed;
+  guint64 errors;               /* ERROR messages sent */
+  guint64 bytes_in;
+  guint64 bytes_out;
+} HxfrHostStats;
+
+HxfrHostSession *hxfr_host_session_new (HxfrConn * conn,
+    const HxfrHostConfig * cfg);
+HxfrHostSession *hxfr_host_session_ref (HxfrHostSession * s);
+void hxfr_host_session_unref (HxfrHostSession * s);
+
+void hxfr_host_session_set_settings_func (HxfrHostSession * s,
+    HxfrHostSettingsFunc func, gpointer user_data, GDestroyNotify notify);
+
+HxfrConn *hxfr_host_session_get_conn (HxfrHostSession * s);
+/* 0 before the handshake, then 1 or 2. */
+guint hxfr_host_session_get_version (HxfrHostSession * s);
+void hxfr_host_session_get_settings (HxfrHostSession * s,
+    HxfrHostSettings * settings);
+void hxfr_host_session_get_stats (HxfrHostSession * s, HxfrHostStats * stats);
+/* The peer, for logs ("unix uid 1000", "tcp 127.0.0.1:40000"). */
+const gchar *hxfr_host_session_get_peer (HxfrHostSession * s);
+
+/* Reads the guest's first message. A HELLO is answered (HELLO_ACK, or
+ * ERROR and close); any v1 message makes this a v1 session and is kept
+ * for hxfr_host_session_next(). FALSE: the session is over (an ERROR has
+ * been sent where the protocol wants one; @error says why). */
+gboolean hxfr_host_session_handshake (HxfrHostSession * s,
+    gint64 first_byte_timeout_us, GCancellable * cancellable,
+    GError ** error);
+
+/* Reads messages until one the caller must act on. PING, CONFIG_REQ,
+ * CONTROL and resource-id frames the host cannot resolve are handled
+ * here. After a FRAME event the caller must call read_pixels() before
+ * next() again. A protocol violation is answered with ERROR, the
+ * connection closed, and FALSE returned. */
+gboolean hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
+    GCancellable * cancellable, GError ** error);
+
+/* Reads the pixels of the FRAME just returned into @dest (which holds
+ * event->pixel_size bytes; NULL skips them) and queues the request, tagged
+ * with @tag (e.g. the PTS of the buffer that carries it) for answer(). */
+gboolean hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
+    guint64 tag, GCancellable * cancellable, GError ** error);
+
+/* Answers the request tagged @tag. Requests queued before it and still
+ * unanswered are answered DROPPED first (the encoder skipped them).
+ * OK: @au is one Annex B access unit. DROPPED: nothing. FAILED: @code and
+ * @text (v2 FAILED; v1 ERROR, the session goes on). In v1, DROPPED is a
+ * FRAME_RESPONSE with no NAL entry (see docs). FALSE if no such request
+ * is pending or the answer could not be written. */
+gboolean hxfr_host_session_answer (HxfrHostSession * s, guint64 tag,
+    HxfrFrameStatus status, const guint8 * au, gsize au_size,
+    gboolean keyframe, gint64 dts, gint32 code, const gchar * text,
+    GError ** error);
+
+/* Answers every pending request with @status (DROPPED or FAILED). */
+void hxfr_host_session_answer_all (HxfrHostSession * s,
+    HxfrFrameStatus status, gint32 code, const gchar * text);
+
+guint hxfr_host_session_get_n_pending (HxfrHostSession * s);
+
+/* Session-fatal: sends ERROR @code (once), ends our direction, discards
+ * what the guest still sends for a short bounded time so that the ERROR is
+ * read rather than lost to a reset, and shuts the connection down. */
+void hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
+    const gchar * message);
+
+/* Wakes a reader blocked in next()/read_pixels() (it sees EOS). */
+void hxfr_host_session_shutdown (HxfrHostSession * s);
+
+/* The HxfrErrorCode to send for a GError from the reader: HXFR_ERROR keeps
+ * its code, a timeout mid-message is TIMEOUT, anything else INTERNAL. */
+gint32 hxfr_host_error_code (const GError * error);
+
+G_END_DECLS

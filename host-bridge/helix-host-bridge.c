@@ -1,0 +1,868 @@
+/* helix-host-bridge: encodes guests' frames on the host.
+ *
+ * Threads:
+ * - the main thread runs a GMainLoop: one GSource per listening socket
+ *   (accept, access control, session limit), SIGINT/SIGTERM.
+ * - one thread per session: handshake (hxfr_host_session_handshake), then
+ *   it builds and owns the session's pipeline
+ *     vsocksrc ! queue ! [videoconvert] ! ENCODER ! h264parse ! capsfilter ! appsink
+ *   and waits on the pipeline's bus until EOS (guest left, or we drain on
+ *   shutdown) or an error, then tears it down and logs the session's end.
+ * - inside each pipeline: vsocksrc's streaming thread reads requests; the
+ *   queue's thread runs the encoder and appsink's new-sample callback, which
+ *   writes each access unit back as the answer to its request
+ *   (hxfr_host_session_answer pairs it by PTS, answers in order).
+ * - a refused connection (limit, access control) gets a short-lived thread
+ *   that sends ERROR and closes it without holding up the main loop.
+ *
+ * Bridge.lock protects sessions, n_sessions and stopping; lock order:
+ * Bridge.lock, then a session's own locks (never the other way).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <glib-unix.h>
+#include <gst/gst.h>
+#include <gst/app/gstappsink.h>
+
+#include "hxfr-host-session.h"
+#include "bridge-encoder.h"
+
+GST_DEBUG_CATEGORY (bridge_debug);
+#define GST_CAT_DEFAULT bridge_debug
+
+#define DEFAULT_MAX_SESSIONS 16
+#define DEFAULT_MAX_DIMENSION 8192
+#define DEFAULT_MAX_IN_FLIGHT 8
+#define DEFAULT_IDLE_TIMEOUT 5.0
+#define DEFAULT_DRAIN_TIMEOUT 5.0
+#define DEFAULT_BITRATE 4000000
+#define DEFAULT_UNIX_MODE "0660"
+
+/* The --encoder null answer: one access unit delimiter NAL, Annex B. */
+static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
+
+typedef struct _Bridge Bridge;
+
+typedef struct
+{
+  Bridge *bridge;
+  guint id;
+  HxfrConn *conn;
+  HxfrHostSession *hs;
+  GCancellable *cancellable;
+  GThread *thread;
+  GstElement *pipeline;         /* set once PLAYING, under Bridge.lock */
+  GstElement *src;
+  GstElement *encoder;
+  gint64 t_start;
+  gint64 t_first_frame;
+  gint64 t_last_frame;
+  gboolean drained;             /* EOS sent by us on shutdown */
+} Session;
+
+typedef struct
+{
+  HxfrListener *listener;
+  GSource *source;
+  gboolean is_unix, is_vsock;
+} Listener;
+
+struct _Bridge
+{
+  /* options */
+  gchar **listen;
+  gchar *encoder_name;
+  const BridgeEncoder *encoder;
+  gboolean null_encoder;
+  gboolean need_convert;
+  guint bitrate;
+  guint max_sessions;
+  guint max_in_flight;
+  HxfrHostConfig cfg;
+  gdouble drain_timeout;
+  guint unix_mode;
+  GArray *allow_uid;
+  GArray *allow_cid;
+
+  GMainLoop *loop;
+  GPtrArray *listeners;
+
+  GMutex lock;
+  GCond cond;
+  GList *sessions;
+  guint n_sessions;
+  guint next_id;
+  gboolean stopping;
+};
+
+/* Logs go to stderr, one line per event, without GLib's decoration. */
+static void
+log_line (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
+
+static void
+log_line (const gchar * format, ...)
+{
+  va_list args;
+  gchar *msg;
+  GDateTime *now = g_date_time_new_now_utc ();
+  gchar *ts = g_date_time_format (now, "%H:%M:%S");
+
+  va_start (args, format);
+  msg = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_printerr ("%s.%03d helix-host-bridge: %s\n", ts,
+      g_date_time_get_microsecond (now) / 1000, msg);
+  g_free (msg);
+  g_free (ts);
+  g_date_time_unref (now);
+}
+
+/* Session */
+
+static void
+on_settings (HxfrHostSession * hs, guint32 mask,
+    const HxfrHostSettings * st, gpointer user_data)
+{
+  Session *s = user_data;
+
+  /* the reader thread; encoders take their bitrate while PLAYING */
+  if ((mask & HXFR_CONTROL_BITRATE) && s->encoder)
+    bridge_encoder_set_bitrate (s->encoder, s->bridge->encoder, st->bitrate);
+}
+
+static GstFlowReturn
+on_new_sample (GstAppSink * sink, gpointer user_data)
+{
+  Session *s = user_data;
+  GstSample *sample = gst_app_sink_pull_sample (sink);
+  GstSegment *segment;
+  GstBuffer *buf;
+  GstMapInfo map;
+  GError *err = NULL;
+  GstClockTime pts, dts;
+  gboolean ok;
+
+  if (!sample)
+    return GST_FLOW_FLUSHING;
+  buf = gst_sample_get_buffer (sample);
+  /* Encoders may shift timestamps (x264enc adds 1000 hours so that DTS
+   * never goes negative) and move the segment with them: the running time
+   * is what is left of the PTS vsocksrc tagged the request with. */
+  segment = gst_sample_get_segment (sample);
+  pts = gst_segment_to_running_time (segment, GST_FORMAT_TIME,
+      GST_BUFFER_PTS (buf));
+  dts = GST_BUFFER_DTS_IS_VALID (buf) ?
+      gst_segment_to_running_time (segment, GST_FORMAT_TIME,
+      GST_BUFFER_DTS (buf)) : GST_CLOCK_TIME_NONE;
+  if (!GST_CLOCK_TIME_IS_VALID (dts))
+    dts = pts;
+  s->t_last_frame = g_get_monotonic_time ();
+  if (!s->t_first_frame)
+    s->t_first_frame = s->t_last_frame;
+
+  GST_LOG ("session %u: access unit for %" GST_TIME_FORMAT, s->id,
+      GST_TIME_ARGS (pts));
+  if (s->bridge->null_encoder) {
+    ok = hxfr_host_session_answer (s->hs, pts, HXFR_STATUS_OK, null_au,
+        sizeof (null_au), FALSE, (gint64) pts, 0, NULL, &err);
+  } else {
+    gst_buffer_map (buf, &map, GST_MAP_READ);
+    ok = hxfr_host_session_answer (s->hs, pts, HXFR_STATUS_OK, map.data,
+        map.size, !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT),
+        (gint64) dts, 0, NULL, &err);
+    gst_buffer_unmap (buf, &map);
+  }
+  gst_sample_unref (sample);
+  if (!ok) {
+    GST_WARNING ("session %u: %s", s->id, err->message);
+    if (err->domain != HXFR_ERROR) {
+      /* the guest does not take its answers: this session is over */
+      g_error_free (err);
+      return GST_FLOW_ERROR;
+    }
+    g_error_free (err);
+  }
+  return GST_FLOW_OK;
+}
+
+static GstElement *
+make (const gchar * factory, const gchar * name, GError ** error)
+{
+  GstElement *e = gst_element_factory_make (factory, name);
+
+  if (!e)
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+        "element %s is not installed", factory);
+  return e;
+}
+
+static gboolean
+build_pipeline (Session * s, GError ** error)
+{
+  Bridge *b = s->bridge;
+  GstElement *pipeline, *src, *queue = NULL, *convert = NULL, *enc = NULL,
+      *parse = NULL, *filter = NULL, *sink;
+  GstCaps *caps;
+  HxfrHostSettings st;
+  gchar name[32];
+  GstAppSinkCallbacks callbacks = { NULL, };
+
+  g_snprintf (name, sizeof (name), "session-%u", s->id);
+  pipeline = gst_pipeline_new (name);
+  if (!(src = make ("vsocksrc", "src", error))) {
+    gst_object_unref (pipeline);
+    return FALSE;
+  }
+  /* a fixed rate when the guest gives none: x264enc delays every frame by
+   * one in variable-framerate mode, which would stall a v1 guest */
+  g_object_set (src, "session", s->hs, "pool-size", b->max_in_flight + 2,
+      "default-framerate", 30, 1, NULL);
+  sink = make ("appsink", "sink", error);
+  gst_bin_add_many (GST_BIN (pipeline), src, sink, NULL);
+
+  if (!b->null_encoder) {
+    hxfr_host_session_get_settings (s->hs, &st);
+    queue = make ("queue", NULL, error);
+    if (b->need_convert)
+      convert = make ("videoconvert", NULL, error);
+    enc = make (b->encoder_name, "encoder", error);
+    parse = make ("h264parse", NULL, error);
+    filter = make ("capsfilter", NULL, error);
+    if (!queue || (b->need_convert && !convert) || !enc || !parse || !filter) {
+      gst_object_unref (pipeline);
+      return FALSE;
+    }
+    /* bounded: as many frames as the guest may have in flight */
+    g_object_set (queue, "max-size-buffers", b->max_in_flight,
+        "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
+    bridge_encoder_configure (enc, b->encoder,
+        st.bitrate ? st.bitrate : b->bitrate);
+    g_object_set (parse, "config-interval", -1, NULL);
+    caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
+        "alignment=au");
+    g_object_set (filter, "caps", caps, NULL);
+    gst_caps_unref (caps);
+    gst_bin_add_many (GST_BIN (pipeline), queue, enc, parse, filter, NULL);
+    if (convert)
+      gst_bin_add (GST_BIN (pipeline), convert);
+    if (!gst_element_link (src, queue)
+        || (convert && !gst_element_link_many (queue, convert, enc, NULL))
+        || (!convert && !gst_element_link (queue, enc))
+        || !gst_element_link_many (enc, parse, filter, sink, NULL)) {
+      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+          "could not link the session pipeline");
+      gst_object_unref (pipeline);
+      return FALSE;
+    }
+  } else if (!gst_element_link (src, sink)) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+        "could not link the session pipeline");
+    gst_object_unref (pipeline);
+    return FALSE;
+  }
+
+  g_object_set (sink, "sync", FALSE, "async", FALSE, "max-buffers", 1,
+      "enable-last-sample", FALSE, NULL);
+  callbacks.new_sample = on_new_sample;
+  gst_app_sink_set_callbacks (GST_APP_SINK (sink), &callbacks, s, NULL);
+
+  s->pipeline = pipeline;
+  s->src = src;
+  s->encoder = enc;
+  hxfr_host_session_set_settings_func (s->hs, on_settings, s, NULL);
+  return TRUE;
+}
+
+/* Waits for EOS or an error on the session's pipeline. Returns the reason
+ * the session ended, and whether it was an error. */
+static gchar *
+run_pipeline (Session * s, gboolean * failed)
+{
+  GstBus *bus = gst_element_get_bus (s->pipeline);
+  gchar *reason = NULL;
+
+  *failed = FALSE;
+  while (!reason) {
+    GstMessage *msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS) {
+      reason = g_strdup (s->drained ? "bridge shutting down" : "guest left");
+    } else {
+      GError *err = NULL;
+      gchar *dbg = NULL;
+
+      gst_message_parse_error (msg, &err, &dbg);
+      GST_DEBUG ("session %u: %s (%s)", s->id, err->message, dbg);
+      reason = g_strdup_printf ("error from %s: %s",
+          GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), err->message);
+      *failed = TRUE;
+      g_error_free (err);
+      g_free (dbg);
+    }
+    gst_message_unref (msg);
+  }
+  gst_object_unref (bus);
+  return reason;
+}
+
+static void
+log_session_end (Session * s, const gchar * reason)
+{
+  HxfrHostStats st;
+  gdouble secs, fps = 0;
+
+  hxfr_host_session_get_stats (s->hs, &st);
+  secs = (g_get_monotonic_time () - s->t_start) / 1e6;
+  if (s->t_last_frame > s->t_first_frame && st.answered_ok > 1)
+    fps = (st.answered_ok - 1) * 1e6 / (s->t_last_frame - s->t_first_frame);
+  log_line ("session %u end: peer=\"%s\" version=%u encoder=%s frames=%"
+      G_GUINT64_FORMAT " encoded=%" G_GUINT64_FORMAT " dropped=%"
+      G_GUINT64_FORMAT " failed=%" G_GUINT64_FORMAT " fps=%.1f duration=%.1fs"
+      " bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
+      " errors=%" G_GUINT64_FORMAT " reason=\"%s\"", s->id,
+      hxfr_host_session_get_peer (s->hs),
+      hxfr_host_session_get_version (s->hs), s->bridge->encoder_name,
+      st.requests, st.answered_ok, st.dropped, st.failed, fps, secs,
+      st.bytes_in, st.bytes_out, st.errors, reason);
+}
+
+static gpointer
+session_thread (gpointer data)
+{
+  Session *s = data;
+  Bridge *b = s->bridge;
+  GError *err = NULL;
+  gchar *reason = NULL;
+  gboolean failed = FALSE, stopping;
+
+  if (!hxfr_host_session_handshake (s->hs, -1, s->cancellable, &err)) {
+    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
+          "bridge shutting down");
+    reason = g_strdup_printf ("handshake: %s", err->message);
+    g_clear_error (&err);
+    goto done;
+  }
+  log_line ("session %u start: peer=\"%s\" version=%u encoder=%s", s->id,
+      hxfr_host_session_get_peer (s->hs),
+      hxfr_host_session_get_version (s->hs), b->encoder_name);
+
+  if (!build_pipeline (s, &err)) {
+    hxfr_host_session_fail (s->hs, HXFR_ERR_INTERNAL, err->message);
+    reason = g_strdup_printf ("pipeline: %s", err->message);
+    g_clear_error (&err);
+    goto done;
+  }
+
+  g_mutex_lock (&b->lock);
+  stopping = b->stopping;
+  g_mutex_unlock (&b->lock);
+  if (stopping) {
+    hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN, "bridge shutting down");
+    reason = g_strdup ("bridge shutting down");
+    goto done;
+  }
+
+  if (gst_element_set_state (s->pipeline, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE) {
+    hxfr_host_session_fail (s->hs, HXFR_ERR_INTERNAL,
+        "could not start the encoder");
+    reason = g_strdup ("could not start the pipeline");
+    goto done;
+  }
+  reason = run_pipeline (s, &failed);
+
+  if (failed) {
+    /* per-session failure: what is still queued fails, then the guest is
+     * told (a protocol violation has already been answered by the session,
+     * and this second ERROR is then not sent) */
+    hxfr_host_session_answer_all (s->hs, HXFR_STATUS_FAILED,
+        HXFR_ERR_ENCODE_FAILED, "host pipeline failed");
+    hxfr_host_session_fail (s->hs, HXFR_ERR_ENCODE_FAILED, reason);
+  } else if (s->drained) {
+    hxfr_host_session_answer_all (s->hs, HXFR_STATUS_DROPPED, 0, NULL);
+    hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN, "bridge shutting down");
+  }
+
+done:
+  if (s->pipeline) {
+    hxfr_host_session_shutdown (s->hs);
+    gst_element_set_state (s->pipeline, GST_STATE_NULL);
+  }
+  log_session_end (s, reason);
+  g_free (reason);
+
+  g_mutex_lock (&b->lock);
+  b->sessions = g_list_remove (b->sessions, s);
+  b->n_sessions--;
+  g_cond_broadcast (&b->cond);
+  g_mutex_unlock (&b->lock);
+
+  hxfr_host_session_set_settings_func (s->hs, NULL, NULL, NULL);
+  if (s->pipeline)
+    gst_object_unref (s->pipeline);
+  hxfr_host_session_unref (s->hs);
+  hxfr_conn_unref (s->conn);
+  g_object_unref (s->cancellable);
+  g_thread_unref (s->thread);
+  g_free (s);
+  return NULL;
+}
+
+/* Refusals */
+
+typedef struct
+{
+  HxfrHostSession *hs;
+  gint32 code;
+  gchar *message;
+} Refusal;
+
+static gpointer
+refuse_thread (gpointer data)
+{
+  Refusal *r = data;
+
+  hxfr_host_session_fail (r->hs, r->code, r->message);
+  hxfr_host_session_unref (r->hs);
+  g_free (r->message);
+  g_free (r);
+  return NULL;
+}
+
+static void
+refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
+{
+  Refusal *r = g_new0 (Refusal, 1);
+
+  r->hs = hxfr_host_session_new (conn, &b->cfg);
+  r->code = code;
+  r->message = g_strdup (message);
+  log_line ("refused \"%s\": %s", hxfr_host_session_get_peer (r->hs),
+      message);
+  g_thread_unref (g_thread_new ("hx-refuse", refuse_thread, r));
+}
+
+static gboolean
+in_list (GArray * list, guint value)
+{
+  guint i;
+
+  for (i = 0; i < list->len; i++)
+    if (g_array_index (list, guint, i) == value)
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
+{
+  Listener *l = user_data;
+  Bridge *b = g_object_get_data (G_OBJECT (socket), "bridge");
+  HxfrConn *conn;
+  Session *s;
+  GError *err = NULL;
+  guint uid;
+  guint32 cid;
+
+  conn = hxfr_listener_accept (l->listener, 0, NULL, &err);
+  if (!conn) {
+    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)
+        && !g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      GST_WARNING ("accept: %s", err->message);
+    g_error_free (err);
+    return G_SOURCE_CONTINUE;
+  }
+
+  if (l->is_unix && b->allow_uid->len
+      && (!hxfr_conn_get_peer_uid (conn, &uid) || !in_list (b->allow_uid,
+              uid))) {
+    refuse (b, conn, HXFR_ERR_UNAUTHORIZED, "peer uid not allowed");
+    hxfr_conn_unref (conn);
+    return G_SOURCE_CONTINUE;
+  }
+  if (l->is_vsock && b->allow_cid->len
+      && (!hxfr_conn_get_peer_cid (conn, &cid) || !in_list (b->allow_cid,
+              cid))) {
+    refuse (b, conn, HXFR_ERR_UNAUTHORIZED, "peer cid not allowed");
+    hxfr_conn_unref (conn);
+    return G_SOURCE_CONTINUE;
+  }
+
+  g_mutex_lock (&b->lock);
+  if (b->stopping || b->n_sessions >= b->max_sessions) {
+    gboolean stopping = b->stopping;
+
+    g_mutex_unlock (&b->lock);
+    refuse (b, conn, stopping ? HXFR_ERR_SHUTDOWN : HXFR_ERR_TOO_MANY_SESSIONS,
+        stopping ? "bridge shutting down" : "too many sessions");
+    hxfr_conn_unref (conn);
+    return G_SOURCE_CONTINUE;
+  }
+  s = g_new0 (Session, 1);
+  s->bridge = b;
+  s->id = ++b->next_id;
+  s->conn = conn;
+  s->hs = hxfr_host_session_new (conn, &b->cfg);
+  s->cancellable = g_cancellable_new ();
+  s->t_start = g_get_monotonic_time ();
+  b->sessions = g_list_prepend (b->sessions, s);
+  b->n_sessions++;
+  s->thread = g_thread_new ("hx-session", session_thread, s);
+  g_mutex_unlock (&b->lock);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Life cycle */
+
+static void
+close_listeners (Bridge * b)
+{
+  guint i;
+
+  for (i = 0; i < b->listeners->len; i++) {
+    Listener *l = g_ptr_array_index (b->listeners, i);
+
+    if (l->source) {
+      g_source_destroy (l->source);
+      g_source_unref (l->source);
+    }
+    /* removes the socket file */
+    hxfr_listener_free (l->listener);
+    g_free (l);
+  }
+  g_ptr_array_set_size (b->listeners, 0);
+}
+
+static gboolean
+on_signal (gpointer user_data)
+{
+  Bridge *b = user_data;
+  GList *l;
+
+  log_line ("stopping: no new guests, draining %u session(s)",
+      b->n_sessions);
+  close_listeners (b);
+  g_mutex_lock (&b->lock);
+  b->stopping = TRUE;
+  for (l = b->sessions; l; l = l->next) {
+    Session *s = l->data;
+
+    /* in the handshake: stop waiting; streaming: EOS at vsocksrc drains
+     * what the guest already sent through the encoder */
+    g_cancellable_cancel (s->cancellable);
+    if (s->src && !s->drained) {
+      s->drained = TRUE;
+      gst_element_send_event (s->src, gst_event_new_eos ());
+    }
+  }
+  g_mutex_unlock (&b->lock);
+  g_main_loop_quit (b->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+wait_sessions (Bridge * b)
+{
+  gint64 deadline = g_get_monotonic_time () +
+      (gint64) (b->drain_timeout * G_USEC_PER_SEC);
+  GList *l;
+
+  g_mutex_lock (&b->lock);
+  while (b->n_sessions > 0)
+    if (!g_cond_wait_until (&b->cond, &b->lock, deadline))
+      break;
+  if (b->n_sessions > 0) {
+    /* drain took too long: cut the connections, the threads end at once */
+    for (l = b->sessions; l; l = l->next)
+      hxfr_host_session_shutdown (((Session *) l->data)->hs);
+    deadline = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+    while (b->n_sessions > 0)
+      if (!g_cond_wait_until (&b->cond, &b->lock, deadline))
+        break;
+  }
+  if (b->n_sessions > 0)
+    log_line ("%u session(s) did not end in time", b->n_sessions);
+  g_mutex_unlock (&b->lock);
+}
+
+static gboolean
+parse_uint_list (gchar ** in, GArray * out, const gchar * what,
+    GError ** error)
+{
+  for (; in && *in; in++) {
+    guint64 v;
+
+    if (!g_ascii_string_to_unsigned (*in, 10, 0, G_MAXUINT32, &v, error)) {
+      g_prefix_error (error, "%s: ", what);
+      return FALSE;
+    }
+    g_array_append_val (out, v);
+  }
+  return TRUE;
+}
+
+static const gchar description[] =
+    "Accepts guests (vsockenc, or deployed HXFR v1 guests) and encodes their\n"
+    "frames to H.264 on the host: one pipeline per connection,\n"
+    "  vsocksrc ! [videoconvert] ! ENCODER ! h264parse ! appsink,\n"
+    "each access unit sent back as the answer to its request.\n"
+    "\n"
+    "Addresses (--listen, repeatable; default tcp:127.0.0.1:15937):\n"
+    "  vsock:PORT          vsock, any CID (guests connect to CID 2, port 5000)\n"
+    "  tcp:HOST:PORT       TCP (QEMU user networking: guests reach the host\n"
+    "                      loopback at 10.0.2.2, so use tcp:127.0.0.1:15937)\n"
+    "  unix:PATH           UNIX socket. Hybrid-vsock VMMs (Firecracker,\n"
+    "                      cloud-hypervisor, vhost-device-vsock) deliver a\n"
+    "                      guest's connection to port P on <uds_path>_P:\n"
+    "                      serve them with unix:<uds_path>_P\n"
+    "\n"
+    "Encoders (--encoder): vtenc_h264_hw, nvh264enc, vah264enc, vah264lpenc,\n"
+    "qsvh264enc, x264enc, openh264enc (auto: the first installed, in this\n"
+    "order; vtenc_h264_hw on macOS), or 'null' for benchmarks only: every\n"
+    "frame is answered with a fixed 6-byte access unit, nothing is encoded.\n"
+    "\n"
+    "Access: UNIX sockets get --unix-mode and, with --allow-uid, only those\n"
+    "peer uids; vsock peers are checked against --allow-cid; with --token or\n"
+    "--token-file, every guest must present the token in its v2 HELLO\n"
+    "(v1 guests, which cannot, are refused): refused guests get ERROR -7.\n"
+    "\n"
+    "SIGINT/SIGTERM: stop accepting, drain the sessions (bounded by\n"
+    "--drain-timeout), remove socket files, exit 0. One log line per\n"
+    "session start and end on stderr.";
+
+int
+main (int argc, char **argv)
+{
+  Bridge bridge = { 0, };
+  Bridge *b = &bridge;
+  gchar *encoder = NULL, *token = NULL, *token_file = NULL, *unix_mode_s =
+      NULL;
+  gchar **allow_uid = NULL, **allow_cid = NULL;
+  gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
+      DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
+      max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE;
+  gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
+      DEFAULT_DRAIN_TIMEOUT;
+  gboolean version = FALSE;
+  GOptionEntry entries[] = {
+    {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &b->listen,
+        "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH",
+        "ADDR"},
+    {"encoder", 'e', 0, G_OPTION_ARG_STRING, &encoder,
+        "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
+        "NAME"},
+    {"bitrate", 'b', 0, G_OPTION_ARG_INT, &bitrate,
+        "Bitrate in bit/s until the guest asks for one (default 4000000)",
+        "BPS"},
+    {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions,
+        "Guests served at once; more get ERROR -10 (default 16)", "N"},
+    {"max-width", 0, 0, G_OPTION_ARG_INT, &max_width,
+        "Widest frame accepted (default 8192)", "PIXELS"},
+    {"max-height", 0, 0, G_OPTION_ARG_INT, &max_height,
+        "Tallest frame accepted (default 8192)", "PIXELS"},
+    {"max-in-flight", 0, 0, G_OPTION_ARG_INT, &max_in_flight,
+        "Unanswered requests a guest may have; more get ERROR -9 "
+          "(default 8)", "N"},
+    {"idle-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &idle_timeout,
+        "Seconds a begun message may take to arrive in full; then ERROR -11 "
+          "(default 5)", "SECONDS"},
+    {"drain-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &drain_timeout,
+        "Seconds to drain sessions on SIGINT/SIGTERM (default 5)",
+        "SECONDS"},
+    {"unix-mode", 0, 0, G_OPTION_ARG_STRING, &unix_mode_s,
+        "Octal mode of UNIX socket files (default 0660)", "MODE"},
+    {"allow-uid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &allow_uid,
+        "Only accept UNIX peers with this uid (repeatable)", "UID"},
+    {"allow-cid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &allow_cid,
+        "Only accept vsock peers with this CID (repeatable)", "CID"},
+    {"token", 0, 0, G_OPTION_ARG_STRING, &token,
+        "Shared secret every guest must send in its v2 HELLO "
+          "(visible in ps: prefer --token-file)", "TOKEN"},
+    {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file,
+        "Read the token from FILE (trailing newline removed)", "FILE"},
+    {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL},
+    {NULL}
+  };
+  GOptionContext *ctx;
+  GError *err = NULL;
+  GstElementFactory *factory;
+  guint i;
+  gchar *default_listen[] = { (gchar *) "tcp:127.0.0.1:15937", NULL };
+  gchar **listen;
+  int ret = 1;
+
+  ctx = g_option_context_new ("- encode guests' frames on the host");
+  g_option_context_set_description (ctx, description);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
+    g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
+    return 2;
+  }
+  g_option_context_free (ctx);
+  if (version) {
+    g_print ("helix-host-bridge %s\n", PACKAGE_VERSION);
+    return 0;
+  }
+  gst_init (NULL, NULL);
+  GST_DEBUG_CATEGORY_INIT (bridge_debug, "hxbridge", 0, "helix-host-bridge");
+
+  b->allow_uid = g_array_new (FALSE, FALSE, sizeof (guint));
+  b->allow_cid = g_array_new (FALSE, FALSE, sizeof (guint));
+  if (!parse_uint_list (allow_uid, b->allow_uid, "--allow-uid", &err)
+      || !parse_uint_list (allow_cid, b->allow_cid, "--allow-cid", &err))
+    goto usage;
+  if (max_sessions < 1 || max_width < 1 || max_height < 1
+      || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
+      || idle_timeout <= 0 || drain_timeout < 0) {
+    g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+        "limits must be positive (max-in-flight at most 64)");
+    goto usage;
+  }
+  b->unix_mode = strtoul (unix_mode_s ? unix_mode_s : DEFAULT_UNIX_MODE, NULL,
+      8);
+
+  hxfr_host_config_init (&b->cfg);
+  b->cfg.limits.max_width = max_width;
+  b->cfg.limits.max_height = max_height;
+  b->cfg.max_in_flight = max_in_flight;
+  b->cfg.idle_timeout_us = (gint64) (idle_timeout * G_USEC_PER_SEC);
+  if (token_file) {
+    gchar *contents;
+    gsize len;
+
+    if (!g_file_get_contents (token_file, &contents, &len, &err))
+      goto usage;
+    while (len && (contents[len - 1] == '\n' || contents[len - 1] == '\r'))
+      len--;
+    contents[len] = '\0';
+    g_free (token);
+    token = contents;
+  }
+  if (token) {
+    if (!*token || strlen (token) > HXFR_MAX_TOKEN) {
+      g_set_error (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+          "the token must be 1..%d bytes", HXFR_MAX_TOKEN);
+      goto usage;
+    }
+    b->cfg.token = g_bytes_new (token, strlen (token));
+  }
+
+  b->bitrate = bitrate;
+  b->max_sessions = max_sessions;
+  b->max_in_flight = max_in_flight;
+  b->drain_timeout = drain_timeout;
+
+  /* our vsocksrc: installed next to the other plugins, or the build tree's
+   * through GST_PLUGIN_PATH */
+  factory = gst_element_factory_find ("vsocksrc");
+  if (!factory) {
+    gst_registry_scan_path (gst_registry_get (), PLUGINDIR);
+    factory = gst_element_factory_find ("vsocksrc");
+  }
+  if (!factory) {
+    g_printerr ("helix-host-bridge: the vsocksrc plugin is not installed "
+        "(looked in the GStreamer plugin path and %s)\n", PLUGINDIR);
+    goto out;
+  }
+  gst_object_unref (factory);
+
+  if (!encoder || g_str_equal (encoder, "auto")) {
+    const gchar *name = bridge_encoder_auto ();
+
+    if (!name) {
+      g_printerr ("helix-host-bridge: no H.264 encoder installed (tried "
+          "nvh264enc, vah264enc, vah264lpenc, qsvh264enc, x264enc, "
+          "openh264enc)\n");
+      goto out;
+    }
+    b->encoder_name = g_strdup (name);
+  } else {
+    b->encoder_name = g_strdup (encoder);
+  }
+  if (g_str_equal (b->encoder_name, BRIDGE_ENCODER_NULL)) {
+    b->null_encoder = TRUE;
+  } else {
+    factory = gst_element_factory_find (b->encoder_name);
+    if (!factory) {
+      g_printerr ("helix-host-bridge: encoder %s is not installed\n",
+          b->encoder_name);
+      goto out;
+    }
+    b->encoder = bridge_encoder_lookup (b->encoder_name);
+    b->need_convert = !bridge_encoder_takes_all_formats (factory);
+    gst_object_unref (factory);
+  }
+  g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
+
+  g_mutex_init (&b->lock);
+  g_cond_init (&b->cond);
+  b->loop = g_main_loop_new (NULL, FALSE);
+  b->listeners = g_ptr_array_new ();
+  listen = b->listen ? b->listen : default_listen;
+  for (i = 0; listen[i]; i++) {
+    g_autoptr (HxfrAddress) addr = hxfr_address_parse (listen[i], &err);
+    Listener *l;
+    GSocket *sock;
+    gchar *bound;
+
+    if (!addr)
+      goto listen_failed;
+    l = g_new0 (Listener, 1);
+    l->listener = hxfr_listener_new (addr, b->unix_mode, &err);
+    if (!l->listener) {
+      g_free (l);
+      goto listen_failed;
+    }
+    l->is_unix = addr->kind == HXFR_ADDRESS_UNIX;
+    l->is_vsock = addr->kind == HXFR_ADDRESS_VSOCK;
+    sock = hxfr_listener_get_socket (l->listener);
+    g_object_set_data (G_OBJECT (sock), "bridge", b);
+    l->source = g_socket_create_source (sock, G_IO_IN, NULL);
+    g_source_set_callback (l->source, (GSourceFunc) (GCallback) on_incoming,
+        l, NULL);
+    g_source_attach (l->source, NULL);
+    g_ptr_array_add (b->listeners, l);
+    bound = hxfr_address_to_string (hxfr_listener_get_address (l->listener));
+    log_line ("listening on %s (encoder %s)", bound, b->encoder_name);
+    g_free (bound);
+    continue;
+  listen_failed:
+    g_printerr ("helix-host-bridge: cannot listen on %s: %s\n", listen[i],
+        err->message);
+    g_clear_error (&err);
+    close_listeners (b);
+    goto out;
+  }
+
+  g_unix_signal_add (SIGINT, on_signal, b);
+  g_unix_signal_add (SIGTERM, on_signal, b);
+  g_main_loop_run (b->loop);
+  wait_sessions (b);
+  close_listeners (b);
+  log_line ("stopped");
+  ret = 0;
+  goto out;
+
+usage:
+  g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
+  g_clear_error (&err);
+  ret = 2;
+out:
+  g_free (encoder);
+  g_free (token);
+  g_free (token_file);
+  g_free (unix_mode_s);
+  g_strfreev (allow_uid);
+  g_strfreev (allow_cid);
+  return ret;
+}
