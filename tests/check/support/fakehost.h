@@ -1,0 +1,91 @@
+/* A scripted HXFR host for the vsockenc tests, written on the core library:
+ * listens on a UNIX socket in a temporary directory, answers in v1 or v2,
+ * records what the guest sent, and injects faults on request.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gst/gst.h>
+#include "hxfr-transport.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  FAKE_HOST_V2,
+  FAKE_HOST_V1,                 /* answers HELLO with ERROR -1 */
+  FAKE_HOST_V2_CLOSE_ON_HELLO,  /* hangs up on HELLO, then speaks v1 */
+} FakeHostMode;
+
+typedef enum
+{
+  FAKE_FAULT_NONE,
+  FAKE_FAULT_ERROR,             /* ERROR instead of the answer, then close */
+  FAKE_FAULT_CLOSE,             /* close instead of answering */
+  FAKE_FAULT_BAD_MAGIC,         /* an answer whose header has a bad magic */
+  FAKE_FAULT_NAL_COUNT,         /* v1: a FRAME_RESPONSE with 2^31 NAL entries */
+  FAKE_FAULT_PAYLOAD_SIZE,      /* a header announcing a 4 GiB payload */
+  FAKE_FAULT_TRUNCATE,          /* half an answer, then silence */
+  FAKE_FAULT_SILENCE,           /* never answer from then on */
+  FAKE_FAULT_WRONG_SEQ,         /* v2: an answer echoing another seq */
+  FAKE_FAULT_DROP,              /* v2: DROPPED (the session goes on) */
+  FAKE_FAULT_FAILED,            /* v2: FAILED (the session goes on) */
+} FakeFault;
+
+/* One request as received. */
+typedef struct
+{
+  guint8 type;
+  guint8 flags;
+  guint connection;             /* 0 for the first connection */
+  HxfrFrameRequest req;
+  guint32 payload_size;
+  GBytes *pixels;               /* NULL without PIXEL_DATA */
+  guint outstanding;            /* unanswered requests when it arrived */
+} FakeHostFrame;
+
+/* CONTROL, CONFIG_REQ and KEYFRAME_REQ as received. */
+typedef struct
+{
+  guint8 type;
+  guint32 mask;
+  guint32 bitrate;
+  guint32 keyframe_interval;
+  guint frames_before;          /* requests received before it */
+} FakeHostControl;
+
+typedef struct _FakeHost FakeHost;
+
+FakeHost *fake_host_new (FakeHostMode mode);
+void fake_host_free (FakeHost * host);
+const gchar *fake_host_get_path (FakeHost * host);
+
+/* Request @at (0-based, counted over all connections) gets @fault. */
+void fake_host_set_fault (FakeHost * host, FakeFault fault, guint at);
+/* max_in_flight granted at most (default 16). */
+void fake_host_set_grant (FakeHost * host, guint grant);
+/* Answers wait while held. */
+void fake_host_set_hold (FakeHost * host, gboolean hold);
+/* Each answer goes out this long after its request (default 0). */
+void fake_host_set_delay (FakeHost * host, guint delay_ms);
+/* Encode the pixels with an in-process x264enc instead of canned AUs. */
+void fake_host_set_real_encoder (FakeHost * host, gboolean real);
+
+gboolean fake_host_wait_frames (FakeHost * host, guint n, gint64 timeout_us);
+gboolean fake_host_wait_connections (FakeHost * host, guint n,
+    gint64 timeout_us);
+/* Waits until @n connections have ended on the host side. */
+gboolean fake_host_wait_closed (FakeHost * host, guint n, gint64 timeout_us);
+gboolean fake_host_wait_controls (FakeHost * host, guint n,
+    gint64 timeout_us);
+guint fake_host_n_frames (FakeHost * host);
+guint fake_host_n_connections (FakeHost * host);
+guint fake_host_n_hellos (FakeHost * host);
+guint fake_host_n_answered (FakeHost * host);
+/* Copies; pixels are shared. */
+FakeHostFrame fake_host_get_frame (FakeHost * host, guint i);
+guint fake_host_n_controls (FakeHost * host);
+FakeHostControl fake_host_get_control (FakeHost * host, guint i);
+
+G_END_DECLS
