@@ -543,6 +543,11 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
   PendingFrame *p;
   gboolean reconnect, quiet;
 
+  /* a write into a closed socket says "broken pipe" (the same code in
+   * GIO): the host hung up either way */
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
+    what = "connection closed by the host";
+
   g_mutex_lock (&self->lock);
   if (self->conn != conn || self->conn_lost) {
     g_mutex_unlock (&self->lock);
@@ -857,8 +862,6 @@ reader_thread (gpointer data)
   return NULL;
 
 failed:
-  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
-    what = "connection closed";
   connection_failed (self, conn, what, err);
   g_clear_error (&err);
   hxfr_conn_unref (conn);
@@ -1722,6 +1725,8 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   PendingFrame *p;
   GstFlowReturn ret;
   GError *err = NULL;
+  GstBuffer *input;
+  guint32 frame_number;
   gint kfi;
 
   g_mutex_lock (&self->lock);
@@ -1784,12 +1789,15 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
       (gint64) frame->duration : -1;
   req.force_keyframe = force;
 
+  /* our own reference: once queued, the reader may finish the frame (and
+   * free it) as soon as the request is out */
+  input = gst_buffer_ref (frame->input_buffer);
+  frame_number = frame->system_frame_number;
   if (zero_copy && self->host_resource_ids)
-    req.resource_id = lookup_resource_id (self, frame->input_buffer,
-        &mem_offset);
+    req.resource_id = lookup_resource_id (self, input, &mem_offset);
 
   if (req.resource_id) {
-    GstVideoMeta *meta = gst_buffer_get_video_meta (frame->input_buffer);
+    GstVideoMeta *meta = gst_buffer_get_video_meta (input);
     guint i;
 
     req.n_planes = GST_VIDEO_INFO_N_PLANES (info);
@@ -1800,9 +1808,10 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
           GST_VIDEO_INFO_PLANE_OFFSET (info, i));
     }
   } else {
-    dmabuf_sync (frame->input_buffer, TRUE);
-    if (!gst_video_frame_map (&vf, info, frame->input_buffer, GST_MAP_READ)) {
-      dmabuf_sync (frame->input_buffer, FALSE);
+    dmabuf_sync (input, TRUE);
+    if (!gst_video_frame_map (&vf, info, input, GST_MAP_READ)) {
+      dmabuf_sync (input, FALSE);
+      gst_buffer_unref (input);
       hxfr_conn_unref (conn);
       GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Could not map a frame"),
           (NULL));
@@ -1815,7 +1824,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
 
   p = g_new0 (PendingFrame, 1);
   p->frame = frame;
-  p->input = gst_buffer_ref (frame->input_buffer);
+  p->input = gst_buffer_ref (input);
   p->sent_us = g_get_monotonic_time ();
   p->deadline_us = p->sent_us + self->timeout_us;
 
@@ -1831,7 +1840,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   g_mutex_unlock (&self->lock);
 
   GST_LOG_OBJECT (self, "frame %u: seq %u, %s, force keyframe %d",
-      frame->system_frame_number, req.seq, req.resource_id ? "resource id" :
+      frame_number, req.seq, req.resource_id ? "resource id" :
       "pixels", force);
   len = hxfr_frame_request_write (&req, self->version, fixed);
 
@@ -1844,8 +1853,9 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
 
   if (mapped) {
     gst_video_frame_unmap (&vf);
-    dmabuf_sync (frame->input_buffer, FALSE);
+    dmabuf_sync (input, FALSE);
   }
+  gst_buffer_unref (input);
   g_free (tmp);
   if (!ok) {
     connection_failed (self, conn, "sending a frame", err);

@@ -486,7 +486,6 @@ GST_START_TEST (test_v1_i420_refused)
   Fixture f;
   GstCaps *caps, *i420;
   GstPad *sink;
-  GstMessage *msg;
   GstFlowReturn ret;
 
   fixture_init (&f, FAKE_HOST_V1, NULL, NULL);
@@ -506,11 +505,8 @@ GST_START_TEST (test_v1_i420_refused)
       "video/x-raw,format=I420,width=64,height=48,framerate=30/1");
   gst_video_info_set_format (&f.info, GST_VIDEO_FORMAT_I420, W, H);
   ret = gst_harness_push (f.h, make_frame (&f.info, 0));
-  fail_unless_equals_int (ret, GST_FLOW_NOT_NEGOTIATED);
   /* refused at caps negotiation already (set_format is the backstop) */
-  msg = wait_message (f.bus, GST_MESSAGE_ERROR, 5 * GST_SECOND);
-  fail_unless (msg != NULL);
-  gst_message_unref (msg);
+  fail_unless_equals_int (ret, GST_FLOW_NOT_NEGOTIATED);
   fail_unless_equals_int (fake_host_n_frames (f.host), 0);
   fixture_clear (&f);
 }
@@ -955,7 +951,7 @@ check_real_decode (FakeHostMode mode, const gchar * format)
   guint n = 0;
 
   fake_host_set_real_encoder (host, TRUE);
-  desc = g_strdup_printf ("videotestsrc num-buffers=30 pattern=smpte ! "
+  desc = g_strdup_printf ("videotestsrc num-buffers=30 pattern=smpte horizontal-speed=3 ! "
       "video/x-raw,format=%s,width=160,height=120,framerate=30/1 ! tee name=t "
       "t. ! queue ! vsockenc socket-path=%s ! h264parse ! avdec_h264 ! "
       "videoconvert ! video/x-raw,format=I420 ! appsink name=dec sync=false "
