@@ -302,8 +302,8 @@ apply_settings (HxfrHostSession * s, guint32 mask,
     changed |= HXFR_CONTROL_KEYFRAME_INTERVAL;
   }
   if ((mask & HXFR_CONTROL_FRAMERATE) && in->fps_n && in->fps_d
-      && ((guint64) in->fps_n * s->settings.fps_d !=
-          (guint64) s->settings.fps_n * in->fps_d)) {
+      && (s->settings.fps_d == 0 || (guint64) in->fps_n * s->settings.fps_d
+          != (guint64) s->settings.fps_n * in->fps_d)) {
     s->settings.fps_n = in->fps_n;
     s->settings.fps_d = in->fps_d;
     changed |= HXFR_CONTROL_FRAMERATE;
