@@ -1,0 +1,863 @@
+/* Helix export, the VMM side. See helix-export.h and
+ * docs/export-protocol.md.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#define _GNU_SOURCE
+#include "helix-export.h"
+#include "hxfr-export-protocol.h"
+#include "hxfr-transport.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#else
+#include <sys/event.h>
+#include <sys/time.h>
+#endif
+
+#ifdef __APPLE__
+#include <IOSurface/IOSurface.h>
+#endif
+
+#include <epoxy/egl.h>
+#include <virgl/virglrenderer.h>
+
+/* virglrenderer takes a struct virgl_box it does not install a definition
+ * for; this is its layout (QEMU declares the same). */
+struct virgl_box
+{
+  uint32_t x, y, z;
+  uint32_t w, h, d;
+};
+
+/* virgl formats (virgl_hw.h) the export carries */
+#define VIRGL_FORMAT_B8G8R8A8_UNORM 1
+#define VIRGL_FORMAT_B8G8R8X8_UNORM 2
+#define VIRGL_FORMAT_R8G8B8A8_UNORM 67
+#define VIRGL_FORMAT_R8G8B8X8_UNORM 134
+
+#define FOURCC(a,b,c,d) ((guint32)(a) | ((guint32)(b) << 8) | \
+    ((guint32)(c) << 16) | ((guint32)(d) << 24))
+
+/* Messages handled per client per dispatch: the VMM's loop stays live. */
+#define MAX_MESSAGES_PER_DISPATCH 32
+#define MAX_EVENTS 16
+
+typedef struct
+{
+  HxexKind kind;
+  guint slot;
+} Held;
+
+typedef struct
+{
+  HelixExport *ex;
+  HxfrConn *conn;
+  GSocket *socket;
+  gint fd;
+  gchar *peer;
+
+  gboolean hello_done;
+  guint32 kinds;
+  guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  gsize in_have;
+  GArray *in_fds;
+
+  gint ring_fd;
+  guint8 *ring;
+  gsize ring_size;
+  gboolean *slot_busy;
+
+  GHashTable *handles;          /* handle -> Held */
+} Client;
+
+/* Only touched from the dispatch thread: no locks. */
+struct _HelixExport
+{
+  HelixExportOptions opts;
+  HxfrListener *listener;
+  gint listen_fd;
+  gint poll_fd;
+  GHashTable *clients;          /* fd -> Client */
+  guint32 next_handle;
+  gint dmabuf_state;            /* 0 untried, 1 works, -1 gave up */
+  HelixExportStats stats;
+};
+
+void
+helix_export_options_init (HelixExportOptions * o)
+{
+  memset (o, 0, sizeof (*o));
+  o->n_slots = HELIX_EXPORT_DEFAULT_N_SLOTS;
+  o->slot_size = HELIX_EXPORT_DEFAULT_SLOT_SIZE;
+  o->unix_mode = 0600;
+  o->max_clients = 8;
+  o->max_width = 8192;
+  o->max_height = 8192;
+  o->allow_dmabuf = TRUE;
+}
+
+/* Poller: one fd the VMM watches for all our sockets. */
+
+static gboolean
+poller_add (HelixExport * ex, gint fd)
+{
+#ifdef __linux__
+  struct epoll_event ev;
+
+  memset (&ev, 0, sizeof (ev));
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  return epoll_ctl (ex->poll_fd, EPOLL_CTL_ADD, fd, &ev) == 0;
+#else
+  struct kevent kev;
+
+  EV_SET (&kev, fd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+  return kevent (ex->poll_fd, &kev, 1, NULL, 0, NULL) == 0;
+#endif
+}
+
+static void
+poller_remove (HelixExport * ex, gint fd)
+{
+#ifdef __linux__
+  epoll_ctl (ex->poll_fd, EPOLL_CTL_DEL, fd, NULL);
+#else
+  struct kevent kev;
+
+  EV_SET (&kev, fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+  kevent (ex->poll_fd, &kev, 1, NULL, 0, NULL);
+#endif
+}
+
+/* Ready descriptors, without waiting. */
+static gint
+poller_ready (HelixExport * ex, gint * fds, gint max)
+{
+#ifdef __linux__
+  struct epoll_event evs[MAX_EVENTS];
+  gint n, i;
+
+  n = epoll_wait (ex->poll_fd, evs, MIN (max, MAX_EVENTS), 0);
+  for (i = 0; i < n; i++)
+    fds[i] = evs[i].data.fd;
+  return MAX (n, 0);
+#else
+  struct kevent evs[MAX_EVENTS];
+  struct timespec zero = { 0, 0 };
+  gint n, i;
+
+  n = kevent (ex->poll_fd, NULL, 0, evs, MIN (max, MAX_EVENTS), &zero);
+  for (i = 0; i < n; i++)
+    fds[i] = (gint) evs[i].ident;
+  return MAX (n, 0);
+#endif
+}
+
+/* Shared memory for the ring. */
+static gint
+create_ring_fd (gsize size, GError ** error)
+{
+  gint fd;
+
+#ifdef __linux__
+  fd = memfd_create ("helix-export-ring", MFD_CLOEXEC);
+#else
+  {
+    gchar name[64];
+
+    g_snprintf (name, sizeof (name), "/helix-export-%d-%u", (int) getpid (),
+        g_random_int ());
+    fd = shm_open (name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0)
+      shm_unlink (name);
+  }
+#endif
+  if (fd < 0 || ftruncate (fd, (off_t) size) != 0) {
+    int e = errno;
+
+    if (fd >= 0)
+      close (fd);
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "creating %" G_GSIZE_FORMAT " bytes of shared memory: %s", size,
+        g_strerror (e));
+    return -1;
+  }
+  return fd;
+}
+
+static void
+client_free (Client * c)
+{
+  HelixExport *ex = c->ex;
+  guint i;
+
+  poller_remove (ex, c->fd);
+  for (i = 0; c->slot_busy && i < ex->opts.n_slots; i++)
+    if (c->slot_busy[i])
+      ex->stats.slots_in_use--;
+  ex->stats.handles_held -= g_hash_table_size (c->handles);
+  ex->stats.clients--;
+  g_hash_table_unref (c->handles);
+  if (c->ring)
+    munmap (c->ring, c->ring_size);
+  if (c->ring_fd >= 0)
+    close (c->ring_fd);
+  g_free (c->slot_busy);
+  hxex_fds_clear (c->in_fds);
+  g_array_unref (c->in_fds);
+  g_debug ("helix export: %s disconnected", c->peer);
+  g_free (c->peer);
+  hxfr_conn_unref (c->conn);
+  g_free (c);
+}
+
+static void
+client_close (Client * c)
+{
+  /* the table's value destructor frees it */
+  g_hash_table_remove (c->ex->clients, GINT_TO_POINTER (c->fd));
+}
+
+/* Sends one message whole, never waiting: a client that lets its socket
+ * fill up is not served. FALSE = the client must be closed. */
+static gboolean
+client_send (Client * c, guint8 type, guint32 request_id,
+    const guint8 * payload, gsize payload_len, gint fd)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h = { type, fd >= 0 ? 1 : 0, (guint32) payload_len, request_id };
+  gsize len = HXEX_HEADER_SIZE + payload_len, sent = 0;
+
+  hxex_header_write (buf, &h);
+  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
+  while (sent < len) {
+    g_autoptr (GError) err = NULL;
+    gssize n = hxex_socket_send (c->socket, buf + sent, len - sent,
+        sent == 0 && fd >= 0 ? &fd : NULL, sent == 0 && fd >= 0 ? 1 : 0,
+        &err);
+
+    if (n <= 0) {
+      g_warning ("helix export: cannot send %s to %s (%s), disconnecting",
+          hxex_msg_type_name (type), c->peer, err ? err->message : "no "
+          "progress");
+      return FALSE;
+    }
+    sent += n;
+  }
+  return TRUE;
+}
+
+static gboolean
+client_send_error (Client * c, guint32 request_id, gint32 code,
+    const gchar * format, ...) G_GNUC_PRINTF (4, 5);
+
+static gboolean
+client_send_error (Client * c, guint32 request_id, gint32 code,
+    const gchar * format, ...)
+{
+  guint8 payload[HXEX_ERROR_SIZE];
+  g_autofree gchar *text = NULL;
+  va_list args;
+
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_debug ("helix export: %s: error %d (%s): %s", c->peer, code,
+      hxex_error_code_name (code), text);
+  c->ex->stats.errors++;
+  hxex_error_write (code, text, payload);
+  return client_send (c, HXEX_MSG_ERROR, request_id, payload,
+      sizeof (payload), -1);
+}
+
+static gboolean
+handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
+{
+  HelixExport *ex = c->ex;
+  guint8 payload[HXEX_HELLO_ACK_SIZE];
+  g_autoptr (GError) err = NULL;
+  HxexHelloAck ack;
+  HxexHello hello;
+  guint32 offered = HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT);
+
+  if (!hxex_hello_parse (body, h->payload_size, &hello, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
+        err->message);
+    return FALSE;
+  }
+  if (c->hello_done) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
+        "second HELLO");
+    return FALSE;
+  }
+  if (hello.min_version > HXEX_VERSION || hello.max_version < HXEX_VERSION) {
+    client_send_error (c, h->request_id, HXEX_ERR_VERSION,
+        "this VMM speaks version %u only", HXEX_VERSION);
+    return FALSE;
+  }
+  if (ex->opts.allow_dmabuf)
+    offered |= HXEX_KIND_BIT (HXEX_KIND_DMABUF);
+#ifdef __APPLE__
+  if (ex->opts.lookup_iosurface)
+    offered |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
+#endif
+  if (ex->opts.n_slots == 0)
+    offered &= ~HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT);
+  c->kinds = offered & (hello.kinds ? hello.kinds : HXEX_KINDS_ALL);
+
+  if (ex->opts.n_slots > 0
+      && (c->kinds & HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT))) {
+    c->ring_size = (gsize) ex->opts.n_slots * ex->opts.slot_size;
+    c->ring_fd = create_ring_fd (c->ring_size, &err);
+    if (c->ring_fd >= 0) {
+      c->ring = mmap (NULL, c->ring_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+          c->ring_fd, 0);
+      if (c->ring == MAP_FAILED) {
+        c->ring = NULL;
+        g_set_error (&err, G_IO_ERROR, g_io_error_from_errno (errno),
+            "mmap: %s", g_strerror (errno));
+      }
+    }
+    if (!c->ring) {
+      client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
+          "no shared memory for the readback ring: %s", err->message);
+      return FALSE;
+    }
+    c->slot_busy = g_new0 (gboolean, ex->opts.n_slots);
+  }
+
+  memset (&ack, 0, sizeof (ack));
+  ack.version = HXEX_VERSION;
+  ack.kinds = c->kinds;
+  ack.n_slots = c->ring ? ex->opts.n_slots : 0;
+  ack.slot_size = c->ring ? ex->opts.slot_size : 0;
+  ack.max_width = ex->opts.max_width;
+  ack.max_height = ex->opts.max_height;
+  hxex_hello_ack_write (&ack, payload);
+  c->hello_done = TRUE;
+  return client_send (c, HXEX_MSG_HELLO_ACK, h->request_id, payload,
+      sizeof (payload), c->ring ? c->ring_fd : -1);
+}
+
+static guint32
+fourcc_for_virgl_format (guint32 format)
+{
+  switch (format) {
+    case VIRGL_FORMAT_B8G8R8A8_UNORM:
+      return FOURCC ('A', 'R', '2', '4');
+    case VIRGL_FORMAT_B8G8R8X8_UNORM:
+      return FOURCC ('X', 'R', '2', '4');
+    case VIRGL_FORMAT_R8G8B8A8_UNORM:
+      return FOURCC ('A', 'B', '2', '4');
+    case VIRGL_FORMAT_R8G8B8X8_UNORM:
+      return FOURCC ('X', 'B', '2', '4');
+    default:
+      return 0;
+  }
+}
+
+static guint32
+new_handle (HelixExport * ex)
+{
+  guint32 h = ex->next_handle++;
+
+  if (ex->next_handle == 0)
+    ex->next_handle = 1;
+  return h;
+}
+
+static void
+hold (Client * c, guint32 handle, HxexKind kind, guint slot)
+{
+  Held *held = g_new0 (Held, 1);
+
+  held->kind = kind;
+  held->slot = slot;
+  g_hash_table_insert (c->handles, GUINT_TO_POINTER (handle), held);
+  c->ex->stats.handles_held++;
+}
+
+/* DMA-BUF of a resource's texture: first virglrenderer's export query
+ * (fourcc, modifier, per-plane layout), then the older
+ * get_fd_for_texture2. Both need a GPU with EGL_MESA_image_dma_buf_export;
+ * on llvmpipe without a DRM device they fail and we fall back. Returns
+ * the fd or -1. */
+static gint
+try_dmabuf (HelixExport * ex, guint32 resource_id,
+    const struct virgl_renderer_resource_info *info, HxexSurface * s)
+{
+  struct virgl_renderer_export_query q;
+  gint fd = -1, stride = 0, offset = 0;
+  guint i;
+
+  if (ex->dmabuf_state < 0)
+    return -1;
+  if (ex->dmabuf_state == 0) {
+    EGLDisplay dpy = epoxy_has_egl ()? eglGetCurrentDisplay () :
+        EGL_NO_DISPLAY;
+
+    if (dpy == EGL_NO_DISPLAY
+        || !epoxy_has_egl_extension (dpy, "EGL_MESA_image_dma_buf_export")) {
+      g_message ("helix export: no EGL_MESA_image_dma_buf_export on the "
+          "renderer's display: DMA-BUF export off, using readback");
+      ex->dmabuf_state = -1;
+      return -1;
+    }
+  }
+
+  memset (&q, 0, sizeof (q));
+  q.hdr.stype = VIRGL_RENDERER_STRUCTURE_TYPE_EXPORT_QUERY;
+  q.hdr.stype_version = 0;
+  q.hdr.size = sizeof (q);
+  q.in_resource_id = resource_id;
+  q.in_export_fds = 1;
+  if (virgl_renderer_execute (&q, sizeof (q)) == 0 && q.out_num_fds >= 1
+      && q.out_num_fds <= HXEX_MAX_PLANES && q.out_fourcc != 0) {
+    gboolean one_buffer = TRUE;
+
+    /* one descriptor on the wire: every plane must live in the first
+     * buffer (always true for the single-plane RGB we serve) */
+    for (i = 1; i < q.out_num_fds; i++)
+      one_buffer &= q.out_fds[i] == q.out_fds[0];
+    if (one_buffer) {
+      fd = q.out_fds[0];
+      s->fourcc = q.out_fourcc;
+      s->modifier = q.out_modifier;
+      s->n_planes = q.out_num_fds;
+      for (i = 0; i < q.out_num_fds; i++) {
+        s->stride[i] = q.out_strides[i];
+        s->offset[i] = q.out_offsets[i];
+      }
+    } else {
+      for (i = 0; i < q.out_num_fds; i++)
+        if (q.out_fds[i] >= 0)
+          close (q.out_fds[i]);
+    }
+  }
+  if (fd < 0 && virgl_renderer_get_fd_for_texture2 (info->tex_id, &fd,
+          &stride, &offset) == 0 && fd >= 0) {
+    s->n_planes = 1;
+    s->stride[0] = stride;
+    s->offset[0] = offset;
+    s->modifier = HXEX_DRM_FORMAT_MOD_INVALID;
+  }
+  if (fd < 0) {
+    ex->stats.dmabuf_failures++;
+    if (ex->dmabuf_state == 0) {
+      g_message ("helix export: DMA-BUF export of resource %u failed: "
+          "DMA-BUF export off, using readback", resource_id);
+      ex->dmabuf_state = -1;
+    }
+    return -1;
+  }
+  ex->dmabuf_state = 1;
+  s->kind = HXEX_KIND_DMABUF;
+  s->size = lseek (fd, 0, SEEK_END) > 0 ? (guint64) lseek (fd, 0, SEEK_END)
+      : (guint64) s->offset[0] + (guint64) s->stride[0] * info->height;
+  return fd;
+}
+
+#ifdef __APPLE__
+/* Untested: no macOS machine here. The VMM hands us a global IOSurfaceID
+ * for the resource; we describe it from the IOSurface itself. */
+static gboolean
+try_iosurface (HelixExport * ex, guint32 resource_id, HxexSurface * s)
+{
+  guint32 id = 0;
+  IOSurfaceRef surf;
+
+  if (!ex->opts.lookup_iosurface
+      || !ex->opts.lookup_iosurface (ex->opts.user_data, resource_id, &id))
+    return FALSE;
+  surf = IOSurfaceLookup (id);
+  if (!surf)
+    return FALSE;
+  s->kind = HXEX_KIND_IOSURFACE;
+  s->iosurface_id = id;
+  s->width = IOSurfaceGetWidth (surf);
+  s->height = IOSurfaceGetHeight (surf);
+  s->n_planes = 1;
+  s->stride[0] = IOSurfaceGetBytesPerRow (surf);
+  s->size = IOSurfaceGetAllocSize (surf);
+  /* 'BGRA' is the Metal/CoreVideo layout of DRM AR24 */
+  s->fourcc = IOSurfaceGetPixelFormat (surf) == 'BGRA' ?
+      FOURCC ('A', 'R', '2', '4') : 0;
+  CFRelease (surf);
+  return s->fourcc != 0;
+}
+#endif
+
+static gboolean
+handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
+{
+  HelixExport *ex = c->ex;
+  struct virgl_renderer_resource_info info;
+  guint8 payload[HXEX_SURFACE_SIZE];
+  g_autoptr (GError) err = NULL;
+  HxexResolve req;
+  HxexSurface s;
+  guint32 kinds;
+  guint64 stride, size;
+  guint slot;
+  gint fd = -1, ret;
+
+  if (!hxex_resolve_parse (body, h->payload_size, &req, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
+        err->message);
+    return FALSE;
+  }
+  kinds = c->kinds & (req.kinds ? req.kinds : HXEX_KINDS_ALL);
+
+  memset (&info, 0, sizeof (info));
+  if (req.resource_id == 0
+      || virgl_renderer_resource_get_info (req.resource_id, &info) != 0)
+    return client_send_error (c, h->request_id, HXEX_ERR_UNKNOWN_RESOURCE,
+        "no resource %u", req.resource_id);
+
+  memset (&s, 0, sizeof (s));
+  s.handle = 0;
+  s.width = info.width;
+  s.height = info.height;
+  s.fourcc = fourcc_for_virgl_format (info.virgl_format);
+  if (s.fourcc == 0 || info.depth > 1 || info.width == 0 || info.height == 0)
+    return client_send_error (c, h->request_id, HXEX_ERR_UNSUPPORTED_FORMAT,
+        "resource %u is virgl format %u, %ux%ux%u: only 2D BGRA/BGRX/RGBA/"
+        "RGBX is exported", req.resource_id, info.virgl_format, info.width,
+        info.height, info.depth);
+  if (info.width > ex->opts.max_width || info.height > ex->opts.max_height)
+    return client_send_error (c, h->request_id, HXEX_ERR_TOO_LARGE,
+        "resource %u is %ux%u, the limit is %ux%u", req.resource_id,
+        info.width, info.height, ex->opts.max_width, ex->opts.max_height);
+
+#ifdef __APPLE__
+  if ((kinds & HXEX_KIND_BIT (HXEX_KIND_IOSURFACE))
+      && try_iosurface (ex, req.resource_id, &s)) {
+    s.handle = new_handle (ex);
+    hold (c, s.handle, HXEX_KIND_IOSURFACE, 0);
+    ex->stats.resolves++;
+    ex->stats.iosurfaces++;
+    hxex_surface_write (&s, payload);
+    return client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
+        sizeof (payload), -1);
+  }
+#endif
+
+  if ((kinds & HXEX_KIND_BIT (HXEX_KIND_DMABUF)) && ex->opts.allow_dmabuf) {
+    fd = try_dmabuf (ex, req.resource_id, &info, &s);
+    if (fd >= 0) {
+      gboolean ok;
+
+      s.handle = new_handle (ex);
+      hold (c, s.handle, HXEX_KIND_DMABUF, 0);
+      ex->stats.resolves++;
+      ex->stats.dmabufs++;
+      hxex_surface_write (&s, payload);
+      ok = client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
+          sizeof (payload), fd);
+      /* the socket holds its own reference now */
+      close (fd);
+      return ok;
+    }
+  }
+
+  if (!(kinds & HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)) || !c->ring)
+    return client_send_error (c, h->request_id, HXEX_ERR_UNSUPPORTED_FORMAT,
+        "resource %u: none of the surface kinds this connection accepts "
+        "(0x%x) is available", req.resource_id, kinds);
+
+  stride = (guint64) info.width * 4;
+  size = stride * info.height;
+  if (size > ex->opts.slot_size)
+    return client_send_error (c, h->request_id, HXEX_ERR_TOO_LARGE,
+        "resource %u (%ux%u) needs %" G_GUINT64_FORMAT " bytes, a slot holds %"
+        G_GUINT64_FORMAT, req.resource_id, info.width, info.height, size,
+        ex->opts.slot_size);
+  for (slot = 0; slot < ex->opts.n_slots; slot++)
+    if (!c->slot_busy[slot])
+      break;
+  if (slot == ex->opts.n_slots)
+    return client_send_error (c, h->request_id, HXEX_ERR_BUSY,
+        "all %u slots are held: release some", ex->opts.n_slots);
+
+  {
+    struct virgl_box box = { 0, 0, 0, info.width, info.height, 1 };
+    struct iovec iov = { c->ring + (gsize) slot * ex->opts.slot_size,
+      (gsize) size
+    };
+
+    /* ctx 0 is the renderer's own context: it reads any resource. Make
+     * it current, as QEMU does before its own host-side accesses. */
+    virgl_renderer_force_ctx_0 ();
+    ret = virgl_renderer_transfer_read_iov (req.resource_id, 0, 0,
+        (uint32_t) stride, 0, &box, 0, &iov, 1);
+  }
+  if (ret != 0)
+    return client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
+        "reading back resource %u failed: %s", req.resource_id,
+        g_strerror (ret > 0 ? ret : -ret));
+
+  c->slot_busy[slot] = TRUE;
+  ex->stats.slots_in_use++;
+  s.kind = HXEX_KIND_READBACK_SLOT;
+  s.handle = new_handle (ex);
+  s.slot = slot;
+  s.n_planes = 1;
+  s.stride[0] = (guint32) stride;
+  s.offset[0] = 0;
+  s.modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+  s.size = size;
+  hold (c, s.handle, HXEX_KIND_READBACK_SLOT, slot);
+  ex->stats.resolves++;
+  ex->stats.readbacks++;
+  hxex_surface_write (&s, payload);
+  return client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
+      sizeof (payload), -1);
+}
+
+static gboolean
+handle_release (Client * c, const HxexHeader * h, const guint8 * body)
+{
+  g_autoptr (GError) err = NULL;
+  guint32 handle;
+  Held *held;
+
+  if (!hxex_release_parse (body, h->payload_size, &handle, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
+        err->message);
+    return FALSE;
+  }
+  held = g_hash_table_lookup (c->handles, GUINT_TO_POINTER (handle));
+  if (!held) {
+    /* never answered: count it, keep serving */
+    c->ex->stats.bad_releases++;
+    g_debug ("helix export: %s released handle %u it does not hold",
+        c->peer, handle);
+    return TRUE;
+  }
+  if (held->kind == HXEX_KIND_READBACK_SLOT) {
+    c->slot_busy[held->slot] = FALSE;
+    c->ex->stats.slots_in_use--;
+  }
+  g_hash_table_remove (c->handles, GUINT_TO_POINTER (handle));
+  c->ex->stats.handles_held--;
+  return TRUE;
+}
+
+/* One whole message in c->inbuf. FALSE = close the client. */
+static gboolean
+handle_message (Client * c, const HxexHeader * h)
+{
+  const guint8 *body = c->inbuf + HXEX_HEADER_SIZE;
+
+  if (h->n_fds > 0 || c->in_fds->len > 0) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
+        "clients do not send file descriptors");
+    return FALSE;
+  }
+  if (h->type != HXEX_MSG_HELLO && !c->hello_done) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
+        "%s before HELLO", hxex_msg_type_name (h->type));
+    return FALSE;
+  }
+  switch (h->type) {
+    case HXEX_MSG_HELLO:
+      return handle_hello (c, h, body);
+    case HXEX_MSG_RESOLVE:
+      return handle_resolve (c, h, body);
+    case HXEX_MSG_RELEASE:
+      return handle_release (c, h, body);
+    default:
+      client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
+          "%s is not a client message", hxex_msg_type_name (h->type));
+      return FALSE;
+  }
+}
+
+/* Reads what is there, handles whole messages. FALSE = close. */
+static gboolean
+client_readable (Client * c)
+{
+  guint handled = 0;
+
+  while (handled < MAX_MESSAGES_PER_DISPATCH) {
+    g_autoptr (GError) err = NULL;
+    HxexHeader h;
+    gsize need = HXEX_HEADER_SIZE;
+    gssize n;
+
+    if (c->in_have >= HXEX_HEADER_SIZE) {
+      if (!hxex_header_parse (c->inbuf, &h, &err)) {
+        client_send_error (c, 0, HXEX_ERR_PROTOCOL, "%s", err->message);
+        return FALSE;
+      }
+      need += h.payload_size;
+      if (c->in_have == need) {
+        c->in_have = 0;
+        if (!handle_message (c, &h))
+          return FALSE;
+        handled++;
+        continue;
+      }
+    }
+    n = hxex_socket_receive (c->socket, c->inbuf + c->in_have,
+        need - c->in_have, c->in_fds, &err);
+    if (n == 0)
+      return FALSE;
+    if (n < 0)
+      return g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+    c->in_have += n;
+  }
+  return TRUE;
+}
+
+static void
+accept_clients (HelixExport * ex)
+{
+  for (;;) {
+    g_autoptr (GError) err = NULL;
+    HxfrConn *conn = hxfr_listener_accept (ex->listener, 0, NULL, &err);
+    Client *c;
+
+    if (!conn)
+      return;
+    if (g_hash_table_size (ex->clients) >= ex->opts.max_clients) {
+      g_warning ("helix export: refusing a client: %u already connected",
+          ex->opts.max_clients);
+      hxfr_conn_unref (conn);
+      continue;
+    }
+    c = g_new0 (Client, 1);
+    c->ex = ex;
+    c->conn = conn;
+    c->socket = hxfr_conn_get_socket (conn);
+    c->fd = g_socket_get_fd (c->socket);
+    c->peer = hxfr_conn_describe_peer (conn);
+    c->ring_fd = -1;
+    c->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
+    c->handles = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+    if (!poller_add (ex, c->fd)) {
+      g_warning ("helix export: cannot watch a client: %s",
+          g_strerror (errno));
+      g_hash_table_unref (c->handles);
+      g_array_unref (c->in_fds);
+      g_free (c->peer);
+      g_free (c);
+      hxfr_conn_unref (conn);
+      continue;
+    }
+    ex->stats.clients++;
+    g_hash_table_insert (ex->clients, GINT_TO_POINTER (c->fd), c);
+    g_debug ("helix export: %s connected", c->peer);
+  }
+}
+
+void
+helix_export_dispatch (HelixExport * ex)
+{
+  gint ready[MAX_EVENTS];
+  gint n, i;
+
+  n = poller_ready (ex, ready, MAX_EVENTS);
+  for (i = 0; i < n; i++) {
+    Client *c;
+
+    if (ready[i] == ex->listen_fd) {
+      accept_clients (ex);
+      continue;
+    }
+    c = g_hash_table_lookup (ex->clients, GINT_TO_POINTER (ready[i]));
+    if (c && !client_readable (c))
+      client_close (c);
+  }
+}
+
+HelixExport *
+helix_export_new (const gchar * socket_path,
+    const HelixExportOptions * options, GError ** error)
+{
+  g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (socket_path);
+  HelixExport *ex;
+
+  ex = g_new0 (HelixExport, 1);
+  if (options)
+    ex->opts = *options;
+  else
+    helix_export_options_init (&ex->opts);
+  ex->opts.slot_size = (ex->opts.slot_size + 4095) & ~G_GUINT64_CONSTANT (4095);
+  ex->next_handle = 1;
+  ex->poll_fd = -1;
+  ex->clients = g_hash_table_new_full (NULL, NULL, NULL,
+      (GDestroyNotify) client_free);
+
+  if (ex->opts.n_slots > 1024 || ex->opts.slot_size > (G_GUINT64_CONSTANT (1)
+          << 31)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+        "helix export: %u slots of %" G_GUINT64_FORMAT " bytes is too much "
+        "(at most 1024 slots of 2 GiB)", ex->opts.n_slots, ex->opts.slot_size);
+    goto fail;
+  }
+
+#ifdef __linux__
+  ex->poll_fd = epoll_create1 (EPOLL_CLOEXEC);
+#else
+  ex->poll_fd = kqueue ();
+#endif
+  if (ex->poll_fd < 0) {
+    int e = errno;
+
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "helix export: cannot create a poll descriptor: %s", g_strerror (e));
+    goto fail;
+  }
+
+  ex->listener = hxfr_listener_new (addr, ex->opts.unix_mode, error);
+  if (!ex->listener) {
+    g_prefix_error (error, "helix export: ");
+    goto fail;
+  }
+  ex->listen_fd = g_socket_get_fd (hxfr_listener_get_socket (ex->listener));
+  if (!poller_add (ex, ex->listen_fd)) {
+    int e = errno;
+
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "helix export: cannot watch the socket: %s", g_strerror (e));
+    goto fail;
+  }
+  return ex;
+
+fail:
+  helix_export_free (ex);
+  return NULL;
+}
+
+gint
+helix_export_get_fd (HelixExport * ex)
+{
+  return ex->poll_fd;
+}
+
+void
+helix_export_get_stats (HelixExport * ex, HelixExportStats * stats)
+{
+  *stats = ex->stats;
+}
+
+void
+helix_export_free (HelixExport * ex)
+{
+  if (!ex)
+    return;
+  g_hash_table_unref (ex->clients);
+  hxfr_listener_free (ex->listener);
+  if (ex->poll_fd >= 0)
+    close (ex->poll_fd);
+  g_free (ex);
+}

@@ -1,0 +1,86 @@
+/* Helix export, the VMM side: serves virglrenderer resources to the host
+ * bridge over a UNIX socket (docs/export-protocol.md).
+ *
+ * Shaped for QEMU's virtio-gpu-gl (see qemu-glue.c):
+ *
+ *   ex = helix_export_new ("/run/helix/export.sock", NULL, &error);
+ *   qemu_set_fd_handler (helix_export_get_fd (ex), dispatch_cb, NULL, ex);
+ *   ...  dispatch_cb: helix_export_dispatch (ex);
+ *   helix_export_free (ex);
+ *
+ * Threading: create, dispatch and free on the thread that owns the
+ * renderer (the thread that called virgl_renderer_init). Every
+ * virglrenderer call the module makes happens inside
+ * helix_export_dispatch(); it never blocks (a client whose socket would
+ * block is disconnected) and handles a bounded number of messages per
+ * call, so it is safe in a VMM's main loop.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _HelixExport HelixExport;
+
+typedef struct
+{
+  /* readback ring, per client connection: n_slots of slot_size bytes in
+   * one memfd (0 slots: no readback) */
+  guint n_slots;
+  guint64 slot_size;
+  /* permissions of the socket file (0 = leave as the umask made it) */
+  guint unix_mode;
+  guint max_clients;
+  guint32 max_width;
+  guint32 max_height;
+  /* try DMA-BUF export (virglrenderer export query, then
+   * virgl_renderer_get_fd_for_texture2) before readback when the client
+   * accepts DMA-BUF */
+  gboolean allow_dmabuf;
+  /* macOS only: the VMM maps a resource id to a global IOSurfaceID (from
+   * the Metal texture its virglrenderer reports); FALSE = not available.
+   * Ignored elsewhere. */
+  gboolean (*lookup_iosurface) (gpointer user_data, guint32 resource_id,
+      guint32 * iosurface_id);
+  gpointer user_data;
+} HelixExportOptions;
+
+#define HELIX_EXPORT_DEFAULT_N_SLOTS 8
+/* one 4K BGRA frame, rounded up to 4 KiB pages */
+#define HELIX_EXPORT_DEFAULT_SLOT_SIZE (3840u * 2160u * 4u)
+
+typedef struct
+{
+  guint clients;                /* connected now */
+  guint slots_in_use;           /* all clients */
+  guint handles_held;           /* all clients, all kinds */
+  guint64 resolves;             /* answered with a SURFACE */
+  guint64 readbacks;
+  guint64 dmabufs;
+  guint64 iosurfaces;
+  guint64 errors;               /* answered with an ERROR */
+  guint64 bad_releases;         /* RELEASE of a handle not held */
+  guint64 dmabuf_failures;      /* DMA-BUF tried, fell back to readback */
+} HelixExportStats;
+
+void helix_export_options_init (HelixExportOptions * options);
+
+/* Binds @socket_path (a stale socket file is replaced, a live one is an
+ * error) and starts listening. @options may be NULL for the defaults. */
+HelixExport *helix_export_new (const gchar * socket_path,
+    const HelixExportOptions * options, GError ** error);
+/* One descriptor that becomes readable when dispatch has work (an epoll
+ * fd on Linux, a kqueue on macOS). Add it to the VMM's main loop. */
+gint helix_export_get_fd (HelixExport * ex);
+/* Accepts clients and answers their requests; never blocks. Call when the
+ * fd is readable, from the renderer's thread. */
+void helix_export_dispatch (HelixExport * ex);
+void helix_export_get_stats (HelixExport * ex, HelixExportStats * stats);
+/* Disconnects every client (their slots are freed), closes and removes
+ * the socket. */
+void helix_export_free (HelixExport * ex);
+
+G_END_DECLS

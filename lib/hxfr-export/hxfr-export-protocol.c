@@ -1,0 +1,591 @@
+/* Helix export protocol codec. See hxfr-export-protocol.h and
+ * docs/export-protocol.md.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "hxfr-export-protocol.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#include <gio/gunixfdmessage.h>
+
+/* Wire layouts: little-endian, no padding, never used outside this file. */
+#define HXEX_PACKED __attribute__((packed))
+
+typedef struct HXEX_PACKED
+{
+  guint32 magic;
+  guint8 msg_type;
+  guint8 n_fds;
+  guint16 reserved;
+  guint32 payload_size;
+  guint32 request_id;
+} WireHeader;
+
+typedef struct HXEX_PACKED
+{
+  guint16 min_version;
+  guint16 max_version;
+  guint32 kinds;
+  guint64 reserved;
+} WireHello;
+
+typedef struct HXEX_PACKED
+{
+  guint16 version;
+  guint16 reserved0;
+  guint32 kinds;
+  guint32 n_slots;
+  guint32 reserved1;
+  guint64 slot_size;
+  guint32 max_width;
+  guint32 max_height;
+} WireHelloAck;
+
+typedef struct HXEX_PACKED
+{
+  guint32 resource_id;
+  guint32 kinds;
+  guint64 reserved;
+} WireResolve;
+
+typedef struct HXEX_PACKED
+{
+  guint32 handle;
+  guint8 kind;
+  guint8 n_planes;
+  guint16 flags;
+  guint32 fourcc;
+  guint32 width;
+  guint32 height;
+  guint32 slot;
+  guint64 modifier;
+  guint32 iosurface_id;
+  guint32 reserved;
+  guint64 size;
+  guint32 stride[HXEX_MAX_PLANES];
+  guint32 offset[HXEX_MAX_PLANES];
+} WireSurface;
+
+typedef struct HXEX_PACKED
+{
+  guint32 handle;
+  guint32 reserved;
+} WireRelease;
+
+typedef struct HXEX_PACKED
+{
+  gint32 code;
+  gchar message[HXEX_ERROR_TEXT_SIZE];
+} WireError;
+
+G_STATIC_ASSERT (sizeof (WireHeader) == HXEX_HEADER_SIZE);
+G_STATIC_ASSERT (offsetof (WireHeader, msg_type) == 4);
+G_STATIC_ASSERT (offsetof (WireHeader, n_fds) == 5);
+G_STATIC_ASSERT (offsetof (WireHeader, payload_size) == 8);
+G_STATIC_ASSERT (offsetof (WireHeader, request_id) == 12);
+G_STATIC_ASSERT (sizeof (WireHello) == HXEX_HELLO_SIZE);
+G_STATIC_ASSERT (offsetof (WireHello, kinds) == 4);
+G_STATIC_ASSERT (sizeof (WireHelloAck) == HXEX_HELLO_ACK_SIZE);
+G_STATIC_ASSERT (offsetof (WireHelloAck, kinds) == 4);
+G_STATIC_ASSERT (offsetof (WireHelloAck, n_slots) == 8);
+G_STATIC_ASSERT (offsetof (WireHelloAck, slot_size) == 16);
+G_STATIC_ASSERT (offsetof (WireHelloAck, max_width) == 24);
+G_STATIC_ASSERT (sizeof (WireResolve) == HXEX_RESOLVE_SIZE);
+G_STATIC_ASSERT (sizeof (WireSurface) == HXEX_SURFACE_SIZE);
+G_STATIC_ASSERT (offsetof (WireSurface, kind) == 4);
+G_STATIC_ASSERT (offsetof (WireSurface, fourcc) == 8);
+G_STATIC_ASSERT (offsetof (WireSurface, slot) == 20);
+G_STATIC_ASSERT (offsetof (WireSurface, modifier) == 24);
+G_STATIC_ASSERT (offsetof (WireSurface, iosurface_id) == 32);
+G_STATIC_ASSERT (offsetof (WireSurface, size) == 40);
+G_STATIC_ASSERT (offsetof (WireSurface, stride) == 48);
+G_STATIC_ASSERT (offsetof (WireSurface, offset) == 64);
+G_STATIC_ASSERT (sizeof (WireRelease) == HXEX_RELEASE_SIZE);
+G_STATIC_ASSERT (sizeof (WireError) == HXEX_ERROR_SIZE);
+G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
+
+G_DEFINE_QUARK (hxex-error-quark, hxex_error);
+
+const gchar *
+hxex_msg_type_name (guint type)
+{
+  switch (type) {
+    case HXEX_MSG_HELLO:
+      return "HELLO";
+    case HXEX_MSG_HELLO_ACK:
+      return "HELLO_ACK";
+    case HXEX_MSG_RESOLVE:
+      return "RESOLVE";
+    case HXEX_MSG_SURFACE:
+      return "SURFACE";
+    case HXEX_MSG_RELEASE:
+      return "RELEASE";
+    case HXEX_MSG_ERROR:
+      return "ERROR";
+    default:
+      return "unknown";
+  }
+}
+
+const gchar *
+hxex_error_code_name (gint code)
+{
+  switch (code) {
+    case HXEX_ERR_UNKNOWN_RESOURCE:
+      return "unknown resource";
+    case HXEX_ERR_UNSUPPORTED_FORMAT:
+      return "unsupported format";
+    case HXEX_ERR_BUSY:
+      return "busy";
+    case HXEX_ERR_INTERNAL:
+      return "internal error";
+    case HXEX_ERR_PROTOCOL:
+      return "protocol error";
+    case HXEX_ERR_TOO_LARGE:
+      return "too large";
+    case HXEX_ERR_VERSION:
+      return "no common version";
+    case HXEX_ERR_RELEASED:
+      return "already released";
+    default:
+      return "unknown error";
+  }
+}
+
+const gchar *
+hxex_kind_name (guint kind)
+{
+  switch (kind) {
+    case HXEX_KIND_READBACK_SLOT:
+      return "readback-slot";
+    case HXEX_KIND_DMABUF:
+      return "dmabuf";
+    case HXEX_KIND_IOSURFACE:
+      return "iosurface";
+    default:
+      return "unknown";
+  }
+}
+
+gsize
+hxex_msg_payload_size (guint type)
+{
+  switch (type) {
+    case HXEX_MSG_HELLO:
+      return HXEX_HELLO_SIZE;
+    case HXEX_MSG_HELLO_ACK:
+      return HXEX_HELLO_ACK_SIZE;
+    case HXEX_MSG_RESOLVE:
+      return HXEX_RESOLVE_SIZE;
+    case HXEX_MSG_SURFACE:
+      return HXEX_SURFACE_SIZE;
+    case HXEX_MSG_RELEASE:
+      return HXEX_RELEASE_SIZE;
+    case HXEX_MSG_ERROR:
+      return HXEX_ERROR_SIZE;
+    default:
+      return 0;
+  }
+}
+
+/* Descriptors a message of @type may carry. */
+static guint
+max_fds_for_type (guint type)
+{
+  switch (type) {
+    case HXEX_MSG_HELLO_ACK:
+    case HXEX_MSG_SURFACE:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+void
+hxex_header_write (guint8 out[HXEX_HEADER_SIZE], const HxexHeader * h)
+{
+  WireHeader w;
+
+  memset (&w, 0, sizeof (w));
+  w.magic = GUINT32_TO_LE (HXEX_MAGIC);
+  w.msg_type = h->type;
+  w.n_fds = h->n_fds;
+  w.payload_size = GUINT32_TO_LE (h->payload_size);
+  w.request_id = GUINT32_TO_LE (h->request_id);
+  memcpy (out, &w, sizeof (w));
+}
+
+gboolean
+hxex_header_parse (const guint8 in[HXEX_HEADER_SIZE], HxexHeader * h,
+    GError ** error)
+{
+  WireHeader w;
+  gsize expected;
+
+  memcpy (&w, in, sizeof (w));
+  if (GUINT32_FROM_LE (w.magic) != HXEX_MAGIC) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "bad magic 0x%08x (expected 0x%08x, \"HXEX\")",
+        GUINT32_FROM_LE (w.magic), HXEX_MAGIC);
+    return FALSE;
+  }
+  h->type = w.msg_type;
+  h->n_fds = w.n_fds;
+  h->payload_size = GUINT32_FROM_LE (w.payload_size);
+  h->request_id = GUINT32_FROM_LE (w.request_id);
+
+  expected = hxex_msg_payload_size (h->type);
+  if (expected == 0) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "unknown message type 0x%02x", h->type);
+    return FALSE;
+  }
+  if (h->payload_size != expected) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s with a %u-byte payload (must be %" G_GSIZE_FORMAT ")",
+        hxex_msg_type_name (h->type), h->payload_size, expected);
+    return FALSE;
+  }
+  if (h->n_fds > max_fds_for_type (h->type)) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s announces %u file descriptors (at most %u)",
+        hxex_msg_type_name (h->type), h->n_fds, max_fds_for_type (h->type));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+check_len (guint type, gsize len, GError ** error)
+{
+  if (len != hxex_msg_payload_size (type)) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s payload of %" G_GSIZE_FORMAT " bytes (must be %" G_GSIZE_FORMAT
+        ")", hxex_msg_type_name (type), len, hxex_msg_payload_size (type));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_hello_write (const HxexHello * m, guint8 * out)
+{
+  WireHello w;
+
+  memset (&w, 0, sizeof (w));
+  w.min_version = GUINT16_TO_LE (m->min_version);
+  w.max_version = GUINT16_TO_LE (m->max_version);
+  w.kinds = GUINT32_TO_LE (m->kinds);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_hello_parse (const guint8 * in, gsize len, HxexHello * m,
+    GError ** error)
+{
+  WireHello w;
+
+  if (!check_len (HXEX_MSG_HELLO, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->min_version = GUINT16_FROM_LE (w.min_version);
+  m->max_version = GUINT16_FROM_LE (w.max_version);
+  m->kinds = GUINT32_FROM_LE (w.kinds);
+  if (m->min_version > m->max_version) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "HELLO with versions %u..%u", m->min_version, m->max_version);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_hello_ack_write (const HxexHelloAck * m, guint8 * out)
+{
+  WireHelloAck w;
+
+  memset (&w, 0, sizeof (w));
+  w.version = GUINT16_TO_LE (m->version);
+  w.kinds = GUINT32_TO_LE (m->kinds);
+  w.n_slots = GUINT32_TO_LE (m->n_slots);
+  w.slot_size = GUINT64_TO_LE (m->slot_size);
+  w.max_width = GUINT32_TO_LE (m->max_width);
+  w.max_height = GUINT32_TO_LE (m->max_height);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_hello_ack_parse (const guint8 * in, gsize len, HxexHelloAck * m,
+    GError ** error)
+{
+  WireHelloAck w;
+
+  if (!check_len (HXEX_MSG_HELLO_ACK, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->version = GUINT16_FROM_LE (w.version);
+  m->kinds = GUINT32_FROM_LE (w.kinds);
+  m->n_slots = GUINT32_FROM_LE (w.n_slots);
+  m->slot_size = GUINT64_FROM_LE (w.slot_size);
+  m->max_width = GUINT32_FROM_LE (w.max_width);
+  m->max_height = GUINT32_FROM_LE (w.max_height);
+  return TRUE;
+}
+
+gsize
+hxex_resolve_write (const HxexResolve * m, guint8 * out)
+{
+  WireResolve w;
+
+  memset (&w, 0, sizeof (w));
+  w.resource_id = GUINT32_TO_LE (m->resource_id);
+  w.kinds = GUINT32_TO_LE (m->kinds);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_resolve_parse (const guint8 * in, gsize len, HxexResolve * m,
+    GError ** error)
+{
+  WireResolve w;
+
+  if (!check_len (HXEX_MSG_RESOLVE, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->resource_id = GUINT32_FROM_LE (w.resource_id);
+  m->kinds = GUINT32_FROM_LE (w.kinds);
+  return TRUE;
+}
+
+gsize
+hxex_surface_write (const HxexSurface * m, guint8 * out)
+{
+  WireSurface w;
+  guint i;
+
+  memset (&w, 0, sizeof (w));
+  w.handle = GUINT32_TO_LE (m->handle);
+  w.kind = m->kind;
+  w.n_planes = m->n_planes;
+  w.flags = GUINT16_TO_LE (m->flags);
+  w.fourcc = GUINT32_TO_LE (m->fourcc);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.slot = GUINT32_TO_LE (m->slot);
+  w.modifier = GUINT64_TO_LE (m->modifier);
+  w.iosurface_id = GUINT32_TO_LE (m->iosurface_id);
+  w.size = GUINT64_TO_LE (m->size);
+  for (i = 0; i < HXEX_MAX_PLANES && i < m->n_planes; i++) {
+    w.stride[i] = GUINT32_TO_LE (m->stride[i]);
+    w.offset[i] = GUINT32_TO_LE (m->offset[i]);
+  }
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_surface_parse (const guint8 * in, gsize len, HxexSurface * m,
+    GError ** error)
+{
+  WireSurface w;
+  guint i;
+
+  if (!check_len (HXEX_MSG_SURFACE, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  memset (m, 0, sizeof (*m));
+  m->handle = GUINT32_FROM_LE (w.handle);
+  m->kind = w.kind;
+  m->n_planes = w.n_planes;
+  m->flags = GUINT16_FROM_LE (w.flags);
+  m->fourcc = GUINT32_FROM_LE (w.fourcc);
+  m->width = GUINT32_FROM_LE (w.width);
+  m->height = GUINT32_FROM_LE (w.height);
+  m->slot = GUINT32_FROM_LE (w.slot);
+  m->modifier = GUINT64_FROM_LE (w.modifier);
+  m->iosurface_id = GUINT32_FROM_LE (w.iosurface_id);
+  m->size = GUINT64_FROM_LE (w.size);
+
+  if (m->kind < HXEX_KIND_READBACK_SLOT || m->kind > HXEX_KIND_IOSURFACE) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SURFACE of unknown kind %u", m->kind);
+    return FALSE;
+  }
+  if (m->handle == 0 || m->width == 0 || m->height == 0) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SURFACE with handle %u and size %ux%u", m->handle, m->width,
+        m->height);
+    return FALSE;
+  }
+  if (m->n_planes < 1 || m->n_planes > HXEX_MAX_PLANES) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SURFACE with %u planes", m->n_planes);
+    return FALSE;
+  }
+  for (i = 0; i < m->n_planes; i++) {
+    m->stride[i] = GUINT32_FROM_LE (w.stride[i]);
+    m->offset[i] = GUINT32_FROM_LE (w.offset[i]);
+  }
+  /* The pixel planes must lie inside the bytes the surface announces: a
+   * reader maps exactly @size bytes. Only single-plane RGB formats have a
+   * known row size; for the others, at least the rows must fit. */
+  if (m->kind != HXEX_KIND_IOSURFACE) {
+    guint bpp = hxex_fourcc_bpp (m->fourcc);
+
+    for (i = 0; i < m->n_planes; i++) {
+      guint64 rows = i == 0 ? m->height : (m->height + 1) / 2;
+      guint64 end;
+
+      if (i == 0 && bpp && (guint64) m->stride[0] < (guint64) m->width * bpp) {
+        g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+            "SURFACE stride %u below %u pixels of %u bytes", m->stride[0],
+            m->width, bpp);
+        return FALSE;
+      }
+      end = (guint64) m->offset[i] + (guint64) m->stride[i] * rows;
+      if (m->stride[i] == 0 || end > m->size) {
+        g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+            "SURFACE plane %u (offset %u, stride %u, %" G_GUINT64_FORMAT
+            " rows) outside its %" G_GUINT64_FORMAT " bytes", i,
+            m->offset[i], m->stride[i], rows, m->size);
+        return FALSE;
+      }
+    }
+  }
+  return TRUE;
+}
+
+gsize
+hxex_release_write (guint32 handle, guint8 * out)
+{
+  WireRelease w;
+
+  memset (&w, 0, sizeof (w));
+  w.handle = GUINT32_TO_LE (handle);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_release_parse (const guint8 * in, gsize len, guint32 * handle,
+    GError ** error)
+{
+  WireRelease w;
+
+  if (!check_len (HXEX_MSG_RELEASE, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  *handle = GUINT32_FROM_LE (w.handle);
+  return TRUE;
+}
+
+gsize
+hxex_error_write (gint32 code, const gchar * message, guint8 * out)
+{
+  WireError w;
+
+  memset (&w, 0, sizeof (w));
+  w.code = GINT32_TO_LE (code);
+  if (message)
+    g_strlcpy (w.message, message, sizeof (w.message));
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_error_parse (const guint8 * in, gsize len, HxexErrorMsg * m,
+    GError ** error)
+{
+  WireError w;
+
+  if (!check_len (HXEX_MSG_ERROR, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->code = GINT32_FROM_LE (w.code);
+  memcpy (m->message, w.message, HXEX_ERROR_TEXT_SIZE);
+  m->message[HXEX_ERROR_TEXT_SIZE] = '\0';
+  return TRUE;
+}
+
+#define FOURCC(a,b,c,d) ((guint32)(a) | ((guint32)(b) << 8) | \
+    ((guint32)(c) << 16) | ((guint32)(d) << 24))
+
+guint
+hxex_fourcc_bpp (guint32 fourcc)
+{
+  if (fourcc == FOURCC ('A', 'R', '2', '4')
+      || fourcc == FOURCC ('X', 'R', '2', '4')
+      || fourcc == FOURCC ('A', 'B', '2', '4')
+      || fourcc == FOURCC ('X', 'B', '2', '4'))
+    return 4;
+  return 0;
+}
+
+/* Transport helpers */
+
+gssize
+hxex_socket_send (GSocket * socket, const guint8 * buf, gsize len,
+    const gint * fds, guint n_fds, GError ** error)
+{
+  GOutputVector vec = { buf, len };
+  GSocketControlMessage *cmsg = NULL;
+  gssize n;
+
+  if (n_fds > 0) {
+    g_autoptr (GUnixFDList) list = g_unix_fd_list_new ();
+    guint i;
+
+    /* the list dups the descriptors: the caller keeps its own */
+    for (i = 0; i < n_fds; i++)
+      if (g_unix_fd_list_append (list, fds[i], error) < 0)
+        return -1;
+    cmsg = g_unix_fd_message_new_with_fd_list (list);
+  }
+  n = g_socket_send_message (socket, NULL, &vec, 1, cmsg ? &cmsg : NULL,
+      cmsg ? 1 : 0, G_SOCKET_MSG_NONE, NULL, error);
+  g_clear_object (&cmsg);
+  return n;
+}
+
+gssize
+hxex_socket_receive (GSocket * socket, guint8 * buf, gsize len,
+    GArray * fds, GError ** error)
+{
+  GInputVector vec = { buf, len };
+  GSocketControlMessage **cmsgs = NULL;
+  gint n_cmsgs = 0, i;
+  gint flags = G_SOCKET_MSG_NONE;
+  gssize n;
+
+  n = g_socket_receive_message (socket, NULL, &vec, 1, &cmsgs, &n_cmsgs,
+      &flags, NULL, error);
+  for (i = 0; i < n_cmsgs; i++) {
+    if (G_IS_UNIX_FD_MESSAGE (cmsgs[i])) {
+      gint n_stolen = 0, j;
+      gint *stolen = g_unix_fd_message_steal_fds (G_UNIX_FD_MESSAGE (cmsgs[i]),
+          &n_stolen);
+
+      for (j = 0; j < n_stolen; j++)
+        g_array_append_val (fds, stolen[j]);
+      g_free (stolen);
+    }
+    g_object_unref (cmsgs[i]);
+  }
+  g_free (cmsgs);
+  return n;
+}
+
+void
+hxex_fds_clear (GArray * fds)
+{
+  guint i;
+
+  for (i = 0; i < fds->len; i++)
+    close (g_array_index (fds, gint, i));
+  g_array_set_size (fds, 0);
+}

@@ -1,0 +1,183 @@
+/* Helix export protocol codec: bridge (client) <-> VMM (server) over a
+ * UNIX stream socket, file descriptors passed as SCM_RIGHTS.
+ *
+ * The only code that turns export-protocol bytes into values and back.
+ * docs/export-protocol.md is the specification; the wire layouts are
+ * frozen by static asserts in hxfr-export-protocol.c.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define HXEX_MAGIC 0x58455848u  /* "HXEX" on the wire, little-endian */
+#define HXEX_VERSION 1
+#define HXEX_HEADER_SIZE 16
+#define HXEX_MAX_PLANES 4
+#define HXEX_ERROR_TEXT_SIZE 124
+/* No message carries more than this many descriptors. */
+#define HXEX_MAX_FDS 4
+
+typedef enum
+{
+  HXEX_MSG_HELLO = 0x01,        /* client -> server */
+  HXEX_MSG_HELLO_ACK = 0x02,    /* server -> client, 1 fd (the ring) if n_slots */
+  HXEX_MSG_RESOLVE = 0x03,      /* client -> server */
+  HXEX_MSG_SURFACE = 0x04,      /* server -> client, 1 fd for DMABUF */
+  HXEX_MSG_RELEASE = 0x05,      /* client -> server, never answered */
+  HXEX_MSG_ERROR = 0x06,        /* server -> client */
+} HxexMsgType;
+
+/* Fixed payload sizes: every message has exactly this payload. */
+#define HXEX_HELLO_SIZE 16
+#define HXEX_HELLO_ACK_SIZE 32
+#define HXEX_RESOLVE_SIZE 16
+#define HXEX_SURFACE_SIZE 80
+#define HXEX_RELEASE_SIZE 8
+#define HXEX_ERROR_SIZE 128
+#define HXEX_MAX_PAYLOAD_SIZE HXEX_ERROR_SIZE
+
+typedef enum
+{
+  HXEX_KIND_READBACK_SLOT = 1,
+  HXEX_KIND_DMABUF = 2,
+  HXEX_KIND_IOSURFACE = 3,
+} HxexKind;
+
+#define HXEX_KIND_BIT(k) (1u << (k))
+#define HXEX_KINDS_ALL (HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) | \
+    HXEX_KIND_BIT (HXEX_KIND_DMABUF) | HXEX_KIND_BIT (HXEX_KIND_IOSURFACE))
+
+/* Codes carried by ERROR, and the codes of HXEX_ERROR GErrors. */
+typedef enum
+{
+  HXEX_ERR_UNKNOWN_RESOURCE = 1,
+  HXEX_ERR_UNSUPPORTED_FORMAT = 2,
+  HXEX_ERR_BUSY = 3,
+  HXEX_ERR_INTERNAL = 4,
+  HXEX_ERR_PROTOCOL = 5,        /* malformed or unexpected message */
+  HXEX_ERR_TOO_LARGE = 6,       /* does not fit a slot */
+  HXEX_ERR_VERSION = 7,         /* no common protocol version */
+  HXEX_ERR_RELEASED = 8,        /* client side: surface already released */
+} HxexErrorCode;
+
+#define HXEX_DRM_FORMAT_MOD_LINEAR 0ull
+#define HXEX_DRM_FORMAT_MOD_INVALID 0x00ffffffffffffffull
+
+typedef struct
+{
+  guint8 type;
+  guint8 n_fds;
+  guint32 payload_size;
+  guint32 request_id;
+} HxexHeader;
+
+typedef struct
+{
+  guint16 min_version;
+  guint16 max_version;
+  guint32 kinds;                /* HXEX_KIND_BIT mask the client can take */
+} HxexHello;
+
+typedef struct
+{
+  guint16 version;
+  guint32 kinds;                /* kinds the server may answer with */
+  guint32 n_slots;
+  guint64 slot_size;
+  guint32 max_width;
+  guint32 max_height;
+} HxexHelloAck;
+
+typedef struct
+{
+  guint32 resource_id;
+  guint32 kinds;                /* accepted for this request, 0 = any */
+} HxexResolve;
+
+typedef struct
+{
+  guint32 handle;
+  HxexKind kind;
+  guint n_planes;
+  guint32 flags;
+  guint32 fourcc;
+  guint32 width;
+  guint32 height;
+  guint32 slot;                 /* READBACK_SLOT */
+  guint64 modifier;
+  guint32 iosurface_id;         /* IOSURFACE */
+  guint64 size;                 /* bytes of the slot / DMA-BUF in use */
+  guint32 stride[HXEX_MAX_PLANES];
+  guint32 offset[HXEX_MAX_PLANES];
+} HxexSurface;
+
+typedef struct
+{
+  gint32 code;
+  gchar message[HXEX_ERROR_TEXT_SIZE + 1];      /* NUL-terminated */
+} HxexErrorMsg;
+
+#define HXEX_ERROR (hxex_error_quark ())
+GQuark hxex_error_quark (void);
+
+const gchar *hxex_msg_type_name (guint type);
+const gchar *hxex_error_code_name (gint code);
+const gchar *hxex_kind_name (guint kind);
+
+void hxex_header_write (guint8 out[HXEX_HEADER_SIZE], const HxexHeader * h);
+/* Checks magic, type, the payload size of the type and the descriptor
+ * count the type allows. HXEX_ERROR_PROTOCOL on failure. */
+gboolean hxex_header_parse (const guint8 in[HXEX_HEADER_SIZE],
+    HxexHeader * h, GError ** error);
+/* Payload size of a message type, 0 if the type is unknown. */
+gsize hxex_msg_payload_size (guint type);
+
+/* write returns the payload size written to @out (HXEX_MAX_PAYLOAD_SIZE
+ * bytes available); parse reads exactly the payload size of the type. */
+gsize hxex_hello_write (const HxexHello * m, guint8 * out);
+gboolean hxex_hello_parse (const guint8 * in, gsize len, HxexHello * m,
+    GError ** error);
+gsize hxex_hello_ack_write (const HxexHelloAck * m, guint8 * out);
+gboolean hxex_hello_ack_parse (const guint8 * in, gsize len,
+    HxexHelloAck * m, GError ** error);
+gsize hxex_resolve_write (const HxexResolve * m, guint8 * out);
+gboolean hxex_resolve_parse (const guint8 * in, gsize len, HxexResolve * m,
+    GError ** error);
+gsize hxex_surface_write (const HxexSurface * m, guint8 * out);
+/* Also checks the description is self-consistent: known kind, 1..4
+ * planes, non-zero size, planes inside @size. */
+gboolean hxex_surface_parse (const guint8 * in, gsize len, HxexSurface * m,
+    GError ** error);
+gsize hxex_release_write (guint32 handle, guint8 * out);
+gboolean hxex_release_parse (const guint8 * in, gsize len, guint32 * handle,
+    GError ** error);
+gsize hxex_error_write (gint32 code, const gchar * message, guint8 * out);
+gboolean hxex_error_parse (const guint8 * in, gsize len, HxexErrorMsg * m,
+    GError ** error);
+
+/* Bytes per pixel of the single-plane RGB fourccs the export carries
+ * (AR24, XR24, AB24, XB24), 0 for anything else. */
+guint hxex_fourcc_bpp (guint32 fourcc);
+
+/* Transport helpers shared by both ends. Both work on a non-blocking
+ * GSocket and never wait. */
+
+/* Sends @len bytes (header + payload) with @n_fds descriptors attached to
+ * the first byte. Returns the number of bytes sent (> 0; the descriptors
+ * went with them), -1 with G_IO_ERROR_WOULD_BLOCK when nothing could be
+ * sent, -1 on error. The caller sends the rest with no descriptors. */
+gssize hxex_socket_send (GSocket * socket, const guint8 * buf, gsize len,
+    const gint * fds, guint n_fds, GError ** error);
+/* Receives up to @len bytes; descriptors that arrive are appended to
+ * @fds (a GArray of gint, the caller owns them). 0 = peer closed, -1 with
+ * G_IO_ERROR_WOULD_BLOCK when nothing is there. */
+gssize hxex_socket_receive (GSocket * socket, guint8 * buf, gsize len,
+    GArray * fds, GError ** error);
+/* Closes and removes every descriptor in @fds. */
+void hxex_fds_clear (GArray * fds);
+
+G_END_DECLS
