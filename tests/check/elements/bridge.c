@@ -1,0 +1,824 @@
+/* helix-host-bridge end to end: the built bridge runs as a subprocess (UNIX
+ * socket in a temp dir, or TCP on 127.0.0.1) with x264enc; guests are the
+ * real vsockenc (`appsrc ! vsockenc ! h264parse ! avdec_h264`, fed with
+ * videotestsrc frames so that every decoded frame can be compared with its
+ * source) or guests emulated on the core library (v1 exactly as
+ * PROTOCOL-v1.md, v2, and malformed input).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <glib/gstdio.h>
+#include <gst/check/gstcheck.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/app/gstappsink.h>
+#include <gst/video/video.h>
+
+#include "bridge-runner.h"
+#include "guest-emu.h"
+
+/* luma PSNR >= 30 dB  <=>  MSE <= 255^2 / 10^3 */
+#define MAX_MSE (255.0 * 255.0 / 1000.0)
+#define PULL_TIMEOUT (20 * GST_SECOND)
+
+static const gchar *const x264_args[] = { "--encoder", "x264enc", NULL };
+
+/* Frames */
+
+/* @n frames of videotestsrc (moving SMPTE bars) as @format, optionally
+ * converted to I420 (the reference the decoded frames are compared with). */
+static GPtrArray *
+collect_frames (const gchar * format, guint w, guint h, guint n,
+    gboolean as_i420)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=%u "
+      "horizontal-speed=4 ! video/x-raw,format=%s,width=%u,height=%u,"
+      "framerate=30/1 ! %s appsink name=sink sync=false", n, format, w, h,
+      as_i420 ? "videoconvert ! video/x-raw,format=I420 !" : "");
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  GstSample *s;
+
+  fail_unless (p != NULL, "%s", desc);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              PULL_TIMEOUT)))
+    g_ptr_array_add (out, s);
+  fail_unless_equals_int (out->len, n);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  g_free (desc);
+  return out;
+}
+
+static void
+append_frames (GPtrArray * to, GPtrArray * from)
+{
+  guint i;
+
+  for (i = 0; i < from->len; i++)
+    g_ptr_array_add (to, gst_sample_ref (g_ptr_array_index (from, i)));
+  g_ptr_array_unref (from);
+}
+
+static gdouble
+luma_mse (GstSample * a, GstSample * b)
+{
+  GstVideoInfo ia, ib;
+  GstVideoFrame fa, fb;
+  gdouble mse = 0;
+  gint x, y;
+
+  fail_unless (gst_video_info_from_caps (&ia, gst_sample_get_caps (a)));
+  fail_unless (gst_video_info_from_caps (&ib, gst_sample_get_caps (b)));
+  fail_unless_equals_int (GST_VIDEO_INFO_WIDTH (&ia),
+      GST_VIDEO_INFO_WIDTH (&ib));
+  fail_unless_equals_int (GST_VIDEO_INFO_HEIGHT (&ia),
+      GST_VIDEO_INFO_HEIGHT (&ib));
+  fail_unless (gst_video_frame_map (&fa, &ia, gst_sample_get_buffer (a),
+          GST_MAP_READ));
+  fail_unless (gst_video_frame_map (&fb, &ib, gst_sample_get_buffer (b),
+          GST_MAP_READ));
+  for (y = 0; y < GST_VIDEO_INFO_HEIGHT (&ia); y++) {
+    const guint8 *ra = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fa, 0) +
+        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, 0);
+    const guint8 *rb = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fb, 0) +
+        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, 0);
+
+    for (x = 0; x < GST_VIDEO_INFO_WIDTH (&ia); x++) {
+      gdouble d = (gdouble) ra[x] - rb[x];
+
+      mse += d * d;
+    }
+  }
+  gst_video_frame_unmap (&fa);
+  gst_video_frame_unmap (&fb);
+  return mse / ((gdouble) GST_VIDEO_INFO_WIDTH (&ia) *
+      GST_VIDEO_INFO_HEIGHT (&ia));
+}
+
+static void
+check_decoded (GPtrArray * decoded, GPtrArray * refs, const gchar * what)
+{
+  guint i;
+
+  fail_unless_equals_int (decoded->len, refs->len);
+  for (i = 0; i < refs->len; i++) {
+    gdouble mse = luma_mse (g_ptr_array_index (decoded, i),
+        g_ptr_array_index (refs, i));
+
+    fail_unless (mse <= MAX_MSE, "%s: frame %u luma MSE %.1f (PSNR below "
+        "30 dB)", what, i, mse);
+  }
+}
+
+/* A vsockenc guest: appsrc ! vsockenc ! h264parse ! avdec_h264 ! I420 */
+
+typedef struct
+{
+  GstElement *pipeline;
+  GstElement *src;
+  GstElement *sink;
+  GstBus *bus;
+} Guest;
+
+static Guest *
+guest_start (const gchar * address, GPtrArray * frames, const gchar * props)
+{
+  Guest *g = g_new0 (Guest, 1);
+  gchar *transport, *desc;
+  guint i;
+
+  if (g_str_has_prefix (address, "unix:"))
+    transport = g_strdup_printf ("socket-path=%s", address + 5);
+  else
+    transport = g_strdup_printf ("tcp-host=127.0.0.1 tcp-port=%s",
+        strrchr (address, ':') + 1);
+  desc = g_strdup_printf ("appsrc name=src format=time ! vsockenc %s %s ! "
+      "h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! "
+      "appsink name=sink sync=false", transport, props ? props : "");
+  g->pipeline = gst_parse_launch (desc, NULL);
+  fail_unless (g->pipeline != NULL, "%s", desc);
+  g->src = gst_bin_get_by_name (GST_BIN (g->pipeline), "src");
+  g->sink = gst_bin_get_by_name (GST_BIN (g->pipeline), "sink");
+  g->bus = gst_element_get_bus (g->pipeline);
+  g_free (desc);
+  g_free (transport);
+
+  gst_element_set_state (g->pipeline, GST_STATE_PLAYING);
+  /* appsrc queues without bound: everything is pushed at once */
+  for (i = 0; i < frames->len; i++)
+    gst_app_src_push_sample (GST_APP_SRC (g->src),
+        g_ptr_array_index (frames, i));
+  gst_app_src_end_of_stream (GST_APP_SRC (g->src));
+  return g;
+}
+
+/* Pulls the decoded frames until EOS; *error gets the bus error, if any. */
+static GPtrArray *
+guest_finish (Guest * g, gchar ** error)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GstSample *s;
+  GstMessage *msg;
+
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (g->sink),
+              PULL_TIMEOUT)))
+    g_ptr_array_add (out, s);
+  msg = gst_bus_pop_filtered (g->bus, GST_MESSAGE_ERROR);
+  if (error)
+    *error = NULL;
+  if (msg) {
+    GError *err = NULL;
+
+    gst_message_parse_error (msg, &err, NULL);
+    if (error)
+      *error = g_strdup (err->message);
+    else
+      GST_WARNING ("guest error: %s", err->message);
+    g_error_free (err);
+    gst_message_unref (msg);
+  }
+  gst_element_set_state (g->pipeline, GST_STATE_NULL);
+  gst_object_unref (g->src);
+  gst_object_unref (g->sink);
+  gst_object_unref (g->bus);
+  gst_object_unref (g->pipeline);
+  g_free (g);
+  return out;
+}
+
+/* One stream through the bridge, checked frame by frame. */
+static void
+roundtrip (const gchar * address, const gchar * format, guint w, guint h,
+    guint n)
+{
+  GPtrArray *frames = collect_frames (format, w, h, n, FALSE);
+  GPtrArray *refs = collect_frames (format, w, h, n, TRUE);
+  gchar *what = g_strdup_printf ("%s %ux%u", format, w, h);
+  gchar *error = NULL;
+  GPtrArray *decoded = guest_finish (guest_start (address, frames, NULL),
+      &error);
+
+  fail_unless (error == NULL, "%s: %s", what, error);
+  check_decoded (decoded, refs, what);
+  g_ptr_array_unref (frames);
+  g_ptr_array_unref (refs);
+  g_ptr_array_unref (decoded);
+  g_free (what);
+}
+
+static void
+stop_bridge (BridgeRunner * r)
+{
+  gboolean left = TRUE;
+
+  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
+  fail_if (left, "socket file left behind");
+}
+
+GST_START_TEST (test_formats_and_sizes_unix)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  static const gchar *formats[] = { "NV12", "I420", "BGRx" };
+  static const guint sizes[][2] = { {320, 240}, {322, 182}, {640, 360} };
+  guint f, s;
+
+  fail_unless (r != NULL);
+  for (f = 0; f < G_N_ELEMENTS (formats); f++)
+    for (s = 0; s < G_N_ELEMENTS (sizes); s++)
+      roundtrip (bridge_runner_get_address (r), formats[f], sizes[s][0],
+          sizes[s][1], 6);
+  /* one session per stream, each ended by its guest */
+  fail_unless (bridge_runner_wait_log (r, "reason=\"guest left\"", 9, 10));
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_tcp)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_TCP, x264_args);
+
+  fail_unless (r != NULL);
+  fail_unless (bridge_runner_get_port (r) > 0);
+  roundtrip (bridge_runner_get_address (r), "NV12", 320, 240, 6);
+  roundtrip (bridge_runner_get_address (r), "BGRx", 322, 182, 6);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* Odd sizes: 4:2:0 encoders cannot take them. Either the frames come back
+ * (handled) or the guest gets a clear error; never a hang, and the bridge
+ * keeps serving. */
+GST_START_TEST (test_odd_size)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  GPtrArray *frames, *refs, *decoded;
+  gchar *error = NULL;
+
+  fail_unless (r != NULL);
+  frames = collect_frames ("NV12", 321, 241, 4, FALSE);
+  refs = collect_frames ("NV12", 321, 241, 4, TRUE);
+  decoded = guest_finish (guest_start (bridge_runner_get_address (r), frames,
+          NULL), &error);
+  if (error) {
+    GST_INFO ("odd size refused: %s", error);
+    fail_unless (strlen (error) > 0);
+    g_free (error);
+  } else {
+    check_decoded (decoded, refs, "NV12 321x241");
+  }
+  g_ptr_array_unref (frames);
+  g_ptr_array_unref (refs);
+  g_ptr_array_unref (decoded);
+  roundtrip (bridge_runner_get_address (r), "NV12", 320, 240, 4);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_resolution_change)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  GPtrArray *frames = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GPtrArray *refs = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GPtrArray *decoded;
+  gchar *error = NULL;
+  guint i;
+
+  fail_unless (r != NULL);
+  append_frames (frames, collect_frames ("NV12", 320, 240, 5, FALSE));
+  append_frames (frames, collect_frames ("NV12", 640, 360, 5, FALSE));
+  append_frames (refs, collect_frames ("NV12", 320, 240, 5, TRUE));
+  append_frames (refs, collect_frames ("NV12", 640, 360, 5, TRUE));
+  /* the second half continues the timeline of the first */
+  for (i = 5; i < frames->len; i++) {
+    GstSample *s = g_ptr_array_index (frames, i);
+    GstBuffer *b = gst_buffer_copy (gst_sample_get_buffer (s));
+    GstSample *t;
+
+    GST_BUFFER_PTS (b) += 5 * GST_SECOND / 30;
+    t = gst_sample_new (b, gst_sample_get_caps (s), NULL, NULL);
+    gst_buffer_unref (b);
+    g_ptr_array_index (frames, i) = t;
+    gst_sample_unref (s);
+  }
+  decoded = guest_finish (guest_start (bridge_runner_get_address (r), frames,
+          NULL), &error);
+  fail_unless (error == NULL, "%s", error);
+  check_decoded (decoded, refs, "320x240 then 640x360");
+  g_ptr_array_unref (frames);
+  g_ptr_array_unref (refs);
+  g_ptr_array_unref (decoded);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_several_guests)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  static const gchar *formats[] = { "NV12", "I420", "BGRx" };
+  static const guint sizes[][2] = { {320, 240}, {322, 182}, {176, 144} };
+  GPtrArray *frames[3], *refs[3];
+  Guest *guests[3];
+  guint i;
+
+  fail_unless (r != NULL);
+  for (i = 0; i < 3; i++) {
+    frames[i] = collect_frames (formats[i], sizes[i][0], sizes[i][1], 15,
+        FALSE);
+    refs[i] = collect_frames (formats[i], sizes[i][0], sizes[i][1], 15, TRUE);
+  }
+  for (i = 0; i < 3; i++)
+    guests[i] = guest_start (bridge_runner_get_address (r), frames[i], NULL);
+  for (i = 0; i < 3; i++) {
+    gchar *error = NULL;
+    GPtrArray *decoded = guest_finish (guests[i], &error);
+
+    fail_unless (error == NULL, "guest %u: %s", i, error);
+    check_decoded (decoded, refs[i], formats[i]);
+    g_ptr_array_unref (decoded);
+    g_ptr_array_unref (frames[i]);
+    g_ptr_array_unref (refs[i]);
+  }
+  /* three sessions at once, each its own pipeline */
+  fail_unless (bridge_runner_wait_log (r, "reason=\"guest left\"", 3, 10));
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* Decodes Annex B access units (appsrc ! h264parse ! avdec_h264). */
+static GPtrArray *
+decode_aus (GPtrArray * aus)
+{
+  GstElement *p = gst_parse_launch ("appsrc name=src format=time caps="
+      "video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! "
+      "avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! "
+      "appsink name=sink sync=false", NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (p), "src");
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GstSample *s;
+  guint i;
+
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  for (i = 0; i < aus->len; i++) {
+    GstBuffer *b = gst_buffer_new_wrapped_bytes (g_ptr_array_index (aus, i));
+
+    GST_BUFFER_PTS (b) = i * GST_SECOND / 30;
+    gst_app_src_push_buffer (GST_APP_SRC (src), b);
+  }
+  gst_app_src_end_of_stream (GST_APP_SRC (src));
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              PULL_TIMEOUT)))
+    g_ptr_array_add (out, s);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  return out;
+}
+
+/* A deployed v1 guest: no handshake, NV12 pixels, one request in flight,
+ * the answer read just before the next request. */
+GST_START_TEST (test_v1_guest)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  GPtrArray *frames = collect_frames ("NV12", 320, 240, 10, FALSE);
+  GPtrArray *refs = collect_frames ("NV12", 320, 240, 10, TRUE);
+  GPtrArray *aus = g_ptr_array_new ();
+  GPtrArray *decoded;
+  GuestEmu *g;
+  GuestAnswer a;
+  GError *err = NULL;
+  HxfrConfig cfg = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  gsize len;
+  guint i;
+
+  fail_unless (r != NULL);
+  g = guest_emu_connect (bridge_runner_get_address (r), &err);
+  fail_unless (g != NULL);
+  cfg.width = 320;
+  cfg.height = 240;
+  cfg.bitrate = 4000000;
+  cfg.fps_n = 30;
+  cfg.fps_d = 1;
+  cfg.profile = 66;
+  cfg.realtime = 1;
+  len = hxfr_config_write (&cfg, fixed);
+  fail_unless (guest_emu_send_simple (g, HXFR_MSG_CONFIG_REQ, fixed, len,
+          NULL));
+
+  for (i = 0; i < frames->len; i++) {
+    GstBuffer *b = gst_sample_get_buffer (g_ptr_array_index (frames, i));
+    HxfrFrameRequest req = { 0, };
+    GstMapInfo map;
+
+    req.width = 320;
+    req.height = 240;
+    req.format = HXFR_FORMAT_NV12;
+    req.stride[0] = 320;
+    req.pts = GST_BUFFER_PTS (b);
+    req.duration = GST_BUFFER_DURATION (b);
+    req.force_keyframe = i == 0;
+    gst_buffer_map (b, &map, GST_MAP_READ);
+    fail_unless (guest_emu_send_frame (g, &req, map.data, map.size, &err),
+        "%s", err ? err->message : "");
+    gst_buffer_unmap (b, &map);
+    fail_unless (guest_emu_receive (g, &a, &err), "%s",
+        err ? err->message : "");
+    fail_unless_equals_int (a.type, HXFR_MSG_FRAME_RESPONSE);
+    fail_unless_equals_int (a.resp.nal_count, 1);
+    fail_unless_equals_int64 (a.resp.pts, (gint64) GST_BUFFER_PTS (b));
+    if (i == 0)
+      fail_unless (a.resp.keyframe);
+    fail_unless (g_bytes_get_size (a.au) > 4);
+    g_ptr_array_add (aus, g_bytes_ref (a.au));
+    guest_answer_clear (&a);
+  }
+  guest_emu_free (g);
+  decoded = decode_aus (aus);
+  check_decoded (decoded, refs, "v1 guest");
+  fail_unless (bridge_runner_wait_log (r, "version=1", 2, 10));
+  g_ptr_array_unref (aus);
+  g_ptr_array_unref (decoded);
+  g_ptr_array_unref (frames);
+  g_ptr_array_unref (refs);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* A v2 guest streaming small frames in its own thread, one in flight,
+ * until told to stop: the concurrent good session. */
+typedef struct
+{
+  gchar *address;
+  const gchar *token;
+  gint stop;
+  gint ok;
+  gint bad;
+  gint end_code;                /* ERROR code that ended it, 0 if none */
+  gboolean closed;              /* the host closed the connection */
+  GThread *thread;
+} Streamer;
+
+static gpointer
+streamer_thread (gpointer data)
+{
+  Streamer *st = data;
+  GuestEmu *g = guest_emu_connect (st->address, NULL);
+  GuestAnswer a;
+  gsize size;
+  guint8 *px = guest_emu_make_nv12 (128, 96, 128, 0, &size);
+  guint n = 0;
+
+  if (!g || !guest_emu_hello (g, 2, st->token, &a, NULL)
+      || a.type != HXFR_MSG_HELLO_ACK) {
+    g_atomic_int_inc (&st->bad);
+    goto out;
+  }
+  while (!g_atomic_int_get (&st->stop)) {
+    HxfrFrameRequest r = { 0, };
+
+    r.width = 128;
+    r.height = 96;
+    r.format = HXFR_FORMAT_NV12;
+    r.pts = n++ * 33333333;
+    r.duration = 33333333;
+    if (!guest_emu_send_frame (g, &r, px, size, NULL)
+        || !guest_emu_receive (g, &a, NULL)) {
+      st->closed = TRUE;
+      break;
+    }
+    if (a.type == HXFR_MSG_ERROR) {
+      st->end_code = a.error_code;
+      st->closed = guest_emu_wait_closed (g);
+      break;
+    }
+    if (a.type == HXFR_MSG_FRAME_RESPONSE2 && a.resp.status == HXFR_STATUS_OK
+        && a.resp.seq == r.seq && g_bytes_get_size (a.au) > 0)
+      g_atomic_int_inc (&st->ok);
+    else
+      g_atomic_int_inc (&st->bad);
+    guest_answer_clear (&a);
+  }
+out:
+  guest_emu_free (g);
+  g_free (px);
+  return NULL;
+}
+
+static Streamer *
+streamer_start (const gchar * address, const gchar * token)
+{
+  Streamer *st = g_new0 (Streamer, 1);
+
+  st->address = g_strdup (address);
+  st->token = token;
+  st->thread = g_thread_new ("streamer", streamer_thread, st);
+  return st;
+}
+
+/* Waits until the streamer got @more answers than it had. */
+static gboolean
+streamer_wait_progress (Streamer * st, gint more)
+{
+  gint target = g_atomic_int_get (&st->ok) + more;
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  /* polled: the counter is the condition, the bound is the deadline */
+  while (g_atomic_int_get (&st->ok) < target
+      && g_get_monotonic_time () < deadline && !st->closed)
+    g_usleep (5000);
+  return g_atomic_int_get (&st->ok) >= target;
+}
+
+static void
+streamer_stop (Streamer * st)
+{
+  g_atomic_int_set (&st->stop, 1);
+  g_thread_join (st->thread);
+  g_free (st->address);
+  g_free (st);
+}
+
+static void
+expect_error_and_close (GuestEmu * g, gint32 code, const gchar * what)
+{
+  GuestAnswer a;
+  GError *err = NULL;
+
+  fail_unless (guest_emu_receive (g, &a, &err), "%s: no answer (%s)", what,
+      err ? err->message : "");
+  fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+  fail_unless (a.error_code == code, "%s: ERROR %d (%s), expected %d", what,
+      a.error_code, a.text, code);
+  fail_unless (guest_emu_wait_closed (g), "%s: connection left open", what);
+  guest_answer_clear (&a);
+  guest_emu_free (g);
+}
+
+static GuestEmu *
+connect_v2 (BridgeRunner * r, const gchar * token)
+{
+  GuestEmu *g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  GuestAnswer a;
+
+  fail_unless (g != NULL);
+  fail_unless (guest_emu_hello (g, 2, token, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  guest_answer_clear (&a);
+  return g;
+}
+
+static void
+send_header (GuestEmu * g, guint8 type, guint8 flags, guint32 payload,
+    gboolean bad_magic)
+{
+  HxfrHeader h = { type, flags, 1, payload };
+  guint8 bytes[HXFR_HEADER_SIZE];
+
+  hxfr_header_write (bytes, &h);
+  if (bad_magic)
+    bytes[0] ^= 0xff;
+  fail_unless (guest_emu_send_raw (g, bytes, sizeof (bytes)));
+}
+
+GST_START_TEST (test_bad_input)
+{
+  const gchar *args[] = { "--encoder", "x264enc", "--idle-timeout", "1",
+    "--max-sessions", "4", NULL
+  };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  Streamer *good;
+  GuestEmu *g, *idle[2];
+  HxfrFrameRequest req;
+  guint8 px[64 * 64];
+  guint i;
+
+  fail_unless (r != NULL);
+  memset (px, 0x80, sizeof (px));
+  good = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait_progress (good, 5));
+
+  /* bad magic */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  send_header (g, HXFR_MSG_FRAME_REQUEST, 0, 44, TRUE);
+  expect_error_and_close (g, HXFR_ERR_INVALID, "bad magic");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* unknown type */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  send_header (g, 0x77, 0, 0, FALSE);
+  expect_error_and_close (g, HXFR_ERR_INVALID, "unknown type");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* oversize payload: 4 GiB of pixels announced */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  send_header (g, HXFR_MSG_FRAME_REQUEST, HXFR_FLAG_PIXEL_DATA, 0xfffffff0,
+      FALSE);
+  expect_error_and_close (g, HXFR_ERR_LIMIT, "oversize payload");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* size/format mismatch: a v1 NV12 64x64 frame without its chroma */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  memset (&req, 0, sizeof (req));
+  req.width = 64;
+  req.height = 64;
+  req.format = HXFR_FORMAT_NV12;
+  req.stride[0] = 64;
+  fail_unless (guest_emu_send_frame (g, &req, px, 64 * 64, NULL));
+  expect_error_and_close (g, HXFR_ERR_INVALID, "size/format mismatch");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* zero dimensions (v2) */
+  g = connect_v2 (r, NULL);
+  memset (&req, 0, sizeof (req));
+  req.width = 0;
+  req.height = 64;
+  req.format = HXFR_FORMAT_NV12;
+  req.n_planes = 2;
+  req.stride[0] = req.stride[1] = 64;
+  req.offset[1] = 64 * 32;
+  fail_unless (guest_emu_send_frame (g, &req, px, 64 * 48, NULL));
+  expect_error_and_close (g, HXFR_ERR_LIMIT, "zero width");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* huge dimensions (v2, a resource id: no pixels at all) */
+  g = connect_v2 (r, NULL);
+  memset (&req, 0, sizeof (req));
+  req.resource_id = 7;
+  req.width = 100000;
+  req.height = 100000;
+  req.format = HXFR_FORMAT_XRGB8888;
+  req.n_planes = 1;
+  req.stride[0] = 400000;
+  fail_unless (guest_emu_send_frame (g, &req, NULL, 0, NULL));
+  expect_error_and_close (g, HXFR_ERR_LIMIT, "huge dimensions");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* half a message, then silence: ERROR after --idle-timeout */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  {
+    HxfrHeader h = { HXFR_MSG_FRAME_REQUEST, 0, 1, 44 };
+    guint8 bytes[HXFR_HEADER_SIZE];
+
+    hxfr_header_write (bytes, &h);
+    fail_unless (guest_emu_send_raw (g, bytes, 6));
+  }
+  expect_error_and_close (g, HXFR_ERR_TIMEOUT, "half a message");
+  fail_unless (streamer_wait_progress (good, 3));
+
+  /* too many sessions: the good one and two idle ones, and one more fills
+   * the limit of 4; the fifth is refused. The seven bad sessions must have
+   * ended first. */
+  fail_unless (bridge_runner_wait_log (r, " end: ", 7, 10));
+  for (i = 0; i < 2; i++)
+    idle[i] = connect_v2 (r, NULL);
+  g = connect_v2 (r, NULL);
+  {
+    GuestEmu *extra = guest_emu_connect (bridge_runner_get_address (r), NULL);
+    GuestAnswer a;
+
+    fail_unless (extra != NULL);
+    /* the refusal comes whatever the guest sends first */
+    fail_unless (guest_emu_hello (extra, 2, NULL, &a, NULL));
+    fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+    fail_unless_equals_int (a.error_code, HXFR_ERR_TOO_MANY_SESSIONS);
+    fail_unless (guest_emu_wait_closed (extra));
+    guest_emu_free (extra);
+  }
+  guest_emu_free (g);
+  for (i = 0; i < 2; i++)
+    guest_emu_free (idle[i]);
+  fail_unless (streamer_wait_progress (good, 3));
+
+  fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
+  fail_if (good->closed);
+  streamer_stop (good);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_token)
+{
+  const gchar *args[] = { "--encoder", "x264enc", "--token", "s3cret", NULL };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_TCP, args);
+  Streamer *good;
+  GuestEmu *g;
+  GuestAnswer a;
+  HxfrFrameRequest req = { 0, };
+  guint8 px[64 * 96];
+
+  fail_unless (r != NULL);
+  good = streamer_start (bridge_runner_get_address (r), "s3cret");
+  fail_unless (streamer_wait_progress (good, 5));
+
+  /* wrong token */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (g, 2, "guess", &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+  fail_unless_equals_int (a.error_code, HXFR_ERR_UNAUTHORIZED);
+  fail_unless (guest_emu_wait_closed (g));
+  guest_emu_free (g);
+
+  /* no token: a v1 guest cannot send one */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  memset (px, 0x80, sizeof (px));
+  req.width = 64;
+  req.height = 64;
+  req.format = HXFR_FORMAT_NV12;
+  req.stride[0] = 64;
+  fail_unless (guest_emu_send_frame (g, &req, px, sizeof (px), NULL));
+  expect_error_and_close (g, HXFR_ERR_UNAUTHORIZED, "v1 guest with a token");
+
+  fail_unless (streamer_wait_progress (good, 3));
+  fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
+  streamer_stop (good);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_sigterm_with_sessions)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  Streamer *st[2];
+  gboolean left = TRUE;
+  guint i;
+
+  fail_unless (r != NULL);
+  for (i = 0; i < 2; i++)
+    st[i] = streamer_start (bridge_runner_get_address (r), NULL);
+  for (i = 0; i < 2; i++)
+    fail_unless (streamer_wait_progress (st[i], 5));
+  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
+  fail_if (left, "socket file left behind");
+  /* both guests were told (ERROR -12) or cut off, neither hangs */
+  for (i = 0; i < 2; i++) {
+    g_thread_join (st[i]->thread);
+    fail_unless (st[i]->closed);
+    fail_unless (st[i]->end_code == 0
+        || st[i]->end_code == HXFR_ERR_SHUTDOWN, "ended with %d",
+        st[i]->end_code);
+    fail_unless_equals_int (st[i]->bad, 0);
+    g_free (st[i]->address);
+    g_free (st[i]);
+  }
+}
+
+GST_END_TEST;
+
+/* --encoder null: every frame answered with the fixed tiny access unit */
+GST_START_TEST (test_null_encoder)
+{
+  const gchar *args[] = { "--encoder", "null", NULL };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  Streamer *st;
+
+  fail_unless (r != NULL);
+  st = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait_progress (st, 20));
+  fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
+  streamer_stop (st);
+  fail_unless (bridge_runner_wait_log (r, "encoder=null", 2, 10));
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+static Suite *
+bridge_suite (void)
+{
+  Suite *s = suite_create ("bridge");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 240);
+  tcase_add_test (tc, test_formats_and_sizes_unix);
+  tcase_add_test (tc, test_tcp);
+  tcase_add_test (tc, test_odd_size);
+  tcase_add_test (tc, test_resolution_change);
+  tcase_add_test (tc, test_several_guests);
+  tcase_add_test (tc, test_v1_guest);
+  tcase_add_test (tc, test_bad_input);
+  tcase_add_test (tc, test_token);
+  tcase_add_test (tc, test_sigterm_with_sessions);
+  tcase_add_test (tc, test_null_encoder);
+  return s;
+}
+
+GST_CHECK_MAIN (bridge);

@@ -1,0 +1,235 @@
+/* See bridge-runner.h.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bridge-runner.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <glib/gstdio.h>
+
+#define START_TIMEOUT_S 20
+#define STOP_TIMEOUT_S 30
+
+struct _BridgeRunner
+{
+  GSubprocess *proc;
+  gchar *dir;
+  gchar *socket_path;
+  gchar *address;
+  guint port;
+
+  GThread *reader;
+  GMutex lock;
+  GCond cond;
+  GString *log;                 /* protected by lock */
+  gboolean eof;
+};
+
+static gpointer
+reader_thread (gpointer data)
+{
+  BridgeRunner *r = data;
+  GDataInputStream *in = g_data_input_stream_new
+      (g_subprocess_get_stderr_pipe (r->proc));
+  gchar *line;
+
+  while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, NULL))) {
+    g_mutex_lock (&r->lock);
+    g_string_append (r->log, line);
+    g_string_append_c (r->log, '\n');
+    g_cond_broadcast (&r->cond);
+    g_mutex_unlock (&r->lock);
+    /* visible in the test log, which helps when something fails */
+    g_printerr ("[bridge] %s\n", line);
+    g_free (line);
+  }
+  g_mutex_lock (&r->lock);
+  r->eof = TRUE;
+  g_cond_broadcast (&r->cond);
+  g_mutex_unlock (&r->lock);
+  g_object_unref (in);
+  return NULL;
+}
+
+static guint
+count_locked (BridgeRunner * r, const gchar * needle)
+{
+  const gchar *p = r->log->str;
+  guint n = 0;
+
+  while ((p = strstr (p, needle))) {
+    n++;
+    p += strlen (needle);
+  }
+  return n;
+}
+
+guint
+bridge_runner_count_log (BridgeRunner * r, const gchar * needle)
+{
+  guint n;
+
+  g_mutex_lock (&r->lock);
+  n = count_locked (r, needle);
+  g_mutex_unlock (&r->lock);
+  return n;
+}
+
+gboolean
+bridge_runner_wait_log (BridgeRunner * r, const gchar * needle, guint count,
+    guint timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+  gboolean ok;
+
+  g_mutex_lock (&r->lock);
+  while (!(ok = count_locked (r, needle) >= count) && !r->eof)
+    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
+      break;
+  ok = count_locked (r, needle) >= count;
+  g_mutex_unlock (&r->lock);
+  return ok;
+}
+
+gchar *
+bridge_runner_get_log (BridgeRunner * r)
+{
+  gchar *s;
+
+  g_mutex_lock (&r->lock);
+  s = g_strdup (r->log->str);
+  g_mutex_unlock (&r->lock);
+  return s;
+}
+
+static void
+free_runner (BridgeRunner * r)
+{
+  if (r->reader)
+    g_thread_join (r->reader);
+  g_clear_object (&r->proc);
+  if (r->socket_path)
+    g_unlink (r->socket_path);
+  if (r->dir)
+    g_rmdir (r->dir);
+  g_free (r->dir);
+  g_free (r->socket_path);
+  g_free (r->address);
+  g_string_free (r->log, TRUE);
+  g_mutex_clear (&r->lock);
+  g_cond_clear (&r->cond);
+  g_free (r);
+}
+
+BridgeRunner *
+bridge_runner_start (BridgeRunnerTransport transport,
+    const gchar * const *extra_args)
+{
+  BridgeRunner *r = g_new0 (BridgeRunner, 1);
+  const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
+  GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
+  GError *err = NULL;
+  gchar *listen;
+
+  g_mutex_init (&r->lock);
+  g_cond_init (&r->cond);
+  r->log = g_string_new (NULL);
+  r->dir = g_dir_make_tmp ("hxbridge-XXXXXX", NULL);
+  if (transport == BRIDGE_RUNNER_UNIX) {
+    r->socket_path = g_build_filename (r->dir, "hx.sock", NULL);
+    listen = g_strconcat ("unix:", r->socket_path, NULL);
+  } else {
+    listen = g_strdup ("tcp:127.0.0.1:0");
+  }
+
+  g_ptr_array_add (argv, g_build_filename (root ? root : ".", "host-bridge",
+          "helix-host-bridge", NULL));
+  g_ptr_array_add (argv, g_strdup ("--listen"));
+  g_ptr_array_add (argv, listen);
+  for (; extra_args && *extra_args; extra_args++)
+    g_ptr_array_add (argv, g_strdup (*extra_args));
+  g_ptr_array_add (argv, NULL);
+
+  r->proc = g_subprocess_newv ((const gchar * const *) argv->pdata,
+      G_SUBPROCESS_FLAGS_STDERR_PIPE, &err);
+  g_ptr_array_unref (argv);
+  if (!r->proc) {
+    g_printerr ("cannot start the bridge: %s\n", err->message);
+    g_error_free (err);
+    free_runner (r);
+    return NULL;
+  }
+  r->reader = g_thread_new ("bridge-log", reader_thread, r);
+
+  if (!bridge_runner_wait_log (r, "listening on ", 1, START_TIMEOUT_S)) {
+    gchar *log = bridge_runner_get_log (r);
+
+    g_printerr ("the bridge did not start listening:\n%s\n", log);
+    g_free (log);
+    g_subprocess_force_exit (r->proc);
+    free_runner (r);
+    return NULL;
+  }
+
+  g_mutex_lock (&r->lock);
+  {
+    const gchar *p = strstr (r->log->str, "listening on ") +
+        strlen ("listening on ");
+    const gchar *end = strchr (p, ' ');
+
+    r->address = g_strndup (p, end ? (gsize) (end - p) : strlen (p));
+  }
+  g_mutex_unlock (&r->lock);
+  if (transport == BRIDGE_RUNNER_TCP) {
+    const gchar *colon = strrchr (r->address, ':');
+
+    r->port = colon ? atoi (colon + 1) : 0;
+  }
+  return r;
+}
+
+const gchar *
+bridge_runner_get_address (BridgeRunner * r)
+{
+  return r->address;
+}
+
+const gchar *
+bridge_runner_get_socket_path (BridgeRunner * r)
+{
+  return r->socket_path;
+}
+
+guint
+bridge_runner_get_port (BridgeRunner * r)
+{
+  return r->port;
+}
+
+gint
+bridge_runner_stop (BridgeRunner * r, gboolean * socket_left)
+{
+  gint64 deadline = g_get_monotonic_time () +
+      STOP_TIMEOUT_S * G_USEC_PER_SEC;
+  gint status = -1;
+
+  g_subprocess_send_signal (r->proc, SIGTERM);
+  /* the reader sees EOF on stderr when the bridge exits */
+  g_mutex_lock (&r->lock);
+  while (!r->eof)
+    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
+      break;
+  g_mutex_unlock (&r->lock);
+  if (!r->eof)
+    g_subprocess_force_exit (r->proc);
+  g_subprocess_wait (r->proc, NULL, NULL);
+  if (r->eof && g_subprocess_get_if_exited (r->proc))
+    status = g_subprocess_get_exit_status (r->proc);
+  if (socket_left)
+    *socket_left = r->socket_path
+        && g_file_test (r->socket_path, G_FILE_TEST_EXISTS);
+  free_runner (r);
+  return status;
+}
