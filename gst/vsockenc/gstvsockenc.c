@@ -589,6 +589,30 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
 }
 
+/* Streaming thread, stream lock held. A send failed: the host usually said
+ * why (an ERROR) or still has answers in the socket before its end; the
+ * reader reads them and reports first, within a bound. */
+static void
+send_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
+    const GError * err)
+{
+  gint64 deadline = g_get_monotonic_time () +
+      MIN (self->timeout_us, G_USEC_PER_SEC);
+  gboolean reported;
+
+  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
+  g_mutex_lock (&self->lock);
+  while (!self->conn_lost && self->conn == conn && !self->stopping) {
+    if (!g_cond_wait_until (&self->cond, &self->lock, deadline))
+      break;
+  }
+  reported = self->conn_lost || self->conn != conn;
+  g_mutex_unlock (&self->lock);
+  if (!reported)
+    connection_failed (self, conn, what, err);
+  GST_VIDEO_ENCODER_STREAM_LOCK (self);
+}
+
 static void
 record_flow (GstVsockEnc * self, GstFlowReturn ret)
 {
@@ -1750,7 +1774,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   g_mutex_unlock (&self->lock);
 
   if (!apply_reconfigure (self, conn, &err)) {
-    connection_failed (self, conn, "sending settings", err);
+    send_failed (self, conn, "sending settings", err);
     goto send_failed;
   }
 
@@ -1858,7 +1882,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   gst_buffer_unref (input);
   g_free (tmp);
   if (!ok) {
-    connection_failed (self, conn, "sending a frame", err);
+    send_failed (self, conn, "sending a frame", err);
     goto send_failed;
   }
   hxfr_conn_unref (conn);

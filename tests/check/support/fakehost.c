@@ -517,6 +517,7 @@ fake_host_new (FakeHostMode mode)
   static GOnce once = G_ONCE_INIT;
   FakeHost *host = g_new0 (FakeHost, 1);
   HxfrAddress *addr;
+  GPollFD pollfd;
   GError *err = NULL;
 
   g_once (&once, make_canned, NULL);
@@ -530,6 +531,9 @@ fake_host_new (FakeHostMode mode)
   g_assert_no_error (err);
   hxfr_address_free (addr);
   host->cancellable = g_cancellable_new ();
+  /* the wakeup fd, made once: otherwise every wait makes and closes one,
+   * which upsets the tests that count descriptors */
+  g_cancellable_make_pollfd (host->cancellable, &pollfd);
   g_mutex_init (&host->lock);
   g_cond_init (&host->cond);
   host->frames = g_array_new (FALSE, TRUE, sizeof (FakeHostFrame));
@@ -555,6 +559,7 @@ fake_host_free (FakeHost * host)
   }
   g_array_free (host->frames, TRUE);
   g_array_free (host->controls, TRUE);
+  g_cancellable_release_fd (host->cancellable);
   g_object_unref (host->cancellable);
   g_mutex_clear (&host->lock);
   g_cond_clear (&host->cond);
