@@ -986,6 +986,7 @@ apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
   guint type;
   GstVideoInfo *info = &self->input_state->info;
   gint bitrate, kfi;
+  gboolean ok;
 
   if (!g_atomic_int_compare_and_exchange (&self->reconfigure, TRUE, FALSE))
     return TRUE;
@@ -1023,8 +1024,12 @@ apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
   }
   GST_DEBUG_OBJECT (self, "sending %s: bitrate %d, keyframe-interval %d",
       hxfr_msg_type_name (type), bitrate, kfi);
-  return hxfr_conn_send (conn, type, 0, 1, fixed, len, NULL, 0,
+  /* never block on the socket while the reader may need the stream lock */
+  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
+  ok = hxfr_conn_send (conn, type, 0, 1, fixed, len, NULL, 0,
       self->timeout_us, self->cancellable, error);
+  GST_VIDEO_ENCODER_STREAM_LOCK (self);
+  return ok;
 }
 
 typedef struct

@@ -182,6 +182,9 @@ GST_START_TEST (test_encode_v2)
   fail_unless (profile != NULL);
   gst_caps_unref (caps);
 
+  /* one frame of latency at 30 fps */
+  fail_unless_equals_uint64 (gst_harness_query_latency (f.h), FRAME_DUR);
+
   fail_unless (fake_host_wait_frames (f.host, 10, WAIT_US));
   fail_unless_equals_int (fake_host_n_hellos (f.host), 1);
   for (i = 0; i < 10; i++) {
@@ -545,6 +548,81 @@ GST_START_TEST (test_close_on_hello)
   fail_unless_equals_int (fake_host_n_hellos (f.host), 1);
   fail_unless_equals_int (fake_host_get_frame (f.host, 0).type,
       HXFR_MSG_FRAME_REQUEST);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* the token goes in HELLO; a host that refuses it is fatal, not a v1 host */
+GST_START_TEST (test_token)
+{
+  Fixture f;
+  gchar *token;
+  GstMessage *msg;
+
+  fixture_init (&f, FAKE_HOST_V2, "token=s3cret", NV12_CAPS);
+  fake_host_set_token (f.host, "s3cret");
+  push_frames (&f, 0, 1);
+  gst_buffer_unref (gst_harness_pull (f.h));
+  token = fake_host_get_hello_token (f.host);
+  fail_unless_equals_string (token, "s3cret");
+  g_free (token);
+  fixture_clear (&f);
+
+  fixture_init (&f, FAKE_HOST_V2, "token=wrong", NULL);
+  fake_host_set_token (f.host, "s3cret");
+  fail_unless_equals_int (gst_element_set_state (f.enc, GST_STATE_PLAYING),
+      GST_STATE_CHANGE_FAILURE);
+  msg = wait_message (f.bus, GST_MESSAGE_ERROR, GST_SECOND);
+  fail_unless (msg != NULL);
+  fail_unless (message_mentions (msg, "refused"));
+  fail_unless (message_mentions (msg, fake_host_get_path (f.host)));
+  gst_message_unref (msg);
+  fail_unless_equals_int (fake_host_n_connections (f.host), 1);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* protocol=v1 speaks v1 without a HELLO, even to a v2 host */
+GST_START_TEST (test_protocol_v1)
+{
+  Fixture f;
+
+  fixture_init (&f, FAKE_HOST_V2, "protocol=v1", NV12_CAPS);
+  push_frames (&f, 0, 3);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 3);
+  fail_unless_equals_int (fake_host_n_hellos (f.host), 0);
+  fail_unless_equals_int (fake_host_get_frame (f.host, 2).type,
+      HXFR_MSG_FRAME_REQUEST);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* the host may grant fewer frames in flight than asked for */
+GST_START_TEST (test_grant)
+{
+  Fixture f;
+  GstStructure *s;
+  guint i, granted = 0;
+
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=8", NULL);
+  fake_host_set_grant (f.host, 2);
+  f.h = gst_harness_new_with_element (f.enc, "sink", "src");
+  gst_harness_set_src_caps_str (f.h, NV12_CAPS);
+  gst_video_info_set_format (&f.info, GST_VIDEO_FORMAT_NV12, W, H);
+  fake_host_set_delay (f.host, 3);
+  push_frames (&f, 0, 20);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 20);
+  for (i = 0; i < 20; i++)
+    fail_unless (fake_host_get_frame (f.host, i).outstanding <= 1);
+  s = get_stats (f.enc);
+  fail_unless (gst_structure_get_uint (s, "max-in-flight", &granted));
+  fail_unless_equals_int (granted, 2);
+  gst_structure_free (s);
   fixture_clear (&f);
 }
 
@@ -1049,6 +1127,9 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_v1_odd_nv12_refused);
   tcase_add_test (tc, test_close_on_hello);
   tcase_add_test (tc, test_host_unreachable);
+  tcase_add_test (tc, test_token);
+  tcase_add_test (tc, test_protocol_v1);
+  tcase_add_test (tc, test_grant);
   tcase_add_loop_test (tc, test_faults, 0, G_N_ELEMENTS (fault_cases));
   tcase_add_test (tc, test_reconnect);
   tcase_add_test (tc, test_dropped_and_failed);

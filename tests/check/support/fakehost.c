@@ -28,6 +28,8 @@ struct _FakeHost
   gboolean hold;
   guint delay_ms;
   gboolean real_encoder;
+  gchar *token;
+  gchar *hello_token;
   GArray *frames;               /* FakeHostFrame */
   GArray *controls;             /* FakeHostControl */
   guint n_connections;
@@ -392,10 +394,22 @@ serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
         guint8 fixed[HXFR_MAX_FIXED_SIZE];
         gsize len;
 
+        gboolean refused;
+
         g_mutex_lock (&host->lock);
         host->n_hellos++;
         ack.max_in_flight = MIN (msg.u.hello.max_in_flight, host->grant);
+        g_free (host->hello_token);
+        host->hello_token = g_strndup ((const gchar *) msg.token,
+            msg.u.hello.token_len);
+        refused = host->token && g_strcmp0 (host->token,
+            host->hello_token) != 0;
         g_mutex_unlock (&host->lock);
+        if (refused && host->mode == FAKE_HOST_V2) {
+          hxfr_conn_send_error (conn, session, HXFR_ERR_UNAUTHORIZED,
+              "wrong token", G_USEC_PER_SEC, NULL);
+          goto done;
+        }
         if (host->mode == FAKE_HOST_V2_CLOSE_ON_HELLO && !v1_only)
           goto done;
         if (host->mode != FAKE_HOST_V2 || v1_only) {
@@ -563,6 +577,8 @@ fake_host_free (FakeHost * host)
   g_object_unref (host->cancellable);
   g_mutex_clear (&host->lock);
   g_cond_clear (&host->cond);
+  g_free (host->token);
+  g_free (host->hello_token);
   g_free (host->path);
   g_free (host->dir);
   g_free (host);
@@ -605,6 +621,26 @@ fake_host_set_delay (FakeHost * host, guint delay_ms)
   g_mutex_lock (&host->lock);
   host->delay_ms = delay_ms;
   g_mutex_unlock (&host->lock);
+}
+
+void
+fake_host_set_token (FakeHost * host, const gchar * token)
+{
+  g_mutex_lock (&host->lock);
+  g_free (host->token);
+  host->token = g_strdup (token);
+  g_mutex_unlock (&host->lock);
+}
+
+gchar *
+fake_host_get_hello_token (FakeHost * host)
+{
+  gchar *t;
+
+  g_mutex_lock (&host->lock);
+  t = g_strdup (host->hello_token);
+  g_mutex_unlock (&host->lock);
+  return t;
 }
 
 void

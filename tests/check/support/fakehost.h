@@ -69,6 +69,10 @@ void fake_host_set_grant (FakeHost * host, guint grant);
 void fake_host_set_hold (FakeHost * host, gboolean hold);
 /* Each answer goes out this long after its request (default 0). */
 void fake_host_set_delay (FakeHost * host, guint delay_ms);
+/* HELLO must carry this token, else ERROR -7 and close (NULL: any). */
+void fake_host_set_token (FakeHost * host, const gchar * token);
+/* The token of the last HELLO, NULL if none (free with g_free). */
+gchar *fake_host_get_hello_token (FakeHost * host);
 /* Encode the pixels with an in-process x264enc instead of canned AUs. */
 void fake_host_set_real_encoder (FakeHost * host, gboolean real);
 
