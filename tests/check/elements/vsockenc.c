@@ -284,6 +284,70 @@ GST_START_TEST (test_flush)
 
 GST_END_TEST;
 
+typedef struct
+{
+  Fixture *f;
+  guint index;
+  GstFlowReturn ret;
+} PushData;
+
+static gpointer
+push_thread (gpointer data)
+{
+  PushData *d = data;
+
+  d->ret = gst_harness_push (d->f->h, make_frame (&d->f->info, d->index));
+  return NULL;
+}
+
+/* a streaming thread waiting for room in flight wakes on flush-start */
+GST_START_TEST (test_flush_unblocks)
+{
+  Fixture f;
+  PushData d = { &f, 1, GST_FLOW_OK };
+  GThread *t;
+
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=1", NV12_CAPS);
+  fake_host_set_hold (f.host, TRUE);
+  push_frames (&f, 0, 1);
+  fail_unless (fake_host_wait_frames (f.host, 1, WAIT_US));
+  t = g_thread_new ("push", push_thread, &d);
+  /* no second request can go out while the first is unanswered */
+  fail_if (fake_host_wait_frames (f.host, 2, 200 * G_TIME_SPAN_MILLISECOND));
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_flush_start ()));
+  g_thread_join (t);
+  fail_unless_equals_int (d.ret, GST_FLOW_FLUSHING);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_flush_stop (TRUE)));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 0);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* going to NULL while the streaming thread waits on the host: no hang */
+GST_START_TEST (test_stop_while_blocked)
+{
+  Fixture f;
+  PushData d = { &f, 1, GST_FLOW_OK };
+  GThread *t;
+
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=1", NV12_CAPS);
+  fake_host_set_fault (f.host, FAKE_FAULT_SILENCE, 0);
+  push_frames (&f, 0, 1);
+  fail_unless (fake_host_wait_frames (f.host, 1, WAIT_US));
+  t = g_thread_new ("push", push_thread, &d);
+  fail_if (fake_host_wait_frames (f.host, 2, 200 * G_TIME_SPAN_MILLISECOND));
+  fail_unless_equals_int (gst_element_set_state (f.enc, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  g_thread_join (t);
+  fail_unless_equals_int (d.ret, GST_FLOW_FLUSHING);
+  /* stopping is not an error */
+  fail_unless (wait_message (f.bus, GST_MESSAGE_ERROR, 0) == NULL);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
 /* a force-key-unit event from downstream reaches the host as an IDR request */
 GST_START_TEST (test_force_key_unit)
 {
@@ -1116,6 +1180,8 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_encode_v2);
   tcase_add_test (tc, test_eos_drains);
   tcase_add_test (tc, test_flush);
+  tcase_add_test (tc, test_flush_unblocks);
+  tcase_add_test (tc, test_stop_while_blocked);
   tcase_add_test (tc, test_force_key_unit);
   tcase_add_test (tc, test_keyframe_interval);
   tcase_add_test (tc, test_bitrate_v2);
