@@ -27,6 +27,10 @@
  * b0 b1 b2 b3: b0 = (x + 4f) & 255, b1 = (y + 2f) & 255,
  * b2 = ((x ^ y) + f) & 255, b3 = 255.
  *
+ * With --bench-readback N it only measures the raw
+ * virgl_renderer_transfer_read_iov rate of one WxH resource: the limit the
+ * export's readback path can approach.
+ *
  * Exit status: 0 ok, 1 failure, 77 virglrenderer/EGL could not start.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -102,6 +106,7 @@ static gint opt_slots = HELIX_EXPORT_DEFAULT_N_SLOTS;
 static gint opt_timeout_ms = 10000;
 static gboolean opt_serve_only;
 static gboolean opt_no_dmabuf;
+static gint opt_bench_readback;
 
 static GOptionEntry entries[] = {
   {"export-socket", 's', 0, G_OPTION_ARG_FILENAME, &opt_export_socket,
@@ -131,6 +136,9 @@ static GOptionEntry entries[] = {
       "Never try DMA-BUF export", NULL},
   {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "Bound on every wait for the bridge", "MS"},
+  {"bench-readback", 0, 0, G_OPTION_ARG_INT, &opt_bench_readback,
+      "Measure N raw virgl_renderer_transfer_read_iov of one resource (the "
+      "limit of the readback path), print the rate, exit", "N"},
   {NULL}
 };
 
@@ -552,6 +560,43 @@ static struct virgl_renderer_callbacks virgl_cbs = {
   .write_fence = write_fence,
 };
 
+/* The ceiling of the readback path: the renderer's own copy rate for
+ * this resource, with no protocol around it. */
+static gint
+bench_readback (StandIn * s)
+{
+  g_autoptr (GError) err = NULL;
+  Resource *r = resource_create (s, opt_width, opt_height, &err);
+  struct virgl_box box = { 0, 0, 0, opt_width, opt_height, 1 };
+  gsize size = (gsize) opt_width * opt_height * 4;
+  g_autofree guint8 *dst = g_malloc (size);
+  struct iovec iov = { dst, size };
+  gint64 start, elapsed;
+  gint i;
+
+  if (!r || !resource_write_frame (r, 0, &err)) {
+    g_printerr ("helix-standin-vmm: %s\n", err->message);
+    return 1;
+  }
+  start = g_get_monotonic_time ();
+  for (i = 0; i < opt_bench_readback; i++) {
+    int ret = virgl_renderer_transfer_read_iov (r->id, 0, 0, opt_width * 4,
+        0, &box, 0, &iov, 1);
+
+    if (ret != 0) {
+      g_printerr ("helix-standin-vmm: transfer_read_iov: %s\n",
+          g_strerror (ret));
+      return 1;
+    }
+  }
+  elapsed = MAX (g_get_monotonic_time () - start, 1);
+  g_print ("readback %dx%d %s: %d reads in %.3f s: %.1f reads/s, %.1f MB/s\n",
+      opt_width, opt_height, opt_format, opt_bench_readback,
+      elapsed / 1e6, opt_bench_readback * 1e6 / elapsed,
+      (double) size * opt_bench_readback / elapsed);
+  return 0;
+}
+
 static gboolean
 on_signal (gpointer user_data)
 {
@@ -578,10 +623,14 @@ main (int argc, char **argv)
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
   }
-  if (!opt_export_socket || (!opt_bridge && !opt_serve_only)
+  if (!opt_export_socket && opt_bench_readback <= 0) {
+    g_printerr ("helix-standin-vmm: needs --export-socket\n");
+    return 1;
+  }
+  if ((opt_bench_readback <= 0 && !opt_bridge && !opt_serve_only)
       || opt_width <= 0 || opt_height <= 0 || opt_frames < 0) {
-    g_printerr ("helix-standin-vmm: needs --export-socket and either "
-        "--bridge or --serve-only\n");
+    g_printerr ("helix-standin-vmm: needs --bridge, --serve-only or "
+        "--bench-readback, and a positive size\n");
     return 1;
   }
   if (opt_resize_width <= 0)
@@ -626,6 +675,12 @@ main (int argc, char **argv)
 
   s.resources = g_hash_table_new_full (NULL, NULL, NULL,
       (GDestroyNotify) resource_free);
+  if (opt_bench_readback > 0) {
+    s.exit_code = bench_readback (&s);
+    g_hash_table_unref (s.resources);
+    virgl_renderer_cleanup (&cookie);
+    return s.exit_code;
+  }
   s.loop = g_main_loop_new (NULL, FALSE);
 
   helix_export_options_init (&opts);
