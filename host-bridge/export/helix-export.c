@@ -401,16 +401,14 @@ try_dmabuf (HelixExport * ex, guint32 resource_id,
   if (ex->dmabuf_state < 0)
     return -1;
   if (ex->dmabuf_state == 0) {
+    /* only for the log: the export calls below are the real test */
     EGLDisplay dpy = epoxy_has_egl ()? eglGetCurrentDisplay () :
         EGL_NO_DISPLAY;
 
-    if (dpy == EGL_NO_DISPLAY
-        || !epoxy_has_egl_extension (dpy, "EGL_MESA_image_dma_buf_export")) {
-      g_message ("helix export: no EGL_MESA_image_dma_buf_export on the "
-          "renderer's display: DMA-BUF export off, using readback");
-      ex->dmabuf_state = -1;
-      return -1;
-    }
+    g_debug ("helix export: renderer EGL display %s "
+        "EGL_MESA_image_dma_buf_export", dpy != EGL_NO_DISPLAY
+        && epoxy_has_egl_extension (dpy, "EGL_MESA_image_dma_buf_export") ?
+        "has" : "lacks");
   }
 
   memset (&q, 0, sizeof (q));

@@ -305,9 +305,10 @@ handle_command (StandIn * s, const gchar * line)
     g_print ("STATS clients=%u slots_in_use=%u handles_held=%u resolves=%"
         G_GUINT64_FORMAT " readbacks=%" G_GUINT64_FORMAT " dmabufs=%"
         G_GUINT64_FORMAT " errors=%" G_GUINT64_FORMAT " bad_releases=%"
-        G_GUINT64_FORMAT " fds=%u\n", st.clients, st.slots_in_use,
-        st.handles_held, st.resolves, st.readbacks, st.dmabufs, st.errors,
-        st.bad_releases, count_open_fds ());
+        G_GUINT64_FORMAT " dmabuf_failures=%" G_GUINT64_FORMAT " fds=%u\n",
+        st.clients, st.slots_in_use, st.handles_held, st.resolves,
+        st.readbacks, st.dmabufs, st.errors, st.bad_releases,
+        st.dmabuf_failures, count_open_fds ());
   } else {
     g_print ("FAILED unknown command '%s'\n", line);
   }

@@ -449,6 +449,10 @@ GST_START_TEST (test_resolve_pixels)
   fail_unless (surface_matches_frame (s, 0));
 
   fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 2);
+  /* DMA-BUF export was tried once, failed (no GPU), and is not retried */
+  fail_unless_equals_int (vmm_stat (vmm, "dmabufs"), 0);
+  fail_unless_equals_int (vmm_stat (vmm, "dmabuf_failures"), 1);
+  fail_unless_equals_int (vmm_stat (vmm, "readbacks"), 2);
   fail_unless (hxfr_export_surface_release (s, NULL));
   hxfr_export_surface_free (s);
   hxfr_export_surface_free (s2);        /* releases too */
