@@ -854,6 +854,34 @@ GST_START_TEST (test_dropped_and_failed)
 
 GST_END_TEST;
 
+/* a v1 ERROR answers one frame: released with a warning, the session
+ * goes on */
+GST_START_TEST (test_v1_frame_error)
+{
+  Fixture f;
+  GstMessage *msg;
+  GstBuffer *out;
+
+  fixture_init (&f, FAKE_HOST_V1, NULL, NV12_CAPS);
+  fake_host_set_fault (f.host, FAKE_FAULT_FRAME_ERROR, 1);
+  push_frames (&f, 0, 3);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 2);
+  out = gst_harness_pull (f.h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 0);
+  gst_buffer_unref (out);
+  out = gst_harness_pull (f.h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 2 * FRAME_DUR);
+  gst_buffer_unref (out);
+  msg = wait_message (f.bus, GST_MESSAGE_WARNING, 5 * GST_SECOND);
+  fail_unless (msg != NULL);
+  gst_message_unref (msg);
+  fail_unless (wait_message (f.bus, GST_MESSAGE_ERROR, 0) == NULL);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
 /* Simulated virtio-gpu render node */
 typedef struct
 {
@@ -896,7 +924,7 @@ sim_close (gpointer data, guint32 handle)
 }
 
 static void
-check_dmabuf (gboolean known)
+check_dmabuf (FakeHostMode mode, gboolean known)
 {
   Fixture f;
   SimDevice dev = { 0, known, 0 };
@@ -909,7 +937,7 @@ check_dmabuf (gboolean known)
   guint i;
   GstStructure *s;
 
-  fixture_init (&f, FAKE_HOST_V2, NULL, NULL);
+  fixture_init (&f, mode, NULL, NULL);
   g_object_set_data (G_OBJECT (f.enc), VSOCKENC_DRM_OPS_KEY, &ops);
   f.h = gst_harness_new_with_element (f.enc, "sink", "src");
   gst_harness_set_src_caps_str (f.h, "video/x-raw(memory:DMABuf),"
@@ -945,7 +973,8 @@ check_dmabuf (gboolean known)
     if (known) {
       fail_unless_equals_int (hf.flags, 0);
       fail_unless_equals_int (hf.req.resource_id, 42);
-      fail_unless_equals_int (hf.payload_size, HXFR_FRAME_REQUEST2_SIZE);
+      fail_unless_equals_int (hf.payload_size, mode == FAKE_HOST_V2 ?
+          HXFR_FRAME_REQUEST2_SIZE : HXFR_FRAME_REQUEST_SIZE);
       fail_unless (hf.pixels == NULL);
     } else {
       const guint8 *pix;
@@ -972,14 +1001,23 @@ check_dmabuf (gboolean known)
 
 GST_START_TEST (test_dmabuf_resource_id)
 {
-  check_dmabuf (TRUE);
+  check_dmabuf (FAKE_HOST_V2, TRUE);
 }
 
 GST_END_TEST;
 
 GST_START_TEST (test_dmabuf_fallback_pixels)
 {
-  check_dmabuf (FALSE);
+  check_dmabuf (FAKE_HOST_V2, FALSE);
+}
+
+GST_END_TEST;
+
+/* v1 carries resource ids too */
+GST_START_TEST (test_dmabuf_v1)
+{
+  check_dmabuf (FAKE_HOST_V1, TRUE);
+  check_dmabuf (FAKE_HOST_V1, FALSE);
 }
 
 GST_END_TEST;
@@ -1199,8 +1237,10 @@ vsockenc_suite (void)
   tcase_add_loop_test (tc, test_faults, 0, G_N_ELEMENTS (fault_cases));
   tcase_add_test (tc, test_reconnect);
   tcase_add_test (tc, test_dropped_and_failed);
+  tcase_add_test (tc, test_v1_frame_error);
   tcase_add_test (tc, test_dmabuf_resource_id);
   tcase_add_test (tc, test_dmabuf_fallback_pixels);
+  tcase_add_test (tc, test_dmabuf_v1);
   tcase_add_test (tc, test_state_cycles);
   /* the decode tests need the system's encoder and decoder */
   if (have_elements (decode_needs)) {

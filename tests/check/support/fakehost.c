@@ -241,6 +241,10 @@ answer (FakeHost * host, HxfrConn * conn, Encoder * enc, const Answer * a,
       return FALSE;
     case FAKE_FAULT_CLOSE:
       return FALSE;
+    case FAKE_FAULT_FRAME_ERROR:
+      ok = hxfr_conn_send_error (conn, session, HXFR_ERR_RESOURCE_NOT_FOUND,
+          "scripted missing resource", G_USEC_PER_SEC, NULL);
+      goto answered;
     case FAKE_FAULT_SILENCE:
       *silent = TRUE;
       return TRUE;
