@@ -14,7 +14,8 @@
  * With --serve-only it only serves, and reads commands on stdin (one per
  * line) so a test can drive the "guest":
  *   frame N        write test frame N into every resource
- *   create W H     create one more resource (prints "CREATED id")
+ *   create W H [F] create one more resource, of virgl format F (default:
+ *                  --format), filled with frame 0 (prints "CREATED id")
  *   destroy ID     unref a resource
  *   stall MS       print STALLING, block the renderer thread for MS ms
  *                  (a hung VMM), print OK
@@ -174,7 +175,8 @@ resource_free (Resource * r)
 /* As a guest's virgl driver does it: a 2D texture the compositor renders
  * into and scans out, backed by guest pages. Renderer thread only. */
 static Resource *
-resource_create (StandIn * s, guint32 width, guint32 height, GError ** error)
+resource_create_format (StandIn * s, guint32 width, guint32 height,
+    guint32 virgl_format, GError ** error)
 {
   struct virgl_renderer_resource_create_args args;
   Resource *r;
@@ -183,7 +185,7 @@ resource_create (StandIn * s, guint32 width, guint32 height, GError ** error)
   memset (&args, 0, sizeof (args));
   args.handle = s->next_id;
   args.target = PIPE_TEXTURE_2D;
-  args.format = s->virgl_format;
+  args.format = virgl_format;
   args.bind = VIRGL_BIND_RENDER_TARGET | VIRGL_BIND_SAMPLER_VIEW |
       VIRGL_BIND_SCANOUT | VIRGL_BIND_SHARED;
   args.width = width;
@@ -215,6 +217,12 @@ resource_create (StandIn * s, guint32 width, guint32 height, GError ** error)
   }
   g_hash_table_insert (s->resources, GUINT_TO_POINTER (r->id), r);
   return r;
+}
+
+static Resource *
+resource_create (StandIn * s, guint32 width, guint32 height, GError ** error)
+{
+  return resource_create_format (s, width, height, s->virgl_format, error);
 }
 
 /* The guest wrote frame @frame into its memory; the host copies it into
@@ -280,8 +288,9 @@ handle_command (StandIn * s, const gchar * line)
       if (!resource_write_frame (value, frame, &err))
         break;
     g_print ("%s\n", err ? err->message : "OK");
-  } else if (g_str_equal (argv[0], "create") && argc == 3) {
-    Resource *r = resource_create (s, atoi (argv[1]), atoi (argv[2]), &err);
+  } else if (g_str_equal (argv[0], "create") && (argc == 3 || argc == 4)) {
+    Resource *r = resource_create_format (s, atoi (argv[1]), atoi (argv[2]),
+        argc == 4 ? (guint32) atoi (argv[3]) : s->virgl_format, &err);
 
     if (r && resource_write_frame (r, 0, &err))
       g_print ("CREATED %u\n", r->id);

@@ -537,6 +537,25 @@ GST_START_TEST (test_unknown_and_released)
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE));
   g_clear_error (&err);
 
+  /* not a format the export carries: R8_UNORM (virgl 64) */
+  g_free (created);
+  created = vmm_command (vmm, "create 32 32 64");
+  fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
+  fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
+  fail_unless (g_error_matches (err, HXEX_ERROR,
+          HXEX_ERR_UNSUPPORTED_FORMAT), "%s", err->message);
+  g_clear_error (&err);
+
+  /* larger than a slot (the stand-in's slots hold one 4K BGRA frame) */
+  g_free (created);
+  created = vmm_command (vmm, "create 4096 2304");
+  fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
+  fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
+  fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_TOO_LARGE), "%s",
+      err->message);
+  g_clear_error (&err);
+  fail_unless (hxfr_export_client_is_connected (c));
+
   /* double release */
   fail_unless (hxfr_export_surface_release (s, &err));
   fail_if (hxfr_export_surface_release (s, &err));
@@ -682,9 +701,34 @@ GST_START_TEST (test_busy)
   held[1] = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND,
       &err);
   fail_unless (held[1] != NULL, "%s", err ? err->message : "");
+
+  /* slots belong to a connection: another client has its own ring */
+  {
+    HxfrExportClient *c2 = connect_client (vmm);
+
+    s = hxfr_export_client_resolve (c2, vmm->resource_id, 5 * SECOND, &err);
+    fail_unless (s != NULL, "%s", err ? err->message : "");
+    fail_unless (surface_matches_frame (s, 0));
+    fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 4);
+    hxfr_export_surface_free (s);
+    hxfr_export_client_unref (c2);
+  }
+
+  /* a client that goes away gives all its slots back, while what it
+   * holds stays readable on its side */
+  hxfr_export_client_close (c);
+  fail_unless (surface_matches_frame (held[0], 0));
+  {
+    gint64 deadline = g_get_monotonic_time () + 10 * SECOND;
+
+    while (vmm_stat (vmm, "clients") > 0 && g_get_monotonic_time () <
+        deadline);
+  }
+  fail_unless_equals_int (vmm_stat (vmm, "clients"), 0);
+  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 0);
+  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 0);
   for (i = 0; i < 3; i++)
     hxfr_export_surface_free (held[i]);
-  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 0);
   hxfr_export_client_unref (c);
   vmm_stop (vmm);
 }
