@@ -132,9 +132,27 @@ on_settings (HxfrHostSession * hs, guint32 mask,
 {
   Session *s = user_data;
 
+  const BridgeEncoder *desc = s->bridge->encoder;
+  const gchar *prop = desc ? desc->bitrate_prop : "bitrate";
+  GValue v = G_VALUE_INIT;
+  GParamSpec *pspec;
+  gchar *now;
+
   /* the reader thread; encoders take their bitrate while PLAYING */
-  if ((mask & HXFR_CONTROL_BITRATE) && s->encoder)
-    bridge_encoder_set_bitrate (s->encoder, s->bridge->encoder, st->bitrate);
+  if (!(mask & HXFR_CONTROL_BITRATE) || !s->encoder)
+    return;
+  bridge_encoder_set_bitrate (s->encoder, desc, st->bitrate);
+  pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (s->encoder),
+      prop);
+  if (!pspec)
+    return;
+  g_value_init (&v, pspec->value_type);
+  g_object_get_property (G_OBJECT (s->encoder), prop, &v);
+  now = g_strdup_value_contents (&v);
+  log_line ("session %u: guest bitrate %u bit/s, %s %s=%s", s->id,
+      st->bitrate, s->bridge->encoder_name, prop, now);
+  g_free (now);
+  g_value_unset (&v);
 }
 
 static GstFlowReturn

@@ -122,6 +122,7 @@ typedef struct
   GstElement *src;
   GstElement *sink;
   GstBus *bus;
+  guint pushed;
 } Guest;
 
 static Guest *
@@ -153,6 +154,7 @@ guest_start (const gchar * address, GPtrArray * frames, const gchar * props)
     gst_app_src_push_sample (GST_APP_SRC (g->src),
         g_ptr_array_index (frames, i));
   gst_app_src_end_of_stream (GST_APP_SRC (g->src));
+  g->pushed = frames->len;
   return g;
 }
 
@@ -168,7 +170,9 @@ guest_finish (Guest * g, gchar ** error)
   while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (g->sink),
               PULL_TIMEOUT)))
     g_ptr_array_add (out, s);
-  msg = gst_bus_pop_filtered (g->bus, GST_MESSAGE_ERROR);
+  /* frames missing: the error that explains it may still be on its way */
+  msg = gst_bus_timed_pop_filtered (g->bus, out->len < g->pushed ?
+      PULL_TIMEOUT : 0, GST_MESSAGE_ERROR);
   if (error)
     *error = NULL;
   if (msg) {
@@ -460,6 +464,121 @@ GST_START_TEST (test_v1_guest)
 
 GST_END_TEST;
 
+static GuestEmu *
+connect_v2 (BridgeRunner * r, const gchar * token)
+{
+  GuestEmu *g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  GuestAnswer a;
+
+  fail_unless (g != NULL);
+  fail_unless (guest_emu_hello (g, 2, token, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  guest_answer_clear (&a);
+  return g;
+}
+
+/* The deployed element's behaviour: vsockenc speaking v1 only. */
+GST_START_TEST (test_vsockenc_v1_mode)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  static const gchar *formats[] = { "NV12", "BGRx" };
+  guint i;
+
+  fail_unless (r != NULL);
+  for (i = 0; i < G_N_ELEMENTS (formats); i++) {
+    GPtrArray *frames = collect_frames (formats[i], 320, 240, 6, FALSE);
+    GPtrArray *refs = collect_frames (formats[i], 320, 240, 6, TRUE);
+    gchar *error = NULL;
+    GPtrArray *decoded = guest_finish (guest_start (bridge_runner_get_address
+            (r), frames, "protocol=v1"), &error);
+
+    fail_unless (error == NULL, "%s: %s", formats[i], error);
+    check_decoded (decoded, refs, formats[i]);
+    g_ptr_array_unref (frames);
+    g_ptr_array_unref (refs);
+    g_ptr_array_unref (decoded);
+  }
+  fail_unless (bridge_runner_wait_log (r, "version=1", 4, 10));
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* Keyframes where the guest wants them (HELLO interval, KEYFRAME_REQ, the
+ * per-frame flag, CONTROL changing the interval) and a bitrate change that
+ * reaches the running encoder. */
+GST_START_TEST (test_keyframes_and_bitrate)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  GuestEmu *g;
+  GuestAnswer a;
+  HxfrControl ctl = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  gsize size, len;
+  guint8 *px;
+  gboolean key[40];
+  guint i;
+
+  fail_unless (r != NULL);
+  g = connect_v2 (r, NULL);     /* HELLO: keyframe interval 30 */
+  for (i = 0; i < 40; i++) {
+    HxfrFrameRequest req = { 0, };
+
+    if (i == 33)
+      fail_unless (guest_emu_send_simple (g, HXFR_MSG_KEYFRAME_REQ, NULL, 0,
+              NULL));
+    if (i == 35) {
+      ctl.mask = HXFR_CONTROL_BITRATE | HXFR_CONTROL_KEYFRAME_INTERVAL;
+      ctl.bitrate = 1000000;
+      ctl.keyframe_interval = 2;
+      len = hxfr_control_write (&ctl, fixed);
+      fail_unless (guest_emu_send_simple (g, HXFR_MSG_CONTROL, fixed, len,
+              NULL));
+    }
+    px = guest_emu_make_nv12 (160, 120, 160, i, &size);
+    req.width = 160;
+    req.height = 120;
+    req.format = HXFR_FORMAT_NV12;
+    req.pts = i * 33333333;
+    req.duration = 33333333;
+    req.force_keyframe = i == 20;
+    fail_unless (guest_emu_send_frame (g, &req, px, size, NULL));
+    g_free (px);
+    fail_unless (guest_emu_receive (g, &a, NULL));
+    fail_unless_equals_int (a.type, HXFR_MSG_FRAME_RESPONSE2);
+    fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+    fail_unless_equals_int (a.resp.seq, i);
+    fail_unless_equals_int64 (a.resp.pts, i * 33333333);
+    fail_unless_equals_int64 (a.resp.dts, a.resp.pts);
+    key[i] = a.resp.keyframe;
+    guest_answer_clear (&a);
+  }
+  {
+    /* the interval counts from the last IDR, forced ones included: 0, the
+     * flagged 20 (the next periodic one would be 50), the KEYFRAME_REQ
+     * before 33, then every 2nd frame from 35 (2 frames after 33) */
+    static const guint idr[] = { 0, 20, 33, 35, 37, 39 };
+    static const guint p[] = { 1, 2, 19, 21, 30, 34, 36, 38 };
+    GString *seen = g_string_new (NULL);
+
+    for (i = 0; i < 40; i++)
+      if (key[i])
+        g_string_append_printf (seen, " %u", i);
+    for (i = 0; i < G_N_ELEMENTS (idr); i++)
+      fail_unless (key[idr[i]], "frame %u not an IDR (IDRs:%s)", idr[i],
+          seen->str);
+    for (i = 0; i < G_N_ELEMENTS (p); i++)
+      fail_if (key[p[i]], "frame %u an IDR (IDRs:%s)", p[i], seen->str);
+    g_string_free (seen, TRUE);
+  }
+  fail_unless (bridge_runner_wait_log (r,
+          "guest bitrate 1000000 bit/s, x264enc bitrate=1000", 1, 10));
+  guest_emu_free (g);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
 /* A v2 guest streaming small frames in its own thread, one in flight,
  * until told to stop: the concurrent good session. */
 typedef struct
@@ -568,19 +687,6 @@ expect_error_and_close (GuestEmu * g, gint32 code, const gchar * what)
   fail_unless (guest_emu_wait_closed (g), "%s: connection left open", what);
   guest_answer_clear (&a);
   guest_emu_free (g);
-}
-
-static GuestEmu *
-connect_v2 (BridgeRunner * r, const gchar * token)
-{
-  GuestEmu *g = guest_emu_connect (bridge_runner_get_address (r), NULL);
-  GuestAnswer a;
-
-  fail_unless (g != NULL);
-  fail_unless (guest_emu_hello (g, 2, token, &a, NULL));
-  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
-  guest_answer_clear (&a);
-  return g;
 }
 
 static void
@@ -814,6 +920,8 @@ bridge_suite (void)
   tcase_add_test (tc, test_resolution_change);
   tcase_add_test (tc, test_several_guests);
   tcase_add_test (tc, test_v1_guest);
+  tcase_add_test (tc, test_vsockenc_v1_mode);
+  tcase_add_test (tc, test_keyframes_and_bitrate);
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_token);
   tcase_add_test (tc, test_sigterm_with_sessions);
