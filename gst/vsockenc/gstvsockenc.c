@@ -1251,6 +1251,9 @@ gst_vsock_enc_finalize (GObject * object)
   g_free (self->tcp_host);
   g_free (self->token);
   g_free (self->drm_device);
+  g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->address, hxfr_address_free);
+  g_clear_pointer (&self->address_str, g_free);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
   G_OBJECT_CLASS (gst_vsock_enc_parent_class)->finalize (object);
@@ -1483,6 +1486,10 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
         ("Could not connect to the host bridge at %s: %s", self->address_str,
             err->message), ("%s", err->message));
     g_clear_error (&err);
+    /* stop() only follows a successful start() */
+    g_clear_object (&self->cancellable);
+    g_clear_pointer (&self->address, hxfr_address_free);
+    g_clear_pointer (&self->address_str, g_free);
     return FALSE;
   }
   GST_INFO_OBJECT (self, "connected to %s: protocol version %u, %u frames in "
@@ -1780,6 +1787,8 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
 
   if (!apply_reconfigure (self, conn, &err)) {
     send_failed (self, conn, "sending settings", err);
+    /* never sent: released here */
+    gst_video_encoder_finish_frame (enc, frame);
     goto send_failed;
   }
 
