@@ -437,6 +437,11 @@ done:
 
 /* Refusals */
 
+/* Refusals in progress; beyond the bound a connection is just closed, so
+ * that a flood of connections cannot make us start threads without end. */
+#define MAX_REFUSALS 32
+static gint n_refusals;
+
 typedef struct
 {
   HxfrHostSession *hs;
@@ -453,13 +458,21 @@ refuse_thread (gpointer data)
   hxfr_host_session_unref (r->hs);
   g_free (r->message);
   g_free (r);
+  g_atomic_int_add (&n_refusals, -1);
   return NULL;
 }
 
 static void
 refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
 {
-  Refusal *r = g_new0 (Refusal, 1);
+  Refusal *r;
+
+  if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
+    g_atomic_int_add (&n_refusals, -1);
+    hxfr_conn_shutdown (conn);
+    return;
+  }
+  r = g_new0 (Refusal, 1);
 
   r->hs = hxfr_host_session_new (conn, &b->cfg);
   r->code = code;

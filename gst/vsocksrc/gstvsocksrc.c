@@ -59,10 +59,11 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (VSOCKSRC_FORMATS)));
 
 /* Locking: the object lock protects the properties (listen_spec,
- * session_prop, max_in_flight). Everything else belongs to the streaming
- * thread, except @cancellable and @pool, which unlock()/unlock_stop() use
- * (both are thread-safe objects; the pointers only change in
- * start/stop/unlock_stop, never while create() runs). */
+ * session_prop, max_in_flight, pool_size, default_fps) and the @pool
+ * pointer (create() replaces the pool when the frame size changes while
+ * unlock() may be flushing it). @cancellable is replaced only in
+ * unlock_stop(), which the base class never runs alongside create() or
+ * unlock(). Everything else belongs to the streaming thread. */
 struct _GstVsockSrc
 {
   GstPushSrc parent;
@@ -270,6 +271,7 @@ static gboolean
 gst_vsock_src_stop (GstBaseSrc * bsrc)
 {
   GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
+  GstBufferPool *pool;
 
   if (self->session) {
     if (self->standalone)
@@ -278,11 +280,30 @@ gst_vsock_src_stop (GstBaseSrc * bsrc)
     self->session = NULL;
   }
   g_clear_pointer (&self->listener, hxfr_listener_free);
-  if (self->pool) {
-    gst_buffer_pool_set_active (self->pool, FALSE);
-    gst_clear_object (&self->pool);
+  GST_OBJECT_LOCK (self);
+  pool = self->pool;
+  self->pool = NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (pool) {
+    gst_buffer_pool_set_active (pool, FALSE);
+    gst_object_unref (pool);
   }
   return TRUE;
+}
+
+static void
+set_pool_flushing (GstVsockSrc * self, gboolean flushing)
+{
+  GstBufferPool *pool;
+
+  /* create() may be swapping the pool for one of another frame size */
+  GST_OBJECT_LOCK (self);
+  pool = self->pool ? gst_object_ref (self->pool) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (pool) {
+    gst_buffer_pool_set_flushing (pool, flushing);
+    gst_object_unref (pool);
+  }
 }
 
 static gboolean
@@ -291,8 +312,7 @@ gst_vsock_src_unlock (GstBaseSrc * bsrc)
   GstVsockSrc *self = GST_VSOCK_SRC (bsrc);
 
   g_cancellable_cancel (self->cancellable);
-  if (self->pool)
-    gst_buffer_pool_set_flushing (self->pool, TRUE);
+  set_pool_flushing (self, TRUE);
   return TRUE;
 }
 
@@ -303,8 +323,7 @@ gst_vsock_src_unlock_stop (GstBaseSrc * bsrc)
 
   g_object_unref (self->cancellable);
   self->cancellable = g_cancellable_new ();
-  if (self->pool)
-    gst_buffer_pool_set_flushing (self->pool, FALSE);
+  set_pool_flushing (self, FALSE);
   return TRUE;
 }
 
@@ -419,20 +438,22 @@ acquire (GstVsockSrc * self, gsize size, GstBuffer ** buf)
 {
   if (!self->pool || self->pool_buffer_size != size) {
     GstStructure *config;
+    GstBufferPool *pool = gst_buffer_pool_new (), *old;
     guint n;
 
-    if (self->pool) {
-      gst_buffer_pool_set_active (self->pool, FALSE);
-      gst_object_unref (self->pool);
-    }
     GST_OBJECT_LOCK (self);
     n = MAX (self->pool_size, 2);
+    old = self->pool;
+    self->pool = pool;
     GST_OBJECT_UNLOCK (self);
-    self->pool = gst_buffer_pool_new ();
-    config = gst_buffer_pool_get_config (self->pool);
+    if (old) {
+      gst_buffer_pool_set_active (old, FALSE);
+      gst_object_unref (old);
+    }
+    config = gst_buffer_pool_get_config (pool);
     gst_buffer_pool_config_set_params (config, NULL, size, 0, n);
-    if (!gst_buffer_pool_set_config (self->pool, config)
-        || !gst_buffer_pool_set_active (self->pool, TRUE)) {
+    if (!gst_buffer_pool_set_config (pool, config)
+        || !gst_buffer_pool_set_active (pool, TRUE)) {
       GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT,
           ("Could not allocate frames of %" G_GSIZE_FORMAT " bytes", size),
           (NULL));

@@ -7,6 +7,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <unistd.h>
 #include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
 #include <gst/app/gstappsrc.h>
@@ -859,6 +860,42 @@ GST_START_TEST (test_token)
 
 GST_END_TEST;
 
+/* UNIX peer credentials: a uid not on --allow-uid is refused */
+GST_START_TEST (test_allow_uid)
+{
+  gchar *other = g_strdup_printf ("%u", getuid () + 1);
+  gchar *mine = g_strdup_printf ("%u", getuid ());
+  const gchar *deny[] = { "--encoder", "x264enc", "--allow-uid", other, NULL };
+  const gchar *allow[] = { "--encoder", "x264enc", "--allow-uid", other,
+    "--allow-uid", mine, NULL
+  };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, deny);
+  GuestEmu *g;
+  GuestAnswer a;
+  Streamer *st;
+
+  fail_unless (r != NULL);
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (g != NULL);
+  fail_unless (guest_emu_hello (g, 1, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+  fail_unless_equals_int (a.error_code, HXFR_ERR_UNAUTHORIZED);
+  fail_unless (guest_emu_wait_closed (g));
+  guest_emu_free (g);
+  stop_bridge (r);
+
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, allow);
+  fail_unless (r != NULL);
+  st = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait_progress (st, 3));
+  streamer_stop (st);
+  stop_bridge (r);
+  g_free (other);
+  g_free (mine);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_sigterm_with_sessions)
 {
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
@@ -924,6 +961,7 @@ bridge_suite (void)
   tcase_add_test (tc, test_keyframes_and_bitrate);
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_token);
+  tcase_add_test (tc, test_allow_uid);
   tcase_add_test (tc, test_sigterm_with_sessions);
   tcase_add_test (tc, test_null_encoder);
   return s;
