@@ -408,6 +408,37 @@ GST_START_TEST (test_codec_bytes)
 
 GST_END_TEST;
 
+/* No VMM, or one that never answers: clear errors, bounded waits. */
+GST_START_TEST (test_connect_failures)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("hxex-XXXXXX", NULL);
+  g_autofree gchar *path = g_build_filename (dir, "mute.sock", NULL);
+  g_autoptr (GSocketAddress) addr = g_unix_socket_address_new (path);
+  g_autoptr (GSocket) mute = NULL;
+  g_autoptr (GError) err = NULL;
+  gint64 start;
+
+  fail_if (hxfr_export_client_connect (path, 0, SECOND, &err));
+  fail_unless (err != NULL && err->domain == G_IO_ERROR);
+  fail_unless (strstr (err->message, path) != NULL, "%s", err->message);
+  g_clear_error (&err);
+
+  /* listening, never accepting nor answering */
+  mute = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, NULL);
+  fail_unless (g_socket_bind (mute, addr, TRUE, NULL));
+  fail_unless (g_socket_listen (mute, NULL));
+  start = g_get_monotonic_time ();
+  fail_if (hxfr_export_client_connect (path, 0, SECOND / 2, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT), "%s",
+      err->message);
+  fail_unless (g_get_monotonic_time () - start < 3 * SECOND);
+  g_socket_close (mute, NULL);
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+GST_END_TEST;
+
 /* Against the stand-in VMM */
 
 GST_START_TEST (test_resolve_pixels)
@@ -913,6 +944,7 @@ export_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_codec_bytes);
+  tcase_add_test (tc, test_connect_failures);
   tcase_add_test (tc, test_resolve_pixels);
   tcase_add_test (tc, test_rgbx_format);
   tcase_add_test (tc, test_unknown_and_released);
