@@ -45,6 +45,8 @@ GST_DEBUG_CATEGORY (bridge_debug);
 #define DEFAULT_BITRATE 4000000
 #define DEFAULT_UNIX_MODE "0660"
 
+static GstStaticCaps h264_caps = GST_STATIC_CAPS ("video/x-h264");
+
 /* The --encoder null answer: one access unit delimiter NAL, Annex B. */
 static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
 
@@ -759,8 +761,18 @@ main (int argc, char **argv)
         "limits must be positive (max-in-flight at most 64)");
     goto usage;
   }
-  b->unix_mode = strtoul (unix_mode_s ? unix_mode_s : DEFAULT_UNIX_MODE, NULL,
-      8);
+  {
+    const gchar *m = unix_mode_s ? unix_mode_s : DEFAULT_UNIX_MODE;
+    gchar *end = NULL;
+    guint64 mode = g_ascii_strtoull (m, &end, 8);
+
+    if (!*m || *end || mode > 0777) {
+      g_set_error (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+          "--unix-mode wants an octal mode such as 0660, not \"%s\"", m);
+      goto usage;
+    }
+    b->unix_mode = mode;
+  }
 
   hxfr_host_config_init (&b->cfg);
   b->cfg.limits.max_width = max_width;
@@ -827,6 +839,13 @@ main (int argc, char **argv)
     if (!factory) {
       g_printerr ("helix-host-bridge: encoder %s is not installed\n",
           b->encoder_name);
+      goto out;
+    }
+    if (!gst_element_factory_can_src_any_caps (factory,
+            gst_static_caps_get (&h264_caps))) {
+      g_printerr ("helix-host-bridge: %s does not produce H.264\n",
+          b->encoder_name);
+      gst_object_unref (factory);
       goto out;
     }
     b->encoder = bridge_encoder_lookup (b->encoder_name);

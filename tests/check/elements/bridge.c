@@ -416,7 +416,7 @@ GST_START_TEST (test_v1_guest)
   fail_unless (g != NULL);
   cfg.width = 320;
   cfg.height = 240;
-  cfg.bitrate = 4000000;
+  cfg.bitrate = 3000000;
   cfg.fps_n = 30;
   cfg.fps_d = 1;
   cfg.profile = 66;
@@ -456,6 +456,9 @@ GST_START_TEST (test_v1_guest)
   decoded = decode_aus (aus);
   check_decoded (decoded, refs, "v1 guest");
   fail_unless (bridge_runner_wait_log (r, "version=1", 2, 10));
+  /* CONFIG_REQ: applied (never answered) */
+  fail_unless (bridge_runner_wait_log (r,
+          "guest bitrate 3000000 bit/s, x264enc bitrate=3000", 1, 10));
   g_ptr_array_unref (aus);
   g_ptr_array_unref (decoded);
   g_ptr_array_unref (frames);
