@@ -66,7 +66,8 @@ typedef struct
   gint64 t_start;
   gint64 t_first_frame;
   gint64 t_last_frame;
-  gboolean drained;             /* EOS sent by us on shutdown */
+  gboolean playing;             /* under Bridge.lock: EOS may be sent */
+  gboolean drained;             /* under Bridge.lock: EOS sent by us */
 } Session;
 
 typedef struct
@@ -398,6 +399,14 @@ session_thread (gpointer data)
     reason = g_strdup ("could not start the pipeline");
     goto done;
   }
+  /* a signal that came while we were starting found nothing to drain */
+  g_mutex_lock (&b->lock);
+  s->playing = TRUE;
+  if (b->stopping && !s->drained) {
+    s->drained = TRUE;
+    gst_element_send_event (s->src, gst_event_new_eos ());
+  }
+  g_mutex_unlock (&b->lock);
   reason = run_pipeline (s, &failed);
 
   if (failed) {
@@ -592,7 +601,7 @@ on_signal (gpointer user_data)
     /* in the handshake: stop waiting; streaming: EOS at vsocksrc drains
      * what the guest already sent through the encoder */
     g_cancellable_cancel (s->cancellable);
-    if (s->src && !s->drained) {
+    if (s->playing && !s->drained) {
       s->drained = TRUE;
       gst_element_send_event (s->src, gst_event_new_eos ());
     }
