@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
+#include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
@@ -826,6 +827,71 @@ GST_START_TEST (test_reconnect)
 
 GST_END_TEST;
 
+/* the host away for a while, in reconnect mode: frames meanwhile are
+ * released, nothing blocks, and a host back at the same address gets the
+ * stream again, starting with an IDR */
+GST_START_TEST (test_reconnect_after_outage)
+{
+  Fixture f;
+  gchar *dir, *path;
+  FakeHost *back;
+  guint i, received, n;
+  gint64 deadline;
+  GstMessage *msg;
+
+  fixture_init (&f, FAKE_HOST_V2, "on-disconnect=reconnect timeout=1000 "
+      "keyframe-interval=0", NV12_CAPS);
+  path = g_strdup (fake_host_get_path (f.host));
+  dir = g_path_get_dirname (path);
+  push_frames (&f, 0, 3);
+  for (i = 0; i < 3; i++)
+    gst_buffer_unref (gst_harness_pull (f.h));
+
+  /* the host goes away, socket file and all */
+  fake_host_free (f.host);
+  f.host = NULL;
+  msg = NULL;
+  for (i = 3; i < 40 && !msg; i++) {
+    fail_unless_equals_int (gst_harness_push (f.h, make_frame (&f.info, i)),
+        GST_FLOW_OK);
+    msg = wait_message (f.bus, GST_MESSAGE_WARNING, 20 * GST_MSECOND);
+  }
+  fail_unless (msg != NULL);
+  gst_message_unref (msg);
+  received = gst_harness_buffers_received (f.h);
+  /* a live source keeps pushing while the host is away: never blocked */
+  for (n = 0; n < 20; n++, i++) {
+    fail_unless_equals_int (gst_harness_push (f.h, make_frame (&f.info, i)),
+        GST_FLOW_OK);
+    g_usleep (10 * G_TIME_SPAN_MILLISECOND);
+  }
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), received);
+
+  /* back at the same address: picked up within the back-off */
+  fail_unless_equals_int (g_mkdir (dir, 0700), 0);
+  back = fake_host_new_at (FAKE_HOST_V2, path);
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (fake_host_n_frames (back) == 0
+      && g_get_monotonic_time () < deadline) {
+    fail_unless_equals_int (gst_harness_push (f.h, make_frame (&f.info, i++)),
+        GST_FLOW_OK);
+    g_usleep (10 * G_TIME_SPAN_MILLISECOND);
+  }
+  fail_unless (fake_host_n_frames (back) > 0);
+  fail_unless (fake_host_get_frame (back, 0).req.force_keyframe);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (fake_host_n_answered (back),
+      fake_host_n_frames (back));
+  fail_unless (wait_message (f.bus, GST_MESSAGE_ERROR, 0) == NULL);
+  f.host = back;
+  fixture_clear (&f);
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* DROPPED and FAILED answers release the frame; the session goes on */
 GST_START_TEST (test_dropped_and_failed)
 {
@@ -1236,6 +1302,7 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_grant);
   tcase_add_loop_test (tc, test_faults, 0, G_N_ELEMENTS (fault_cases));
   tcase_add_test (tc, test_reconnect);
+  tcase_add_test (tc, test_reconnect_after_outage);
   tcase_add_test (tc, test_dropped_and_failed);
   tcase_add_test (tc, test_v1_frame_error);
   tcase_add_test (tc, test_dmabuf_resource_id);

@@ -530,7 +530,7 @@ host_thread (gpointer data)
 }
 
 FakeHost *
-fake_host_new (FakeHostMode mode)
+fake_host_new_at (FakeHostMode mode, const gchar * path)
 {
   static GOnce once = G_ONCE_INIT;
   FakeHost *host = g_new0 (FakeHost, 1);
@@ -541,9 +541,7 @@ fake_host_new (FakeHostMode mode)
   g_once (&once, make_canned, NULL);
   host->mode = mode;
   host->grant = 16;
-  host->dir = g_dir_make_tmp ("vsockenc-XXXXXX", &err);
-  g_assert_no_error (err);
-  host->path = g_build_filename (host->dir, "hx.sock", NULL);
+  host->path = g_strdup (path);
   addr = hxfr_address_new_unix (host->path);
   host->listener = hxfr_listener_new (addr, 0600, &err);
   g_assert_no_error (err);
@@ -560,6 +558,22 @@ fake_host_new (FakeHostMode mode)
   return host;
 }
 
+FakeHost *
+fake_host_new (FakeHostMode mode)
+{
+  GError *err = NULL;
+  gchar *dir = g_dir_make_tmp ("vsockenc-XXXXXX", &err);
+  gchar *path;
+  FakeHost *host;
+
+  g_assert_no_error (err);
+  path = g_build_filename (dir, "hx.sock", NULL);
+  host = fake_host_new_at (mode, path);
+  host->dir = dir;
+  g_free (path);
+  return host;
+}
+
 void
 fake_host_free (FakeHost * host)
 {
@@ -569,7 +583,8 @@ fake_host_free (FakeHost * host)
   g_thread_join (host->thread);
   hxfr_listener_free (host->listener);
   g_assert (!g_file_test (host->path, G_FILE_TEST_EXISTS));
-  g_rmdir (host->dir);
+  if (host->dir)
+    g_rmdir (host->dir);
   for (i = 0; i < host->frames->len; i++) {
     FakeHostFrame *f = &g_array_index (host->frames, FakeHostFrame, i);
 

@@ -59,6 +59,8 @@ typedef struct
 typedef struct _FakeHost FakeHost;
 
 FakeHost *fake_host_new (FakeHostMode mode);
+/* Listens on @path (its directory must exist and is left in place). */
+FakeHost *fake_host_new_at (FakeHostMode mode, const gchar * path);
 void fake_host_free (FakeHost * host);
 const gchar *fake_host_get_path (FakeHost * host);
 
