@@ -693,6 +693,47 @@ GST_START_TEST (test_grant)
 
 GST_END_TEST;
 
+/* TCP transport, and the deployed precedence: socket-path over tcp-host */
+GST_START_TEST (test_tcp_and_precedence)
+{
+  Fixture f;
+  FakeHost *tcp = fake_host_new_tcp (FAKE_HOST_V2);
+  GstElement *enc;
+  GstHarness *h;
+  GstVideoInfo info;
+  GstBuffer *b;
+  guint port = fake_host_get_port (tcp);
+
+  fail_unless (port > 0);
+  enc = gst_element_factory_make ("vsockenc", NULL);
+  g_object_set (enc, "tcp-host", "127.0.0.1", "tcp-port", port, NULL);
+  h = gst_harness_new_with_element (enc, "sink", "src");
+  gst_harness_set_src_caps_str (h, NV12_CAPS);
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_NV12, W, H);
+  b = make_frame (&info, 0);
+  fail_unless_equals_int (gst_harness_push (h, b), GST_FLOW_OK);
+  gst_buffer_unref (gst_harness_pull (h));
+  fail_unless_equals_int (fake_host_n_frames (tcp), 1);
+  gst_harness_teardown (h);
+  gst_object_unref (enc);
+
+  /* both set: the UNIX socket wins */
+  fixture_init (&f, FAKE_HOST_V2, NULL, NULL);
+  g_object_set (f.enc, "tcp-host", "127.0.0.1", "tcp-port", port, NULL);
+  f.h = gst_harness_new_with_element (f.enc, "sink", "src");
+  gst_harness_set_src_caps_str (f.h, NV12_CAPS);
+  f.info = info;
+  push_frames (&f, 0, 2);
+  gst_buffer_unref (gst_harness_pull (f.h));
+  gst_buffer_unref (gst_harness_pull (f.h));
+  fail_unless_equals_int (fake_host_n_frames (f.host), 2);
+  fail_unless_equals_int (fake_host_n_connections (tcp), 1);
+  fixture_clear (&f);
+  fake_host_free (tcp);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_host_unreachable)
 {
   GstElement *enc = gst_element_factory_make ("vsockenc", NULL);
@@ -1297,6 +1338,7 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_v1_odd_nv12_refused);
   tcase_add_test (tc, test_close_on_hello);
   tcase_add_test (tc, test_host_unreachable);
+  tcase_add_test (tc, test_tcp_and_precedence);
   tcase_add_test (tc, test_token);
   tcase_add_test (tc, test_protocol_v1);
   tcase_add_test (tc, test_grant);

@@ -529,20 +529,18 @@ host_thread (gpointer data)
   return NULL;
 }
 
-FakeHost *
-fake_host_new_at (FakeHostMode mode, const gchar * path)
+static FakeHost *
+fake_host_new_full (FakeHostMode mode, HxfrAddress * addr)
 {
   static GOnce once = G_ONCE_INIT;
   FakeHost *host = g_new0 (FakeHost, 1);
-  HxfrAddress *addr;
   GPollFD pollfd;
   GError *err = NULL;
 
   g_once (&once, make_canned, NULL);
   host->mode = mode;
   host->grant = 16;
-  host->path = g_strdup (path);
-  addr = hxfr_address_new_unix (host->path);
+  host->path = g_strdup (addr->path);
   host->listener = hxfr_listener_new (addr, 0600, &err);
   g_assert_no_error (err);
   hxfr_address_free (addr);
@@ -556,6 +554,24 @@ fake_host_new_at (FakeHostMode mode, const gchar * path)
   host->controls = g_array_new (FALSE, TRUE, sizeof (FakeHostControl));
   host->thread = g_thread_new ("fakehost", host_thread, host);
   return host;
+}
+
+FakeHost *
+fake_host_new_at (FakeHostMode mode, const gchar * path)
+{
+  return fake_host_new_full (mode, hxfr_address_new_unix (path));
+}
+
+FakeHost *
+fake_host_new_tcp (FakeHostMode mode)
+{
+  return fake_host_new_full (mode, hxfr_address_new_tcp ("127.0.0.1", 0));
+}
+
+guint
+fake_host_get_port (FakeHost * host)
+{
+  return hxfr_listener_get_address (host->listener)->port;
 }
 
 FakeHost *
@@ -582,7 +598,8 @@ fake_host_free (FakeHost * host)
   g_cancellable_cancel (host->cancellable);
   g_thread_join (host->thread);
   hxfr_listener_free (host->listener);
-  g_assert (!g_file_test (host->path, G_FILE_TEST_EXISTS));
+  if (host->path)
+    g_assert (!g_file_test (host->path, G_FILE_TEST_EXISTS));
   if (host->dir)
     g_rmdir (host->dir);
   for (i = 0; i < host->frames->len; i++) {

@@ -61,6 +61,9 @@ typedef struct _FakeHost FakeHost;
 FakeHost *fake_host_new (FakeHostMode mode);
 /* Listens on @path (its directory must exist and is left in place). */
 FakeHost *fake_host_new_at (FakeHostMode mode, const gchar * path);
+/* Listens on TCP 127.0.0.1, a free port. */
+FakeHost *fake_host_new_tcp (FakeHostMode mode);
+guint fake_host_get_port (FakeHost * host);
 void fake_host_free (FakeHost * host);
 const gchar *fake_host_get_path (FakeHost * host);
 
