@@ -974,6 +974,27 @@ try_reconnect (GstVsockEnc * self)
   self->reconnects++;
   g_mutex_unlock (&self->lock);
   start_session (self, conn);
+
+  /* the host behind the address may now speak another version */
+  if (self->input_state) {
+    GstVideoInfo *info = &self->input_state->info;
+    guint32 fourcc = wire_format (GST_VIDEO_INFO_FORMAT (info), self->version);
+
+    if (!fourcc || (self->version < 2 && fourcc == HXFR_FORMAT_NV12
+            && (GST_VIDEO_INFO_WIDTH (info) % 2
+                || GST_VIDEO_INFO_HEIGHT (info) % 2))) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("The host bridge at %s now speaks HXFR v%u, which cannot carry "
+              "%ux%u %s", self->address_str, self->version,
+              GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
+              GST_VIDEO_INFO_NAME (info)), (NULL));
+      g_mutex_lock (&self->lock);
+      self->flow_ret = GST_FLOW_NOT_NEGOTIATED;
+      g_mutex_unlock (&self->lock);
+      return FALSE;
+    }
+    self->fourcc = fourcc;
+  }
   return TRUE;
 }
 
@@ -1728,6 +1749,8 @@ pixel_vectors (GstVsockEnc * self, GstVideoFrame * vf, HxfrFrameRequest * req,
     total = hxfr_frame_v1_layout (req->format, h, stride, &req->n_planes,
         req->stride, req->offset);
   }
+  if (total == 0)
+    return 0;
   *tmp = g_malloc0 (total);
   for (p = 0; p < n; p++) {
     gsize rows, row_bytes, r;
@@ -1776,6 +1799,13 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   }
 
   if (lost && !try_reconnect (self)) {
+    g_mutex_lock (&self->lock);
+    ret = self->flow_ret;
+    g_mutex_unlock (&self->lock);
+    if (ret != GST_FLOW_OK) {
+      gst_video_codec_frame_unref (frame);
+      return ret;
+    }
     GST_LOG_OBJECT (self, "host unreachable, dropping frame %u",
         frame->system_frame_number);
     return gst_video_encoder_finish_frame (enc, frame);
@@ -1858,6 +1888,19 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
     }
     mapped = TRUE;
     n_vec = pixel_vectors (self, &vf, &req, vec, &tmp);
+    if (n_vec == 0 || vec[0].size == 0) {
+      /* set_format and try_reconnect keep this from happening */
+      gst_video_frame_unmap (&vf);
+      dmabuf_sync (input, FALSE);
+      gst_buffer_unref (input);
+      g_free (tmp);
+      hxfr_conn_unref (conn);
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Cannot lay out %s for HXFR v%u", hxfr_format_to_string (req.format),
+              self->version), (NULL));
+      gst_video_codec_frame_unref (frame);
+      return GST_FLOW_NOT_NEGOTIATED;
+    }
   }
 
   p = g_new0 (PendingFrame, 1);

@@ -933,6 +933,48 @@ GST_START_TEST (test_reconnect_after_outage)
 
 GST_END_TEST;
 
+/* reconnect mode, and the host that comes back speaks only v1: I420 cannot
+ * go there, an error says so, nothing is sent mislabelled */
+GST_START_TEST (test_reconnect_to_v1_host)
+{
+  Fixture f;
+  gchar *dir, *path;
+  FakeHost *back;
+  GstMessage *msg = NULL;
+  GstFlowReturn ret = GST_FLOW_OK;
+  gint64 deadline;
+  guint i;
+
+  fixture_init (&f, FAKE_HOST_V2, "on-disconnect=reconnect timeout=1000",
+      "video/x-raw,format=I420,width=64,height=48,framerate=30/1");
+  path = g_strdup (fake_host_get_path (f.host));
+  dir = g_path_get_dirname (path);
+  push_frames (&f, 0, 2);
+  fake_host_free (f.host);
+  fail_unless_equals_int (g_mkdir (dir, 0700), 0);
+  back = fake_host_new_at (FAKE_HOST_V1, path);
+  f.host = back;
+
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  for (i = 2; ret == GST_FLOW_OK && g_get_monotonic_time () < deadline; i++) {
+    ret = gst_harness_push (f.h, make_frame (&f.info, i));
+    g_usleep (10 * G_TIME_SPAN_MILLISECOND);
+  }
+  fail_unless_equals_int (ret, GST_FLOW_NOT_NEGOTIATED);
+  msg = wait_message (f.bus, GST_MESSAGE_ERROR, GST_SECOND);
+  fail_unless (msg != NULL);
+  fail_unless (message_mentions (msg, "v1"));
+  gst_message_unref (msg);
+  fail_unless (fake_host_wait_connections (back, 1, WAIT_US));
+  fail_unless_equals_int (fake_host_n_frames (back), 0);
+  fixture_clear (&f);
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* DROPPED and FAILED answers release the frame; the session goes on */
 GST_START_TEST (test_dropped_and_failed)
 {
@@ -1345,6 +1387,7 @@ vsockenc_suite (void)
   tcase_add_loop_test (tc, test_faults, 0, G_N_ELEMENTS (fault_cases));
   tcase_add_test (tc, test_reconnect);
   tcase_add_test (tc, test_reconnect_after_outage);
+  tcase_add_test (tc, test_reconnect_to_v1_host);
   tcase_add_test (tc, test_dropped_and_failed);
   tcase_add_test (tc, test_v1_frame_error);
   tcase_add_test (tc, test_dmabuf_resource_id);
