@@ -398,6 +398,24 @@ GST_START_TEST (test_keyframe_interval)
             GST_BUFFER_FLAG_DELTA_UNIT), i % 5 != 0);
     gst_buffer_unref (out);
   }
+
+  /* changed while playing: counted on from the last keyframe (frame 10),
+   * and the host is told */
+  g_object_set (f.enc, "keyframe-interval", 3, NULL);
+  push_frames (&f, 12, 8);
+  fail_unless (fake_host_wait_frames (f.host, 20, WAIT_US));
+  for (i = 12; i < 20; i++)
+    fail_unless_equals_int (fake_host_get_frame (f.host, i).req.force_keyframe,
+        i == 13 || i == 16 || i == 19);
+  {
+    FakeHostControl c = fake_host_get_control (f.host,
+        fake_host_n_controls (f.host) - 1);
+
+    fail_unless_equals_int (c.type, HXFR_MSG_CONTROL);
+    fail_unless (c.mask & HXFR_CONTROL_KEYFRAME_INTERVAL);
+    fail_unless_equals_int (c.keyframe_interval, 3);
+    fail_unless_equals_int (c.frames_before, 12);
+  }
   fixture_clear (&f);
 }
 
