@@ -1021,6 +1021,23 @@ GST_START_TEST (test_dropped_and_failed)
 
 GST_END_TEST;
 
+/* a host PING gets a PONG, a CONFIG_RESP is skipped, the stream goes on */
+GST_START_TEST (test_ping)
+{
+  Fixture f;
+
+  fixture_init (&f, FAKE_HOST_V2, NULL, NV12_CAPS);
+  fake_host_set_fault (f.host, FAKE_FAULT_PING, 1);
+  push_frames (&f, 0, 3);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 3);
+  fail_unless (fake_host_wait_pongs (f.host, 1, WAIT_US));
+  fail_unless (wait_message (f.bus, GST_MESSAGE_ERROR, 0) == NULL);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
 /* a v1 ERROR answers one frame: released with a warning, the session
  * goes on */
 GST_START_TEST (test_v1_frame_error)
@@ -1408,6 +1425,7 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_reconnect_to_v1_host);
   tcase_add_test (tc, test_dropped_and_failed);
   tcase_add_test (tc, test_v1_frame_error);
+  tcase_add_test (tc, test_ping);
   tcase_add_test (tc, test_dmabuf_resource_id);
   tcase_add_test (tc, test_dmabuf_fallback_pixels);
   tcase_add_test (tc, test_dmabuf_v1);

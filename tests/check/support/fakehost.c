@@ -36,6 +36,7 @@ struct _FakeHost
   guint n_closed;
   guint n_hellos;
   guint n_answered;
+  guint n_pongs;
 };
 
 /* Access units made once by x264enc: [0] an IDR with SPS/PPS, then P. */
@@ -296,6 +297,15 @@ answer (FakeHost * host, HxfrConn * conn, Encoder * enc, const Answer * a,
     case FAKE_FAULT_WRONG_SEQ:
       r.seq += 100;
       break;
+    case FAKE_FAULT_PING:
+      /* both legal at any time: a PING wants a PONG, a CONFIG_RESP is
+       * skipped */
+      if (!hxfr_conn_send (conn, HXFR_MSG_PING, 0, session, NULL, 0, NULL, 0,
+              G_USEC_PER_SEC, NULL, NULL)
+          || !hxfr_conn_send (conn, HXFR_MSG_CONFIG_RESP, 0, session, "xx", 2,
+              NULL, 0, G_USEC_PER_SEC, NULL, NULL))
+        return FALSE;
+      break;
     default:
       break;
   }
@@ -486,6 +496,12 @@ serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
       case HXFR_MSG_PING:
         hxfr_conn_send (conn, HXFR_MSG_PONG, 0, session, NULL, 0, NULL, 0,
             G_USEC_PER_SEC, NULL, NULL);
+        break;
+      case HXFR_MSG_PONG:
+        g_mutex_lock (&host->lock);
+        host->n_pongs++;
+        g_cond_broadcast (&host->cond);
+        g_mutex_unlock (&host->lock);
         break;
       default:
         break;
@@ -717,6 +733,12 @@ gboolean
 fake_host_wait_closed (FakeHost * host, guint n, gint64 timeout_us)
 {
   return wait_count (host, &host->n_closed, n, timeout_us);
+}
+
+gboolean
+fake_host_wait_pongs (FakeHost * host, guint n, gint64 timeout_us)
+{
+  return wait_count (host, &host->n_pongs, n, timeout_us);
 }
 
 gboolean

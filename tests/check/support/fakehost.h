@@ -32,6 +32,7 @@ typedef enum
   FAKE_FAULT_DROP,              /* v2: DROPPED (the session goes on) */
   FAKE_FAULT_FAILED,            /* v2: FAILED (the session goes on) */
   FAKE_FAULT_FRAME_ERROR,       /* ERROR -2 for this frame, the session goes on */
+  FAKE_FAULT_PING,              /* a PING (and a CONFIG_RESP) before the answer */
 } FakeFault;
 
 /* One request as received. */
@@ -93,6 +94,7 @@ guint fake_host_n_frames (FakeHost * host);
 guint fake_host_n_connections (FakeHost * host);
 guint fake_host_n_hellos (FakeHost * host);
 guint fake_host_n_answered (FakeHost * host);
+gboolean fake_host_wait_pongs (FakeHost * host, guint n, gint64 timeout_us);
 /* Copies; pixels are shared. */
 FakeHostFrame fake_host_get_frame (FakeHost * host, guint i);
 guint fake_host_n_controls (FakeHost * host);
