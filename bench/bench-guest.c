@@ -687,6 +687,14 @@ run_sender (void)
   printf ("%s\n", json->str);
   fflush (stdout);
   g_string_free (json, TRUE);
+  if (is_sender_of_peer ()) {
+    /* the receiver ends when we hang up: keep it alive until the driver
+     * has read its CPU time and peak RSS and closes our stdin (the
+     * watchdog bounds the wait) */
+    char c;
+
+    while (read (0, &c, 1) > 0 || errno == EINTR);
+  }
 
   for (k = 0; k < opt.sessions; k++)
     gst_element_set_state (sessions[k].pipeline, GST_STATE_NULL);
