@@ -295,7 +295,7 @@ plane_geometry (guint32 fourcc, guint p, guint32 w, guint32 h, gsize * rows,
       break;
     default:
       *rows = h;
-      *row_bytes = (gsize) w *4;
+      *row_bytes = (gsize) w * 4;
       break;
   }
 }
@@ -2070,7 +2070,8 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
   properties[PROP_ON_DISCONNECT] = g_param_spec_enum ("on-disconnect",
       "On disconnect", "What losing the host does: post an error, or "
       "reconnect with back-off (100 ms doubling up to 5 s, frames meanwhile "
-      "dropped) and resume with an IDR", gst_vsock_enc_on_disconnect_get_type (),
+      "dropped) and resume with an IDR",
+      gst_vsock_enc_on_disconnect_get_type (),
       DEFAULT_ON_DISCONNECT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_PROTOCOL] = g_param_spec_enum ("protocol", "Protocol",

@@ -1230,7 +1230,7 @@ GST_START_TEST (test_state_cycles)
 
   desc = g_strdup_printf ("videotestsrc num-buffers=5 ! "
       "video/x-raw,format=NV12,width=64,height=48,framerate=30/1 ! "
-      "vsockenc name=enc socket-path=%s ! fakesink name=sink signal-handoffs=false",
+      "vsockenc name=enc socket-path=%s ! fakesink name=sink",
       fake_host_get_path (host));
   pipe = gst_parse_launch (desc, NULL);
   g_free (desc);
@@ -1315,7 +1315,8 @@ check_real_decode (FakeHostMode mode, const gchar * format)
   guint n = 0;
 
   fake_host_set_real_encoder (host, TRUE);
-  desc = g_strdup_printf ("videotestsrc num-buffers=30 pattern=smpte horizontal-speed=3 ! "
+  desc = g_strdup_printf ("videotestsrc num-buffers=30 pattern=smpte "
+      "horizontal-speed=3 ! "
       "video/x-raw,format=%s,width=160,height=120,framerate=30/1 ! tee name=t "
       "t. ! queue ! vsockenc socket-path=%s ! h264parse ! avdec_h264 ! "
       "videoconvert ! video/x-raw,format=I420 ! appsink name=dec sync=false "

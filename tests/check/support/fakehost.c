@@ -142,7 +142,8 @@ encoder_encode (Encoder * e, const FakeHostFrame * f, gboolean * keyframe)
     encoder_free (e);
     e->pipe = gst_parse_launch ("appsrc name=src format=time ! videoconvert ! "
         "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=1000 "
-        "pass=quant quantizer=18 ! video/x-h264,stream-format=byte-stream,alignment=au ! "
+        "pass=quant quantizer=18 ! "
+        "video/x-h264,stream-format=byte-stream,alignment=au ! "
         "appsink name=sink sync=false", NULL);
     e->src = gst_bin_get_by_name (GST_BIN (e->pipe), "src");
     e->sink = gst_bin_get_by_name (GST_BIN (e->pipe), "sink");
