@@ -31,7 +31,7 @@ typedef enum
   FAKE_FAULT_WRONG_SEQ,         /* v2: an answer echoing another seq */
   FAKE_FAULT_DROP,              /* v2: DROPPED (the session goes on) */
   FAKE_FAULT_FAILED,            /* v2: FAILED (the session goes on) */
-  FAKE_FAULT_FRAME_ERROR,       /* ERROR -2 for this frame; the session goes on */
+  FAKE_FAULT_FRAME_ERROR,       /* ERROR -2 for it; the session goes on */
   FAKE_FAULT_PING,              /* PING and CONFIG_RESP before the answer */
 } FakeFault;
 
