@@ -30,6 +30,7 @@
 #include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/app/gstappsink.h>
+#include <gst/video/video.h>
 
 #include "hxfr-host-session.h"
 #include "bridge-encoder.h"
@@ -213,6 +214,33 @@ on_new_sample (GstAppSink * sink, gpointer user_data)
   return GST_FLOW_OK;
 }
 
+/* H.264 encoders take 4:2:0 frames of even width and height: refuse an
+ * odd size with a clear error rather than let the encoder fail to open
+ * (x264enc: "Can not initialize x264 encoder"). */
+static GstPadProbeReturn
+on_src_event (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  Session *s = user_data;
+  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+  GstVideoInfo vi;
+  GstCaps *caps;
+  gchar *msg;
+
+  if (GST_EVENT_TYPE (ev) != GST_EVENT_CAPS)
+    return GST_PAD_PROBE_OK;
+  gst_event_parse_caps (ev, &caps);
+  if (!gst_video_info_from_caps (&vi, caps)
+      || !((GST_VIDEO_INFO_WIDTH (&vi) | GST_VIDEO_INFO_HEIGHT (&vi)) & 1))
+    return GST_PAD_PROBE_OK;
+  msg = g_strdup_printf ("%dx%d frames: %s encodes even widths and heights "
+      "only", GST_VIDEO_INFO_WIDTH (&vi), GST_VIDEO_INFO_HEIGHT (&vi),
+      s->bridge->encoder_name);
+  hxfr_host_session_fail (s->hs, HXFR_ERR_UNSUPPORTED, msg);
+  GST_ELEMENT_ERROR (s->src, STREAM, FORMAT, ("%s", msg), (NULL));
+  g_free (msg);
+  return GST_PAD_PROBE_DROP;
+}
+
 static GstElement *
 make (const gchar * factory, const gchar * name, GError ** error)
 {
@@ -270,6 +298,13 @@ build_pipeline (Session * s, GError ** error)
         "alignment=au");
     g_object_set (filter, "caps", caps, NULL);
     gst_caps_unref (caps);
+    {
+      GstPad *pad = gst_element_get_static_pad (src, "src");
+
+      gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+          on_src_event, s, NULL);
+      gst_object_unref (pad);
+    }
     gst_bin_add_many (GST_BIN (pipeline), queue, enc, parse, filter, NULL);
     if (convert)
       gst_bin_add (GST_BIN (pipeline), convert);
@@ -844,14 +879,20 @@ main (int argc, char **argv)
   if (g_str_equal (b->encoder_name, BRIDGE_ENCODER_NULL)) {
     b->null_encoder = TRUE;
   } else {
+    GstCaps *h264;
+    gboolean is_h264;
+
     factory = gst_element_factory_find (b->encoder_name);
     if (!factory) {
       g_printerr ("helix-host-bridge: encoder %s is not installed\n",
           b->encoder_name);
       goto out;
     }
-    if (!gst_element_factory_can_src_any_caps (factory,
-            gst_static_caps_get (&h264_caps))) {
+    h264 = gst_static_caps_get (&h264_caps);
+    is_h264 = gst_element_factory_can_src_any_caps (factory, h264);
+
+    gst_caps_unref (h264);
+    if (!is_h264) {
       g_printerr ("helix-host-bridge: %s does not produce H.264\n",
           b->encoder_name);
       gst_object_unref (factory);
@@ -917,6 +958,22 @@ usage:
   g_clear_error (&err);
   ret = 2;
 out:
+  if (b->loop && b->n_sessions == 0) {
+    /* sessions that outlived the drain still use these: then the process
+     * exit frees them */
+    g_main_loop_unref (b->loop);
+    g_ptr_array_unref (b->listeners);
+    g_mutex_clear (&b->lock);
+    g_cond_clear (&b->cond);
+  }
+  if (b->cfg.token)
+    g_bytes_unref (b->cfg.token);
+  if (b->allow_uid)
+    g_array_unref (b->allow_uid);
+  if (b->allow_cid)
+    g_array_unref (b->allow_cid);
+  g_strfreev (b->listen);
+  g_free (b->encoder_name);
   g_free (encoder);
   g_free (token);
   g_free (token_file);
