@@ -481,8 +481,9 @@ connect_v2 (BridgeRunner * r, const gchar * token)
   GuestAnswer a;
 
   fail_unless (g != NULL);
-  fail_unless (guest_emu_hello (g, 2, token, &a, NULL));
+  fail_unless (guest_emu_hello (g, 4, token, &a, NULL));
   fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  fail_unless_equals_int (g->ack.max_in_flight, 4);
   guest_answer_clear (&a);
   return g;
 }
@@ -597,6 +598,7 @@ typedef struct
   const gchar *token;
   gint stop;
   gint ok;
+  gint dropped;                 /* DROPPED answers (legitimate on shutdown) */
   gint bad;
   gint end_code;                /* ERROR code that ended it, 0 if none */
   gboolean closed;              /* the host closed the connection */
@@ -639,6 +641,9 @@ streamer_thread (gpointer data)
     if (a.type == HXFR_MSG_FRAME_RESPONSE2 && a.resp.status == HXFR_STATUS_OK
         && a.resp.seq == r.seq && g_bytes_get_size (a.au) > 0)
       g_atomic_int_inc (&st->ok);
+    else if (a.type == HXFR_MSG_FRAME_RESPONSE2
+        && a.resp.status == HXFR_STATUS_DROPPED && a.resp.seq == r.seq)
+      g_atomic_int_inc (&st->dropped);
     else
       g_atomic_int_inc (&st->bad);
     guest_answer_clear (&a);
@@ -822,6 +827,7 @@ GST_START_TEST (test_bad_input)
   fail_unless (streamer_wait_progress (good, 3));
 
   fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
+  fail_unless_equals_int (g_atomic_int_get (&good->dropped), 0);
   fail_if (good->closed);
   streamer_stop (good);
   stop_bridge (r);
@@ -864,6 +870,74 @@ GST_START_TEST (test_token)
   fail_unless (streamer_wait_progress (good, 3));
   fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
   streamer_stop (good);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* A resource id with no helix export configured: that frame fails (v2
+ * FAILED -2, v1 ERROR -2), in its turn, and the session goes on. */
+GST_START_TEST (test_resource_id_without_export)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  guint version;
+
+  fail_unless (r != NULL);
+  for (version = 1; version <= 2; version++) {
+    GuestEmu *g = version == 2 ? connect_v2 (r, NULL) :
+        guest_emu_connect (bridge_runner_get_address (r), NULL);
+    guint i;
+
+    fail_unless (g != NULL);
+    /* pixels, resource id, pixels; v2 sends all three before reading */
+    for (i = 0; i < 3; i++) {
+      HxfrFrameRequest req = { 0, };
+      gsize size = 0;
+      guint8 *px = NULL;
+
+      req.width = 160;
+      req.height = 120;
+      req.format = HXFR_FORMAT_NV12;
+      req.stride[0] = 160;
+      req.pts = i * 1000;
+      if (i == 1)
+        req.resource_id = 42;
+      else
+        px = guest_emu_make_nv12 (160, 120, 160, i, &size);
+      fail_unless (guest_emu_send_frame (g, &req, px, size, NULL));
+      g_free (px);
+      if (version == 1 || i == 2) {
+        guint j, n = version == 1 ? 1 : 3;
+
+        for (j = 0; j < n; j++) {
+          GuestAnswer a;
+          guint k = version == 1 ? i : j;
+
+          fail_unless (guest_emu_receive (g, &a, NULL));
+          if (k == 1 && version == 1) {
+            fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+            fail_unless_equals_int (a.error_code,
+                HXFR_ERR_RESOURCE_NOT_FOUND);
+          } else if (k == 1) {
+            fail_unless_equals_int (a.type, HXFR_MSG_FRAME_RESPONSE2);
+            fail_unless_equals_int (a.resp.status, HXFR_STATUS_FAILED);
+            fail_unless_equals_int (a.resp.error_code,
+                HXFR_ERR_RESOURCE_NOT_FOUND);
+            fail_unless_equals_int (a.resp.seq, 1);
+          } else {
+            fail_unless (a.type == HXFR_MSG_FRAME_RESPONSE
+                || a.type == HXFR_MSG_FRAME_RESPONSE2);
+            fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+            fail_unless_equals_int64 (a.resp.pts, k * 1000);
+            fail_unless (g_bytes_get_size (a.au) > 0);
+          }
+          guest_answer_clear (&a);
+        }
+      }
+    }
+    guest_emu_free (g);
+  }
+  fail_unless (bridge_runner_wait_log (r, "failed=1", 2, 10));
   stop_bridge (r);
 }
 
@@ -919,7 +993,8 @@ GST_START_TEST (test_sigterm_with_sessions)
     fail_unless (streamer_wait_progress (st[i], 5));
   fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
   fail_if (left, "socket file left behind");
-  /* both guests were told (ERROR -12) or cut off, neither hangs */
+  /* both guests were told (ERROR -12) or cut off, neither hangs; a request
+   * read but not yet encoded when the drain began may come back DROPPED */
   for (i = 0; i < 2; i++) {
     g_thread_join (st[i]->thread);
     fail_unless (st[i]->closed);
@@ -970,6 +1045,7 @@ bridge_suite (void)
   tcase_add_test (tc, test_keyframes_and_bitrate);
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_token);
+  tcase_add_test (tc, test_resource_id_without_export);
   tcase_add_test (tc, test_allow_uid);
   tcase_add_test (tc, test_sigterm_with_sessions);
   tcase_add_test (tc, test_null_encoder);
