@@ -365,6 +365,63 @@ GST_START_TEST (test_bad_request_error_and_close)
 
 GST_END_TEST;
 
+/* Standalone on TCP (port 0: the bound port is not observable from here,
+ * so a fixed high port), and a format change mid-stream: NV12 then BGRx. */
+GST_START_TEST (test_tcp_format_change)
+{
+  GstHarness *h = gst_harness_new_with_padnames ("vsocksrc", NULL, "src");
+  GuestEmu *g = NULL;
+  GuestAnswer a;
+  GstBuffer *buf;
+  HxfrFrameRequest r = { 0, };
+  guint8 px[16 * 8 * 4];
+  guint port, i;
+  gchar *addr = NULL;
+
+  gst_harness_add_propose_allocation_meta (h, GST_VIDEO_META_API_TYPE, NULL);
+  /* a port free now is very likely still free a moment later */
+  for (i = 0; i < 20 && !g; i++) {
+    port = 20000 + g_random_int_range (0, 20000);
+    g_free (addr);
+    addr = g_strdup_printf ("tcp:127.0.0.1:%u", port);
+    g_object_set (h->element, "listen", addr, NULL);
+    if (gst_element_set_state (h->element, GST_STATE_PLAYING) ==
+        GST_STATE_CHANGE_FAILURE) {
+      gst_element_set_state (h->element, GST_STATE_NULL);
+      continue;
+    }
+    g = guest_emu_connect (addr, NULL);
+  }
+  fail_unless (g != NULL);
+  gst_harness_play (h);
+  fail_unless (guest_emu_hello (g, 1, NULL, &a, NULL));
+  guest_answer_clear (&a);
+
+  send_nv12 (g, 16, 8, 16, 0, 0, FALSE, NULL, NULL);
+  expect_answer (g, HXFR_MSG_FRAME_RESPONSE2, HXFR_STATUS_DROPPED);
+  check_caps (h, "NV12", 16, 8, 30, 1);
+  gst_buffer_unref (gst_harness_pull (h));
+
+  memset (px, 0x40, sizeof (px));
+  r.width = 16;
+  r.height = 8;
+  r.format = HXFR_FORMAT_XRGB8888;
+  r.pts = 1000;
+  fail_unless (guest_emu_send_frame (g, &r, px, sizeof (px), NULL));
+  expect_answer (g, HXFR_MSG_FRAME_RESPONSE2, HXFR_STATUS_DROPPED);
+  check_caps (h, "BGRx", 16, 8, 30, 1);
+  buf = gst_harness_pull (h);
+  fail_unless_equals_int (gst_buffer_get_size (buf), sizeof (px));
+  gst_buffer_unref (buf);
+
+  guest_emu_free (g);
+  gst_event_unref (pull_event_of_type (h, GST_EVENT_EOS));
+  gst_harness_teardown (h);
+  g_free (addr);
+}
+
+GST_END_TEST;
+
 static Suite *
 vsocksrc_suite (void)
 {
@@ -376,6 +433,7 @@ vsocksrc_suite (void)
   tcase_add_test (tc, test_repack_without_meta);
   tcase_add_test (tc, test_v1_guest);
   tcase_add_test (tc, test_bad_request_error_and_close);
+  tcase_add_test (tc, test_tcp_format_change);
   return s;
 }
 
