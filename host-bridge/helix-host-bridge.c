@@ -33,6 +33,7 @@
 #include <gst/video/video.h>
 
 #include "hxfr-host-session.h"
+#include "hxfr-export-client.h"
 #include "bridge-encoder.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
@@ -59,6 +60,7 @@ typedef struct
   guint id;
   HxfrConn *conn;
   HxfrHostSession *hs;
+  HxfrExportClient *export;     /* this session's own, or NULL */
   GCancellable *cancellable;
   GThread *thread;
   GstElement *pipeline;         /* set once PLAYING, under Bridge.lock */
@@ -82,6 +84,7 @@ struct _Bridge
 {
   /* options */
   gchar **listen;
+  gchar *export_path;           /* the VMM's helix export socket */
   gchar *encoder_name;
   const BridgeEncoder *encoder;
   gboolean null_encoder;
@@ -256,8 +259,8 @@ static gboolean
 build_pipeline (Session * s, GError ** error)
 {
   Bridge *b = s->bridge;
-  GstElement *pipeline, *src, *queue = NULL, *convert = NULL, *enc = NULL,
-      *parse = NULL, *filter = NULL, *sink;
+  GstElement *pipeline, *src, *queue = NULL, *convert = NULL, *yuv420 =
+      NULL, *enc = NULL, *parse = NULL, *filter = NULL, *sink;
   GstCaps *caps;
   HxfrHostSettings st;
   gchar name[32];
@@ -272,19 +275,22 @@ build_pipeline (Session * s, GError ** error)
   /* a fixed rate when the guest gives none: x264enc delays every frame by
    * one in variable-framerate mode, which would stall a v1 guest */
   g_object_set (src, "session", s->hs, "pool-size", b->max_in_flight + 2,
-      "default-framerate", 30, 1, NULL);
+      "default-framerate", 30, 1, "export-client", s->export, NULL);
   sink = make ("appsink", "sink", error);
   gst_bin_add_many (GST_BIN (pipeline), src, sink, NULL);
 
   if (!b->null_encoder) {
     hxfr_host_session_get_settings (s->hs, &st);
     queue = make ("queue", NULL, error);
-    if (b->need_convert)
+    if (b->need_convert) {
       convert = make ("videoconvert", NULL, error);
+      yuv420 = make ("capsfilter", NULL, error);
+    }
     enc = make (b->encoder_name, "encoder", error);
     parse = make ("h264parse", NULL, error);
     filter = make ("capsfilter", NULL, error);
-    if (!queue || (b->need_convert && !convert) || !enc || !parse || !filter) {
+    if (!queue || (b->need_convert && (!convert || !yuv420)) || !enc
+        || !parse || !filter) {
       gst_object_unref (pipeline);
       return FALSE;
     }
@@ -306,10 +312,18 @@ build_pipeline (Session * s, GError ** error)
       gst_object_unref (pad);
     }
     gst_bin_add_many (GST_BIN (pipeline), queue, enc, parse, filter, NULL);
-    if (convert)
-      gst_bin_add (GST_BIN (pipeline), convert);
+    if (convert) {
+      /* RGB guests become 4:2:0, not the first format the encoder lists
+       * (x264enc: Y444, a High 4:4:4 stream most decoders cannot play);
+       * NV12 and I420 guests pass through untouched */
+      caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
+      g_object_set (yuv420, "caps", caps, NULL);
+      gst_caps_unref (caps);
+      gst_bin_add_many (GST_BIN (pipeline), convert, yuv420, NULL);
+    }
     if (!gst_element_link (src, queue)
-        || (convert && !gst_element_link_many (queue, convert, enc, NULL))
+        || (convert && !gst_element_link_many (queue, convert, yuv420, enc,
+                NULL))
         || (!convert && !gst_element_link (queue, enc))
         || !gst_element_link_many (enc, parse, filter, sink, NULL)) {
       g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
@@ -399,6 +413,27 @@ session_thread (gpointer data)
   gchar *reason = NULL;
   gboolean failed = FALSE, stopping;
 
+  if (b->export_path) {
+    /* a connection of its own: its readback slots are this guest's, so one
+     * guest holding slots never starves another */
+    s->export = hxfr_export_client_connect (b->export_path,
+        HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), 2 * G_USEC_PER_SEC, &err);
+    if (s->export) {
+      guint slots = hxfr_export_client_get_n_slots (s->export);
+
+      /* in flight, plus what the encoder and the queue hold, must fit the
+       * slots */
+      hxfr_host_session_set_resolves_resources (s->hs,
+          slots > 3 ? slots - 2 : 1);
+    } else {
+      GST_WARNING ("session %u: helix export %s: %s", s->id, b->export_path,
+          err->message);
+      log_line ("session %u: helix export unavailable (%s): resource-id "
+          "frames will fail", s->id, err->message);
+      g_clear_error (&err);
+    }
+  }
+
   if (!hxfr_host_session_handshake (s->hs, -1, s->cancellable, &err)) {
     if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
@@ -474,6 +509,10 @@ done:
   if (s->pipeline)
     gst_object_unref (s->pipeline);
   hxfr_host_session_unref (s->hs);
+  if (s->export) {
+    hxfr_export_client_close (s->export);
+    hxfr_export_client_unref (s->export);
+  }
   hxfr_conn_unref (s->conn);
   g_object_unref (s->cancellable);
   g_thread_unref (s->thread);
@@ -707,6 +746,12 @@ static const gchar description[] =
     "order; vtenc_h264_hw on macOS), or 'null' for benchmarks only: every\n"
     "frame is answered with a fixed 6-byte access unit, nothing is encoded.\n"
     "\n"
+    "Zero copy: with --export unix:PATH (the helix export of the VMM, e.g.\n"
+    "QEMU with virtio-gpu-gl), frames a guest names by virtio-gpu resource\n"
+    "id are resolved there and encoded from the shared readback slot; each\n"
+    "session has its own export connection. Without it such frames fail\n"
+    "one by one (FAILED -2), the session goes on.\n"
+    "\n"
     "Access: UNIX sockets get --unix-mode and, with --allow-uid, only those\n"
     "peer uids; vsock peers are checked against --allow-cid; with --token or\n"
     "--token-file, every guest must present the token in its v2 HELLO\n"
@@ -722,7 +767,7 @@ main (int argc, char **argv)
   Bridge bridge = { 0, };
   Bridge *b = &bridge;
   gchar *encoder = NULL, *token = NULL, *token_file = NULL, *unix_mode_s =
-      NULL;
+      NULL, *export = NULL;
   gchar **allow_uid = NULL, **allow_cid = NULL;
   gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
       DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
@@ -734,6 +779,9 @@ main (int argc, char **argv)
     {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &b->listen,
         "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH",
         "ADDR"},
+    {"export", 0, 0, G_OPTION_ARG_STRING, &export,
+        "The VMM's helix export socket (unix:PATH): resource-id frames are "
+          "resolved there, without a copy", "ADDR"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &encoder,
         "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
         "NAME"},
@@ -844,6 +892,15 @@ main (int argc, char **argv)
     b->cfg.token = g_bytes_new (token, strlen (token));
   }
 
+  if (export) {
+    b->export_path = g_strdup (g_str_has_prefix (export, "unix:") ?
+        export + 5 : export);
+    if (!*b->export_path) {
+      g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+          "--export wants unix:PATH");
+      goto usage;
+    }
+  }
   b->bitrate = bitrate;
   b->max_sessions = max_sessions;
   b->max_in_flight = max_in_flight;
@@ -974,6 +1031,8 @@ out:
     g_array_unref (b->allow_cid);
   g_strfreev (b->listen);
   g_free (b->encoder_name);
+  g_free (b->export_path);
+  g_free (export);
   g_free (encoder);
   g_free (token);
   g_free (token_file);

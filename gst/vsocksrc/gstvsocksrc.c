@@ -47,6 +47,7 @@
 #include <gst/video/video.h>
 
 #include "hxfr-host-session.h"
+#include "hxfr-export-client.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
 #define GST_CAT_DEFAULT gst_vsock_src_debug
@@ -73,6 +74,7 @@ struct _GstVsockSrc
   guint max_in_flight;
   guint pool_size;
   gint default_fps_n, default_fps_d;
+  HxfrExportClient *export_client;      /* resolves resource ids */
 
   GCancellable *cancellable;
   HxfrListener *listener;
@@ -108,6 +110,7 @@ enum
   PROP_MAX_IN_FLIGHT,
   PROP_POOL_SIZE,
   PROP_DEFAULT_FRAMERATE,
+  PROP_EXPORT_CLIENT,
   N_PROPERTIES
 };
 
@@ -154,6 +157,8 @@ gst_vsock_src_finalize (GObject * object)
   g_free (self->listen_spec);
   if (self->session_prop)
     hxfr_host_session_unref (self->session_prop);
+  if (self->export_client)
+    hxfr_export_client_unref (self->export_client);
   g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (gst_vsock_src_parent_class)->finalize (object);
 }
@@ -188,6 +193,14 @@ gst_vsock_src_set_property (GObject * object, guint prop_id,
       self->default_fps_n = gst_value_get_fraction_numerator (value);
       self->default_fps_d = gst_value_get_fraction_denominator (value);
       break;
+    case PROP_EXPORT_CLIENT:{
+      HxfrExportClient *c = g_value_get_pointer (value);
+
+      if (self->export_client)
+        hxfr_export_client_unref (self->export_client);
+      self->export_client = c ? hxfr_export_client_ref (c) : NULL;
+      break;
+    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -218,6 +231,9 @@ gst_vsock_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_DEFAULT_FRAMERATE:
       gst_value_set_fraction (value, self->default_fps_n,
           self->default_fps_d);
+      break;
+    case PROP_EXPORT_CLIENT:
+      g_value_set_pointer (value, self->export_client);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -517,6 +533,107 @@ push_force_key_unit (GstVsockSrc * self, GstClockTime pts)
   gst_pad_push_event (GST_BASE_SRC_PAD (self), ev);
 }
 
+#define RESOLVE_TIMEOUT_US (2 * G_USEC_PER_SEC)
+
+/* TRUE if every plane of @r lies inside @size bytes. */
+static gboolean
+surface_layout_fits (const HxfrFrameRequest * r, gsize size)
+{
+  GstVideoInfo info;
+  guint i;
+
+  if (!gst_video_info_set_format (&info, format_from_fourcc (r->format, 0),
+          r->width, r->height)
+      || r->n_planes != GST_VIDEO_INFO_N_PLANES (&info))
+    return FALSE;
+  for (i = 0; i < r->n_planes; i++) {
+    guint64 rows = GST_VIDEO_FORMAT_INFO_SCALE_HEIGHT (info.finfo,
+        GST_VIDEO_FORMAT_INFO_PLANE (info.finfo, i), r->height);
+
+    if (r->stride[i] < (guint) GST_VIDEO_INFO_PLANE_STRIDE (&info, i)
+        || (guint64) r->offset[i] + (guint64) r->stride[i] * rows > size)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* A frame named by resource id: resolved through the helix export and
+ * wrapped without a copy. @req is updated to the surface's geometry. NULL
+ * in *out with GST_FLOW_OK: that frame failed (answered in its turn), read
+ * the next one. */
+static GstFlowReturn
+resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out)
+{
+  HxfrExportClient *client;
+  HxfrExportSurface *surface = NULL;
+  HxfrFrameRequest geom = *req;
+  GError *err = NULL;
+  gint32 code = HXFR_ERR_RESOURCE_NOT_FOUND;
+  gchar *why = NULL;
+  guint i;
+
+  *out = NULL;
+  GST_OBJECT_LOCK (self);
+  client = self->export_client ?
+      hxfr_export_client_ref (self->export_client) : NULL;
+  GST_OBJECT_UNLOCK (self);
+
+  if (!client) {
+    why = g_strdup_printf ("resource %u: no helix export", req->resource_id);
+  } else if (!(surface = hxfr_export_client_resolve (client,
+              req->resource_id, RESOLVE_TIMEOUT_US, &err))) {
+    if (!(err->domain == HXEX_ERROR && err->code == HXEX_ERR_UNKNOWN_RESOURCE))
+      code = HXFR_ERR_INTERNAL;
+    why = g_strdup_printf ("resource %u: %s", req->resource_id, err->message);
+    g_clear_error (&err);
+  } else if (surface->kind != HXEX_KIND_READBACK_SLOT) {
+    code = HXFR_ERR_INTERNAL;
+    why = g_strdup_printf ("resource %u: surface kind %d cannot be wrapped "
+        "here", req->resource_id, surface->kind);
+  } else {
+    geom.width = surface->width;
+    geom.height = surface->height;
+    geom.format = surface->fourcc;
+    geom.n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
+    for (i = 0; i < geom.n_planes; i++) {
+      geom.stride[i] = surface->stride[i];
+      geom.offset[i] = surface->offset[i];
+    }
+    if (format_from_fourcc (geom.format, 0) == GST_VIDEO_FORMAT_UNKNOWN
+        || geom.width == 0 || geom.height == 0 || geom.width > 16384
+        || geom.height > 16384 || !surface_layout_fits (&geom, surface->size)) {
+      code = HXFR_ERR_INTERNAL;
+      why = g_strdup_printf ("resource %u: unusable %ux%u %s surface",
+          req->resource_id, geom.width, geom.height,
+          hxfr_format_to_string (geom.format));
+    }
+  }
+  if (client)
+    hxfr_export_client_unref (client);
+
+  if (why) {
+    GST_WARNING_OBJECT (self, "%s", why);
+    if (surface)
+      hxfr_export_surface_free (surface);
+    if (!hxfr_host_session_fail_frame (self->session, code, why,
+            self->cancellable, &err)) {
+      g_free (why);
+      return flow_for_error (self, err, "Guest protocol error");
+    }
+    g_free (why);
+    return GST_FLOW_OK;
+  }
+
+  /* the slot itself; freeing the buffer gives it back to the VMM */
+  *out = gst_buffer_new ();
+  gst_buffer_append_memory (*out,
+      gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
+          (gpointer) surface->data, surface->size, 0, surface->size, surface,
+          (GDestroyNotify) hxfr_export_surface_free));
+  *req = geom;
+  return GST_FLOW_OK;
+}
+
 static GstFlowReturn
 gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
 {
@@ -543,6 +660,14 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
       GST_INFO_OBJECT (self, "guest left");
       return GST_FLOW_EOS;
     }
+    if (ev.type == HXFR_HOST_EVENT_FRAME && ev.pixel_size == 0) {
+      ret = resource_buffer (self, &ev.request, &buf);
+      if (ret != GST_FLOW_OK)
+        return ret;
+      if (buf)
+        break;
+      continue;
+    }
     if (ev.type == HXFR_HOST_EVENT_FRAME)
       break;
     /* KEYFRAME_REQ: tell the encoder now, the next frame is flagged too */
@@ -551,6 +676,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   }
 
   if (format_from_fourcc (ev.request.format, 0) == GST_VIDEO_FORMAT_UNKNOWN) {
+    gst_clear_buffer (&buf);
     hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
         "unsupported pixel format");
     GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Guest sent format 0x%08x",
@@ -558,6 +684,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
     return GST_FLOW_ERROR;
   }
   if (!update_caps (self, &ev.request)) {
+    gst_clear_buffer (&buf);
     hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
         "the host pipeline cannot take this frame size or format");
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
@@ -577,17 +704,23 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
       gst_util_uint64_scale (GST_SECOND, GST_VIDEO_INFO_FPS_D (&self->info),
       GST_VIDEO_INFO_FPS_N (&self->info)) : GST_CLOCK_TIME_NONE;
 
-  ret = acquire (self, ev.pixel_size, &buf);
-  if (ret != GST_FLOW_OK) {
-    /* flushing: this request is lost with the pipeline; the guest's
-     * connection goes down with it */
-    hxfr_host_session_shutdown (self->session);
-    return ret;
+  if (buf) {
+    /* a resolved resource: nothing more to read, queue the request */
+    ok = hxfr_host_session_read_pixels (self->session, NULL, pts,
+        self->cancellable, &err);
+  } else {
+    ret = acquire (self, ev.pixel_size, &buf);
+    if (ret != GST_FLOW_OK) {
+      /* flushing: this request is lost with the pipeline; the guest's
+       * connection goes down with it */
+      hxfr_host_session_shutdown (self->session);
+      return ret;
+    }
+    gst_buffer_map (buf, &map, GST_MAP_WRITE);
+    ok = hxfr_host_session_read_pixels (self->session, map.data, pts,
+        self->cancellable, &err);
+    gst_buffer_unmap (buf, &map);
   }
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  ok = hxfr_host_session_read_pixels (self->session, map.data, pts,
-      self->cancellable, &err);
-  gst_buffer_unmap (buf, &map);
   if (!ok) {
     gst_buffer_unref (buf);
     return flow_for_error (self, err, "Could not read a frame");
@@ -684,6 +817,20 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
       ("default-framerate", "Default framerate",
       "Framerate of the caps when the guest sends none (0/1 = variable)",
       0, 1, G_MAXINT, 1, 0, 1,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  /**
+   * GstVsockSrc:export-client:
+   *
+   * An `HxfrExportClient *` connected to the VMM's helix export
+   * (helix-host-bridge --export sets it): frames the guest names by
+   * virtio-gpu resource id are resolved through it and wrapped without a
+   * copy (the shared readback slot itself), released back to the VMM when
+   * the buffer is freed. Without it such frames fail one by one.
+   */
+  properties[PROP_EXPORT_CLIENT] = g_param_spec_pointer ("export-client",
+      "Export client", "HxfrExportClient* resolving resource ids "
+      "(API use only)",
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
 
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);

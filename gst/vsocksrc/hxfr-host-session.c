@@ -42,8 +42,10 @@ struct _HxfrHostSession
   gboolean frame_open;          /* FRAME returned, pixels not read yet */
   HxfrFrameRequest open_req;
   gsize open_tail;
+  gboolean open_force;
   guint32 since_key;
   gboolean want_key;
+  gboolean resolves;            /* resource ids go to the caller */
 
   GMutex lock;                  /* protects everything below */
   guint version;
@@ -370,7 +372,8 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       ack.max_in_flight = s->max_in_flight;
       ack.max_width = s->cfg.limits.max_width;
       ack.max_height = s->cfg.limits.max_height;
-      ack.host_flags = s->cfg.host_flags;
+      ack.host_flags = s->cfg.host_flags |
+          (s->resolves ? HXFR_HOST_RESOURCE_IDS : 0);
       g_strlcpy (ack.encoder, s->cfg.encoder, sizeof (ack.encoder));
       len = hxfr_hello_ack_write (&ack, out);
       if (!hxfr_conn_send (s->conn, HXFR_MSG_HELLO_ACK, 0, s->session_id,
@@ -403,170 +406,6 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       return refuse (s, HXFR_ERR_INVALID, error,
           "%s before HELLO", hxfr_msg_type_name (msg->header.type));
   }
-}
-
-gboolean
-hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
-    GCancellable * cancellable, GError ** error)
-{
-  g_return_val_if_fail (s->version != 0, FALSE);
-  g_return_val_if_fail (!s->frame_open, FALSE);
-
-  memset (event, 0, sizeof (*event));
-  for (;;) {
-    HxfrMessage msg;
-    GError *err = NULL;
-    guint type;
-
-    if (s->have_held) {
-      msg = s->held;
-      s->have_held = FALSE;
-    } else if (!hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
-            &msg, -1, s->cfg.idle_timeout_us, cancellable, &err)) {
-      if (is_eos_error (err)) {
-        g_error_free (err);
-        event->type = HXFR_HOST_EVENT_EOS;
-        return TRUE;
-      }
-      fail_for_error (s, err);
-      g_propagate_error (error, err);
-      return FALSE;
-    }
-
-    type = msg.header.type;
-    switch (type) {
-      case HXFR_MSG_PING:
-        if (!hxfr_conn_send (s->conn, HXFR_MSG_PONG, 0, s->session_id, NULL,
-                0, NULL, 0, s->cfg.write_timeout_us, cancellable, &err)) {
-          g_propagate_error (error, err);
-          return FALSE;
-        }
-        continue;
-      case HXFR_MSG_PONG:
-        continue;
-      case HXFR_MSG_KEYFRAME_REQ:
-        s->want_key = TRUE;
-        event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
-        return TRUE;
-      case HXFR_MSG_CONFIG_REQ:{
-        HxfrHostSettings st = { 0, };
-
-        /* v1 semantics: applied, never answered */
-        st.bitrate = msg.u.config.bitrate;
-        st.fps_n = msg.u.config.fps_n;
-        st.fps_d = msg.u.config.fps_d;
-        apply_settings (s, HXFR_CONTROL_BITRATE | HXFR_CONTROL_FRAMERATE,
-            &st);
-        continue;
-      }
-      case HXFR_MSG_CONTROL:{
-        HxfrHostSettings st;
-
-        if (s->version != 2)
-          return refuse (s, HXFR_ERR_INVALID, error,
-              "CONTROL in a v1 session");
-        st.bitrate = msg.u.control.bitrate;
-        st.keyframe_interval = msg.u.control.keyframe_interval;
-        st.fps_n = msg.u.control.fps_n;
-        st.fps_d = msg.u.control.fps_d;
-        apply_settings (s, msg.u.control.mask, &st);
-        continue;
-      }
-      case HXFR_MSG_FRAME_REQUEST:
-      case HXFR_MSG_FRAME_REQUEST2:{
-        guint n_pending, max;
-        guint32 interval;
-
-        if ((type == HXFR_MSG_FRAME_REQUEST) != (s->version == 1))
-          return refuse (s, HXFR_ERR_INVALID, error,
-              "%s in a v%u session", hxfr_msg_type_name (type), s->version);
-        g_mutex_lock (&s->lock);
-        n_pending = s->pending.length;
-        max = s->max_in_flight;
-        interval = s->settings.keyframe_interval;
-        s->stats.requests++;
-        g_mutex_unlock (&s->lock);
-        if (n_pending >= max)
-          return refuse (s, HXFR_ERR_LIMIT, error,
-              "more than %u requests in flight", max);
-
-        if (msg.tail_size == 0) {
-          /* a resource id: no helix export client in this session, so
-           * per-frame failure, answered in its turn */
-          Pending *p = g_new0 (Pending, 1);
-
-          p->seq = msg.u.frame_request.seq;
-          p->pts = msg.u.frame_request.pts;
-          p->duration = msg.u.frame_request.duration;
-          p->t_read = g_get_monotonic_time ();
-          p->ready = TRUE;
-          p->status = HXFR_STATUS_FAILED;
-          p->code = HXFR_ERR_RESOURCE_NOT_FOUND;
-          p->text = g_strdup_printf ("resource %u cannot be resolved here",
-              msg.u.frame_request.resource_id);
-          g_mutex_lock (&s->lock);
-          g_queue_push_tail (&s->pending, p);
-          g_mutex_unlock (&s->lock);
-          /* flushes it if it is at the head */
-          hxfr_host_session_answer (s, G_MAXUINT64, HXFR_STATUS_DROPPED,
-              NULL, 0, FALSE, -1, 0, NULL, NULL);
-          continue;
-        }
-
-        event->type = HXFR_HOST_EVENT_FRAME;
-        event->request = msg.u.frame_request;
-        event->pixel_size = msg.tail_size;
-        event->force_keyframe = msg.u.frame_request.force_keyframe
-            || s->want_key || (interval && s->since_key >= interval);
-        if (event->force_keyframe)
-          s->since_key = 0;
-        s->since_key++;
-        s->want_key = FALSE;
-        s->frame_open = TRUE;
-        s->open_req = msg.u.frame_request;
-        s->open_tail = msg.tail_size;
-        return TRUE;
-      }
-      default:
-        return refuse (s, HXFR_ERR_INVALID, error, "unexpected %s",
-            hxfr_msg_type_name (type));
-    }
-  }
-}
-
-gboolean
-hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
-    guint64 tag, GCancellable * cancellable, GError ** error)
-{
-  GError *err = NULL;
-  gboolean ok;
-  Pending *p;
-
-  g_return_val_if_fail (s->frame_open, FALSE);
-  s->frame_open = FALSE;
-
-  if (dest)
-    ok = hxfr_conn_read_exact (s->conn, dest, s->open_tail,
-        s->cfg.idle_timeout_us, cancellable, &err);
-  else
-    ok = hxfr_conn_skip (s->conn, s->open_tail, s->cfg.idle_timeout_us,
-        cancellable, &err);
-  if (!ok) {
-    fail_for_error (s, err);
-    g_propagate_error (error, err);
-    return FALSE;
-  }
-
-  p = g_new0 (Pending, 1);
-  p->seq = s->open_req.seq;
-  p->pts = s->open_req.pts;
-  p->duration = s->open_req.duration;
-  p->tag = tag;
-  p->t_read = g_get_monotonic_time ();
-  g_mutex_lock (&s->lock);
-  g_queue_push_tail (&s->pending, p);
-  g_mutex_unlock (&s->lock);
-  return TRUE;
 }
 
 /* Writes the answer of @p. Called with the lock held. */
@@ -663,6 +502,215 @@ flush_ready (HxfrHostSession * s, GError ** error)
     pending_free (p);
   }
   return ok;
+}
+
+void
+hxfr_host_session_set_resolves_resources (HxfrHostSession * s,
+    guint max_in_flight)
+{
+  g_return_if_fail (s->version == 0);
+  s->resolves = TRUE;
+  if (max_in_flight)
+    s->cfg.max_in_flight = MAX (MIN (s->cfg.max_in_flight, max_in_flight), 1);
+  g_mutex_lock (&s->lock);
+  s->max_in_flight = s->cfg.max_in_flight;
+  g_mutex_unlock (&s->lock);
+}
+
+/* Queues @r already answered FAILED and sends it if it is next. */
+static void
+queue_failed (HxfrHostSession * s, const HxfrFrameRequest * r, gint32 code,
+    const gchar * text)
+{
+  Pending *p = g_new0 (Pending, 1);
+
+  p->seq = r->seq;
+  p->pts = r->pts;
+  p->duration = r->duration;
+  p->t_read = g_get_monotonic_time ();
+  p->ready = TRUE;
+  p->status = HXFR_STATUS_FAILED;
+  p->code = code;
+  p->text = g_strdup (text);
+  g_mutex_lock (&s->lock);
+  g_queue_push_tail (&s->pending, p);
+  flush_ready (s, NULL);
+  g_mutex_unlock (&s->lock);
+}
+
+gboolean
+hxfr_host_session_fail_frame (HxfrHostSession * s, gint32 code,
+    const gchar * text, GCancellable * cancellable, GError ** error)
+{
+  GError *err = NULL;
+
+  g_return_val_if_fail (s->frame_open, FALSE);
+  s->frame_open = FALSE;
+  /* the IDR it was to be goes to the next frame */
+  if (s->open_force)
+    s->want_key = TRUE;
+  if (s->open_tail && !hxfr_conn_skip (s->conn, s->open_tail,
+          s->cfg.idle_timeout_us, cancellable, &err)) {
+    fail_for_error (s, err);
+    g_propagate_error (error, err);
+    return FALSE;
+  }
+  queue_failed (s, &s->open_req, code, text);
+  return TRUE;
+}
+
+gboolean
+hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
+    GCancellable * cancellable, GError ** error)
+{
+  g_return_val_if_fail (s->version != 0, FALSE);
+  g_return_val_if_fail (!s->frame_open, FALSE);
+
+  memset (event, 0, sizeof (*event));
+  for (;;) {
+    HxfrMessage msg;
+    GError *err = NULL;
+    guint type;
+
+    if (s->have_held) {
+      msg = s->held;
+      s->have_held = FALSE;
+    } else if (!hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
+            &msg, -1, s->cfg.idle_timeout_us, cancellable, &err)) {
+      if (is_eos_error (err)) {
+        g_error_free (err);
+        event->type = HXFR_HOST_EVENT_EOS;
+        return TRUE;
+      }
+      fail_for_error (s, err);
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+
+    type = msg.header.type;
+    switch (type) {
+      case HXFR_MSG_PING:
+        if (!hxfr_conn_send (s->conn, HXFR_MSG_PONG, 0, s->session_id, NULL,
+                0, NULL, 0, s->cfg.write_timeout_us, cancellable, &err)) {
+          g_propagate_error (error, err);
+          return FALSE;
+        }
+        continue;
+      case HXFR_MSG_PONG:
+        continue;
+      case HXFR_MSG_KEYFRAME_REQ:
+        s->want_key = TRUE;
+        event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
+        return TRUE;
+      case HXFR_MSG_CONFIG_REQ:{
+        HxfrHostSettings st = { 0, };
+
+        /* v1 semantics: applied, never answered */
+        st.bitrate = msg.u.config.bitrate;
+        st.fps_n = msg.u.config.fps_n;
+        st.fps_d = msg.u.config.fps_d;
+        apply_settings (s, HXFR_CONTROL_BITRATE | HXFR_CONTROL_FRAMERATE,
+            &st);
+        continue;
+      }
+      case HXFR_MSG_CONTROL:{
+        HxfrHostSettings st;
+
+        if (s->version != 2)
+          return refuse (s, HXFR_ERR_INVALID, error,
+              "CONTROL in a v1 session");
+        st.bitrate = msg.u.control.bitrate;
+        st.keyframe_interval = msg.u.control.keyframe_interval;
+        st.fps_n = msg.u.control.fps_n;
+        st.fps_d = msg.u.control.fps_d;
+        apply_settings (s, msg.u.control.mask, &st);
+        continue;
+      }
+      case HXFR_MSG_FRAME_REQUEST:
+      case HXFR_MSG_FRAME_REQUEST2:{
+        guint n_pending, max;
+        guint32 interval;
+
+        if ((type == HXFR_MSG_FRAME_REQUEST) != (s->version == 1))
+          return refuse (s, HXFR_ERR_INVALID, error,
+              "%s in a v%u session", hxfr_msg_type_name (type), s->version);
+        g_mutex_lock (&s->lock);
+        n_pending = s->pending.length;
+        max = s->max_in_flight;
+        interval = s->settings.keyframe_interval;
+        s->stats.requests++;
+        g_mutex_unlock (&s->lock);
+        if (n_pending >= max)
+          return refuse (s, HXFR_ERR_LIMIT, error,
+              "more than %u requests in flight", max);
+
+        if (msg.tail_size == 0 && !s->resolves) {
+          /* a resource id and no helix export client in this session:
+           * per-frame failure, answered in its turn */
+          gchar *text = g_strdup_printf ("resource %u cannot be resolved "
+              "here (no helix export)", msg.u.frame_request.resource_id);
+
+          queue_failed (s, &msg.u.frame_request, HXFR_ERR_RESOURCE_NOT_FOUND,
+              text);
+          g_free (text);
+          continue;
+        }
+
+        event->type = HXFR_HOST_EVENT_FRAME;
+        event->request = msg.u.frame_request;
+        event->pixel_size = msg.tail_size;
+        event->force_keyframe = msg.u.frame_request.force_keyframe
+            || s->want_key || (interval && s->since_key >= interval);
+        if (event->force_keyframe)
+          s->since_key = 0;
+        s->since_key++;
+        s->want_key = FALSE;
+        s->frame_open = TRUE;
+        s->open_req = msg.u.frame_request;
+        s->open_tail = msg.tail_size;
+        s->open_force = event->force_keyframe;
+        return TRUE;
+      }
+      default:
+        return refuse (s, HXFR_ERR_INVALID, error, "unexpected %s",
+            hxfr_msg_type_name (type));
+    }
+  }
+}
+
+gboolean
+hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
+    guint64 tag, GCancellable * cancellable, GError ** error)
+{
+  GError *err = NULL;
+  gboolean ok;
+  Pending *p;
+
+  g_return_val_if_fail (s->frame_open, FALSE);
+  s->frame_open = FALSE;
+
+  if (dest)
+    ok = hxfr_conn_read_exact (s->conn, dest, s->open_tail,
+        s->cfg.idle_timeout_us, cancellable, &err);
+  else
+    ok = hxfr_conn_skip (s->conn, s->open_tail, s->cfg.idle_timeout_us,
+        cancellable, &err);
+  if (!ok) {
+    fail_for_error (s, err);
+    g_propagate_error (error, err);
+    return FALSE;
+  }
+
+  p = g_new0 (Pending, 1);
+  p->seq = s->open_req.seq;
+  p->pts = s->open_req.pts;
+  p->duration = s->open_req.duration;
+  p->tag = tag;
+  p->t_read = g_get_monotonic_time ();
+  g_mutex_lock (&s->lock);
+  g_queue_push_tail (&s->pending, p);
+  g_mutex_unlock (&s->lock);
+  return TRUE;
 }
 
 gboolean

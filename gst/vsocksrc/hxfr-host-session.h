@@ -108,6 +108,20 @@ gboolean hxfr_host_session_handshake (HxfrHostSession * s,
 gboolean hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
     GCancellable * cancellable, GError ** error);
 
+/* Before the handshake: this session can resolve resource ids (a helix
+ * export client is at hand). HELLO_ACK then says so (host_flags bit 0),
+ * next() returns resource-id frames as FRAME events with pixel_size 0 and
+ * the caller resolves them; and at most @max_in_flight requests are granted
+ * (e.g. fewer than the export's readback slots; 0 = no change). */
+void hxfr_host_session_set_resolves_resources (HxfrHostSession * s,
+    guint max_in_flight);
+
+/* The FRAME just returned cannot be served (e.g. its resource id is
+ * unknown to the VMM): it is answered FAILED @code (v1: ERROR @code) in its
+ * turn, and the session goes on. Its pixels, if any, are skipped. */
+gboolean hxfr_host_session_fail_frame (HxfrHostSession * s, gint32 code,
+    const gchar * text, GCancellable * cancellable, GError ** error);
+
 /* Reads the pixels of the FRAME just returned into @dest (which holds
  * event->pixel_size bytes; NULL skips them) and queues the request, tagged
  * with @tag (e.g. the PTS of the buffer that carries it) for answer(). */

@@ -139,8 +139,9 @@ guest_start (const gchar * address, GPtrArray * frames, const gchar * props)
     transport = g_strdup_printf ("tcp-host=127.0.0.1 tcp-port=%s",
         strrchr (address, ':') + 1);
   desc = g_strdup_printf ("appsrc name=src format=time ! vsockenc %s %s ! "
-      "h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! "
-      "appsink name=sink sync=false", transport, props ? props : "");
+      "h264parse name=parse ! avdec_h264 ! videoconvert ! "
+      "video/x-raw,format=I420 ! appsink name=sink sync=false", transport,
+      props ? props : "");
   g->pipeline = gst_parse_launch (desc, NULL);
   fail_unless (g->pipeline != NULL, "%s", desc);
   g->src = gst_bin_get_by_name (GST_BIN (g->pipeline), "src");
@@ -196,6 +197,21 @@ guest_finish (Guest * g, gchar ** error)
     gst_message_unref (msg);
     msg = from_enc ? NULL : gst_bus_timed_pop_filtered (g->bus,
         5 * GST_SECOND, GST_MESSAGE_ERROR);
+  }
+  {
+    /* RGB guests are encoded as 4:2:0, a stream every decoder plays */
+    GstElement *parse = gst_bin_get_by_name (GST_BIN (g->pipeline), "parse");
+    GstPad *pad = gst_element_get_static_pad (parse, "src");
+    GstCaps *caps = gst_pad_get_current_caps (pad);
+    const gchar *profile = caps ?
+        gst_structure_get_string (gst_caps_get_structure (caps, 0),
+        "profile") : NULL;
+
+    fail_if (profile && strstr (profile, "4:4:4"), "profile %s", profile);
+    if (caps)
+      gst_caps_unref (caps);
+    gst_object_unref (pad);
+    gst_object_unref (parse);
   }
   gst_element_set_state (g->pipeline, GST_STATE_NULL);
   gst_object_unref (g->src);
