@@ -7,6 +7,7 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <stdlib.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
@@ -959,6 +960,152 @@ GST_START_TEST (test_resource_id_without_export)
 
 GST_END_TEST;
 
+/* The stand-in VMM's test content (helix-standin-vmm.c), BGRA, as I420
+ * references. */
+static GPtrArray *
+standin_refs (guint w, guint h, guint first, guint n)
+{
+  GstElement *p = gst_parse_launch ("appsrc name=src format=time ! "
+      "videoconvert ! video/x-raw,format=I420 ! appsink name=sink "
+      "sync=false", NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (p), "src");
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GstVideoInfo info;
+  GstCaps *caps;
+  GstSample *smp;
+  guint f, x, y;
+
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_BGRA, w, h);
+  caps = gst_video_info_to_caps (&info);
+  g_object_set (src, "caps", caps, NULL);
+  gst_caps_unref (caps);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  for (f = first; f < first + n; f++) {
+    GstBuffer *b = gst_buffer_new_allocate (NULL, (gsize) w * h * 4, NULL);
+    GstMapInfo map;
+
+    gst_buffer_map (b, &map, GST_MAP_WRITE);
+    for (y = 0; y < h; y++)
+      for (x = 0; x < w; x++) {
+        guint8 *px = map.data + ((gsize) y * w + x) * 4;
+
+        px[0] = (x + 4 * f) & 255;
+        px[1] = (y + 2 * f) & 255;
+        px[2] = ((x ^ y) + f) & 255;
+        px[3] = 255;
+      }
+    gst_buffer_unmap (b, &map);
+    GST_BUFFER_PTS (b) = f * GST_SECOND / 30;
+    gst_app_src_push_buffer (GST_APP_SRC (src), b);
+  }
+  gst_app_src_end_of_stream (GST_APP_SRC (src));
+  while ((smp = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              PULL_TIMEOUT)))
+    g_ptr_array_add (out, smp);
+  fail_unless_equals_int (out->len, n);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  return out;
+}
+
+/* Zero copy: frames named by virgl resource id, resolved through the
+ * stand-in VMM's helix export (--export), encoded from the readback slot;
+ * a resize mid-stream; the decoded frames match the resources' content. */
+GST_START_TEST (test_export_resource_ids)
+{
+  const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
+  gchar *standin = g_build_filename (root ? root : ".", "host-bridge",
+      "export", "helix-standin-vmm", NULL);
+  gchar *dir, *export_sock, *export_arg, *out_path, *addr, *stdout_s = NULL;
+  const gchar *args[] = { "--encoder", "x264enc", "--export", NULL, NULL };
+  BridgeRunner *r;
+  GSubprocess *vmm;
+  GError *err = NULL;
+  GPtrArray *decoded, *refs;
+  guint per_frame = 1000;
+  const gchar *p;
+
+  if (!g_file_test (standin, G_FILE_TEST_IS_EXECUTABLE)) {
+    GST_WARNING ("no helix-standin-vmm (virglrenderer missing): skipped");
+    g_free (standin);
+    return;
+  }
+  dir = g_dir_make_tmp ("hxexport-XXXXXX", NULL);
+  export_sock = g_build_filename (dir, "export.sock", NULL);
+  export_arg = g_strconcat ("unix:", export_sock, NULL);
+  out_path = g_build_filename (dir, "out.h264", NULL);
+  args[3] = export_arg;
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  fail_unless (r != NULL);
+  addr = g_strdup (bridge_runner_get_address (r));
+
+  vmm = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &err, standin,
+      "--export-socket", export_sock, "--bridge", addr, "--frames", "20",
+      "--width", "160", "--height", "120", "--resize-at", "10",
+      "--output", out_path, "--timeout-ms", "20000", NULL);
+  fail_unless (vmm != NULL, "%s", err ? err->message : "");
+  /* bounded: the stand-in bounds every wait by --timeout-ms */
+  fail_unless (g_subprocess_communicate_utf8 (vmm, NULL, NULL, &stdout_s,
+          NULL, &err), "%s", err ? err->message : "");
+  if (g_subprocess_get_if_exited (vmm)
+      && g_subprocess_get_exit_status (vmm) == 77) {
+    GST_WARNING ("virglrenderer could not start here: skipped");
+  } else {
+    fail_unless (g_subprocess_get_if_exited (vmm)
+        && g_subprocess_get_exit_status (vmm) == 0, "stand-in: %s", stdout_s);
+    fail_unless (strstr (stdout_s, "ok=20 dropped=0 failed=0") != NULL,
+        "%s", stdout_s);
+    p = strstr (stdout_s, "guest_to_host_bytes_per_frame=");
+    fail_unless (p != NULL);
+    per_frame = atoi (p + strlen ("guest_to_host_bytes_per_frame="));
+    fail_unless (per_frame <= 128, "%u bytes per frame", per_frame);
+
+    {
+      gchar *desc = g_strdup_printf ("filesrc location=%s ! h264parse ! "
+          "avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! "
+          "appsink name=sink sync=false", out_path);
+      GstElement *pl = gst_parse_launch (desc, NULL);
+      GstElement *sink = gst_bin_get_by_name (GST_BIN (pl), "sink");
+      GstSample *smp;
+
+      decoded = g_ptr_array_new_with_free_func ((GDestroyNotify)
+          gst_sample_unref);
+      gst_element_set_state (pl, GST_STATE_PLAYING);
+      while ((smp = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+                  PULL_TIMEOUT)))
+        g_ptr_array_add (decoded, smp);
+      gst_element_set_state (pl, GST_STATE_NULL);
+      gst_object_unref (sink);
+      gst_object_unref (pl);
+      g_free (desc);
+    }
+    refs = standin_refs (160, 120, 0, 10);
+    append_frames (refs, standin_refs (80, 60, 10, 10));
+    check_decoded (decoded, refs, "resource ids");
+    g_ptr_array_unref (decoded);
+    g_ptr_array_unref (refs);
+    fail_unless (bridge_runner_wait_log (r, "encoded=20 dropped=0 failed=0",
+            1, 10));
+  }
+  g_object_unref (vmm);
+  stop_bridge (r);
+  g_unlink (out_path);
+  g_rmdir (dir);
+  g_free (stdout_s);
+  g_free (addr);
+  g_free (out_path);
+  g_free (export_arg);
+  g_free (export_sock);
+  g_free (dir);
+  g_free (standin);
+}
+
+GST_END_TEST;
+
 /* UNIX peer credentials: a uid not on --allow-uid is refused */
 GST_START_TEST (test_allow_uid)
 {
@@ -1062,6 +1209,7 @@ bridge_suite (void)
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_token);
   tcase_add_test (tc, test_resource_id_without_export);
+  tcase_add_test (tc, test_export_resource_ids);
   tcase_add_test (tc, test_allow_uid);
   tcase_add_test (tc, test_sigterm_with_sessions);
   tcase_add_test (tc, test_null_encoder);
