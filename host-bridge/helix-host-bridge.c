@@ -474,7 +474,7 @@ session_thread (gpointer data)
   s->playing = TRUE;
   if (b->stopping && !s->drained) {
     s->drained = TRUE;
-    gst_element_send_event (s->src, gst_event_new_eos ());
+    hxfr_host_session_stop_reading (s->hs);
   }
   g_mutex_unlock (&b->lock);
   reason = run_pipeline (s, &failed);
@@ -672,12 +672,13 @@ on_signal (gpointer user_data)
   for (l = b->sessions; l; l = l->next) {
     Session *s = l->data;
 
-    /* in the handshake: stop waiting; streaming: EOS at vsocksrc drains
-     * what the guest already sent through the encoder */
+    /* in the handshake: stop waiting; streaming: vsocksrc stops at the
+     * next message boundary and ends with EOS, so every request read so
+     * far is encoded and answered before the guest gets ERROR -12 */
     g_cancellable_cancel (s->cancellable);
     if (s->playing && !s->drained) {
       s->drained = TRUE;
-      gst_element_send_event (s->src, gst_event_new_eos ());
+      hxfr_host_session_stop_reading (s->hs);
     }
   }
   g_mutex_unlock (&b->lock);

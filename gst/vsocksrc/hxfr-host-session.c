@@ -35,6 +35,7 @@ struct _HxfrHostSession
   HxfrConn *conn;
   HxfrHostConfig cfg;
   gchar *peer;
+  GCancellable *stop;           /* stop_reading() */
 
   /* reader thread only */
   HxfrMessage held;             /* v1 first message, kept by the handshake */
@@ -94,6 +95,7 @@ hxfr_host_session_new (HxfrConn * conn, const HxfrHostConfig * cfg)
   s->max_in_flight = s->cfg.max_in_flight;
   s->session_id = 1;
   s->peer = hxfr_conn_describe_peer (conn);
+  s->stop = g_cancellable_new ();
   g_mutex_init (&s->lock);
   g_queue_init (&s->pending);
   return s;
@@ -118,6 +120,7 @@ hxfr_host_session_unref (HxfrHostSession * s)
   if (s->cfg.token)
     g_bytes_unref (s->cfg.token);
   hxfr_conn_unref (s->conn);
+  g_object_unref (s->stop);
   g_free (s->peer);
   g_free (s);
 }
@@ -205,6 +208,55 @@ is_eos_error (const GError * error)
       || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE)
       || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED)
       || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+}
+
+void
+hxfr_host_session_stop_reading (HxfrHostSession * s)
+{
+  g_cancellable_cancel (s->stop);
+}
+
+static void
+cancel_other (GCancellable * cancellable, gpointer other)
+{
+  g_cancellable_cancel (other);
+}
+
+/* Waits for the first byte of the next message. FALSE with *stopped set:
+ * stop_reading() was called; FALSE otherwise: @error. */
+static gboolean
+wait_message (HxfrHostSession * s, GCancellable * cancellable,
+    gboolean * stopped, GError ** error)
+{
+  GCancellable *either = g_cancellable_new ();
+  gulong id_caller = 0, id_stop;
+  GError *err = NULL;
+  gboolean ok;
+
+  /* one wait, woken by the caller's unlock() or by stop_reading() */
+  if (cancellable)
+    id_caller = g_cancellable_connect (cancellable, G_CALLBACK (cancel_other),
+        either, NULL);
+  id_stop = g_cancellable_connect (s->stop, G_CALLBACK (cancel_other), either,
+      NULL);
+  ok = hxfr_conn_wait_readable (s->conn, -1, either, &err);
+  g_cancellable_disconnect (s->stop, id_stop);
+  if (cancellable)
+    g_cancellable_disconnect (cancellable, id_caller);
+  g_object_unref (either);
+
+  *stopped = FALSE;
+  if (ok)
+    return TRUE;
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)
+      && g_cancellable_is_cancelled (s->stop)
+      && !g_cancellable_is_cancelled (cancellable)) {
+    *stopped = TRUE;
+    g_error_free (err);
+    return FALSE;
+  }
+  g_propagate_error (error, err);
+  return FALSE;
 }
 
 void
@@ -572,11 +624,18 @@ hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
     GError *err = NULL;
     guint type;
 
+    gboolean stopped = FALSE;
+
     if (s->have_held) {
       msg = s->held;
       s->have_held = FALSE;
-    } else if (!hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
+    } else if (!wait_message (s, cancellable, &stopped, &err)
+        || !hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
             &msg, -1, s->cfg.idle_timeout_us, cancellable, &err)) {
+      if (stopped) {
+        event->type = HXFR_HOST_EVENT_EOS;
+        return TRUE;
+      }
       if (is_eos_error (err)) {
         g_error_free (err);
         event->type = HXFR_HOST_EVENT_EOS;

@@ -151,6 +151,11 @@ guint hxfr_host_session_get_n_pending (HxfrHostSession * s);
 void hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
     const gchar * message);
 
+/* Stops reading at the next message boundary: next() then returns EOS
+ * (a message already begun is read in full, so every request read so far
+ * can still be answered). For a draining shutdown. Any thread. */
+void hxfr_host_session_stop_reading (HxfrHostSession * s);
+
 /* Wakes a reader blocked in next()/read_pixels() (it sees EOS). */
 void hxfr_host_session_shutdown (HxfrHostSession * s);
 
