@@ -81,7 +81,6 @@ static Options opt = {
 
 typedef struct
 {
-  guint index;
   GstElement *pipeline;
   GstElement *appsrc;
   GstElement *enc;              /* vsockenc, for its stats */
@@ -91,7 +90,6 @@ typedef struct
   GCond cond;
   gint64 *in_at;                /* monotonic ns, by frame index */
   gint64 *out_at;
-  gint n_in;                    /* protected by lock */
   gint n_out;                   /* protected by lock */
   gint n_sent;                  /* frames pushed, final once pushed_all */
   gint window;                  /* K in the latency formula */
@@ -163,11 +161,9 @@ in_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   gint64 now = g_get_monotonic_time () * 1000;
   guint64 i = GST_BUFFER_PTS (buf) / frame_duration;
 
+  /* the main thread reads it after the answer is counted under the lock */
   if (i < (guint64) opt.frames)
     s->in_at[i] = now;
-  g_mutex_lock (&s->lock);
-  s->n_in++;
-  g_mutex_unlock (&s->lock);
   return GST_PAD_PROBE_OK;
 }
 
@@ -529,7 +525,6 @@ run_sender (void)
   for (k = 0; k < opt.sessions; k++) {
     Session *s = &sessions[k];
 
-    s->index = k;
     s->out_base = GST_CLOCK_TIME_NONE;
     g_mutex_init (&s->lock);
     g_cond_init (&s->cond);
