@@ -5,8 +5,11 @@
  * llvmpipe on a machine without a GPU), creates the same kind of resource
  * (a 2D BGRx/BGRA texture a guest compositor scans out), writes one frame
  * into it, then reads it back --frames times into one buffer, as the helix
- * export does into a readback slot, and nothing else. Prints one JSON
- * object like bench-guest's: fps, p50/p99 of one readback (ms), CPU
+ * export does into a readback slot, and nothing else. With --render, each
+ * frame first does what helix-standin-vmm does for every frame it sends
+ * (fill the "guest memory" with its test pattern, transfer_write_iov): the
+ * limit of the zero-copy scenario, whose guest is the stand-in VMM. Prints
+ * one JSON object like bench-guest's: fps, p50/p99 of one frame (ms), CPU
  * seconds per frame.
  *
  * Exit status 77: virglrenderer could not start here.
@@ -59,6 +62,24 @@ cpu_seconds (void)
       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* helix-standin-vmm.c's test content, frame f */
+static void
+fill_frame (guint8 * p, guint32 width, guint32 height, guint32 frame)
+{
+  guint32 x, y;
+
+  for (y = 0; y < height; y++) {
+    guint8 *row = p + (gsize) y * width * 4;
+
+    for (x = 0; x < width; x++) {
+      row[4 * x + 0] = (x + 4 * frame) & 255;
+      row[4 * x + 1] = (y + 2 * frame) & 255;
+      row[4 * x + 2] = ((x ^ y) + frame) & 255;
+      row[4 * x + 3] = 255;
+    }
+  }
+}
+
 static int
 cmp_double (const void *a, const void *b)
 {
@@ -71,7 +92,10 @@ int
 main (int argc, char **argv)
 {
   gint width = 1920, height = 1080, frames = 200, warmup = 10, i;
+  gboolean render = FALSE;
   GOptionEntry entries[] = {
+    {"render", 0, 0, G_OPTION_ARG_NONE, &render,
+        "Write each frame first, as helix-standin-vmm does", NULL},
     {"width", 0, 0, G_OPTION_ARG_INT, &width, "Resource width", "PX"},
     {"height", 0, 0, G_OPTION_ARG_INT, &height, "Resource height", "PX"},
     {"frames", 0, 0, G_OPTION_ARG_INT, &frames, "Readbacks timed", "N"},
@@ -155,6 +179,16 @@ main (int argc, char **argv)
       cpu0 = cpu_seconds ();
     }
     a = g_get_monotonic_time ();
+    if (render) {
+      fill_frame (backing.iov_base, width, height, i + warmup);
+      ret = virgl_renderer_transfer_write_iov (1, 0, 0, width * 4, 0, &box,
+          0, NULL, 0);
+      if (ret != 0) {
+        fprintf (stderr, "bench-readback: transfer_write_iov: %s\n",
+            g_strerror (ABS (ret)));
+        return 1;
+      }
+    }
     ret = virgl_renderer_transfer_read_iov (1, 0, 0, width * 4, 0,
         &box, 0, &slot, 1);
     if (ret != 0) {
