@@ -44,6 +44,10 @@ GST_DEBUG_CATEGORY (bridge_debug);
 #define DEFAULT_MAX_IN_FLIGHT 8
 #define DEFAULT_IDLE_TIMEOUT 5.0
 #define DEFAULT_DRAIN_TIMEOUT 5.0
+/* A guest connects when its pipeline starts and sends its first message at
+ * once (HELLO) or with its first frame (v1): a connection silent for this
+ * long is not a guest and must not keep a session slot. */
+#define DEFAULT_FIRST_MESSAGE_TIMEOUT 30.0
 #define DEFAULT_BITRATE 4000000
 #define DEFAULT_UNIX_MODE "0660"
 
@@ -94,6 +98,7 @@ struct _Bridge
   guint max_in_flight;
   HxfrHostConfig cfg;
   gdouble drain_timeout;
+  gdouble first_message_timeout;
   guint unix_mode;
   GArray *allow_uid;
   GArray *allow_cid;
@@ -434,7 +439,9 @@ session_thread (gpointer data)
     }
   }
 
-  if (!hxfr_host_session_handshake (s->hs, -1, s->cancellable, &err)) {
+  if (!hxfr_host_session_handshake (s->hs,
+          (gint64) (b->first_message_timeout * G_USEC_PER_SEC),
+          s->cancellable, &err)) {
     if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
           "bridge shutting down");
@@ -774,7 +781,8 @@ main (int argc, char **argv)
       DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
       max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE;
   gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
-      DEFAULT_DRAIN_TIMEOUT;
+      DEFAULT_DRAIN_TIMEOUT, first_message_timeout =
+      DEFAULT_FIRST_MESSAGE_TIMEOUT;
   gboolean version = FALSE;
   GOptionEntry entries[] = {
     {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &b->listen,
@@ -801,6 +809,10 @@ main (int argc, char **argv)
     {"idle-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &idle_timeout,
         "Seconds a begun message may take to arrive in full; then ERROR -11 "
           "(default 5)", "SECONDS"},
+    {"first-message-timeout", 0, 0, G_OPTION_ARG_DOUBLE,
+          &first_message_timeout,
+        "Seconds a new connection may stay silent before its first message; "
+          "then ERROR -11 (default 30)", "SECONDS"},
     {"drain-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &drain_timeout,
         "Seconds to drain sessions on SIGINT/SIGTERM (default 5)",
         "SECONDS"},
@@ -849,7 +861,8 @@ main (int argc, char **argv)
     goto usage;
   if (max_sessions < 1 || max_width < 1 || max_height < 1
       || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
-      || idle_timeout <= 0 || drain_timeout < 0) {
+      || idle_timeout <= 0 || drain_timeout < 0
+      || first_message_timeout <= 0) {
     g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
         "limits must be positive (max-in-flight at most 64)");
     goto usage;
@@ -906,6 +919,7 @@ main (int argc, char **argv)
   b->max_sessions = max_sessions;
   b->max_in_flight = max_in_flight;
   b->drain_timeout = drain_timeout;
+  b->first_message_timeout = first_message_timeout;
 
   /* our vsocksrc: installed next to the other plugins, or the build tree's
    * through GST_PLUGIN_PATH */

@@ -737,7 +737,7 @@ send_header (GuestEmu * g, guint8 type, guint8 flags, guint32 payload,
 GST_START_TEST (test_bad_input)
 {
   const gchar *args[] = { "--encoder", "x264enc", "--idle-timeout", "1",
-    "--max-sessions", "4", NULL
+    "--first-message-timeout", "2", "--max-sessions", "4", NULL
   };
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
   Streamer *good;
@@ -819,10 +819,15 @@ GST_START_TEST (test_bad_input)
   expect_error_and_close (g, HXFR_ERR_TIMEOUT, "half a message");
   fail_unless (streamer_wait_progress (good, 3));
 
+  /* a connection that never sends anything does not keep its slot */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  expect_error_and_close (g, HXFR_ERR_TIMEOUT, "silent connection");
+  fail_unless (streamer_wait_progress (good, 3));
+
   /* too many sessions: the good one and two idle ones, and one more fills
-   * the limit of 4; the fifth is refused. The seven bad sessions must have
+   * the limit of 4; the fifth is refused. The eight bad sessions must have
    * ended first. */
-  fail_unless (bridge_runner_wait_log (r, " end: ", 7, 10));
+  fail_unless (bridge_runner_wait_log (r, " end: ", 8, 10));
   for (i = 0; i < 2; i++)
     idle[i] = connect_v2 (r, NULL);
   g = connect_v2 (r, NULL);
