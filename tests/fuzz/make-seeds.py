@@ -64,8 +64,83 @@ def guest_seeds():
     yield 'nal-overrun', msg(0x02, struct.pack('<qqB3xI', 0, 0, 1, 1) + struct.pack('<I', 1000) + au)
 
 
+# Helix export (docs/export-protocol.md). Inputs for fuzz-export.c: byte 0
+# seeds the chunk sizes, byte 1 says which chunks carry a descriptor.
+def hxex(mtype, payload, req=0, n_fds=0):
+    return struct.pack('<IBBHII', 0x58455848, mtype, n_fds, 0, len(payload), req) + payload
+
+
+def hx_hello(minv=1, maxv=1, kinds=0):
+    return hxex(0x01, struct.pack('<HHIQ', minv, maxv, kinds, 0))
+
+
+def hx_resolve(req, res, kinds=0):
+    return hxex(0x03, struct.pack('<IIQ', res, kinds, 0), req=req)
+
+
+def hx_release(handle):
+    return hxex(0x05, struct.pack('<II', handle, 0))
+
+
+def hx_surface(req, handle, kind, w, h, stride, size, slot=0, n_fds=0, fourcc='AR24'):
+    body = struct.pack('<IBBHIIIIQII Q4I4I'.replace(' ', ''), handle, kind, 1, 0, fourcc_v(fourcc), w, h, slot,
+                       0, 0, 0, size, stride, 0, 0, 0, 0, 0, 0, 0)
+    return hxex(0x04, body, req=req, n_fds=n_fds)
+
+
+def fourcc_v(s):
+    return struct.unpack('<I', s.encode())[0]
+
+
+def hx_ack(n_slots, slot_size, kinds=0x2, n_fds=None):
+    body = struct.pack('<HHIIIQII', 1, 0, kinds, n_slots, 0, slot_size, 4096, 4096)
+    return hxex(0x02, body, n_fds=(1 if n_slots else 0) if n_fds is None else n_fds)
+
+
+def hx_error(req, code, text):
+    return hxex(0x06, struct.pack('<i124s', code, text), req=req)
+
+
+# fuzz-export.c's stand-in virglrenderer: resource id bits 0-1 nonzero =
+# exists, 2-3 format (3 = unsupported), 4-10 width, 11-17 height, 18 depth
+# 2, 19 DMA-BUF works, 20 readback fails.
+def res_id(w, h, fmt=0, depth2=False, dmabuf=False, fail=False):
+    return 1 | fmt << 2 | w << 4 | h << 11 | depth2 << 18 | dmabuf << 19 | fail << 20
+
+
+def export_vmm_seeds():
+    ok = res_id(16, 16)
+    yield 'session', b'\x34\x00' + (hx_hello() + hx_resolve(1, ok) + hx_resolve(2, ok) +
+                                     hx_resolve(3, ok) + hx_release(1) + hx_resolve(4, ok) +
+                                     hx_release(99) + hx_release(2))
+    yield 'dmabuf', b'\x10\x00' + hx_hello(kinds=0x6) + hx_resolve(1, res_id(32, 8, dmabuf=True), kinds=0x4)
+    yield 'refusals', b'\x07\x00' + (hx_hello() + hx_resolve(1, 4) + hx_resolve(2, res_id(8, 8, fmt=3)) +
+                                      hx_resolve(3, res_id(8, 8, depth2=True)) +
+                                      hx_resolve(4, res_id(100, 8)) + hx_resolve(5, res_id(96, 96)) +
+                                      hx_resolve(6, res_id(8, 8, fail=True)) + hx_resolve(7, 0))
+    yield 'resolve-before-hello', b'\x00\x00' + hx_resolve(1, ok)
+    yield 'hello-with-fd', b'\x30\x01' + hx_hello()
+    yield 'second-hello', b'\x30\x00' + hx_hello() + hx_hello()
+    yield 'bad-version', b'\x30\x00' + hx_hello(2, 3)
+    yield 'server-message', b'\x30\x00' + hx_hello() + hx_ack(0, 0)
+    yield 'bad-size', b'\x02\x00' + hx_hello()[:8] + struct.pack('<I', 1 << 30) + bytes(4)
+
+
+def export_client_seeds():
+    yield 'readback', b'\x34\x01' + (hx_ack(2, 8192) + hx_surface(1, 7, 1, 16, 16, 64, 1024) +
+                                      hx_error(2, 1, b'no resource 2') +
+                                      hx_surface(3, 8, 1, 16, 16, 64, 1024, slot=1))
+    yield 'dmabuf', b'\x34\x03' + (hx_ack(0, 0, kinds=0x4) + hx_surface(1, 9, 2, 16, 16, 64, 4096, n_fds=1))
+    yield 'refused', b'\x10\x00' + hx_error(0, 7, b'this VMM speaks version 1 only')
+    yield 'late-answer', b'\x34\x01' + (hx_ack(1, 4096) + hx_surface(5, 3, 1, 4, 4, 16, 64) +
+                                         hx_surface(1, 4, 1, 4, 4, 16, 64))
+    yield 'slot-outside', b'\x34\x01' + hx_ack(1, 4096) + hx_surface(1, 3, 1, 4, 4, 16, 64, slot=1)
+    yield 'ring-missing', b'\x34\x00' + hx_ack(4, 4096, n_fds=1)
+
+
 def main():
-    for name, gen in (('host', host_seeds), ('guest', guest_seeds)):
+    for name, gen in (('host', host_seeds), ('guest', guest_seeds),
+                      ('export-vmm', export_vmm_seeds), ('export-client', export_client_seeds)):
         d = os.path.join(HERE, 'corpus', name)
         os.makedirs(d, exist_ok=True)
         for seed, data in gen():
