@@ -420,9 +420,17 @@ session_thread (gpointer data)
 
   if (b->export_path) {
     /* a connection of its own: its readback slots are this guest's, so one
-     * guest holding slots never starves another */
-    s->export = hxfr_export_client_connect (b->export_path,
-        HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), 2 * G_USEC_PER_SEC, &err);
+     * guest holding slots never starves another. vsocksrc wraps readback
+     * slots and DMA-BUFs (a DMA-BUF it cannot read is asked for again as
+     * readback), IOSurfaces on macOS. */
+    guint32 kinds = HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) |
+        HXEX_KIND_BIT (HXEX_KIND_DMABUF);
+
+#ifdef __APPLE__
+    kinds |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
+#endif
+    s->export = hxfr_export_client_connect (b->export_path, kinds,
+        2 * G_USEC_PER_SEC, &err);
     if (s->export) {
       guint slots = hxfr_export_client_get_n_slots (s->export);
 

@@ -45,6 +45,12 @@
 #include <gst/gst.h>
 #include <gst/base/gstpushsrc.h>
 #include <gst/video/video.h>
+#include <gst/allocators/allocators.h>
+#include <unistd.h>
+
+#ifdef __APPLE__
+#include <IOSurface/IOSurface.h>
+#endif
 
 #include "hxfr-host-session.h"
 #include "hxfr-export-client.h"
@@ -53,11 +59,15 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
 #define GST_CAT_DEFAULT gst_vsock_src_debug
 
 #define VSOCKSRC_FORMATS "{ NV12, I420, BGRA, BGRx, RGBA, RGBx }"
+/* what the helix export serves as DMA-BUF */
+#define VSOCKSRC_DMABUF_FORMATS "{ BGRA, BGRx, RGBA, RGBx }"
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC,
     GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (VSOCKSRC_FORMATS)));
+    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (VSOCKSRC_FORMATS) "; "
+        GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_CAPS_FEATURE_MEMORY_DMABUF,
+            VSOCKSRC_DMABUF_FORMATS)));
 
 /* Locking: the object lock protects the properties (listen_spec,
  * session_prop, max_in_flight, pool_size, default_fps) and the @pool
@@ -85,6 +95,8 @@ struct _GstVsockSrc
   gsize pool_buffer_size;
   GstVideoInfo info;            /* of the current caps */
   gboolean have_caps;
+  gboolean caps_dmabuf;         /* current caps are memory:DMABuf */
+  GstAllocator *dmabuf_allocator;
   gboolean downstream_meta;
   gboolean pushed;              /* a buffer went out since the last caps */
   GstClockTime last_pts;
@@ -147,6 +159,7 @@ gst_vsock_src_init (GstVsockSrc * self)
   self->default_fps_n = 0;
   self->default_fps_d = 1;
   self->cancellable = g_cancellable_new ();
+  self->dmabuf_allocator = gst_dmabuf_allocator_new ();
 }
 
 static void
@@ -155,6 +168,7 @@ gst_vsock_src_finalize (GObject * object)
   GstVsockSrc *self = GST_VSOCK_SRC (object);
 
   g_free (self->listen_spec);
+  gst_object_unref (self->dmabuf_allocator);
   if (self->session_prop)
     hxfr_host_session_unref (self->session_prop);
   if (self->export_client)
@@ -405,7 +419,8 @@ accept_guest (GstVsockSrc * self)
 }
 
 static gboolean
-update_caps (GstVsockSrc * self, const HxfrFrameRequest * req)
+update_caps (GstVsockSrc * self, const HxfrFrameRequest * req,
+    gboolean dmabuf)
 {
   GstVideoFormat fmt = format_from_fourcc (req->format,
       hxfr_host_session_get_version (self->session));
@@ -417,7 +432,8 @@ update_caps (GstVsockSrc * self, const HxfrFrameRequest * req)
 
   if (self->have_caps && GST_VIDEO_INFO_FORMAT (&self->info) == fmt
       && (guint) GST_VIDEO_INFO_WIDTH (&self->info) == req->width
-      && (guint) GST_VIDEO_INFO_HEIGHT (&self->info) == req->height)
+      && (guint) GST_VIDEO_INFO_HEIGHT (&self->info) == req->height
+      && self->caps_dmabuf == dmabuf)
     return TRUE;
 
   hxfr_host_session_get_settings (self->session, &st);
@@ -432,6 +448,9 @@ update_caps (GstVsockSrc * self, const HxfrFrameRequest * req)
     GST_OBJECT_UNLOCK (self);
   }
   caps = gst_video_info_to_caps (&info);
+  if (dmabuf)
+    gst_caps_set_features_simple (caps,
+        gst_caps_features_new (GST_CAPS_FEATURE_MEMORY_DMABUF, NULL));
   GST_INFO_OBJECT (self, "guest frames are %" GST_PTR_FORMAT, caps);
   ok = gst_base_src_set_caps (GST_BASE_SRC (self), caps);
   if (ok) {
@@ -443,6 +462,7 @@ update_caps (GstVsockSrc * self, const HxfrFrameRequest * req)
     gst_query_unref (query);
     self->info = info;
     self->have_caps = TRUE;
+    self->caps_dmabuf = dmabuf;
     self->pushed = FALSE;
   }
   gst_caps_unref (caps);
@@ -557,22 +577,104 @@ surface_layout_fits (const HxfrFrameRequest * r, gsize size)
   return TRUE;
 }
 
+/* Can downstream take this frame as memory:DMABuf caps? (1.22 style: the
+ * plain format, linear or implicit modifier.) */
+static gboolean
+downstream_takes_dmabuf (GstVsockSrc * self, const HxfrFrameRequest * geom)
+{
+  GstVideoInfo info;
+  GstCaps *caps, *peer;
+  gboolean ok;
+
+  if (!gst_video_info_set_format (&info, format_from_fourcc (geom->format,
+              0), geom->width, geom->height))
+    return FALSE;
+  caps = gst_video_info_to_caps (&info);
+  gst_caps_set_features_simple (caps,
+      gst_caps_features_new (GST_CAPS_FEATURE_MEMORY_DMABUF, NULL));
+  /* a caps query, not accept-caps: queues answer accept-caps for
+   * anything, a caps query travels to the element that decides */
+  peer = gst_pad_peer_query_caps (GST_BASE_SRC_PAD (self), caps);
+  ok = peer && !gst_caps_is_empty (peer);
+  gst_clear_caps (&peer);
+  gst_caps_unref (caps);
+  return ok;
+}
+
+static GQuark
+surface_quark (void)
+{
+  static GQuark q;
+
+  if (!q)
+    q = g_quark_from_static_string ("vsocksrc-export-surface");
+  return q;
+}
+
+#ifdef __APPLE__
+/* Not built or run here (no macOS machine): an IOSurface the VMM named,
+ * locked read-only for as long as the memory lives. */
+typedef struct
+{
+  IOSurfaceRef surface;
+  HxfrExportSurface *export_surface;
+} IOSurfaceHold;
+
+static void
+iosurface_hold_free (IOSurfaceHold * h)
+{
+  IOSurfaceUnlock (h->surface, kIOSurfaceLockReadOnly, NULL);
+  CFRelease (h->surface);
+  hxfr_export_surface_free (h->export_surface);
+  g_free (h);
+}
+
+static GstMemory *
+wrap_iosurface (HxfrExportSurface * surface, HxfrFrameRequest * geom)
+{
+  IOSurfaceRef ios = IOSurfaceLookup (surface->iosurface_id);
+  IOSurfaceHold *h;
+
+  if (!ios)
+    return NULL;
+  if (IOSurfaceLock (ios, kIOSurfaceLockReadOnly, NULL) != kIOReturnSuccess) {
+    CFRelease (ios);
+    return NULL;
+  }
+  h = g_new0 (IOSurfaceHold, 1);
+  h->surface = ios;
+  h->export_surface = surface;
+  geom->stride[0] = IOSurfaceGetBytesPerRow (ios);
+  geom->offset[0] = 0;
+  return gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
+      IOSurfaceGetBaseAddress (ios), IOSurfaceGetAllocSize (ios), 0,
+      IOSurfaceGetAllocSize (ios), h, (GDestroyNotify) iosurface_hold_free);
+}
+#endif
+
 /* A frame named by resource id: resolved through the helix export and
- * wrapped without a copy. @req is updated to the surface's geometry. NULL
- * in *out with GST_FLOW_OK: that frame failed (answered in its turn), read
- * the next one. */
+ * wrapped without a copy: the readback slot itself, or the DMA-BUF
+ * (memory:DMABuf caps when downstream takes them, else mapped, linear
+ * layouts only), or (macOS) the IOSurface. Freeing the memory gives the
+ * surface back to the VMM. @req is updated to the surface's geometry,
+ * *dmabuf_caps says whether to announce memory:DMABuf. NULL in *out with
+ * GST_FLOW_OK: that frame failed (answered in its turn), read the next
+ * one. */
 static GstFlowReturn
-resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out)
+resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
+    gboolean * dmabuf_caps)
 {
   HxfrExportClient *client;
   HxfrExportSurface *surface = NULL;
   HxfrFrameRequest geom = *req;
+  GstMemory *mem = NULL;
   GError *err = NULL;
   gint32 code = HXFR_ERR_RESOURCE_NOT_FOUND;
   gchar *why = NULL;
   guint i;
 
   *out = NULL;
+  *dmabuf_caps = FALSE;
   GST_OBJECT_LOCK (self);
   client = self->export_client ?
       hxfr_export_client_ref (self->export_client) : NULL;
@@ -580,57 +682,112 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out)
 
   if (!client) {
     why = g_strdup_printf ("resource %u: no helix export", req->resource_id);
-  } else if (!(surface = hxfr_export_client_resolve (client,
-              req->resource_id, RESOLVE_TIMEOUT_US, &err))) {
-    if (!(err->domain == HXEX_ERROR && err->code == HXEX_ERR_UNKNOWN_RESOURCE))
-      code = HXFR_ERR_INTERNAL;
-    why = g_strdup_printf ("resource %u: %s", req->resource_id, err->message);
-    g_clear_error (&err);
-  } else if (surface->kind != HXEX_KIND_READBACK_SLOT) {
-    code = HXFR_ERR_INTERNAL;
-    why = g_strdup_printf ("resource %u: surface kind %d cannot be wrapped "
-        "here", req->resource_id, surface->kind);
-  } else {
+    goto failed;
+  }
+  surface = hxfr_export_client_resolve (client, req->resource_id,
+      RESOLVE_TIMEOUT_US, &err);
+  if (surface && surface->kind == HXEX_KIND_DMABUF
+      && surface->modifier != HXEX_DRM_FORMAT_MOD_LINEAR) {
+    geom.format = surface->fourcc;
     geom.width = surface->width;
     geom.height = surface->height;
-    geom.format = surface->fourcc;
-    geom.n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
-    for (i = 0; i < geom.n_planes; i++) {
-      geom.stride[i] = surface->stride[i];
-      geom.offset[i] = surface->offset[i];
-    }
-    if (format_from_fourcc (geom.format, 0) == GST_VIDEO_FORMAT_UNKNOWN
-        || geom.width == 0 || geom.height == 0 || geom.width > 16384
-        || geom.height > 16384 || !surface_layout_fits (&geom, surface->size)) {
-      code = HXFR_ERR_INTERNAL;
-      why = g_strdup_printf ("resource %u: unusable %ux%u %s surface",
-          req->resource_id, geom.width, geom.height,
-          hxfr_format_to_string (geom.format));
+    if (surface->modifier != HXEX_DRM_FORMAT_MOD_INVALID
+        || !downstream_takes_dmabuf (self, &geom)) {
+      /* tiled, or a layout only an importer knows: we cannot read it by
+       * mapping, ask for a readback copy instead */
+      GST_DEBUG_OBJECT (self, "resource %u: DMA-BUF modifier 0x%"
+          G_GINT64_MODIFIER "x not usable here, asking for readback",
+          req->resource_id, surface->modifier);
+      hxfr_export_surface_free (surface);
+      surface = hxfr_export_client_resolve_kinds (client, req->resource_id,
+          HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);
     }
   }
+  if (!surface) {
+    if (!(err->domain == HXEX_ERROR && err->code == HXEX_ERR_UNKNOWN_RESOURCE))
+      code = HXFR_ERR_INTERNAL;
+    if (err->domain == G_IO_ERROR && err->code != G_IO_ERROR_TIMED_OUT)
+      why = g_strdup_printf ("resource %u: the VMM's helix export is gone "
+          "(%s); frames named by resource id fail until a new session "
+          "connects to it", req->resource_id, err->message);
+    else
+      why = g_strdup_printf ("resource %u: %s", req->resource_id,
+          err->message);
+    g_clear_error (&err);
+    goto failed;
+  }
+
+  geom.width = surface->width;
+  geom.height = surface->height;
+  geom.format = surface->fourcc;
+  geom.n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
+  for (i = 0; i < geom.n_planes; i++) {
+    geom.stride[i] = surface->stride[i];
+    geom.offset[i] = surface->offset[i];
+  }
+  if (format_from_fourcc (geom.format, 0) == GST_VIDEO_FORMAT_UNKNOWN
+      || geom.width == 0 || geom.height == 0 || geom.width > 16384
+      || geom.height > 16384 || (surface->kind != HXEX_KIND_IOSURFACE
+          && !surface_layout_fits (&geom, surface->size))) {
+    code = HXFR_ERR_INTERNAL;
+    why = g_strdup_printf ("resource %u: unusable %ux%u %s surface",
+        req->resource_id, geom.width, geom.height,
+        hxfr_format_to_string (geom.format));
+    goto failed;
+  }
+
+  switch (surface->kind) {
+    case HXEX_KIND_READBACK_SLOT:
+      /* the slot itself */
+      mem = gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
+          (gpointer) surface->data, surface->size, 0, surface->size, surface,
+          (GDestroyNotify) hxfr_export_surface_free);
+      break;
+    case HXEX_KIND_DMABUF:
+      *dmabuf_caps = downstream_takes_dmabuf (self, &geom);
+      /* the allocator owns the descriptor from here; the surface (its
+       * RELEASE) goes with the memory, after the last reader */
+      mem = gst_dmabuf_allocator_alloc (self->dmabuf_allocator, surface->fd,
+          surface->size);
+      if (mem) {
+        surface->fd = -1;
+        GST_MINI_OBJECT_FLAG_SET (mem, GST_MEMORY_FLAG_READONLY);
+        gst_mini_object_set_qdata (GST_MINI_OBJECT (mem), surface_quark (),
+            surface, (GDestroyNotify) hxfr_export_surface_free);
+      }
+      break;
+#ifdef __APPLE__
+    case HXEX_KIND_IOSURFACE:
+      mem = wrap_iosurface (surface, &geom);
+      break;
+#endif
+    default:
+      break;
+  }
+  if (!mem) {
+    code = HXFR_ERR_INTERNAL;
+    why = g_strdup_printf ("resource %u: a %s surface cannot be wrapped here",
+        req->resource_id, hxex_kind_name (surface->kind));
+    goto failed;
+  }
+  hxfr_export_client_unref (client);
+  *out = gst_buffer_new ();
+  gst_buffer_append_memory (*out, mem);
+  *req = geom;
+  return GST_FLOW_OK;
+
+failed:
   if (client)
     hxfr_export_client_unref (client);
-
-  if (why) {
-    GST_WARNING_OBJECT (self, "%s", why);
-    if (surface)
-      hxfr_export_surface_free (surface);
-    if (!hxfr_host_session_fail_frame (self->session, code, why,
-            self->cancellable, &err)) {
-      g_free (why);
-      return flow_for_error (self, err, "Guest protocol error");
-    }
+  GST_WARNING_OBJECT (self, "%s", why);
+  if (surface)
+    hxfr_export_surface_free (surface);
+  if (!hxfr_host_session_fail_frame (self->session, code, why,
+          self->cancellable, &err)) {
     g_free (why);
-    return GST_FLOW_OK;
+    return flow_for_error (self, err, "Guest protocol error");
   }
-
-  /* the slot itself; freeing the buffer gives it back to the VMM */
-  *out = gst_buffer_new ();
-  gst_buffer_append_memory (*out,
-      gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
-          (gpointer) surface->data, surface->size, 0, surface->size, surface,
-          (GDestroyNotify) hxfr_export_surface_free));
-  *req = geom;
+  g_free (why);
   return GST_FLOW_OK;
 }
 
@@ -644,7 +801,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   GstMapInfo map;
   GstFlowReturn ret;
   GstClockTime pts, duration;
-  gboolean ok;
+  gboolean ok, dmabuf_caps = FALSE;
 
   if (!self->session) {
     ret = accept_guest (self);
@@ -661,7 +818,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
       return GST_FLOW_EOS;
     }
     if (ev.type == HXFR_HOST_EVENT_FRAME && ev.pixel_size == 0) {
-      ret = resource_buffer (self, &ev.request, &buf);
+      ret = resource_buffer (self, &ev.request, &buf, &dmabuf_caps);
       if (ret != GST_FLOW_OK)
         return ret;
       if (buf)
@@ -683,7 +840,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
             ev.request.format), (NULL));
     return GST_FLOW_ERROR;
   }
-  if (!update_caps (self, &ev.request)) {
+  if (!update_caps (self, &ev.request, dmabuf_caps)) {
     gst_clear_buffer (&buf);
     hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
         "the host pipeline cannot take this frame size or format");

@@ -303,7 +303,7 @@ handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
         "this VMM speaks version %u only", HXEX_VERSION);
     return FALSE;
   }
-  if (ex->opts.allow_dmabuf)
+  if (ex->opts.allow_dmabuf || ex->opts.simulate_dmabuf)
     offered |= HXEX_KIND_BIT (HXEX_KIND_DMABUF);
 #ifdef __APPLE__
   if (ex->opts.lookup_iosurface)
@@ -493,6 +493,66 @@ try_iosurface (HelixExport * ex, guint32 resource_id, HxexSurface * s)
 }
 #endif
 
+/* TESTS ONLY (HelixExportOptions.simulate_dmabuf): a readback copy in a
+ * memfd of its own, sent as kind DMABUF, linear. Lets the bridge's
+ * DMA-BUF wrapping run where no renderer can export a real one; a memfd
+ * maps like a DMA-BUF (GstDmaBufAllocator memory is fd memory). */
+static gboolean
+send_simulated_dmabuf (Client * c, const HxexHeader * h, guint32 resource_id,
+    const struct virgl_renderer_resource_info *info, HxexSurface * s)
+{
+  HelixExport *ex = c->ex;
+  guint8 payload[HXEX_SURFACE_SIZE];
+  g_autoptr (GError) err = NULL;
+  guint64 stride = (guint64) info->width * 4;
+  gsize size = (gsize) stride * info->height;
+  struct virgl_box box = { 0, 0, 0, info->width, info->height, 1 };
+  struct iovec iov;
+  gboolean ok;
+  gpointer map;
+  gint fd, ret;
+
+  fd = create_ring_fd (size, &err);
+  if (fd < 0)
+    return client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
+        "resource %u: no memory for a simulated DMA-BUF: %s", resource_id,
+        err->message);
+  map = mmap (NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) {
+    close (fd);
+    return client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
+        "resource %u: mmap: %s", resource_id, g_strerror (errno));
+  }
+  iov.iov_base = map;
+  iov.iov_len = size;
+  virgl_renderer_force_ctx_0 ();
+  ret = virgl_renderer_transfer_read_iov (resource_id, 0, 0,
+      (uint32_t) stride, 0, &box, 0, &iov, 1);
+  munmap (map, size);
+  if (ret != 0) {
+    close (fd);
+    return client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
+        "reading back resource %u failed: %s", resource_id,
+        g_strerror (ret > 0 ? ret : -ret));
+  }
+  s->kind = HXEX_KIND_DMABUF;
+  s->handle = new_handle (ex);
+  s->n_planes = 1;
+  s->stride[0] = (guint32) stride;
+  s->offset[0] = 0;
+  s->modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+  s->size = size;
+  hold (c, s->handle, HXEX_KIND_DMABUF, 0);
+  ex->stats.resolves++;
+  ex->stats.dmabufs++;
+  hxex_surface_write (s, payload);
+  ok = client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
+      sizeof (payload), fd);
+  /* the socket holds its own reference now */
+  close (fd);
+  return ok;
+}
+
 static gboolean
 handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
 {
@@ -547,6 +607,9 @@ handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
         sizeof (payload), -1);
   }
 #endif
+
+  if ((kinds & HXEX_KIND_BIT (HXEX_KIND_DMABUF)) && ex->opts.simulate_dmabuf)
+    return send_simulated_dmabuf (c, h, req.resource_id, &info, &s);
 
   if ((kinds & HXEX_KIND_BIT (HXEX_KIND_DMABUF)) && ex->opts.allow_dmabuf) {
     fd = try_dmabuf (ex, req.resource_id, &info, &s);

@@ -40,6 +40,11 @@ typedef struct
    * virgl_renderer_get_fd_for_texture2) before readback when the client
    * accepts DMA-BUF */
   gboolean allow_dmabuf;
+  /* TESTS ONLY: answer DMABUF-accepting clients with kind DMABUF backed
+   * by a memfd holding a readback copy (linear, modifier 0), so that the
+   * client's DMA-BUF path runs on a machine whose renderer cannot export
+   * a real DMA-BUF. Not zero copy; never set it in a VMM. */
+  gboolean simulate_dmabuf;
   /* macOS only: the VMM maps a resource id to a global IOSurfaceID (from
    * the Metal texture its virglrenderer reports); FALSE = not available.
    * Ignored elsewhere. */

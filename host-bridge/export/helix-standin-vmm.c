@@ -20,6 +20,10 @@
  *   stall MS       print STALLING, block the renderer thread for MS ms
  *                  (a hung VMM), print OK
  *   stats          print "STATS key=value ..."
+ *   export off     stop the export (its clients are disconnected, the
+ *                  socket removed: the VMM's export side going away);
+ *                  the resources stay
+ *   export on      serve the export again on the same socket
  *   quit           (or end of input) exit
  * It prints "READY socket=PATH resource=ID width=W height=H fourcc=F"
  * once it serves.
@@ -31,6 +35,11 @@
  * With --bench-readback N it only measures the raw
  * virgl_renderer_transfer_read_iov rate of one WxH resource: the limit the
  * export's readback path can approach.
+ *
+ * --simulate-dmabuf (TESTS ONLY) answers clients that accept DMA-BUF with
+ * kind DMABUF backed by a memfd readback copy, so the bridge's DMA-BUF
+ * wrapping runs on a machine that cannot export a real one. It is not
+ * zero copy and says nothing about a real GPU's DMA-BUF.
  *
  * Exit status: 0 ok, 1 failure, 77 virglrenderer/EGL could not start.
  *
@@ -77,6 +86,8 @@ typedef struct
 {
   GMainLoop *loop;
   HelixExport *export;
+  HelixExportOptions export_opts;
+  guint export_source;
   GHashTable *resources;        /* id -> Resource */
   guint32 next_id;
   guint32 virgl_format;
@@ -107,6 +118,7 @@ static gint opt_slots = HELIX_EXPORT_DEFAULT_N_SLOTS;
 static gint opt_timeout_ms = 10000;
 static gboolean opt_serve_only;
 static gboolean opt_no_dmabuf;
+static gboolean opt_simulate_dmabuf;
 static gint opt_bench_readback;
 
 static GOptionEntry entries[] = {
@@ -135,6 +147,9 @@ static GOptionEntry entries[] = {
       "Readback slots per export client", "N"},
   {"no-dmabuf", 0, 0, G_OPTION_ARG_NONE, &opt_no_dmabuf,
       "Never try DMA-BUF export", NULL},
+  {"simulate-dmabuf", 0, 0, G_OPTION_ARG_NONE, &opt_simulate_dmabuf,
+      "TESTS ONLY: serve resources as DMABUF backed by a memfd readback copy",
+      NULL},
   {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "Bound on every wait for the bridge", "MS"},
   {"bench-readback", 0, 0, G_OPTION_ARG_INT, &opt_bench_readback,
@@ -268,6 +283,44 @@ on_export_readable (gint fd, GIOCondition cond, gpointer user_data)
 }
 
 static void
+print_stats (StandIn * s)
+{
+  HelixExportStats st;
+
+  memset (&st, 0, sizeof (st));
+  if (s->export)
+    helix_export_get_stats (s->export, &st);
+  g_print ("STATS clients=%u slots_in_use=%u handles_held=%u resolves=%"
+      G_GUINT64_FORMAT " readbacks=%" G_GUINT64_FORMAT " dmabufs=%"
+      G_GUINT64_FORMAT " errors=%" G_GUINT64_FORMAT " bad_releases=%"
+      G_GUINT64_FORMAT " dmabuf_failures=%" G_GUINT64_FORMAT " fds=%u\n",
+      st.clients, st.slots_in_use, st.handles_held, st.resolves,
+      st.readbacks, st.dmabufs, st.errors, st.bad_releases,
+      st.dmabuf_failures, count_open_fds ());
+}
+
+static gboolean
+export_start (StandIn * s, GError ** error)
+{
+  s->export = helix_export_new (opt_export_socket, &s->export_opts, error);
+  if (!s->export)
+    return FALSE;
+  s->export_source = g_unix_fd_add (helix_export_get_fd (s->export), G_IO_IN,
+      on_export_readable, s);
+  return TRUE;
+}
+
+static void
+export_stop (StandIn * s)
+{
+  if (!s->export)
+    return;
+  g_source_remove (s->export_source);
+  helix_export_free (s->export);
+  s->export = NULL;
+}
+
+static void
 handle_command (StandIn * s, const gchar * line)
 {
   g_autoptr (GError) err = NULL;
@@ -308,16 +361,17 @@ handle_command (StandIn * s, const gchar * line)
     g_usleep ((gulong) g_ascii_strtoull (argv[1], NULL, 10) * 1000);
     g_print ("OK\n");
   } else if (g_str_equal (argv[0], "stats")) {
-    HelixExportStats st;
-
-    helix_export_get_stats (s->export, &st);
-    g_print ("STATS clients=%u slots_in_use=%u handles_held=%u resolves=%"
-        G_GUINT64_FORMAT " readbacks=%" G_GUINT64_FORMAT " dmabufs=%"
-        G_GUINT64_FORMAT " errors=%" G_GUINT64_FORMAT " bad_releases=%"
-        G_GUINT64_FORMAT " dmabuf_failures=%" G_GUINT64_FORMAT " fds=%u\n",
-        st.clients, st.slots_in_use, st.handles_held, st.resolves,
-        st.readbacks, st.dmabufs, st.errors, st.bad_releases,
-        st.dmabuf_failures, count_open_fds ());
+    print_stats (s);
+  } else if (g_str_equal (argv[0], "export") && argc == 2
+      && g_str_equal (argv[1], "off")) {
+    export_stop (s);
+    g_print ("OK\n");
+  } else if (g_str_equal (argv[0], "export") && argc == 2
+      && g_str_equal (argv[1], "on")) {
+    if (s->export || export_start (s, &err))
+      g_print ("OK\n");
+    else
+      g_print ("FAILED %s\n", err->message);
   } else {
     g_print ("FAILED unknown command '%s'\n", line);
   }
@@ -696,16 +750,15 @@ main (int argc, char **argv)
   helix_export_options_init (&opts);
   opts.n_slots = opt_slots;
   opts.allow_dmabuf = !opt_no_dmabuf;
+  opts.simulate_dmabuf = opt_simulate_dmabuf;
   opts.slot_size = (guint64) MAX (opt_width, opt_resize_width) *
       MAX (opt_height, opt_resize_height) * 4;
   opts.slot_size = MAX (opts.slot_size, HELIX_EXPORT_DEFAULT_SLOT_SIZE);
-  s.export = helix_export_new (opt_export_socket, &opts, &err);
-  if (!s.export) {
+  s.export_opts = opts;
+  if (!export_start (&s, &err)) {
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
   }
-  g_unix_fd_add (helix_export_get_fd (s.export), G_IO_IN, on_export_readable,
-      &s);
   g_unix_signal_add (SIGINT, on_signal, s.loop);
   g_unix_signal_add (SIGTERM, on_signal, s.loop);
 
@@ -727,9 +780,11 @@ main (int argc, char **argv)
 
   /* after a signal the guest thread still ends: all its waits are
    * bounded */
-  if (guest)
+  if (guest) {
     g_thread_join (guest);
-  helix_export_free (s.export);
+    print_stats (&s);
+  }
+  export_stop (&s);
   g_hash_table_unref (s.resources);
   g_main_loop_unref (s.loop);
   virgl_renderer_cleanup (&cookie);

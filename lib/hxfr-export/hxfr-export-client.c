@@ -440,10 +440,18 @@ HxfrExportSurface *
 hxfr_export_client_resolve (HxfrExportClient * c, guint32 resource_id,
     gint64 timeout_us, GError ** error)
 {
+  return hxfr_export_client_resolve_kinds (c, resource_id, 0, timeout_us,
+      error);
+}
+
+HxfrExportSurface *
+hxfr_export_client_resolve_kinds (HxfrExportClient * c, guint32 resource_id,
+    guint32 kinds, gint64 timeout_us, GError ** error)
+{
   g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   gint64 deadline = deadline_from (timeout_us);
-  HxexResolve req = { resource_id, 0 };
+  HxexResolve req = { resource_id, kinds };
   HxfrExportSurface *out = NULL;
   guint32 id;
 

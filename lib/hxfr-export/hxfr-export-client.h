@@ -71,6 +71,12 @@ guint32 hxfr_export_client_get_kinds (HxfrExportClient * client);
  * another G_IO_ERROR) when the VMM went away. */
 HxfrExportSurface *hxfr_export_client_resolve (HxfrExportClient * client,
     guint32 resource_id, gint64 timeout_us, GError ** error);
+/* The same, accepting only the surface kinds in @kinds (HXEX_KIND_BIT
+ * mask, 0 = any agreed at connect), e.g. readback after a DMA-BUF the
+ * caller turned out not to be able to read. */
+HxfrExportSurface *hxfr_export_client_resolve_kinds (HxfrExportClient *
+    client, guint32 resource_id, guint32 kinds, gint64 timeout_us,
+    GError ** error);
 
 /* Gives the surface back to the VMM (its slot becomes free). Does not
  * wait for the VMM. FALSE with HXEX_ERR_RELEASED if it was already
