@@ -45,6 +45,7 @@
 #include <gst/allocators/allocators.h>
 
 #include "hxfr-transport.h"
+#include "hxfr-video.h"
 #include "vsockenc-drm.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_enc_debug);
@@ -253,52 +254,6 @@ static GParamSpec *properties[N_PROPERTIES];
 static GQuark resource_quark;
 
 /* Helpers */
-
-static guint32
-wire_format (GstVideoFormat format, guint version)
-{
-  switch (format) {
-    case GST_VIDEO_FORMAT_NV12:
-      return HXFR_FORMAT_NV12;
-    case GST_VIDEO_FORMAT_I420:
-      return version >= 2 ? HXFR_FORMAT_YUV420 : 0;
-    case GST_VIDEO_FORMAT_BGRA:
-      return HXFR_FORMAT_ARGB8888;
-    case GST_VIDEO_FORMAT_BGRx:
-      /* v1 has no X variant: AR24 with an ignored alpha is what v1 hosts
-       * expect for BGRx */
-      return version >= 2 ? HXFR_FORMAT_XRGB8888 : HXFR_FORMAT_ARGB8888;
-    case GST_VIDEO_FORMAT_RGBA:
-      return HXFR_FORMAT_ABGR8888;
-    case GST_VIDEO_FORMAT_RGBx:
-      return version >= 2 ? HXFR_FORMAT_XBGR8888 : HXFR_FORMAT_ABGR8888;
-    default:
-      return 0;
-  }
-}
-
-/* Rows and bytes per row of plane @p, as the protocol counts them. */
-static void
-plane_geometry (guint32 fourcc, guint p, guint32 w, guint32 h, gsize * rows,
-    gsize * row_bytes)
-{
-  gsize cw = (w + 1) / 2, ch = (h + 1) / 2;
-
-  switch (fourcc) {
-    case HXFR_FORMAT_NV12:
-      *rows = p == 0 ? h : ch;
-      *row_bytes = p == 0 ? w : cw * 2;
-      break;
-    case HXFR_FORMAT_YUV420:
-      *rows = p == 0 ? h : ch;
-      *row_bytes = p == 0 ? w : cw;
-      break;
-    default:
-      *rows = h;
-      *row_bytes = (gsize) w * 4;
-      break;
-  }
-}
 
 static const gchar *
 profile_from_idc (guint8 idc, guint8 constraints)
@@ -978,7 +933,8 @@ try_reconnect (GstVsockEnc * self)
   /* the host behind the address may now speak another version */
   if (self->input_state) {
     GstVideoInfo *info = &self->input_state->info;
-    guint32 fourcc = wire_format (GST_VIDEO_INFO_FORMAT (info), self->version);
+    guint32 fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info),
+        self->version);
 
     if (!fourcc || (self->version < 2 && fourcc == HXFR_FORMAT_NV12
             && (GST_VIDEO_INFO_WIDTH (info) % 2
@@ -1650,7 +1606,7 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
   in_flight = self->in_flight_max;
   g_mutex_unlock (&self->lock);
 
-  fourcc = wire_format (GST_VIDEO_INFO_FORMAT (info), version);
+  fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info), version);
   if (!fourcc) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("The host bridge at %s speaks HXFR v%u, which cannot carry %s: put "
@@ -1712,10 +1668,10 @@ pixel_vectors (GstVsockEnc * self, GstVideoFrame * vf, HxfrFrameRequest * req,
   guint32 w = req->width, h = req->height;
 
   for (p = 0; p < n; p++) {
-    gsize rows, row_bytes;
+    guint64 rows, row_bytes;
     gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
 
-    plane_geometry (req->format, p, w, h, &rows, &row_bytes);
+    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
     if (stride <= 0 || (gsize) stride < row_bytes
         || GST_VIDEO_FRAME_PLANE_OFFSET (vf, p) + stride * rows > bufsize)
       direct = FALSE;
@@ -1726,9 +1682,9 @@ pixel_vectors (GstVsockEnc * self, GstVideoFrame * vf, HxfrFrameRequest * req,
   req->n_planes = n;
   if (direct) {
     for (p = 0; p < n; p++) {
-      gsize rows, row_bytes;
+      guint64 rows, row_bytes;
 
-      plane_geometry (req->format, p, w, h, &rows, &row_bytes);
+      hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
       req->stride[p] = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
       req->offset[p] = total;
       vec[p].buffer = GST_VIDEO_FRAME_PLANE_DATA (vf, p);
@@ -1753,11 +1709,11 @@ pixel_vectors (GstVsockEnc * self, GstVideoFrame * vf, HxfrFrameRequest * req,
     return 0;
   *tmp = g_malloc0 (total);
   for (p = 0; p < n; p++) {
-    gsize rows, row_bytes, r;
+    guint64 rows, row_bytes, r;
     const guint8 *src = GST_VIDEO_FRAME_PLANE_DATA (vf, p);
     gint sstride = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
 
-    plane_geometry (req->format, p, w, h, &rows, &row_bytes);
+    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
     for (r = 0; r < rows; r++)
       memcpy (*tmp + req->offset[p] + r * req->stride[p], src + r * sstride,
           row_bytes);

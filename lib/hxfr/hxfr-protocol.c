@@ -869,13 +869,15 @@ hxfr_format_to_string (guint32 fourcc)
   return f ? f->name : "unknown";
 }
 
-/* Rows and minimum bytes per row of plane @plane. */
-static void
-plane_geometry (guint32 fourcc, guint plane, guint32 width, guint32 height,
-    guint64 * rows, guint64 * row_bytes)
+gboolean
+hxfr_format_plane_size (guint32 fourcc, guint plane, guint32 width,
+    guint32 height, guint64 * rows, guint64 * row_bytes)
 {
+  const FormatDesc *f = find_format (fourcc);
   guint64 cw = ((guint64) width + 1) / 2, ch = ((guint64) height + 1) / 2;
 
+  if (!f || plane >= f->n_planes)
+    return FALSE;
   switch (fourcc) {
     case HXFR_FORMAT_NV12:
       *rows = plane == 0 ? height : ch;
@@ -890,6 +892,7 @@ plane_geometry (guint32 fourcc, guint plane, guint32 width, guint32 height,
       *row_bytes = (guint64) width * 4;
       break;
   }
+  return TRUE;
 }
 
 gsize
@@ -907,7 +910,7 @@ hxfr_frame_default_layout (guint32 fourcc, guint32 width, guint32 height,
   for (i = 0; i < f->n_planes; i++) {
     guint64 rows, row_bytes;
 
-    plane_geometry (fourcc, i, width, height, &rows, &row_bytes);
+    hxfr_format_plane_size (fourcc, i, width, height, &rows, &row_bytes);
     stride[i] = (guint32) ((row_bytes + 3) & ~(guint64) 3);
     offset[i] = (guint32) size;
     /* GStreamer sizes the luma plane of 4:2:0 formats by an even height */
@@ -974,7 +977,8 @@ hxfr_frame_request_validate (const HxfrFrameRequest * r,
   for (i = 0; i < n_planes; i++) {
     guint64 rows, row_bytes, end;
 
-    plane_geometry (r->format, i, r->width, r->height, &rows, &row_bytes);
+    hxfr_format_plane_size (r->format, i, r->width, r->height, &rows,
+        &row_bytes);
     if (r->stride[i] < row_bytes) {
       g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
           "plane %u stride %u is below the %" G_GUINT64_FORMAT

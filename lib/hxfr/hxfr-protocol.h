@@ -285,6 +285,11 @@ gboolean hxfr_error_parse (const guint8 * in, gsize len, HxfrErrorMsg * e,
 /* Planes, and the bytes per row of each plane's samples, of a wire format.
  * FALSE for a fourcc the protocol does not carry. */
 gboolean hxfr_format_info (guint32 fourcc, guint * n_planes);
+/* Rows and minimum bytes per row of @plane of a @width x @height frame:
+ * chroma planes of 4:2:0 formats have ceil(h/2) rows of ceil(w/2)
+ * samples. FALSE for an unknown format or plane. */
+gboolean hxfr_format_plane_size (guint32 fourcc, guint plane, guint32 width,
+    guint32 height, guint64 * rows, guint64 * row_bytes);
 /* TRUE if the format can be expressed in v1. */
 gboolean hxfr_format_is_v1 (guint32 fourcc);
 const gchar *hxfr_format_to_string (guint32 fourcc);

@@ -10,6 +10,7 @@
 
 #include "hxfr-protocol.h"
 #include "hxfr-transport.h"
+#include "hxfr-video.h"
 
 static const guint8 *
 hexbytes (const gchar * hex, gsize * len)
@@ -752,6 +753,39 @@ GST_START_TEST (test_listener_stale_and_live_socket)
 
 GST_END_TEST;
 
+GST_START_TEST (test_formats)
+{
+  guint64 rows, row_bytes;
+
+  /* v1 has no X variants and no I420: nothing is sent mislabelled */
+  fail_unless_equals_int (hxfr_video_format_to_fourcc (GST_VIDEO_FORMAT_BGRx,
+          1), HXFR_FORMAT_ARGB8888);
+  fail_unless_equals_int (hxfr_video_format_to_fourcc (GST_VIDEO_FORMAT_BGRx,
+          2), HXFR_FORMAT_XRGB8888);
+  fail_unless_equals_int (hxfr_video_format_to_fourcc (GST_VIDEO_FORMAT_I420,
+          1), 0);
+  fail_unless_equals_int (hxfr_video_format_to_fourcc (GST_VIDEO_FORMAT_I420,
+          2), HXFR_FORMAT_YUV420);
+  fail_unless_equals_int (hxfr_video_format_to_fourcc (GST_VIDEO_FORMAT_YUY2,
+          2), 0);
+  fail_unless_equals_int (hxfr_video_format_from_fourcc (HXFR_FORMAT_XBGR8888),
+      GST_VIDEO_FORMAT_RGBx);
+  fail_unless_equals_int (hxfr_video_format_from_fourcc (0x20202020),
+      GST_VIDEO_FORMAT_UNKNOWN);
+
+  fail_unless (hxfr_format_plane_size (HXFR_FORMAT_NV12, 1, 33, 17, &rows,
+          &row_bytes));
+  fail_unless_equals_int (rows, 9);
+  fail_unless_equals_int (row_bytes, 34);
+  fail_unless (hxfr_format_plane_size (HXFR_FORMAT_YUV420, 2, 33, 17, &rows,
+          &row_bytes));
+  fail_unless_equals_int (row_bytes, 17);
+  fail_if (hxfr_format_plane_size (HXFR_FORMAT_NV12, 2, 33, 17, &rows,
+          &row_bytes));
+}
+
+GST_END_TEST;
+
 static Suite *
 hxfr_suite (void)
 {
@@ -769,6 +803,7 @@ hxfr_suite (void)
   tcase_add_test (tc, test_layouts_and_validation);
   tcase_add_test (tc, test_nal_list_unpack);
   tcase_add_test (tc, test_address_parse);
+  tcase_add_test (tc, test_formats);
   suite_add_tcase (s, tt);
   tcase_add_test (tt, test_transport_big_message_unix);
   tcase_add_test (tt, test_transport_big_message_tcp);

@@ -8,6 +8,8 @@
 #include <glib/gstdio.h>
 #include <gst/video/video.h>
 
+#include "hxfr-video.h"
+
 #define N_CANNED 10
 
 struct _FakeHost
@@ -90,27 +92,6 @@ typedef struct
   guint32 format, width, height;
 } Encoder;
 
-static GstVideoFormat
-video_format (guint32 fourcc)
-{
-  switch (fourcc) {
-    case HXFR_FORMAT_NV12:
-      return GST_VIDEO_FORMAT_NV12;
-    case HXFR_FORMAT_YUV420:
-      return GST_VIDEO_FORMAT_I420;
-    case HXFR_FORMAT_ARGB8888:
-      return GST_VIDEO_FORMAT_BGRA;
-    case HXFR_FORMAT_XRGB8888:
-      return GST_VIDEO_FORMAT_BGRx;
-    case HXFR_FORMAT_ABGR8888:
-      return GST_VIDEO_FORMAT_RGBA;
-    case HXFR_FORMAT_XBGR8888:
-      return GST_VIDEO_FORMAT_RGBx;
-    default:
-      return GST_VIDEO_FORMAT_UNKNOWN;
-  }
-}
-
 static void
 encoder_free (Encoder * e)
 {
@@ -147,7 +128,7 @@ encoder_encode (Encoder * e, const FakeHostFrame * f, gboolean * keyframe)
         "appsink name=sink sync=false", NULL);
     e->src = gst_bin_get_by_name (GST_BIN (e->pipe), "src");
     e->sink = gst_bin_get_by_name (GST_BIN (e->pipe), "sink");
-    gst_video_info_set_format (&info, video_format (f->req.format),
+    gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (f->req.format),
         f->req.width, f->req.height);
     GST_VIDEO_INFO_FPS_N (&info) = 30;
     GST_VIDEO_INFO_FPS_D (&info) = 1;
@@ -166,7 +147,7 @@ encoder_encode (Encoder * e, const FakeHostFrame * f, gboolean * keyframe)
     strides[i] = f->req.stride[i];
   }
   gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
-      video_format (f->req.format), f->req.width, f->req.height,
+      hxfr_video_format_from_fourcc (f->req.format), f->req.width, f->req.height,
       f->req.n_planes, offsets, strides);
   GST_BUFFER_PTS (buf) = f->req.pts >= 0 ? (GstClockTime) f->req.pts :
       GST_CLOCK_TIME_NONE;

@@ -1,0 +1,22 @@
+/* HXFR formats as GStreamer video formats: the one mapping both elements
+ * (and the tests) use. Kept apart from the codec so that the codec stays
+ * free of GStreamer.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gst/video/video.h>
+#include "hxfr-protocol.h"
+
+G_BEGIN_DECLS
+
+/* The fourcc that labels @format on the wire of protocol @version, 0 when
+ * that version cannot carry it. v1 has no X variants: BGRx and RGBx go as
+ * AR24 and AB24 (what v1 hosts expect), I420 not at all. */
+guint32 hxfr_video_format_to_fourcc (GstVideoFormat format, guint version);
+
+/* GST_VIDEO_FORMAT_UNKNOWN for a fourcc the protocol does not carry. */
+GstVideoFormat hxfr_video_format_from_fourcc (guint32 fourcc);
+
+G_END_DECLS
