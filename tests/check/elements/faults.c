@@ -16,21 +16,27 @@
  * - soak: HXFR_SOAK_FRAMES frames (default 10000; scripts/soak FRAMES)
  *   through one session, every one answered, the bridge's RSS sampled.
  *
+ * - the VMM's helix export going away mid-stream (a stand-in export in
+ *   this process): resource-id frames FAILED with the reason, pixel frames
+ *   go on, the bridge serves new sessions.
+ *
  * The numbers each run measured are printed (FAULTS: lines) for
- * docs/security.md. Not covered: the VMM export going away mid-stream
- * (the bridge has no --export yet).
+ * docs/security.md.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#define _GNU_SOURCE
 #include <gst/check/gstcheck.h>
 #include <gst/app/gstappsink.h>
 #include <glib/gstdio.h>
 #include <gst/video/video.h>
 
 #include <errno.h>
+#include <gio/gunixsocketaddress.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -38,6 +44,7 @@
 
 #include "bridge-runner.h"
 #include "guest-emu.h"
+#include "hxfr-export-protocol.h"
 
 #define RESUME_BOUND_S 8
 #define ERROR_BOUND_S 10
@@ -145,7 +152,7 @@ settled_fds (GPid pid, guint target)
 
   /* polled: /proc has no change notification */
   while ((n = count_fds (pid)) != target && g_get_monotonic_time () < end)
-    g_usleep (10000);
+    g_usleep (1000);
   return n;
 }
 
@@ -575,10 +582,11 @@ session_bytes (const gchar * token, guint w, guint h)
 
 /* Kills @n guests, each anywhere from its first header byte to the whole
  * message (then killed while its answer is on the way). @paced: each
- * kill waits for the previous session's end. */
+ * kill waits for the previous session's end (and, if @settle_fds, for the
+ * bridge to be back at that many descriptors). */
 static void
-kill_guests (BridgeRunner * r, GByteArray ** msgs, GRand * rand, guint n,
-    gboolean paced)
+kill_guests (BridgeRunner * r, GPid pid, GByteArray ** msgs, GRand * rand,
+    guint n, gboolean paced, guint settle_fds)
 {
   const gchar *path = bridge_runner_get_socket_path (r);
   guint over = bridge_runner_count_log (r, " end: ") +
@@ -591,6 +599,9 @@ kill_guests (BridgeRunner * r, GByteArray ** msgs, GRand * rand, guint n,
     kill_one_guest (path, m->data, g_rand_int_range (rand, 1, m->len + 1));
     if (paced)
       fail_unless (bridge_runner_wait_log (r, " end: ", over + i + 1, 10));
+    /* and its socket closed: sessions never overlap */
+    if (paced && settle_fds)
+      fail_unless_equals_int (settled_fds (pid, settle_fds), settle_fds);
   }
   fail_unless (wait_sessions_over (r, over + n, 60), "%u of %u killed "
       "guests' sessions are over", bridge_runner_count_log (r, " end: ") +
@@ -622,7 +633,7 @@ GST_START_TEST (test_guests_killed_mid_message)
 
   /* no session yet: the idle count is the baseline */
   fd_idle = count_fds (pid);
-  kill_guests (r, msgs, rand, warmup, TRUE);
+  kill_guests (r, pid, msgs, rand, warmup, TRUE, 0);
   /* the first session makes one descriptor the bridge keeps (an eventfd,
    * a GLib wakeup): the baseline is after the warm-up */
   fd0 = settled_fds (pid, fd_idle + 1);
@@ -630,11 +641,11 @@ GST_START_TEST (test_guests_killed_mid_message)
       "sessions", fd_idle, fd0, warmup);
   rss0 = rss_kb (pid);
   t0 = g_get_monotonic_time ();
-  kill_guests (r, msgs, rand, kills, TRUE);
+  kill_guests (r, pid, msgs, rand, kills, TRUE, fd0);
   t1 = g_get_monotonic_time ();
   fd1 = settled_fds (pid, fd0);
   rss1 = rss_kb (pid);
-  kill_guests (r, msgs, rand, kills, FALSE);
+  kill_guests (r, pid, msgs, rand, kills, FALSE, 0);
   fd2 = settled_fds (pid, fd0);
   rss2 = rss_kb (pid);
   refused = bridge_runner_count_log (r, "refused ");
@@ -956,6 +967,270 @@ GST_START_TEST (test_uid_not_allowed)
 
 GST_END_TEST;
 
+/* ---- the VMM's helix export going away ---- */
+
+/* A minimal VMM export (docs/export-protocol.md) on the core codec: every
+ * resource id is a 64x48 XR24 surface in a readback slot. One thread per
+ * connection; fake_vmm_stop() closes every connection and the socket,
+ * as a VMM that exits does. */
+#define FAKE_W 64
+#define FAKE_H 48
+#define FAKE_SLOT_SIZE 16384
+#define FAKE_SLOTS 4
+
+typedef struct
+{
+  gchar *dir, *path;
+  GSocket *listener;
+  gint stop;
+  gint resolves;
+  GThread *acceptor;
+  GPtrArray *threads;
+  GMutex lock;
+} FakeVmm;
+
+static gboolean
+fake_vmm_read (FakeVmm * v, GSocket * s, guint8 * buf, gsize len)
+{
+  gsize have = 0;
+
+  while (have < len && !g_atomic_int_get (&v->stop)) {
+    gssize n;
+
+    if (!g_socket_condition_timed_wait (s, G_IO_IN, 50000, NULL, NULL))
+      continue;
+    n = g_socket_receive (s, (gchar *) buf + have, len - have, NULL, NULL);
+    if (n <= 0)
+      return FALSE;
+    have += n;
+  }
+  return have == len;
+}
+
+static void
+fake_vmm_send (GSocket * s, guint8 type, guint32 request_id,
+    const guint8 * payload, gsize len, gint fd)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h = { type, fd >= 0 ? 1 : 0, (guint32) len, request_id };
+
+  hxex_header_write (buf, &h);
+  memcpy (buf + HXEX_HEADER_SIZE, payload, len);
+  fail_unless (hxex_socket_send (s, buf, HXEX_HEADER_SIZE + len,
+          fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, NULL) ==
+      (gssize) (HXEX_HEADER_SIZE + len));
+}
+
+static gpointer
+fake_vmm_client (gpointer data)
+{
+  GSocket *s = data;
+  FakeVmm *v = g_object_get_data (G_OBJECT (s), "vmm");
+  guint8 hdr[HXEX_HEADER_SIZE], body[HXEX_MAX_PAYLOAD_SIZE];
+  guint8 out[HXEX_MAX_PAYLOAD_SIZE];
+  guint32 handle = 0;
+  gint ring = memfd_create ("fake-vmm-ring", MFD_CLOEXEC);
+  guint8 *px = g_malloc (FAKE_SLOT_SIZE * FAKE_SLOTS);
+
+  fail_unless (ring >= 0);
+  memset (px, 0x60, FAKE_SLOT_SIZE * FAKE_SLOTS);
+  fail_unless (write (ring, px, FAKE_SLOT_SIZE * FAKE_SLOTS) ==
+      FAKE_SLOT_SIZE * FAKE_SLOTS);
+  g_free (px);
+  g_socket_set_blocking (s, TRUE);
+  while (fake_vmm_read (v, s, hdr, sizeof (hdr))) {
+    HxexHeader h;
+
+    fail_unless (hxex_header_parse (hdr, &h, NULL));
+    if (!fake_vmm_read (v, s, body, h.payload_size))
+      break;
+    if (h.type == HXEX_MSG_HELLO) {
+      HxexHelloAck ack = { HXEX_VERSION,
+        HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), FAKE_SLOTS, FAKE_SLOT_SIZE,
+        8192, 8192
+      };
+
+      fake_vmm_send (s, HXEX_MSG_HELLO_ACK, h.request_id, out,
+          hxex_hello_ack_write (&ack, out), ring);
+    } else if (h.type == HXEX_MSG_RESOLVE) {
+      HxexSurface sf;
+
+      memset (&sf, 0, sizeof (sf));
+      sf.handle = ++handle;
+      sf.kind = HXEX_KIND_READBACK_SLOT;
+      sf.n_planes = 1;
+      sf.fourcc = GST_MAKE_FOURCC ('X', 'R', '2', '4');
+      sf.width = FAKE_W;
+      sf.height = FAKE_H;
+      sf.slot = handle % FAKE_SLOTS;
+      sf.modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+      sf.size = FAKE_W * 4 * FAKE_H;
+      sf.stride[0] = FAKE_W * 4;
+      g_atomic_int_inc (&v->resolves);
+      fake_vmm_send (s, HXEX_MSG_SURFACE, h.request_id, out,
+          hxex_surface_write (&sf, out), -1);
+    }
+    /* RELEASE: nothing to do */
+  }
+  close (ring);
+  g_socket_close (s, NULL);
+  g_object_unref (s);
+  return NULL;
+}
+
+static gpointer
+fake_vmm_acceptor (gpointer data)
+{
+  FakeVmm *v = data;
+
+  while (!g_atomic_int_get (&v->stop)) {
+    GSocket *s;
+
+    if (!g_socket_condition_timed_wait (v->listener, G_IO_IN, 50000, NULL,
+            NULL))
+      continue;
+    s = g_socket_accept (v->listener, NULL, NULL);
+    if (!s)
+      continue;
+    g_object_set_data (G_OBJECT (s), "vmm", v);
+    g_mutex_lock (&v->lock);
+    g_ptr_array_add (v->threads, g_thread_new ("fake-vmm", fake_vmm_client,
+            s));
+    g_mutex_unlock (&v->lock);
+  }
+  return NULL;
+}
+
+static FakeVmm *
+fake_vmm_start (void)
+{
+  FakeVmm *v = g_new0 (FakeVmm, 1);
+  GSocketAddress *addr;
+
+  v->dir = g_dir_make_tmp ("hxfakevmm-XXXXXX", NULL);
+  v->path = g_build_filename (v->dir, "export.sock", NULL);
+  v->threads = g_ptr_array_new ();
+  g_mutex_init (&v->lock);
+  addr = g_unix_socket_address_new (v->path);
+  v->listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0,
+      NULL);
+  fail_unless (g_socket_bind (v->listener, addr, TRUE, NULL));
+  fail_unless (g_socket_listen (v->listener, NULL));
+  g_object_unref (addr);
+  v->acceptor = g_thread_new ("fake-vmm-accept", fake_vmm_acceptor, v);
+  return v;
+}
+
+/* The VMM goes away: connections closed, socket gone. */
+static void
+fake_vmm_stop (FakeVmm * v)
+{
+  guint i;
+
+  g_atomic_int_set (&v->stop, 1);
+  g_thread_join (v->acceptor);
+  for (i = 0; i < v->threads->len; i++)
+    g_thread_join (g_ptr_array_index (v->threads, i));
+  g_socket_close (v->listener, NULL);
+  g_unlink (v->path);
+}
+
+static void
+fake_vmm_free (FakeVmm * v)
+{
+  g_object_unref (v->listener);
+  g_ptr_array_unref (v->threads);
+  g_mutex_clear (&v->lock);
+  g_rmdir (v->dir);
+  g_free (v->path);
+  g_free (v->dir);
+  g_free (v);
+}
+
+/* One request (a resource id, or pixels) and its answer. */
+static void
+export_frame (GuestEmu * g, guint32 resource_id, GuestAnswer * a)
+{
+  HxfrFrameRequest r = { 0, };
+  gsize size = 0;
+  guint8 *px = NULL;
+
+  r.width = FAKE_W;
+  r.height = FAKE_H;
+  r.duration = 33333333;
+  r.pts = g->seq * r.duration;
+  if (resource_id) {
+    r.resource_id = resource_id;
+    r.format = HXFR_FORMAT_XRGB8888;
+    r.n_planes = 1;
+    r.stride[0] = FAKE_W * 4;
+  } else {
+    r.format = HXFR_FORMAT_NV12;
+    px = guest_emu_make_nv12 (FAKE_W, FAKE_H, FAKE_W, g->seq, &size);
+  }
+  fail_unless (guest_emu_send_frame (g, &r, px, size, NULL));
+  fail_unless (guest_emu_receive (g, a, NULL));
+  fail_unless_equals_int (a->type, HXFR_MSG_FRAME_RESPONSE2);
+  fail_unless_equals_int (a->resp.seq, r.seq);
+  g_free (px);
+}
+
+GST_START_TEST (test_export_goes_away)
+{
+  FakeVmm *v = fake_vmm_start ();
+  gchar *export = g_strconcat ("unix:", v->path, NULL);
+  const gchar *args[] = { "--encoder", "x264enc", "--export", export, NULL };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  GuestEmu *g;
+  GuestAnswer a;
+  gint64 t0;
+  guint i;
+
+  fail_unless (r != NULL);
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (g, 1, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  fail_unless (g->ack.host_flags & HXFR_HOST_RESOURCE_IDS);
+  for (i = 0; i < 10; i++) {
+    export_frame (g, 5, &a);
+    fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+    guest_answer_clear (&a);
+  }
+  fail_unless (g_atomic_int_get (&v->resolves) >= 10);
+
+  fake_vmm_stop (v);
+  t0 = g_get_monotonic_time ();
+  /* resource frames fail, each with the reason; pixel frames go on */
+  for (i = 0; i < 5; i++) {
+    export_frame (g, 5, &a);
+    fail_unless_equals_int (a.resp.status, HXFR_STATUS_FAILED);
+    fail_unless (strstr (a.text, "gone") != NULL, "%s", a.text);
+    guest_answer_clear (&a);
+    export_frame (g, 0, &a);
+    fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+    guest_answer_clear (&a);
+  }
+  g_print ("FAULTS: VMM export gone mid-stream: 5 resource-id frames FAILED "
+      "with the reason, 5 pixel frames OK, in %.0f ms\n",
+      (g_get_monotonic_time () - t0) / 1000.0);
+  guest_emu_free (g);
+
+  /* the bridge is alive: a new session streams pixels */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (g, 1, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  export_frame (g, 0, &a);
+  fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+  guest_answer_clear (&a);
+  guest_emu_free (g);
+
+  stop_bridge (r);
+  fake_vmm_free (v);
+  g_free (export);
+}
+
+GST_END_TEST;
+
 /* ---- soak ---- */
 
 GST_START_TEST (test_soak)
@@ -1047,6 +1322,7 @@ faults_suite (void)
   tcase_add_test (tc, test_stalled_guests);
   tcase_add_test (tc, test_hostile_input_keeps_rate);
   tcase_add_test (tc, test_uid_not_allowed);
+  tcase_add_test (tc, test_export_goes_away);
   tcase_add_test (tc, test_soak);
   return s;
 }
