@@ -388,6 +388,7 @@ accept_guest (GstVsockSrc * self)
   HxfrHostConfig cfg;
   HxfrConn *conn;
   GError *err = NULL;
+  gboolean has_export;
 
   conn = hxfr_listener_accept (self->listener, -1, self->cancellable, &err);
   if (!conn)
@@ -398,10 +399,14 @@ accept_guest (GstVsockSrc * self)
   hxfr_host_config_init (&cfg);
   GST_OBJECT_LOCK (self);
   cfg.max_in_flight = self->max_in_flight;
+  has_export = self->export_client != NULL;
   GST_OBJECT_UNLOCK (self);
   g_strlcpy (cfg.encoder, "vsocksrc-preview", sizeof (cfg.encoder));
   self->session = hxfr_host_session_new (conn, &cfg);
   hxfr_conn_unref (conn);
+  /* standalone with an export client: resource ids are ours to resolve */
+  if (has_export)
+    hxfr_host_session_set_resolves_resources (self->session, 0);
 
   GST_INFO_OBJECT (self, "guest connected: %s",
       hxfr_host_session_get_peer (self->session));
