@@ -96,6 +96,9 @@ struct _GstVsockSrc
   GstVideoInfo info;            /* of the current caps */
   gboolean have_caps;
   gboolean caps_dmabuf;         /* current caps are memory:DMABuf */
+  /* a DMA-BUF of this session could not be used here: ask for readback
+   * from then on instead of exporting each frame twice */
+  gboolean dmabuf_unusable;
   GstAllocator *dmabuf_allocator;
   gboolean downstream_meta;
   gboolean pushed;              /* a buffer went out since the last caps */
@@ -271,6 +274,8 @@ gst_vsock_src_start (GstBaseSrc * bsrc)
   GST_OBJECT_UNLOCK (self);
 
   self->have_caps = FALSE;
+  self->caps_dmabuf = FALSE;
+  self->dmabuf_unusable = FALSE;
   self->pushed = FALSE;
   self->last_pts = GST_CLOCK_TIME_NONE;
   self->key_count = 0;
@@ -689,7 +694,8 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
     why = g_strdup_printf ("resource %u: no helix export", req->resource_id);
     goto failed;
   }
-  surface = hxfr_export_client_resolve (client, req->resource_id,
+  surface = hxfr_export_client_resolve_kinds (client, req->resource_id,
+      self->dmabuf_unusable ? HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) : 0,
       RESOLVE_TIMEOUT_US, &err);
   if (surface && surface->kind == HXEX_KIND_DMABUF
       && surface->modifier != HXEX_DRM_FORMAT_MOD_LINEAR) {
@@ -700,9 +706,10 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
         || !downstream_takes_dmabuf (self, &geom)) {
       /* tiled, or a layout only an importer knows: we cannot read it by
        * mapping, ask for a readback copy instead */
-      GST_DEBUG_OBJECT (self, "resource %u: DMA-BUF modifier 0x%"
-          G_GINT64_MODIFIER "x not usable here, asking for readback",
+      GST_INFO_OBJECT (self, "resource %u: DMA-BUF modifier 0x%"
+          G_GINT64_MODIFIER "x not usable here, readback from now on",
           req->resource_id, surface->modifier);
+      self->dmabuf_unusable = TRUE;
       hxfr_export_surface_free (surface);
       surface = hxfr_export_client_resolve_kinds (client, req->resource_id,
           HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);

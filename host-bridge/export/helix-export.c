@@ -540,7 +540,7 @@ send_simulated_dmabuf (Client * c, const HxexHeader * h, guint32 resource_id,
   s->n_planes = 1;
   s->stride[0] = (guint32) stride;
   s->offset[0] = 0;
-  s->modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+  s->modifier = ex->opts.simulate_dmabuf_modifier;
   s->size = size;
   hold (c, s->handle, HXEX_KIND_DMABUF, 0);
   ex->stats.resolves++;

@@ -45,6 +45,9 @@ typedef struct
    * client's DMA-BUF path runs on a machine whose renderer cannot export
    * a real DMA-BUF. Not zero copy; never set it in a VMM. */
   gboolean simulate_dmabuf;
+  /* TESTS ONLY: the modifier those simulated DMA-BUFs claim (0 = linear;
+   * e.g. a tiled one to make the client fall back to readback) */
+  guint64 simulate_dmabuf_modifier;
   /* macOS only: the VMM maps a resource id to a global IOSurfaceID (from
    * the Metal texture its virglrenderer reports); FALSE = not available.
    * Ignored elsewhere. */

@@ -39,7 +39,9 @@
  * --simulate-dmabuf (TESTS ONLY) answers clients that accept DMA-BUF with
  * kind DMABUF backed by a memfd readback copy, so the bridge's DMA-BUF
  * wrapping runs on a machine that cannot export a real one. It is not
- * zero copy and says nothing about a real GPU's DMA-BUF.
+ * zero copy and says nothing about a real GPU's DMA-BUF. --simulate-modifier
+ * makes those DMA-BUFs claim a (e.g. tiled) modifier, which a client that
+ * maps them must refuse.
  *
  * Exit status: 0 ok, 1 failure, 77 virglrenderer/EGL could not start.
  *
@@ -119,6 +121,7 @@ static gint opt_timeout_ms = 10000;
 static gboolean opt_serve_only;
 static gboolean opt_no_dmabuf;
 static gboolean opt_simulate_dmabuf;
+static gchar *opt_simulate_modifier;
 static gint opt_bench_readback;
 
 static GOptionEntry entries[] = {
@@ -150,6 +153,9 @@ static GOptionEntry entries[] = {
   {"simulate-dmabuf", 0, 0, G_OPTION_ARG_NONE, &opt_simulate_dmabuf,
       "TESTS ONLY: serve resources as DMABUF backed by a memfd readback copy",
       NULL},
+  {"simulate-modifier", 0, 0, G_OPTION_ARG_STRING, &opt_simulate_modifier,
+      "TESTS ONLY: the DRM modifier the simulated DMA-BUFs claim (default 0, "
+      "linear)", "HEX"},
   {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "Bound on every wait for the bridge", "MS"},
   {"bench-readback", 0, 0, G_OPTION_ARG_INT, &opt_bench_readback,
@@ -751,6 +757,9 @@ main (int argc, char **argv)
   opts.n_slots = opt_slots;
   opts.allow_dmabuf = !opt_no_dmabuf;
   opts.simulate_dmabuf = opt_simulate_dmabuf;
+  if (opt_simulate_modifier)
+    opts.simulate_dmabuf_modifier =
+        g_ascii_strtoull (opt_simulate_modifier, NULL, 16);
   opts.slot_size = (guint64) MAX (opt_width, opt_resize_width) *
       MAX (opt_height, opt_resize_height) * 4;
   opts.slot_size = MAX (opts.slot_size, HELIX_EXPORT_DEFAULT_SLOT_SIZE);

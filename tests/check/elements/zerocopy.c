@@ -575,13 +575,19 @@ decode_file (const gchar * path)
   return decoded;
 }
 
+typedef enum
+{
+  PATH_READBACK,
+  PATH_DMABUF,                  /* simulated, linear */
+  PATH_DMABUF_TILED,            /* simulated, claims I915 X-tiling */
+} ExportPath;
+
 /* The stand-in plays the guest (--bridge): 20 frames by resource id, a
  * resize at frame 10; the decoded frames match the resources; at most
  * 128 bytes per frame go guest->host; the bridge holds no more
- * descriptors after the session than before. @dmabuf: the simulated
- * DMA-BUF path, else readback. */
+ * descriptors after the session than before. */
 static void
-run_standin_guest (gboolean dmabuf)
+run_standin_guest (ExportPath path)
 {
   gchar *standin = standin_path ();
   gchar *dir, *export_sock, *export_arg, *out_path, *addr, *stdout_s = NULL;
@@ -621,7 +627,9 @@ run_standin_guest (gboolean dmabuf)
       "--export-socket", export_sock, "--bridge", addr, "--frames", "20",
       "--width", "160", "--height", "120", "--resize-at", "10",
       "--output", out_path, "--timeout-ms", "20000",
-      dmabuf ? "--simulate-dmabuf" : "--no-dmabuf", NULL);
+      path == PATH_READBACK ? "--no-dmabuf" : "--simulate-dmabuf",
+      path == PATH_DMABUF_TILED ? "--simulate-modifier" : NULL,
+      "0100000000000001", NULL);
   fail_unless (vmm != NULL, "%s", err ? err->message : "");
   /* bounded: the stand-in bounds every wait by --timeout-ms */
   fail_unless (g_subprocess_communicate_utf8 (vmm, NULL, NULL, &stdout_s,
@@ -639,13 +647,15 @@ run_standin_guest (gboolean dmabuf)
   fail_unless (p != NULL);
   per_frame = atoi (p + strlen ("guest_to_host_bytes_per_frame="));
   fail_unless (per_frame <= 128, "%u bytes per frame", per_frame);
-  GST_INFO ("%s: %u bytes per frame guest->host", dmabuf ? "dmabuf" :
-      "readback", per_frame);
-  /* the path taken: every frame as the kind under test */
+  GST_INFO ("path %d: %u bytes per frame guest->host", path, per_frame);
+  /* the path taken: every frame as the kind under test; a tiled DMA-BUF
+   * (which mapping cannot read) once, then readback for the session */
   p = strstr (stdout_s, "STATS");
   fail_unless (p != NULL, "%s", stdout_s);
-  fail_unless_equals_int (stat_value (p, "dmabufs"), dmabuf ? 20 : 0);
-  fail_unless_equals_int (stat_value (p, "readbacks"), dmabuf ? 0 : 20);
+  fail_unless_equals_int (stat_value (p, "dmabufs"),
+      path == PATH_DMABUF ? 20 : path == PATH_DMABUF_TILED ? 1 : 0);
+  fail_unless_equals_int (stat_value (p, "readbacks"),
+      path == PATH_DMABUF ? 0 : 20);
   fail_unless_equals_int (stat_value (p, "bad_releases"), 0);
 
   decoded = decode_file (out_path);
@@ -689,7 +699,7 @@ out:
 
 GST_START_TEST (test_resource_ids_readback)
 {
-  run_standin_guest (FALSE);
+  run_standin_guest (PATH_READBACK);
 }
 
 GST_END_TEST;
@@ -701,7 +711,17 @@ GST_END_TEST;
  * closed with the buffer. */
 GST_START_TEST (test_resource_ids_dmabuf_simulated)
 {
-  run_standin_guest (TRUE);
+  run_standin_guest (PATH_DMABUF);
+}
+
+GST_END_TEST;
+
+/* A DMA-BUF whose modifier says tiled cannot be read by mapping, and the
+ * bridge's encoder does not import DMA-BUFs: vsocksrc gives it back and
+ * asks for readback, for that frame and the rest of the session. */
+GST_START_TEST (test_resource_ids_dmabuf_tiled_falls_back)
+{
+  run_standin_guest (PATH_DMABUF_TILED);
 }
 
 GST_END_TEST;
@@ -1096,6 +1116,7 @@ zerocopy_suite (void)
   tcase_set_timeout (tc, 240);
   tcase_add_test (tc, test_resource_ids_readback);
   tcase_add_test (tc, test_resource_ids_dmabuf_simulated);
+  tcase_add_test (tc, test_resource_ids_dmabuf_tiled_falls_back);
   tcase_add_test (tc, test_vsocksrc_dmabuf_caps);
   tcase_add_test (tc, test_unknown_resource);
   tcase_add_test (tc, test_destroyed_resource);
