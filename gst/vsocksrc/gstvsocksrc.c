@@ -17,6 +17,13 @@
  * buffer of a bounded pool and never repacked (unless downstream cannot
  * take a #GstVideoMeta and the layout is not the default one).
  *
+ * Frames the guest names by virtio-gpu resource id are resolved through
+ * the VMM's helix export (#GstVsockSrc:export-client) and wrapped without
+ * a copy: the shared readback slot, or the DMA-BUF (memory:DMABuf caps when
+ * downstream accepts them, else mapped; linear only, anything else is asked
+ * for again as readback), or on macOS the IOSurface. Freeing the buffer
+ * gives the surface back. See docs/zero-copy.md.
+ *
  * Two modes:
  *
  * - inside `helix-host-bridge`, which accepts the connection, does the

@@ -114,8 +114,7 @@ bridge_pid (void)
     if (g_file_get_contents (stat_path, &contents, NULL, NULL)
         && strstr (contents, "(helix-host-brid)")
         && (close_paren = strrchr (contents, ')'))
-        && sscanf (close_paren + 2, "%*c %d", &ppid) == 1
-        && ppid == getpid ())
+        && sscanf (close_paren + 2, "%*c %d", &ppid) == 1 && ppid == getpid ())
       found = atoi (name);
     g_free (contents);
     g_free (stat_path);
@@ -250,13 +249,15 @@ vmm_ready (Vmm * v)
 static void
 vmm_kill (Vmm * v)
 {
+  gchar *line;
+
   g_subprocess_force_exit (v->proc);
   subprocess_wait_bounded (v->proc, 10);
   g_thread_join (v->reader);
   v->reader = NULL;
   g_clear_object (&v->proc);
-  while (g_async_queue_try_pop (v->lines))
-    ;
+  while ((line = g_async_queue_try_pop (v->lines)))
+    g_free (line);
 }
 
 static void
@@ -342,8 +343,7 @@ vmm_wait_stat (Vmm * v, const gchar * key, guint64 want)
   for (;;) {
     g_free (stats);
     stats = vmm_command (v, "stats");
-    if (stat_value (stats, key) == want
-        || g_get_monotonic_time () > deadline)
+    if (stat_value (stats, key) == want || g_get_monotonic_time () > deadline)
       break;
     g_usleep (20000);           /* polling a counter of another process */
   }
@@ -387,7 +387,7 @@ guest_v2 (BridgeRunner * r, guint max_in_flight, gboolean resource_ids)
   fail_unless (g != NULL);
   fail_unless (guest_emu_hello (g, max_in_flight, NULL, &a, NULL));
   fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
-  fail_unless_equals_int (! !(g->ack.host_flags & HXFR_HOST_RESOURCE_IDS),
+  fail_unless_equals_int (!!(g->ack.host_flags & HXFR_HOST_RESOURCE_IDS),
       resource_ids);
   guest_answer_clear (&a);
   return g;
@@ -435,8 +435,7 @@ expect_answer (GuestEmu * g, guint32 seq, guint status, gint32 code,
   GuestAnswer a;
   GError *err = NULL;
 
-  fail_unless (guest_emu_receive (g, &a, &err), "%s",
-      err ? err->message : "");
+  fail_unless (guest_emu_receive (g, &a, &err), "%s", err ? err->message : "");
   fail_unless_equals_int (a.type, HXFR_MSG_FRAME_RESPONSE2);
   fail_unless_equals_int (a.resp.seq, seq);
   fail_unless_equals_int (a.resp.status, status);
@@ -892,8 +891,7 @@ GST_START_TEST (test_destroyed_resource)
   g_free (text);
   send_resource (g, id, 96, 64, 33333333);
   text = g_strdup_printf ("no resource %u", id);
-  expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_RESOURCE_NOT_FOUND,
-      text);
+  expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_RESOURCE_NOT_FOUND, text);
   g_free (text);
   send_resource (g, v->resource, 160, 120, 66666666);
   expect_answer (g, 2, HXFR_STATUS_OK, 0, NULL);
