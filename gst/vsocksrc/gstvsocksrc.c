@@ -654,7 +654,7 @@ wrap_iosurface (HxfrExportSurface * surface, HxfrFrameRequest * geom)
 
   if (!ios)
     return NULL;
-  if (IOSurfaceLock (ios, kIOSurfaceLockReadOnly, NULL) != kIOReturnSuccess) {
+  if (IOSurfaceLock (ios, kIOSurfaceLockReadOnly, NULL) != KERN_SUCCESS) {
     CFRelease (ios);
     return NULL;
   }
