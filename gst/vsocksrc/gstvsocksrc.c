@@ -60,6 +60,7 @@
 #endif
 
 #include "hxfr-host-session.h"
+#include "hxfr-video.h"
 #include "hxfr-export-client.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
@@ -137,27 +138,6 @@ enum
 };
 
 static GParamSpec *properties[N_PROPERTIES];
-
-static GstVideoFormat
-format_from_fourcc (guint32 fourcc, guint version)
-{
-  switch (fourcc) {
-    case HXFR_FORMAT_NV12:
-      return GST_VIDEO_FORMAT_NV12;
-    case HXFR_FORMAT_YUV420:
-      return GST_VIDEO_FORMAT_I420;
-    case HXFR_FORMAT_ARGB8888:
-      return GST_VIDEO_FORMAT_BGRA;
-    case HXFR_FORMAT_XRGB8888:
-      return GST_VIDEO_FORMAT_BGRx;
-    case HXFR_FORMAT_ABGR8888:
-      return GST_VIDEO_FORMAT_RGBA;
-    case HXFR_FORMAT_XBGR8888:
-      return GST_VIDEO_FORMAT_RGBx;
-    default:
-      return GST_VIDEO_FORMAT_UNKNOWN;
-  }
-}
 
 static void
 gst_vsock_src_init (GstVsockSrc * self)
@@ -439,8 +419,7 @@ static gboolean
 update_caps (GstVsockSrc * self, const HxfrFrameRequest * req,
     gboolean dmabuf)
 {
-  GstVideoFormat fmt = format_from_fourcc (req->format,
-      hxfr_host_session_get_version (self->session));
+  GstVideoFormat fmt = hxfr_video_format_from_fourcc (req->format);
   HxfrHostSettings st;
   GstVideoInfo info;
   GstCaps *caps;
@@ -579,7 +558,7 @@ surface_layout_fits (const HxfrFrameRequest * r, gsize size)
   GstVideoInfo info;
   guint i;
 
-  if (!gst_video_info_set_format (&info, format_from_fourcc (r->format, 0),
+  if (!gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (r->format),
           r->width, r->height)
       || r->n_planes != GST_VIDEO_INFO_N_PLANES (&info))
     return FALSE;
@@ -603,8 +582,7 @@ downstream_takes_dmabuf (GstVsockSrc * self, const HxfrFrameRequest * geom)
   GstCaps *caps, *peer;
   gboolean ok;
 
-  if (!gst_video_info_set_format (&info, format_from_fourcc (geom->format,
-              0), geom->width, geom->height))
+  if (!gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (geom->format), geom->width, geom->height))
     return FALSE;
   caps = gst_video_info_to_caps (&info);
   gst_caps_set_features_simple (caps,
@@ -744,7 +722,7 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
     geom.stride[i] = surface->stride[i];
     geom.offset[i] = surface->offset[i];
   }
-  if (format_from_fourcc (geom.format, 0) == GST_VIDEO_FORMAT_UNKNOWN
+  if (hxfr_video_format_from_fourcc (geom.format) == GST_VIDEO_FORMAT_UNKNOWN
       || geom.width == 0 || geom.height == 0 || geom.width > 16384
       || geom.height > 16384 || (surface->kind != HXEX_KIND_IOSURFACE
           && !surface_layout_fits (&geom, surface->size))) {
@@ -851,7 +829,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
       push_force_key_unit (self, GST_CLOCK_TIME_NONE);
   }
 
-  if (format_from_fourcc (ev.request.format, 0) == GST_VIDEO_FORMAT_UNKNOWN) {
+  if (hxfr_video_format_from_fourcc (ev.request.format) == GST_VIDEO_FORMAT_UNKNOWN) {
     gst_clear_buffer (&buf);
     hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
         "unsupported pixel format");
