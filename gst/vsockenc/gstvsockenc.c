@@ -1101,6 +1101,27 @@ dmabuf_sync (GstBuffer * buf, gboolean start)
 #endif
 }
 
+/* After a bounded wait for the host: a wait that ran out is the
+ * connection failing (error or reconnect, as configured), and its flow
+ * return replaces @ret. Drops the reference on @conn. */
+static GstFlowReturn
+end_wait (GstVsockEnc * self, HxfrConn * conn, gboolean timed_out,
+    GstFlowReturn ret)
+{
+  if (timed_out) {
+    GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+        "no answer within %" G_GINT64_FORMAT " ms", self->timeout_us / 1000);
+
+    connection_failed (self, conn, "timeout", err);
+    g_error_free (err);
+    g_mutex_lock (&self->lock);
+    ret = self->flow_ret;
+    g_mutex_unlock (&self->lock);
+  }
+  hxfr_conn_unref (conn);
+  return ret;
+}
+
 /* Streaming thread, stream lock held on entry and exit; released while
  * waiting. Waits for room for one more request. */
 static GstFlowReturn
@@ -1129,18 +1150,8 @@ wait_for_room (GstVsockEnc * self)
     ret = self->flow_ret;
   g_mutex_unlock (&self->lock);
 
-  if (timed_out && conn) {
-    GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "no answer within %" G_GINT64_FORMAT " ms", self->timeout_us / 1000);
-
-    connection_failed (self, conn, "timeout", err);
-    g_error_free (err);
-    g_mutex_lock (&self->lock);
-    ret = self->flow_ret;
-    g_mutex_unlock (&self->lock);
-  }
   if (conn)
-    hxfr_conn_unref (conn);
+    ret = end_wait (self, conn, timed_out, ret);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   return ret;
 }
@@ -1176,18 +1187,8 @@ drain (GstVsockEnc * self)
       self->flow_ret;
   g_mutex_unlock (&self->lock);
 
-  if (timed_out && conn) {
-    GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "no answer within %" G_GINT64_FORMAT " ms", self->timeout_us / 1000);
-
-    connection_failed (self, conn, "timeout", err);
-    g_error_free (err);
-    g_mutex_lock (&self->lock);
-    ret = self->flow_ret;
-    g_mutex_unlock (&self->lock);
-  }
   if (conn)
-    hxfr_conn_unref (conn);
+    ret = end_wait (self, conn, timed_out, ret);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   /* frames still in flight are kept on EOS from a flushing seek, etc. */
   return ret == GST_FLOW_FLUSHING ? GST_FLOW_OK : ret;
