@@ -16,10 +16,9 @@
 #include <gst/video/video.h>
 
 #include "bridge-runner.h"
+#include "video-compare.h"
 #include "guest-emu.h"
 
-/* luma PSNR >= 30 dB  <=>  MSE <= 255^2 / 10^3 */
-#define MAX_MSE (255.0 * 255.0 / 1000.0)
 #define PULL_TIMEOUT (20 * GST_SECOND)
 
 static const gchar *const x264_args[] = { "--encoder", "x264enc", NULL };
@@ -65,42 +64,6 @@ append_frames (GPtrArray * to, GPtrArray * from)
   g_ptr_array_unref (from);
 }
 
-static gdouble
-luma_mse (GstSample * a, GstSample * b)
-{
-  GstVideoInfo ia, ib;
-  GstVideoFrame fa, fb;
-  gdouble mse = 0;
-  gint x, y;
-
-  fail_unless (gst_video_info_from_caps (&ia, gst_sample_get_caps (a)));
-  fail_unless (gst_video_info_from_caps (&ib, gst_sample_get_caps (b)));
-  fail_unless_equals_int (GST_VIDEO_INFO_WIDTH (&ia),
-      GST_VIDEO_INFO_WIDTH (&ib));
-  fail_unless_equals_int (GST_VIDEO_INFO_HEIGHT (&ia),
-      GST_VIDEO_INFO_HEIGHT (&ib));
-  fail_unless (gst_video_frame_map (&fa, &ia, gst_sample_get_buffer (a),
-          GST_MAP_READ));
-  fail_unless (gst_video_frame_map (&fb, &ib, gst_sample_get_buffer (b),
-          GST_MAP_READ));
-  for (y = 0; y < GST_VIDEO_INFO_HEIGHT (&ia); y++) {
-    const guint8 *ra = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fa, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, 0);
-    const guint8 *rb = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fb, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, 0);
-
-    for (x = 0; x < GST_VIDEO_INFO_WIDTH (&ia); x++) {
-      gdouble d = (gdouble) ra[x] - rb[x];
-
-      mse += d * d;
-    }
-  }
-  gst_video_frame_unmap (&fa);
-  gst_video_frame_unmap (&fb);
-  return mse / ((gdouble) GST_VIDEO_INFO_WIDTH (&ia) *
-      GST_VIDEO_INFO_HEIGHT (&ia));
-}
-
 static void
 check_decoded (GPtrArray * decoded, GPtrArray * refs, const gchar * what)
 {
@@ -108,10 +71,10 @@ check_decoded (GPtrArray * decoded, GPtrArray * refs, const gchar * what)
 
   fail_unless_equals_int (decoded->len, refs->len);
   for (i = 0; i < refs->len; i++) {
-    gdouble mse = luma_mse (g_ptr_array_index (decoded, i),
+    gdouble mse = video_compare_luma_mse (g_ptr_array_index (decoded, i),
         g_ptr_array_index (refs, i));
 
-    fail_unless (mse <= MAX_MSE, "%s: frame %u luma MSE %.1f (PSNR below "
+    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB, "%s: frame %u luma MSE %.1f (PSNR below "
         "30 dB)", what, i, mse);
   }
 }

@@ -17,6 +17,7 @@
 #include <gst/allocators/allocators.h>
 
 #include "fakehost.h"
+#include "video-compare.h"
 #include "../../../gst/vsockenc/vsockenc-drm.h"
 
 #define W 64
@@ -1269,39 +1270,6 @@ GST_START_TEST (test_state_cycles)
 
 GST_END_TEST;
 
-/* Mean squared error of the luma planes */
-static gdouble
-luma_mse (GstSample * a, GstSample * b)
-{
-  GstVideoInfo ia, ib;
-  GstVideoFrame fa, fb;
-  gdouble mse = 0;
-  guint x, y, w, h;
-
-  gst_video_info_from_caps (&ia, gst_sample_get_caps (a));
-  gst_video_info_from_caps (&ib, gst_sample_get_caps (b));
-  fail_unless (gst_video_frame_map (&fa, &ia, gst_sample_get_buffer (a),
-          GST_MAP_READ));
-  fail_unless (gst_video_frame_map (&fb, &ib, gst_sample_get_buffer (b),
-          GST_MAP_READ));
-  w = GST_VIDEO_FRAME_WIDTH (&fa);
-  h = GST_VIDEO_FRAME_HEIGHT (&fa);
-  fail_unless_equals_int (GST_VIDEO_FRAME_WIDTH (&fb), w);
-  fail_unless_equals_int (GST_VIDEO_FRAME_HEIGHT (&fb), h);
-  for (y = 0; y < h; y++) {
-    const guint8 *ra = (guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fa, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, 0);
-    const guint8 *rb = (guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fb, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, 0);
-
-    for (x = 0; x < w; x++)
-      mse += (gdouble) (ra[x] - rb[x]) * (ra[x] - rb[x]);
-  }
-  gst_video_frame_unmap (&fa);
-  gst_video_frame_unmap (&fb);
-  return mse / ((gdouble) w * h);
-}
-
 /* videotestsrc ! vsockenc ! h264parse ! avdec_h264 against a host that
  * really encodes: the decoded frames are the source frames */
 static void
@@ -1342,10 +1310,9 @@ check_real_decode (FakeHostMode mode, const gchar * format)
     fail_unless (b != NULL);
     fail_unless_equals_uint64 (GST_BUFFER_PTS (gst_sample_get_buffer (a)),
         GST_BUFFER_PTS (gst_sample_get_buffer (b)));
-    mse = luma_mse (a, b);
+    mse = video_compare_luma_mse (a, b);
     GST_INFO ("frame %u: luma MSE %.2f", n, mse);
-    /* PSNR >= 30 dB: MSE <= 255^2 / 10^3 */
-    fail_unless (mse <= 65.025, "frame %u: luma MSE %.2f (PSNR < 30 dB)", n,
+    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB, "frame %u: luma MSE %.2f (PSNR < 30 dB)", n,
         mse);
     gst_sample_unref (a);
     gst_sample_unref (b);
