@@ -39,7 +39,8 @@
 
 int LLVMFuzzerTestOneInput (const guint8 * data, size_t size);
 
-/* Messages the replay driver reports: here, inputs that got past connect. */
+/* Messages the replay driver reports: here, modules that closed cleanly
+ * (VMM), connections made and surfaces resolved (client). */
 guint fuzz_messages_parsed;
 
 static gint
@@ -398,6 +399,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
           2 * G_USEC_PER_SEC, NULL);
 
       if (s) {
+        fuzz_messages_parsed++;
         touch_surface (s);
         if (i & 1)
           hxfr_export_surface_release (s, NULL);

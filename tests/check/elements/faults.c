@@ -6,7 +6,7 @@
  *   in error mode it posts an error within ERROR_BOUND_S and stops;
  * - guest processes SIGKILLed mid-message HXFR_FAULT_KILLS times (default
  *   1000): the bridge's descriptors return to
- *   their baseline exactly and its RSS stays within RSS_SLACK_KB;
+ *   their baseline exactly and its RSS stays within 4 MiB;
  * - a guest that stops mid-message, or never reads its answers: dropped
  *   after the bound, a concurrent good session keeps streaming;
  * - malformed, oversize and mutated messages (HXFR_FAULT_INPUTS, default
@@ -618,13 +618,13 @@ kill_guests (BridgeRunner * r, GPid pid, GByteArray ** msgs, GRand * rand,
 }
 
 /* One guest at a time (paced), HXFR_FAULT_KILLS of them: descriptors back
- * to the baseline exactly, RSS within RSS_SLACK_KB. Then as fast as
+ * to the baseline exactly, RSS within RSS_SLACK_KB / 2. Then as fast as
  * possible (a burst: many sessions at once, some refused as too many):
  * descriptors back to the baseline; RSS reported (the allocator keeps the
  * burst's high-water mark). */
 GST_START_TEST (test_guests_killed_mid_message)
 {
-  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  BridgeRunner *r;
   guint kills = env_uint ("HXFR_FAULT_KILLS", 1000), warmup = 100;
   /* frames of 115 KB: a pixel buffer leaked per session would show as
    * 115 MB per 1000 kills */
@@ -637,6 +637,12 @@ GST_START_TEST (test_guests_killed_mid_message)
   GPid pid;
   Streamer *st;
 
+  /* glibc gives threads their own arenas (up to 8 per core), each keeping
+   * its high-water mark: with two, the bridge's RSS follows its live
+   * memory rather than which session thread got a fresh arena */
+  g_setenv ("MALLOC_ARENA_MAX", "2", TRUE);
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+  g_unsetenv ("MALLOC_ARENA_MAX");
   fail_unless (r != NULL);
   pid = find_bridge_pid (bridge_runner_get_address (r));
 
@@ -665,7 +671,7 @@ GST_START_TEST (test_guests_killed_mid_message)
       (g_get_monotonic_time () - t1) / 1e6, refused, fd2, rss2);
   fail_unless_equals_int (fd1, fd0);
   fail_unless_equals_int (fd2, fd0);
-  fail_unless (!rss_checked () || rss1 <= rss0 + RSS_SLACK_KB,
+  fail_unless (!rss_checked () || rss1 <= rss0 + RSS_SLACK_KB / 2,
       "RSS grew from %u to %u kB", rss0, rss1);
 
   /* and it still serves */
