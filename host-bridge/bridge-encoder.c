@@ -16,7 +16,12 @@
 GST_DEBUG_CATEGORY_EXTERN (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
 
-/* x264enc (gst-plugins-ugly): bitrate kbit/s, key-int-max frames */
+/* x264enc (gst-plugins-ugly): bitrate kbit/s, key-int-max frames.
+ * One thread: x264's slice threads (the only kind that adds no frame delay)
+ * encode the first IDR of a small frame very badly (176x144: 16.8 dB luma
+ * PSNR against 75 dB with one thread), and x264enc cannot change its
+ * thread count once PLAYING, when the frame size becomes known. This costs
+ * throughput on large frames (1080p: 185 against 252 fps here). */
 static const gchar *const x264_settings[] = {
   "tune=zerolatency", "speed-preset=ultrafast", "bframes=0", "b-adapt=false",
   "rc-lookahead=0", "sync-lookahead=0", "sliced-threads=true", "threads=1",
