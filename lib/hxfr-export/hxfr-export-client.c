@@ -197,7 +197,11 @@ read_message (HxfrExportClient * c, HxexHeader * h, GArray * fds,
   }
   for (i = 0; i < h->n_fds; i++)
     g_array_append_val (fds, g_array_index (c->in_fds, gint, i));
-  g_array_remove_range (c->in_fds, 0, h->n_fds);
+  /* descriptors beyond what the message announces came with its bytes and
+   * belong to nothing: close them rather than hand them to a later one */
+  for (i = h->n_fds; i < c->in_fds->len; i++)
+    close (g_array_index (c->in_fds, gint, i));
+  g_array_set_size (c->in_fds, 0);
   c->in_have = 0;
   return TRUE;
 
@@ -262,6 +266,7 @@ do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline,
     goto out;
   }
   if (ack.n_slots > MAX_SLOTS || ack.slot_size > MAX_SLOT_SIZE
+      || (guint64) ack.n_slots * ack.slot_size > G_MAXSIZE
       || (ack.n_slots > 0) != (fds->len == 1)
       || (ack.n_slots > 0 && ack.slot_size == 0)) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,

@@ -24,6 +24,8 @@ struct _HxfrConn
   gint refcount;
   GSocket *socket;
   GMutex write_lock;            /* serialises whole messages on the socket */
+  gboolean write_failed;        /* under write_lock: a send failed, maybe
+                                 * mid-message; nothing more may follow */
   guint64 bytes_sent;           /* __atomic builtins: any thread may read */
   guint64 bytes_received;
 };
@@ -466,6 +468,15 @@ hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
       vecs[n_vecs++] = tail[i];
 
   g_mutex_lock (&conn->write_lock);
+  /* after a failed send the stream may end inside a message, and a peer
+   * that did not drain it within the bound is not going to: another
+   * message (an ERROR, say) would only wait out its own timeout */
+  if (conn->write_failed) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE,
+        "an earlier message to this peer could not be sent");
+    ok = FALSE;
+    first = n_vecs;
+  }
   while (first < n_vecs) {
     GError *err = NULL;
     gssize n = g_socket_send_message (conn->socket, NULL, vecs + first,
@@ -496,6 +507,8 @@ hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
       vecs[first].size -= n;
     }
   }
+  if (!ok)
+    conn->write_failed = TRUE;
   g_mutex_unlock (&conn->write_lock);
 
   if (vecs != stack_vecs)

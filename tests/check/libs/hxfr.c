@@ -674,6 +674,33 @@ GST_START_TEST (test_transport_peer_gone_and_timeouts)
 
 GST_END_TEST;
 
+GST_START_TEST (test_transport_send_to_a_peer_that_never_reads)
+{
+  Pair p;
+  guint8 *big = g_malloc0 (8 << 20);
+  GOutputVector v = { big, 8 << 20 };
+  GError *err = NULL;
+  gint64 start;
+
+  pair_open (&p, FALSE);
+  /* the peer reads nothing: the first send ends at its bound... */
+  fail_if (hxfr_conn_send (p.client, HXFR_MSG_PING, 0, 1, NULL, 0, &v, 1,
+          200000, NULL, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+  g_clear_error (&err);
+  /* ...and nothing more goes after a message cut short, at once */
+  start = g_get_monotonic_time ();
+  fail_if (hxfr_conn_send_error (p.client, 1, HXFR_ERR_TIMEOUT, "late",
+          5 * G_USEC_PER_SEC, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE));
+  fail_unless (g_get_monotonic_time () - start < G_USEC_PER_SEC);
+  g_clear_error (&err);
+  g_free (big);
+  pair_close (&p);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_transport_rejects_before_reading_payload)
 {
   Pair p;
@@ -808,6 +835,7 @@ hxfr_suite (void)
   tcase_add_test (tt, test_transport_big_message_unix);
   tcase_add_test (tt, test_transport_big_message_tcp);
   tcase_add_test (tt, test_transport_peer_gone_and_timeouts);
+  tcase_add_test (tt, test_transport_send_to_a_peer_that_never_reads);
   tcase_add_test (tt, test_transport_rejects_before_reading_payload);
   tcase_add_test (tt, test_listener_stale_and_live_socket);
   return s;
