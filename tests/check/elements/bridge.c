@@ -18,6 +18,7 @@
 #include "bridge-runner.h"
 #include "video-compare.h"
 #include "guest-emu.h"
+#include "streamer.h"
 
 #define PULL_TIMEOUT (20 * GST_SECOND)
 
@@ -570,104 +571,6 @@ GST_START_TEST (test_keyframes_and_bitrate)
 
 GST_END_TEST;
 
-/* A v2 guest streaming small frames in its own thread, one in flight,
- * until told to stop: the concurrent good session. */
-typedef struct
-{
-  gchar *address;
-  const gchar *token;
-  gint stop;
-  gint ok;
-  gint dropped;                 /* DROPPED answers (legitimate on shutdown) */
-  gint bad;
-  gint end_code;                /* ERROR code that ended it, 0 if none */
-  gboolean closed;              /* the host closed the connection */
-  GThread *thread;
-} Streamer;
-
-static gpointer
-streamer_thread (gpointer data)
-{
-  Streamer *st = data;
-  GuestEmu *g = guest_emu_connect (st->address, NULL);
-  GuestAnswer a;
-  gsize size;
-  guint8 *px = guest_emu_make_nv12 (128, 96, 128, 0, &size);
-  guint n = 0;
-
-  if (!g || !guest_emu_hello (g, 2, st->token, &a, NULL)
-      || a.type != HXFR_MSG_HELLO_ACK) {
-    g_atomic_int_inc (&st->bad);
-    goto out;
-  }
-  while (!g_atomic_int_get (&st->stop)) {
-    HxfrFrameRequest r = { 0, };
-
-    r.width = 128;
-    r.height = 96;
-    r.format = HXFR_FORMAT_NV12;
-    r.pts = n++ * 33333333;
-    r.duration = 33333333;
-    if (!guest_emu_send_frame (g, &r, px, size, NULL)
-        || !guest_emu_receive (g, &a, NULL)) {
-      st->closed = TRUE;
-      break;
-    }
-    if (a.type == HXFR_MSG_ERROR) {
-      st->end_code = a.error_code;
-      st->closed = guest_emu_wait_closed (g);
-      break;
-    }
-    if (a.type == HXFR_MSG_FRAME_RESPONSE2 && a.resp.status == HXFR_STATUS_OK
-        && a.resp.seq == r.seq && g_bytes_get_size (a.au) > 0)
-      g_atomic_int_inc (&st->ok);
-    else if (a.type == HXFR_MSG_FRAME_RESPONSE2
-        && a.resp.status == HXFR_STATUS_DROPPED && a.resp.seq == r.seq)
-      g_atomic_int_inc (&st->dropped);
-    else
-      g_atomic_int_inc (&st->bad);
-    guest_answer_clear (&a);
-  }
-out:
-  guest_emu_free (g);
-  g_free (px);
-  return NULL;
-}
-
-static Streamer *
-streamer_start (const gchar * address, const gchar * token)
-{
-  Streamer *st = g_new0 (Streamer, 1);
-
-  st->address = g_strdup (address);
-  st->token = token;
-  st->thread = g_thread_new ("streamer", streamer_thread, st);
-  return st;
-}
-
-/* Waits until the streamer got @more answers than it had. */
-static gboolean
-streamer_wait_progress (Streamer * st, gint more)
-{
-  gint target = g_atomic_int_get (&st->ok) + more;
-  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-
-  /* polled: the counter is the condition, the bound is the deadline */
-  while (g_atomic_int_get (&st->ok) < target
-      && g_get_monotonic_time () < deadline && !st->closed)
-    g_usleep (5000);
-  return g_atomic_int_get (&st->ok) >= target;
-}
-
-static void
-streamer_stop (Streamer * st)
-{
-  g_atomic_int_set (&st->stop, 1);
-  g_thread_join (st->thread);
-  g_free (st->address);
-  g_free (st);
-}
-
 static void
 expect_error_and_close (GuestEmu * g, gint32 code, const gchar * what)
 {
@@ -813,7 +716,7 @@ GST_START_TEST (test_bad_input)
 
   fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
   fail_unless_equals_int (g_atomic_int_get (&good->dropped), 0);
-  fail_if (good->closed);
+  fail_if (g_atomic_int_get (&good->closed));
   streamer_stop (good);
   stop_bridge (r);
 }
@@ -982,7 +885,7 @@ GST_START_TEST (test_sigterm_with_sessions)
    * access unit, then ERROR -12 and a closed connection */
   for (i = 0; i < 2; i++) {
     g_thread_join (st[i]->thread);
-    fail_unless (st[i]->closed);
+    fail_unless (g_atomic_int_get (&st[i]->closed));
     fail_unless_equals_int (st[i]->end_code, HXFR_ERR_SHUTDOWN);
     fail_unless_equals_int (st[i]->bad, 0);
     fail_unless_equals_int (st[i]->dropped, 0);

@@ -44,6 +44,7 @@
 
 #include "bridge-runner.h"
 #include "guest-emu.h"
+#include "streamer.h"
 #include "hxfr-export-protocol.h"
 
 #define RESUME_BOUND_S 8
@@ -174,106 +175,15 @@ stop_bridge (BridgeRunner * r)
   fail_if (left, "socket file left behind");
 }
 
-/* ---- a v2 guest streaming in its own thread: the good session ---- */
-
-typedef struct
-{
-  gchar *address;
-  gchar *token;
-  gint stop;
-  gint ok;
-  gint bad;
-  gint closed;
-  GThread *thread;
-} Streamer;
-
-static gpointer
-streamer_thread (gpointer data)
-{
-  Streamer *st = data;
-  GuestEmu *g = guest_emu_connect (st->address, NULL);
-  GuestAnswer a;
-  gsize size;
-  guint8 *px = guest_emu_make_nv12 (128, 96, 128, 0, &size);
-  guint n = 0;
-
-  if (!g || !guest_emu_hello (g, 2, st->token, &a, NULL)
-      || a.type != HXFR_MSG_HELLO_ACK) {
-    g_atomic_int_inc (&st->bad);
-    goto out;
-  }
-  while (!g_atomic_int_get (&st->stop)) {
-    HxfrFrameRequest r = { 0, };
-
-    r.width = 128;
-    r.height = 96;
-    r.format = HXFR_FORMAT_NV12;
-    r.pts = n++ * 33333333;
-    r.duration = 33333333;
-    if (!guest_emu_send_frame (g, &r, px, size, NULL)
-        || !guest_emu_receive (g, &a, NULL)) {
-      g_atomic_int_set (&st->closed, 1);
-      break;
-    }
-    if (a.type == HXFR_MSG_FRAME_RESPONSE2 && a.resp.status == HXFR_STATUS_OK
-        && a.resp.seq == r.seq && g_bytes_get_size (a.au) > 0)
-      g_atomic_int_inc (&st->ok);
-    else
-      g_atomic_int_inc (&st->bad);
-    guest_answer_clear (&a);
-  }
-out:
-  guest_emu_free (g);
-  g_free (px);
-  return NULL;
-}
-
-static Streamer *
-streamer_start (const gchar * address, const gchar * token)
-{
-  Streamer *st = g_new0 (Streamer, 1);
-
-  st->address = g_strdup (address);
-  st->token = g_strdup (token);
-  st->thread = g_thread_new ("streamer", streamer_thread, st);
-  return st;
-}
-
-/* Waits (bounded) until the streamer has @n answers in total. */
-static gboolean
-streamer_wait (Streamer * st, gint n)
-{
-  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-
-  /* polled: the counter is the condition, the deadline the bound */
-  while (g_atomic_int_get (&st->ok) < n && g_get_monotonic_time () < deadline
-      && !g_atomic_int_get (&st->closed))
-    g_usleep (2000);
-  return g_atomic_int_get (&st->ok) >= n;
-}
-
-/* Frames per second the streamer got over @seconds, undisturbed. */
-static gdouble
-streamer_rate (Streamer * st, gdouble seconds)
-{
-  gint64 t0 = g_get_monotonic_time ();
-  gint ok0 = g_atomic_int_get (&st->ok);
-
-  g_usleep ((gulong) (seconds * G_USEC_PER_SEC));
-  return (g_atomic_int_get (&st->ok) - ok0) * (gdouble) G_USEC_PER_SEC /
-      (g_get_monotonic_time () - t0);
-}
+/* ---- the good session (support/streamer) must come out unharmed ---- */
 
 static void
-streamer_stop (Streamer * st)
+good_streamer_stop (Streamer * st)
 {
   fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
+  fail_unless_equals_int (g_atomic_int_get (&st->dropped), 0);
   fail_if (g_atomic_int_get (&st->closed), "the good session was closed");
-  g_atomic_int_set (&st->stop, 1);
-  g_thread_join (st->thread);
-  g_free (st->address);
-  g_free (st->token);
-  g_free (st);
+  streamer_stop (st);
 }
 
 /* ---- SIGKILL of the bridge under a vsockenc guest ---- */
@@ -684,7 +594,7 @@ GST_START_TEST (test_guests_killed_mid_message)
   /* and it still serves */
   st = streamer_start (bridge_runner_get_address (r), NULL);
   fail_unless (streamer_wait (st, 10));
-  streamer_stop (st);
+  good_streamer_stop (st);
 
   g_byte_array_unref (msgs[0]);
   g_byte_array_unref (msgs[1]);
@@ -782,7 +692,7 @@ GST_START_TEST (test_stalled_guests)
       "pixels %.2f s (--idle-timeout 1), never reading %.2f s\n",
       half_header, half_pixels, no_reader);
   fail_unless (half_header < 1 + 3 && half_pixels < 1 + 3);
-  streamer_stop (st);
+  good_streamer_stop (st);
   g_byte_array_unref (m);
   stop_bridge (r);
 }
@@ -957,7 +867,7 @@ GST_START_TEST (test_hostile_input_keeps_rate)
   /* starving the good session would take it near 0 */
   fail_unless (rate1 >= rate0 / 4, "good session slowed from %.0f to %.0f "
       "fps", rate0, rate1);
-  streamer_stop (st);
+  good_streamer_stop (st);
   g_byte_array_unref (v1_frame);
   g_byte_array_unref (v2_frame);
   g_byte_array_unref (hello);
