@@ -26,6 +26,8 @@
 #include <glib.h>
 #include <virgl/virglrenderer.h>
 
+#include "helix-test-pattern.h"
+
 #define EXIT_NO_RENDERER 77
 
 /* virgl_hw.h values, as helix-standin-vmm.c */
@@ -60,24 +62,6 @@ cpu_seconds (void)
   getrusage (RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-/* helix-standin-vmm.c's test content, frame f */
-static void
-fill_frame (guint8 * p, guint32 width, guint32 height, guint32 frame)
-{
-  guint32 x, y;
-
-  for (y = 0; y < height; y++) {
-    guint8 *row = p + (gsize) y * width * 4;
-
-    for (x = 0; x < width; x++) {
-      row[4 * x + 0] = (x + 4 * frame) & 255;
-      row[4 * x + 1] = (y + 2 * frame) & 255;
-      row[4 * x + 2] = ((x ^ y) + frame) & 255;
-      row[4 * x + 3] = 255;
-    }
-  }
 }
 
 static int
@@ -180,7 +164,7 @@ main (int argc, char **argv)
     }
     a = g_get_monotonic_time ();
     if (render) {
-      fill_frame (backing.iov_base, width, height, i + warmup);
+      helix_test_pattern_fill (backing.iov_base, width, height, i + warmup);
       ret = virgl_renderer_transfer_write_iov (1, 0, 0, width * 4, 0, &box,
           0, NULL, 0);
       if (ret != 0) {

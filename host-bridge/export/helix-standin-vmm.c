@@ -58,6 +58,8 @@
 #include <glib-unix.h>
 #include <virgl/virglrenderer.h>
 
+#include "helix-test-pattern.h"
+
 #define EXIT_NO_RENDERER 77
 
 struct virgl_box
@@ -165,23 +167,6 @@ static GOptionEntry entries[] = {
 };
 
 static void
-fill_frame (guint8 * p, guint32 width, guint32 height, guint32 frame)
-{
-  guint32 x, y;
-
-  for (y = 0; y < height; y++) {
-    guint8 *row = p + (gsize) y * width * 4;
-
-    for (x = 0; x < width; x++) {
-      row[4 * x + 0] = (x + 4 * frame) & 255;
-      row[4 * x + 1] = (y + 2 * frame) & 255;
-      row[4 * x + 2] = ((x ^ y) + frame) & 255;
-      row[4 * x + 3] = 255;
-    }
-  }
-}
-
-static void
 resource_free (Resource * r)
 {
   struct iovec *iov = NULL;
@@ -254,7 +239,7 @@ resource_write_frame (Resource * r, guint32 frame, GError ** error)
   struct virgl_box box = { 0, 0, 0, r->width, r->height, 1 };
   int ret;
 
-  fill_frame (r->backing, r->width, r->height, frame);
+  helix_test_pattern_fill (r->backing, r->width, r->height, frame);
   ret = virgl_renderer_transfer_write_iov (r->id, 0, 0, r->width * 4, 0,
       &box, 0, NULL, 0);
   if (ret != 0) {
