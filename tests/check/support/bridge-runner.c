@@ -25,6 +25,10 @@ struct _BridgeRunner
   GCond cond;
   GString *log;                 /* protected by lock */
   gboolean eof;
+  /* the bridge's log goes here when HXFR_TEST_LOG_DIR is set, else to
+   * stderr: meson shows only the last 100 lines of a failed test's output,
+   * and hundreds of bridge lines would hide the failed check */
+  FILE *log_file;
 };
 
 static gpointer
@@ -41,8 +45,12 @@ reader_thread (gpointer data)
     g_string_append_c (r->log, '\n');
     g_cond_broadcast (&r->cond);
     g_mutex_unlock (&r->lock);
-    /* visible in the test log, which helps when something fails */
-    g_printerr ("[bridge] %s\n", line);
+    if (r->log_file) {
+      fprintf (r->log_file, "%s\n", line);
+      fflush (r->log_file);
+    } else {
+      g_printerr ("[bridge] %s\n", line);
+    }
     g_free (line);
   }
   g_mutex_lock (&r->lock);
@@ -110,6 +118,8 @@ free_runner (BridgeRunner * r)
   if (r->reader)
     g_thread_join (r->reader);
   g_clear_object (&r->proc);
+  if (r->log_file)
+    fclose (r->log_file);
   if (r->socket_path)
     g_unlink (r->socket_path);
   if (r->dir)
@@ -121,6 +131,23 @@ free_runner (BridgeRunner * r)
   g_mutex_clear (&r->lock);
   g_cond_clear (&r->cond);
   g_free (r);
+}
+
+static void
+open_log_file (BridgeRunner * r)
+{
+  const gchar *dir = g_getenv ("HXFR_TEST_LOG_DIR");
+  gchar *path;
+
+  if (!dir || !*dir)
+    return;
+  g_mkdir_with_parents (dir, 0755);
+  path = g_strdup_printf ("%s/bridge-%s.log", dir,
+      g_subprocess_get_identifier (r->proc));
+  r->log_file = fopen (path, "w");
+  if (r->log_file)
+    g_printerr ("[bridge] log: %s\n", path);
+  g_free (path);
 }
 
 BridgeRunner *
@@ -161,6 +188,7 @@ bridge_runner_start (BridgeRunnerTransport transport,
     free_runner (r);
     return NULL;
   }
+  open_log_file (r);
   r->reader = g_thread_new ("bridge-log", reader_thread, r);
 
   if (!bridge_runner_wait_log (r, "listening on ", 1, START_TIMEOUT_S)) {
