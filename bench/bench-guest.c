@@ -392,7 +392,8 @@ pipeline_description (void)
        * RGB: the bridge converts first, and so do we */
       desc = g_strdup_printf ("appsrc name=src caps=\"%s\" ! %s x264enc "
           "name=enc tune=zerolatency speed-preset=ultrafast bframes=0 "
-          "b-adapt=false rc-lookahead=0 sync-lookahead=0 byte-stream=true "
+          "b-adapt=false rc-lookahead=0 sync-lookahead=0 sliced-threads=true "
+          "qp-min=15 byte-stream=true "
           "bitrate=%d key-int-max=%d ! fakesink name=sink sync=false", caps,
           opt.format == GST_VIDEO_FORMAT_NV12 ? "" : "videoconvert !",
           opt.bitrate / 1000, opt.keyframe_interval);
