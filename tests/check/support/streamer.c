@@ -15,6 +15,8 @@ streamer_thread (gpointer data)
   gsize size;
   guint8 *px = guest_emu_make_nv12 (128, 96, 128, 0, &size);
   guint n = 0;
+  gint64 next = 0, last_answer = 0, period = st->pace_fps ?
+      G_USEC_PER_SEC / st->pace_fps : 0;
 
   if (!g || !guest_emu_hello (g, 2, st->token, &a, NULL)
       || a.type != HXFR_MSG_HELLO_ACK) {
@@ -23,7 +25,13 @@ streamer_thread (gpointer data)
   }
   while (!g_atomic_int_get (&st->stop)) {
     HxfrFrameRequest r = { 0, };
+    gint64 now = g_get_monotonic_time ();
 
+    if (period) {
+      if (next > now)
+        g_usleep (next - now);
+      next = MAX (next, now) + period;
+    }
     r.width = 128;
     r.height = 96;
     r.format = HXFR_FORMAT_NV12;
@@ -34,6 +42,11 @@ streamer_thread (gpointer data)
       g_atomic_int_set (&st->closed, 1);
       break;
     }
+    now = g_get_monotonic_time ();
+    if (last_answer && now - last_answer > g_atomic_int_get (&st->max_gap_us))
+      g_atomic_int_set (&st->max_gap_us, (gint) MIN (now - last_answer,
+              G_MAXINT));
+    last_answer = now;
     if (a.type == HXFR_MSG_ERROR) {
       g_atomic_int_set (&st->end_code, a.error_code);
       g_atomic_int_set (&st->closed, guest_emu_wait_closed (g));
@@ -56,14 +69,21 @@ out:
 }
 
 Streamer *
-streamer_start (const gchar * address, const gchar * token)
+streamer_start_paced (const gchar * address, const gchar * token, guint fps)
 {
   Streamer *st = g_new0 (Streamer, 1);
 
   st->address = g_strdup (address);
   st->token = g_strdup (token);
+  st->pace_fps = fps;
   st->thread = g_thread_new ("streamer", streamer_thread, st);
   return st;
+}
+
+Streamer *
+streamer_start (const gchar * address, const gchar * token)
+{
+  return streamer_start_paced (address, token, 0);
 }
 
 gboolean
