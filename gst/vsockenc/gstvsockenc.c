@@ -54,11 +54,25 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_enc_debug);
 #define FORMATS "{ NV12, I420, BGRx, BGRA, RGBx, RGBA }"
 #define V1_FORMATS "{ NV12, BGRx, BGRA, RGBx, RGBA }"
 
+/* GStreamer 1.24 describes DMA-BUFs as format=DMA_DRM with a DRM fourcc
+ * (and modifier): the same formats, linear only (no modifier suffix), so
+ * that a frame without a resource id can still be read as pixels. */
+#if GST_CHECK_VERSION(1, 24, 0)
+#define DRM_FORMATS "{ NV12, YU12, XR24, AR24, XB24, AB24 }"
+#define V1_DRM_FORMATS "{ NV12, XR24, AR24, XB24, AB24 }"
+#define DMA_DRM_CAPS(drm_formats) "; video/x-raw(" \
+    GST_CAPS_FEATURE_MEMORY_DMABUF "), format = (string) DMA_DRM, " \
+    "drm-format = (string) " drm_formats ", width = " GST_VIDEO_SIZE_RANGE \
+    ", height = " GST_VIDEO_SIZE_RANGE ", framerate = " GST_VIDEO_FPS_RANGE
+#else
+#define DMA_DRM_CAPS(drm_formats) ""
+#endif
+
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS,
     GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (FORMATS) "; "
         GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_CAPS_FEATURE_MEMORY_DMABUF,
-            FORMATS)));
+            FORMATS) DMA_DRM_CAPS (DRM_FORMATS)));
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -151,6 +165,9 @@ struct _GstVsockEnc
 
   /* Streaming thread only (under the stream lock) */
   GstVideoCodecState *input_state;
+  /* the layout of the input frames: input_state's, or for 1.24+ DMA_DRM
+   * caps the linear format they describe */
+  GstVideoInfo info;
   guint32 fourcc;
   guint frames_since_key;
   gboolean need_key;
@@ -932,7 +949,7 @@ try_reconnect (GstVsockEnc * self)
 
   /* the host behind the address may now speak another version */
   if (self->input_state) {
-    GstVideoInfo *info = &self->input_state->info;
+    GstVideoInfo *info = &self->info;
     guint32 fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info),
         self->version);
 
@@ -961,7 +978,7 @@ apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
   guint8 fixed[HXFR_MAX_FIXED_SIZE];
   gsize len;
   guint type;
-  GstVideoInfo *info = &self->input_state->info;
+  GstVideoInfo *info = &self->info;
   gint bitrate, kfi;
   gboolean ok;
 
@@ -1579,7 +1596,7 @@ gst_vsock_enc_getcaps (GstVideoEncoder * enc, GstCaps * filter)
   if (version == 1)
     templ = gst_caps_from_string (GST_VIDEO_CAPS_MAKE (V1_FORMATS) "; "
         GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_CAPS_FEATURE_MEMORY_DMABUF,
-            V1_FORMATS));
+            V1_FORMATS) DMA_DRM_CAPS (V1_DRM_FORMATS));
   ret = gst_video_encoder_proxy_getcaps (enc, templ, filter);
   if (templ)
     gst_caps_unref (templ);
@@ -1590,13 +1607,28 @@ static gboolean
 gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
 {
   GstVsockEnc *self = GST_VSOCK_ENC (enc);
-  GstVideoInfo *info = &state->info;
+  GstVideoInfo layout = state->info, *info = &layout;
   GstVideoCodecState *out;
   GstCaps *caps;
   GstClockTime dur, min, max;
   guint32 fourcc;
-  guint version, in_flight;
-  guint w = GST_VIDEO_INFO_WIDTH (info), h = GST_VIDEO_INFO_HEIGHT (info);
+  guint version, in_flight, w, h;
+
+#if GST_CHECK_VERSION(1, 24, 0)
+  if (gst_video_is_dma_drm_caps (state->caps)) {
+    GstVideoInfoDmaDrm drm;
+
+    /* the template admits linear layouts only, which map to a format */
+    if (!gst_video_info_dma_drm_from_caps (&drm, state->caps)
+        || !gst_video_info_dma_drm_to_video_info (&drm, &layout)) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Cannot read DMA-BUF caps %" GST_PTR_FORMAT, state->caps), (NULL));
+      return FALSE;
+    }
+  }
+#endif
+  w = GST_VIDEO_INFO_WIDTH (info);
+  h = GST_VIDEO_INFO_HEIGHT (info);
 
   /* the base class does not drain before a new format */
   if (self->input_state && drain (self) != GST_FLOW_OK)
@@ -1631,6 +1663,7 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
 
   g_clear_pointer (&self->input_state, gst_video_codec_state_unref);
   self->input_state = gst_video_codec_state_ref (state);
+  self->info = layout;
   self->fourcc = fourcc;
   self->profile_known = FALSE;
   g_atomic_int_set (&self->reconfigure, TRUE);
@@ -1736,7 +1769,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   gsize len, mem_offset = 0;
   GstVideoFrame vf;
   gboolean mapped = FALSE, lost, zero_copy, force, ok;
-  GstVideoInfo *info = &self->input_state->info;
+  GstVideoInfo *info = &self->info;
   HxfrConn *conn;
   PendingFrame *p;
   GstFlowReturn ret;

@@ -1108,8 +1108,10 @@ sim_close (gpointer data, guint32 handle)
   return 0;
 }
 
+/* NV12 64x48 DMA-BUF frames, with or without a resource id the (simulated)
+ * DRM device knows, described by @caps. */
 static void
-check_dmabuf (FakeHostMode mode, gboolean known)
+check_dmabuf_caps (FakeHostMode mode, gboolean known, const gchar * caps)
 {
   Fixture f;
   SimDevice dev = { 0, known, 0 };
@@ -1125,8 +1127,7 @@ check_dmabuf (FakeHostMode mode, gboolean known)
   fixture_init (&f, mode, NULL, NULL);
   g_object_set_data (G_OBJECT (f.enc), VSOCKENC_DRM_OPS_KEY, &ops);
   f.h = gst_harness_new_with_element (f.enc, "sink", "src");
-  gst_harness_set_src_caps_str (f.h, "video/x-raw(memory:DMABuf),"
-      "format=NV12,width=64,height=48,framerate=30/1");
+  gst_harness_set_src_caps_str (f.h, caps);
   gst_video_info_set_format (&f.info, GST_VIDEO_FORMAT_NV12, W, H);
 
   size = GST_VIDEO_INFO_SIZE (&f.info);
@@ -1184,6 +1185,13 @@ check_dmabuf (FakeHostMode mode, gboolean known)
   fixture_clear (&f);
 }
 
+static void
+check_dmabuf (FakeHostMode mode, gboolean known)
+{
+  check_dmabuf_caps (mode, known, "video/x-raw(memory:DMABuf),"
+      "format=NV12,width=64,height=48,framerate=30/1");
+}
+
 GST_START_TEST (test_dmabuf_resource_id)
 {
   check_dmabuf (FAKE_HOST_V2, TRUE);
@@ -1206,6 +1214,42 @@ GST_START_TEST (test_dmabuf_v1)
 }
 
 GST_END_TEST;
+
+#if GST_CHECK_VERSION(1, 24, 0)
+/* GStreamer 1.24's form of the same caps (what pipewiresrc offers there):
+ * resource ids, and pixels read with the layout the DRM fourcc names */
+GST_START_TEST (test_dmabuf_drm_caps)
+{
+  const gchar *caps = "video/x-raw(memory:DMABuf),format=DMA_DRM,"
+      "drm-format=NV12,width=64,height=48,framerate=30/1";
+
+  check_dmabuf_caps (FAKE_HOST_V2, TRUE, caps);
+  check_dmabuf_caps (FAKE_HOST_V2, FALSE, caps);
+}
+
+GST_END_TEST;
+
+/* a tiled layout cannot be read as pixels: not accepted */
+GST_START_TEST (test_dmabuf_drm_caps_tiled_refused)
+{
+  GstElement *enc = gst_element_factory_make ("vsockenc", NULL);
+  GstPad *sink = gst_element_get_static_pad (enc, "sink");
+  GstCaps *linear = gst_caps_from_string ("video/x-raw(memory:DMABuf),"
+      "format=DMA_DRM,drm-format=XR24,width=64,height=48,framerate=30/1");
+  GstCaps *tiled = gst_caps_from_string ("video/x-raw(memory:DMABuf),"
+      "format=DMA_DRM,drm-format=XR24:0x0100000000000001,width=64,height=48,"
+      "framerate=30/1");
+
+  fail_unless (gst_pad_query_accept_caps (sink, linear));
+  fail_if (gst_pad_query_accept_caps (sink, tiled));
+  gst_caps_unref (linear);
+  gst_caps_unref (tiled);
+  gst_object_unref (sink);
+  gst_object_unref (enc);
+}
+
+GST_END_TEST;
+#endif
 
 static guint
 count_fds (void)
@@ -1397,6 +1441,10 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_dmabuf_resource_id);
   tcase_add_test (tc, test_dmabuf_fallback_pixels);
   tcase_add_test (tc, test_dmabuf_v1);
+#if GST_CHECK_VERSION(1, 24, 0)
+  tcase_add_test (tc, test_dmabuf_drm_caps);
+  tcase_add_test (tc, test_dmabuf_drm_caps_tiled_refused);
+#endif
   tcase_add_test (tc, test_state_cycles);
   /* the decode tests need the system's encoder and decoder */
   if (have_elements (decode_needs)) {
