@@ -75,6 +75,7 @@ typedef struct
   gint64 t_last_frame;
   gboolean playing;             /* under Bridge.lock: EOS may be sent */
   gboolean drained;             /* under Bridge.lock: EOS sent by us */
+  gchar *peer;                  /* hxfr_conn_get_peer_identity() */
 } Session;
 
 typedef struct
@@ -95,6 +96,7 @@ struct _Bridge
   gboolean need_convert;
   guint bitrate;
   guint max_sessions;
+  guint max_sessions_per_peer;  /* 0: no per-peer limit */
   guint max_in_flight;
   HxfrHostConfig cfg;
   gdouble drain_timeout;
@@ -110,6 +112,7 @@ struct _Bridge
   GCond cond;
   GList *sessions;
   guint n_sessions;
+  GHashTable *peer_sessions;    /* peer identity -> sessions (GUINT) */
   guint next_id;
   gboolean stopping;
 };
@@ -409,6 +412,25 @@ log_session_end (Session * s, const gchar * reason)
       st.bytes_in, st.bytes_out, st.errors, reason);
 }
 
+/* Sessions of one peer, under Bridge.lock. */
+static guint
+peer_sessions_get (Bridge * b, const gchar * peer)
+{
+  return GPOINTER_TO_UINT (g_hash_table_lookup (b->peer_sessions, peer));
+}
+
+static void
+peer_sessions_add (Bridge * b, const gchar * peer, gint delta)
+{
+  guint n = peer_sessions_get (b, peer) + delta;
+
+  if (n)
+    g_hash_table_insert (b->peer_sessions, g_strdup (peer),
+        GUINT_TO_POINTER (n));
+  else
+    g_hash_table_remove (b->peer_sessions, peer);
+}
+
 static gpointer
 session_thread (gpointer data)
 {
@@ -517,6 +539,7 @@ done:
   g_mutex_lock (&b->lock);
   b->sessions = g_list_remove (b->sessions, s);
   b->n_sessions--;
+  peer_sessions_add (b, s->peer, -1);
   g_cond_broadcast (&b->cond);
   g_mutex_unlock (&b->lock);
 
@@ -531,6 +554,7 @@ done:
   hxfr_conn_unref (s->conn);
   g_object_unref (s->cancellable);
   g_thread_unref (s->thread);
+  g_free (s->peer);
   g_free (s);
   return NULL;
 }
@@ -603,6 +627,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   GError *err = NULL;
   guint uid;
   guint32 cid;
+  gchar *peer;
 
   conn = hxfr_listener_accept (l->listener, 0, NULL, &err);
   if (!conn) {
@@ -628,17 +653,26 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
     return G_SOURCE_CONTINUE;
   }
 
+  peer = hxfr_conn_get_peer_identity (conn);
   g_mutex_lock (&b->lock);
-  if (b->stopping || b->n_sessions >= b->max_sessions) {
-    gboolean stopping = b->stopping;
+  if (b->stopping || b->n_sessions >= b->max_sessions
+      || (b->max_sessions_per_peer
+          && peer_sessions_get (b, peer) >= b->max_sessions_per_peer)) {
+    const gchar *why = b->stopping ? "bridge shutting down" :
+        b->n_sessions >= b->max_sessions ? "too many sessions" :
+        "too many sessions from this peer";
+    gint32 code = b->stopping ? HXFR_ERR_SHUTDOWN :
+        HXFR_ERR_TOO_MANY_SESSIONS;
 
     g_mutex_unlock (&b->lock);
-    refuse (b, conn, stopping ? HXFR_ERR_SHUTDOWN : HXFR_ERR_TOO_MANY_SESSIONS,
-        stopping ? "bridge shutting down" : "too many sessions");
+    refuse (b, conn, code, why);
     hxfr_conn_unref (conn);
+    g_free (peer);
     return G_SOURCE_CONTINUE;
   }
+  peer_sessions_add (b, peer, 1);
   s = g_new0 (Session, 1);
+  s->peer = peer;
   s->bridge = b;
   s->id = ++b->next_id;
   s->conn = conn;
@@ -787,6 +821,7 @@ main (int argc, char **argv)
   gchar *encoder = NULL, *token = NULL, *token_file = NULL, *unix_mode_s =
       NULL, *export = NULL;
   gchar **allow_uid = NULL, **allow_cid = NULL;
+  gint max_sessions_per_peer = 0;
   gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
       DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
       max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE;
@@ -809,6 +844,9 @@ main (int argc, char **argv)
         "BPS"},
     {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions,
         "Guests served at once; more get ERROR -10 (default 16)", "N"},
+    {"max-sessions-per-peer", 0, 0, G_OPTION_ARG_INT, &max_sessions_per_peer,
+        "Sessions one peer (vsock CID, UNIX uid, TCP address) may hold at "
+          "once; more get ERROR -10 (default 0: only --max-sessions)", "N"},
     {"max-width", 0, 0, G_OPTION_ARG_INT, &max_width,
         "Widest frame accepted (default 8192)", "PIXELS"},
     {"max-height", 0, 0, G_OPTION_ARG_INT, &max_height,
@@ -869,7 +907,7 @@ main (int argc, char **argv)
   if (!parse_uint_list (allow_uid, b->allow_uid, "--allow-uid", &err)
       || !parse_uint_list (allow_cid, b->allow_cid, "--allow-cid", &err))
     goto usage;
-  if (max_sessions < 1 || max_width < 1 || max_height < 1
+  if (max_sessions < 1 || max_sessions_per_peer < 0 || max_width < 1 || max_height < 1
       || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
       || idle_timeout <= 0 || drain_timeout < 0
       || first_message_timeout <= 0) {
@@ -927,6 +965,9 @@ main (int argc, char **argv)
   }
   b->bitrate = bitrate;
   b->max_sessions = max_sessions;
+  b->max_sessions_per_peer = max_sessions_per_peer;
+  b->peer_sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      NULL);
   b->max_in_flight = max_in_flight;
   b->drain_timeout = drain_timeout;
   b->first_message_timeout = first_message_timeout;
@@ -1047,6 +1088,8 @@ out:
     g_ptr_array_unref (b->listeners);
     g_mutex_clear (&b->lock);
     g_cond_clear (&b->cond);
+    if (b->peer_sessions)
+      g_hash_table_unref (b->peer_sessions);
   }
   if (b->cfg.token)
     g_bytes_unref (b->cfg.token);

@@ -562,8 +562,8 @@ hxfr_conn_get_peer_cid (HxfrConn * conn, guint32 * cid)
 #endif
 }
 
-gchar *
-hxfr_conn_describe_peer (HxfrConn * conn)
+static gchar *
+peer_string (HxfrConn * conn, gboolean with_port)
 {
   g_autoptr (GSocketAddress) remote = NULL;
   guint32 cid;
@@ -579,10 +579,24 @@ hxfr_conn_describe_peer (HxfrConn * conn)
     g_autofree gchar *ip =
         g_inet_address_to_string (g_inet_socket_address_get_address (isa));
 
+    if (!with_port)
+      return g_strdup_printf ("tcp %s", ip);
     return g_strdup_printf ("tcp %s:%u", ip,
         g_inet_socket_address_get_port (isa));
   }
   return g_strdup ("unknown peer");
+}
+
+gchar *
+hxfr_conn_describe_peer (HxfrConn * conn)
+{
+  return peer_string (conn, TRUE);
+}
+
+gchar *
+hxfr_conn_get_peer_identity (HxfrConn * conn)
+{
+  return peer_string (conn, FALSE);
 }
 
 /* Message reader */

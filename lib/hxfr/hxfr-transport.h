@@ -88,6 +88,9 @@ guint64 hxfr_conn_get_bytes_received (HxfrConn * conn);
 gboolean hxfr_conn_get_peer_uid (HxfrConn * conn, guint * uid);
 gboolean hxfr_conn_get_peer_cid (HxfrConn * conn, guint32 * cid);
 gchar *hxfr_conn_describe_peer (HxfrConn * conn);
+/* Who is connecting, for per-peer limits: "vsock cid N", "unix uid N" or
+ * "tcp ADDRESS" (no port: every connection of a host is one peer). */
+gchar *hxfr_conn_get_peer_identity (HxfrConn * conn);
 
 /* One parsed message. The small variable parts (HELLO token, FAILED
  * text) are read in; the large ones (pixels, access unit, v1 NAL list) are

@@ -867,6 +867,51 @@ GST_START_TEST (test_allow_uid)
 
 GST_END_TEST;
 
+/* One peer may not take every slot: over TCP every connection from
+ * 127.0.0.1 is the same peer, whatever its port. */
+GST_START_TEST (test_max_sessions_per_peer)
+{
+  const gchar *args[] = { "--encoder", "x264enc", "--max-sessions-per-peer",
+    "2", NULL
+  };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_TCP, args);
+  GuestEmu *holder, *g;
+  GuestAnswer a;
+  Streamer *st;
+
+  fail_unless (r != NULL);
+  st = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait (st, 3));
+  holder = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (holder, 2, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+
+  /* a third from the same address is refused, the first keeps streaming */
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (g, 2, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+  fail_unless_equals_int (a.error_code, HXFR_ERR_TOO_MANY_SESSIONS);
+  fail_unless (strstr (a.text, "this peer") != NULL, "%s", a.text);
+  guest_answer_clear (&a);
+  fail_unless (guest_emu_wait_closed (g));
+  guest_emu_free (g);
+  fail_unless (streamer_wait_progress (st, 3));
+
+  /* a slot given back is a slot again */
+  guest_emu_free (holder);
+  fail_unless (bridge_runner_wait_log (r, "session 2 end", 1, 10));
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  fail_unless (guest_emu_hello (g, 2, NULL, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
+  guest_emu_free (g);
+
+  fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
+  streamer_stop (st);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_sigterm_with_sessions)
 {
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
@@ -934,6 +979,7 @@ bridge_suite (void)
   tcase_add_test (tc, test_token);
   tcase_add_test (tc, test_resource_id_without_export);
   tcase_add_test (tc, test_allow_uid);
+  tcase_add_test (tc, test_max_sessions_per_peer);
   tcase_add_test (tc, test_sigterm_with_sessions);
   tcase_add_test (tc, test_null_encoder);
   return s;
