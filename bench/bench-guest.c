@@ -32,12 +32,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <gst/gst.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/video/video.h>
+
+#include "bench-cpu.h"
 
 #define N_DISTINCT 8
 
@@ -111,16 +112,6 @@ static GCond start_cond;
 static gint n_warm;
 static gboolean started;
 static gint64 deadline;
-
-static gdouble
-cpu_seconds (void)
-{
-  struct rusage ru;
-
-  getrusage (RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static void
 fill_frames (const GstVideoInfo * info)
@@ -586,7 +577,7 @@ run_sender (void)
         g_get_monotonic_time () + 20 * G_TIME_SPAN_MILLISECOND);
   }
   t0 = g_get_monotonic_time () * 1000;
-  cpu0 = cpu_seconds ();
+  cpu0 = bench_cpu_seconds ();
   for (k = 0; k < opt.sessions; k++)
     sessions[k].bytes_at_start = vsockenc_bytes (&sessions[k]);
   deadline = g_get_monotonic_time () +
@@ -613,7 +604,7 @@ run_sender (void)
       ok = FALSE;
     }
   }
-  cpu1 = cpu_seconds ();
+  cpu1 = bench_cpu_seconds ();
   if (!ok)
     _exit (1);
 

@@ -33,12 +33,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench-cpu.h"
 
 #define HEADER_AND_REQUEST (12 + 72)
 #define N_DISTINCT 8
@@ -51,16 +52,6 @@ now_ns (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double
-cpu_seconds (void)
-{
-  struct rusage ru;
-
-  getrusage (RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static void
@@ -326,7 +317,7 @@ run_client (const char *connect_spec, size_t frame_bytes, size_t answer_bytes,
       break;
     if (i == warmup) {
       t_first = now_ns ();
-      cpu_first = cpu_seconds ();
+      cpu_first = bench_cpu_seconds ();
     }
     if (i > warmup && now_ns () > deadline)
       break;
@@ -340,7 +331,7 @@ run_client (const char *connect_spec, size_t frame_bytes, size_t answer_bytes,
     pthread_cond_wait (&c.cond, &c.lock);
   pthread_mutex_unlock (&c.lock);
   t_last = now_ns ();
-  cpu_last = cpu_seconds ();
+  cpu_last = bench_cpu_seconds ();
   /* the reader still waits for frames never sent: end it by closing */
   shutdown (c.fd, SHUT_RDWR);
   pthread_join (reader, NULL);

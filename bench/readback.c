@@ -20,29 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/uio.h>
 
 #include <glib.h>
 #include <virgl/virglrenderer.h>
 
 #include "helix-test-pattern.h"
+#include "helix-virgl-defs.h"
+#include "bench-cpu.h"
 
 #define EXIT_NO_RENDERER 77
-
-/* virgl_hw.h values, as helix-standin-vmm.c */
-#define PIPE_TEXTURE_2D 2
-#define VIRGL_FORMAT_B8G8R8X8_UNORM 2
-#define VIRGL_BIND_RENDER_TARGET (1 << 1)
-#define VIRGL_BIND_SAMPLER_VIEW (1 << 3)
-#define VIRGL_BIND_SCANOUT (1 << 18)
-#define VIRGL_BIND_SHARED (1 << 20)
-
-struct virgl_box
-{
-  uint32_t x, y, z;
-  uint32_t w, h, d;
-};
 
 static void
 write_fence (void *cookie, uint32_t fence)
@@ -53,16 +40,6 @@ static struct virgl_renderer_callbacks virgl_cbs = {
   .version = 1,
   .write_fence = write_fence,
 };
-
-static gdouble
-cpu_seconds (void)
-{
-  struct rusage ru;
-
-  getrusage (RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static int
 cmp_double (const void *a, const void *b)
@@ -160,7 +137,7 @@ main (int argc, char **argv)
 
     if (i == 0) {
       t0 = g_get_monotonic_time ();
-      cpu0 = cpu_seconds ();
+      cpu0 = bench_cpu_seconds ();
     }
     a = g_get_monotonic_time ();
     if (render) {
@@ -190,7 +167,7 @@ main (int argc, char **argv)
       "\"bytes_per_frame\": 0, \"latencies_ms\": [", frames,
       (t1 - t0) / 1e6, frames / ((t1 - t0) / 1e6),
       lat[frames / 2], lat[MIN (frames * 99 / 100, frames - 1)],
-      (cpu_seconds () - cpu0) / frames);
+      (bench_cpu_seconds () - cpu0) / frames);
   for (i = 0; i < frames; i++)
     printf ("%s%.4f", i ? ", " : "", lat[i]);
   printf ("]}\n");

@@ -617,6 +617,25 @@ in_list (GArray * list, guint value)
   return FALSE;
 }
 
+/* Why the listener's allow-list (--allow-uid, --allow-cid) refuses this
+ * peer, or NULL. */
+static const gchar *
+peer_not_allowed (Bridge * b, Listener * l, HxfrConn * conn)
+{
+  guint uid;
+  guint32 cid;
+
+  if (l->is_unix && b->allow_uid->len
+      && (!hxfr_conn_get_peer_uid (conn, &uid) || !in_list (b->allow_uid,
+              uid)))
+    return "peer uid not allowed";
+  if (l->is_vsock && b->allow_cid->len
+      && (!hxfr_conn_get_peer_cid (conn, &cid) || !in_list (b->allow_cid,
+              cid)))
+    return "peer cid not allowed";
+  return NULL;
+}
+
 static gboolean
 on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 {
@@ -625,8 +644,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   HxfrConn *conn;
   Session *s;
   GError *err = NULL;
-  guint uid;
-  guint32 cid;
+  const gchar *not_allowed;
   gchar *peer;
 
   conn = hxfr_listener_accept (l->listener, 0, NULL, &err);
@@ -638,17 +656,8 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
     return G_SOURCE_CONTINUE;
   }
 
-  if (l->is_unix && b->allow_uid->len
-      && (!hxfr_conn_get_peer_uid (conn, &uid) || !in_list (b->allow_uid,
-              uid))) {
-    refuse (b, conn, HXFR_ERR_UNAUTHORIZED, "peer uid not allowed");
-    hxfr_conn_unref (conn);
-    return G_SOURCE_CONTINUE;
-  }
-  if (l->is_vsock && b->allow_cid->len
-      && (!hxfr_conn_get_peer_cid (conn, &cid) || !in_list (b->allow_cid,
-              cid))) {
-    refuse (b, conn, HXFR_ERR_UNAUTHORIZED, "peer cid not allowed");
+  if ((not_allowed = peer_not_allowed (b, l, conn))) {
+    refuse (b, conn, HXFR_ERR_UNAUTHORIZED, not_allowed);
     hxfr_conn_unref (conn);
     return G_SOURCE_CONTINUE;
   }

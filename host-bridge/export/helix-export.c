@@ -29,19 +29,7 @@
 #include <epoxy/egl.h>
 #include <virgl/virglrenderer.h>
 
-/* virglrenderer takes a struct virgl_box it does not install a definition
- * for; this is its layout (QEMU declares the same). */
-struct virgl_box
-{
-  uint32_t x, y, z;
-  uint32_t w, h, d;
-};
-
-/* virgl formats (virgl_hw.h) the export carries */
-#define VIRGL_FORMAT_B8G8R8A8_UNORM 1
-#define VIRGL_FORMAT_B8G8R8X8_UNORM 2
-#define VIRGL_FORMAT_R8G8B8A8_UNORM 67
-#define VIRGL_FORMAT_R8G8B8X8_UNORM 134
+#include "helix-virgl-defs.h"
 
 #define FOURCC(a,b,c,d) ((guint32)(a) | ((guint32)(b) << 8) | \
     ((guint32)(c) << 16) | ((guint32)(d) << 24))

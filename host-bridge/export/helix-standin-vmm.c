@@ -59,21 +59,10 @@
 #include <virgl/virglrenderer.h>
 
 #include "helix-test-pattern.h"
+#include "helix-virgl-defs.h"
 
 #define EXIT_NO_RENDERER 77
 
-struct virgl_box
-{
-  uint32_t x, y, z;
-  uint32_t w, h, d;
-};
-
-/* virgl_hw.h values */
-#define PIPE_TEXTURE_2D 2
-#define VIRGL_BIND_RENDER_TARGET (1 << 1)
-#define VIRGL_BIND_SAMPLER_VIEW (1 << 3)
-#define VIRGL_BIND_SCANOUT (1 << 18)
-#define VIRGL_BIND_SHARED (1 << 20)
 
 typedef struct
 {

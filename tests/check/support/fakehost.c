@@ -729,6 +729,18 @@ fake_host_wait_controls (FakeHost * host, guint n, gint64 timeout_us)
   return wait_count (host, &host->controls->len, n, timeout_us);
 }
 
+/* A counter the host thread updates under the lock. */
+static guint
+read_counter (FakeHost * host, const guint * counter)
+{
+  guint n;
+
+  g_mutex_lock (&host->lock);
+  n = *counter;
+  g_mutex_unlock (&host->lock);
+  return n;
+}
+
 guint
 fake_host_n_frames (FakeHost * host)
 {
@@ -743,34 +755,19 @@ fake_host_n_frames (FakeHost * host)
 guint
 fake_host_n_connections (FakeHost * host)
 {
-  guint n;
-
-  g_mutex_lock (&host->lock);
-  n = host->n_connections;
-  g_mutex_unlock (&host->lock);
-  return n;
+  return read_counter (host, &host->n_connections);
 }
 
 guint
 fake_host_n_hellos (FakeHost * host)
 {
-  guint n;
-
-  g_mutex_lock (&host->lock);
-  n = host->n_hellos;
-  g_mutex_unlock (&host->lock);
-  return n;
+  return read_counter (host, &host->n_hellos);
 }
 
 guint
 fake_host_n_answered (FakeHost * host)
 {
-  guint n;
-
-  g_mutex_lock (&host->lock);
-  n = host->n_answered;
-  g_mutex_unlock (&host->lock);
-  return n;
+  return read_counter (host, &host->n_answered);
 }
 
 FakeHostFrame
