@@ -35,6 +35,7 @@
 #include "hxfr-host-session.h"
 #include "hxfr-export-client.h"
 #include "bridge-encoder.h"
+#include "bridge-notify.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -1076,6 +1077,7 @@ main (int argc, char **argv)
     goto out;
   }
 
+  bridge_notify_or_warn ("READY=1");     /* every address listens */
   g_unix_signal_add (SIGINT, on_signal, b);
   g_unix_signal_add (SIGTERM, on_signal, b);
   g_main_loop_run (b->loop);
