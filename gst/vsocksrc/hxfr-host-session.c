@@ -43,18 +43,33 @@ struct _HxfrHostSession
   gboolean frame_open;          /* FRAME returned, pixels not read yet */
   HxfrFrameRequest open_req;
   gsize open_tail;
+  gint64 open_deadline;         /* the open frame's message deadline */
   gboolean open_force;
   guint32 since_key;
-  gboolean want_key;
+  gboolean want_key;            /* an IDR is owed to the next frame */
   gboolean resolves;            /* resource ids go to the caller */
 
-  GMutex lock;                  /* protects everything below */
+  /* Set by the handshake before the writer starts, constant after it: the
+   * writer reads them without the lock. */
   guint version;
   guint16 session_id;           /* echoed from the guest's header */
+
+  /* Everything below is under @lock. Nothing is written to the socket while
+   * it is held: answers and PONGs are written by the writer thread alone,
+   * so a guest that does not read yet (it is still sending its window)
+   * never stops the reader. */
+  GMutex lock;
+  GCond work_cond;              /* writer: something to write, or quit */
+  GCond idle_cond;              /* fail(): the writer has written all */
+  GThread *writer;
+  gboolean writer_quit;
+  gboolean writing;             /* the writer is in a send */
+  guint pongs_owed;             /* a counter: a PING flood holds no memory */
   guint max_in_flight;          /* granted */
   HxfrHostSettings settings;
   GQueue pending;               /* Pending*, oldest first */
   gboolean failed;              /* ERROR sent or write failed: no answers */
+  gboolean fail_started;        /* fail() called */
   HxfrHostStats stats;
   HxfrHostSettingsFunc settings_func;
   gpointer settings_data;
@@ -97,6 +112,8 @@ hxfr_host_session_new (HxfrConn * conn, const HxfrHostConfig * cfg)
   s->peer = hxfr_conn_describe_peer (conn);
   s->stop = g_cancellable_new ();
   g_mutex_init (&s->lock);
+  g_cond_init (&s->work_cond);
+  g_cond_init (&s->idle_cond);
   g_queue_init (&s->pending);
   return s;
 }
@@ -113,9 +130,18 @@ hxfr_host_session_unref (HxfrHostSession * s)
 {
   if (!s || !g_atomic_int_dec_and_test (&s->refcount))
     return;
+  if (s->writer) {
+    g_mutex_lock (&s->lock);
+    s->writer_quit = TRUE;
+    g_cond_signal (&s->work_cond);
+    g_mutex_unlock (&s->lock);
+    g_thread_join (s->writer);
+  }
   if (s->settings_notify)
     s->settings_notify (s->settings_data);
   g_queue_clear_full (&s->pending, (GDestroyNotify) pending_free);
+  g_cond_clear (&s->work_cond);
+  g_cond_clear (&s->idle_cond);
   g_mutex_clear (&s->lock);
   if (s->cfg.token)
     g_bytes_unref (s->cfg.token);
@@ -136,12 +162,6 @@ hxfr_host_session_set_settings_func (HxfrHostSession * s,
   s->settings_data = user_data;
   s->settings_notify = notify;
   g_mutex_unlock (&s->lock);
-}
-
-HxfrConn *
-hxfr_host_session_get_conn (HxfrHostSession * s)
-{
-  return s->conn;
 }
 
 guint
@@ -178,17 +198,6 @@ const gchar *
 hxfr_host_session_get_peer (HxfrHostSession * s)
 {
   return s->peer;
-}
-
-guint
-hxfr_host_session_get_n_pending (HxfrHostSession * s)
-{
-  guint n;
-
-  g_mutex_lock (&s->lock);
-  n = s->pending.length;
-  g_mutex_unlock (&s->lock);
-  return n;
 }
 
 gint32
@@ -265,6 +274,19 @@ hxfr_host_session_shutdown (HxfrHostSession * s)
   hxfr_conn_shutdown (s->conn);
 }
 
+/* Waits (lock held) until the writer has written everything ready, or
+ * @deadline passes. */
+static void
+wait_written (HxfrHostSession * s, gint64 deadline)
+{
+  while (s->writer && (s->writing || s->pongs_owed
+          || (!s->failed && s->pending.head
+              && ((Pending *) s->pending.head->data)->ready))) {
+    if (!g_cond_wait_until (&s->idle_cond, &s->lock, deadline))
+      break;
+  }
+}
+
 void
 hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
     const gchar * message)
@@ -272,10 +294,15 @@ hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
   gboolean send;
 
   g_mutex_lock (&s->lock);
-  send = !s->failed;
+  send = !s->failed && !s->fail_started;
+  s->fail_started = TRUE;
+  if (send) {
+    /* answers already made leave before the ERROR, within one bound */
+    wait_written (s, g_get_monotonic_time () + s->cfg.write_timeout_us);
+    send = !s->failed;
+    s->stats.errors += send;
+  }
   s->failed = TRUE;
-  if (send)
-    s->stats.errors++;
   g_mutex_unlock (&s->lock);
 
   if (send) {
@@ -371,6 +398,151 @@ apply_settings (HxfrHostSession * s, guint32 mask,
     func (s, changed, &copy, data);
 }
 
+/* Counts the answer of @p in the stats. Lock held. */
+static void
+count_answer (HxfrHostSession * s, const Pending * p)
+{
+  switch (p->status) {
+    case HXFR_STATUS_OK:
+      s->stats.answered_ok++;
+      break;
+    case HXFR_STATUS_DROPPED:
+      s->stats.dropped++;
+      break;
+    default:
+      s->stats.failed++;
+      /* v1 has no FAILED answer: an ERROR, and the session goes on */
+      if (s->version == 1)
+        s->stats.errors++;
+      break;
+  }
+}
+
+/* Writes the answer of @p. Writer thread, lock not held. */
+static gboolean
+send_answer (HxfrHostSession * s, Pending * p, GError ** error)
+{
+  HxfrFrameResponse r = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  GOutputVector tail[2];
+  guint n_tail = 0;
+  guint32 nal_size;
+  gsize len, au_size = 0;
+  const guint8 *au = p->au ? g_bytes_get_data (p->au, &au_size) : NULL;
+  gint64 elapsed;
+
+  if (s->version == 1 && p->status == HXFR_STATUS_FAILED)
+    return hxfr_conn_send_error (s->conn, s->session_id, p->code, p->text,
+        s->cfg.write_timeout_us, error);
+
+  elapsed = g_get_monotonic_time () - p->t_read;
+  r.seq = p->seq;
+  r.status = p->status;
+  r.keyframe = p->status == HXFR_STATUS_OK && p->keyframe;
+  r.pts = p->pts;
+  r.dts = p->status == HXFR_STATUS_OK ? p->dts : p->pts;
+  r.duration = p->duration;
+  r.error_code = p->status == HXFR_STATUS_FAILED ? p->code : 0;
+  r.host_time_us = (guint32) CLAMP (elapsed, 0, G_MAXUINT32);
+
+  if (p->status == HXFR_STATUS_OK) {
+    if (s->version == 1) {
+      /* the whole access unit as one NAL-list entry: {u32 LE size, bytes} */
+      nal_size = GUINT32_TO_LE ((guint32) au_size);
+      tail[n_tail].buffer = &nal_size;
+      tail[n_tail++].size = 4;
+      r.nal_count = 1;
+    }
+    tail[n_tail].buffer = au;
+    tail[n_tail++].size = au_size;
+  } else if (p->status == HXFR_STATUS_DROPPED) {
+    /* v1 has no "dropped": an empty FRAME_RESPONSE (no NAL entry) keeps a
+     * deployed guest going, where an ERROR may stop it */
+    r.nal_count = 0;
+  } else if (p->text) {
+    tail[n_tail].buffer = p->text;
+    tail[n_tail++].size = MIN (strlen (p->text), HXFR_ERROR_TEXT_SIZE);
+  }
+
+  len = hxfr_frame_response_write (&r, s->version, fixed);
+  return hxfr_conn_send (s->conn, s->version == 1 ? HXFR_MSG_FRAME_RESPONSE :
+      HXFR_MSG_FRAME_RESPONSE2, 0, s->session_id, fixed, len, tail, n_tail,
+      s->cfg.write_timeout_us, NULL, error);
+}
+
+/* The one thread that writes answers and PONGs, in queue order. */
+static gpointer
+writer_thread (gpointer data)
+{
+  HxfrHostSession *s = data;
+
+  g_mutex_lock (&s->lock);
+  while (!s->writer_quit) {
+    Pending *p = g_queue_peek_head (&s->pending);
+    gboolean pong = FALSE, ok = TRUE;
+    GError *err = NULL;
+
+    if (s->pongs_owed) {
+      s->pongs_owed--;
+      pong = !s->failed;
+      p = NULL;
+    } else if (p && p->ready) {
+      g_queue_pop_head (&s->pending);
+      if (s->failed) {
+        pending_free (p);
+        continue;
+      }
+      count_answer (s, p);
+    } else {
+      g_cond_broadcast (&s->idle_cond);
+      g_cond_wait (&s->work_cond, &s->lock);
+      continue;
+    }
+    if (!pong && !p)
+      continue;
+
+    s->writing = TRUE;
+    g_mutex_unlock (&s->lock);
+    if (pong)
+      ok = hxfr_conn_send (s->conn, HXFR_MSG_PONG, 0, s->session_id, NULL, 0,
+          NULL, 0, s->cfg.write_timeout_us, NULL, &err);
+    else
+      ok = send_answer (s, p, &err);
+    if (p)
+      pending_free (p);
+    if (!ok) {
+      /* a guest that does not read its answers loses its session, nobody
+       * else's */
+      g_debug ("%s: %s", s->peer, err->message);
+      hxfr_conn_shutdown (s->conn);
+    }
+    g_clear_error (&err);
+    g_mutex_lock (&s->lock);
+    s->writing = FALSE;
+    if (!ok)
+      s->failed = TRUE;
+  }
+  g_cond_broadcast (&s->idle_cond);
+  g_mutex_unlock (&s->lock);
+  return NULL;
+}
+
+/* Once the version is known: from here on the writer sends. */
+static void
+start_writer (HxfrHostSession * s)
+{
+  g_mutex_lock (&s->lock);
+  s->writer = g_thread_new ("hxfr-writer", writer_thread, s);
+  g_mutex_unlock (&s->lock);
+}
+
+/* Lock held: the writer has something new. */
+static void
+wake_writer (HxfrHostSession * s)
+{
+  g_cond_signal (&s->work_cond);
+}
+
 gboolean
 hxfr_host_session_handshake (HxfrHostSession * s,
     gint64 first_byte_timeout_us, GCancellable * cancellable,
@@ -434,6 +606,7 @@ hxfr_host_session_handshake (HxfrHostSession * s,
         hxfr_conn_shutdown (s->conn);
         return FALSE;
       }
+      start_writer (s);
       st.bitrate = h->bitrate;
       st.keyframe_interval = h->keyframe_interval;
       st.fps_n = h->fps_n;
@@ -453,107 +626,12 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       s->version = 1;
       g_mutex_unlock (&s->lock);
       s->have_held = TRUE;
+      start_writer (s);
       return TRUE;
     default:
       return refuse (s, HXFR_ERR_INVALID, error,
           "%s before HELLO", hxfr_msg_type_name (msg->header.type));
   }
-}
-
-/* Writes the answer of @p. Called with the lock held. */
-static gboolean
-send_answer (HxfrHostSession * s, Pending * p, const guint8 * au,
-    gsize au_size, GError ** error)
-{
-  HxfrFrameResponse r = { 0, };
-  guint8 fixed[HXFR_MAX_FIXED_SIZE];
-  GOutputVector tail[2];
-  guint n_tail = 0;
-  guint32 nal_size;
-  gsize len;
-  gboolean ok;
-  gint64 elapsed;
-
-  if (s->failed) {
-    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CLOSED,
-        "session already failed");
-    return FALSE;
-  }
-
-  if (s->version == 1 && p->status == HXFR_STATUS_FAILED) {
-    s->stats.failed++;
-    s->stats.errors++;
-    ok = hxfr_conn_send_error (s->conn, s->session_id, p->code, p->text,
-        s->cfg.write_timeout_us, error);
-    goto done;
-  }
-
-  elapsed = g_get_monotonic_time () - p->t_read;
-  r.seq = p->seq;
-  r.status = p->status;
-  r.keyframe = p->status == HXFR_STATUS_OK && p->keyframe;
-  r.pts = p->pts;
-  r.dts = p->status == HXFR_STATUS_OK ? p->dts : p->pts;
-  r.duration = p->duration;
-  r.error_code = p->status == HXFR_STATUS_FAILED ? p->code : 0;
-  r.host_time_us = (guint32) CLAMP (elapsed, 0, G_MAXUINT32);
-
-  if (p->status == HXFR_STATUS_OK) {
-    s->stats.answered_ok++;
-    if (s->version == 1) {
-      /* the whole access unit as one NAL-list entry: {u32 LE size, bytes} */
-      nal_size = GUINT32_TO_LE ((guint32) au_size);
-      tail[n_tail].buffer = &nal_size;
-      tail[n_tail++].size = 4;
-      r.nal_count = 1;
-    }
-    tail[n_tail].buffer = au;
-    tail[n_tail++].size = au_size;
-  } else if (p->status == HXFR_STATUS_DROPPED) {
-    /* v1 has no "dropped": an empty FRAME_RESPONSE (no NAL entry) keeps a
-     * deployed guest going, where an ERROR may stop it */
-    s->stats.dropped++;
-    r.nal_count = 0;
-  } else {
-    s->stats.failed++;
-    if (p->text) {
-      tail[n_tail].buffer = p->text;
-      tail[n_tail++].size = MIN (strlen (p->text), HXFR_ERROR_TEXT_SIZE);
-    }
-  }
-
-  len = hxfr_frame_response_write (&r, s->version, fixed);
-  ok = hxfr_conn_send (s->conn, s->version == 1 ? HXFR_MSG_FRAME_RESPONSE :
-      HXFR_MSG_FRAME_RESPONSE2, 0, s->session_id, fixed, len, tail, n_tail,
-      s->cfg.write_timeout_us, NULL, error);
-
-done:
-  if (!ok) {
-    /* a guest that does not read its answers loses its session, nobody
-     * else's */
-    s->failed = TRUE;
-    hxfr_conn_shutdown (s->conn);
-  }
-  return ok;
-}
-
-/* Writes every ready answer at the head of the queue. Lock held. */
-static gboolean
-flush_ready (HxfrHostSession * s, GError ** error)
-{
-  Pending *p;
-  gboolean ok = TRUE;
-
-  while ((p = g_queue_peek_head (&s->pending)) && p->ready) {
-    gsize size = 0;
-    const guint8 *data = p->au ? g_bytes_get_data (p->au, &size) : NULL;
-
-    g_queue_pop_head (&s->pending);
-    if (ok && !send_answer (s, p, data, size, error))
-      ok = FALSE;
-    pending_free (p);
-  }
-  return ok;
 }
 
 void
@@ -586,7 +664,7 @@ queue_failed (HxfrHostSession * s, const HxfrFrameRequest * r, gint32 code,
   p->text = g_strdup (text);
   g_mutex_lock (&s->lock);
   g_queue_push_tail (&s->pending, p);
-  flush_ready (s, NULL);
+  wake_writer (s);
   g_mutex_unlock (&s->lock);
 }
 
@@ -602,7 +680,7 @@ hxfr_host_session_fail_frame (HxfrHostSession * s, gint32 code,
   if (s->open_force)
     s->want_key = TRUE;
   if (s->open_tail && !hxfr_conn_skip (s->conn, s->open_tail,
-          s->cfg.idle_timeout_us, cancellable, &err)) {
+          hxfr_deadline_left (s->open_deadline), cancellable, &err)) {
     fail_for_error (s, err);
     g_propagate_error (error, err);
     return FALSE;
@@ -649,15 +727,18 @@ hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
     type = msg.header.type;
     switch (type) {
       case HXFR_MSG_PING:
-        if (!hxfr_conn_send (s->conn, HXFR_MSG_PONG, 0, s->session_id, NULL,
-                0, NULL, 0, s->cfg.write_timeout_us, cancellable, &err)) {
-          g_propagate_error (error, err);
-          return FALSE;
-        }
+        g_mutex_lock (&s->lock);
+        if (s->pongs_owed < G_MAXUINT)
+          s->pongs_owed++;
+        wake_writer (s);
+        g_mutex_unlock (&s->lock);
         continue;
       case HXFR_MSG_PONG:
         continue;
       case HXFR_MSG_KEYFRAME_REQ:
+        /* one IDR owed is one IDR: a flood of requests is one event */
+        if (s->want_key)
+          continue;
         s->want_key = TRUE;
         event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
         return TRUE;
@@ -727,6 +808,7 @@ hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
         s->frame_open = TRUE;
         s->open_req = msg.u.frame_request;
         s->open_tail = msg.tail_size;
+        s->open_deadline = msg.deadline;
         s->open_force = event->force_keyframe;
         return TRUE;
       }
@@ -748,12 +830,13 @@ hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
   g_return_val_if_fail (s->frame_open, FALSE);
   s->frame_open = FALSE;
 
+  /* the pixels are the rest of the request's message: its deadline */
   if (dest)
     ok = hxfr_conn_read_exact (s->conn, dest, s->open_tail,
-        s->cfg.idle_timeout_us, cancellable, &err);
+        hxfr_deadline_left (s->open_deadline), cancellable, &err);
   else
-    ok = hxfr_conn_skip (s->conn, s->open_tail, s->cfg.idle_timeout_us,
-        cancellable, &err);
+    ok = hxfr_conn_skip (s->conn, s->open_tail,
+        hxfr_deadline_left (s->open_deadline), cancellable, &err);
   if (!ok) {
     fail_for_error (s, err);
     g_propagate_error (error, err);
@@ -780,57 +863,49 @@ hxfr_host_session_answer (HxfrHostSession * s, guint64 tag,
 {
   Pending *p = NULL;
   GList *l;
-  gboolean ok = TRUE;
+  gboolean ok;
 
   g_mutex_lock (&s->lock);
-  if (tag != G_MAXUINT64) {
-    for (l = s->pending.head; l; l = l->next) {
-      Pending *q = l->data;
+  for (l = s->pending.head; l; l = l->next) {
+    Pending *q = l->data;
 
-      if (!q->ready && q->tag == tag) {
-        p = q;
-        break;
-      }
-    }
-    if (!p) {
-      g_mutex_unlock (&s->lock);
-      g_set_error (error, HXFR_ERROR, HXFR_ERR_INTERNAL,
-          "no pending request for tag %" G_GUINT64_FORMAT, tag);
-      return FALSE;
-    }
-    /* earlier requests the encoder never produced output for */
-    for (l = s->pending.head; l->data != p; l = l->next) {
-      Pending *q = l->data;
-
-      if (!q->ready) {
-        q->ready = TRUE;
-        q->status = HXFR_STATUS_DROPPED;
-      }
-    }
-    p->status = status;
-    p->keyframe = keyframe;
-    p->dts = dts;
-    p->code = code;
-    g_free (p->text);
-    p->text = g_strdup (text);
-    ok = flush_ready (s, error);
-    if (ok && g_queue_peek_head (&s->pending) == p) {
-      /* the common case: at the head, sent straight from the caller's
-       * memory */
-      g_queue_pop_head (&s->pending);
-      ok = send_answer (s, p, au, au_size, error);
-      pending_free (p);
-    } else {
-      p->ready = TRUE;
-      if (status == HXFR_STATUS_OK)
-        p->au = g_bytes_new (au, au_size);
+    if (!q->ready && q->tag == tag) {
+      p = q;
+      break;
     }
   }
-  if (ok)
-    ok = flush_ready (s, error);
-  else
-    flush_ready (s, NULL);
+  if (!p) {
+    g_mutex_unlock (&s->lock);
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_INTERNAL,
+        "no pending request for tag %" G_GUINT64_FORMAT, tag);
+    return FALSE;
+  }
+  /* earlier requests the encoder never produced output for */
+  for (l = s->pending.head; l->data != p; l = l->next) {
+    Pending *q = l->data;
+
+    if (!q->ready) {
+      q->ready = TRUE;
+      q->status = HXFR_STATUS_DROPPED;
+    }
+  }
+  p->ready = TRUE;
+  p->status = status;
+  p->keyframe = keyframe;
+  p->dts = dts;
+  p->code = code;
+  g_free (p->text);
+  p->text = g_strdup (text);
+  /* a copy: the writer sends it when the guest reads (at most the window's
+   * answers are held) */
+  if (status == HXFR_STATUS_OK)
+    p->au = g_bytes_new (au, au_size);
+  ok = !s->failed;
+  wake_writer (s);
   g_mutex_unlock (&s->lock);
+  if (!ok)
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CLOSED,
+        "the guest's connection has failed");
   return ok;
 }
 
@@ -851,6 +926,6 @@ hxfr_host_session_answer_all (HxfrHostSession * s, HxfrFrameStatus status,
       q->text = g_strdup (text);
     }
   }
-  flush_ready (s, NULL);
+  wake_writer (s);
   g_mutex_unlock (&s->lock);
 }

@@ -5,10 +5,11 @@
  * listens itself and when the bridge hands it a session) and by
  * helix-host-bridge; no other code answers a guest.
  *
- * Threads: one reader (the thread that calls handshake/next/read_pixels)
- * and any number of answering threads. @lock protects the pending queue,
- * the settings and the counters; answers are written while holding it, so
- * they leave in queue order.
+ * Threads: one reader (the thread that calls handshake/next/read_pixels),
+ * any number of answering threads, and the session's own writer, started
+ * by the handshake: it alone writes answers and PONGs, in queue order. No
+ * lock is held while writing, so a guest that sends its whole window
+ * before it reads is still read from while its first answer waits.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -83,7 +84,6 @@ void hxfr_host_session_unref (HxfrHostSession * s);
 void hxfr_host_session_set_settings_func (HxfrHostSession * s,
     HxfrHostSettingsFunc func, gpointer user_data, GDestroyNotify notify);
 
-HxfrConn *hxfr_host_session_get_conn (HxfrHostSession * s);
 /* 0 before the handshake, then 1 or 2. */
 guint hxfr_host_session_get_version (HxfrHostSession * s);
 void hxfr_host_session_get_settings (HxfrHostSession * s,
@@ -130,10 +130,11 @@ gboolean hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
 
 /* Answers the request tagged @tag. Requests queued before it and still
  * unanswered are answered DROPPED first (the encoder skipped them).
- * OK: @au is one Annex B access unit. DROPPED: nothing. FAILED: @code and
- * @text (v2 FAILED; v1 ERROR, the session goes on). In v1, DROPPED is a
- * FRAME_RESPONSE with no NAL entry (see docs). FALSE if no such request
- * is pending or the answer could not be written. */
+ * OK: @au is one Annex B access unit (copied). DROPPED: nothing. FAILED:
+ * @code and @text (v2 FAILED; v1 ERROR, the session goes on). In v1,
+ * DROPPED is a FRAME_RESPONSE with no NAL entry (see docs). The writer
+ * sends it; does not block. FALSE if no such request is pending (HXFR_ERROR)
+ * or the connection has already failed (G_IO_ERROR). */
 gboolean hxfr_host_session_answer (HxfrHostSession * s, guint64 tag,
     HxfrFrameStatus status, const guint8 * au, gsize au_size,
     gboolean keyframe, gint64 dts, gint32 code, const gchar * text,
@@ -143,9 +144,8 @@ gboolean hxfr_host_session_answer (HxfrHostSession * s, guint64 tag,
 void hxfr_host_session_answer_all (HxfrHostSession * s,
     HxfrFrameStatus status, gint32 code, const gchar * text);
 
-guint hxfr_host_session_get_n_pending (HxfrHostSession * s);
-
-/* Session-fatal: sends ERROR @code (once), ends our direction, discards
+/* Session-fatal: lets the answers already made leave (within the write
+ * timeout), sends ERROR @code (once), ends our direction, discards
  * what the guest still sends for a short bounded time so that the ERROR is
  * read rather than lost to a reset, and shuts the connection down. */
 void hxfr_host_session_fail (HxfrHostSession * s, gint32 code,

@@ -250,8 +250,8 @@ deadline_from_timeout (gint64 timeout_us)
   return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
 }
 
-static gint64
-remaining (gint64 deadline)
+gint64
+hxfr_deadline_left (gint64 deadline)
 {
   gint64 left;
 
@@ -265,7 +265,7 @@ static gboolean
 wait_condition (GSocket * sock, GIOCondition cond, gint64 deadline,
     GCancellable * cancellable, GError ** error)
 {
-  gint64 left = remaining (deadline);
+  gint64 left = hxfr_deadline_left (deadline);
 
   if (left == 0) {
     g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
@@ -707,6 +707,7 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
       || !parse_fixed (msg, fixed, fixed_len, error))
     return FALSE;
   msg->tail_size = msg->header.payload_size - fixed_len;
+  msg->deadline = deadline;
 
   switch (type) {
     case HXFR_MSG_FRAME_REQUEST:
@@ -726,7 +727,7 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
       return TRUE;
     case HXFR_MSG_CONFIG_RESP:
       /* unspecified by v1: skipped */
-      if (!hxfr_conn_skip (conn, msg->tail_size, remaining (deadline),
+      if (!hxfr_conn_skip (conn, msg->tail_size, hxfr_deadline_left (deadline),
               cancellable, error))
         return FALSE;
       msg->tail_size = 0;

@@ -47,6 +47,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrAddress, hxfr_address_free);
  * any thread may send; one thread at a time reads. */
 typedef struct _HxfrConn HxfrConn;
 
+/* What is left of @deadline (monotonic, microseconds), 0 once it has
+ * passed; -1 for -1 (no deadline). Pass it as the timeout of each call of
+ * a phase (a handshake, one message) so the phase has one bound. */
+gint64 hxfr_deadline_left (gint64 deadline);
+
 /* Timeouts are in microseconds for the whole call; -1 waits without bound
  * (only for the first byte of a message, where idling is legitimate, and
  * always together with a GCancellable). A timeout gives
@@ -112,6 +117,9 @@ typedef struct
   guint8 token[HXFR_MAX_TOKEN];
   gchar text[HXFR_ERROR_TEXT_SIZE + 1];
   gsize tail_size;
+  /* monotonic time by which the tail too must have been read (one message,
+   * one deadline); -1: none */
+  gint64 deadline;
 } HxfrMessage;
 
 /* Reads the next message @role may receive, checking magic, type, every
