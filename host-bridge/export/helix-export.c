@@ -3,7 +3,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "helix-export.h"
 #include "hxfr-export-protocol.h"
 #include "hxfr-transport.h"
@@ -562,6 +564,11 @@ handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
   }
   kinds = c->kinds & (req.kinds ? req.kinds : HXEX_KINDS_ALL);
 
+  if (req.resource_id != 0 && ex->opts.resource_alive
+      && !ex->opts.resource_alive (ex->opts.user_data, req.resource_id))
+    return client_send_error (c, h->request_id, HXEX_ERR_UNKNOWN_RESOURCE,
+        "resource %u is not a live guest resource (destroyed or never "
+        "created)", req.resource_id);
   memset (&info, 0, sizeof (info));
   if (req.resource_id == 0
       || virgl_renderer_resource_get_info (req.resource_id, &info) != 0)

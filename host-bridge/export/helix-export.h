@@ -53,6 +53,11 @@ typedef struct
    * Ignored elsewhere. */
   gboolean (*lookup_iosurface) (gpointer user_data, guint32 resource_id,
       guint32 * iosurface_id);
+  /* The VMM's own record of the guest's resources (QEMU: its reslist):
+   * FALSE for an id the guest never created or has destroyed, which is
+   * then answered UNKNOWN_RESOURCE without asking the renderer. NULL: the
+   * renderer's table alone decides. */
+  gboolean (*resource_alive) (gpointer user_data, guint32 resource_id);
   gpointer user_data;
 } HelixExportOptions;
 

@@ -1,69 +1,18 @@
-/* QEMU glue for the helix export: serve virtio-gpu-gl's virglrenderer
+/* QEMU glue for the helix export: serves virtio-gpu-gl's virglrenderer
  * resources to the host bridge (docs/export-protocol.md).
  *
- * NOT BUILT AND NOT RUN in this tree: there is no QEMU source here. It is
- * written against QEMU 8.2-9.x (hw/display/virtio-gpu-gl.c and
- * virtio-gpu-virgl.c) and is the whole integration; what was exercised
- * instead is the same module driven by helix-standin-vmm.c, which calls it
- * exactly as below (create after virgl_renderer_init, one fd in the main
- * loop, dispatch from that loop, free before virgl_renderer_cleanup).
+ * Built by QEMU's own meson: vmm/qemu/apply-helix-series copies this file,
+ * the export module and the protocol code it uses into hw/display/helix/,
+ * and vmm/qemu/patches/0001-* adds them to the virtio-gpu-gl module and
+ * calls the functions below (docs/zero-copy.md lists the hooks and the
+ * QEMU versions). Everything here runs on QEMU's main loop thread with the
+ * BQL held, the thread that owns virglrenderer, so the module's
+ * virglrenderer calls need no locking.
  *
- * How to apply (QEMU tree):
- *
- * 1. Copy helix-export.[ch], ../../lib/hxfr-export/hxfr-export-protocol.[ch]
- *    and ../../lib/hxfr/hxfr-transport.[ch], ../../lib/hxfr/hxfr-protocol.[ch]
- *    (the module's socket helpers) and this file to hw/display/, and add
- *    to hw/display/meson.build, in the virtio-gpu-gl (virgl) source set:
- *
- *      virtio_gpu_gl_ss.add(when: ['CONFIG_VIRTIO_GPU', virgl, opengl],
- *        if_true: [files('virtio-gpu-gl.c', 'virtio-gpu-virgl.c',
- *                        'qemu-glue.c', 'helix-export.c',
- *                        'hxfr-export-protocol.c', 'hxfr-transport.c',
- *                        'hxfr-protocol.c'), pixman, virgl, epoxy])
- *
- *    (QEMU already links GLib/GIO, libepoxy and virglrenderer there.)
- *
- * 2. include/hw/virtio/virtio-gpu.h, struct VirtIOGPUGL: add
- *
- *      char *helix_export_path;
- *      struct HelixQemu *helix;
- *
- *    hw/display/virtio-gpu-gl.c, virtio_gpu_gl_properties[]: add
- *
- *      DEFINE_PROP_STRING("helix-export", VirtIOGPUGL, helix_export_path),
- *
- * 3. hw/display/virtio-gpu-virgl.c, end of virtio_gpu_virgl_init(), after
- *    virgl_renderer_init() succeeded (this runs on the main loop thread,
- *    which owns the renderer):
- *
- *      VirtIOGPUGL *gl = VIRTIO_GPU_GL(g);
- *      if (gl->helix_export_path) {
- *          gl->helix = helix_qemu_start(gl->helix_export_path, &error_warn);
- *      }
- *
- *    virtio_gpu_gl_device_unrealize() (or wherever virgl_renderer_cleanup
- *    is called in your QEMU version), BEFORE virgl_renderer_cleanup():
- *
- *      helix_qemu_stop(gl->helix);
- *      gl->helix = NULL;
- *
- *    virtio_gpu_gl_reset(): nothing. After virgl_renderer_reset() the
- *    guest's resources are gone; the bridge gets UNKNOWN_RESOURCE for
- *    them, and slots it holds are copies, still valid.
- *
- * 4. Run: -device virtio-gpu-gl-pci,helix-export=/run/helix/vm1-export.sock
- *    and the bridge with --export unix:/run/helix/vm1-export.sock, as the
- *    same user (the socket is 0600).
- *
- * macOS / UTM: the same glue; readback works there (POSIX shm instead of
- * memfd, kqueue instead of epoll: compiled by the module under !__linux__,
- * untested). For IOSurface zero-copy, pass HelixExportOptions
- * .lookup_iosurface, a function that returns a *global* IOSurfaceID for a
- * resource id (UTM's virglrenderer renders into Metal textures backed by
- * IOSurfaces; how to reach the IOSurface from a resource id depends on
- * that fork's API and is not written here). IOSurfaceLookup() in another
- * process only finds surfaces created with kIOSurfaceIsGlobal; otherwise
- * a mach port over XPC is needed, which this protocol does not carry.
+ * macOS / UTM: the same glue; the module compiles its kqueue and POSIX shm
+ * paths there (untested). For IOSurface zero-copy, pass
+ * HelixExportOptions.lookup_iosurface (not written: it depends on UTM's
+ * virglrenderer fork).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -73,16 +22,28 @@
 #include "qapi/error.h"
 
 #include "helix-export.h"
+#include "qemu-glue.h"
 
-typedef struct HelixQemu
+struct HelixQemu
 {
   HelixExport *export;
   int fd;
-} HelixQemu;
+  char *path;
+  HelixQemuResourceAlive alive;
+  void *alive_opaque;
+  uint64_t destroyed;
+  uint64_t resets;
+};
 
-/* Called by the main loop when the export's fd is readable. QEMU runs
- * virglrenderer on this same thread (with the BQL held), so the module's
- * virglrenderer calls are safe here. */
+static gboolean
+helix_qemu_alive (gpointer user_data, guint32 resource_id)
+{
+  HelixQemu *hq = user_data;
+
+  return hq->alive (hq->alive_opaque, resource_id);
+}
+
+/* The export's fd is readable: answer the bridge (never blocks). */
 static void
 helix_qemu_dispatch (void *opaque)
 {
@@ -91,24 +52,29 @@ helix_qemu_dispatch (void *opaque)
   helix_export_dispatch (hq->export);
 }
 
-HelixQemu *helix_qemu_start (const char *path, Error ** errp);
-void helix_qemu_stop (HelixQemu * hq);
-
 HelixQemu *
-helix_qemu_start (const char *path, Error ** errp)
+helix_qemu_start (const char *path, HelixQemuResourceAlive alive,
+    void *opaque, Error ** errp)
 {
   HelixExportOptions opts;
   g_autoptr (GError) err = NULL;
   HelixQemu *hq;
 
-  helix_export_options_init (&opts);
   hq = g_new0 (HelixQemu, 1);
+  hq->alive = alive;
+  hq->alive_opaque = opaque;
+  helix_export_options_init (&opts);
+  if (alive) {
+    opts.resource_alive = helix_qemu_alive;
+    opts.user_data = hq;
+  }
   hq->export = helix_export_new (path, &opts, &err);
   if (!hq->export) {
-    error_setg (errp, "helix-export: %s", err->message);
+    error_setg (errp, "helix-export=%s: %s", path, err->message);
     g_free (hq);
     return NULL;
   }
+  hq->path = g_strdup (path);
   hq->fd = helix_export_get_fd (hq->export);
   qemu_set_fd_handler (hq->fd, helix_qemu_dispatch, NULL, hq);
   info_report ("helix-export: serving virtio-gpu resources on %s", path);
@@ -116,11 +82,41 @@ helix_qemu_start (const char *path, Error ** errp)
 }
 
 void
-helix_qemu_stop (HelixQemu * hq)
+helix_qemu_resource_destroyed (HelixQemu * hq, uint32_t resource_id)
+{
+  /* QEMU's reslist (the resource_alive callback) already says so; the
+   * count is for the stop line and the tests. */
+  if (hq)
+    hq->destroyed++;
+}
+
+void
+helix_qemu_renderer_reset (HelixQemu * hq)
 {
   if (!hq)
     return;
+  /* The export stays up across the reset: the bridge's connections
+   * survive, its requests for old ids get UNKNOWN_RESOURCE, and readback
+   * slots it holds are copies, still valid. */
+  hq->resets++;
+  info_report ("helix-export: GPU reset (%" PRIu64 "): the guest's "
+      "resources are gone, serving new ones on %s", hq->resets, hq->path);
+}
+
+void
+helix_qemu_stop (HelixQemu * hq)
+{
+  HelixExportStats st;
+
+  if (!hq)
+    return;
   qemu_set_fd_handler (hq->fd, NULL, NULL, NULL);
+  helix_export_get_stats (hq->export, &st);
+  info_report ("helix-export: stopping: %" PRIu64 " resolves (%" PRIu64
+      " readbacks, %" PRIu64 " DMA-BUFs), %" PRIu64 " errors, %" PRIu64
+      " resources destroyed, %" PRIu64 " resets", st.resolves, st.readbacks,
+      st.dmabufs, st.errors, hq->destroyed, hq->resets);
   helix_export_free (hq->export);
+  g_free (hq->path);
   g_free (hq);
 }

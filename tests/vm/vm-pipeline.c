@@ -1,0 +1,104 @@
+/* vm-pipeline: runs one gst-launch style pipeline in the vm-test guest and
+ * prints what the scenarios judge:
+ *
+ *   vm-pipeline SECONDS 'videotestsrc num-buffers=60 ! vsockenc name=enc ...'
+ *
+ * prints "wall_ms=", "cpu_ms=" (this process, user + system: the guest's
+ * cost of the pipeline) and, if an element is named "enc" and has a
+ * "stats" property (vsockenc), "stats=" with that structure, read at EOS
+ * while the element is still running. Exit 0 at EOS, 1 on an error
+ * message, 2 when SECONDS pass first (the pipeline is then torn down).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <gst/gst.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+static double
+cpu_ms (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GError) err = NULL;
+  GstElement *pipeline, *enc;
+  GstBus *bus;
+  GstMessage *msg;
+  gint64 t0, deadline;
+  double c0;
+  int rc = 2;
+
+  gst_init (&argc, &argv);
+  if (argc != 3) {
+    g_printerr ("usage: vm-pipeline SECONDS PIPELINE\n");
+    return 64;
+  }
+  pipeline = gst_parse_launch (argv[2], &err);
+  if (!pipeline) {
+    g_print ("error=%s\n", err->message);
+    return 1;
+  }
+  enc = gst_bin_get_by_name (GST_BIN (pipeline), "enc");
+  bus = gst_element_get_bus (pipeline);
+  t0 = g_get_monotonic_time ();
+  c0 = cpu_ms ();
+  deadline = t0 + (gint64) (atof (argv[1]) * G_USEC_PER_SEC);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  for (;;) {
+    gint64 left = deadline - g_get_monotonic_time ();
+
+    if (left <= 0) {
+      g_print ("error=timeout after %s s\n", argv[1]);
+      break;
+    }
+    msg = gst_bus_timed_pop_filtered (bus, left * GST_USECOND,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING);
+    if (!msg)
+      continue;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING) {
+      g_autoptr (GError) w = NULL;
+
+      gst_message_parse_warning (msg, &w, NULL);
+      g_print ("warning=%s: %s\n", GST_OBJECT_NAME (msg->src), w->message);
+      gst_message_unref (msg);
+      continue;
+    }
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+      g_autoptr (GError) e = NULL;
+      g_autofree gchar *dbg = NULL;
+
+      gst_message_parse_error (msg, &e, &dbg);
+      g_print ("error=%s: %s (%s)\n", GST_OBJECT_NAME (msg->src), e->message,
+          dbg ? dbg : "");
+      rc = 1;
+    } else {
+      rc = 0;
+    }
+    gst_message_unref (msg);
+    break;
+  }
+  g_print ("wall_ms=%.1f\ncpu_ms=%.1f\n",
+      (g_get_monotonic_time () - t0) / 1e3, cpu_ms () - c0);
+  if (enc && g_object_class_find_property (G_OBJECT_GET_CLASS (enc), "stats")) {
+    GstStructure *s = NULL;
+    g_autofree gchar *str = NULL;
+
+    g_object_get (enc, "stats", &s, NULL);
+    str = gst_structure_to_string (s);
+    g_print ("stats=%s\n", str);
+    gst_structure_free (s);
+  }
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_clear_object (&enc);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  return rc;
+}
