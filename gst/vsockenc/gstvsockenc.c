@@ -47,6 +47,7 @@
 #include "hxfr-transport.h"
 #include "hxfr-video.h"
 #include "vsockenc-drm.h"
+#include "vsockenc-gl.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_enc_debug);
 #define GST_CAT_DEFAULT gst_vsock_enc_debug
@@ -72,7 +73,7 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS,
     GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (FORMATS) "; "
         GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_CAPS_FEATURE_MEMORY_DMABUF,
-            FORMATS) DMA_DRM_CAPS (DRM_FORMATS)));
+            FORMATS) DMA_DRM_CAPS (DRM_FORMATS) VSOCKENC_GL_CAPS));
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -1046,7 +1047,7 @@ lookup_resource_id (GstVsockEnc * self, GstBuffer * buf, gsize * mem_offset)
   if (gst_buffer_n_memory (buf) != 1)
     return 0;
   mem = gst_buffer_peek_memory (buf, 0);
-  if (!gst_is_dmabuf_memory (mem))
+  if (!gst_is_dmabuf_memory (mem) && !vsockenc_gl_is_texture (mem))
     return 0;
   *mem_offset = mem->offset;
 
@@ -1082,11 +1083,14 @@ lookup_resource_id (GstVsockEnc * self, GstBuffer * buf, gsize * mem_offset)
   if (cached && cached->ops == self->drm_ops)
     return cached->id;
 
-  ret = vsockenc_drm_lookup_resource (self->drm_ops,
-      gst_dmabuf_memory_get_fd (mem), &id);
+  if (vsockenc_gl_is_texture (mem))
+    ret = vsockenc_gl_lookup_resource (self->drm_ops, mem, &id);
+  else
+    ret = vsockenc_drm_lookup_resource (self->drm_ops,
+        gst_dmabuf_memory_get_fd (mem), &id);
   if (ret < 0) {
-    GST_DEBUG_OBJECT (self, "DMA-BUF fd %d is not a virtio-gpu resource: %s",
-        gst_dmabuf_memory_get_fd (mem), g_strerror (-ret));
+    GST_DEBUG_OBJECT (self, "%" GST_PTR_FORMAT " is not a virtio-gpu "
+        "resource: %s", mem, g_strerror (-ret));
     id = 0;
   }
   cached = g_new0 (CachedResource, 1);
@@ -1853,6 +1857,9 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   frame_number = frame->system_frame_number;
   if (zero_copy && self->host_resource_ids)
     req.resource_id = lookup_resource_id (self, input, &mem_offset);
+  /* the host reads a texture as soon as it has the id */
+  if (req.resource_id)
+    vsockenc_gl_wait_rendered (input);
 
   if (req.resource_id) {
     GstVideoMeta *meta = gst_buffer_get_video_meta (input);
