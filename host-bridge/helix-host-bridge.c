@@ -15,7 +15,8 @@
  * - a refused connection (limit, access control) gets a short-lived thread
  *   that sends ERROR and closes it without holding up the main loop.
  *
- * Bridge.lock protects sessions, n_sessions and stopping; lock order:
+ * Bridge.lock protects sessions, n_sessions, the admission counts
+ * (n_admitted, peer_sessions, Session.admitted) and stopping; lock order:
  * Bridge.lock, then a session's own locks (never the other way).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -36,6 +37,7 @@
 #include "hxfr-export-client.h"
 #include "bridge-encoder.h"
 #include "bridge-notify.h"
+#include "bridge-fds.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -51,6 +53,8 @@ GST_DEBUG_CATEGORY (bridge_debug);
 #define DEFAULT_FIRST_MESSAGE_TIMEOUT 30.0
 #define DEFAULT_BITRATE 4000000
 #define DEFAULT_UNIX_MODE "0660"
+/* at most one "guest bitrate" line per session in this time */
+#define SETTINGS_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
 
 static GstStaticCaps h264_caps = GST_STATIC_CAPS ("video/x-h264");
 
@@ -68,7 +72,7 @@ typedef struct
   HxfrExportClient *export;     /* this session's own, or NULL */
   GCancellable *cancellable;
   GThread *thread;
-  GstElement *pipeline;         /* set once PLAYING, under Bridge.lock */
+  GstElement *pipeline;         /* session thread only */
   GstElement *src;
   GstElement *encoder;
   gint64 t_start;
@@ -77,6 +81,12 @@ typedef struct
   gboolean playing;             /* under Bridge.lock: EOS may be sent */
   gboolean drained;             /* under Bridge.lock: EOS sent by us */
   gchar *peer;                  /* hxfr_conn_get_peer_identity() */
+  gboolean admitted;            /* under Bridge.lock: counts against the
+                                 * session limits */
+  /* reader thread (on_settings), then session end */
+  guint settings_changes;
+  guint settings_unlogged;
+  gint64 t_settings_logged;
 } Session;
 
 typedef struct
@@ -112,7 +122,9 @@ struct _Bridge
   GMutex lock;
   GCond cond;
   GList *sessions;
-  guint n_sessions;
+  guint n_sessions;             /* threads not ended: what a drain waits for */
+  guint n_admitted;             /* sessions holding a slot */
+  guint fd_limit;
   GHashTable *peer_sessions;    /* peer identity -> sessions (GUINT) */
   guint next_id;
   gboolean stopping;
@@ -154,10 +166,20 @@ on_settings (HxfrHostSession * hs, guint32 mask,
   GParamSpec *pspec;
   gchar *now;
 
+  gint64 t = g_get_monotonic_time ();
+
   /* the reader thread; encoders take their bitrate while PLAYING */
   if (!(mask & HXFR_CONTROL_BITRATE) || !s->encoder)
     return;
   bridge_encoder_set_bitrate (s->encoder, desc, st->bitrate);
+  s->settings_changes++;
+  /* a guest changing its bitrate on every frame must not flood the log:
+   * one line per SETTINGS_LOG_INTERVAL_US, counting the others */
+  if (s->t_settings_logged
+      && t - s->t_settings_logged < SETTINGS_LOG_INTERVAL_US) {
+    s->settings_unlogged++;
+    return;
+  }
   pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (s->encoder),
       prop);
   if (!pspec)
@@ -165,8 +187,15 @@ on_settings (HxfrHostSession * hs, guint32 mask,
   g_value_init (&v, pspec->value_type);
   g_object_get_property (G_OBJECT (s->encoder), prop, &v);
   now = g_strdup_value_contents (&v);
-  log_line ("session %u: guest bitrate %u bit/s, %s %s=%s", s->id,
-      st->bitrate, s->bridge->encoder_name, prop, now);
+  if (s->settings_unlogged)
+    log_line ("session %u: guest bitrate %u bit/s, %s %s=%s (%u more "
+        "changes not logged)", s->id, st->bitrate, s->bridge->encoder_name,
+        prop, now, s->settings_unlogged);
+  else
+    log_line ("session %u: guest bitrate %u bit/s, %s %s=%s", s->id,
+        st->bitrate, s->bridge->encoder_name, prop, now);
+  s->t_settings_logged = t;
+  s->settings_unlogged = 0;
   g_free (now);
   g_value_unset (&v);
 }
@@ -406,11 +435,11 @@ log_session_end (Session * s, const gchar * reason)
       G_GUINT64_FORMAT " encoded=%" G_GUINT64_FORMAT " dropped=%"
       G_GUINT64_FORMAT " failed=%" G_GUINT64_FORMAT " fps=%.1f duration=%.1fs"
       " bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
-      " errors=%" G_GUINT64_FORMAT " reason=\"%s\"", s->id,
-      hxfr_host_session_get_peer (s->hs),
+      " errors=%" G_GUINT64_FORMAT " bitrate_changes=%u reason=\"%s\"",
+      s->id, hxfr_host_session_get_peer (s->hs),
       hxfr_host_session_get_version (s->hs), s->bridge->encoder_name,
       st.requests, st.answered_ok, st.dropped, st.failed, fps, secs,
-      st.bytes_in, st.bytes_out, st.errors, reason);
+      st.bytes_in, st.bytes_out, st.errors, s->settings_changes, reason);
 }
 
 /* Sessions of one peer, under Bridge.lock. */
@@ -430,6 +459,21 @@ peer_sessions_add (Bridge * b, const gchar * peer, gint delta)
         GUINT_TO_POINTER (n));
   else
     g_hash_table_remove (b->peer_sessions, peer);
+}
+
+/* Gives back the session's place under the limits (once). */
+static void
+release_slot (Session * s)
+{
+  Bridge *b = s->bridge;
+
+  g_mutex_lock (&b->lock);
+  if (s->admitted) {
+    s->admitted = FALSE;
+    b->n_admitted--;
+    peer_sessions_add (b, s->peer, -1);
+  }
+  g_mutex_unlock (&b->lock);
 }
 
 static gpointer
@@ -516,6 +560,9 @@ session_thread (gpointer data)
   }
   g_mutex_unlock (&b->lock);
   reason = run_pipeline (s, &failed);
+  /* the guest has left or is being told why: its slot is free, and a
+   * guest that reconnects at once is not refused by its own old session */
+  release_slot (s);
 
   if (failed) {
     /* per-session failure: what is still queued fails, then the guest is
@@ -530,17 +577,19 @@ session_thread (gpointer data)
   }
 
 done:
+  release_slot (s);
   if (s->pipeline) {
     hxfr_host_session_shutdown (s->hs);
     gst_element_set_state (s->pipeline, GST_STATE_NULL);
   }
+  /* logged once the slot is free: the line tells the truth to whoever
+   * reads it and connects again */
   log_session_end (s, reason);
   g_free (reason);
 
   g_mutex_lock (&b->lock);
   b->sessions = g_list_remove (b->sessions, s);
   b->n_sessions--;
-  peer_sessions_add (b, s->peer, -1);
   g_cond_broadcast (&b->cond);
   g_mutex_unlock (&b->lock);
 
@@ -637,6 +686,52 @@ peer_not_allowed (Bridge * b, Listener * l, HxfrConn * conn)
   return NULL;
 }
 
+/* Under Bridge.lock. Sessions counted against the limits, in all and of
+ * @peer, leaving out those whose guest has already hung up: their
+ * pipelines are still being torn down, and a guest that reconnects at
+ * once must not be refused by its own old session. */
+static void
+count_live_sessions (Bridge * b, const gchar * peer, guint * total,
+    guint * of_peer)
+{
+  GList *l;
+
+  *total = b->n_admitted;
+  *of_peer = peer_sessions_get (b, peer);
+  for (l = b->sessions; l; l = l->next) {
+    Session *s = l->data;
+
+    if (s->admitted && hxfr_conn_peer_has_closed (s->conn)) {
+      (*total)--;
+      if (g_str_equal (s->peer, peer))
+        (*of_peer)--;
+    }
+  }
+}
+
+/* Under Bridge.lock: why a new guest from @peer cannot have a session
+ * now, or NULL. */
+static const gchar *
+why_refused (Bridge * b, const gchar * peer)
+{
+  guint total = b->n_admitted, of_peer = peer_sessions_get (b, peer);
+
+  if (b->stopping)
+    return "bridge shutting down";
+  if (total >= b->max_sessions || (b->max_sessions_per_peer
+          && of_peer >= b->max_sessions_per_peer))
+    count_live_sessions (b, peer, &total, &of_peer);
+  if (total >= b->max_sessions)
+    return "too many sessions";
+  if (b->max_sessions_per_peer && of_peer >= b->max_sessions_per_peer)
+    return "too many sessions from this peer";
+  /* a session's worth of descriptors must be free, or GLib would abort
+   * the bridge, every guest with it, when one of them runs out */
+  if (bridge_fds_in_use () + BRIDGE_FDS_PER_SESSION > b->fd_limit)
+    return "out of file descriptors";
+  return NULL;
+}
+
 static gboolean
 on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 {
@@ -645,10 +740,28 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   HxfrConn *conn;
   Session *s;
   GError *err = NULL;
-  const gchar *not_allowed;
+  const gchar *not_allowed, *why;
   gchar *peer;
 
   conn = hxfr_listener_accept (l->listener, 0, NULL, &err);
+  if (!conn && g_error_matches (err, G_IO_ERROR,
+          G_IO_ERROR_TOO_MANY_OPEN_FILES)) {
+    /* take the connection with the spare descriptor and close it: left in
+     * the backlog it would wake this source again at once, for ever */
+    g_clear_error (&err);
+    bridge_fds_release_spare ();
+    conn = hxfr_listener_accept (l->listener, 0, NULL, NULL);
+    if (conn) {
+      gchar *who = hxfr_conn_describe_peer (conn);
+
+      log_line ("refused \"%s\": out of file descriptors", who);
+      g_free (who);
+      hxfr_conn_shutdown (conn);
+      hxfr_conn_unref (conn);
+    }
+    bridge_fds_hold_spare ();
+    return G_SOURCE_CONTINUE;
+  }
   if (!conn) {
     if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)
         && !g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
@@ -665,12 +778,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 
   peer = hxfr_conn_get_peer_identity (conn);
   g_mutex_lock (&b->lock);
-  if (b->stopping || b->n_sessions >= b->max_sessions
-      || (b->max_sessions_per_peer
-          && peer_sessions_get (b, peer) >= b->max_sessions_per_peer)) {
-    const gchar *why = b->stopping ? "bridge shutting down" :
-        b->n_sessions >= b->max_sessions ? "too many sessions" :
-        "too many sessions from this peer";
+  if ((why = why_refused (b, peer))) {
     gint32 code = b->stopping ? HXFR_ERR_SHUTDOWN :
         HXFR_ERR_TOO_MANY_SESSIONS;
 
@@ -681,6 +789,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
     return G_SOURCE_CONTINUE;
   }
   peer_sessions_add (b, peer, 1);
+  b->n_admitted++;
   s = g_new0 (Session, 1);
   s->peer = peer;
   s->bridge = b;
@@ -689,6 +798,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   s->hs = hxfr_host_session_new (conn, &b->cfg);
   s->cancellable = g_cancellable_new ();
   s->t_start = g_get_monotonic_time ();
+  s->admitted = TRUE;
   b->sessions = g_list_prepend (b->sessions, s);
   b->n_sessions++;
   s->thread = g_thread_new ("hx-session", session_thread, s);
@@ -768,6 +878,28 @@ wait_sessions (Bridge * b)
   if (b->n_sessions > 0)
     log_line ("%u session(s) did not end in time", b->n_sessions);
   g_mutex_unlock (&b->lock);
+}
+
+/* Raises the descriptor limit as far as allowed and says at start when
+ * --max-sessions cannot fit in it; beyond what fits, guests are refused
+ * (why_refused), never left to make the bridge abort. */
+static void
+check_fd_limit (Bridge * b)
+{
+  guint base, fit;
+
+  b->fd_limit = bridge_fds_raise_limit ();
+  bridge_fds_hold_spare ();
+  /* what the bridge holds before any guest (stdio, the spare, GStreamer),
+   * with a session's worth of margin for the listeners and the export */
+  base = bridge_fds_in_use () + BRIDGE_FDS_PER_SESSION;
+  fit = b->fd_limit > base ? (b->fd_limit - base) / BRIDGE_FDS_PER_SESSION :
+      0;
+  if (fit < b->max_sessions)
+    log_line ("warning: --max-sessions %u needs about %u file descriptors, "
+        "the limit is %u (ulimit -n): beyond about %u sessions new guests "
+        "will be refused", b->max_sessions,
+        base + b->max_sessions * BRIDGE_FDS_PER_SESSION, b->fd_limit, fit);
 }
 
 static gboolean
@@ -980,6 +1112,7 @@ main (int argc, char **argv)
       NULL);
   b->max_in_flight = max_in_flight;
   b->drain_timeout = drain_timeout;
+  check_fd_limit (b);
   b->first_message_timeout = first_message_timeout;
 
   /* our vsocksrc: installed next to the other plugins, or the build tree's

@@ -205,6 +205,7 @@ struct _GstVsockEnc
   gboolean flushing;
   gboolean stopping;
   gboolean conn_lost;
+  gboolean conn_failing;        /* a thread is reporting conn's loss */
   GstFlowReturn flow_ret;
 
   guint64 frames_sent;
@@ -364,6 +365,9 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
   GstVsockEncProtocol protocol;
   gboolean zero_copy;
   GError *err = NULL;
+  /* one deadline for the whole negotiation: a host that keeps the
+   * connection busy with PINGs must not hold us past the timeout */
+  gint64 deadline = g_get_monotonic_time () + self->timeout_us;
 
   GST_OBJECT_LOCK (self);
   protocol = self->protocol;
@@ -375,8 +379,8 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
   GST_OBJECT_UNLOCK (self);
 
   hxfr_limits_init_default (&limits);
-  conn = hxfr_conn_connect (self->address, self->timeout_us, self->cancellable,
-      error);
+  conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
+      self->cancellable, error);
   if (!conn)
     goto out;
 
@@ -397,30 +401,39 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
   tail.buffer = token;
   tail.size = hello.token_len;
   if (!hxfr_conn_send (conn, HXFR_MSG_HELLO, 0, 1, fixed, len, &tail,
-          hello.token_len ? 1 : 0, self->timeout_us, self->cancellable, error))
+          hello.token_len ? 1 : 0, hxfr_deadline_left (deadline),
+          self->cancellable, error))
     goto failed;
 
   while (TRUE) {
     if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg,
-            self->timeout_us, self->timeout_us, self->cancellable, &err)) {
+            hxfr_deadline_left (deadline), hxfr_deadline_left (deadline),
+            self->cancellable, &err)) {
       if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
         /* a host that hangs up on HELLO: try once more as a v1 guest */
         GST_INFO_OBJECT (self, "host closed on HELLO, reconnecting as v1");
         g_clear_error (&err);
         hxfr_conn_unref (conn);
-        conn = hxfr_conn_connect (self->address, self->timeout_us,
+        conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
             self->cancellable, error);
         if (!conn)
           goto out;
         goto v1;
       }
-      g_propagate_prefixed_error (error, err, "no answer to HELLO: ");
+      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+        g_clear_error (&err);
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+            "no HELLO_ACK within %" G_GINT64_FORMAT " ms",
+            self->timeout_us / 1000);
+      } else {
+        g_propagate_prefixed_error (error, err, "no answer to HELLO: ");
+      }
       goto failed;
     }
     switch (msg.header.type) {
       case HXFR_MSG_PING:
         if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 1, NULL, 0, NULL, 0,
-                self->timeout_us, self->cancellable, error))
+                hxfr_deadline_left (deadline), self->cancellable, error))
           goto failed;
         continue;
       case HXFR_MSG_PONG:
@@ -457,12 +470,13 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
             "a v1 host", msg.u.error.code, msg.u.error.message);
         /* a v1 host that closes after the ERROR is reconnected to once */
         if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg,
-                V1_PROBE_US, self->timeout_us, self->cancellable, &err)) {
+                MIN (V1_PROBE_US, hxfr_deadline_left (deadline)),
+                hxfr_deadline_left (deadline), self->cancellable, &err)) {
           if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
             g_clear_error (&err);
             hxfr_conn_unref (conn);
-            conn = hxfr_conn_connect (self->address, self->timeout_us,
-                self->cancellable, error);
+            conn = hxfr_conn_connect (self->address,
+                hxfr_deadline_left (deadline), self->cancellable, error);
             if (!conn)
               goto out;
           } else if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
@@ -472,7 +486,7 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
           g_clear_error (&err);
         } else if (msg.header.type == HXFR_MSG_PING) {
           if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 1, NULL, 0, NULL, 0,
-                  self->timeout_us, self->cancellable, error))
+                  hxfr_deadline_left (deadline), self->cancellable, error))
             goto failed;
         } else if (msg.header.type != HXFR_MSG_PONG
             && msg.header.type != HXFR_MSG_CONFIG_RESP) {
@@ -522,22 +536,20 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
     what = "connection closed by the host";
 
   g_mutex_lock (&self->lock);
-  if (self->conn != conn || self->conn_lost) {
+  if (self->conn != conn || self->conn_lost || self->conn_failing) {
     g_mutex_unlock (&self->lock);
     return;
   }
-  self->conn_lost = TRUE;
+  self->conn_failing = TRUE;
   quiet = self->stopping;
   reconnect = self->disconnect_mode == GST_VSOCK_ENC_ON_DISCONNECT_RECONNECT;
-  if (!reconnect && !quiet)
-    self->flow_ret = GST_FLOW_ERROR;
-  released = self->pending;
-  g_queue_init (&self->pending);
-  g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 
   hxfr_conn_shutdown (conn);
 
+  /* posted before the streaming thread can see the error flow: upstream
+   * then posts its generic "Internal data stream error" after ours, and an
+   * application showing the first error shows the reason */
   if (quiet) {
     GST_DEBUG_OBJECT (self, "%s during shutdown: %s", what, err->message);
   } else if (reconnect) {
@@ -549,6 +561,18 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
         ("Host bridge at %s: %s: %s", self->address_str, what, err->message),
         ("%s", err->message));
   }
+
+  /* no reconnect can have replaced conn meanwhile: that waits for
+   * conn_lost */
+  g_mutex_lock (&self->lock);
+  self->conn_lost = TRUE;
+  self->conn_failing = FALSE;
+  if (!reconnect && !quiet)
+    self->flow_ret = GST_FLOW_ERROR;
+  released = self->pending;
+  g_queue_init (&self->pending);
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
 
   /* released, not stuck: the base class forgets them without output */
   GST_VIDEO_ENCODER_STREAM_LOCK (self);

@@ -69,6 +69,7 @@ struct _HxfrHostSession
   HxfrHostSettings settings;
   GQueue pending;               /* Pending*, oldest first */
   gboolean failed;              /* ERROR sent or write failed: no answers */
+  gboolean write_failed;        /* the guest did not take an answer */
   gboolean fail_started;        /* fail() called */
   HxfrHostStats stats;
   HxfrHostSettingsFunc settings_func;
@@ -520,7 +521,7 @@ writer_thread (gpointer data)
     g_mutex_lock (&s->lock);
     s->writing = FALSE;
     if (!ok)
-      s->failed = TRUE;
+      s->failed = s->write_failed = TRUE;
   }
   g_cond_broadcast (&s->idle_cond);
   g_mutex_unlock (&s->lock);
@@ -689,6 +690,26 @@ hxfr_host_session_fail_frame (HxfrHostSession * s, gint32 code,
   return TRUE;
 }
 
+/* The writer gave up on a guest that did not read its answers and closed
+ * the connection, which the reader then sees as a close: say who closed
+ * it. Replaces *@err. */
+static gboolean
+reader_ended_by_writer (HxfrHostSession * s, GError ** err)
+{
+  gboolean by_writer;
+
+  g_mutex_lock (&s->lock);
+  by_writer = s->write_failed;
+  g_mutex_unlock (&s->lock);
+  if (!by_writer)
+    return FALSE;
+  g_clear_error (err);
+  g_set_error (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+      "the guest did not read its answers within %" G_GINT64_FORMAT
+      " ms: closed by the host", s->cfg.write_timeout_us / 1000);
+  return TRUE;
+}
+
 gboolean
 hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
     GCancellable * cancellable, GError ** error)
@@ -713,6 +734,10 @@ hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
       if (stopped) {
         event->type = HXFR_HOST_EVENT_EOS;
         return TRUE;
+      }
+      if (reader_ended_by_writer (s, &err)) {
+        g_propagate_error (error, err);
+        return FALSE;
       }
       if (is_eos_error (err)) {
         g_error_free (err);
@@ -838,7 +863,8 @@ hxfr_host_session_read_pixels (HxfrHostSession * s, guint8 * dest,
     ok = hxfr_conn_skip (s->conn, s->open_tail,
         hxfr_deadline_left (s->open_deadline), cancellable, &err);
   if (!ok) {
-    fail_for_error (s, err);
+    if (!reader_ended_by_writer (s, &err))
+      fail_for_error (s, err);
     g_propagate_error (error, err);
     return FALSE;
   }

@@ -2,9 +2,13 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* POLLRDHUP */
+#endif
 #include "hxfr-transport.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -416,6 +420,25 @@ hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
     len -= n;
   }
   return TRUE;
+}
+
+gboolean
+hxfr_conn_peer_has_closed (HxfrConn * conn)
+{
+  struct pollfd pfd = { 0, };
+
+  pfd.fd = g_socket_get_fd (conn->socket);
+#ifdef POLLRDHUP
+  /* TCP reports a FIN as RDHUP only; UNIX and vsock as HUP */
+  pfd.events = POLLRDHUP;
+#endif
+  if (poll (&pfd, 1, 0) != 1)
+    return FALSE;
+  return (pfd.revents & (POLLHUP | POLLERR
+#ifdef POLLRDHUP
+          | POLLRDHUP
+#endif
+      )) != 0;
 }
 
 gboolean

@@ -89,6 +89,10 @@ gboolean hxfr_conn_send_error (HxfrConn * conn, guint16 session_id,
 guint64 hxfr_conn_get_bytes_sent (HxfrConn * conn);
 guint64 hxfr_conn_get_bytes_received (HxfrConn * conn);
 
+/* TRUE once the peer has closed (or shut down its sending side): a check,
+ * it does not read or wait. */
+gboolean hxfr_conn_peer_has_closed (HxfrConn * conn);
+
 /* Peer identity, for access control and logs. */
 gboolean hxfr_conn_get_peer_uid (HxfrConn * conn, guint * uid);
 gboolean hxfr_conn_get_peer_cid (HxfrConn * conn, guint32 * cid);

@@ -45,6 +45,7 @@
 #include "bridge-runner.h"
 #include "guest-emu.h"
 #include "streamer.h"
+#include "proc-stats.h"
 #include "hxfr-export-protocol.h"
 
 #define RESUME_BOUND_S 8
@@ -105,37 +106,6 @@ find_bridge_pid (const gchar * listen_arg)
   return found;
 }
 
-static guint
-count_fds (GPid pid)
-{
-  gchar *path = g_strdup_printf ("/proc/%d/fd", pid);
-  GDir *dir = g_dir_open (path, 0, NULL);
-  guint n = 0;
-
-  fail_unless (dir != NULL);
-  while (g_dir_read_name (dir))
-    n++;
-  g_dir_close (dir);
-  g_free (path);
-  return n;
-}
-
-static guint
-rss_kb (GPid pid)
-{
-  gchar *path = g_strdup_printf ("/proc/%d/status", pid);
-  gchar *status = NULL, *p;
-  guint kb = 0;
-
-  fail_unless (g_file_get_contents (path, &status, NULL, NULL));
-  p = strstr (status, "VmRSS:");
-  fail_unless (p != NULL);
-  kb = (guint) g_ascii_strtoull (p + 6, NULL, 10);
-  g_free (status);
-  g_free (path);
-  return kb;
-}
-
 /* Waits (bounded) until @n sessions are over: ended, or refused before
  * they began. */
 static gboolean
@@ -161,7 +131,7 @@ settled_fds (GPid pid, guint target)
   guint n;
 
   /* polled: /proc has no change notification */
-  while ((n = count_fds (pid)) != target && g_get_monotonic_time () < end)
+  while ((n = proc_count_fds (pid)) != target && g_get_monotonic_time () < end)
     g_usleep (1000);
   return n;
 }
@@ -171,13 +141,13 @@ static guint
 stable_fds (GPid pid)
 {
   gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC, since;
-  guint n = count_fds (pid), m;
+  guint n = proc_count_fds (pid), m;
 
   since = g_get_monotonic_time ();
   while (g_get_monotonic_time () < end
       && g_get_monotonic_time () - since < 300 * 1000) {
     g_usleep (5000);
-    if ((m = count_fds (pid)) != n) {
+    if ((m = proc_count_fds (pid)) != n) {
       n = m;
       since = g_get_monotonic_time ();
     }
@@ -579,7 +549,7 @@ GST_START_TEST (test_guests_killed_mid_message)
   pid = find_bridge_pid (bridge_runner_get_address (r));
 
   /* no session yet: the idle count is the baseline */
-  fd_idle = count_fds (pid);
+  fd_idle = proc_count_fds (pid);
   kill_guests (r, pid, msgs, rand, warmup, TRUE, 0);
   /* the baseline: the count after the warm-up once it holds still (the
    * bridge makes a descriptor or two only when first needed, e.g. its main
@@ -588,17 +558,17 @@ GST_START_TEST (test_guests_killed_mid_message)
   fd0 = stable_fds (pid);
   fail_unless (fd0 <= fd_idle + 2, "%u descriptors before any session, %u "
       "after %u", fd_idle, fd0, warmup);
-  rss0 = rss_kb (pid);
+  rss0 = proc_rss_kb (pid);
   t0 = g_get_monotonic_time ();
   kill_guests (r, pid, msgs, rand, kills / 2, TRUE, fd0);
-  rss_half = rss_kb (pid);
+  rss_half = proc_rss_kb (pid);
   kill_guests (r, pid, msgs, rand, kills - kills / 2, TRUE, fd0);
   t1 = g_get_monotonic_time ();
   fd1 = settled_fds (pid, fd0);
-  rss1 = rss_kb (pid);
+  rss1 = proc_rss_kb (pid);
   kill_guests (r, pid, msgs, rand, kills, FALSE, 0);
   fd2 = settled_fds (pid, fd0);
-  rss2 = rss_kb (pid);
+  rss2 = proc_rss_kb (pid);
   refused = bridge_runner_count_log (r, "refused ");
   g_print ("FAULTS: guests SIGKILLed mid-message: %u paced in %.1f s (after "
       "%u warm-up): bridge fds %u -> %u, VmRSS %u -> %u (half-way) -> %u kB; "
@@ -1244,11 +1214,11 @@ GST_START_TEST (test_soak)
     guest_answer_clear (&a);
     got++;
     if (got % every == 0) {
-      guint kb = rss_kb (pid);
+      guint kb = proc_rss_kb (pid);
 
       g_string_append_printf (samples, " %u", kb);
       if (got / every == 10)
-        fd_mid = count_fds (pid);
+        fd_mid = proc_count_fds (pid);
       /* the first fifth is warm-up (encoder lookahead, pools, arenas) */
       if (got >= frames / 5) {
         if (!warm_rss)
@@ -1262,14 +1232,14 @@ GST_START_TEST (test_soak)
       "bridge VmRSS kB every %u frames:%s; after warm-up %u..%u kB "
       "(+%d kB), fds half-way %u, at the end %u\n", frames,
       (g_get_monotonic_time () - t0) / 1e6, every, samples->str, min_rss,
-      max_rss, (gint) max_rss - (gint) warm_rss, fd_mid, count_fds (pid));
+      max_rss, (gint) max_rss - (gint) warm_rss, fd_mid, proc_count_fds (pid));
   fail_unless (!rss_checked () || max_rss <= warm_rss + RSS_SLACK_KB / 2,
       "RSS grew from %u to %u kB after warm-up", warm_rss, max_rss);
   /* a session's timed socket waits hold their cancellable's eventfd only
    * while they wait (seen coming and going every few ms): up to two more
    * are allowed; a leak per frame would be thousands */
-  fail_unless (count_fds (pid) <= fd_mid + 2, "descriptors: %u half-way, "
-      "%u at the end", fd_mid, count_fds (pid));
+  fail_unless (proc_count_fds (pid) <= fd_mid + 2, "descriptors: %u half-way, "
+      "%u at the end", fd_mid, proc_count_fds (pid));
   guest_emu_free (g);
   g_free (px);
   g_string_free (samples, TRUE);

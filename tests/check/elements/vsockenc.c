@@ -18,6 +18,7 @@
 
 #include "fakehost.h"
 #include "video-compare.h"
+#include "proc-stats.h"
 #include "../../../gst/vsockenc/vsockenc-drm.h"
 
 #define W 64
@@ -637,6 +638,69 @@ GST_START_TEST (test_close_on_hello)
 
 GST_END_TEST;
 
+static gpointer
+set_playing_thread (gpointer data)
+{
+  return GINT_TO_POINTER (gst_element_set_state (data, GST_STATE_PLAYING));
+}
+
+/* A host that reads HELLO and then only PINGs: the negotiation has one
+ * deadline (timeout), keep-alives do not restart it. */
+GST_START_TEST (test_handshake_deadline)
+{
+  Fixture f;
+  GThread *t;
+  GstMessage *msg;
+
+  fixture_init (&f, FAKE_HOST_PING_ON_HELLO, "timeout=1000", NULL);
+  /* set_state blocks in the negotiation: on a thread, so that a hang is a
+   * failed check here rather than a stuck test */
+  t = g_thread_new ("set-playing", set_playing_thread, f.enc);
+  msg = wait_message (f.bus, GST_MESSAGE_ERROR, 10 * GST_SECOND);
+  fail_unless (msg != NULL, "no error within 10 s while the host PINGs "
+      "instead of answering HELLO (timeout=1000)");
+  fail_unless (message_mentions (msg, "HELLO_ACK"));
+  gst_message_unref (msg);
+  fail_unless_equals_int (GPOINTER_TO_INT (g_thread_join (t)),
+      GST_STATE_CHANGE_FAILURE);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* The host's reason is the first error an application sees, before the
+ * source's generic "Internal data stream error". */
+GST_START_TEST (test_error_posted_first)
+{
+  FakeHost *host = fake_host_new (FAKE_HOST_V2);
+  GstElement *pipeline;
+  GstBus *bus;
+  GstMessage *msg;
+  gchar *desc;
+
+  fake_host_set_fault (host, FAKE_FAULT_ERROR, 2);
+  desc = g_strdup_printf ("videotestsrc is-live=false ! "
+      "video/x-raw,format=NV12,width=64,height=48,framerate=30/1 ! "
+      "vsockenc name=enc socket-path=%s ! fakesink",
+      fake_host_get_path (host));
+  pipeline = gst_parse_launch (desc, NULL);
+  g_free (desc);
+  fail_unless (pipeline != NULL);
+  bus = gst_element_get_bus (pipeline);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  fail_unless_equals_string (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "enc");
+  fail_unless (message_mentions (msg, "scripted failure"));
+  gst_message_unref (msg);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  fake_host_free (host);
+}
+
+GST_END_TEST;
+
 /* the token goes in HELLO; a host that refuses it is fatal, not a v1 host */
 GST_START_TEST (test_token)
 {
@@ -1251,18 +1315,6 @@ GST_START_TEST (test_dmabuf_drm_caps_tiled_refused)
 GST_END_TEST;
 #endif
 
-static guint
-count_fds (void)
-{
-  GDir *d = g_dir_open ("/proc/self/fd", 0, NULL);
-  guint n = 0;
-
-  while (g_dir_read_name (d))
-    n++;
-  g_dir_close (d);
-  return n;
-}
-
 /* NULL -> PLAYING -> NULL, twenty times, in a pipeline: every frame
  * comes out each time, nothing leaks a descriptor */
 GST_START_TEST (test_state_cycles)
@@ -1299,9 +1351,9 @@ GST_START_TEST (test_state_cycles)
     /* the host has seen the connection end */
     fail_unless (fake_host_wait_closed (host, i + 1, WAIT_US));
     if (i == 0)
-      baseline = count_fds ();
+      baseline = proc_count_fds (getpid ());
   }
-  fail_unless_equals_int (count_fds (), baseline);
+  fail_unless_equals_int (proc_count_fds (getpid ()), baseline);
   fail_unless_equals_int (fake_host_n_frames (host), 21 * 5);
   fail_unless_equals_int (fake_host_n_answered (host), 21 * 5);
 
@@ -1426,6 +1478,8 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_v1_i420_refused);
   tcase_add_test (tc, test_v1_odd_nv12_refused);
   tcase_add_test (tc, test_close_on_hello);
+  tcase_add_test (tc, test_handshake_deadline);
+  tcase_add_test (tc, test_error_posted_first);
   tcase_add_test (tc, test_host_unreachable);
   tcase_add_test (tc, test_tcp_and_precedence);
   tcase_add_test (tc, test_token);

@@ -35,6 +35,7 @@
 #include "bridge-runner.h"
 #include "video-compare.h"
 #include "guest-emu.h"
+#include "proc-stats.h"
 #include "hxfr-export-client.h"
 
 #define PULL_TIMEOUT (20 * GST_SECOND)
@@ -57,22 +58,6 @@ standin_path (void)
   return p;
 }
 
-/* Open descriptors of a process. */
-static guint
-count_fds (GPid pid)
-{
-  gchar *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
-  GDir *dir = g_dir_open (path, 0, NULL);
-  guint n = 0;
-
-  fail_unless (dir != NULL, "%s", path);
-  while (g_dir_read_name (dir))
-    n++;
-  g_dir_close (dir);
-  g_free (path);
-  return n;
-}
-
 /* The descriptor count of @pid once it has settled: a session's thread
  * frees its sockets and mappings just after it logs its end. Polls
  * (bounded) until three reads 50 ms apart agree. */
@@ -80,13 +65,13 @@ static guint
 settled_fds (GPid pid)
 {
   gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
-  guint n = count_fds (pid), same = 0;
+  guint n = proc_count_fds (pid), same = 0;
 
   while (same < 3 && g_get_monotonic_time () < deadline) {
     guint m;
 
     g_usleep (50000);
-    m = count_fds (pid);
+    m = proc_count_fds (pid);
     same = m == n ? same + 1 : 0;
     n = m;
   }

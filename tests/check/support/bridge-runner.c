@@ -4,6 +4,8 @@
  */
 #include "bridge-runner.h"
 
+#include <sys/resource.h>
+
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,10 +152,28 @@ open_log_file (BridgeRunner * r)
   g_free (path);
 }
 
+/* In the child, before exec: the soft and hard descriptor limit. */
+static void
+set_fd_limit (gpointer data)
+{
+  struct rlimit rl;
+
+  rl.rlim_cur = rl.rlim_max = GPOINTER_TO_UINT (data);
+  setrlimit (RLIMIT_NOFILE, &rl);
+}
+
 BridgeRunner *
 bridge_runner_start (BridgeRunnerTransport transport,
     const gchar * const *extra_args)
 {
+  return bridge_runner_start_with_fd_limit (transport, extra_args, 0);
+}
+
+BridgeRunner *
+bridge_runner_start_with_fd_limit (BridgeRunnerTransport transport,
+    const gchar * const *extra_args, guint fd_limit)
+{
+  GSubprocessLauncher *launcher;
   BridgeRunner *r = g_new0 (BridgeRunner, 1);
   const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
   GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
@@ -179,8 +199,13 @@ bridge_runner_start (BridgeRunnerTransport transport,
     g_ptr_array_add (argv, g_strdup (*extra_args));
   g_ptr_array_add (argv, NULL);
 
-  r->proc = g_subprocess_newv ((const gchar * const *) argv->pdata,
-      G_SUBPROCESS_FLAGS_STDERR_PIPE, &err);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  if (fd_limit)
+    g_subprocess_launcher_set_child_setup (launcher, set_fd_limit,
+        GUINT_TO_POINTER (fd_limit), NULL);
+  r->proc = g_subprocess_launcher_spawnv (launcher,
+      (const gchar * const *) argv->pdata, &err);
+  g_object_unref (launcher);
   g_ptr_array_unref (argv);
   if (!r->proc) {
     g_printerr ("cannot start the bridge: %s\n", err->message);
@@ -234,6 +259,14 @@ guint
 bridge_runner_get_port (BridgeRunner * r)
 {
   return r->port;
+}
+
+GPid
+bridge_runner_get_pid (BridgeRunner * r)
+{
+  const gchar *id = g_subprocess_get_identifier (r->proc);
+
+  return id ? (GPid) atoi (id) : 0;
 }
 
 gint

@@ -25,11 +25,17 @@ typedef enum
 BridgeRunner *bridge_runner_start (BridgeRunnerTransport transport,
     const gchar * const *extra_args);
 
+/* The same, the bridge started with RLIMIT_NOFILE (soft and hard) set to
+ * @fd_limit (0: inherited). */
+BridgeRunner *bridge_runner_start_with_fd_limit (BridgeRunnerTransport
+    transport, const gchar * const *extra_args, guint fd_limit);
+
 /* "unix:/tmp/.../hx.sock" or "tcp:127.0.0.1:PORT" */
 const gchar *bridge_runner_get_address (BridgeRunner * r);
 /* The UNIX socket path (NULL for TCP) and the TCP port (0 for UNIX). */
 const gchar *bridge_runner_get_socket_path (BridgeRunner * r);
 guint bridge_runner_get_port (BridgeRunner * r);
+GPid bridge_runner_get_pid (BridgeRunner * r);
 
 /* Waits (up to @timeout_s) until the log holds @count lines containing
  * @needle. */

@@ -339,6 +339,37 @@ add_control (FakeHost * host, guint8 type, guint32 mask, guint32 bitrate,
   g_mutex_unlock (&host->lock);
 }
 
+/* A host that keeps a guest busy without answering: a PING every 300 ms,
+ * what the guest sends thrown away, until it closes (or 30 s). */
+static void
+ping_until_gone (FakeHost * host, HxfrConn * conn, guint16 session)
+{
+  gint64 end = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < end
+      && !g_cancellable_is_cancelled (host->cancellable)) {
+    GError *err = NULL;
+    guint8 scratch[256];
+    gssize n;
+
+    if (!hxfr_conn_send (conn, HXFR_MSG_PING, 0, session, NULL, 0, NULL, 0,
+            G_USEC_PER_SEC, NULL, NULL))
+      return;
+    /* 300 ms of reading whatever comes (PONGs): a close ends it */
+    if (hxfr_conn_wait_readable (conn, 300 * 1000, host->cancellable, &err)) {
+      n = g_socket_receive (hxfr_conn_get_socket (conn), (gchar *) scratch,
+          sizeof (scratch), NULL, NULL);
+      if (n <= 0)
+        return;
+      g_usleep (300 * 1000);
+    } else if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
+      g_error_free (err);
+      return;
+    }
+    g_clear_error (&err);
+  }
+}
+
 static void
 serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
 {
@@ -408,6 +439,10 @@ serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
         }
         if (host->mode == FAKE_HOST_V2_CLOSE_ON_HELLO && !v1_only)
           goto done;
+        if (host->mode == FAKE_HOST_PING_ON_HELLO) {
+          ping_until_gone (host, conn, session);
+          goto done;
+        }
         if (host->mode != FAKE_HOST_V2 || v1_only) {
           hxfr_conn_send_error (conn, session, HXFR_ERR_INVALID,
               "unknown message type 0x40", G_USEC_PER_SEC, NULL);

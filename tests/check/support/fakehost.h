@@ -16,6 +16,8 @@ typedef enum
   FAKE_HOST_V2,
   FAKE_HOST_V1,                 /* answers HELLO with ERROR -1 */
   FAKE_HOST_V2_CLOSE_ON_HELLO,  /* hangs up on HELLO, then speaks v1 */
+  FAKE_HOST_PING_ON_HELLO,      /* never answers HELLO: PINGs every 300 ms
+                                 * until the guest leaves (30 s at most) */
 } FakeHostMode;
 
 typedef enum

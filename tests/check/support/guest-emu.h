@@ -177,12 +177,23 @@ guest_emu_send_simple (GuestEmu * g, guint8 type, const void *fixed,
       GUEST_TIMEOUT_US, NULL, error);
 }
 
-/* Raw bytes, for malformed messages. */
+/* Raw bytes, for malformed messages and floods: all of them, blocking
+ * (a send may take only part). */
 static inline gboolean
 guest_emu_send_raw (GuestEmu * g, const void *data, gsize len)
 {
-  return g_socket_send_with_blocking (hxfr_conn_get_socket (g->conn), data,
-      len, TRUE, NULL, NULL) == (gssize) len;
+  const gchar *p = data;
+
+  while (len > 0) {
+    gssize n = g_socket_send_with_blocking (hxfr_conn_get_socket (g->conn),
+        p, len, TRUE, NULL, NULL);
+
+    if (n <= 0)
+      return FALSE;
+    p += n;
+    len -= n;
+  }
+  return TRUE;
 }
 
 /* TRUE once the host has closed the connection (waits, bounded). */
