@@ -953,7 +953,15 @@ static const gchar description[] =
     "\n"
     "SIGINT/SIGTERM: stop accepting, drain the sessions (bounded by\n"
     "--drain-timeout), remove socket files, exit 0. One log line per\n"
-    "session start and end on stderr.";
+    "session start and end on stderr, and at most one per 10 s while a\n"
+    "guest changes its bitrate.\n"
+    "\n"
+    "Resources: a session holds at most --max-in-flight + 2 frames of\n"
+    "pixels (each within --max-frame-mb; padding beyond what the planes\n"
+    "need is bounded) besides its encoder's own, and about 6 file\n"
+    "descriptors. The soft descriptor limit is raised to the hard one at\n"
+    "start; a new guest is refused (ERROR -10) while 16 are not free.\n"
+    "See docs/security.md.";
 
 int
 main (int argc, char **argv)
@@ -966,7 +974,8 @@ main (int argc, char **argv)
   gint max_sessions_per_peer = 0;
   gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
       DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
-      max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE;
+      max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE,
+      max_frame_mb = 0;
   gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
       DEFAULT_DRAIN_TIMEOUT, first_message_timeout =
       DEFAULT_FIRST_MESSAGE_TIMEOUT;
@@ -993,6 +1002,10 @@ main (int argc, char **argv)
         "Widest frame accepted (default 8192)", "PIXELS"},
     {"max-height", 0, 0, G_OPTION_ARG_INT, &max_height,
         "Tallest frame accepted (default 8192)", "PIXELS"},
+    {"max-frame-mb", 0, 0, G_OPTION_ARG_INT, &max_frame_mb,
+        "Pixel MiB one frame may carry (default 0: what --max-width x "
+          "--max-height needs); a session holds at most --max-in-flight + 2 "
+          "frames", "MIB"},
     {"max-in-flight", 0, 0, G_OPTION_ARG_INT, &max_in_flight,
         "Unanswered requests a guest may have; more get ERROR -9 "
           "(default 8)", "N"},
@@ -1051,7 +1064,7 @@ main (int argc, char **argv)
     goto usage;
   if (max_sessions < 1 || max_sessions_per_peer < 0 || max_width < 1 || max_height < 1
       || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
-      || idle_timeout <= 0 || drain_timeout < 0
+      || max_frame_mb < 0 || idle_timeout <= 0 || drain_timeout < 0
       || first_message_timeout <= 0) {
     g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
         "limits must be positive (max-in-flight at most 64)");
@@ -1073,6 +1086,7 @@ main (int argc, char **argv)
   hxfr_host_config_init (&b->cfg);
   b->cfg.limits.max_width = max_width;
   b->cfg.limits.max_height = max_height;
+  b->cfg.limits.max_frame_bytes = (guint64) max_frame_mb * 1024 * 1024;
   b->cfg.max_in_flight = max_in_flight;
   b->cfg.idle_timeout_us = (gint64) (idle_timeout * G_USEC_PER_SEC);
   if (token_file) {

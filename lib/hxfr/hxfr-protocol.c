@@ -167,6 +167,7 @@ hxfr_limits_init_default (HxfrLimits * limits)
   limits->max_height = HXFR_DEFAULT_MAX_DIMENSION;
   limits->max_access_unit = HXFR_DEFAULT_MAX_ACCESS_UNIT;
   limits->max_nal_count = HXFR_DEFAULT_MAX_NAL_COUNT;
+  limits->max_frame_bytes = 0;
 }
 
 const gchar *
@@ -347,12 +348,15 @@ hxfr_msg_fixed_size (guint type, gsize * fixed_size, gboolean * has_tail)
 
 /* Upper bound of the pixel bytes of one frame within @limits: 4 bytes per
  * pixel with up to 256 bytes of row padding, which covers every carried
- * format. The exact size is checked against the geometry once the fixed
- * part is parsed. */
-static guint64
-max_pixel_bytes (const HxfrLimits * limits)
+ * format, or less if max_frame_bytes says so. The exact size is checked
+ * against the geometry once the fixed part is parsed. */
+guint64
+hxfr_limits_max_frame_bytes (const HxfrLimits * limits)
 {
-  return ((guint64) limits->max_width * 4 + 256) * limits->max_height;
+  guint64 dims = ((guint64) limits->max_width * 4 + 256) * limits->max_height;
+
+  return limits->max_frame_bytes ? MIN (dims, limits->max_frame_bytes) :
+      dims;
 }
 
 static gboolean
@@ -409,7 +413,7 @@ hxfr_header_check (const HxfrHeader * h, HxfrRole role,
       case HXFR_MSG_FRAME_REQUEST:
       case HXFR_MSG_FRAME_REQUEST2:
         max_tail = (h->flags & HXFR_FLAG_PIXEL_DATA) ?
-            max_pixel_bytes (limits) : 0;
+            hxfr_limits_max_frame_bytes (limits) : 0;
         break;
       case HXFR_MSG_FRAME_RESPONSE:
         max_tail = (guint64) limits->max_access_unit +
@@ -951,7 +955,7 @@ hxfr_frame_request_validate (const HxfrFrameRequest * r,
     const HxfrLimits * limits, gsize pixel_size, GError ** error)
 {
   guint n_planes, i;
-  guint64 extent = 0;
+  guint64 extent = 0, needed = 0;
 
   if (!hxfr_format_info (r->format, &n_planes)) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_UNSUPPORTED,
@@ -979,6 +983,7 @@ hxfr_frame_request_validate (const HxfrFrameRequest * r,
 
     hxfr_format_plane_size (r->format, i, r->width, r->height, &rows,
         &row_bytes);
+    needed += rows * row_bytes;
     if (r->stride[i] < row_bytes) {
       g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
           "plane %u stride %u is below the %" G_GUINT64_FORMAT
@@ -996,6 +1001,15 @@ hxfr_frame_request_validate (const HxfrFrameRequest * r,
     }
     extent = MAX (extent, (guint64) r->offset[i] + (guint64) r->stride[i] *
         rows);
+  }
+  /* Strides and plane offsets may pad, within a bound: the host holds what
+   * is sent, and a 16x16 frame must not claim a buffer of 8192x8192. */
+  if (pixel_size > needed + needed / 2 + HXFR_PADDING_SLACK) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
+        "%" G_GSIZE_FORMAT " pixel bytes for a %ux%u %s frame whose planes "
+        "need %" G_GUINT64_FORMAT ": too much padding", pixel_size, r->width,
+        r->height, hxfr_format_to_string (r->format), needed);
+    return FALSE;
   }
   /* The last row of a plane may stop short of its stride; nothing may
    * follow the last plane's padded extent. */

@@ -215,7 +215,17 @@ typedef struct
   guint32 max_height;
   guint32 max_access_unit;      /* guest side: bytes of one encoded AU */
   guint32 max_nal_count;        /* guest side: v1 NAL entries */
+  guint64 max_frame_bytes;      /* host side: pixel bytes of one frame;
+                                 * 0: what max_width x max_height needs */
 } HxfrLimits;
+
+/* Pixel bytes of one frame a host reading within @limits accepts at most:
+ * what bounds the memory a guest can make it hold per buffered frame. */
+guint64 hxfr_limits_max_frame_bytes (const HxfrLimits * limits);
+
+/* Row and plane padding a frame may carry beyond what its planes need:
+ * half as much again, plus this (small frames, page-aligned planes). */
+#define HXFR_PADDING_SLACK (64 * 1024)
 
 #define HXFR_DEFAULT_MAX_DIMENSION 8192
 #define HXFR_DEFAULT_MAX_ACCESS_UNIT (64u * 1024 * 1024)

@@ -677,6 +677,10 @@ GST_START_TEST (test_stalled_guests)
       CLOSE_BOUND_S + 5);
   fail_unless (no_reader >= 0, "a guest that never reads was not dropped "
       "within %u s", CLOSE_BOUND_S + 5);
+  /* and its end says who closed it */
+  fail_unless (bridge_runner_wait_log (r, "did not read its answers", 1, 10),
+      "the never-reading guest's session end does not say the bridge "
+      "closed it");
   fail_unless (streamer_wait (st, g_atomic_int_get (&st->ok) + 5));
 
   g_print ("FAULTS: stalled guests dropped after: half header %.2f s, half "

@@ -11,7 +11,9 @@
  * - a begun message trickled in: ERROR -11 one --idle-timeout after its
  *   first byte, not one for the header and one more for the pixels;
  * - a guest that reconnects at once, 150 times, under
- *   --max-sessions-per-peer 1: never refused by its own old session.
+ *   --max-sessions-per-peer 1: never refused by its own old session;
+ * - a small frame claiming a large buffer through its plane offsets, and a
+ *   frame over --max-frame-mb: refused.
  *
  * The figures each run measured are printed (HOSTILE: lines) for
  * docs/security.md.
@@ -223,8 +225,6 @@ GST_START_TEST (test_out_of_descriptors)
   guint n = 0, i, refusals = 0;
 
   fail_unless (r != NULL);
-  fail_unless (bridge_runner_count_log (r, "--max-sessions 200 needs") == 1,
-      "no warning at start that --max-sessions cannot fit");
   /* guests until the bridge says no; each streams a frame first */
   while (n < MAX_GUESTS) {
     GuestEmu *g = guest_emu_connect (bridge_runner_get_address (r), NULL);
@@ -250,6 +250,8 @@ GST_START_TEST (test_out_of_descriptors)
     send_small_frame (guests[i], 1, FALSE);
     receive_au (guests[i]);
   }
+  fail_unless (bridge_runner_count_log (r, "--max-sessions 200 needs") == 1,
+      "no warning at start that --max-sessions cannot fit");
   g_print ("HOSTILE: RLIMIT_NOFILE %u: %u sessions served, the next guest "
       "refused (ERROR -10), the others still streaming\n", FD_LIMIT, n);
   for (i = 0; i < n; i++)
@@ -427,6 +429,67 @@ GST_START_TEST (test_reconnect_per_peer_limit)
 
 GST_END_TEST;
 
+/* ---- what one frame may make the bridge hold ---- */
+
+/* Sends a v2 frame of @pixel_bytes with the plane layout in @req; returns
+ * the ERROR code the bridge answered with (0: an access unit). */
+static gint
+frame_answer_code (GuestEmu * g, HxfrFrameRequest * req, gsize pixel_bytes)
+{
+  guint8 *pix = g_malloc0 (pixel_bytes);
+  GuestAnswer a;
+  gint code;
+
+  req->pts = g->seq * (GST_SECOND / 30);
+  fail_unless (guest_emu_send_frame (g, req, pix, pixel_bytes, NULL));
+  g_free (pix);
+  fail_unless (guest_emu_receive (g, &a, NULL));
+  code = a.type == HXFR_MSG_ERROR ? a.error_code : 0;
+  guest_answer_clear (&a);
+  return code;
+}
+
+GST_START_TEST (test_frame_memory_bounds)
+{
+  const gchar *args[] = { "--encoder", "null", "--max-frame-mb", "4", NULL };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  HxfrFrameRequest req = { 0, };
+  GuestEmu *g;
+
+  fail_unless (r != NULL);
+  /* a 16x16 frame whose plane starts 3 MiB in: refused, though it fits
+   * --max-frame-mb, since its planes need 384 bytes */
+  g = guest_start (r, 2, 1);
+  req.format = HXFR_FORMAT_NV12;
+  req.width = req.height = 16;
+  req.n_planes = 2;
+  req.stride[0] = req.stride[1] = 16;
+  req.offset[0] = 3 * 1024 * 1024;
+  req.offset[1] = req.offset[0] + 256;
+  fail_unless_equals_int (frame_answer_code (g, &req, req.offset[1] + 128),
+      HXFR_ERR_INVALID);
+  guest_emu_free (g);
+
+  /* padded within the bound (strides of 64, planes 4 KiB apart): served */
+  g = guest_start (r, 2, 1);
+  req.stride[0] = req.stride[1] = 64;
+  req.offset[0] = 0;
+  req.offset[1] = 4096;
+  fail_unless_equals_int (frame_answer_code (g, &req, 4096 + 64 * 8), 0);
+
+  /* 1920x1080 BGRA is 7.9 MiB: more than --max-frame-mb 4 */
+  memset (&req, 0, sizeof (req));
+  req.format = HXFR_FORMAT_ARGB8888;
+  req.width = 1920;
+  req.height = 1080;
+  fail_unless_equals_int (frame_answer_code (g, &req, 1920 * 1080 * 4),
+      HXFR_ERR_LIMIT);
+  guest_emu_free (g);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
 static Suite *
 hostile_suite (void)
 {
@@ -440,6 +503,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_out_of_descriptors);
   tcase_add_loop_test (tc, test_settings_flood_log, 0, 2);
   tcase_add_test (tc, test_message_deadline);
+  tcase_add_test (tc, test_frame_memory_bounds);
   tcase_add_loop_test (tc, test_reconnect_per_peer_limit, 0, 2);
   return s;
 }
