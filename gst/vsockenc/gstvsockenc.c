@@ -162,6 +162,7 @@ struct _GstVsockEnc
   gchar *token;
   gboolean zero_copy;
   gchar *drm_device;
+  gboolean aud;
   gint reconfigure;             /* atomic: bitrate/keyframe-interval changed */
 
   /* Streaming thread only (under the stream lock) */
@@ -172,6 +173,7 @@ struct _GstVsockEnc
   guint32 fourcc;
   guint frames_since_key;
   gboolean need_key;
+  gint bitrate_warned;          /* the value last warned about */
   gint64 next_connect_us;
   guint backoff_ms;
   const VsockEncDrmOps *drm_ops;
@@ -246,6 +248,11 @@ GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
 #define DEFAULT_TOKEN NULL
 #define DEFAULT_ZERO_COPY TRUE
 #define DEFAULT_DRM_DEVICE "/dev/dri/renderD128"
+#define DEFAULT_AUD FALSE
+/* Below this a bitrate is almost surely kbit/s given where bit/s are
+ * meant (helix passes 8294 for 8.3 Mbit/s): no H.264 desktop stream is
+ * watchable at 64 kbit/s. */
+#define IMPLAUSIBLE_BITRATE 64000
 
 enum
 {
@@ -264,6 +271,7 @@ enum
   PROP_TOKEN,
   PROP_ZERO_COPY,
   PROP_DRM_DEVICE,
+  PROP_AUD,
   PROP_STATS,
   N_PROPERTIES
 };
@@ -348,6 +356,23 @@ address_from_properties (GstVsockEnc * self)
   return addr;
 }
 
+/* A bitrate that looks like kbit/s where bit/s are meant gets a warning on
+ * the bus (once per value): it is applied as asked, as the deployed
+ * contract says, but 8 kbit/s of H.264 is a blur nobody wants. */
+static void
+warn_if_bitrate_implausible (GstVsockEnc * self, gint bitrate)
+{
+  if (bitrate <= 0 || bitrate >= IMPLAUSIBLE_BITRATE
+      || bitrate == self->bitrate_warned)
+    return;
+  self->bitrate_warned = bitrate;
+  GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS,
+      ("bitrate=%d is in bit/s: %d bit/s is implausibly low for H.264; if "
+          "you meant %d kbit/s, set bitrate=%" G_GINT64_FORMAT, bitrate,
+          bitrate, bitrate, (gint64) bitrate * 1000),
+      ("bitrates under %d bit/s are applied as given", IMPLAUSIBLE_BITRATE));
+}
+
 /* Connects and negotiates the version; fills version, in_flight_max and
  * the host's answer. Called without self->lock. */
 static HxfrConn *
@@ -377,6 +402,7 @@ connect_and_negotiate (GstVsockEnc * self, GError ** error)
   hello.bitrate = MAX (self->bitrate, 0);
   hello.keyframe_interval = MAX (self->keyframe_interval, 0);
   GST_OBJECT_UNLOCK (self);
+  warn_if_bitrate_implausible (self, hello.bitrate);
 
   hxfr_limits_init_default (&limits);
   conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
@@ -622,6 +648,55 @@ record_flow (GstVsockEnc * self, GstFlowReturn ret)
   g_mutex_unlock (&self->lock);
 }
 
+/* Annex B start code length at @d (3 or 4), 0 if none. */
+static guint
+start_code_length (const guint8 * d, gsize size)
+{
+  if (size >= 3 && d[0] == 0 && d[1] == 0 && d[2] == 1)
+    return 3;
+  if (size >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 1)
+    return 4;
+  return 0;
+}
+
+/* An access unit with its leading AUD removed (@want_aud FALSE) or added
+ * (TRUE) as needed. An AU that is nothing but an AUD (the bridge's null
+ * encoder) is left alone. */
+static GstBuffer *
+set_aud (GstBuffer * au, gboolean want_aud)
+{
+  static const guint8 aud_nal[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
+  GstMapInfo map;
+  guint sc;
+  gsize next = 0, i;
+  gboolean has_aud;
+
+  if (!gst_buffer_map (au, &map, GST_MAP_READ))
+    return au;
+  sc = start_code_length (map.data, map.size);
+  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
+  has_aud = sc && map.size > sc && (map.data[sc] & 0x1f) == 9;
+  if (has_aud && !want_aud) {
+    for (i = sc + 1; i + 3 <= map.size && !next; i++)
+      if (start_code_length (map.data + i, map.size - i))
+        next = i;
+  }
+  gst_buffer_unmap (au, &map);
+
+  if (next) {
+    GstBuffer *rest = gst_buffer_copy_region (au, GST_BUFFER_COPY_ALL, next,
+        gst_buffer_get_size (au) - next);
+
+    gst_buffer_unref (au);
+    return rest;
+  }
+  if (!has_aud && want_aud)
+    gst_buffer_prepend_memory (au, gst_memory_new_wrapped
+        (GST_MEMORY_FLAG_READONLY, (gpointer) aud_nal, sizeof (aud_nal), 0,
+            sizeof (aud_nal), NULL, NULL));
+  return au;
+}
+
 /* One FRAME_RESPONSE(2) whose fixed part is in @msg; reads its tail. */
 static gboolean
 handle_answer (GstVsockEnc * self, HxfrConn * conn, HxfrMessage * msg,
@@ -651,8 +726,16 @@ handle_answer (GstVsockEnc * self, HxfrConn * conn, HxfrMessage * msg,
       return FALSE;
     }
     gst_buffer_set_size (au, size);
-    if (size == 0)
+    if (size == 0) {
       gst_clear_buffer (&au);
+    } else {
+      gboolean want_aud;
+
+      GST_OBJECT_LOCK (self);
+      want_aud = self->aud;
+      GST_OBJECT_UNLOCK (self);
+      au = set_aud (au, want_aud);
+    }
   }
 
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
@@ -1014,11 +1097,14 @@ apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
   bitrate = self->bitrate;
   kfi = self->keyframe_interval;
   GST_OBJECT_UNLOCK (self);
+  warn_if_bitrate_implausible (self, bitrate);
 
   if (self->version >= 2) {
     HxfrControl c = { 0, };
 
-    c.mask = HXFR_CONTROL_BITRATE | HXFR_CONTROL_KEYFRAME_INTERVAL;
+    /* bitrate 0: the host's own default, left as it is */
+    c.mask = (bitrate > 0 ? HXFR_CONTROL_BITRATE : 0) |
+        HXFR_CONTROL_KEYFRAME_INTERVAL;
     c.bitrate = MAX (bitrate, 0);
     c.keyframe_interval = MAX (kfi, 0);
     if (GST_VIDEO_INFO_FPS_N (info) > 0 && GST_VIDEO_INFO_FPS_D (info) > 0) {
@@ -1258,6 +1344,7 @@ gst_vsock_enc_init (GstVsockEnc * self)
   self->token = g_strdup (DEFAULT_TOKEN);
   self->zero_copy = DEFAULT_ZERO_COPY;
   self->drm_device = g_strdup (DEFAULT_DRM_DEVICE);
+  self->aud = DEFAULT_AUD;
   self->drm_fd = -1;
   self->flow_ret = GST_FLOW_OK;
   g_mutex_init (&self->lock);
@@ -1404,6 +1491,9 @@ gst_vsock_enc_set_property (GObject * object, guint prop_id,
       g_free (self->drm_device);
       self->drm_device = g_value_dup_string (value);
       break;
+    case PROP_AUD:
+      self->aud = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1465,6 +1555,9 @@ gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_DRM_DEVICE:
       g_value_set_string (value, self->drm_device);
+      break;
+    case PROP_AUD:
+      g_value_set_boolean (value, self->aud);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2044,11 +2137,12 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
    * GstVsockEnc:bitrate:
    *
    * Target bitrate in bit/s; may change while playing (applies from the
-   * next frame).
+   * next frame). 0: the host's default. A value under 64000 is applied as
+   * given, with a warning on the bus naming the likely kbit/s mistake.
    */
   properties[PROP_BITRATE] = g_param_spec_int ("bitrate", "Bitrate",
-      "Target bitrate in bit/s (changeable while playing)", 1, G_MAXINT,
-      DEFAULT_BITRATE,
+      "Target bitrate in bit/s, 0 for the host's default (changeable while "
+      "playing)", 0, G_MAXINT, DEFAULT_BITRATE,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
   /**
    * GstVsockEnc:keyframe-interval:
@@ -2110,6 +2204,18 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
       "DRM device", "virtio-gpu render node used to look up resource ids of "
       "DMA-BUF input", DEFAULT_DRM_DEVICE,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockEnc:aud:
+   *
+   * Begin every access unit with an access unit delimiter NAL. Off (the
+   * default), one the host sent is removed, as desktop streamers configure
+   * their local encoders; on, one is added where the host sent none.
+   * (h264parse in byte-stream output adds its own either way.)
+   */
+  properties[PROP_AUD] = g_param_spec_boolean ("aud", "AUD",
+      "Begin every access unit with an access unit delimiter NAL",
+      DEFAULT_AUD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_PLAYING);
   /**
    * GstVsockEnc:stats:
    *

@@ -912,6 +912,159 @@ GST_START_TEST (test_max_sessions_per_peer)
 
 GST_END_TEST;
 
+/* helix's guest pipeline (api/pkg/desktop/ws_stream.go), pipewiresrc
+ * replaced by noise so that the encoder has to spend the bitrate it is
+ * given, read the way helix reads it. Returns the bitrate of the access
+ * units after the first second, in bit/s. */
+#define HELIX_FRAMES 150
+
+static gdouble
+run_helix_pipeline (BridgeRunner * r, const gchar * bitrate,
+    gboolean * warned_kbits)
+{
+  gchar *desc = g_strdup_printf ("videotestsrc pattern=snow num-buffers=%u ! "
+      "video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert ! "
+      "vsockenc tcp-host=127.0.0.1 tcp-port=%u bitrate=%s "
+      "keyframe-interval=120 ! h264parse ! "
+      "video/x-h264,stream-format=byte-stream,alignment=au ! "
+      "appsink name=sink sync=false", HELIX_FRAMES,
+      bridge_runner_get_port (r), bitrate);
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  GstBus *bus = gst_element_get_bus (p);
+  GstClockTime last_pts = GST_CLOCK_TIME_NONE, t_from = 0, t_to = 0;
+  guint64 bytes = 0;
+  guint n = 0;
+  GstSample *sample;
+  GstMessage *msg;
+
+  fail_unless (p != NULL, "%s", desc);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((sample = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              PULL_TIMEOUT))) {
+    GstBuffer *buf = gst_sample_get_buffer (sample);
+    GstClockTime pts = GST_BUFFER_PTS (buf);
+
+    /* helix: PTS for timing, DELTA_UNIT for keyframes */
+    fail_unless (GST_CLOCK_TIME_IS_VALID (pts));
+    fail_unless (!GST_CLOCK_TIME_IS_VALID (last_pts) || pts > last_pts);
+    fail_unless_equals_int (!GST_BUFFER_FLAG_IS_SET (buf,
+            GST_BUFFER_FLAG_DELTA_UNIT), n % 120 == 0);
+    if (n == 30)
+      t_from = pts;
+    if (n >= 30) {
+      bytes += gst_buffer_get_size (buf);
+      t_to = pts + GST_BUFFER_DURATION (buf);
+    }
+    last_pts = pts;
+    n++;
+    gst_sample_unref (sample);
+  }
+  fail_unless_equals_int (n, HELIX_FRAMES);
+  *warned_kbits = FALSE;
+  while ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING))) {
+    GError *err = NULL;
+
+    gst_message_parse_warning (msg, &err, NULL);
+    if (strstr (err->message, "kbit/s"))
+      *warned_kbits = TRUE;
+    g_error_free (err);
+    gst_message_unref (msg);
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  g_free (desc);
+  return bytes * 8.0 / ((t_to - t_from) / (gdouble) GST_SECOND);
+}
+
+GST_START_TEST (test_helix_pipeline)
+{
+  const gchar *args[] = { "--encoder", "x264enc", "--bitrate", "2000000",
+    NULL
+  };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_TCP, args);
+  gboolean warned;
+  gdouble bps;
+
+  fail_unless (r != NULL);
+  /* helix's value times 1000, as docs/deploy.md tells it to send */
+  bps = run_helix_pipeline (r, "8294000", &warned);
+  g_print ("HELIX: bitrate=8294000: %.0f bit/s\n", bps);
+  fail_unless (bps > 8294000 * 0.7 && bps < 8294000 * 1.3, "%.0f bit/s",
+      bps);
+  fail_if (warned);
+
+  /* helix's value as it is today (kbit/s): applied, and said */
+  bps = run_helix_pipeline (r, "8294", &warned);
+  g_print ("HELIX: bitrate=8294: %.0f bit/s, warned %d\n", bps, warned);
+  fail_unless (warned, "no warning for bitrate=8294");
+
+  /* 0: the bridge's own default (--bitrate 2000000), no GLib warning */
+  bps = run_helix_pipeline (r, "0", &warned);
+  g_print ("HELIX: bitrate=0: %.0f bit/s\n", bps);
+  fail_unless (bps > 2000000 * 0.7 && bps < 2000000 * 1.3, "%.0f bit/s",
+      bps);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
+/* The first NAL type of each of @n access units out of vsockenc (no
+ * h264parse after it, which adds AUDs of its own); counts those that are
+ * AUDs. */
+static guint
+count_leading_auds (BridgeRunner * r, const gchar * aud, guint n)
+{
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=%u ! "
+      "video/x-raw,format=NV12,width=64,height=48,framerate=30/1 ! "
+      "vsockenc socket-path=%s aud=%s ! appsink name=sink sync=false", n,
+      bridge_runner_get_socket_path (r), aud);
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  GstSample *sample;
+  guint got = 0, auds = 0;
+
+  fail_unless (p != NULL, "%s", desc);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((sample = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              PULL_TIMEOUT))) {
+    GstMapInfo map;
+
+    gst_buffer_map (gst_sample_get_buffer (sample), &map, GST_MAP_READ);
+    fail_unless (map.size > 5 && map.data[0] == 0 && map.data[1] == 0);
+    {
+      guint sc = map.data[2] == 1 ? 3 : 4;
+
+      auds += (map.data[sc] & 0x1f) == 9;
+    }
+    gst_buffer_unmap (gst_sample_get_buffer (sample), &map);
+    gst_sample_unref (sample);
+    got++;
+  }
+  fail_unless_equals_int (got, n);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  g_free (desc);
+  return auds;
+}
+
+/* The bridge's h264parse sends an AUD in every access unit: vsockenc
+ * removes it unless aud=true */
+GST_START_TEST (test_aud)
+{
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
+
+  fail_unless (r != NULL);
+  fail_unless_equals_int (count_leading_auds (r, "false", 10), 0);
+  fail_unless_equals_int (count_leading_auds (r, "true", 10), 10);
+  stop_bridge (r);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_sigterm_with_sessions)
 {
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
@@ -981,6 +1134,8 @@ bridge_suite (void)
   tcase_add_test (tc, test_allow_uid);
   tcase_add_test (tc, test_max_sessions_per_peer);
   tcase_add_test (tc, test_sigterm_with_sessions);
+  tcase_add_test (tc, test_helix_pipeline);
+  tcase_add_test (tc, test_aud);
   tcase_add_test (tc, test_null_encoder);
   return s;
 }
