@@ -124,17 +124,23 @@ vsockenc_gl_wait_rendered (GstBuffer * buf)
   GstMemory *mem = gst_buffer_peek_memory (buf, 0);
   GstGLContext *context;
   GstGLSyncMeta *sync;
+  GstMapInfo map;
 
   if (!gst_is_gl_memory (mem))
     return;
   context = ((GstGLBaseMemory *) mem)->context;
+  /* the producer's fence (it may render on another context) */
   sync = gst_buffer_get_gl_sync_meta (buf);
-  /* the producer's fence, waited on the CPU: under virgl it signals once
-   * the host has executed the commands before it */
   if (sync)
     gst_gl_sync_meta_wait_cpu (sync, context);
-  else
-    gst_gl_context_thread_add (context, finish_on_gl_thread, NULL);
+  /* glupload leaves system memory it wrapped un-uploaded until someone
+   * maps the texture for GL (a passthrough glcolorconvert does not): the
+   * GL map does that upload. */
+  if (gst_memory_map (mem, &map, GST_MAP_READ | GST_MAP_GL))
+    gst_memory_unmap (mem, &map);
+  /* and glFinish: under virgl it returns once the host has executed
+   * everything before it, upload included */
+  gst_gl_context_thread_add (context, finish_on_gl_thread, NULL);
 }
 
 #else /* !HAVE_VSOCKENC_GL */

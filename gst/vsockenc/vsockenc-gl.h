@@ -38,9 +38,10 @@ gboolean vsockenc_gl_is_texture (GstMemory * mem);
 gint vsockenc_gl_lookup_resource (const VsockEncDrmOps * ops, GstMemory * mem,
     guint32 * resource_id);
 
-/* Blocks until the GL commands that produced @buf's texture have run on
- * the host (the buffer's GL sync meta, else glFinish): the bridge reads the
- * texture as soon as it has the id. No-op for other memory. */
+/* Blocks until @buf's texture holds the frame on the host: the buffer's
+ * GL sync meta, a GL map (a pending upload from system memory happens
+ * there), then glFinish. The bridge reads the texture as soon as it has
+ * the id. No-op for other memory. */
 void vsockenc_gl_wait_rendered (GstBuffer * buf);
 
 G_END_DECLS

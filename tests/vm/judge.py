@@ -11,7 +11,7 @@ run, frames, scenarios, qemu_version, total = sys.argv[1:6]
 timings = sys.argv[6:]
 frames = int(frames)
 scenarios = scenarios.split(",")
-out = os.path.join(run, "out")
+out = os.path.join(run, "share", "out")
 
 
 def read(name):
