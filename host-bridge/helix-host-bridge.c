@@ -627,15 +627,20 @@ static gpointer
 refuse_thread (gpointer data)
 {
   Refusal *r = data;
+  gchar *peer = g_strdup (hxfr_host_session_get_peer (r->hs));
 
   hxfr_host_session_fail (r->hs, r->code, r->message);
+  /* the last reference to the connection: closed before the line says so */
   hxfr_host_session_unref (r->hs);
+  log_line ("refused \"%s\": %s", peer, r->message);
+  g_free (peer);
   g_free (r->message);
   g_free (r);
   g_atomic_int_add (&n_refusals, -1);
   return NULL;
 }
 
+/* Takes @conn: ERROR @code and close, on a thread of its own. */
 static void
 refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
 {
@@ -644,15 +649,15 @@ refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
   if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
     g_atomic_int_add (&n_refusals, -1);
     hxfr_conn_shutdown (conn);
+    hxfr_conn_unref (conn);
     return;
   }
   r = g_new0 (Refusal, 1);
 
   r->hs = hxfr_host_session_new (conn, &b->cfg);
+  hxfr_conn_unref (conn);
   r->code = code;
   r->message = g_strdup (message);
-  log_line ("refused \"%s\": %s", hxfr_host_session_get_peer (r->hs),
-      message);
   g_thread_unref (g_thread_new ("hx-refuse", refuse_thread, r));
 }
 
@@ -772,7 +777,6 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 
   if ((not_allowed = peer_not_allowed (b, l, conn))) {
     refuse (b, conn, HXFR_ERR_UNAUTHORIZED, not_allowed);
-    hxfr_conn_unref (conn);
     return G_SOURCE_CONTINUE;
   }
 
@@ -784,7 +788,6 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 
     g_mutex_unlock (&b->lock);
     refuse (b, conn, code, why);
-    hxfr_conn_unref (conn);
     g_free (peer);
     return G_SOURCE_CONTINUE;
   }
@@ -832,12 +835,12 @@ on_signal (gpointer user_data)
 {
   Bridge *b = user_data;
   GList *l;
+  guint n;
 
-  log_line ("stopping: no new guests, draining %u session(s)",
-      b->n_sessions);
   close_listeners (b);
   g_mutex_lock (&b->lock);
   b->stopping = TRUE;
+  n = b->n_sessions;
   for (l = b->sessions; l; l = l->next) {
     Session *s = l->data;
 
@@ -851,6 +854,8 @@ on_signal (gpointer user_data)
     }
   }
   g_mutex_unlock (&b->lock);
+  /* once the listeners are closed: the line says no new guests */
+  log_line ("stopping: no new guests, draining %u session(s)", n);
   g_main_loop_quit (b->loop);
   return G_SOURCE_REMOVE;
 }
