@@ -13,7 +13,7 @@
  *
  * Per direction, a reader thread stamps each chunk with its due time and
  * queues it; a writer thread sleeps until that time and sends it. Chunks
- * come from a fixed pool per direction, so a slow receiver holds the
+ * wait in a fixed set of pipes per direction, so a slow receiver holds the
  * sender back (as a full socket buffer would) instead of growing memory.
  *
  * When a connection ends it prints one line to stderr, per direction: bytes,
@@ -25,7 +25,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#define _GNU_SOURCE             /* splice, F_SETPIPE_SZ */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -38,10 +40,21 @@
 
 #include <gio/gio.h>
 #include <gio/gunixsocketaddress.h>
+#include <glib-unix.h>
 
-#define CHUNK_BYTES (256 * 1024)
-/* per direction: enough for several 2160p frames in flight at 5 ms */
-#define POOL_CHUNKS 256
+/* The bytes in flight wait in pipes, moved in and out with splice(2): the
+ * pages go from the sender's socket buffer to the receiver's without a
+ * copy in this process (Linux 6.5 or newer for pipe -> unix socket), so
+ * the relay adds as little CPU to the link as it can. Each chunk has a
+ * pipe of its own until it is sent (a pipe that held one chunk while the
+ * next was spliced into it lost bytes on Linux 6.18 here). Per direction:
+ * up to N_PIPES chunks of up to PIPE_BYTES in flight (about 10 MB: three
+ * 1080p NV12 frames), and a reader with no free pipe waits, leaving the
+ * bytes in the socket, as a full socket buffer would make a sender wait.
+ * Over the user's pipe quota a pipe stays at its default size: smaller
+ * chunks, slower, still correct. */
+#define N_PIPES 48
+#define PIPE_BYTES (256 * 1024)
 /* every wait on a queue is bounded; the process alarm bounds the loops */
 #define QUEUE_WAIT_US G_USEC_PER_SEC
 
@@ -49,7 +62,7 @@ typedef struct
 {
   gint64 due_ns;                /* not to be sent before this */
   gsize len;                    /* 0: end of stream */
-  guint8 data[CHUNK_BYTES];
+  guint pipe;                   /* which pipe holds the bytes */
 } Chunk;
 
 typedef struct
@@ -59,8 +72,9 @@ typedef struct
   gint64 delay_ns;
   double ns_per_byte;           /* 0: no bandwidth cap */
   gint64 wire_free_ns;          /* reader only: when the link is idle again */
-  GAsyncQueue *busy, *free;
-  guint n_alloc;                /* reader only */
+  int pipes[N_PIPES][2];
+  GAsyncQueue *busy;
+  GAsyncQueue *free_pipes;      /* indices + 1 of the empty pipes */
   gboolean broken;              /* writer only: stop sending, drain */
   /* writer only, read after both threads are joined */
   guint64 bytes, chunks;
@@ -109,20 +123,6 @@ pop_bounded (GAsyncQueue * q)
   return c;
 }
 
-static Chunk *
-take_free_chunk (Direction * d)
-{
-  Chunk *c = g_async_queue_try_pop (d->free);
-
-  if (c)
-    return c;
-  if (d->n_alloc < POOL_CHUNKS) {
-    d->n_alloc++;
-    return g_malloc (sizeof (Chunk));
-  }
-  return pop_bounded (d->free);
-}
-
 /* the time the last byte of @len bytes read now arrives at the far end */
 static gint64
 due_time (Direction * d, gsize len)
@@ -141,13 +141,25 @@ static gpointer
 reader (gpointer data)
 {
   Direction *d = data;
+  int src = g_socket_get_fd (d->src);
 
   for (;;) {
-    Chunk *c = take_free_chunk (d);
-    gssize n = g_socket_receive (d->src, (gchar *) c->data, CHUNK_BYTES,
-        NULL, NULL);
+    Chunk *c = g_new (Chunk, 1);
+    guint pipe;
+    gssize n;
 
+    while (!(pipe = GPOINTER_TO_UINT (g_async_queue_timeout_pop
+                (d->free_pipes, QUEUE_WAIT_US))));
+    pipe--;
+    do
+      n = splice (src, NULL, d->pipes[pipe][1], NULL, PIPE_BYTES,
+          SPLICE_F_MOVE);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != ECONNRESET)
+      g_printerr ("bench-link: %s: splice in: %s\n", d->name,
+          g_strerror (errno));
     c->len = n > 0 ? n : 0;
+    c->pipe = pipe;
     c->due_ns = due_time (d, c->len);
     g_async_queue_push (d->busy, c);
     if (n <= 0)
@@ -155,16 +167,23 @@ reader (gpointer data)
   }
 }
 
+/* Moves *@len bytes from @pipe to @dst, or with @discard nowhere (once
+ * @dst failed the pipe must still be emptied for its next chunk); *@len
+ * is what is left. FALSE when @dst fails. */
 static gboolean
-send_all (GSocket * s, const guint8 * p, gsize len)
+splice_out (int pipe, int dst, gsize * len, gboolean discard)
 {
-  while (len > 0) {
-    gssize n = g_socket_send (s, (const gchar *) p, len, NULL, NULL);
+  char scratch[65536];
 
+  while (*len > 0) {
+    gssize n = discard ? read (pipe, scratch, MIN (*len, sizeof (scratch))) :
+        splice (pipe, NULL, dst, NULL, *len, SPLICE_F_MOVE);
+
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n <= 0)
       return FALSE;
-    p += n;
-    len -= n;
+    *len -= n;
   }
   return TRUE;
 }
@@ -173,6 +192,7 @@ static gpointer
 writer (gpointer data)
 {
   Direction *d = data;
+  int dst = g_socket_get_fd (d->dst);
 
   for (;;) {
     Chunk *c = pop_bounded (d->busy);
@@ -180,25 +200,31 @@ writer (gpointer data)
     if (c->len == 0) {
       /* pass the end of stream on, as a half-close */
       g_socket_shutdown (d->dst, FALSE, TRUE, NULL);
-      g_async_queue_push (d->free, c);
+      g_free (c);
       return NULL;
     }
     sleep_until (d, c->due_ns);
     d->chunks++;
     d->bytes += c->len;
-    if (!d->broken && !send_all (d->dst, c->data, c->len)) {
+    if (!splice_out (d->pipes[c->pipe][0], dst, &c->len, d->broken)
+        && !d->broken) {
       /* the receiver is gone: wake our reader with an end of stream and
        * drain what it queued */
       d->broken = TRUE;
       g_socket_shutdown (d->src, TRUE, FALSE, NULL);
+      splice_out (d->pipes[c->pipe][0], dst, &c->len, TRUE);
     }
-    g_async_queue_push (d->free, c);
+    g_async_queue_push (d->free_pipes, GUINT_TO_POINTER (c->pipe + 1));
+    g_free (c);
   }
 }
 
-static void
+static gboolean
 direction_init (Direction * d, const char *name, GSocket * src, GSocket * dst)
 {
+  GError *err = NULL;
+  guint i;
+
   memset (d, 0, sizeof (*d));
   d->name = name;
   d->src = src;
@@ -206,7 +232,28 @@ direction_init (Direction * d, const char *name, GSocket * src, GSocket * dst)
   d->delay_ns = opt_delay_us * 1000;
   d->ns_per_byte = opt_rate_mbytes > 0 ? 1e3 / opt_rate_mbytes : 0;
   d->busy = g_async_queue_new ();
-  d->free = g_async_queue_new_full (g_free);
+  d->free_pipes = g_async_queue_new ();
+  for (i = 0; i < N_PIPES; i++)
+    d->pipes[i][0] = d->pipes[i][1] = -1;
+  /* GSocket keeps its descriptors non-blocking; splice here blocks */
+  if (!g_unix_set_fd_nonblocking (g_socket_get_fd (src), FALSE, &err) ||
+      !g_unix_set_fd_nonblocking (g_socket_get_fd (dst), FALSE, &err)) {
+    g_printerr ("bench-link: %s\n", err->message);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  for (i = 0; i < N_PIPES; i++) {
+    if (!g_unix_open_pipe (d->pipes[i], FD_CLOEXEC, &err)) {
+      g_printerr ("bench-link: pipe: %s\n", err->message);
+      g_clear_error (&err);
+      return FALSE;
+    }
+    /* a smaller pipe (over the user's pipe quota) still works, it holds
+     * less in flight */
+    fcntl (d->pipes[i][1], F_SETPIPE_SZ, PIPE_BYTES);
+    g_async_queue_push (d->free_pipes, GUINT_TO_POINTER (i + 1));
+  }
+  return TRUE;
 }
 
 static void
@@ -222,8 +269,16 @@ direction_report (const Direction * d, GString * out)
 static void
 direction_clear (Direction * d)
 {
+  guint i;
+
   g_async_queue_unref (d->busy);
-  g_async_queue_unref (d->free);
+  g_async_queue_unref (d->free_pipes);
+  for (i = 0; i < N_PIPES; i++) {
+    if (d->pipes[i][0] >= 0) {
+      close (d->pipes[i][0]);
+      close (d->pipes[i][1]);
+    }
+  }
 }
 
 /* One guest connection: its own upstream connection and four threads. */
@@ -251,8 +306,9 @@ relay_connection (gpointer data)
   if (g_socket_address_get_family (up_addr) == G_SOCKET_FAMILY_IPV4)
     g_socket_set_option (up, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
 
-  direction_init (&to_host, "guest->host", guest, up);
-  direction_init (&to_guest, "host->guest", up, guest);
+  if (!direction_init (&to_host, "guest->host", guest, up) ||
+      !direction_init (&to_guest, "host->guest", up, guest))
+    exit (2);
   t[0] = g_thread_new ("up-read", reader, &to_host);
   t[1] = g_thread_new ("up-write", writer, &to_host);
   t[2] = g_thread_new ("down-read", reader, &to_guest);
