@@ -207,15 +207,6 @@ roundtrip (const gchar * address, const gchar * format, guint w, guint h,
   g_free (what);
 }
 
-static void
-stop_bridge (BridgeRunner * r)
-{
-  gboolean left = TRUE;
-
-  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
-  fail_if (left, "socket file left behind");
-}
-
 GST_START_TEST (test_formats_and_sizes_unix)
 {
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
@@ -230,7 +221,7 @@ GST_START_TEST (test_formats_and_sizes_unix)
           sizes[s][1], 6);
   /* one session per stream, each ended by its guest */
   fail_unless (bridge_runner_wait_log (r, "reason=\"guest left\"", 9, 10));
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -243,7 +234,7 @@ GST_START_TEST (test_tcp)
   fail_unless (bridge_runner_get_port (r) > 0);
   roundtrip (bridge_runner_get_address (r), "NV12", 320, 240, 6);
   roundtrip (bridge_runner_get_address (r), "BGRx", 322, 182, 6);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -269,7 +260,7 @@ GST_START_TEST (test_odd_size)
   g_ptr_array_unref (frames);
   g_ptr_array_unref (decoded);
   roundtrip (bridge_runner_get_address (r), "NV12", 320, 240, 4);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -309,7 +300,7 @@ GST_START_TEST (test_resolution_change)
   g_ptr_array_unref (frames);
   g_ptr_array_unref (refs);
   g_ptr_array_unref (decoded);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -343,7 +334,7 @@ GST_START_TEST (test_several_guests)
   }
   /* three sessions at once, each its own pipeline */
   fail_unless (bridge_runner_wait_log (r, "reason=\"guest left\"", 3, 10));
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -450,7 +441,7 @@ GST_START_TEST (test_v1_guest)
   g_ptr_array_unref (decoded);
   g_ptr_array_unref (frames);
   g_ptr_array_unref (refs);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -491,7 +482,7 @@ GST_START_TEST (test_vsockenc_v1_mode)
     g_ptr_array_unref (decoded);
   }
   fail_unless (bridge_runner_wait_log (r, "version=1", 4, 10));
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -566,7 +557,7 @@ GST_START_TEST (test_keyframes_and_bitrate)
   fail_unless (bridge_runner_wait_log (r,
           "guest bitrate 1000000 bit/s, x264enc bitrate=1000", 1, 10));
   guest_emu_free (g);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -718,7 +709,7 @@ GST_START_TEST (test_bad_input)
   fail_unless_equals_int (g_atomic_int_get (&good->dropped), 0);
   fail_if (g_atomic_int_get (&good->closed));
   streamer_stop (good);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -758,7 +749,7 @@ GST_START_TEST (test_token)
   fail_unless (streamer_wait_progress (good, 3));
   fail_unless_equals_int (g_atomic_int_get (&good->bad), 0);
   streamer_stop (good);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -826,7 +817,7 @@ GST_START_TEST (test_resource_id_without_export)
     guest_emu_free (g);
   }
   fail_unless (bridge_runner_wait_log (r, "failed=1", 2, 10));
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -853,14 +844,14 @@ GST_START_TEST (test_allow_uid)
   fail_unless_equals_int (a.error_code, HXFR_ERR_UNAUTHORIZED);
   fail_unless (guest_emu_wait_closed (g));
   guest_emu_free (g);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 
   r = bridge_runner_start (BRIDGE_RUNNER_UNIX, allow);
   fail_unless (r != NULL);
   st = streamer_start (bridge_runner_get_address (r), NULL);
   fail_unless (streamer_wait_progress (st, 3));
   streamer_stop (st);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
   g_free (other);
   g_free (mine);
 }
@@ -907,7 +898,7 @@ GST_START_TEST (test_max_sessions_per_peer)
 
   fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
   streamer_stop (st);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -1006,7 +997,7 @@ GST_START_TEST (test_helix_pipeline)
   g_print ("HELIX: bitrate=0: %.0f bit/s\n", bps);
   fail_unless (bps > 2000000 * 0.7 && bps < 2000000 * 1.3, "%.0f bit/s",
       bps);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -1060,7 +1051,7 @@ GST_START_TEST (test_aud)
   fail_unless (r != NULL);
   fail_unless_equals_int (count_leading_auds (r, "false", 10), 0);
   fail_unless_equals_int (count_leading_auds (r, "true", 10), 10);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -1107,7 +1098,7 @@ GST_START_TEST (test_null_encoder)
   fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
   streamer_stop (st);
   fail_unless (bridge_runner_wait_log (r, "encoder=null", 2, 10));
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;

@@ -12,7 +12,8 @@
  * - malformed, oversize and mutated messages (HXFR_FAULT_INPUTS, default
  *   300), wrong token, no token, too many sessions, a uid not allowed:
  *   ERROR and close for that guest only, while a concurrent good session
- *   keeps at least a quarter of its undisturbed frame rate;
+ *   paced at 60 fps keeps 0.7 of its undisturbed rate and never waits
+ *   500 ms for an answer;
  * - soak: HXFR_SOAK_FRAMES frames (default 10000; scripts/soak FRAMES)
  *   through one session, every one answered, the bridge's RSS sampled.
  *
@@ -153,15 +154,6 @@ stable_fds (GPid pid)
     }
   }
   return n;
-}
-
-static void
-stop_bridge (BridgeRunner * r)
-{
-  gboolean left = TRUE;
-
-  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
-  fail_if (left, "socket file left behind");
 }
 
 /* ---- the good session (support/streamer) must come out unharmed ---- */
@@ -333,7 +325,7 @@ GST_START_TEST (test_bridge_killed_reconnect)
       "the kill\n", (t_resume - t_listen) / 1000.0, RESUME_BOUND_S, drained);
 
   kill_guest_free (g);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
   g_free (listen);
   remove_extra_listen (dir, path);
 }
@@ -590,7 +582,7 @@ GST_START_TEST (test_guests_killed_mid_message)
   g_byte_array_unref (msgs[0]);
   g_byte_array_unref (msgs[1]);
   g_rand_free (rand);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -689,7 +681,7 @@ GST_START_TEST (test_stalled_guests)
   fail_unless (half_header < 1 + 3 && half_pixels < 1 + 3);
   good_streamer_stop (st);
   g_byte_array_unref (m);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -759,8 +751,15 @@ hostile_connection (const gchar * address, const guint8 * bytes, gsize len,
 }
 
 /* The good session next to the hostile ones: a 60 fps stream, and a
- * stall a viewer would see. */
+ * stall a viewer would see. Its rate during the attack is judged against
+ * what it got undisturbed just before, on the same machine: a loaded
+ * machine (CI shares it) may not give 60 fps to anybody, and the attack
+ * itself (this process opening hundreds of connections a second, the
+ * bridge answering each) takes a share of the CPU. What hostile guests
+ * must never do is stall it (a shared lock, a blocked main loop): that is
+ * a long wait and a collapsed rate, not a dip. */
 #define GOOD_SESSION_FPS 60
+#define GOOD_SESSION_MIN_SHARE 0.7
 #define GOOD_SESSION_MAX_GAP_MS 500
 
 GST_START_TEST (test_hostile_input_keeps_rate)
@@ -788,7 +787,7 @@ GST_START_TEST (test_hostile_input_keeps_rate)
   st = streamer_start_paced (bridge_runner_get_address (r), token,
       GOOD_SESSION_FPS);
   fail_unless (streamer_wait (st, 10));
-  rate0 = streamer_rate (st, 1.0);
+  rate0 = streamer_rate (st, 2.0);
 
   ok0 = g_atomic_int_get (&st->ok);
   g_atomic_int_set (&st->max_gap_us, 0);
@@ -874,8 +873,9 @@ GST_START_TEST (test_hostile_input_keeps_rate)
       "during (%.1f undisturbed), longest wait for an answer %d ms\n",
       inputs, (g_get_monotonic_time () - t0) / 1e6, errors, GOOD_SESSION_FPS,
       rate1, rate0, max_gap_ms);
-  fail_unless (rate1 >= 0.9 * GOOD_SESSION_FPS, "the good session fell "
-      "from %u to %.1f fps", GOOD_SESSION_FPS, rate1);
+  fail_unless (rate1 >= GOOD_SESSION_MIN_SHARE * MIN (rate0,
+          GOOD_SESSION_FPS), "the good session fell from %.1f to %.1f fps",
+      rate0, rate1);
   fail_unless (max_gap_ms < GOOD_SESSION_MAX_GAP_MS, "the good session "
       "waited %d ms for an answer", max_gap_ms);
   good_streamer_stop (st);
@@ -883,7 +883,7 @@ GST_START_TEST (test_hostile_input_keeps_rate)
   g_byte_array_unref (v2_frame);
   g_byte_array_unref (hello);
   g_rand_free (rand);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -904,7 +904,7 @@ GST_START_TEST (test_uid_not_allowed)
   fail_unless_equals_int (a.error_code, HXFR_ERR_UNAUTHORIZED);
   fail_unless (guest_emu_wait_closed (g));
   guest_emu_free (g);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
   g_free (other);
 }
 
@@ -1167,7 +1167,7 @@ GST_START_TEST (test_export_goes_away)
   guest_answer_clear (&a);
   guest_emu_free (g);
 
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
   fake_vmm_free (v);
   g_free (export);
 }
@@ -1247,7 +1247,7 @@ GST_START_TEST (test_soak)
   guest_emu_free (g);
   g_free (px);
   g_string_free (samples, TRUE);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;

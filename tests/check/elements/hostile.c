@@ -27,15 +27,6 @@
 #include "guest-emu.h"
 #include "proc-stats.h"
 
-static void
-stop_bridge (BridgeRunner * r)
-{
-  gboolean left = TRUE;
-
-  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
-  fail_if (left, "socket file left behind");
-}
-
 /* Connects and says hello (v2 with @window in flight, or v1: no handshake,
  * its first frame starts the session). */
 static GuestEmu *
@@ -156,7 +147,7 @@ GST_START_TEST (test_keyframe_req_flood)
       "the bridge grew by %d KB over %u KEYFRAME_REQs",
       (gint) rss1 - (gint) rss0, FLOOD_MESSAGES);
   g_byte_array_unref (batch);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -206,7 +197,7 @@ GST_START_TEST (test_window_before_reading)
   fail_unless_equals_int (bridge_runner_count_log (r, "did not read"), 0);
   g_free (pix);
   g_rand_free (rand);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -259,7 +250,7 @@ GST_START_TEST (test_out_of_descriptors)
       "refused (ERROR -10), the others still streaming\n", FD_LIMIT, n);
   for (i = 0; i < n; i++)
     guest_emu_free (guests[i]);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -317,7 +308,7 @@ GST_START_TEST (test_settings_flood_log)
       lines, SETTINGS_MESSAGES);
   fail_unless_equals_int (bridge_runner_count_log (r, end), 1);
   g_free (end);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -387,7 +378,7 @@ GST_START_TEST (test_message_deadline)
   guest_emu_free (g);
   g_byte_array_unref (head);
   g_free (pix);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -427,7 +418,7 @@ GST_START_TEST (test_reconnect_per_peer_limit)
       "--max-sessions-per-peer 1: %u refused\n", RECONNECTS,
       __i__ == 0 ? "UNIX" : "TCP", refused);
   fail_unless_equals_int (refused, 0);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;
@@ -488,7 +479,7 @@ GST_START_TEST (test_frame_memory_bounds)
   fail_unless_equals_int (frame_answer_code (g, &req, 1920 * 1080 * 4),
       HXFR_ERR_LIMIT);
   guest_emu_free (g);
-  stop_bridge (r);
+  bridge_runner_stop_checked (r);
 }
 
 GST_END_TEST;

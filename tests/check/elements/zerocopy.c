@@ -349,15 +349,6 @@ bridge_start (Vmm * v)
   return r;
 }
 
-static void
-bridge_stop (BridgeRunner * r)
-{
-  gboolean left = TRUE;
-
-  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
-  fail_if (left, "socket file left behind");
-}
-
 /* Guests */
 
 /* A v2 guest; @resource_ids: whether the bridge must say it resolves
@@ -632,7 +623,7 @@ run_standin_guest (ExportPath path)
 
 out:
   g_object_unref (vmm);
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   g_unlink (out_path);
   g_rmdir (dir);
   g_free (stdout_s);
@@ -804,7 +795,7 @@ GST_START_TEST (test_unknown_resource)
   guest_emu_free (g);
   fail_unless (bridge_runner_wait_log (r, "encoded=2 dropped=0 failed=1", 1,
           10));
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   vmm_free (v);
 }
 
@@ -851,7 +842,7 @@ GST_START_TEST (test_destroyed_resource)
   line = vmm_wait_stat (v, "clients", 0);
   fail_unless_equals_int (stat_value (line, "bad_releases"), 0);
   g_free (line);
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   vmm_free (v);
 }
 
@@ -916,7 +907,7 @@ GST_START_TEST (test_vmm_goes_away)
           10));
   fail_unless (bridge_runner_wait_log (r, "encoded=1 dropped=0 failed=0", 1,
           10));
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   vmm_free (v);
 }
 
@@ -961,7 +952,7 @@ GST_START_TEST (test_export_side_restarts)
   line = vmm_wait_stat (v, "clients", 0);
   fail_unless_equals_int (stat_value (line, "handles_held"), 0);
   g_free (line);
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   vmm_free (v);
 }
 
@@ -1031,7 +1022,7 @@ run_many_frames (gboolean dmabuf, guint n_frames)
   fail_unless_equals_int (settled_fds (pid), fds_before);
   GST_INFO ("%u frames (%s): bridge fds %u before and after", n_frames,
       dmabuf ? "dmabuf" : "readback", fds_before);
-  bridge_stop (r);
+  bridge_runner_stop_checked (r);
   vmm_free (v);
 }
 

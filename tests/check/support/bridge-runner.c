@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <glib/gstdio.h>
+#include <gst/check/gstcheck.h>
 
 #define START_TIMEOUT_S 20
 #define STOP_TIMEOUT_S 30
@@ -293,4 +294,13 @@ bridge_runner_stop (BridgeRunner * r, gboolean * socket_left)
         && g_file_test (r->socket_path, G_FILE_TEST_EXISTS);
   free_runner (r);
   return status;
+}
+
+void
+bridge_runner_stop_checked (BridgeRunner * r)
+{
+  gboolean left = TRUE;
+
+  fail_unless_equals_int (bridge_runner_stop (r, &left), 0);
+  fail_if (left, "socket file left behind");
 }
