@@ -113,6 +113,25 @@ if "guest-cpu" in scenarios:
         check(name, ok, f"CPU {j[key]} ms per frame" +
               ("" if ok else f" (rc={d.get('rc')}, {d.get('error', '')})"))
 
+if "faults" in scenarios:
+    d = read("faults")
+    want = {"live": "OK", "destroyed": "FAILED", "never_created": "FAILED",
+            "after": "OK", "stale_after_reset": "FAILED", "after_reset": "OK"}
+    for k, v in want.items():
+        got = d.get(k, "missing").split(" ")[0]
+        check("faults", got == v, f"{k} resource id: {got} (want {v}): {d.get(k, '')}")
+    qlog = ""
+    try:
+        qlog = open(os.path.join(run, "qemu.log"), errors="replace").read()
+    except FileNotFoundError:
+        pass
+    check("faults", "helix-export: GPU reset" in qlog,
+          "QEMU's export saw the GPU reset and stayed up")
+    j["fault_frames_failed"] = sum(d.get(k, "").startswith("FAILED") for k in want)
+    rc = open(os.path.join(run, "bridge.rc")).read().strip() if os.path.exists(
+        os.path.join(run, "bridge.rc")) else "?"
+    check("faults", rc == "0", f"host bridge alive to the end, exit {rc} on SIGTERM")
+
 serial = ""
 try:
     serial = open(os.path.join(run, "serial.log"), errors="replace").read()
