@@ -282,14 +282,22 @@ on_src_event (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   return GST_PAD_PROBE_DROP;
 }
 
+/* Makes a @factory element inside @bin (which then owns it, so a failed
+ * build is freed with the bin). NULL with @error set (the first missing
+ * element only) if @factory is not installed. */
 static GstElement *
-make (const gchar * factory, const gchar * name, GError ** error)
+add (GstElement * bin, const gchar * factory, const gchar * name,
+    GError ** error)
 {
   GstElement *e = gst_element_factory_make (factory, name);
 
-  if (!e)
-    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
-        "element %s is not installed", factory);
+  if (!e) {
+    if (error && !*error)
+      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+          "element %s is not installed", factory);
+    return NULL;
+  }
+  gst_bin_add (GST_BIN (bin), e);
   return e;
 }
 
@@ -306,7 +314,9 @@ build_pipeline (Session * s, GError ** error)
 
   g_snprintf (name, sizeof (name), "session-%u", s->id);
   pipeline = gst_pipeline_new (name);
-  if (!(src = make ("vsocksrc", "src", error))) {
+  src = add (pipeline, "vsocksrc", "src", error);
+  sink = add (pipeline, "appsink", "sink", error);
+  if (!src || !sink) {
     gst_object_unref (pipeline);
     return FALSE;
   }
@@ -314,19 +324,17 @@ build_pipeline (Session * s, GError ** error)
    * one in variable-framerate mode, which would stall a v1 guest */
   g_object_set (src, "session", s->hs, "pool-size", b->max_in_flight + 2,
       "default-framerate", 30, 1, "export-client", s->export, NULL);
-  sink = make ("appsink", "sink", error);
-  gst_bin_add_many (GST_BIN (pipeline), src, sink, NULL);
 
   if (!b->null_encoder) {
     hxfr_host_session_get_settings (s->hs, &st);
-    queue = make ("queue", NULL, error);
+    queue = add (pipeline, "queue", NULL, error);
     if (b->need_convert) {
-      convert = make ("videoconvert", NULL, error);
-      yuv420 = make ("capsfilter", NULL, error);
+      convert = add (pipeline, "videoconvert", NULL, error);
+      yuv420 = add (pipeline, "capsfilter", NULL, error);
     }
-    enc = make (b->encoder_name, "encoder", error);
-    parse = make ("h264parse", NULL, error);
-    filter = make ("capsfilter", NULL, error);
+    enc = add (pipeline, b->encoder_name, "encoder", error);
+    parse = add (pipeline, "h264parse", NULL, error);
+    filter = add (pipeline, "capsfilter", NULL, error);
     if (!queue || (b->need_convert && (!convert || !yuv420)) || !enc
         || !parse || !filter) {
       gst_object_unref (pipeline);
@@ -349,7 +357,6 @@ build_pipeline (Session * s, GError ** error)
           on_src_event, s, NULL);
       gst_object_unref (pad);
     }
-    gst_bin_add_many (GST_BIN (pipeline), queue, enc, parse, filter, NULL);
     if (convert) {
       /* RGB guests become 4:2:0, not the first format the encoder lists
        * (x264enc: Y444, a High 4:4:4 stream most decoders cannot play);
@@ -357,7 +364,6 @@ build_pipeline (Session * s, GError ** error)
       caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
       g_object_set (yuv420, "caps", caps, NULL);
       gst_caps_unref (caps);
-      gst_bin_add_many (GST_BIN (pipeline), convert, yuv420, NULL);
     }
     if (!gst_element_link (src, queue)
         || (convert && !gst_element_link_many (queue, convert, yuv420, enc,
