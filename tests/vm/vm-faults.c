@@ -55,14 +55,27 @@ create_resource (int drm, guint32 * bo)
 }
 
 static void
-destroy_resource (int drm, guint32 bo)
+close_bo (int drm, guint32 bo)
 {
   struct drm_gem_close gc = { .handle = bo };
   struct drm_virtgpu_3d_wait wait = { .handle = bo };
 
-  /* idle first, so the unref is the last command about it */
   drmIoctl (drm, DRM_IOCTL_VIRTGPU_WAIT, &wait);
   drmIoctl (drm, DRM_IOCTL_GEM_CLOSE, &gc);
+}
+
+/* Destroys the resource and returns once QEMU has processed that: the
+ * kernel queues RESOURCE_UNREF asynchronously, and QEMU runs the control
+ * queue in order, so waiting for a fenced command queued after it (a
+ * throwaway resource's creation) is waiting for the unref. */
+static void
+destroy_resource (int drm, guint32 bo)
+{
+  guint32 fence_bo = 0;
+
+  close_bo (drm, bo);
+  if (create_resource (drm, &fence_bo))
+    close_bo (drm, fence_bo);
 }
 
 /* One resource-id frame and its answer. */
@@ -150,24 +163,34 @@ write_attr (const gchar * path, const gchar * value)
 static gboolean
 reset_gpu (void)
 {
-  g_autofree gchar *link = g_file_read_link ("/sys/class/drm/renderD128/device",
-      NULL);
-  g_autofree gchar *dev = link ? g_path_get_basename (link) : NULL;
+  const gchar *pci = "/sys/class/drm/renderD128/device";
+  g_autoptr (GDir) d = g_dir_open (pci, 0, NULL);
+  const gchar *name;
+  gchar *dev = NULL;
   gint i;
 
-  g_printerr ("render node device: %s\n", link ? link : "(none)");
-  if (!dev
-      || !write_attr ("/sys/bus/virtio/drivers/virtio_gpu/unbind", dev))
+  /* the render node's parent is the PCI function; its virtio device is
+   * the child named virtioN */
+  while (d && (name = g_dir_read_name (d)))
+    if (g_str_has_prefix (name, "virtio") && !dev)
+      dev = g_strdup (name);
+  g_printerr ("virtio device of the render node: %s\n", dev ? dev : "(none)");
+  if (!dev || !write_attr ("/sys/bus/virtio/drivers/virtio_gpu/unbind", dev)) {
+    g_free (dev);
     return FALSE;
+  }
   for (i = 0; i < 100 && g_file_test ("/dev/dri/renderD128", G_FILE_TEST_EXISTS);
       i++)
     g_usleep (100000);
-  if (!write_attr ("/sys/bus/virtio/drivers/virtio_gpu/bind", dev))
+  if (!write_attr ("/sys/bus/virtio/drivers/virtio_gpu/bind", dev)) {
+    g_free (dev);
     return FALSE;
+  }
   for (i = 0; i < 100
       && !g_file_test ("/dev/dri/renderD128", G_FILE_TEST_EXISTS); i++)
     g_usleep (100000);
   g_print ("reset_device=%s\n", dev);
+  g_free (dev);
   return g_file_test ("/dev/dri/renderD128", G_FILE_TEST_EXISTS);
 }
 
