@@ -149,6 +149,14 @@ print("\nsummary:")
 for s, ok, what in results:
     print(f"  {'PASS' if ok else 'FAIL'}  {s}: {what}")
 j["total_s"] = round(float(total), 1)
+j["stage_s"] = {}
+for t in timings:
+    f = t.split()
+    if len(f) >= 2:
+        try:
+            j["stage_s"][f[0]] = float(f[1])
+        except ValueError:
+            pass
 j["passed"] = not failures
 print(f"\nvm-test: {'PASSED' if not failures else 'FAILED (' + str(len(failures)) + ')'}"
       f"; logs in {run}")
