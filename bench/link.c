@@ -20,8 +20,8 @@
  * chunks, how many of them the writer had to wait for (the others were
  * already due: the link was busy, its bandwidth not its delay set the
  * pace) and how late it woke for those (mean, max): how faithful the delay
- * was on a loaded machine. The whole process
- * ends after --timeout seconds whatever happens (SIGALRM).
+ * was on a loaded machine. The whole process ends after --timeout seconds
+ * whatever happens (SIGALRM).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -46,8 +46,9 @@
  * pages go from the sender's socket buffer to the receiver's without a
  * copy in this process (Linux 6.5 or newer for pipe -> unix socket), so
  * the relay adds as little CPU to the link as it can. Each chunk has a
- * pipe of its own until it is sent (a pipe that held one chunk while the
- * next was spliced into it lost bytes on Linux 6.18 here). Per direction:
+ * pipe of its own until it is sent (with a pipe holding one chunk while
+ * the next was spliced into it, the pipe came up short of what the splices
+ * had reported and the stream stalled, on Linux 6.18 here). Per direction:
  * up to N_PIPES chunks of up to PIPE_BYTES in flight (about 10 MB: three
  * 1080p NV12 frames), and a reader with no free pipe waits, leaving the
  * bytes in the socket, as a full socket buffer would make a sender wait.
@@ -145,21 +146,21 @@ reader (gpointer data)
 
   for (;;) {
     Chunk *c = g_new (Chunk, 1);
-    guint pipe;
+    guint slot;
     gssize n;
 
-    while (!(pipe = GPOINTER_TO_UINT (g_async_queue_timeout_pop
+    while (!(slot = GPOINTER_TO_UINT (g_async_queue_timeout_pop
                 (d->free_pipes, QUEUE_WAIT_US))));
-    pipe--;
+    slot--;
     do
-      n = splice (src, NULL, d->pipes[pipe][1], NULL, PIPE_BYTES,
+      n = splice (src, NULL, d->pipes[slot][1], NULL, PIPE_BYTES,
           SPLICE_F_MOVE);
     while (n < 0 && errno == EINTR);
     if (n < 0 && errno != ECONNRESET)
       g_printerr ("bench-link: %s: splice in: %s\n", d->name,
           g_strerror (errno));
     c->len = n > 0 ? n : 0;
-    c->pipe = pipe;
+    c->pipe = slot;
     c->due_ns = due_time (d, c->len);
     g_async_queue_push (d->busy, c);
     if (n <= 0)
@@ -167,17 +168,17 @@ reader (gpointer data)
   }
 }
 
-/* Moves *@len bytes from @pipe to @dst, or with @discard nowhere (once
- * @dst failed the pipe must still be emptied for its next chunk); *@len
- * is what is left. FALSE when @dst fails. */
+/* Moves *@len bytes from the pipe @from to @dst, or with @discard nowhere
+ * (once @dst failed the pipe must still be emptied for its next chunk);
+ * *@len is what is left. FALSE when @dst fails. */
 static gboolean
-splice_out (int pipe, int dst, gsize * len, gboolean discard)
+splice_out (int from, int dst, gsize * len, gboolean discard)
 {
   char scratch[65536];
 
   while (*len > 0) {
-    gssize n = discard ? read (pipe, scratch, MIN (*len, sizeof (scratch))) :
-        splice (pipe, NULL, dst, NULL, *len, SPLICE_F_MOVE);
+    gssize n = discard ? read (from, scratch, MIN (*len, sizeof (scratch))) :
+        splice (from, NULL, dst, NULL, *len, SPLICE_F_MOVE);
 
     if (n < 0 && errno == EINTR)
       continue;
