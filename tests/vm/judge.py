@@ -96,6 +96,7 @@ if "zero-copy" in scenarios:
     g = stream("zero-copy-gltestsrc", True)
     j["gltestsrc_resource_id_frames"] = stat(g, "resource-id-frames") if g else None
     j["gltestsrc_min_psnr"] = num(g, "min_psnr")
+    stream("gl-fallback", False)
 
 if "vsock" in scenarios:
     d = stream("vsock", False)
