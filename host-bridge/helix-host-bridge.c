@@ -862,6 +862,8 @@ on_signal (gpointer user_data)
   g_mutex_unlock (&b->lock);
   /* once the listeners are closed: the line says no new guests */
   log_line ("stopping: no new guests, draining %u session(s)", n);
+  /* systemd shows "deactivating" while the sessions drain */
+  bridge_notify_or_warn ("STOPPING=1");
   g_main_loop_quit (b->loop);
   return G_SOURCE_REMOVE;
 }
