@@ -38,6 +38,7 @@
 #include "bridge-encoder.h"
 #include "bridge-notify.h"
 #include "bridge-fds.h"
+#include "bridge-metrics.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -128,6 +129,11 @@ struct _Bridge
   GHashTable *peer_sessions;    /* peer identity -> sessions (GUINT) */
   guint next_id;
   gboolean stopping;
+  /* --metrics, under lock: the counters of ended sessions */
+  BridgeMetrics *metrics;
+  HxfrHostStats ended;
+  guint64 sessions_total;
+  guint64 refusals_total;
 };
 
 /* Logs go to stderr, one line per event, without GLib's decoration. */
@@ -526,6 +532,11 @@ session_thread (gpointer data)
     if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
           "bridge shutting down");
+    if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNAUTHORIZED)) {
+      g_mutex_lock (&b->lock);
+      b->refusals_total++;
+      g_mutex_unlock (&b->lock);
+    }
     reason = g_strdup_printf ("handshake: %s", err->message);
     g_clear_error (&err);
     goto done;
@@ -596,6 +607,14 @@ done:
   g_mutex_lock (&b->lock);
   b->sessions = g_list_remove (b->sessions, s);
   b->n_sessions--;
+  {
+    HxfrHostStats st;
+
+    /* with the removal, under the same lock: a scrape counts this session
+     * once, live or ended */
+    hxfr_host_session_get_stats (s->hs, &st);
+    bridge_metrics_add_stats (&b->ended, &st);
+  }
   g_cond_broadcast (&b->cond);
   g_mutex_unlock (&b->lock);
 
@@ -652,6 +671,9 @@ refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
 {
   Refusal *r;
 
+  g_mutex_lock (&b->lock);
+  b->refusals_total++;
+  g_mutex_unlock (&b->lock);
   if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
     g_atomic_int_add (&n_refusals, -1);
     hxfr_conn_shutdown (conn);
@@ -766,6 +788,9 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
       gchar *who = hxfr_conn_describe_peer (conn);
 
       log_line ("refused \"%s\": out of file descriptors", who);
+      g_mutex_lock (&b->lock);
+      b->refusals_total++;
+      g_mutex_unlock (&b->lock);
       g_free (who);
       hxfr_conn_shutdown (conn);
       hxfr_conn_unref (conn);
@@ -810,6 +835,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   s->admitted = TRUE;
   b->sessions = g_list_prepend (b->sessions, s);
   b->n_sessions++;
+  b->sessions_total++;
   s->thread = g_thread_new ("hx-session", session_thread, s);
   g_mutex_unlock (&b->lock);
   return G_SOURCE_CONTINUE;
@@ -931,6 +957,28 @@ parse_uint_list (gchar ** in, GArray * out, const gchar * what,
   return TRUE;
 }
 
+/* --metrics: ended sessions plus the live ones, under Bridge.lock (then
+ * each session's own lock, the lock order). Main loop. */
+static void
+collect_metrics (BridgeMetricsSnapshot * snap, gpointer user_data)
+{
+  Bridge *b = user_data;
+  GList *l;
+
+  g_mutex_lock (&b->lock);
+  snap->sessions_now = b->n_sessions;
+  snap->sessions_total = b->sessions_total;
+  snap->refusals_total = b->refusals_total;
+  snap->frames = b->ended;
+  for (l = b->sessions; l; l = l->next) {
+    HxfrHostStats st;
+
+    hxfr_host_session_get_stats (((Session *) l->data)->hs, &st);
+    bridge_metrics_add_stats (&snap->frames, &st);
+  }
+  g_mutex_unlock (&b->lock);
+}
+
 static const gchar description[] =
     "Accepts guests (vsockenc, or deployed HXFR v1 guests) and encodes their\n"
     "frames to H.264 on the host: one pipeline per connection,\n"
@@ -964,6 +1012,13 @@ static const gchar description[] =
     "--token-file, every guest must present the token in its v2 HELLO\n"
     "(v1 guests, which cannot, are refused): refused guests get ERROR -7.\n"
     "\n"
+    "Metrics (--metrics tcp:127.0.0.1:PORT or unix:PATH, off by default):\n"
+    "Prometheus text over HTTP/1.0, GET /metrics: sessions now and in all,\n"
+    "frames requested/encoded/dropped/failed, bytes each way, refusals,\n"
+    "an encode-time histogram, labelled with the encoder. No access\n"
+    "control: keep it on loopback or a UNIX socket. Port 0 picks a free\n"
+    "port, logged as \"metrics on ADDR\".\n"
+    "\n"
     "SIGINT/SIGTERM: stop accepting, drain the sessions (bounded by\n"
     "--drain-timeout), remove socket files, exit 0. One log line per\n"
     "session start and end on stderr, and at most one per 10 s while a\n"
@@ -982,7 +1037,7 @@ main (int argc, char **argv)
   Bridge bridge = { 0, };
   Bridge *b = &bridge;
   gchar *encoder = NULL, *token = NULL, *token_file = NULL, *unix_mode_s =
-      NULL, *export = NULL;
+      NULL, *export = NULL, *metrics = NULL;
   gchar **allow_uid = NULL, **allow_cid = NULL;
   gint max_sessions_per_peer = 0;
   gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
@@ -1043,6 +1098,9 @@ main (int argc, char **argv)
           "(visible in ps: prefer --token-file)", "TOKEN"},
     {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file,
         "Read the token from FILE (trailing newline removed)", "FILE"},
+    {"metrics", 0, 0, G_OPTION_ARG_STRING, &metrics,
+        "Serve Prometheus metrics on ADDR (tcp:HOST:PORT, unix:PATH); "
+          "keep it on loopback", "ADDR"},
     {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL},
     {NULL}
   };
@@ -1227,6 +1285,10 @@ main (int argc, char **argv)
     g_ptr_array_add (b->listeners, l);
     bound = hxfr_address_to_string (hxfr_listener_get_address (l->listener));
     log_line ("listening on %s (encoder %s)", bound, b->encoder_name);
+    if (!b->cfg.token && !bridge_address_is_local (addr))
+      log_line ("warning: %s is not a loopback address and no --token or "
+          "--token-file is set: anyone who can reach it can use this "
+          "host's encoder (add --token-file, or listen on 127.0.0.1)", bound);
     g_free (bound);
     continue;
   listen_failed:
@@ -1237,12 +1299,34 @@ main (int argc, char **argv)
     goto out;
   }
 
+  if (metrics) {
+    gchar *bound;
+
+    b->metrics = bridge_metrics_start (metrics, b->unix_mode,
+        b->encoder_name, collect_metrics, b, &err);
+    if (!b->metrics) {
+      g_printerr ("helix-host-bridge: cannot serve metrics on %s: %s\n",
+          metrics, err->message);
+      g_clear_error (&err);
+      close_listeners (b);
+      goto out;
+    }
+    /* once it listens: tests with port 0 read the address here */
+    bound = bridge_metrics_get_address (b->metrics);
+    log_line ("metrics on %s", bound);
+    if (bridge_metrics_is_exposed (b->metrics))
+      log_line ("warning: metrics on %s, not a loopback address: anyone "
+          "who can reach it sees the bridge's counters", bound);
+    g_free (bound);
+  }
+
   bridge_notify_or_warn ("READY=1");     /* every address listens */
   g_unix_signal_add (SIGINT, on_signal, b);
   g_unix_signal_add (SIGTERM, on_signal, b);
   g_main_loop_run (b->loop);
   wait_sessions (b);
   close_listeners (b);
+  bridge_metrics_stop (b->metrics);
   log_line ("stopped");
   ret = 0;
   goto out;
@@ -1272,6 +1356,7 @@ out:
   g_free (b->encoder_name);
   g_free (b->export_path);
   g_free (export);
+  g_free (metrics);
   g_free (encoder);
   g_free (token);
   g_free (token_file);

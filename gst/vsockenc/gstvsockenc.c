@@ -163,6 +163,7 @@ struct _GstVsockEnc
   gboolean zero_copy;
   gchar *drm_device;
   gboolean aud;
+  guint stats_interval_ms;
   gint reconfigure;             /* atomic: bitrate/keyframe-interval changed */
 
   /* Streaming thread only (under the stream lock) */
@@ -180,6 +181,7 @@ struct _GstVsockEnc
   VsockEncDrmOps drm_real;
   gint drm_fd;
   gboolean drm_tried;
+  gint64 next_stats_us;         /* stats-interval: next message due */
 
   /* Reader thread only (under the stream lock) */
   gboolean profile_known;
@@ -249,6 +251,7 @@ GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
 #define DEFAULT_ZERO_COPY TRUE
 #define DEFAULT_DRM_DEVICE "/dev/dri/renderD128"
 #define DEFAULT_AUD FALSE
+#define DEFAULT_STATS_INTERVAL 0
 /* Below this a bitrate is almost surely kbit/s given where bit/s are
  * meant (helix passes 8294 for 8.3 Mbit/s): no H.264 desktop stream is
  * watchable at 64 kbit/s. */
@@ -273,6 +276,7 @@ enum
   PROP_DRM_DEVICE,
   PROP_AUD,
   PROP_STATS,
+  PROP_STATS_INTERVAL,
   N_PROPERTIES
 };
 
@@ -1345,6 +1349,7 @@ gst_vsock_enc_init (GstVsockEnc * self)
   self->zero_copy = DEFAULT_ZERO_COPY;
   self->drm_device = g_strdup (DEFAULT_DRM_DEVICE);
   self->aud = DEFAULT_AUD;
+  self->stats_interval_ms = DEFAULT_STATS_INTERVAL;
   self->drm_fd = -1;
   self->flow_ret = GST_FLOW_OK;
   g_mutex_init (&self->lock);
@@ -1403,6 +1408,35 @@ build_stats (GstVsockEnc * self)
       "reconnects", G_TYPE_UINT64, self->reconnects, NULL);
   g_mutex_unlock (&self->lock);
   return s;
+}
+
+/* stats-interval: checked once per frame on the streaming thread, so it
+ * costs a clock read and needs no timer to stop; the messages stop with
+ * the frames (and at stop or any state change that stops streaming). */
+static void
+maybe_post_stats (GstVsockEnc * self)
+{
+  guint interval_ms;
+  gint64 now;
+
+  GST_OBJECT_LOCK (self);
+  interval_ms = self->stats_interval_ms;
+  GST_OBJECT_UNLOCK (self);
+  if (!interval_ms)
+    return;
+  now = g_get_monotonic_time ();
+  if (self->next_stats_us && now < self->next_stats_us)
+    return;
+  /* the first message one interval after streaming starts; a late frame
+   * does not make the next message early */
+  if (self->next_stats_us) {
+    GstStructure *st = build_stats (self);
+
+    gst_structure_set_name (st, "vsockenc-stats");
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), st));
+  }
+  self->next_stats_us = now + (gint64) interval_ms * G_TIME_SPAN_MILLISECOND;
 }
 
 static gboolean
@@ -1494,6 +1528,9 @@ gst_vsock_enc_set_property (GObject * object, guint prop_id,
     case PROP_AUD:
       self->aud = g_value_get_boolean (value);
       break;
+    case PROP_STATS_INTERVAL:
+      self->stats_interval_ms = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1559,6 +1596,9 @@ gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_AUD:
       g_value_set_boolean (value, self->aud);
       break;
+    case PROP_STATS_INTERVAL:
+      g_value_set_uint (value, self->stats_interval_ms);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1601,6 +1641,7 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
   self->profile_known = FALSE;
   self->drm_tried = FALSE;
   self->drm_ops = NULL;
+  self->next_stats_us = 0;
   g_atomic_int_set (&self->reconfigure, FALSE);
 
   /* connected here so that the version is known before caps negotiation */
@@ -1919,6 +1960,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
     gst_video_codec_frame_unref (frame);
     return ret;
   }
+  maybe_post_stats (self);
 
   if (lost && !try_reconnect (self)) {
     g_mutex_lock (&self->lock);
@@ -2242,6 +2284,19 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
       "times in microseconds (min/avg/max/last), negotiated protocol version, "
       "host encoder, resource-id vs pixel frames, reconnects",
       GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * GstVsockEnc:stats-interval:
+   *
+   * Every this many milliseconds while frames flow, the stats structure is
+   * posted as an element message named vsockenc-stats (shown by
+   * gst-launch-1.0 -m). 0: never.
+   */
+  properties[PROP_STATS_INTERVAL] = g_param_spec_uint ("stats-interval",
+      "Statistics interval",
+      "Post the stats as a 'vsockenc-stats' element message every this many "
+      "milliseconds while streaming (0 = off)", 0, G_MAXUINT,
+      DEFAULT_STATS_INTERVAL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_PLAYING);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

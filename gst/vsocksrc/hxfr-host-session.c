@@ -399,13 +399,36 @@ apply_settings (HxfrHostSession * s, guint32 mask,
     func (s, changed, &copy, data);
 }
 
+/* From 1 ms to 2 s: a hardware encoder's few ms to a software one
+ * struggling with 4K. */
+static const guint64 host_time_bounds_us[HXFR_HOST_TIME_BUCKETS - 1] = {
+  1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000,
+  2000000,
+};
+
+guint64
+hxfr_host_time_bucket_us (guint i)
+{
+  return i < G_N_ELEMENTS (host_time_bounds_us) ? host_time_bounds_us[i] :
+      G_MAXUINT64;
+}
+
 /* Counts the answer of @p in the stats. Lock held. */
 static void
 count_answer (HxfrHostSession * s, const Pending * p)
 {
+  gint64 elapsed;
+  guint i;
+
   switch (p->status) {
     case HXFR_STATUS_OK:
       s->stats.answered_ok++;
+      elapsed = MAX (g_get_monotonic_time () - p->t_read, 0);
+      for (i = 0; i < G_N_ELEMENTS (host_time_bounds_us); i++)
+        if ((guint64) elapsed <= host_time_bounds_us[i])
+          break;
+      s->stats.host_time_buckets[i]++;
+      s->stats.host_time_sum_us += elapsed;
       break;
     case HXFR_STATUS_DROPPED:
       s->stats.dropped++;
@@ -619,10 +642,12 @@ hxfr_host_session_handshake (HxfrHostSession * s,
     case HXFR_MSG_CONFIG_REQ:
     case HXFR_MSG_KEYFRAME_REQ:
     case HXFR_MSG_PING:
-      /* a v1 guest: no handshake, its first message is already a request */
+      /* a v1 guest: no handshake, its first message is already a request.
+       * v1 cannot carry a token: the text says what to do instead, and
+       * fits HXFR_ERROR_TEXT_SIZE (tested) */
       if (s->cfg.token)
-        return refuse (s, HXFR_ERR_UNAUTHORIZED, error,
-            "this host requires a token (v2 HELLO)");
+        return refuse (s, HXFR_ERR_UNAUTHORIZED, error, "%s",
+            HXFR_V1_TOKEN_REFUSAL);
       g_mutex_lock (&s->lock);
       s->version = 1;
       g_mutex_unlock (&s->lock);

@@ -65,6 +65,16 @@ typedef struct
 typedef void (*HxfrHostSettingsFunc) (HxfrHostSession * session,
     guint32 mask, const HxfrHostSettings * settings, gpointer user_data);
 
+/* The ERROR text a v1 guest gets from a bridge that requires a token. */
+#define HXFR_V1_TOKEN_REFUSAL "this bridge requires a token and HXFR v1 " \
+  "guests cannot send one: serve v1 guests from a bridge without --token, " \
+  "or upgrade the guest to vsockenc (HXFR v2, token property)"
+
+/* Host time of OK answers (request fully read to its answer queued for
+ * writing): buckets bounded by hxfr_host_time_bucket_us(), the last one
+ * unbounded. */
+#define HXFR_HOST_TIME_BUCKETS 12
+
 typedef struct
 {
   guint64 requests;
@@ -74,7 +84,13 @@ typedef struct
   guint64 errors;               /* ERROR messages sent */
   guint64 bytes_in;
   guint64 bytes_out;
+  guint64 host_time_buckets[HXFR_HOST_TIME_BUCKETS];    /* not cumulative */
+  guint64 host_time_sum_us;
 } HxfrHostStats;
+
+/* Upper bound (inclusive, microseconds) of bucket @i; G_MAXUINT64 for the
+ * last. */
+guint64 hxfr_host_time_bucket_us (guint i);
 
 HxfrHostSession *hxfr_host_session_new (HxfrConn * conn,
     const HxfrHostConfig * cfg);
