@@ -1103,6 +1103,263 @@ GST_START_TEST (test_null_encoder)
 
 GST_END_TEST;
 
+/* Metrics */
+
+/* GET @path from the metrics endpoint at @port (bounded: 5 s); the
+ * response, headers and body. */
+static gchar *
+http_get (guint port, const gchar * path)
+{
+  GSocketClient *client = g_socket_client_new ();
+  GSocketConnection *conn;
+  GError *err = NULL;
+  GString *resp = g_string_new (NULL);
+  gchar *req = g_strdup_printf ("GET %s HTTP/1.0\r\nHost: test\r\n\r\n",
+      path);
+  gchar buf[4096];
+  gssize n;
+
+  g_socket_client_set_timeout (client, 5);
+  conn = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL,
+      &err);
+  fail_unless (conn != NULL, "metrics connect: %s", err ? err->message : "");
+  fail_unless (g_output_stream_write_all (g_io_stream_get_output_stream
+          (G_IO_STREAM (conn)), req, strlen (req), NULL, NULL, &err),
+      "metrics write: %s", err ? err->message : "");
+  /* HTTP/1.0: the answer ends when the bridge closes */
+  while ((n = g_input_stream_read (g_io_stream_get_input_stream (G_IO_STREAM
+                  (conn)), buf, sizeof (buf), NULL, &err)) > 0)
+    g_string_append_len (resp, buf, n);
+  fail_unless (n == 0, "metrics read: %s", err ? err->message : "");
+  g_object_unref (conn);
+  g_object_unref (client);
+  g_free (req);
+  return g_string_free (resp, FALSE);
+}
+
+/* Scrapes /metrics: checks the status and content type, returns the body. */
+static gchar *
+scrape (guint port)
+{
+  gchar *resp = http_get (port, "/metrics");
+  gchar *body = strstr (resp, "\r\n\r\n"), *out;
+
+  fail_unless (g_str_has_prefix (resp, "HTTP/1.0 200 "), "%s", resp);
+  fail_unless (strstr (resp, "\r\nContent-Type: text/plain; version=0.0.4"
+          "\r\n") != NULL, "%s", resp);
+  fail_unless (body != NULL);
+  out = g_strdup (body + 4);
+  g_free (resp);
+  return out;
+}
+
+/* The value of @series (name with its labels) in @body; fails if absent. */
+static guint64
+metric (const gchar * body, const gchar * series)
+{
+  gchar *needle = g_strconcat ("\n", series, " ", NULL);
+  const gchar *p = strstr (body, needle);
+  guint64 v;
+
+  fail_unless (p != NULL, "%s not in:\n%s", series, body);
+  v = g_ascii_strtoull (p + strlen (needle), NULL, 10);
+  g_free (needle);
+  return v;
+}
+
+#define M(name) "helix_bridge_" name "{encoder=\"x264enc\"}"
+
+/* The value of "KEY=N" in the bridge's log line holding @line. */
+static guint64
+log_field (BridgeRunner * r, const gchar * line, const gchar * key)
+{
+  gchar *log = bridge_runner_get_log (r);
+  const gchar *p = strstr (log, line), *q;
+  guint64 v;
+
+  fail_unless (p != NULL, "no \"%s\" in the log", line);
+  q = strstr (p, key);
+  fail_unless (q != NULL);
+  v = g_ascii_strtoull (q + strlen (key), NULL, 10);
+  g_free (log);
+  return v;
+}
+
+/* --metrics on a free port: scraped while a guest streams and after it has
+ * left, the counters are what the guest saw; a client that sends nothing
+ * neither blocks a scrape nor stays connected. */
+GST_START_TEST (test_metrics)
+{
+  const gchar *args[] = { "--encoder", "x264enc", "--metrics",
+    "tcp:127.0.0.1:0", NULL
+  };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  Streamer *st;
+  GSocketClient *client;
+  GSocketConnection *idle;
+  gchar *log, *body, buf[16];
+  const gchar *p;
+  guint port;
+  gint ok_before;
+  guint64 encoded;
+  gint64 t0;
+  gssize n;
+
+  fail_unless (r != NULL);
+  /* logged once it listens */
+  fail_unless (bridge_runner_wait_log (r, "metrics on tcp:127.0.0.1:", 1,
+          10));
+  log = bridge_runner_get_log (r);
+  p = strstr (log, "metrics on tcp:127.0.0.1:");
+  port = atoi (p + strlen ("metrics on tcp:127.0.0.1:"));
+  g_free (log);
+  fail_unless (port > 0);
+
+  body = scrape (port);
+  fail_unless_equals_int (metric (body, M ("sessions")), 0);
+  fail_unless_equals_int (metric (body, M ("frames_encoded_total")), 0);
+  fail_unless (strstr (body, "# TYPE helix_bridge_encode_seconds histogram")
+      != NULL);
+  g_free (body);
+
+  /* during the stream */
+  st = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait (st, 10));
+  ok_before = g_atomic_int_get (&st->ok);
+  body = scrape (port);
+  fail_unless_equals_int (metric (body, M ("sessions")), 1);
+  fail_unless_equals_int (metric (body, M ("sessions_total")), 1);
+  encoded = metric (body, M ("frames_encoded_total"));
+  fail_unless (encoded >= (guint64) ok_before, "%" G_GUINT64_FORMAT
+      " encoded, the guest had %d", encoded, ok_before);
+  fail_unless (metric (body, M ("frames_requested_total")) >= encoded);
+  fail_unless_equals_int (metric (body, M ("encode_seconds_count")), encoded);
+  fail_unless_equals_int (metric (body,
+          "helix_bridge_encode_seconds_bucket{encoder=\"x264enc\","
+          "le=\"+Inf\"}"), encoded);
+  fail_unless (metric (body, M ("bytes_in_total")) > encoded * 128 * 96);
+  fail_unless (metric (body, M ("bytes_out_total")) > 0);
+  g_free (body);
+
+  /* a client that connects and sends nothing: the next scrape is served
+   * at once all the same, and the bridge closes the idle one (5 s) */
+  client = g_socket_client_new ();
+  g_socket_client_set_timeout (client, 10);
+  idle = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL,
+      NULL);
+  fail_unless (idle != NULL);
+  t0 = g_get_monotonic_time ();
+  body = scrape (port);
+  fail_unless (g_get_monotonic_time () - t0 < 2 * G_USEC_PER_SEC);
+  fail_unless_equals_int (metric (body, M ("sessions")), 1);
+  g_free (body);
+  n = g_input_stream_read (g_io_stream_get_input_stream (G_IO_STREAM (idle)),
+      buf, sizeof (buf), NULL, NULL);
+  fail_unless (n == 0, "the idle client was not closed (%" G_GSSIZE_FORMAT
+      ")", n);
+  fail_unless (g_get_monotonic_time () - t0 < 9 * G_USEC_PER_SEC);
+  g_object_unref (idle);
+  g_object_unref (client);
+
+  /* after: the ended session is in the totals, exactly what the guest
+   * got (one request in flight, every one answered before it stopped) */
+  fail_unless (streamer_wait_progress (st, 5));
+  /* stopped, not yet freed: its counters are final once the bridge has
+   * seen it hang up (it counts every answer before it closes) */
+  g_atomic_int_set (&st->stop, 1);
+  fail_unless (bridge_runner_wait_log (r, "session 1 end", 1, 10));
+  fail_unless_equals_int (g_atomic_int_get (&st->bad), 0);
+  body = scrape (port);
+  fail_unless_equals_int (metric (body, M ("sessions")), 0);
+  fail_unless_equals_int (metric (body, M ("sessions_total")), 1);
+  fail_unless_equals_int (metric (body, M ("frames_encoded_total")),
+      g_atomic_int_get (&st->ok));
+  fail_unless_equals_int (metric (body, M ("frames_dropped_total")),
+      g_atomic_int_get (&st->dropped));
+  fail_unless_equals_int (metric (body, M ("frames_requested_total")),
+      g_atomic_int_get (&st->ok) + g_atomic_int_get (&st->dropped));
+  fail_unless_equals_int (metric (body, M ("frames_failed_total")), 0);
+  fail_unless_equals_int (metric (body, M ("encode_seconds_count")),
+      g_atomic_int_get (&st->ok));
+  fail_unless_equals_int (metric (body, M ("refusals_total")), 0);
+  fail_unless_equals_int (metric (body, M ("bytes_in_total")),
+      log_field (r, "session 1 end", " bytes_in="));
+  fail_unless_equals_int (metric (body, M ("bytes_out_total")),
+      log_field (r, "session 1 end", " bytes_out="));
+  g_free (body);
+
+  /* anything but GET /metrics */
+  body = http_get (port, "/");
+  fail_unless (g_str_has_prefix (body, "HTTP/1.0 404 "), "%s", body);
+  g_free (body);
+  streamer_stop (st);
+  bridge_runner_stop_checked (r);
+}
+
+GST_END_TEST;
+
+/* Listening on a non-loopback address without a token is said aloud at
+ * start; with a token it is not, and a v1 guest (which cannot send one)
+ * is told why it is refused and what to do. */
+GST_START_TEST (test_non_loopback_warning)
+{
+  const gchar *open_args[] = { "--encoder", "null", "--listen",
+    "tcp:0.0.0.0:0", NULL
+  };
+  const gchar *token_args[] = { "--encoder", "null", "--listen",
+    "tcp:0.0.0.0:0", "--token", "s3cret", NULL
+  };
+  const gchar *warning = "is not a loopback address and no --token";
+  BridgeRunner *r;
+  Streamer *st;
+  GuestEmu *g;
+  GuestAnswer a;
+  HxfrFrameRequest req = { 0, };
+  guint8 px[64 * 96];
+
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, open_args);
+  fail_unless (r != NULL);
+  fail_unless (bridge_runner_wait_log (r, warning, 1, 10));
+  fail_unless_equals_int (bridge_runner_count_log (r, "warning: tcp:0.0.0.0:"),
+      1);
+  /* the UNIX socket is not warned about */
+  fail_unless_equals_int (bridge_runner_count_log (r, "warning: unix:"), 0);
+  /* a guest served: the bridge is past its start (SIGTERM handled) */
+  st = streamer_start (bridge_runner_get_address (r), NULL);
+  fail_unless (streamer_wait (st, 3));
+  streamer_stop (st);
+  bridge_runner_stop_checked (r);
+
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, token_args);
+  fail_unless (r != NULL);
+  /* a session's start comes after every start-up line */
+  st = streamer_start (bridge_runner_get_address (r), "s3cret");
+  fail_unless (streamer_wait (st, 3));
+  fail_unless (bridge_runner_wait_log (r, "session 1 start", 1, 10));
+  fail_unless_equals_int (bridge_runner_count_log (r, warning), 0);
+
+  g = guest_emu_connect (bridge_runner_get_address (r), NULL);
+  memset (px, 0x80, sizeof (px));
+  req.width = 64;
+  req.height = 64;
+  req.format = HXFR_FORMAT_NV12;
+  req.stride[0] = 64;
+  fail_unless (guest_emu_send_frame (g, &req, px, sizeof (px), NULL));
+  fail_unless (guest_emu_receive (g, &a, NULL));
+  fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
+  fail_unless_equals_int (a.error_code, HXFR_ERR_UNAUTHORIZED);
+  /* whole (within the ERROR text size), and says what to do */
+  fail_unless (strstr (a.text, "v1") && strstr (a.text, "without --token")
+      && g_str_has_suffix (a.text, "token property)"), "%s", a.text);
+  guest_answer_clear (&a);
+  fail_unless (guest_emu_wait_closed (g));
+  guest_emu_free (g);
+  streamer_stop (st);
+  bridge_runner_stop_checked (r);
+}
+
+GST_END_TEST;
+
 static Suite *
 bridge_suite (void)
 {
@@ -1128,6 +1385,8 @@ bridge_suite (void)
   tcase_add_test (tc, test_helix_pipeline);
   tcase_add_test (tc, test_aud);
   tcase_add_test (tc, test_null_encoder);
+  tcase_add_test (tc, test_metrics);
+  tcase_add_test (tc, test_non_loopback_warning);
   return s;
 }
 

@@ -152,6 +152,92 @@ stat_u64 (GstStructure * s, const gchar * name)
   return v;
 }
 
+/* stats-interval: while frames flow, the stats structure comes on the bus
+ * as a vsockenc-stats element message about every interval (what
+ * gst-launch-1.0 -m prints), with the stats property's fields; none once
+ * the frames stop, none with the default 0. */
+static guint
+count_stats_messages (GstBus * bus, guint64 * last_sent, guint * n_fields)
+{
+  GstMessage *msg;
+  guint n = 0;
+
+  while ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT))) {
+    const GstStructure *st = gst_message_get_structure (msg);
+    guint64 sent = 0;
+
+    fail_unless (gst_structure_has_name (st, "vsockenc-stats"));
+    fail_unless (gst_structure_get_uint64 (st, "frames-sent", &sent));
+    fail_unless (sent >= *last_sent, "frames-sent went back");
+    *last_sent = sent;
+    fail_unless (gst_structure_has_field (st, "rtt-avg-us"));
+    fail_unless_equals_string (gst_structure_get_string (st,
+            "host-encoder"), "fakeenc");
+    *n_fields = gst_structure_n_fields (st);
+    n++;
+    gst_message_unref (msg);
+  }
+  return n;
+}
+
+GST_START_TEST (test_stats_interval)
+{
+  Fixture f;
+  GstStructure *prop;
+  guint i, n, n_fields = 0;
+  guint64 last_sent = 0;
+  gint64 t0;
+  GstMessage *msg;
+
+  fixture_init (&f, FAKE_HOST_V2, "stats-interval=100", NV12_CAPS);
+  /* 0.8 s of frames at 40 fps (the interval is time, so the frames are
+   * paced; each answer is waited for) */
+  t0 = g_get_monotonic_time ();
+  for (i = 0; i < 32; i++) {
+    GstBuffer *out;
+
+    push_frames (&f, i, 1);
+    out = gst_harness_pull (f.h);
+    fail_unless (out != NULL);
+    gst_buffer_unref (out);
+    g_usleep (MAX (0, t0 + (i + 1) * 25000 - g_get_monotonic_time ()));
+  }
+  n = count_stats_messages (f.bus, &last_sent, &n_fields);
+  /* 800 ms of frames, the first message one interval in: about 7 */
+  fail_unless (n >= 4 && n <= 9, "%u vsockenc-stats messages in 0.8 s", n);
+  fail_unless (last_sent >= 20, "last frames-sent %" G_GUINT64_FORMAT,
+      last_sent);
+
+  /* the same fields as the property */
+  prop = get_stats (f.enc);
+  fail_unless_equals_int (n_fields, gst_structure_n_fields (prop));
+  gst_structure_free (prop);
+
+  /* no frames, no messages */
+  msg = gst_bus_timed_pop_filtered (f.bus, 300 * GST_MSECOND,
+      GST_MESSAGE_ELEMENT);
+  fail_unless (msg == NULL, "a stats message without frames");
+  fixture_clear (&f);
+
+  /* default: off */
+  fixture_init (&f, FAKE_HOST_V2, NULL, NV12_CAPS);
+  for (i = 0; i < 6; i++) {
+    GstBuffer *out;
+
+    push_frames (&f, i, 1);
+    out = gst_harness_pull (f.h);
+    fail_unless (out != NULL);
+    gst_buffer_unref (out);
+    g_usleep (40000);
+  }
+  last_sent = 0;
+  fail_unless_equals_int (count_stats_messages (f.bus, &last_sent,
+          &n_fields), 0);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
 /* N frames in, N access units out, timestamps kept, first a keyframe */
 GST_START_TEST (test_encode_v2)
 {
@@ -1500,6 +1586,7 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_dmabuf_drm_caps_tiled_refused);
 #endif
   tcase_add_test (tc, test_state_cycles);
+  tcase_add_test (tc, test_stats_interval);
   /* the decode tests need the system's encoder and decoder */
   if (have_elements (decode_needs)) {
     tcase_add_test (tc, test_real_decode_v2);
