@@ -1307,7 +1307,8 @@ GST_START_TEST (test_non_loopback_warning)
     "tcp:0.0.0.0:0", NULL
   };
   const gchar *token_args[] = { "--encoder", "null", "--listen",
-    "tcp:0.0.0.0:0", "--token", "s3cret", NULL
+    "tcp:0.0.0.0:0", "--token", "s3cret", "--metrics", "tcp:127.0.0.1:0",
+    NULL
   };
   const gchar *warning = "is not a loopback address and no --token";
   BridgeRunner *r;
@@ -1354,6 +1355,21 @@ GST_START_TEST (test_non_loopback_warning)
   guest_answer_clear (&a);
   fail_unless (guest_emu_wait_closed (g));
   guest_emu_free (g);
+  /* and counted as a refusal */
+  fail_unless (bridge_runner_wait_log (r, "session 2 end", 1, 10));
+  {
+    gchar *log = bridge_runner_get_log (r), *body;
+    const gchar *p = strstr (log, "metrics on tcp:127.0.0.1:");
+
+    fail_unless (p != NULL);
+    body = scrape (atoi (p + strlen ("metrics on tcp:127.0.0.1:")));
+    fail_unless_equals_int (metric (body,
+            "helix_bridge_refusals_total{encoder=\"null\"}"), 1);
+    fail_unless_equals_int (metric (body,
+            "helix_bridge_sessions{encoder=\"null\"}"), 1);
+    g_free (body);
+    g_free (log);
+  }
   streamer_stop (st);
   bridge_runner_stop_checked (r);
 }
