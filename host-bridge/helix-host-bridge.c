@@ -1259,6 +1259,10 @@ main (int argc, char **argv)
   g_cond_init (&b->cond);
   b->loop = g_main_loop_new (NULL, FALSE);
   b->listeners = g_ptr_array_new ();
+  /* before anything is logged as listening: a SIGTERM that follows the
+   * line at once must find its handler (it killed the bridge before) */
+  g_unix_signal_add (SIGINT, on_signal, b);
+  g_unix_signal_add (SIGTERM, on_signal, b);
   listen = b->listen ? b->listen : default_listen;
   for (i = 0; listen[i]; i++) {
     g_autoptr (HxfrAddress) addr = hxfr_address_parse (listen[i], &err);
@@ -1321,8 +1325,6 @@ main (int argc, char **argv)
   }
 
   bridge_notify_or_warn ("READY=1");     /* every address listens */
-  g_unix_signal_add (SIGINT, on_signal, b);
-  g_unix_signal_add (SIGTERM, on_signal, b);
   g_main_loop_run (b->loop);
   wait_sessions (b);
   close_listeners (b);
