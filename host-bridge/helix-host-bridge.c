@@ -966,7 +966,10 @@ collect_metrics (BridgeMetricsSnapshot * snap, gpointer user_data)
   GList *l;
 
   g_mutex_lock (&b->lock);
-  snap->sessions_now = b->n_sessions;
+  /* the sessions holding a slot: one whose end is logged holds none,
+   * though its thread may still be tearing down (its counters are counted
+   * below until it is folded into b->ended, once either way) */
+  snap->sessions_now = b->n_admitted;
   snap->sessions_total = b->sessions_total;
   snap->refusals_total = b->refusals_total;
   snap->frames = b->ended;
