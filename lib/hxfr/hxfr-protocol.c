@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "hxfr-protocol.h"
+#include "hxfr-scanout.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -198,6 +199,24 @@ hxfr_msg_type_name (guint type)
       return "FRAME_RESPONSE2";
     case HXFR_MSG_CONTROL:
       return "CONTROL";
+    case HXFR_MSG_ENABLE_SCANOUT:
+      return "ENABLE_SCANOUT";
+    case HXFR_MSG_DISABLE_SCANOUT:
+      return "DISABLE_SCANOUT";
+    case HXFR_MSG_SCANOUT_RESP:
+      return "SCANOUT_RESP";
+    case HXFR_MSG_SUBSCRIBE:
+      return "SUBSCRIBE";
+    case HXFR_MSG_SUBSCRIBE_RESP:
+      return "SUBSCRIBE_RESP";
+    case HXFR_MSG_SUBSCRIBE2:
+      return "SUBSCRIBE2";
+    case HXFR_MSG_SUBSCRIBE2_ACK:
+      return "SUBSCRIBE2_ACK";
+    case HXFR_MSG_SCANOUT_FRAME:
+      return "SCANOUT_FRAME";
+    case HXFR_MSG_SCANOUT_END:
+      return "SCANOUT_END";
     case HXFR_MSG_ERROR:
       return "ERROR";
     default:
@@ -235,6 +254,8 @@ hxfr_error_code_name (gint code)
       return "timeout";
     case HXFR_ERR_SHUTDOWN:
       return "host shutting down";
+    case HXFR_ERR_NO_SCANOUT:
+      return "no such scanout";
     case HXFR_ERR_INTERNAL:
       return "internal error";
     default:

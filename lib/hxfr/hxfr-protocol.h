@@ -54,6 +54,8 @@ typedef enum
   HXFR_ERR_TOO_MANY_SESSIONS = -10,
   HXFR_ERR_TIMEOUT = -11,
   HXFR_ERR_SHUTDOWN = -12,
+  /* scanout subscriptions (hxfr-scanout.h) */
+  HXFR_ERR_NO_SCANOUT = -13,
   HXFR_ERR_INTERNAL = -99,
 } HxfrErrorCode;
 

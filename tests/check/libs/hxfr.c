@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hxfr-protocol.h"
+#include "hxfr-scanout.h"
 #include "hxfr-transport.h"
 #include "hxfr-video.h"
 
@@ -261,6 +262,100 @@ GST_START_TEST (test_config_hello_control_error_bytes)
   fail_unless (hxfr_error_parse (out, n, &e, NULL));
   fail_unless_equals_int (e.code, HXFR_ERR_NOT_CONFIGURED);
   fail_unless_equals_int (strlen (e.message), 255);
+}
+
+GST_END_TEST;
+
+/* The deployed scanout messages, as ../shared/PROTOCOL-scanout.md gives
+ * them (section 4), and the v2 subscription (docs/protocol.md 11). */
+GST_START_TEST (test_scanout_bytes)
+{
+  guint8 out[512];
+  const guint8 *in;
+  gsize n;
+  guint32 id, ok;
+  HxfrHeader h = { HXFR_MSG_SUBSCRIBE, 0, 1, HXFR_SUBSCRIBE_SIZE };
+  HxfrEnableScanout en;
+  HxfrScanoutResp resp;
+  HxfrSubscribe2 sub = { 2, 2, HXFR_CODEC_H264, 3, 5000000, 0, 3 };
+  HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, 3, 1920, 1080, "x264enc" };
+  HxfrScanoutFrame f = { 7, HXFR_SCANOUT_FRAME_KEYFRAME, 640, 480,
+    16666667, -1, G_GUINT64_CONSTANT (0x0102030405060708), 1234
+  };
+  HxfrScanoutFrame f2;
+  HxfrScanoutEnd end;
+  HxfrSubscribe2 sub2;
+  GError *err = NULL;
+
+  /* the spec's own example: SUBSCRIBE to scanout 1 */
+  hxfr_header_write (out, &h);
+  n = HXFR_HEADER_SIZE + hxfr_subscribe_write (1, out + HXFR_HEADER_SIZE);
+  assert_bytes (out, n, "48584652 30 00 0100 04000000 01000000");
+  fail_unless (hxfr_subscribe_parse (out + HXFR_HEADER_SIZE, 4, &id, NULL));
+  fail_unless_equals_int (id, 1);
+  fail_if (hxfr_subscribe_parse (out + HXFR_HEADER_SIZE, 3, &id, NULL));
+
+  n = hxfr_subscribe_resp_write (1, TRUE, out);
+  assert_bytes (out, n, "01000000 01000000");
+  fail_unless (hxfr_subscribe_resp_parse (out, n, &id, &ok, NULL));
+  fail_unless (id == 1 && ok == 1);
+
+  in = hexbytes ("02000000 80070000 38040000 3c000000", &n);
+  fail_unless (hxfr_enable_scanout_parse (in, n, &en, NULL));
+  fail_unless (en.scanout_id == 2 && en.width == 1920 && en.height == 1080
+      && en.refresh == 60);
+  in = hexbytes ("02000000", &n);
+  fail_unless (hxfr_disable_scanout_parse (in, n, &id, NULL));
+  fail_unless_equals_int (id, 2);
+
+  /* 72 bytes, zeroed, the connector named as deployed */
+  n = hxfr_scanout_resp_write (2, FALSE, out);
+  fail_unless_equals_int (n, HXFR_SCANOUT_RESP_SIZE);
+  assert_bytes (out, 16, "02000000 00000000 5669727475616c2d");
+  fail_unless (hxfr_scanout_resp_parse (out, n, &resp, NULL));
+  fail_unless_equals_string (resp.connector, "Virtual-3");
+  fail_unless (resp.success == 0 && out[71] == 0);
+
+  /* a pushed frame: v1 FRAME_RESPONSE, nal_count 1, then the AU's size */
+  n = hxfr_pushed_frame_write (16666667, TRUE, 300, out);
+  assert_bytes (out, n, "2b50fe0000000000 2b50fe0000000000 01 000000 "
+      "01000000 2c010000");
+
+  n = hxfr_subscribe2_write (&sub, out);
+  memcpy (out + n, "abc", 3);
+  assert_bytes (out, n, "0200 0200 48323634 03000000 404b4c00 00000000 "
+      "0300 00000000000000000000");
+  fail_unless (hxfr_subscribe2_parse (out, n + 3, &sub2, NULL));
+  fail_unless (sub2.scanout_id == 3 && sub2.token_len == 3
+      && sub2.bitrate == 5000000);
+  /* a token that overruns the payload, or a longer one than allowed */
+  fail_if (hxfr_subscribe2_parse (out, n + 2, &sub2, &err));
+  fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  g_clear_error (&err);
+  sub.token_len = HXFR_MAX_TOKEN + 1;
+  n = hxfr_subscribe2_write (&sub, out);
+  fail_if (hxfr_subscribe2_parse (out, n + HXFR_MAX_TOKEN + 1, &sub2, NULL));
+
+  n = hxfr_subscribe2_ack_write (&ack, out);
+  fail_unless_equals_int (n, HXFR_SUBSCRIBE2_ACK_SIZE);
+  assert_bytes (out, 20, "0200 0000 48323634 03000000 80070000 38040000");
+  fail_unless_equals_string ((gchar *) out + 20, "x264enc");
+
+  n = hxfr_scanout_frame_write (&f, out);
+  assert_bytes (out, n, "07000000 01 000000 80020000 e0010000 "
+      "2b50fe0000000000 ffffffffffffffff 0807060504030201 d2040000 "
+      "00000000");
+  fail_unless (hxfr_scanout_frame_parse (out, n, &f2, NULL));
+  fail_unless (f2.seq == 7 && f2.pts == 16666667 && f2.duration == -1
+      && f2.capture_time == f.capture_time && f2.encode_us == 1234);
+
+  n = hxfr_scanout_end_write (HXFR_SCANOUT_END_DISABLED, "gone", out);
+  assert_bytes (out, n, "01000000 00000000 676f6e65");
+  fail_unless (hxfr_scanout_end_parse (out, n, &end, NULL));
+  fail_unless_equals_string (end.text, "gone");
+  fail_if (hxfr_scanout_end_parse (out, 4, &end, NULL));
+  fail_if (hxfr_scanout_end_parse (out, HXFR_SCANOUT_END_SIZE +
+          HXFR_ERROR_TEXT_SIZE + 1, &end, NULL));
 }
 
 GST_END_TEST;
@@ -826,6 +921,7 @@ hxfr_suite (void)
   tcase_add_test (tc, test_frame_request_v2_bytes);
   tcase_add_test (tc, test_frame_response_bytes);
   tcase_add_test (tc, test_config_hello_control_error_bytes);
+  tcase_add_test (tc, test_scanout_bytes);
   tcase_add_test (tc, test_header_check_limits);
   tcase_add_test (tc, test_layouts_and_validation);
   tcase_add_test (tc, test_nal_list_unpack);

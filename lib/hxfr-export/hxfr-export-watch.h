@@ -1,0 +1,79 @@
+/* Helix export scanout watch: the bridge's view of a VM's virtio-gpu
+ * scanouts (docs/export-protocol.md, "Scanouts").
+ *
+ * A watch is an export connection of its own (version 2 of the export
+ * protocol) on which the VMM pushes the state of every scanout (which
+ * resource it shows, size, format, enabled or not) and each flush of a
+ * shown resource. The bridge can also enable or disable a scanout (a
+ * connector hotplug in the guest). Pixels are not read here: the bridge
+ * resolves the resource a flush names on an ordinary export connection
+ * (hxfr-export-client.h).
+ *
+ * Callbacks run on the watch's own reader thread, one at a time, in the
+ * order the VMM sent the events; they must not block for long (the VMM
+ * closes a watch whose socket fills up).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+#include "hxfr-export-protocol.h"
+
+G_BEGIN_DECLS
+
+typedef struct _HxfrExportWatch HxfrExportWatch;
+
+typedef struct
+{
+  guint32 index;
+  gboolean enabled;             /* the connector is connected */
+  guint32 resource_id;          /* 0: nothing shown */
+  guint32 width;                /* of the resource shown */
+  guint32 height;
+  guint32 fourcc;               /* DRM fourcc of the resource */
+} HxfrScanoutState;
+
+typedef struct
+{
+  guint32 index;
+  guint32 resource_id;
+  guint32 x, y, width, height;  /* damage, in resource pixels */
+  guint64 time_ns;              /* VMM CLOCK_MONOTONIC at the flush */
+} HxfrScanoutFlush;
+
+typedef struct
+{
+  /* a scanout's state changed; also once per scanout before
+   * hxfr_export_watch_new() returns */
+  void (*state) (gpointer user_data, const HxfrScanoutState * state);
+  void (*flush) (gpointer user_data, const HxfrScanoutFlush * flush);
+  /* the VMM closed the watch or broke the protocol; no callback follows */
+  void (*closed) (gpointer user_data, const GError * why);
+} HxfrExportWatchCallbacks;
+
+/* Connects to the export at @path, negotiates version 2, asks for scanout
+ * events and reads the initial state of every scanout (calling
+ * callbacks->state for each, on this thread), all within @timeout_us; then
+ * starts the reader thread. A VMM whose export has no scanouts (version 1)
+ * fails with G_IO_ERROR_NOT_SUPPORTED. */
+HxfrExportWatch *hxfr_export_watch_new (const gchar * path,
+    const HxfrExportWatchCallbacks * callbacks, gpointer user_data,
+    gint64 timeout_us, GError ** error);
+/* The VMM's number of scanouts (QEMU: max_outputs). */
+guint hxfr_export_watch_get_n_scanouts (HxfrExportWatch * watch);
+/* Enables (a connector hotplug with a preferred mode of @width x @height
+ * at @refresh_hz) or disables scanout @index, waiting up to @timeout_us
+ * for the VMM's answer. FALSE with HXEX_ERROR (e.g. HXEX_ERR_REFUSED for
+ * scanout 0, an index out of range, a size above the VMM's maximum) or a
+ * G_IO_ERROR. Not from a callback. */
+gboolean hxfr_export_watch_set_enabled (HxfrExportWatch * watch,
+    guint32 index, gboolean enable, guint32 width, guint32 height,
+    guint32 refresh_hz, gint64 timeout_us, GError ** error);
+/* Closes the connection and joins the reader thread: no callback runs
+ * after it returns. Not from a callback. */
+void hxfr_export_watch_free (HxfrExportWatch * watch);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrExportWatch, hxfr_export_watch_free);
+
+G_END_DECLS
