@@ -39,6 +39,8 @@
 /* Messages handled per client per dispatch: the VMM's loop stays live. */
 #define MAX_MESSAGES_PER_DISPATCH 32
 #define MAX_EVENTS 16
+/* A hotplug's refresh rate above this is nonsense, refused. */
+#define MAX_REFRESH_HZ 1000
 
 typedef struct
 {
@@ -55,6 +57,11 @@ typedef struct
   gchar *peer;
 
   gboolean hello_done;
+  guint16 version;              /* agreed at HELLO */
+  gboolean watching;            /* sent WATCH: gets scanout events */
+  /* a send to it failed outside its own dispatch: closed at the next
+   * safe point (never freed under a caller that may still hold it) */
+  gboolean dead;
   guint32 kinds;
   guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   gsize in_have;
@@ -68,6 +75,15 @@ typedef struct
   GHashTable *handles;          /* handle -> Held */
 } Client;
 
+typedef struct
+{
+  gboolean enabled;
+  guint32 resource_id;
+  guint32 width;
+  guint32 height;
+  guint32 fourcc;
+} Scanout;
+
 /* Only touched from the dispatch thread: no locks. */
 struct _HelixExport
 {
@@ -79,6 +95,10 @@ struct _HelixExport
   guint32 next_handle;
   gint dmabuf_state;            /* 0 untried, 1 works, -1 gave up */
   HelixExportStats stats;
+  Scanout scanouts[HXEX_MAX_SCANOUTS];
+  /* inside dispatch: clients are not freed but marked dead (the loop or a
+   * caller up the stack may hold one) */
+  gboolean in_dispatch;
 };
 
 void
@@ -195,6 +215,8 @@ client_free (Client * c)
       ex->stats.slots_in_use--;
   ex->stats.handles_held -= g_hash_table_size (c->handles);
   ex->stats.clients--;
+  if (c->watching)
+    ex->stats.watchers--;
   g_hash_table_unref (c->handles);
   if (c->ring)
     munmap (c->ring, c->ring_size);
@@ -288,11 +310,14 @@ handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
         "second HELLO");
     return FALSE;
   }
-  if (hello.min_version > HXEX_VERSION || hello.max_version < HXEX_VERSION) {
+  /* the highest both speak: a v1 client sees nothing of version 2 */
+  if (hello.min_version > HXEX_MAX_VERSION
+      || hello.max_version < HXEX_VERSION) {
     client_send_error (c, h->request_id, HXEX_ERR_VERSION,
-        "this VMM speaks version %u only", HXEX_VERSION);
+        "this VMM speaks versions %u..%u", HXEX_VERSION, HXEX_MAX_VERSION);
     return FALSE;
   }
+  c->version = MIN (hello.max_version, HXEX_MAX_VERSION);
   if (ex->opts.allow_dmabuf || ex->opts.simulate_dmabuf)
     offered |= HXEX_KIND_BIT (HXEX_KIND_DMABUF);
 #ifdef __APPLE__
@@ -325,7 +350,7 @@ handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
   }
 
   memset (&ack, 0, sizeof (ack));
-  ack.version = HXEX_VERSION;
+  ack.version = c->version;
   ack.kinds = c->kinds;
   ack.n_slots = c->ring ? ex->opts.n_slots : 0;
   ack.slot_size = c->ring ? ex->opts.slot_size : 0;
@@ -707,6 +732,127 @@ handle_release (Client * c, const HxexHeader * h, const guint8 * body)
   return TRUE;
 }
 
+/* Scanouts (protocol version 2) */
+
+static gboolean
+send_scanout (Client * c, guint32 index)
+{
+  const Scanout *so = &c->ex->scanouts[index];
+  guint8 payload[HXEX_SCANOUT_SIZE];
+  HxexScanout m = { index, so->enabled ? HXEX_SCANOUT_ENABLED : 0,
+    so->resource_id, so->width, so->height, so->fourcc,
+    c->ex->opts.n_scanouts
+  };
+
+  hxex_scanout_write (&m, payload);
+  return client_send (c, HXEX_MSG_SCANOUT, 0, payload, sizeof (payload), -1);
+}
+
+static gboolean
+handle_watch (Client * c, const HxexHeader * h, const guint8 * body)
+{
+  HelixExport *ex = c->ex;
+  g_autoptr (GError) err = NULL;
+  guint i;
+
+  if (!hxex_watch_parse (body, h->payload_size, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
+        err->message);
+    return FALSE;
+  }
+  /* not a protocol error: the connection stays an ordinary one */
+  if (ex->opts.n_scanouts == 0)
+    return client_send_error (c, h->request_id, HXEX_ERR_NO_SCANOUTS,
+        "this VMM reports no scanouts");
+  c->watching = TRUE;
+  ex->stats.watchers++;
+  g_debug ("helix export: %s watches %u scanouts", c->peer,
+      ex->opts.n_scanouts);
+  for (i = 0; i < ex->opts.n_scanouts; i++)
+    if (!send_scanout (c, i))
+      return FALSE;
+  return TRUE;
+}
+
+/* Why a SCANOUT_CONTROL is refused before the VMM is asked; NULL = ask. */
+static const gchar *
+control_refusal (HelixExport * ex, const HxexScanoutControl * m)
+{
+  if (m->index >= ex->opts.n_scanouts)
+    return "no such scanout";
+  if (m->index == 0)
+    return "scanout 0 is the VMM's own";
+  if (m->enable && (m->width == 0 || m->height == 0
+          || m->width > ex->opts.max_width
+          || m->height > ex->opts.max_height))
+    return "size out of range";
+  if (m->enable && m->refresh_hz > MAX_REFRESH_HZ)
+    return "refresh rate out of range";
+  if (!ex->opts.set_scanout_enabled)
+    return "this VMM does not hotplug";
+  return NULL;
+}
+
+static gboolean
+handle_scanout_control (Client * c, const HxexHeader * h,
+    const guint8 * body)
+{
+  HelixExport *ex = c->ex;
+  guint8 payload[HXEX_SCANOUT_CONTROL_ACK_SIZE];
+  g_autoptr (GError) err = NULL;
+  HxexScanoutControl m;
+  HxexScanoutControlAck ack;
+  const gchar *why;
+
+  if (!hxex_scanout_control_parse (body, h->payload_size, &m, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
+        err->message);
+    return FALSE;
+  }
+  if (h->request_id == 0) {
+    client_send_error (c, 0, HXEX_ERR_PROTOCOL,
+        "SCANOUT_CONTROL with request id 0");
+    return FALSE;
+  }
+  why = control_refusal (ex, &m);
+  if (!why && !ex->opts.set_scanout_enabled (ex->opts.user_data, m.index,
+          m.enable, m.width, m.height, m.refresh_hz))
+    why = "the VMM refused";
+  /* the callback may have reported to this very watcher, and failed */
+  if (c->dead)
+    return FALSE;
+  ex->stats.scanout_controls++;
+  if (why) {
+    ex->stats.scanout_refusals++;
+    g_debug ("helix export: %s: scanout %u %s %ux%u refused: %s", c->peer,
+        m.index, m.enable ? "enable" : "disable", m.width, m.height, why);
+  }
+  ack.index = m.index;
+  ack.status = why ? HXEX_ERR_REFUSED : 0;
+  hxex_scanout_control_ack_write (&ack, payload);
+  return client_send (c, HXEX_MSG_SCANOUT_CONTROL_ACK, h->request_id,
+      payload, sizeof (payload), -1);
+}
+
+/* A version-2 message on a connection that may not send it, or anything
+ * but SCANOUT_CONTROL on a watch: the reason, NULL = fine. */
+static const gchar *
+message_misplaced (Client * c, guint8 type)
+{
+  gboolean v2_type = type == HXEX_MSG_WATCH
+      || type == HXEX_MSG_SCANOUT_CONTROL;
+
+  if (v2_type && c->version < HXEX_VERSION_SCANOUTS)
+    return "needs protocol version 2";
+  if (c->watching && type == HXEX_MSG_WATCH)
+    return "a second WATCH";
+  if (c->watching && type != HXEX_MSG_SCANOUT_CONTROL)
+    return "not allowed on a watch";
+  if (!c->watching && type == HXEX_MSG_SCANOUT_CONTROL)
+    return "needs a WATCH first";
+  return NULL;
+}
+
 /* One whole message in c->inbuf. FALSE = close the client. */
 static gboolean
 handle_message (Client * c, const HxexHeader * h)
@@ -723,9 +869,18 @@ handle_message (Client * c, const HxexHeader * h)
         "%s before HELLO", hxex_msg_type_name (h->type));
     return FALSE;
   }
+  if (h->type != HXEX_MSG_HELLO && message_misplaced (c, h->type)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s: %s",
+        hxex_msg_type_name (h->type), message_misplaced (c, h->type));
+    return FALSE;
+  }
   switch (h->type) {
     case HXEX_MSG_HELLO:
       return handle_hello (c, h, body);
+    case HXEX_MSG_WATCH:
+      return handle_watch (c, h, body);
+    case HXEX_MSG_SCANOUT_CONTROL:
+      return handle_scanout_control (c, h, body);
     case HXEX_MSG_RESOLVE:
       return handle_resolve (c, h, body);
     case HXEX_MSG_RELEASE:
@@ -743,7 +898,7 @@ client_readable (Client * c)
 {
   guint handled = 0;
 
-  while (handled < MAX_MESSAGES_PER_DISPATCH) {
+  while (handled < MAX_MESSAGES_PER_DISPATCH && !c->dead) {
     g_autoptr (GError) err = NULL;
     HxexHeader h;
     gsize need = HXEX_HEADER_SIZE;
@@ -757,7 +912,7 @@ client_readable (Client * c)
       need += h.payload_size;
       if (c->in_have == need) {
         c->in_have = 0;
-        if (!handle_message (c, &h))
+        if (!handle_message (c, &h) || c->dead)
           return FALSE;
         handled++;
         continue;
@@ -771,7 +926,7 @@ client_readable (Client * c)
       return g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
     c->in_have += n;
   }
-  return TRUE;
+  return !c->dead;
 }
 
 static void
@@ -815,12 +970,26 @@ accept_clients (HelixExport * ex)
   }
 }
 
+static gboolean
+client_is_dead (gpointer key, gpointer value, gpointer user_data)
+{
+  return ((Client *) value)->dead;
+}
+
+/* Frees the clients marked dead; only where none is held up the stack. */
+static void
+reap_dead (HelixExport * ex)
+{
+  g_hash_table_foreach_remove (ex->clients, client_is_dead, NULL);
+}
+
 void
 helix_export_dispatch (HelixExport * ex)
 {
   gint ready[MAX_EVENTS];
   gint n, i;
 
+  ex->in_dispatch = TRUE;
   n = poller_ready (ex, ready, MAX_EVENTS);
   for (i = 0; i < n; i++) {
     Client *c;
@@ -830,9 +999,79 @@ helix_export_dispatch (HelixExport * ex)
       continue;
     }
     c = g_hash_table_lookup (ex->clients, GINT_TO_POINTER (ready[i]));
-    if (c && !client_readable (c))
+    if (c && (c->dead || !client_readable (c)))
       client_close (c);
   }
+  ex->in_dispatch = FALSE;
+  reap_dead (ex);
+}
+
+/* Sends one event to every live watcher; one that cannot take it at once
+ * is marked dead (never waited for), and freed here unless a dispatch up
+ * the stack may hold it. */
+static void
+broadcast (HelixExport * ex, guint8 type, const guint8 * payload, gsize len)
+{
+  GHashTableIter it;
+  gpointer value;
+  gboolean any_dead = FALSE;
+
+  g_hash_table_iter_init (&it, ex->clients);
+  while (g_hash_table_iter_next (&it, NULL, &value)) {
+    Client *c = value;
+
+    if (!c->watching || c->dead)
+      continue;
+    if (client_send (c, type, 0, payload, len, -1)) {
+      if (type == HXEX_MSG_FLUSH)
+        ex->stats.flushes_sent++;
+      continue;
+    }
+    c->dead = TRUE;
+    any_dead = TRUE;
+    ex->stats.watchers_dropped++;
+    /* half a message may be on the wire: the peer must see the end */
+    hxfr_conn_shutdown (c->conn);
+  }
+  if (any_dead && !ex->in_dispatch)
+    reap_dead (ex);
+}
+
+void
+helix_export_scanout_update (HelixExport * ex, guint32 index,
+    gboolean enabled, guint32 resource_id, guint32 width, guint32 height,
+    guint32 fourcc)
+{
+  Scanout now = { ! !enabled, resource_id, width, height, fourcc };
+  guint8 payload[HXEX_SCANOUT_SIZE];
+  HxexScanout m;
+
+  if (index >= ex->opts.n_scanouts
+      || memcmp (&now, &ex->scanouts[index], sizeof (now)) == 0)
+    return;
+  ex->scanouts[index] = now;
+  ex->stats.scanout_updates++;
+  m = (HxexScanout) {
+  index, now.enabled ? HXEX_SCANOUT_ENABLED : 0, resource_id, width,
+        height, fourcc, ex->opts.n_scanouts};
+  hxex_scanout_write (&m, payload);
+  broadcast (ex, HXEX_MSG_SCANOUT, payload, sizeof (payload));
+}
+
+void
+helix_export_scanout_flush (HelixExport * ex, guint32 index,
+    guint32 resource_id, guint32 x, guint32 y, guint32 width, guint32 height)
+{
+  guint8 payload[HXEX_FLUSH_SIZE];
+  HxexFlush m = { index, resource_id, x, y, width, height,
+    (guint64) g_get_monotonic_time () * 1000
+  };
+
+  if (index >= ex->opts.n_scanouts)
+    return;
+  ex->stats.flushes++;
+  hxex_flush_write (&m, payload);
+  broadcast (ex, HXEX_MSG_FLUSH, payload, sizeof (payload));
 }
 
 HelixExport *
@@ -858,6 +1097,12 @@ helix_export_new (const gchar * socket_path,
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
         "helix export: %u slots of %" G_GUINT64_FORMAT " bytes is too much "
         "(at most 1024 slots of 2 GiB)", ex->opts.n_slots, ex->opts.slot_size);
+    goto fail;
+  }
+  if (ex->opts.n_scanouts > HXEX_MAX_SCANOUTS) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+        "helix export: %u scanouts (at most %u)", ex->opts.n_scanouts,
+        HXEX_MAX_SCANOUTS);
     goto fail;
   }
 

@@ -58,6 +58,17 @@ typedef struct
    * then answered UNKNOWN_RESOURCE without asking the renderer. NULL: the
    * renderer's table alone decides. */
   gboolean (*resource_alive) (gpointer user_data, guint32 resource_id);
+  /* scanouts reported to watchers (protocol version 2; QEMU: max_outputs,
+   * <= HXEX_MAX_SCANOUTS = 16); 0 = none, WATCH is then refused */
+  guint n_scanouts;
+  /* a watcher asks to connect (enable) or disconnect a scanout's
+   * connector; the VMM hotplugs it and reports the new state with
+   * helix_export_scanout_update() (from inside this callback or later).
+   * Called from dispatch, only with 0 < index < n_scanouts and, when
+   * enabling, 0 < width <= max_width, 0 < height <= max_height.
+   * FALSE: refused. NULL: every request refused. */
+  gboolean (*set_scanout_enabled) (gpointer user_data, guint32 index,
+      gboolean enable, guint32 width, guint32 height, guint32 refresh_hz);
   gpointer user_data;
 } HelixExportOptions;
 
@@ -77,6 +88,13 @@ typedef struct
   guint64 errors;               /* answered with an ERROR */
   guint64 bad_releases;         /* RELEASE of a handle not held */
   guint64 dmabuf_failures;      /* DMA-BUF tried, fell back to readback */
+  guint watchers;               /* watch connections now (also in clients) */
+  guint64 scanout_updates;      /* helix_export_scanout_update that changed */
+  guint64 flushes;              /* helix_export_scanout_flush calls */
+  guint64 flushes_sent;         /* FLUSH messages written, all watchers */
+  guint64 watchers_dropped;     /* watchers closed: their socket was full */
+  guint64 scanout_controls;     /* SCANOUT_CONTROL answered */
+  guint64 scanout_refusals;     /* ... of which refused */
 } HelixExportStats;
 
 void helix_export_options_init (HelixExportOptions * options);
@@ -92,6 +110,21 @@ gint helix_export_get_fd (HelixExport * ex);
  * fd is readable, from the renderer's thread. */
 void helix_export_dispatch (HelixExport * ex);
 void helix_export_get_stats (HelixExport * ex, HelixExportStats * stats);
+/* Scanout @index (< n_scanouts, else ignored) now shows @resource_id (0 =
+ * nothing) of @width x @height, DRM @fourcc (0 = unknown); @enabled: its
+ * connector is connected. Sends SCANOUT to every watcher when something
+ * changed. From the renderer's thread, like dispatch (also from inside
+ * set_scanout_enabled). Never blocks: a watcher whose socket is full is
+ * disconnected. */
+void helix_export_scanout_update (HelixExport * ex, guint32 index,
+    gboolean enabled, guint32 resource_id, guint32 width, guint32 height,
+    guint32 fourcc);
+/* The guest flushed (page-flipped or damaged) @resource_id on scanout
+ * @index; the rectangle is the damage, in resource pixels. Sends FLUSH,
+ * stamped with CLOCK_MONOTONIC now, to every watcher. Same thread and
+ * policy as update. */
+void helix_export_scanout_flush (HelixExport * ex, guint32 index,
+    guint32 resource_id, guint32 x, guint32 y, guint32 width, guint32 height);
 /* Disconnects every client (their slots are freed), closes and removes
  * the socket. */
 void helix_export_free (HelixExport * ex);

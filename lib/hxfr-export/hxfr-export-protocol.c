@@ -80,6 +80,50 @@ typedef struct HXEX_PACKED
   gchar message[HXEX_ERROR_TEXT_SIZE];
 } WireError;
 
+typedef struct HXEX_PACKED
+{
+  guint64 reserved;
+} WireWatch;
+
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  guint32 flags;
+  guint32 resource_id;
+  guint32 width;
+  guint32 height;
+  guint32 fourcc;
+  guint32 n_scanouts;
+  guint32 reserved;
+} WireScanout;
+
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  guint32 resource_id;
+  guint32 x;
+  guint32 y;
+  guint32 width;
+  guint32 height;
+  guint64 time_ns;
+} WireFlush;
+
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  guint32 enable;
+  guint32 width;
+  guint32 height;
+  guint32 refresh_hz;
+  guint32 reserved;
+} WireScanoutControl;
+
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  gint32 status;
+} WireScanoutControlAck;
+
 G_STATIC_ASSERT (sizeof (WireHeader) == HXEX_HEADER_SIZE);
 G_STATIC_ASSERT (offsetof (WireHeader, msg_type) == 4);
 G_STATIC_ASSERT (offsetof (WireHeader, n_fds) == 5);
@@ -104,6 +148,18 @@ G_STATIC_ASSERT (offsetof (WireSurface, stride) == 48);
 G_STATIC_ASSERT (offsetof (WireSurface, offset) == 64);
 G_STATIC_ASSERT (sizeof (WireRelease) == HXEX_RELEASE_SIZE);
 G_STATIC_ASSERT (sizeof (WireError) == HXEX_ERROR_SIZE);
+G_STATIC_ASSERT (sizeof (WireWatch) == HXEX_WATCH_SIZE);
+G_STATIC_ASSERT (sizeof (WireScanout) == HXEX_SCANOUT_SIZE);
+G_STATIC_ASSERT (offsetof (WireScanout, resource_id) == 8);
+G_STATIC_ASSERT (offsetof (WireScanout, fourcc) == 20);
+G_STATIC_ASSERT (offsetof (WireScanout, n_scanouts) == 24);
+G_STATIC_ASSERT (sizeof (WireFlush) == HXEX_FLUSH_SIZE);
+G_STATIC_ASSERT (offsetof (WireFlush, x) == 8);
+G_STATIC_ASSERT (offsetof (WireFlush, time_ns) == 24);
+G_STATIC_ASSERT (sizeof (WireScanoutControl) == HXEX_SCANOUT_CONTROL_SIZE);
+G_STATIC_ASSERT (offsetof (WireScanoutControl, refresh_hz) == 16);
+G_STATIC_ASSERT (sizeof (WireScanoutControlAck) ==
+    HXEX_SCANOUT_CONTROL_ACK_SIZE);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
 
 G_DEFINE_QUARK (hxex-error-quark, hxex_error);
@@ -124,6 +180,16 @@ hxex_msg_type_name (guint type)
       return "RELEASE";
     case HXEX_MSG_ERROR:
       return "ERROR";
+    case HXEX_MSG_WATCH:
+      return "WATCH";
+    case HXEX_MSG_SCANOUT:
+      return "SCANOUT";
+    case HXEX_MSG_FLUSH:
+      return "FLUSH";
+    case HXEX_MSG_SCANOUT_CONTROL:
+      return "SCANOUT_CONTROL";
+    case HXEX_MSG_SCANOUT_CONTROL_ACK:
+      return "SCANOUT_CONTROL_ACK";
     default:
       return "unknown";
   }
@@ -149,6 +215,10 @@ hxex_error_code_name (gint code)
       return "no common version";
     case HXEX_ERR_RELEASED:
       return "already released";
+    case HXEX_ERR_REFUSED:
+      return "refused";
+    case HXEX_ERR_NO_SCANOUTS:
+      return "no scanouts";
     default:
       return "unknown error";
   }
@@ -185,6 +255,16 @@ hxex_msg_payload_size (guint type)
       return HXEX_RELEASE_SIZE;
     case HXEX_MSG_ERROR:
       return HXEX_ERROR_SIZE;
+    case HXEX_MSG_WATCH:
+      return HXEX_WATCH_SIZE;
+    case HXEX_MSG_SCANOUT:
+      return HXEX_SCANOUT_SIZE;
+    case HXEX_MSG_FLUSH:
+      return HXEX_FLUSH_SIZE;
+    case HXEX_MSG_SCANOUT_CONTROL:
+      return HXEX_SCANOUT_CONTROL_SIZE;
+    case HXEX_MSG_SCANOUT_CONTROL_ACK:
+      return HXEX_SCANOUT_CONTROL_ACK_SIZE;
     default:
       return 0;
   }
@@ -509,6 +589,169 @@ hxex_error_parse (const guint8 * in, gsize len, HxexErrorMsg * m,
   m->code = GINT32_FROM_LE (w.code);
   memcpy (m->message, w.message, HXEX_ERROR_TEXT_SIZE);
   m->message[HXEX_ERROR_TEXT_SIZE] = '\0';
+  return TRUE;
+}
+
+/* Version 2: scanouts */
+
+gsize
+hxex_watch_write (guint8 * out)
+{
+  memset (out, 0, HXEX_WATCH_SIZE);
+  return HXEX_WATCH_SIZE;
+}
+
+gboolean
+hxex_watch_parse (const guint8 * in, gsize len, GError ** error)
+{
+  return check_len (HXEX_MSG_WATCH, len, error);
+}
+
+gsize
+hxex_scanout_write (const HxexScanout * m, guint8 * out)
+{
+  WireScanout w;
+
+  memset (&w, 0, sizeof (w));
+  w.index = GUINT32_TO_LE (m->index);
+  w.flags = GUINT32_TO_LE (m->flags);
+  w.resource_id = GUINT32_TO_LE (m->resource_id);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.fourcc = GUINT32_TO_LE (m->fourcc);
+  w.n_scanouts = GUINT32_TO_LE (m->n_scanouts);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_scanout_parse (const guint8 * in, gsize len, HxexScanout * m,
+    GError ** error)
+{
+  WireScanout w;
+
+  if (!check_len (HXEX_MSG_SCANOUT, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  m->flags = GUINT32_FROM_LE (w.flags);
+  m->resource_id = GUINT32_FROM_LE (w.resource_id);
+  m->width = GUINT32_FROM_LE (w.width);
+  m->height = GUINT32_FROM_LE (w.height);
+  m->fourcc = GUINT32_FROM_LE (w.fourcc);
+  m->n_scanouts = GUINT32_FROM_LE (w.n_scanouts);
+  if (m->n_scanouts == 0 || m->n_scanouts > HXEX_MAX_SCANOUTS
+      || m->index >= m->n_scanouts) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SCANOUT %u of %u (at most %u scanouts)", m->index, m->n_scanouts,
+        HXEX_MAX_SCANOUTS);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_flush_write (const HxexFlush * m, guint8 * out)
+{
+  WireFlush w;
+
+  memset (&w, 0, sizeof (w));
+  w.index = GUINT32_TO_LE (m->index);
+  w.resource_id = GUINT32_TO_LE (m->resource_id);
+  w.x = GUINT32_TO_LE (m->x);
+  w.y = GUINT32_TO_LE (m->y);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.time_ns = GUINT64_TO_LE (m->time_ns);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_flush_parse (const guint8 * in, gsize len, HxexFlush * m,
+    GError ** error)
+{
+  WireFlush w;
+
+  if (!check_len (HXEX_MSG_FLUSH, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  m->resource_id = GUINT32_FROM_LE (w.resource_id);
+  m->x = GUINT32_FROM_LE (w.x);
+  m->y = GUINT32_FROM_LE (w.y);
+  m->width = GUINT32_FROM_LE (w.width);
+  m->height = GUINT32_FROM_LE (w.height);
+  m->time_ns = GUINT64_FROM_LE (w.time_ns);
+  if (m->index >= HXEX_MAX_SCANOUTS) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "FLUSH of scanout %u (at most %u scanouts)", m->index,
+        HXEX_MAX_SCANOUTS);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_scanout_control_write (const HxexScanoutControl * m, guint8 * out)
+{
+  WireScanoutControl w;
+
+  memset (&w, 0, sizeof (w));
+  w.index = GUINT32_TO_LE (m->index);
+  w.enable = GUINT32_TO_LE (m->enable);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.refresh_hz = GUINT32_TO_LE (m->refresh_hz);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_scanout_control_parse (const guint8 * in, gsize len,
+    HxexScanoutControl * m, GError ** error)
+{
+  WireScanoutControl w;
+
+  if (!check_len (HXEX_MSG_SCANOUT_CONTROL, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  m->enable = GUINT32_FROM_LE (w.enable);
+  m->width = GUINT32_FROM_LE (w.width);
+  m->height = GUINT32_FROM_LE (w.height);
+  m->refresh_hz = GUINT32_FROM_LE (w.refresh_hz);
+  if (m->enable > 1) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SCANOUT_CONTROL with enable %u (0 or 1)", m->enable);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_scanout_control_ack_write (const HxexScanoutControlAck * m,
+    guint8 * out)
+{
+  WireScanoutControlAck w;
+
+  w.index = GUINT32_TO_LE (m->index);
+  w.status = GINT32_TO_LE (m->status);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_scanout_control_ack_parse (const guint8 * in, gsize len,
+    HxexScanoutControlAck * m, GError ** error)
+{
+  WireScanoutControlAck w;
+
+  if (!check_len (HXEX_MSG_SCANOUT_CONTROL_ACK, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  m->status = GINT32_FROM_LE (w.status);
   return TRUE;
 }
 

@@ -15,6 +15,11 @@ G_BEGIN_DECLS
 
 #define HXEX_MAGIC 0x58455848u  /* "HXEX" on the wire, little-endian */
 #define HXEX_VERSION 1
+/* Version 2 adds scanout watches (docs/export-protocol.md, "Scanouts"). */
+#define HXEX_VERSION_SCANOUTS 2
+#define HXEX_MAX_VERSION HXEX_VERSION_SCANOUTS
+/* No VMM reports more scanouts than this (QEMU's max_outputs is 16). */
+#define HXEX_MAX_SCANOUTS 16
 #define HXEX_HEADER_SIZE 16
 #define HXEX_MAX_PLANES 4
 #define HXEX_ERROR_TEXT_SIZE 124
@@ -29,6 +34,12 @@ typedef enum
   HXEX_MSG_SURFACE = 0x04,      /* server -> client, 1 fd for DMABUF */
   HXEX_MSG_RELEASE = 0x05,      /* client -> server, never answered */
   HXEX_MSG_ERROR = 0x06,        /* server -> client */
+  /* version 2 only */
+  HXEX_MSG_WATCH = 0x07,        /* client -> server */
+  HXEX_MSG_SCANOUT = 0x08,      /* server -> client (a watch) */
+  HXEX_MSG_FLUSH = 0x09,        /* server -> client (a watch) */
+  HXEX_MSG_SCANOUT_CONTROL = 0x0A,      /* client -> server (a watch) */
+  HXEX_MSG_SCANOUT_CONTROL_ACK = 0x0B,  /* server -> client (a watch) */
 } HxexMsgType;
 
 /* Fixed payload sizes: every message has exactly this payload. */
@@ -38,6 +49,11 @@ typedef enum
 #define HXEX_SURFACE_SIZE 80
 #define HXEX_RELEASE_SIZE 8
 #define HXEX_ERROR_SIZE 128
+#define HXEX_WATCH_SIZE 8
+#define HXEX_SCANOUT_SIZE 32
+#define HXEX_FLUSH_SIZE 32
+#define HXEX_SCANOUT_CONTROL_SIZE 24
+#define HXEX_SCANOUT_CONTROL_ACK_SIZE 8
 #define HXEX_MAX_PAYLOAD_SIZE HXEX_ERROR_SIZE
 
 typedef enum
@@ -62,6 +78,8 @@ typedef enum
   HXEX_ERR_TOO_LARGE = 6,       /* does not fit a slot */
   HXEX_ERR_VERSION = 7,         /* no common protocol version */
   HXEX_ERR_RELEASED = 8,        /* client side: surface already released */
+  HXEX_ERR_REFUSED = 9,         /* SCANOUT_CONTROL refused */
+  HXEX_ERR_NO_SCANOUTS = 10,    /* WATCH on a VMM that reports no scanouts */
 } HxexErrorCode;
 
 #define HXEX_DRM_FORMAT_MOD_LINEAR 0ull
@@ -121,6 +139,43 @@ typedef struct
   gchar message[HXEX_ERROR_TEXT_SIZE + 1];      /* NUL-terminated */
 } HxexErrorMsg;
 
+/* SCANOUT flags */
+#define HXEX_SCANOUT_ENABLED 0x1u
+
+typedef struct
+{
+  guint32 index;
+  guint32 flags;                /* HXEX_SCANOUT_ENABLED */
+  guint32 resource_id;          /* 0 = nothing shown */
+  guint32 width;
+  guint32 height;
+  guint32 fourcc;               /* DRM fourcc, 0 = unknown */
+  guint32 n_scanouts;
+} HxexScanout;
+
+typedef struct
+{
+  guint32 index;
+  guint32 resource_id;
+  guint32 x, y, width, height;
+  guint64 time_ns;              /* VMM CLOCK_MONOTONIC */
+} HxexFlush;
+
+typedef struct
+{
+  guint32 index;
+  guint32 enable;               /* 1 connect, 0 disconnect */
+  guint32 width;
+  guint32 height;
+  guint32 refresh_hz;
+} HxexScanoutControl;
+
+typedef struct
+{
+  guint32 index;
+  gint32 status;                /* 0 ok, else an HxexErrorCode */
+} HxexScanoutControlAck;
+
 #define HXEX_ERROR (hxex_error_quark ())
 GQuark hxex_error_quark (void);
 
@@ -158,6 +213,26 @@ gboolean hxex_release_parse (const guint8 * in, gsize len, guint32 * handle,
 gsize hxex_error_write (gint32 code, const gchar * message, guint8 * out);
 gboolean hxex_error_parse (const guint8 * in, gsize len, HxexErrorMsg * m,
     GError ** error);
+
+/* Version 2. The parsers check what holds whatever the peer: index <
+ * n_scanouts <= HXEX_MAX_SCANOUTS (SCANOUT), enable 0 or 1 (CONTROL);
+ * the receiver checks the rest against its own state (its n_scanouts). */
+gsize hxex_watch_write (guint8 * out);
+gboolean hxex_watch_parse (const guint8 * in, gsize len, GError ** error);
+gsize hxex_scanout_write (const HxexScanout * m, guint8 * out);
+gboolean hxex_scanout_parse (const guint8 * in, gsize len, HxexScanout * m,
+    GError ** error);
+gsize hxex_flush_write (const HxexFlush * m, guint8 * out);
+gboolean hxex_flush_parse (const guint8 * in, gsize len, HxexFlush * m,
+    GError ** error);
+gsize hxex_scanout_control_write (const HxexScanoutControl * m,
+    guint8 * out);
+gboolean hxex_scanout_control_parse (const guint8 * in, gsize len,
+    HxexScanoutControl * m, GError ** error);
+gsize hxex_scanout_control_ack_write (const HxexScanoutControlAck * m,
+    guint8 * out);
+gboolean hxex_scanout_control_ack_parse (const guint8 * in, gsize len,
+    HxexScanoutControlAck * m, GError ** error);
 
 /* Bytes per pixel of the single-plane RGB fourccs the export carries
  * (AR24, XR24, AB24, XB24), 0 for anything else. */

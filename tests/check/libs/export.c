@@ -389,7 +389,7 @@ GST_START_TEST (test_codec_bytes)
   buf[0] = 'h';
   fail_if (hxex_header_parse (buf, &h, NULL));
   memcpy (buf, resolve_bytes, 16);
-  buf[4] = 0x07;                /* unknown type */
+  buf[4] = 0x0C;                /* unknown type */
   fail_if (hxex_header_parse (buf, &h, NULL));
   memcpy (buf, resolve_bytes, 16);
   buf[8] = 0x11;                /* payload size of another type */
