@@ -2328,7 +2328,10 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
 static gboolean
 plugin_init (GstPlugin * plugin)
 {
-  return GST_ELEMENT_REGISTER (vsockenc, plugin);
+  GST_ELEMENT_REGISTER_DECLARE (vsockscanoutsrc);
+
+  return GST_ELEMENT_REGISTER (vsockenc, plugin)
+      && GST_ELEMENT_REGISTER (vsockscanoutsrc, plugin);
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsockenc,

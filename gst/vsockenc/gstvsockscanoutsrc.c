@@ -1,0 +1,1135 @@
+/* vsockscanoutsrc: H.264 of a virtio-gpu scanout, encoded by the VM host
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+/**
+ * SECTION:element-vsockscanoutsrc
+ * @title: vsockscanoutsrc
+ *
+ * Subscribes to a virtio-gpu scanout of this VM that the host bridge
+ * encodes on every page flip (an HXFR v2 scanout subscription over vsock,
+ * TCP or a UNIX socket) and outputs the access units the host pushes:
+ * no capture, conversion or encoder runs in the guest.
+ *
+ * Timestamps are the host's capture times of the flips, mapped onto the
+ * running time: the first frame of a subscription is stamped with its
+ * arrival, later ones with the capture-time distance from it. When the
+ * host is lost the element reconnects with back-off (see
+ * #GstVsockScanoutSrc:reconnect) and resumes with an IDR marked DISCONT.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 vsockscanoutsrc address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink
+ * ]|
+ * |[
+ * gst-launch-1.0 vsockscanoutsrc scanout=1 bitrate=8000000 ! h264parse ! avdec_h264 ! videoconvert ! autovideosink
+ * ]|
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+
+#include <gst/gst.h>
+#include <gst/base/gstpushsrc.h>
+#include <gst/video/video.h>
+
+#include "hxfr-transport.h"
+#include "hxfr-scanout.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_vsock_scanout_src_debug);
+#define GST_CAT_DEFAULT gst_vsock_scanout_src_debug
+
+#define DEFAULT_ADDRESS "vsock:2:5000"  /* vsockenc's default host */
+#define DEFAULT_SCANOUT 1
+#define DEFAULT_TOKEN NULL
+#define DEFAULT_BITRATE 0
+#define DEFAULT_TIMEOUT 5000
+#define DEFAULT_RECONNECT TRUE
+#define DEFAULT_MAX_BACKOFF 5000
+#define DEFAULT_MAX_AU_SIZE HXFR_DEFAULT_MAX_ACCESS_UNIT
+#define BACKOFF_MIN_MS 100
+/* Jitter of the transport between the host's flip and our read: what a
+ * sink must wait beyond the timestamps (they follow capture spacing from
+ * the first frame's arrival, so later frames may arrive a little late). */
+#define LATENCY (20 * GST_MSECOND)
+/* The largest fixed part we read: SCANOUT_END with its longest text. */
+#define MAX_FIXED (HXFR_SCANOUT_END_SIZE + HXFR_ERROR_TEXT_SIZE)
+/* The largest message of a type we do not know that we skip over. */
+#define MAX_UNKNOWN_PAYLOAD (64 * 1024)
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS ("video/x-h264, stream-format = (string) byte-stream, "
+        "alignment = (string) au"));
+
+/* How a failure ends the current subscription. */
+typedef enum
+{
+  END_RETRY,                    /* reconnect after back-off (if enabled) */
+  END_FATAL,                    /* post an error, no retry */
+  END_FLUSHING,                 /* unlock(): state change or flush */
+  END_ORDERLY,                  /* SCANOUT_END: EOS when not reconnecting */
+} EndKind;
+
+/* Errors of this element's own: a SCANOUT_END received, a host that broke
+ * the protocol. */
+#define SCANOUT_SRC_ERROR (scanout_src_error_quark ())
+static GQuark scanout_src_error_quark (void);
+G_DEFINE_QUARK (vsockscanoutsrc - error, scanout_src_error);
+enum
+{
+  SCANOUT_SRC_ERROR_END,        /* message: the host's reason and text */
+  SCANOUT_SRC_ERROR_PROTOCOL,
+};
+
+struct _GstVsockScanoutSrc
+{
+  GstPushSrc parent;
+
+  /* Properties: object lock */
+  gchar *address_prop;
+  guint scanout;
+  gchar *token;
+  guint bitrate;
+  guint timeout_ms;
+  gboolean reconnect;
+  guint max_backoff_ms;
+  guint max_au_size;
+
+  /* Streaming thread only (fixed between start and stop) */
+  HxfrAddress *address;
+  gchar *address_str;
+  gint64 timeout_us;
+  gboolean reconnect_mode;
+  guint backoff_ms;
+  gboolean need_discont;
+  gboolean have_seq;
+  guint32 last_seq;
+  guint32 width, height;        /* of the caps set, 0 = none yet */
+  gboolean anchored;            /* first_running/first_capture valid */
+  GstClockTime first_running;
+  guint64 first_capture;
+  GstClockTime last_pts;
+  gboolean pinged;              /* a PING is out, unanswered */
+  gboolean subscribed_once;     /* since start(): later ones count */
+
+  /* self->lock: the connection (other threads send on it), flushing, and
+   * the statistics; self->cond is broadcast when flushing is set */
+  GMutex lock;
+  GCond cond;
+  HxfrConn *conn;
+  GCancellable *cancellable;
+  gboolean flushing;
+  gchar host_encoder[HXFR_ENCODER_NAME_SIZE];
+  guint64 frames;
+  guint64 keyframes;
+  guint64 bytes;
+  guint64 reconnects;
+  guint64 host_dropped;         /* frames the seq numbers skipped */
+  guint64 repeats;
+  guint32 last_encode_us;
+  guint64 keyframe_requests;
+};
+
+#define GST_TYPE_VSOCK_SCANOUT_SRC (gst_vsock_scanout_src_get_type ())
+G_DECLARE_FINAL_TYPE (GstVsockScanoutSrc, gst_vsock_scanout_src, GST,
+    VSOCK_SCANOUT_SRC, GstPushSrc);
+G_DEFINE_TYPE (GstVsockScanoutSrc, gst_vsock_scanout_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DECLARE (vsockscanoutsrc);
+GST_ELEMENT_REGISTER_DEFINE (vsockscanoutsrc, "vsockscanoutsrc",
+    GST_RANK_NONE, GST_TYPE_VSOCK_SCANOUT_SRC);
+
+enum
+{
+  PROP_0,
+  PROP_ADDRESS,
+  PROP_SCANOUT,
+  PROP_TOKEN,
+  PROP_BITRATE,
+  PROP_TIMEOUT,
+  PROP_RECONNECT,
+  PROP_MAX_BACKOFF,
+  PROP_MAX_AU_SIZE,
+  PROP_STATS,
+  N_PROPERTIES
+};
+
+static GParamSpec *properties[N_PROPERTIES];
+
+/* Connection helpers */
+
+static HxfrConn *
+get_conn (GstVsockScanoutSrc * self)
+{
+  HxfrConn *conn;
+
+  g_mutex_lock (&self->lock);
+  conn = self->conn ? hxfr_conn_ref (self->conn) : NULL;
+  g_mutex_unlock (&self->lock);
+  return conn;
+}
+
+/* From any thread: a message without a tail, bounded by the timeout. A
+ * failure only logs: the streaming thread notices a dead connection. */
+static void
+send_simple (GstVsockScanoutSrc * self, guint8 type, const void *fixed,
+    gsize len)
+{
+  HxfrConn *conn = get_conn (self);
+  GError *err = NULL;
+  gint64 timeout_us;
+
+  if (!conn)
+    return;
+  GST_OBJECT_LOCK (self);
+  timeout_us = (gint64) self->timeout_ms * G_TIME_SPAN_MILLISECOND;
+  GST_OBJECT_UNLOCK (self);
+  if (!hxfr_conn_send (conn, type, 0, 0, fixed, len, NULL, 0, timeout_us,
+          NULL, &err)) {
+    GST_WARNING_OBJECT (self, "sending %s failed: %s",
+        hxfr_msg_type_name (type), err->message);
+    g_clear_error (&err);
+  }
+  hxfr_conn_unref (conn);
+}
+
+static void
+send_bitrate (GstVsockScanoutSrc * self, guint bitrate)
+{
+  HxfrControl c = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  gsize len;
+
+  c.mask = HXFR_CONTROL_BITRATE;
+  c.bitrate = bitrate;
+  len = hxfr_control_write (&c, fixed);
+  send_simple (self, HXFR_MSG_CONTROL, fixed, len);
+}
+
+static void
+drop_conn (GstVsockScanoutSrc * self)
+{
+  HxfrConn *conn;
+
+  g_mutex_lock (&self->lock);
+  conn = self->conn;
+  self->conn = NULL;
+  g_mutex_unlock (&self->lock);
+  if (conn) {
+    hxfr_conn_shutdown (conn);
+    hxfr_conn_unref (conn);
+  }
+}
+
+/* Classifies a failure of the subscription. */
+static EndKind
+end_kind (const GError * err)
+{
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return END_FLUSHING;
+  if (err->domain == SCANOUT_SRC_ERROR)
+    return err->code == SCANOUT_SRC_ERROR_END ? END_ORDERLY : END_FATAL;
+  if (err->domain == HXFR_ERROR) {
+    /* the host's ERROR codes that may go away by themselves; the others
+     * (unauthorized, unsupported, invalid, limit) would only repeat */
+    switch (err->code) {
+      case HXFR_ERR_NO_SCANOUT:
+      case HXFR_ERR_TOO_MANY_SESSIONS:
+      case HXFR_ERR_SHUTDOWN:
+      case HXFR_ERR_TIMEOUT:
+      case HXFR_ERR_INTERNAL:
+      case HXFR_ERR_ENCODE_FAILED:
+      case HXFR_ERR_NOT_CONFIGURED:
+        return END_RETRY;
+      default:
+        return END_FATAL;
+    }
+  }
+  /* transport: refused, closed, timed out, no socket file yet */
+  return END_RETRY;
+}
+
+static gboolean
+protocol_error (GError ** error, const gchar * what, const HxfrHeader * h)
+{
+  g_set_error (error, SCANOUT_SRC_ERROR, SCANOUT_SRC_ERROR_PROTOCOL,
+      "the host broke the protocol: %s (message 0x%02x %s, %u bytes)", what,
+      h->type, hxfr_msg_type_name (h->type), h->payload_size);
+  return FALSE;
+}
+
+/* How much of a message's payload read_message() reads: SCANOUT_FRAME's
+ * fixed part (the AU is read into its buffer), the whole of the small
+ * known messages (the caller checks their sizes), nothing of unknown ones
+ * (skipped). */
+static gsize
+fixed_part (const HxfrHeader * h)
+{
+  switch (h->type) {
+    case HXFR_MSG_SCANOUT_FRAME:
+      return MIN (h->payload_size, HXFR_SCANOUT_FRAME_SIZE);
+    case HXFR_MSG_SUBSCRIBE2_ACK:
+    case HXFR_MSG_SCANOUT_END:
+    case HXFR_MSG_ERROR:
+    case HXFR_MSG_PING:
+    case HXFR_MSG_PONG:
+      return MIN (h->payload_size, MAX_FIXED);
+    default:
+      return 0;
+  }
+}
+
+/* Reads the header and the fixed part (fixed_part()) of the next message
+ * into @fixed (MAX_FIXED bytes); the caller reads or skips the rest by
+ * @deadline. @first_us bounds the wait for its first byte; @deadline
+ * stays -1 when that wait failed. */
+static gboolean
+read_message (GstVsockScanoutSrc * self, HxfrConn * conn, HxfrHeader * h,
+    guint8 * fixed, gsize * fixed_len, gint64 first_us, gint64 * deadline,
+    GError ** error)
+{
+  guint8 hdr[HXFR_HEADER_SIZE];
+
+  *deadline = -1;
+  if (!hxfr_conn_wait_readable (conn, first_us, self->cancellable, error))
+    return FALSE;
+  *deadline = g_get_monotonic_time () + self->timeout_us;
+  if (!hxfr_conn_read_exact (conn, hdr, sizeof (hdr),
+          hxfr_deadline_left (*deadline), self->cancellable, error)
+      || !hxfr_header_parse (hdr, h, error))
+    return FALSE;
+  *fixed_len = fixed_part (h);
+  if (*fixed_len && *fixed_len < h->payload_size
+      && h->type != HXFR_MSG_SCANOUT_FRAME)
+    return protocol_error (error, "message too long for its type", h);
+  return hxfr_conn_read_exact (conn, fixed, *fixed_len,
+      hxfr_deadline_left (*deadline), self->cancellable, error);
+}
+
+/* The host's ERROR as a GError (domain HXFR_ERROR, the host's code). */
+static void
+set_host_error (const guint8 * fixed, gsize len, GError ** error)
+{
+  HxfrErrorMsg e;
+
+  if (!hxfr_error_parse (fixed, len, &e, error))
+    return;
+  g_set_error (error, HXFR_ERROR, e.code, "the host answered ERROR %d (%s): "
+      "%s", e.code, hxfr_error_code_name (e.code), e.message);
+}
+
+/* Subscribing */
+
+static gboolean
+send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
+    GError ** error)
+{
+  HxfrSubscribe2 s = { 0, };
+  guint8 fixed[HXFR_SUBSCRIBE2_SIZE + 8];
+  GOutputVector tail;
+  gchar *token;
+  gsize len;
+  gboolean ok;
+
+  GST_OBJECT_LOCK (self);
+  token = g_strdup (self->token);
+  s.scanout_id = self->scanout;
+  s.bitrate = self->bitrate;
+  GST_OBJECT_UNLOCK (self);
+  s.min_version = 2;
+  s.max_version = 2;
+  s.codec = HXFR_CODEC_H264;
+  s.token_len = token ? MIN (strlen (token), HXFR_MAX_TOKEN) : 0;
+  len = hxfr_subscribe2_write (&s, fixed);
+  tail.buffer = token;
+  tail.size = s.token_len;
+  ok = hxfr_conn_send (conn, HXFR_MSG_SUBSCRIBE2, 0, 0, fixed, len, &tail,
+      s.token_len ? 1 : 0, hxfr_deadline_left (deadline), self->cancellable,
+      error);
+  g_free (token);
+  return ok;
+}
+
+static gboolean
+check_ack (GstVsockScanoutSrc * self, const guint8 * fixed, gsize len,
+    const HxfrHeader * h, GError ** error)
+{
+  HxfrSubscribe2Ack a;
+  guint scanout;
+
+  if (h->payload_size != HXFR_SUBSCRIBE2_ACK_SIZE)
+    return protocol_error (error, "SUBSCRIBE2_ACK of the wrong size", h);
+  if (!hxfr_subscribe2_ack_parse (fixed, len, &a, error))
+    return FALSE;
+  GST_OBJECT_LOCK (self);
+  scanout = self->scanout;
+  GST_OBJECT_UNLOCK (self);
+  if (a.version != 2 || a.codec != HXFR_CODEC_H264 || a.scanout_id != scanout)
+    return protocol_error (error, "SUBSCRIBE2_ACK for another version, "
+        "codec or scanout", h);
+  GST_INFO_OBJECT (self, "subscribed to scanout %u at %s: %ux%u, host "
+      "encoder '%s'", scanout, self->address_str, a.width, a.height,
+      a.encoder);
+  g_mutex_lock (&self->lock);
+  g_strlcpy (self->host_encoder, a.encoder, sizeof (self->host_encoder));
+  g_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+/* Waits for SUBSCRIBE2_ACK or ERROR within @deadline, answering PINGs. */
+static gboolean
+wait_ack (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
+    GError ** error)
+{
+  while (TRUE) {
+    HxfrHeader h;
+    guint8 fixed[MAX_FIXED];
+    gsize len;
+    gint64 msg_deadline;
+
+    if (!read_message (self, conn, &h, fixed, &len,
+            hxfr_deadline_left (deadline), &msg_deadline, error))
+      return FALSE;
+    switch (h.type) {
+      case HXFR_MSG_SUBSCRIBE2_ACK:
+        return check_ack (self, fixed, len, &h, error);
+      case HXFR_MSG_ERROR:
+        if (h.payload_size != HXFR_ERROR_SIZE)
+          return protocol_error (error, "ERROR of the wrong size", &h);
+        set_host_error (fixed, len, error);
+        return FALSE;
+      case HXFR_MSG_PING:
+        if (h.payload_size != 0)
+          return protocol_error (error, "PING with a payload", &h);
+        if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0, NULL, 0,
+                hxfr_deadline_left (deadline), self->cancellable, error))
+          return FALSE;
+        break;
+      default:
+        return protocol_error (error, "not an answer to SUBSCRIBE2", &h);
+    }
+  }
+}
+
+/* Connects and subscribes; on success the connection is self->conn. */
+static gboolean
+subscribe (GstVsockScanoutSrc * self, GError ** error)
+{
+  /* one bound for connect, SUBSCRIBE2 and its answer */
+  gint64 deadline = g_get_monotonic_time () + self->timeout_us;
+  HxfrConn *conn;
+
+  conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
+      self->cancellable, error);
+  if (!conn)
+    return FALSE;
+  if (!send_subscribe (self, conn, deadline, error)
+      || !wait_ack (self, conn, deadline, error)) {
+    hxfr_conn_shutdown (conn);
+    hxfr_conn_unref (conn);
+    return FALSE;
+  }
+  g_mutex_lock (&self->lock);
+  self->conn = conn;
+  self->reconnects += self->subscribed_once;
+  g_mutex_unlock (&self->lock);
+  self->subscribed_once = TRUE;
+  /* a new subscription: seq and capture times start over, and its first
+   * frame (an IDR) follows whatever was lost */
+  self->need_discont = TRUE;
+  self->have_seq = FALSE;
+  self->anchored = FALSE;
+  self->pinged = FALSE;
+  return TRUE;
+}
+
+/* Sleeps the back-off; FALSE when unlock() interrupted it. */
+static gboolean
+backoff_wait (GstVsockScanoutSrc * self)
+{
+  guint max_ms;
+  gint64 until;
+  gboolean flushing;
+
+  GST_OBJECT_LOCK (self);
+  max_ms = MAX (self->max_backoff_ms, BACKOFF_MIN_MS);
+  GST_OBJECT_UNLOCK (self);
+  self->backoff_ms = CLAMP (self->backoff_ms * 2, BACKOFF_MIN_MS, max_ms);
+  until = g_get_monotonic_time () +
+      (gint64) self->backoff_ms * G_TIME_SPAN_MILLISECOND;
+  g_mutex_lock (&self->lock);
+  while (!self->flushing && g_cond_wait_until (&self->cond, &self->lock,
+          until));
+  flushing = self->flushing;
+  g_mutex_unlock (&self->lock);
+  return !flushing;
+}
+
+/* Frames */
+
+static void
+update_caps (GstVsockScanoutSrc * self, guint32 width, guint32 height)
+{
+  GstCaps *caps;
+
+  if (width == self->width && height == self->height)
+    return;
+  caps = gst_caps_new_simple ("video/x-h264",
+      "stream-format", G_TYPE_STRING, "byte-stream",
+      "alignment", G_TYPE_STRING, "au",
+      "width", G_TYPE_INT, (gint) width, "height", G_TYPE_INT, (gint) height,
+      "framerate", GST_TYPE_FRACTION, 0, 1, NULL);
+  GST_INFO_OBJECT (self, "scanout size %ux%u: %" GST_PTR_FORMAT, width,
+      height, caps);
+  gst_base_src_set_caps (GST_BASE_SRC (self), caps);
+  gst_caps_unref (caps);
+  self->width = width;
+  self->height = height;
+}
+
+/* The running time of the flip: the first frame of a subscription is
+ * anchored at its arrival, later ones follow the host's capture times;
+ * never backwards (a new host's clock, a host clock step). */
+static GstClockTime
+frame_pts (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f)
+{
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+  GstClockTime pts;
+
+  if (!self->anchored) {
+    self->first_running = 0;
+    if (clock)
+      self->first_running = gst_clock_get_time (clock) -
+          MIN (gst_clock_get_time (clock),
+          gst_element_get_base_time (GST_ELEMENT (self)));
+    self->first_capture = f->capture_time;
+    self->anchored = TRUE;
+  }
+  if (clock)
+    gst_object_unref (clock);
+  pts = self->first_running;
+  if (f->capture_time >= self->first_capture)
+    pts += f->capture_time - self->first_capture;
+  if (GST_CLOCK_TIME_IS_VALID (self->last_pts) && pts <= self->last_pts)
+    pts = self->last_pts + 1;
+  self->last_pts = pts;
+  return pts;
+}
+
+/* Flags, timestamps, caps and statistics of one frame's buffer. */
+static void
+finish_buffer (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f,
+    GstBuffer * buf)
+{
+  gboolean key = (f->frame_flags & HXFR_SCANOUT_FRAME_KEYFRAME) != 0;
+  gboolean discont = self->need_discont ||
+      (f->frame_flags & HXFR_SCANOUT_FRAME_DISCONT);
+  guint32 gap = 0;
+
+  if (self->have_seq && f->seq != self->last_seq + 1) {
+    gap = f->seq - self->last_seq - 1;
+    discont = TRUE;
+  }
+  self->have_seq = TRUE;
+  self->last_seq = f->seq;
+  self->need_discont = FALSE;
+  update_caps (self, f->width, f->height);
+
+  GST_BUFFER_PTS (buf) = frame_pts (self, f);
+  GST_BUFFER_DTS (buf) = GST_BUFFER_PTS (buf);
+  if (f->duration > 0)
+    GST_BUFFER_DURATION (buf) = f->duration;
+  if (!key)
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
+  if (discont)
+    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+
+  g_mutex_lock (&self->lock);
+  self->frames++;
+  self->keyframes += key;
+  self->bytes += gst_buffer_get_size (buf);
+  self->host_dropped += gap;
+  self->repeats += (f->frame_flags & HXFR_SCANOUT_FRAME_REPEAT) != 0;
+  self->last_encode_us = f->encode_us;
+  g_mutex_unlock (&self->lock);
+}
+
+/* SCANOUT_FRAME: checks the sizes before allocating, reads the AU. */
+static GstBuffer *
+read_frame (GstVsockScanoutSrc * self, HxfrConn * conn, const HxfrHeader * h,
+    const guint8 * fixed, gsize len, gint64 deadline, GError ** error)
+{
+  HxfrScanoutFrame f;
+  GstBuffer *buf;
+  GstMapInfo map;
+  gsize au_size;
+  guint max_au;
+  gboolean ok;
+
+  if (h->payload_size <= HXFR_SCANOUT_FRAME_SIZE)
+    return (protocol_error (error, "SCANOUT_FRAME without an access unit",
+            h), NULL);
+  au_size = h->payload_size - HXFR_SCANOUT_FRAME_SIZE;
+  GST_OBJECT_LOCK (self);
+  max_au = self->max_au_size;
+  GST_OBJECT_UNLOCK (self);
+  if (au_size > max_au) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_LIMIT, "the host sent an "
+        "access unit of %" G_GSIZE_FORMAT " bytes, over max-au-size (%u)",
+        au_size, max_au);
+    return NULL;
+  }
+  if (!hxfr_scanout_frame_parse (fixed, len, &f, error))
+    return NULL;
+  if (f.width == 0 || f.height == 0 || f.width > HXFR_DEFAULT_MAX_DIMENSION
+      || f.height > HXFR_DEFAULT_MAX_DIMENSION)
+    return (protocol_error (error, "a frame size of 0 or over 8192", h), NULL);
+
+  buf = gst_buffer_new_allocate (NULL, au_size, NULL);
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  ok = hxfr_conn_read_exact (conn, map.data, au_size,
+      hxfr_deadline_left (deadline), self->cancellable, error);
+  gst_buffer_unmap (buf, &map);
+  if (!ok) {
+    gst_buffer_unref (buf);
+    return NULL;
+  }
+  finish_buffer (self, &f, buf);
+  return buf;
+}
+
+static void
+set_end_error (const guint8 * fixed, gsize len, GError ** error)
+{
+  HxfrScanoutEnd e;
+
+  if (!hxfr_scanout_end_parse (fixed, len, &e, error))
+    return;
+  g_set_error (error, SCANOUT_SRC_ERROR, SCANOUT_SRC_ERROR_END,
+      "the host ended the subscription: %s (%u)%s%s",
+      hxfr_scanout_end_reason_name (e.reason), e.reason,
+      e.text[0] ? ": " : "", e.text);
+}
+
+/* Silence for a timeout gets a PING; silence for another one means the
+ * host is gone (a dead peer over vsock or TCP never closes). */
+static gboolean
+handle_silence (GstVsockScanoutSrc * self, HxfrConn * conn, GError ** error)
+{
+  if (self->pinged) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "the host sent "
+        "nothing for %" G_GINT64_FORMAT " ms, PING unanswered",
+        2 * self->timeout_us / 1000);
+    return FALSE;
+  }
+  g_clear_error (error);
+  self->pinged = TRUE;
+  return hxfr_conn_send (conn, HXFR_MSG_PING, 0, 0, NULL, 0, NULL, 0,
+      self->timeout_us, self->cancellable, error);
+}
+
+/* The next access unit of the subscription, answering what else comes. */
+static GstBuffer *
+next_frame (GstVsockScanoutSrc * self, HxfrConn * conn, GError ** error)
+{
+  while (TRUE) {
+    HxfrHeader h;
+    guint8 fixed[MAX_FIXED];
+    gsize len;
+    gint64 deadline;
+
+    if (!read_message (self, conn, &h, fixed, &len, self->timeout_us,
+            &deadline, error)) {
+      if (deadline == -1 && g_error_matches (*error, G_IO_ERROR,
+              G_IO_ERROR_TIMED_OUT) && handle_silence (self, conn, error))
+        continue;
+      return NULL;
+    }
+    self->pinged = FALSE;
+    switch (h.type) {
+      case HXFR_MSG_SCANOUT_FRAME:
+        return read_frame (self, conn, &h, fixed, len, deadline, error);
+      case HXFR_MSG_SCANOUT_END:
+        if (h.payload_size > HXFR_SCANOUT_END_SIZE + HXFR_ERROR_TEXT_SIZE)
+          return (protocol_error (error, "SCANOUT_END too long", &h), NULL);
+        set_end_error (fixed, len, error);
+        return NULL;
+      case HXFR_MSG_ERROR:
+        if (h.payload_size != HXFR_ERROR_SIZE)
+          return (protocol_error (error, "ERROR of the wrong size", &h), NULL);
+        set_host_error (fixed, len, error);
+        return NULL;
+      case HXFR_MSG_PING:
+        if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0, NULL, 0,
+                self->timeout_us, self->cancellable, error))
+          return NULL;
+        break;
+      case HXFR_MSG_PONG:
+        break;
+      default:
+        /* a newer host's message: skipped, within a bound */
+        if (h.payload_size > MAX_UNKNOWN_PAYLOAD)
+          return (protocol_error (error, "unknown message too large", &h),
+              NULL);
+        if (h.payload_size > len && !hxfr_conn_skip (conn,
+                h.payload_size - len, hxfr_deadline_left (deadline),
+                self->cancellable, error))
+          return NULL;
+        GST_DEBUG_OBJECT (self, "skipped message 0x%02x", h.type);
+        break;
+    }
+  }
+}
+
+/* GstBaseSrc */
+
+static void
+post_fatal (GstVsockScanoutSrc * self, const GError * err)
+{
+  guint scanout;
+
+  GST_OBJECT_LOCK (self);
+  scanout = self->scanout;
+  GST_OBJECT_UNLOCK (self);
+  if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNAUTHORIZED))
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_AUTHORIZED,
+        ("The host bridge at %s refused the subscription to scanout %u as "
+            "unauthorized: check the token property", self->address_str,
+            scanout), ("%s", err->message));
+  else if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNSUPPORTED)
+      || g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID))
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("The host bridge at %s does not support H.264 scanout "
+            "subscriptions (v2) for scanout %u", self->address_str, scanout),
+        ("%s", err->message));
+  else
+    GST_ELEMENT_ERROR (self, RESOURCE, READ,
+        ("Scanout %u from the host bridge at %s failed: %s", scanout,
+            self->address_str, err->message), ("%s", err->message));
+}
+
+/* After a failure: the flow to return, or GST_FLOW_OK to try again. */
+static GstFlowReturn
+handle_failure (GstVsockScanoutSrc * self, GError * err)
+{
+  EndKind kind = end_kind (err);
+  gboolean flushing;
+
+  drop_conn (self);
+  g_mutex_lock (&self->lock);
+  flushing = self->flushing;
+  g_mutex_unlock (&self->lock);
+  if (flushing || kind == END_FLUSHING) {
+    GST_DEBUG_OBJECT (self, "flushing: %s", err->message);
+    g_error_free (err);
+    return GST_FLOW_FLUSHING;
+  }
+  if (kind == END_FATAL) {
+    post_fatal (self, err);
+    g_error_free (err);
+    return GST_FLOW_ERROR;
+  }
+  if (!self->reconnect_mode) {
+    if (kind == END_ORDERLY) {
+      /* the host ended the stream on purpose: the end of our stream */
+      GST_INFO_OBJECT (self, "%s: EOS", err->message);
+      g_error_free (err);
+      return GST_FLOW_EOS;
+    }
+    GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Lost the host bridge at %s: "
+            "%s", self->address_str, err->message), ("reconnect=false"));
+    g_error_free (err);
+    return GST_FLOW_ERROR;
+  }
+  GST_WARNING_OBJECT (self, "%s (%s), retrying in %u ms", err->message,
+      self->address_str, CLAMP (self->backoff_ms * 2, BACKOFF_MIN_MS,
+          MAX (self->max_backoff_ms, BACKOFF_MIN_MS)));
+  g_error_free (err);
+  if (!backoff_wait (self))
+    return GST_FLOW_FLUSHING;
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn
+gst_vsock_scanout_src_create (GstPushSrc * src, GstBuffer ** outbuf)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+
+  while (TRUE) {
+    HxfrConn *conn = get_conn (self);
+    GError *err = NULL;
+    GstFlowReturn ret;
+
+    if (!conn) {
+      if (subscribe (self, &err))
+        continue;
+    } else {
+      *outbuf = next_frame (self, conn, &err);
+      hxfr_conn_unref (conn);
+      if (*outbuf) {
+        self->backoff_ms = 0;
+        return GST_FLOW_OK;
+      }
+    }
+    ret = handle_failure (self, err);
+    if (ret != GST_FLOW_OK)
+      return ret;
+  }
+}
+
+static gboolean
+gst_vsock_scanout_src_start (GstBaseSrc * src)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+  GError *err = NULL;
+  gchar *spec;
+  GPollFD unused;
+
+  GST_OBJECT_LOCK (self);
+  spec = g_strdup (self->address_prop);
+  self->timeout_us = (gint64) self->timeout_ms * G_TIME_SPAN_MILLISECOND;
+  self->reconnect_mode = self->reconnect;
+  GST_OBJECT_UNLOCK (self);
+  self->address = hxfr_address_parse (spec, &err);
+  if (!self->address) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Invalid address '%s': %s",
+            spec, err->message), (NULL));
+    g_free (spec);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  g_free (spec);
+  self->address_str = hxfr_address_to_string (self->address);
+  self->cancellable = g_cancellable_new ();
+  /* one wakeup fd for all waits, not one made and closed per wait */
+  g_cancellable_make_pollfd (self->cancellable, &unused);
+  self->flushing = FALSE;
+  self->backoff_ms = 0;
+  self->width = self->height = 0;
+  self->last_pts = GST_CLOCK_TIME_NONE;
+  self->frames = self->keyframes = self->bytes = 0;
+  self->reconnects = self->host_dropped = self->repeats = 0;
+  self->keyframe_requests = 0;
+  self->last_encode_us = 0;
+  self->subscribed_once = FALSE;
+  /* connected from the streaming thread: a guest may start before the
+   * bridge, and the state change must not wait for it */
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_scanout_src_stop (GstBaseSrc * src)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+
+  drop_conn (self);
+  if (self->cancellable) {
+    g_cancellable_release_fd (self->cancellable);
+    g_clear_object (&self->cancellable);
+  }
+  g_clear_pointer (&self->address, hxfr_address_free);
+  g_clear_pointer (&self->address_str, g_free);
+  return TRUE;
+}
+
+/* Wakes the streaming thread wherever it waits: socket, back-off. The
+ * connection goes too: a read cut short leaves it mid-message, and a
+ * paused subscription would only make the host think us too slow. */
+static gboolean
+gst_vsock_scanout_src_unlock (GstBaseSrc * src)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+
+  g_mutex_lock (&self->lock);
+  self->flushing = TRUE;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+  if (self->cancellable)
+    g_cancellable_cancel (self->cancellable);
+  drop_conn (self);
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_scanout_src_unlock_stop (GstBaseSrc * src)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+
+  g_mutex_lock (&self->lock);
+  self->flushing = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (self->cancellable)
+    g_cancellable_reset (self->cancellable);
+  return TRUE;
+}
+
+/* The caps come from the frames (update_caps), not from negotiation. */
+static gboolean
+gst_vsock_scanout_src_negotiate (GstBaseSrc * src)
+{
+  return TRUE;
+}
+
+static gboolean
+gst_vsock_scanout_src_event (GstBaseSrc * src, GstEvent * event)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+
+  if (gst_video_event_is_force_key_unit (event)) {
+    GST_DEBUG_OBJECT (self, "force-key-unit: KEYFRAME_REQ");
+    g_mutex_lock (&self->lock);
+    self->keyframe_requests++;
+    g_mutex_unlock (&self->lock);
+    /* not connected: the next subscription begins with an IDR anyway */
+    send_simple (self, HXFR_MSG_KEYFRAME_REQ, NULL, 0);
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS (gst_vsock_scanout_src_parent_class)->event (src,
+      event);
+}
+
+static gboolean
+gst_vsock_scanout_src_query (GstBaseSrc * src, GstQuery * query)
+{
+  if (GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
+    /* live; the host's capture-to-arrival delay is before our timestamps,
+     * only its jitter is after them */
+    gst_query_set_latency (query, TRUE, LATENCY, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS (gst_vsock_scanout_src_parent_class)->query (src,
+      query);
+}
+
+/* GObject */
+
+static GstStructure *
+get_stats (GstVsockScanoutSrc * self)
+{
+  GstStructure *s;
+
+  g_mutex_lock (&self->lock);
+  s = gst_structure_new ("vsockscanoutsrc-stats",
+      "frames", G_TYPE_UINT64, self->frames,
+      "keyframes", G_TYPE_UINT64, self->keyframes,
+      "bytes", G_TYPE_UINT64, self->bytes,
+      "reconnects", G_TYPE_UINT64, self->reconnects,
+      "host-dropped", G_TYPE_UINT64, self->host_dropped,
+      "repeats", G_TYPE_UINT64, self->repeats,
+      "keyframe-requests", G_TYPE_UINT64, self->keyframe_requests,
+      "last-encode-us", G_TYPE_UINT, self->last_encode_us,
+      "connected", G_TYPE_BOOLEAN, self->conn != NULL,
+      "host-encoder", G_TYPE_STRING, self->host_encoder, NULL);
+  g_mutex_unlock (&self->lock);
+  return s;
+}
+
+static void
+gst_vsock_scanout_src_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (object);
+  gboolean bitrate_changed = FALSE;
+  guint bitrate = 0;
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_ADDRESS:
+      g_free (self->address_prop);
+      self->address_prop = g_value_dup_string (value);
+      break;
+    case PROP_SCANOUT:
+      self->scanout = g_value_get_uint (value);
+      break;
+    case PROP_TOKEN:
+      g_free (self->token);
+      self->token = g_value_dup_string (value);
+      break;
+    case PROP_BITRATE:
+      bitrate = g_value_get_uint (value);
+      bitrate_changed = bitrate != self->bitrate;
+      self->bitrate = bitrate;
+      break;
+    case PROP_TIMEOUT:
+      self->timeout_ms = g_value_get_uint (value);
+      break;
+    case PROP_RECONNECT:
+      self->reconnect = g_value_get_boolean (value);
+      break;
+    case PROP_MAX_BACKOFF:
+      self->max_backoff_ms = g_value_get_uint (value);
+      break;
+    case PROP_MAX_AU_SIZE:
+      self->max_au_size = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+  /* while subscribed the host applies it now; otherwise the next
+   * SUBSCRIBE2 carries it */
+  if (bitrate_changed)
+    send_bitrate (self, bitrate);
+}
+
+static void
+gst_vsock_scanout_src_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (object);
+
+  if (prop_id == PROP_STATS) {
+    g_value_take_boxed (value, get_stats (self));
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_ADDRESS:
+      g_value_set_string (value, self->address_prop);
+      break;
+    case PROP_SCANOUT:
+      g_value_set_uint (value, self->scanout);
+      break;
+    case PROP_TOKEN:
+      g_value_set_string (value, self->token);
+      break;
+    case PROP_BITRATE:
+      g_value_set_uint (value, self->bitrate);
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_uint (value, self->timeout_ms);
+      break;
+    case PROP_RECONNECT:
+      g_value_set_boolean (value, self->reconnect);
+      break;
+    case PROP_MAX_BACKOFF:
+      g_value_set_uint (value, self->max_backoff_ms);
+      break;
+    case PROP_MAX_AU_SIZE:
+      g_value_set_uint (value, self->max_au_size);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_vsock_scanout_src_init (GstVsockScanoutSrc * self)
+{
+  self->address_prop = g_strdup (DEFAULT_ADDRESS);
+  self->scanout = DEFAULT_SCANOUT;
+  self->token = g_strdup (DEFAULT_TOKEN);
+  self->bitrate = DEFAULT_BITRATE;
+  self->timeout_ms = DEFAULT_TIMEOUT;
+  self->reconnect = DEFAULT_RECONNECT;
+  self->max_backoff_ms = DEFAULT_MAX_BACKOFF;
+  self->max_au_size = DEFAULT_MAX_AU_SIZE;
+  self->last_pts = GST_CLOCK_TIME_NONE;
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  gst_base_src_set_live (GST_BASE_SRC (self), TRUE);
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
+}
+
+static void
+gst_vsock_scanout_src_finalize (GObject * object)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (object);
+
+  g_free (self->address_prop);
+  g_free (self->token);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+  G_OBJECT_CLASS (gst_vsock_scanout_src_parent_class)->finalize (object);
+}
+
+static void
+install_properties (GObjectClass * gobject_class)
+{
+  properties[PROP_ADDRESS] = g_param_spec_string ("address", "Address",
+      "Host bridge to subscribe at: vsock:CID:PORT, tcp:HOST:PORT or "
+      "unix:PATH", DEFAULT_ADDRESS,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_SCANOUT] = g_param_spec_uint ("scanout", "Scanout",
+      "Index of the virtio-gpu scanout to receive (1 = the first desktop "
+      "scanout)", 0, G_MAXUINT32, DEFAULT_SCANOUT,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_TOKEN] = g_param_spec_string ("token", "Token",
+      "Access token sent in SUBSCRIBE2 (at most 256 bytes; NULL = none)",
+      DEFAULT_TOKEN,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_BITRATE] = g_param_spec_uint ("bitrate", "Bitrate",
+      "Bitrate to ask the host for, in bit/s (0 = the host's default; a "
+      "change while playing is sent at once)", 0, G_MAXUINT32,
+      DEFAULT_BITRATE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_PLAYING);
+  properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
+      "Bound on connecting and subscribing and on the rest of a message "
+      "once begun, in milliseconds; after this long without a message a "
+      "PING is sent, after twice this long the host counts as lost", 1,
+      G_MAXINT, DEFAULT_TIMEOUT,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_RECONNECT] = g_param_spec_boolean ("reconnect",
+      "Reconnect", "Resubscribe with back-off when the host is lost or ends "
+      "the subscription (resuming with a DISCONT IDR); off: a lost host is "
+      "an error and SCANOUT_END is EOS", DEFAULT_RECONNECT,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_MAX_BACKOFF] = g_param_spec_uint ("max-backoff",
+      "Maximum back-off", "Longest wait between reconnection attempts, in "
+      "milliseconds (the wait starts at 100 ms and doubles)", 0, G_MAXINT,
+      DEFAULT_MAX_BACKOFF,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_MAX_AU_SIZE] = g_param_spec_uint ("max-au-size",
+      "Maximum access unit size", "Largest access unit accepted from the "
+      "host, in bytes (a larger one is an error, before any allocation)",
+      1, G_MAXUINT32, DEFAULT_MAX_AU_SIZE,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
+      "frames, keyframes, bytes (access units), reconnects, host-dropped "
+      "(frames the host's seq numbers skipped), repeats, keyframe-requests, "
+      "last-encode-us (host encode time of the last frame, microseconds), "
+      "connected, host-encoder", GST_TYPE_STRUCTURE,
+      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
+}
+
+static void
+gst_vsock_scanout_src_class_init (GstVsockScanoutSrcClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *bsrc_class = GST_BASE_SRC_CLASS (klass);
+  GstPushSrcClass *psrc_class = GST_PUSH_SRC_CLASS (klass);
+
+  gobject_class->set_property = gst_vsock_scanout_src_set_property;
+  gobject_class->get_property = gst_vsock_scanout_src_get_property;
+  gobject_class->finalize = gst_vsock_scanout_src_finalize;
+  install_properties (gobject_class);
+
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Host-encoded virtio-gpu scanout source", "Source/Video/Network",
+      "Receives H.264 of a virtio-gpu scanout of this VM, encoded by the "
+      "host bridge on every page flip, over vsock, TCP or a UNIX socket "
+      "(HXFR v2 subscription). Example: vsockscanoutsrc "
+      "address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink",
+      "Helix encode offload");
+
+  bsrc_class->start = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_start);
+  bsrc_class->stop = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_stop);
+  bsrc_class->unlock = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_unlock);
+  bsrc_class->unlock_stop =
+      GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_unlock_stop);
+  bsrc_class->negotiate = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_negotiate);
+  bsrc_class->event = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_event);
+  bsrc_class->query = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_query);
+  psrc_class->create = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_create);
+
+  GST_DEBUG_CATEGORY_INIT (gst_vsock_scanout_src_debug, "vsockscanoutsrc", 0,
+      "Host-encoded virtio-gpu scanout source");
+}
