@@ -1,0 +1,572 @@
+/* Helix export scanout watch. See hxfr-export-watch.h and
+ * docs/export-protocol.md, "Scanouts".
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "hxfr-export-watch.h"
+#include "hxfr-transport.h"
+
+#include <string.h>
+#include <unistd.h>
+
+/* HELLO kinds of a watch: bit 0 is no surface kind, so the VMM maps no
+ * readback ring for a connection that never resolves. */
+#define WATCH_KINDS 0x1u
+
+/* Locks: write_lock serialises whole messages on the socket (the reader
+ * thread never writes); control_lock serialises set_enabled calls (one
+ * SCANOUT_CONTROL in flight); lock protects the fields marked so and is
+ * the one the reader thread hands an ACK over with. */
+struct _HxfrExportWatch
+{
+  HxfrConn *conn;
+  GSocket *socket;
+  HxfrExportWatchCallbacks cb;
+  gpointer user_data;
+  guint n_scanouts;
+  GThread *reader;
+
+  GMutex write_lock;
+  GMutex control_lock;
+  GMutex lock;
+  GCond cond;
+
+  /* lock */
+  gboolean closing;             /* free() started: no more callbacks */
+  GError *dead_error;           /* the connection is over */
+  guint32 next_request_id;
+  guint32 pending_id;           /* SCANOUT_CONTROL waiting, 0 = none */
+  gboolean pending_done;
+  HxexScanoutControlAck pending_ack;
+
+  /* connect, then the reader thread only */
+  guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  gsize in_have;
+  GArray *in_fds;
+};
+
+static gint64
+deadline_from (gint64 timeout_us)
+{
+  return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
+}
+
+static gboolean
+wait_until (GSocket * socket, GIOCondition cond, gint64 deadline,
+    GError ** error)
+{
+  gint64 left = -1;
+
+  if (deadline >= 0) {
+    left = deadline - g_get_monotonic_time ();
+    if (left <= 0) {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+          "timed out waiting for the VMM's helix export");
+      return FALSE;
+    }
+  }
+  return g_socket_condition_timed_wait (socket, cond, left, NULL, error);
+}
+
+/* The connection is over: remember why, wake a waiting set_enabled. */
+static void
+set_dead (HxfrExportWatch * w, const GError * why)
+{
+  g_mutex_lock (&w->lock);
+  if (!w->dead_error)
+    w->dead_error = g_error_copy (why);
+  g_cond_broadcast (&w->cond);
+  g_mutex_unlock (&w->lock);
+  hxfr_conn_shutdown (w->conn);
+}
+
+static gboolean
+send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
+    const guint8 * payload, gsize payload_len, gint64 deadline,
+    GError ** error)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h = { type, 0, (guint32) payload_len, request_id };
+  gsize len = HXEX_HEADER_SIZE + payload_len, sent = 0;
+  GError *failure = NULL;
+
+  hxex_header_write (buf, &h);
+  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
+  g_mutex_lock (&w->write_lock);
+  while (sent < len && !failure) {
+    GError *err = NULL;
+    gssize n = hxex_socket_send (w->socket, buf + sent, len - sent, NULL, 0,
+        &err);
+
+    if (n > 0) {
+      sent += n;
+    } else if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      failure = err;
+    } else {
+      g_error_free (err);
+      wait_until (w->socket, G_IO_OUT, deadline, &failure);
+    }
+  }
+  g_mutex_unlock (&w->write_lock);
+  if (!failure)
+    return TRUE;
+  g_prefix_error (&failure, "Sending %s to the helix export: ",
+      hxex_msg_type_name (type));
+  /* a half-sent message leaves the stream unusable */
+  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR,
+          G_IO_ERROR_TIMED_OUT))
+    set_dead (w, failure);
+  g_propagate_error (error, failure);
+  return FALSE;
+}
+
+/* One whole message into w->inbuf. No message a watch receives carries a
+ * descriptor we use: any that arrive are closed. */
+static gboolean
+read_message (HxfrExportWatch * w, HxexHeader * h, gint64 deadline,
+    GError ** error)
+{
+  gsize need = HXEX_HEADER_SIZE;
+  gboolean have_header = FALSE;
+
+  for (;;) {
+    GError *err = NULL;
+    gssize n;
+
+    if (w->in_have >= need) {
+      if (have_header)
+        break;
+      if (!hxex_header_parse (w->inbuf, h, error))
+        return FALSE;
+      have_header = TRUE;
+      need = HXEX_HEADER_SIZE + h->payload_size;
+      continue;
+    }
+    n = hxex_socket_receive (w->socket, w->inbuf + w->in_have,
+        need - w->in_have, w->in_fds, &err);
+    hxex_fds_clear (w->in_fds);
+    if (n > 0) {
+      w->in_have += n;
+      continue;
+    }
+    if (n == 0) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+          "the VMM closed the helix export watch%s",
+          w->in_have ? " in the middle of a message" : "");
+      return FALSE;
+    }
+    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+    g_clear_error (&err);
+    if (!wait_until (w->socket, G_IO_IN, deadline, error))
+      return FALSE;
+  }
+  w->in_have = 0;
+  return TRUE;
+}
+
+/* An ERROR from the VMM as a GError. */
+static void
+set_vmm_error (const guint8 * body, gsize len, const gchar * what,
+    GError ** error)
+{
+  HxexErrorMsg emsg;
+
+  if (hxex_error_parse (body, len, &emsg, error))
+    g_set_error (error, HXEX_ERROR, emsg.code, "The VMM %s: %s (%s)", what,
+        emsg.message, hxex_error_code_name (emsg.code));
+}
+
+static gboolean
+do_hello (HxfrExportWatch * w, gint64 deadline, GError ** error)
+{
+  guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
+  const guint8 *body = w->inbuf + HXEX_HEADER_SIZE;
+  HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_SCANOUTS,
+    WATCH_KINDS
+  };
+  HxexHelloAck ack;
+  HxexHeader h;
+
+  hxex_hello_write (&hello, payload);
+  if (!send_message (w, HXEX_MSG_HELLO, 0, payload, HXEX_HELLO_SIZE,
+          deadline, error) || !read_message (w, &h, deadline, error))
+    return FALSE;
+  if (h.type == HXEX_MSG_ERROR) {
+    GError *err = NULL;
+
+    set_vmm_error (body, h.payload_size, "refused a scanout watch", &err);
+    /* a version-1 VMM: it has no scanouts to report */
+    if (g_error_matches (err, HXEX_ERROR, HXEX_ERR_VERSION)) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+          "the VMM's helix export has no scanouts (version 1 only: %s)",
+          err->message);
+      g_error_free (err);
+    } else {
+      g_propagate_error (error, err);
+    }
+    return FALSE;
+  }
+  if (h.type != HXEX_MSG_HELLO_ACK
+      || !hxex_hello_ack_parse (body, h.payload_size, &ack, error)
+      || ack.version != HXEX_VERSION_SCANOUTS || ack.n_slots != 0) {
+    if (error && !*error)
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "expected a version-2 HELLO_ACK without slots, got %s",
+          hxex_msg_type_name (h.type));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+state_from_wire (const HxexScanout * m, HxfrScanoutState * st)
+{
+  st->index = m->index;
+  st->enabled = (m->flags & HXEX_SCANOUT_ENABLED) != 0;
+  st->resource_id = m->resource_id;
+  st->width = m->width;
+  st->height = m->height;
+  st->fourcc = m->fourcc;
+}
+
+/* A SCANOUT must agree with the count the first one gave. */
+static gboolean
+parse_scanout (HxfrExportWatch * w, const HxexHeader * h,
+    HxfrScanoutState * st, GError ** error)
+{
+  HxexScanout m;
+
+  if (!hxex_scanout_parse (w->inbuf + HXEX_HEADER_SIZE, h->payload_size, &m,
+          error))
+    return FALSE;
+  if (w->n_scanouts && m.n_scanouts != w->n_scanouts) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SCANOUT says %u scanouts, the watch began with %u", m.n_scanouts,
+        w->n_scanouts);
+    return FALSE;
+  }
+  state_from_wire (&m, st);
+  if (!w->n_scanouts)
+    w->n_scanouts = m.n_scanouts;
+  return TRUE;
+}
+
+/* WATCH, then one SCANOUT per scanout, in index order. */
+static gboolean
+do_watch (HxfrExportWatch * w, gint64 deadline, GError ** error)
+{
+  guint8 payload[HXEX_WATCH_SIZE];
+  guint i;
+
+  hxex_watch_write (payload);
+  if (!send_message (w, HXEX_MSG_WATCH, 0, payload, HXEX_WATCH_SIZE,
+          deadline, error))
+    return FALSE;
+  for (i = 0; i == 0 || i < w->n_scanouts; i++) {
+    HxfrScanoutState st;
+    HxexHeader h;
+
+    if (!read_message (w, &h, deadline, error))
+      return FALSE;
+    if (h.type == HXEX_MSG_ERROR && i == 0) {
+      GError *err = NULL;
+
+      set_vmm_error (w->inbuf + HXEX_HEADER_SIZE, h.payload_size,
+          "refused a scanout watch", &err);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s",
+          err->message);
+      g_error_free (err);
+      return FALSE;
+    }
+    if (h.type != HXEX_MSG_SCANOUT) {
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "expected SCANOUT %u, got %s", i, hxex_msg_type_name (h.type));
+      return FALSE;
+    }
+    if (!parse_scanout (w, &h, &st, error))
+      return FALSE;
+    if (st.index != i) {
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "initial SCANOUT %u where %u was due", st.index, i);
+      return FALSE;
+    }
+    if (w->cb.state)
+      w->cb.state (w->user_data, &st);
+  }
+  return TRUE;
+}
+
+static gboolean
+callbacks_allowed (HxfrExportWatch * w)
+{
+  gboolean ok;
+
+  g_mutex_lock (&w->lock);
+  ok = !w->closing;
+  g_mutex_unlock (&w->lock);
+  return ok;
+}
+
+static gboolean
+handle_flush (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+{
+  HxfrScanoutFlush f;
+  HxexFlush m;
+
+  if (!hxex_flush_parse (w->inbuf + HXEX_HEADER_SIZE, h->payload_size, &m,
+          error))
+    return FALSE;
+  if (m.index >= w->n_scanouts) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "FLUSH of scanout %u of %u", m.index, w->n_scanouts);
+    return FALSE;
+  }
+  f.index = m.index;
+  f.resource_id = m.resource_id;
+  f.x = m.x;
+  f.y = m.y;
+  f.width = m.width;
+  f.height = m.height;
+  f.time_ns = m.time_ns;
+  if (w->cb.flush && callbacks_allowed (w))
+    w->cb.flush (w->user_data, &f);
+  return TRUE;
+}
+
+/* Hands the ACK to the set_enabled call waiting for it; one nobody waits
+ * for any more (it timed out) is dropped. */
+static gboolean
+handle_ack (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+{
+  HxexScanoutControlAck ack;
+
+  if (!hxex_scanout_control_ack_parse (w->inbuf + HXEX_HEADER_SIZE,
+          h->payload_size, &ack, error))
+    return FALSE;
+  g_mutex_lock (&w->lock);
+  if (h->request_id != 0 && h->request_id == w->pending_id) {
+    w->pending_ack = ack;
+    w->pending_done = TRUE;
+    g_cond_broadcast (&w->cond);
+  }
+  g_mutex_unlock (&w->lock);
+  return TRUE;
+}
+
+static gboolean
+handle_event (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+{
+  HxfrScanoutState st;
+
+  switch (h->type) {
+    case HXEX_MSG_SCANOUT:
+      if (!parse_scanout (w, h, &st, error))
+        return FALSE;
+      if (w->cb.state && callbacks_allowed (w))
+        w->cb.state (w->user_data, &st);
+      return TRUE;
+    case HXEX_MSG_FLUSH:
+      return handle_flush (w, h, error);
+    case HXEX_MSG_SCANOUT_CONTROL_ACK:
+      return handle_ack (w, h, error);
+    case HXEX_MSG_ERROR:
+      set_vmm_error (w->inbuf + HXEX_HEADER_SIZE, h->payload_size,
+          "ended the scanout watch", error);
+      return FALSE;
+    default:
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "unexpected %s on a scanout watch", hxex_msg_type_name (h->type));
+      return FALSE;
+  }
+}
+
+static gpointer
+reader_thread (gpointer data)
+{
+  HxfrExportWatch *w = data;
+  GError *err = NULL;
+
+  for (;;) {
+    HxexHeader h;
+
+    if (!read_message (w, &h, -1, &err) || !handle_event (w, &h, &err))
+      break;
+  }
+  if (!err)
+    err = g_error_new_literal (HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "the scanout watch ended");
+  set_dead (w, err);
+  if (w->cb.closed && callbacks_allowed (w))
+    w->cb.closed (w->user_data, err);
+  g_error_free (err);
+  return NULL;
+}
+
+static HxfrExportWatch *
+watch_alloc (HxfrConn * conn, const HxfrExportWatchCallbacks * callbacks,
+    gpointer user_data)
+{
+  HxfrExportWatch *w = g_new0 (HxfrExportWatch, 1);
+
+  w->conn = conn;
+  w->socket = hxfr_conn_get_socket (conn);
+  if (callbacks)
+    w->cb = *callbacks;
+  w->user_data = user_data;
+  g_mutex_init (&w->write_lock);
+  g_mutex_init (&w->control_lock);
+  g_mutex_init (&w->lock);
+  g_cond_init (&w->cond);
+  w->next_request_id = 1;
+  w->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
+  return w;
+}
+
+static void
+watch_dealloc (HxfrExportWatch * w)
+{
+  hxfr_conn_unref (w->conn);
+  hxex_fds_clear (w->in_fds);
+  g_array_unref (w->in_fds);
+  g_clear_error (&w->dead_error);
+  g_mutex_clear (&w->write_lock);
+  g_mutex_clear (&w->control_lock);
+  g_mutex_clear (&w->lock);
+  g_cond_clear (&w->cond);
+  g_free (w);
+}
+
+HxfrExportWatch *
+hxfr_export_watch_new (const gchar * path,
+    const HxfrExportWatchCallbacks * callbacks, gpointer user_data,
+    gint64 timeout_us, GError ** error)
+{
+  g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (path);
+  gint64 deadline = deadline_from (timeout_us);
+  HxfrExportWatch *w;
+  HxfrConn *conn;
+
+  conn = hxfr_conn_connect (addr, timeout_us, NULL, error);
+  if (!conn) {
+    g_prefix_error (error, "Could not connect to the helix export at %s: ",
+        path);
+    return NULL;
+  }
+  w = watch_alloc (conn, callbacks, user_data);
+  if (!do_hello (w, deadline, error) || !do_watch (w, deadline, error)) {
+    g_prefix_error (error, "Helix export watch at %s: ", path);
+    watch_dealloc (w);
+    return NULL;
+  }
+  w->reader = g_thread_new ("hxex-watch", reader_thread, w);
+  return w;
+}
+
+guint
+hxfr_export_watch_get_n_scanouts (HxfrExportWatch * w)
+{
+  return w->n_scanouts;
+}
+
+/* Waits for the reader thread to hand over the ACK of @id. Caller holds
+ * control_lock. */
+static gboolean
+wait_ack (HxfrExportWatch * w, guint32 id, gint64 deadline,
+    HxexScanoutControlAck * ack, GError ** error)
+{
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&w->lock);
+  while (!w->pending_done && !w->dead_error)
+    if (!g_cond_wait_until (&w->cond, &w->lock, deadline))
+      break;
+  if (w->pending_done) {
+    *ack = w->pending_ack;
+    ok = TRUE;
+  } else if (w->dead_error) {
+    g_propagate_error (error, g_error_copy (w->dead_error));
+  } else {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+        "the VMM did not answer SCANOUT_CONTROL %u in time", id);
+  }
+  /* a late ACK then matches nobody */
+  w->pending_id = 0;
+  g_mutex_unlock (&w->lock);
+  return ok;
+}
+
+gboolean
+hxfr_export_watch_set_enabled (HxfrExportWatch * w, guint32 index,
+    gboolean enable, guint32 width, guint32 height, guint32 refresh_hz,
+    gint64 timeout_us, GError ** error)
+{
+  gint64 deadline = deadline_from (timeout_us);
+  /* g_cond_wait_until needs a real deadline: "forever" is a long one */
+  gint64 wait_deadline = deadline < 0 ? G_MAXINT64 : deadline;
+  guint8 payload[HXEX_SCANOUT_CONTROL_SIZE];
+  HxexScanoutControl m = { index, enable ? 1 : 0, width, height,
+    refresh_hz
+  };
+  HxexScanoutControlAck ack;
+  gboolean ok = FALSE;
+  guint32 id;
+
+  g_mutex_lock (&w->control_lock);
+  g_mutex_lock (&w->lock);
+  if (w->dead_error) {
+    g_propagate_error (error, g_error_copy (w->dead_error));
+    g_mutex_unlock (&w->lock);
+    goto out;
+  }
+  id = w->next_request_id++;
+  if (w->next_request_id == 0)
+    w->next_request_id = 1;
+  w->pending_id = id;
+  w->pending_done = FALSE;
+  g_mutex_unlock (&w->lock);
+
+  hxex_scanout_control_write (&m, payload);
+  if (!send_message (w, HXEX_MSG_SCANOUT_CONTROL, id, payload,
+          sizeof (payload), deadline, error)
+      || !wait_ack (w, id, wait_deadline, &ack, error))
+    goto out;
+  if (ack.index != index) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SCANOUT_CONTROL_ACK for scanout %u, asked for %u", ack.index,
+        index);
+    goto out;
+  }
+  if (ack.status != 0) {
+    g_set_error (error, HXEX_ERROR, ack.status,
+        "The VMM refused to %s scanout %u (%ux%u@%u): %s",
+        enable ? "enable" : "disable", index, width, height, refresh_hz,
+        hxex_error_code_name (ack.status));
+    goto out;
+  }
+  ok = TRUE;
+
+out:
+  g_mutex_lock (&w->lock);
+  w->pending_id = 0;
+  g_mutex_unlock (&w->lock);
+  g_mutex_unlock (&w->control_lock);
+  return ok;
+}
+
+void
+hxfr_export_watch_free (HxfrExportWatch * w)
+{
+  if (!w)
+    return;
+  g_mutex_lock (&w->lock);
+  w->closing = TRUE;
+  g_mutex_unlock (&w->lock);
+  /* wakes the reader thread: its read ends, it sees closing and returns
+   * without a callback */
+  hxfr_conn_shutdown (w->conn);
+  g_thread_join (w->reader);
+  watch_dealloc (w);
+}
