@@ -25,8 +25,35 @@
  *                  the resources stay
  *   export on      serve the export again on the same socket
  *   quit           (or end of input) exit
- * It prints "READY socket=PATH resource=ID width=W height=H fourcc=F"
- * once it serves.
+ * and, for the scanouts below:
+ *   scanout K enable W H [HZ]  connect scanout K showing W x H, flipping at
+ *                  HZ (default 0: one flip, then a static screen)
+ *   scanout K disable          disconnect it
+ *   flip K [N]     N flips (default 1) of scanout K now
+ *   rate K HZ      flip K at HZ from now on (0 = stop: a static screen)
+ *   resize K W H   new resources of W x H on scanout K, shown and flushed
+ * each printing one line once done: "SCANOUT K enabled=E resource=R
+ * width=W height=H", "FLIPPED K frames=F resource=R" (F: flips of K so
+ * far, R: shown now), "RATE K hz=HZ", or "FAILED why".
+ * It prints "READY socket=PATH resource=ID width=W height=H fourcc=F
+ * scanouts=N" once it serves.
+ *
+ * Scanouts (export protocol version 2, docs/export-protocol.md):
+ * --scanouts N reports N scanouts (0..16, default 0); scanout 0 is then
+ * enabled, showing --width x --height, static. --scanout K:WxH[@HZ]
+ * (repeatable) enables scanout K showing W x H, flipping at HZ (default
+ * 60; 0 = one flip then static). Each enabled scanout owns two resources
+ * (double buffering, as a compositor): a flip writes the next frame into
+ * the back one with transfer_write, then reports it shown
+ * (helix_export_scanout_update) and flushed whole
+ * (helix_export_scanout_flush). Flips run on the renderer thread from a
+ * GLib timeout (they drift under load; stats counts them). Flip f (0, 1,
+ * ... counted per scanout from its first) of scanout K shows test frame
+ * f + 64 * K (the formula below). A watcher's SCANOUT_CONTROL (a hotplug)
+ * enables K > 0 at the size asked, shows one flip and then flips at
+ * --hotplug-hz (default 0: static), or disables it; it prints "HOTPLUG K
+ * enabled=E WxH". Scanout 0 and sizes above the export's maximum are
+ * refused.
  *
  * Test content, frame f, pixel (x, y), memory order of the format's bytes
  * b0 b1 b2 b3: b0 = (x + 4f) & 255, b1 = (y + 2f) & 255,
@@ -75,7 +102,29 @@ typedef struct
   struct iovec iov;
 } Resource;
 
+#define MAX_SCANOUTS 16
+#define MAX_SCANOUT_SIZE 8192
+#define MAX_SCANOUT_HZ 1000
+/* frame f of scanout K is test frame f + SCANOUT_FRAME_STRIDE * K */
+#define SCANOUT_FRAME_STRIDE 64
+
+typedef struct _StandIn StandIn;
+
 typedef struct
+{
+  StandIn *s;
+  guint32 index;
+  gboolean enabled;
+  Resource *buf[2];             /* double buffering; buf[front] is shown */
+  guint front;
+  guint32 width;
+  guint32 height;
+  guint hz;
+  guint timer;
+  guint64 flips;
+} Scanout;
+
+struct _StandIn
 {
   GMainLoop *loop;
   HelixExport *export;
@@ -95,7 +144,10 @@ typedef struct
   guint32 job_width;
   guint32 job_height;
   guint32 current_id;
-} StandIn;
+
+  guint n_scanouts;
+  Scanout scanouts[MAX_SCANOUTS];
+};
 
 static gchar *opt_export_socket;
 static gchar *opt_bridge;
@@ -114,6 +166,9 @@ static gboolean opt_no_dmabuf;
 static gboolean opt_simulate_dmabuf;
 static gchar *opt_simulate_modifier;
 static gint opt_bench_readback;
+static gint opt_scanouts;
+static gchar **opt_scanout_specs;
+static gint opt_hotplug_hz;
 
 static GOptionEntry entries[] = {
   {"export-socket", 's', 0, G_OPTION_ARG_FILENAME, &opt_export_socket,
@@ -149,6 +204,13 @@ static GOptionEntry entries[] = {
       "linear)", "HEX"},
   {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "Bound on every wait for the bridge", "MS"},
+  {"scanouts", 0, 0, G_OPTION_ARG_INT, &opt_scanouts,
+      "Report N scanouts to watchers (0..16; scanout 0 enabled)", "N"},
+  {"scanout", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_scanout_specs,
+      "Enable scanout K showing W x H, flipping at HZ (default 60, 0 = "
+      "static); repeatable", "K:WxH[@HZ]"},
+  {"hotplug-hz", 0, 0, G_OPTION_ARG_INT, &opt_hotplug_hz,
+      "Flip rate of a scanout a watcher enables (default 0: static)", "HZ"},
   {"bench-readback", 0, 0, G_OPTION_ARG_INT, &opt_bench_readback,
       "Measure N raw virgl_renderer_transfer_read_iov of one resource (the "
       "limit of the readback path), print the rate, exit", "N"},
@@ -170,7 +232,7 @@ resource_free (Resource * r)
 /* As a guest's virgl driver does it: a 2D texture the compositor renders
  * into and scans out, backed by guest pages. Renderer thread only. */
 static Resource *
-resource_create_format (StandIn * s, guint32 width, guint32 height,
+resource_new_format (StandIn * s, guint32 width, guint32 height,
     guint32 virgl_format, GError ** error)
 {
   struct virgl_renderer_resource_create_args args;
@@ -210,7 +272,17 @@ resource_create_format (StandIn * s, guint32 width, guint32 height,
     g_free (r);
     return NULL;
   }
-  g_hash_table_insert (s->resources, GUINT_TO_POINTER (r->id), r);
+  return r;
+}
+
+static Resource *
+resource_create_format (StandIn * s, guint32 width, guint32 height,
+    guint32 virgl_format, GError ** error)
+{
+  Resource *r = resource_new_format (s, width, height, virgl_format, error);
+
+  if (r)
+    g_hash_table_insert (s->resources, GUINT_TO_POINTER (r->id), r);
   return r;
 }
 
@@ -235,6 +307,322 @@ resource_write_frame (Resource * r, guint32 frame, GError ** error)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
         "virgl_renderer_transfer_write_iov(%u): %s", r->id, g_strerror (ret));
     return FALSE;
+  }
+  return TRUE;
+}
+
+/* Scanouts: what a guest compositor does with virtio-gpu's SET_SCANOUT
+ * and RESOURCE_FLUSH, reported to the export's watchers. Renderer thread
+ * only. */
+
+/* Tells the export what @so shows now (it sends only changes). */
+static void
+scanout_report (Scanout * so)
+{
+  StandIn *s = so->s;
+  Resource *r = so->enabled ? so->buf[so->front] : NULL;
+
+  if (s->export)
+    helix_export_scanout_update (s->export, so->index, so->enabled,
+        r ? r->id : 0, r ? r->width : 0, r ? r->height : 0,
+        r ? s->fourcc : 0);
+}
+
+/* A page flip: the next frame into the back buffer, shown, flushed. */
+static gboolean
+scanout_flip (Scanout * so, GError ** error)
+{
+  StandIn *s = so->s;
+  guint back = 1 - so->front;
+  Resource *r = so->buf[back];
+
+  if (!so->enabled) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+        "scanout %u is disabled", so->index);
+    return FALSE;
+  }
+  if (!resource_write_frame (r, (guint32) so->flips + SCANOUT_FRAME_STRIDE *
+          so->index, error))
+    return FALSE;
+  so->front = back;
+  so->flips++;
+  scanout_report (so);
+  if (s->export)
+    helix_export_scanout_flush (s->export, so->index, r->id, 0, 0, r->width,
+        r->height);
+  return TRUE;
+}
+
+static gboolean
+on_flip_timer (gpointer user_data)
+{
+  Scanout *so = user_data;
+  g_autoptr (GError) err = NULL;
+
+  if (scanout_flip (so, &err))
+    return G_SOURCE_CONTINUE;
+  g_printerr ("helix-standin-vmm: scanout %u: %s\n", so->index,
+      err->message);
+  so->timer = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+scanout_set_rate (Scanout * so, guint hz)
+{
+  if (so->timer)
+    g_source_remove (so->timer);
+  so->timer = 0;
+  so->hz = hz;
+  if (hz > 0 && so->enabled)
+    so->timer = g_timeout_add (MAX (1000 / hz, 1), on_flip_timer, so);
+}
+
+static void
+scanout_free_buffers (Scanout * so)
+{
+  guint i;
+
+  for (i = 0; i < 2; i++)
+    g_clear_pointer (&so->buf[i], resource_free);
+}
+
+/* Connects @so (or changes its mode) showing @width x @height: two new
+ * resources, one flip into them, then flips at @hz. The old ones go once
+ * the new one is shown, as a compositor frees its old buffers. */
+static gboolean
+scanout_enable_full (Scanout * so, guint32 width, guint32 height, guint hz,
+    gboolean new_buffers, GError ** error)
+{
+  StandIn *s = so->s;
+  Resource *old[2] = { so->buf[0], so->buf[1] };
+  Resource *fresh[2] = { NULL, NULL };
+  guint i;
+
+  if (so->enabled && so->width == width && so->height == height
+      && !new_buffers) {
+    scanout_set_rate (so, hz);
+    return TRUE;
+  }
+  for (i = 0; i < 2; i++) {
+    fresh[i] = resource_new_format (s, width, height, s->virgl_format, error);
+    if (!fresh[i]) {
+      g_clear_pointer (&fresh[0], resource_free);
+      return FALSE;
+    }
+  }
+  so->buf[0] = fresh[0];
+  so->buf[1] = fresh[1];
+  so->front = 1;                /* the first flip draws into buf[0] */
+  so->width = width;
+  so->height = height;
+  so->enabled = TRUE;
+  if (!scanout_flip (so, error))
+    return FALSE;
+  for (i = 0; i < 2; i++)
+    g_clear_pointer (&old[i], resource_free);
+  scanout_set_rate (so, hz);
+  return TRUE;
+}
+
+static gboolean
+scanout_enable (Scanout * so, guint32 width, guint32 height, guint hz,
+    GError ** error)
+{
+  return scanout_enable_full (so, width, height, hz, FALSE, error);
+}
+
+static void
+scanout_disable (Scanout * so)
+{
+  scanout_set_rate (so, 0);
+  so->enabled = FALSE;
+  so->width = so->height = 0;
+  scanout_report (so);
+  scanout_free_buffers (so);
+}
+
+static void
+print_scanout (Scanout * so)
+{
+  Resource *r = so->enabled ? so->buf[so->front] : NULL;
+
+  g_print ("SCANOUT %u enabled=%d resource=%u width=%u height=%u\n",
+      so->index, so->enabled, r ? r->id : 0, so->width, so->height);
+}
+
+/* A watcher hotplugs a connector. The module already refused scanout 0,
+ * indexes out of range and sizes above its maximum; checked again here
+ * because this is what a VMM must not trust either. */
+static gboolean
+on_set_scanout_enabled (gpointer user_data, guint32 index, gboolean enable,
+    guint32 width, guint32 height, guint32 refresh_hz)
+{
+  StandIn *s = user_data;
+  g_autoptr (GError) err = NULL;
+  Scanout *so;
+
+  if (index == 0 || index >= s->n_scanouts || (enable && (width == 0
+              || height == 0 || width > MAX_SCANOUT_SIZE
+              || height > MAX_SCANOUT_SIZE)))
+    return FALSE;
+  so = &s->scanouts[index];
+  if (!enable) {
+    scanout_disable (so);
+  } else if (!scanout_enable (so, width, height, opt_hotplug_hz, &err)) {
+    g_printerr ("helix-standin-vmm: hotplug of scanout %u: %s\n", index,
+        err->message);
+    return FALSE;
+  }
+  g_print ("HOTPLUG %u enabled=%d %ux%u\n", index, enable ? 1 : 0, width,
+      height);
+  fflush (stdout);
+  return TRUE;
+}
+
+/* "K:WxH[@HZ]" */
+static gboolean
+parse_scanout_spec (const gchar * spec, guint * k, guint * w, guint * h,
+    guint * hz)
+{
+  gchar tail = 0;
+  gint n;
+
+  *hz = 60;
+  n = sscanf (spec, "%u:%ux%u@%u%c", k, w, h, hz, &tail);
+  return (n == 3 || n == 4) && *k < (guint) opt_scanouts && *w > 0
+      && *h > 0 && *w <= MAX_SCANOUT_SIZE && *h <= MAX_SCANOUT_SIZE
+      && *hz <= MAX_SCANOUT_HZ;
+}
+
+static gboolean
+scanouts_setup (StandIn * s, GError ** error)
+{
+  guint i, k, w, h, hz;
+
+  s->n_scanouts = opt_scanouts;
+  for (i = 0; i < MAX_SCANOUTS; i++) {
+    s->scanouts[i].s = s;
+    s->scanouts[i].index = i;
+  }
+  if (s->n_scanouts > 0
+      && !scanout_enable (&s->scanouts[0], opt_width, opt_height, 0, error))
+    return FALSE;
+  for (i = 0; opt_scanout_specs && opt_scanout_specs[i]; i++) {
+    if (!parse_scanout_spec (opt_scanout_specs[i], &k, &w, &h, &hz)) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          "bad --scanout %s (K:WxH[@HZ], K < --scanouts, sizes 1..%u, HZ "
+          "0..%u)", opt_scanout_specs[i], MAX_SCANOUT_SIZE, MAX_SCANOUT_HZ);
+      return FALSE;
+    }
+    if (!scanout_enable (&s->scanouts[k], w, h, hz, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+scanouts_cleanup (StandIn * s)
+{
+  guint i;
+
+  for (i = 0; i < MAX_SCANOUTS; i++) {
+    scanout_set_rate (&s->scanouts[i], 0);
+    scanout_free_buffers (&s->scanouts[i]);
+  }
+}
+
+static Scanout *
+scanout_arg (StandIn * s, const gchar * arg)
+{
+  gchar *end = NULL;
+  guint64 k = g_ascii_strtoull (arg, &end, 10);
+
+  if (end == arg || *end != '\0' || k >= s->n_scanouts)
+    return NULL;
+  return &s->scanouts[k];
+}
+
+/* 0 for anything above @max (or not a number) */
+static guint32
+uint_arg (const gchar * arg, guint32 max)
+{
+  guint64 v = g_ascii_strtoull (arg, NULL, 10);
+
+  return v > max ? 0 : (guint32) v;
+}
+
+static void
+command_scanout_enable (Scanout * so, gchar ** argv, guint argc)
+{
+  g_autoptr (GError) err = NULL;
+  guint32 w = uint_arg (argv[0], MAX_SCANOUT_SIZE);
+  guint32 h = uint_arg (argv[1], MAX_SCANOUT_SIZE);
+  guint hz = argc == 3 ? uint_arg (argv[2], MAX_SCANOUT_HZ) : 0;
+
+  if (w && h && scanout_enable (so, w, h, hz, &err))
+    print_scanout (so);
+  else
+    g_print ("FAILED %s\n", err ? err->message : "bad size");
+}
+
+static void
+command_resize (Scanout * so, gchar ** argv)
+{
+  g_autoptr (GError) err = NULL;
+  guint32 w = uint_arg (argv[0], MAX_SCANOUT_SIZE);
+  guint32 h = uint_arg (argv[1], MAX_SCANOUT_SIZE);
+
+  if (w && h && scanout_enable_full (so, w, h, so->hz, TRUE, &err))
+    print_scanout (so);
+  else
+    g_print ("FAILED %s\n", err ? err->message : "bad size");
+}
+
+static void
+command_flip (Scanout * so, guint32 n)
+{
+  g_autoptr (GError) err = NULL;
+  guint32 i;
+
+  for (i = 0; i < n && scanout_flip (so, &err); i++);
+  if (err)
+    g_print ("FAILED %s\n", err->message);
+  else
+    g_print ("FLIPPED %u frames=%" G_GUINT64_FORMAT " resource=%u\n",
+        so->index, so->flips, so->buf[so->front]->id);
+}
+
+/* The scanout commands of --serve-only; FALSE: not one of them. */
+static gboolean
+scanout_command (StandIn * s, gchar ** argv, guint argc)
+{
+  gboolean is_scanout = g_str_equal (argv[0], "scanout");
+  Scanout *so;
+
+  if (!(is_scanout || g_str_equal (argv[0], "flip")
+          || g_str_equal (argv[0], "rate") || g_str_equal (argv[0], "resize"))
+      || argc < 2)
+    return FALSE;
+  so = scanout_arg (s, argv[1]);
+  if (!so) {
+    g_print ("FAILED no scanout %s (%u scanouts)\n", argv[1], s->n_scanouts);
+  } else if (is_scanout && (argc == 5 || argc == 6)
+      && g_str_equal (argv[2], "enable")) {
+    command_scanout_enable (so, argv + 3, argc - 3);
+  } else if (is_scanout && argc == 3 && g_str_equal (argv[2], "disable")) {
+    scanout_disable (so);
+    print_scanout (so);
+  } else if (g_str_equal (argv[0], "flip") && argc <= 3) {
+    command_flip (so, argc == 3 ? uint_arg (argv[2], G_MAXUINT32) : 1);
+  } else if (g_str_equal (argv[0], "rate") && argc == 3) {
+    scanout_set_rate (so, uint_arg (argv[2], MAX_SCANOUT_HZ));
+    g_print ("RATE %u hz=%u\n", so->index, so->hz);
+  } else if (g_str_equal (argv[0], "resize") && argc == 4 && so->enabled) {
+    command_resize (so, argv + 2);
+  } else {
+    g_print ("FAILED bad scanout command '%s' (or scanout %u disabled)\n",
+        argv[0], so->index);
   }
   return TRUE;
 }
@@ -266,6 +654,7 @@ static void
 print_stats (StandIn * s)
 {
   HelixExportStats st;
+  guint i;
 
   memset (&st, 0, sizeof (st));
   if (s->export)
@@ -273,20 +662,34 @@ print_stats (StandIn * s)
   g_print ("STATS clients=%u slots_in_use=%u handles_held=%u resolves=%"
       G_GUINT64_FORMAT " readbacks=%" G_GUINT64_FORMAT " dmabufs=%"
       G_GUINT64_FORMAT " errors=%" G_GUINT64_FORMAT " bad_releases=%"
-      G_GUINT64_FORMAT " dmabuf_failures=%" G_GUINT64_FORMAT " fds=%u\n",
+      G_GUINT64_FORMAT " dmabuf_failures=%" G_GUINT64_FORMAT " fds=%u",
       st.clients, st.slots_in_use, st.handles_held, st.resolves,
       st.readbacks, st.dmabufs, st.errors, st.bad_releases,
       st.dmabuf_failures, count_open_fds ());
+  g_print (" watchers=%u scanout_updates=%" G_GUINT64_FORMAT " flushes=%"
+      G_GUINT64_FORMAT " flushes_sent=%" G_GUINT64_FORMAT
+      " watchers_dropped=%" G_GUINT64_FORMAT " scanout_controls=%"
+      G_GUINT64_FORMAT " scanout_refusals=%" G_GUINT64_FORMAT, st.watchers,
+      st.scanout_updates, st.flushes, st.flushes_sent, st.watchers_dropped,
+      st.scanout_controls, st.scanout_refusals);
+  for (i = 0; i < s->n_scanouts; i++)
+    g_print (" flips%u=%" G_GUINT64_FORMAT, i, s->scanouts[i].flips);
+  g_print ("\n");
 }
 
 static gboolean
 export_start (StandIn * s, GError ** error)
 {
+  guint i;
+
   s->export = helix_export_new (opt_export_socket, &s->export_opts, error);
   if (!s->export)
     return FALSE;
   s->export_source = g_unix_fd_add (helix_export_get_fd (s->export), G_IO_IN,
       on_export_readable, s);
+  /* a new module knows nothing of what the scanouts show */
+  for (i = 0; i < s->n_scanouts; i++)
+    scanout_report (&s->scanouts[i]);
   return TRUE;
 }
 
@@ -309,7 +712,9 @@ handle_command (StandIn * s, const gchar * line)
 
   if (argc == 0 || argv[0][0] == '\0')
     return;
-  if (g_str_equal (argv[0], "quit")) {
+  if (scanout_command (s, argv, argc)) {
+    /* done */
+  } else if (g_str_equal (argv[0], "quit")) {
     g_main_loop_quit (s->loop);
   } else if (g_str_equal (argv[0], "frame") && argc == 2) {
     GHashTableIter it;
@@ -663,6 +1068,26 @@ main (int argc, char **argv)
   ctx = g_option_context_new ("- a stand-in VMM serving virglrenderer "
       "resources through the helix export");
   g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_description (ctx, "Scanouts (export protocol "
+      "version 2): --scanouts N reports N scanouts to watchers; scanout 0 "
+      "is then enabled, showing --width x --height, static.\n"
+      "--scanout K:WxH[@HZ] enables scanout K (K < N) showing WxH, "
+      "page-flipping at HZ (default 60; 0 = one flip, then static).\n"
+      "Each scanout double-buffers two virglrenderer resources; flip f "
+      "(counted per scanout from 0) of scanout K shows test frame\n"
+      "f + 64*K: pixel (x, y), bytes in memory order b0 = (x + 4*F) & 255, "
+      "b1 = (y + 2*F) & 255, b2 = ((x ^ y) + F) & 255, b3 = 255, F = f + "
+      "64*K.\n"
+      "A watcher's SCANOUT_CONTROL enables scanout K > 0 at the size asked "
+      "(one flip, then --hotplug-hz) or disables it, printing\n"
+      "\"HOTPLUG K enabled=E WxH\"; scanout 0 and sizes above 8192 are "
+      "refused.\n"
+      "--serve-only stdin commands: frame N, create W H [F], destroy ID, "
+      "stall MS, stats, export on|off, quit;\n"
+      "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
+      "resize K W H (each prints one line once done:\n"
+      "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
+      "resource=R, RATE K hz=HZ, or FAILED why).");
   if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
@@ -675,6 +1100,12 @@ main (int argc, char **argv)
       || opt_width <= 0 || opt_height <= 0 || opt_frames < 0) {
     g_printerr ("helix-standin-vmm: needs --bridge, --serve-only or "
         "--bench-readback, and a positive size\n");
+    return 1;
+  }
+  if (opt_scanouts < 0 || opt_scanouts > MAX_SCANOUTS || opt_hotplug_hz < 0
+      || opt_hotplug_hz > MAX_SCANOUT_HZ) {
+    g_printerr ("helix-standin-vmm: --scanouts is 0..%d, --hotplug-hz "
+        "0..%d\n", MAX_SCANOUTS, MAX_SCANOUT_HZ);
     return 1;
   }
   if (opt_resize_width <= 0)
@@ -737,7 +1168,14 @@ main (int argc, char **argv)
   opts.slot_size = (guint64) MAX (opt_width, opt_resize_width) *
       MAX (opt_height, opt_resize_height) * 4;
   opts.slot_size = MAX (opts.slot_size, HELIX_EXPORT_DEFAULT_SLOT_SIZE);
+  opts.n_scanouts = opt_scanouts;
+  opts.set_scanout_enabled = on_set_scanout_enabled;
+  opts.user_data = &s;
   s.export_opts = opts;
+  if (!scanouts_setup (&s, &err)) {
+    g_printerr ("helix-standin-vmm: %s\n", err->message);
+    return 1;
+  }
   if (!export_start (&s, &err)) {
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
@@ -752,8 +1190,9 @@ main (int argc, char **argv)
       return 1;
     }
     g_unix_fd_add (0, G_IO_IN | G_IO_HUP, on_stdin, &s);
-    g_print ("READY socket=%s resource=%u width=%u height=%u fourcc=%s\n",
-        opt_export_socket, r->id, r->width, r->height, opt_format);
+    g_print ("READY socket=%s resource=%u width=%u height=%u fourcc=%s "
+        "scanouts=%u\n", opt_export_socket, r->id, r->width, r->height,
+        opt_format, s.n_scanouts);
     fflush (stdout);
   } else {
     guest = g_thread_new ("guest", guest_thread, &s);
@@ -768,6 +1207,7 @@ main (int argc, char **argv)
     print_stats (&s);
   }
   export_stop (&s);
+  scanouts_cleanup (&s);
   g_hash_table_unref (s.resources);
   g_main_loop_unref (s.loop);
   virgl_renderer_cleanup (&cookie);
