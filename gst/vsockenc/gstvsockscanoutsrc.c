@@ -322,9 +322,10 @@ set_host_error (const guint8 * fixed, gsize len, GError ** error)
 
 /* Subscribing */
 
+/* @bitrate: set to the bitrate asked for */
 static gboolean
 send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
-    GError ** error)
+    guint * bitrate, GError ** error)
 {
   HxfrSubscribe2 s = { 0, };
   guint8 fixed[HXFR_SUBSCRIBE2_SIZE + 8];
@@ -338,6 +339,7 @@ send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
   s.scanout_id = self->scanout;
   s.bitrate = self->bitrate;
   GST_OBJECT_UNLOCK (self);
+  *bitrate = s.bitrate;
   s.min_version = 2;
   s.max_version = 2;
   s.codec = HXFR_CODEC_H264;
@@ -420,12 +422,13 @@ subscribe (GstVsockScanoutSrc * self, GError ** error)
   /* one bound for connect, SUBSCRIBE2 and its answer */
   gint64 deadline = g_get_monotonic_time () + self->timeout_us;
   HxfrConn *conn;
+  guint bitrate, now_bitrate;
 
   conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
       self->cancellable, error);
   if (!conn)
     return FALSE;
-  if (!send_subscribe (self, conn, deadline, error)
+  if (!send_subscribe (self, conn, deadline, &bitrate, error)
       || !wait_ack (self, conn, deadline, error)) {
     hxfr_conn_shutdown (conn);
     hxfr_conn_unref (conn);
@@ -436,6 +439,13 @@ subscribe (GstVsockScanoutSrc * self, GError ** error)
   self->reconnects += self->subscribed_once;
   g_mutex_unlock (&self->lock);
   self->subscribed_once = TRUE;
+  /* a bitrate set while subscribing went to neither SUBSCRIBE2 nor a
+   * CONTROL (there was no connection to send it on) */
+  GST_OBJECT_LOCK (self);
+  now_bitrate = self->bitrate;
+  GST_OBJECT_UNLOCK (self);
+  if (now_bitrate != bitrate)
+    send_bitrate (self, now_bitrate);
   /* a new subscription: seq and capture times start over, and its first
    * frame (an IDR) follows whatever was lost */
   self->need_discont = TRUE;
