@@ -4,8 +4,10 @@
  * Built by QEMU's own meson: vmm/qemu/apply-helix-series copies this file,
  * the export module and the protocol code it uses into hw/display/helix/,
  * and vmm/qemu/patches/0001-* adds them to the virtio-gpu-gl module and
- * calls the functions below (docs/zero-copy.md lists the hooks and the
- * QEMU versions). Everything here runs on QEMU's main loop thread with the
+ * calls the functions below; 0003-* reports the scanouts (SET_SCANOUT,
+ * SET_SCANOUT_BLOB, RESOURCE_FLUSH, device reset) and lets the bridge
+ * connect and disconnect outputs (docs/zero-copy.md lists the hooks and
+ * the QEMU versions). Everything here runs on QEMU's main loop thread with the
  * BQL held, the thread that owns virglrenderer, so the module's
  * virglrenderer calls need no locking.
  *
@@ -22,15 +24,26 @@
 #include "qapi/error.h"
 
 #include "helix-export.h"
+#include "helix-virgl-defs.h"
 #include "qemu-glue.h"
+
+#define HELIX_QEMU_MAX_SCANOUTS 16      /* virtio-gpu's limit */
+
+/* What the export was last told about a scanout */
+typedef struct
+{
+  bool enabled;
+  uint32_t resource_id, width, height, fourcc;
+  uint64_t flips, flushes;
+} HelixQemuScanout;
 
 struct HelixQemu
 {
   HelixExport *export;
   int fd;
   char *path;
-  HelixQemuResourceAlive alive;
-  void *alive_opaque;
+  HelixQemuDevice dev;
+  HelixQemuScanout scanout[HELIX_QEMU_MAX_SCANOUTS];
   uint64_t destroyed;
   uint64_t resets;
 };
@@ -40,7 +53,39 @@ helix_qemu_alive (gpointer user_data, guint32 resource_id)
 {
   HelixQemu *hq = user_data;
 
-  return hq->alive (hq->alive_opaque, resource_id);
+  return hq->dev.resource_alive (hq->dev.opaque, resource_id);
+}
+
+static void
+report_scanout (HelixQemu * hq, uint32_t i)
+{
+  HelixQemuScanout *s = &hq->scanout[i];
+
+  helix_export_scanout_update (hq->export, i, s->enabled, s->resource_id,
+      s->width, s->height, s->fourcc);
+}
+
+/* The bridge's request, from inside helix_export_dispatch; the new state
+ * is reported before the export answers, so the bridge has it by then. */
+static gboolean
+helix_qemu_set_enabled (gpointer user_data, guint32 index, gboolean enable,
+    guint32 width, guint32 height, guint32 refresh_hz)
+{
+  HelixQemu *hq = user_data;
+
+  /* scanout 0 is the VM's console: always connected */
+  if (index == 0 || index >= hq->dev.n_scanouts ||
+      !hq->dev.set_scanout_enabled (hq->dev.opaque, index, enable, width,
+          height, refresh_hz)) {
+    info_report ("helix-export: scanout %u: %s refused", index,
+        enable ? "enable" : "disable");
+    return FALSE;
+  }
+  hq->scanout[index].enabled = enable;
+  report_scanout (hq, index);
+  info_report ("helix-export: scanout %u %s (%ux%u@%u)", index,
+      enable ? "enabled" : "disabled", width, height, refresh_hz);
+  return TRUE;
 }
 
 /* The export's fd is readable: answer the bridge (never blocks). */
@@ -52,22 +97,30 @@ helix_qemu_dispatch (void *opaque)
   helix_export_dispatch (hq->export);
 }
 
+static void
+set_options (HelixQemu * hq, HelixExportOptions * opts)
+{
+  helix_export_options_init (opts);
+  opts->user_data = hq;
+  if (hq->dev.resource_alive)
+    opts->resource_alive = helix_qemu_alive;
+  opts->n_scanouts = hq->dev.n_scanouts;
+  if (hq->dev.set_scanout_enabled)
+    opts->set_scanout_enabled = helix_qemu_set_enabled;
+}
+
 HelixQemu *
-helix_qemu_start (const char *path, HelixQemuResourceAlive alive,
-    void *opaque, Error ** errp)
+helix_qemu_start (const char *path, const HelixQemuDevice * dev,
+    Error ** errp)
 {
   HelixExportOptions opts;
   g_autoptr (GError) err = NULL;
   HelixQemu *hq;
 
   hq = g_new0 (HelixQemu, 1);
-  hq->alive = alive;
-  hq->alive_opaque = opaque;
-  helix_export_options_init (&opts);
-  if (alive) {
-    opts.resource_alive = helix_qemu_alive;
-    opts.user_data = hq;
-  }
+  hq->dev = *dev;
+  hq->dev.n_scanouts = MIN (dev->n_scanouts, HELIX_QEMU_MAX_SCANOUTS);
+  set_options (hq, &opts);
   hq->export = helix_export_new (path, &opts, &err);
   if (!hq->export) {
     error_setg (errp, "helix-export=%s: %s", path, err->message);
@@ -77,8 +130,92 @@ helix_qemu_start (const char *path, HelixQemuResourceAlive alive,
   hq->path = g_strdup (path);
   hq->fd = helix_export_get_fd (hq->export);
   qemu_set_fd_handler (hq->fd, helix_qemu_dispatch, NULL, hq);
-  info_report ("helix-export: serving virtio-gpu resources on %s", path);
+  /* started on the guest's first command: nothing is shown yet */
+  helix_qemu_scanouts_reset (hq, dev->enabled_mask);
+  info_report ("helix-export: serving virtio-gpu resources on %s, %u "
+      "scanouts", path, hq->dev.n_scanouts);
   return hq;
+}
+
+static uint32_t
+fourcc_of (uint32_t virgl_format)
+{
+  switch (virgl_format) {
+    case VIRGL_FORMAT_B8G8R8A8_UNORM:
+      return 0x34325241;        /* AR24, DRM_FORMAT_ARGB8888 */
+    case VIRGL_FORMAT_B8G8R8X8_UNORM:
+      return 0x34325258;        /* XR24, DRM_FORMAT_XRGB8888 */
+    case VIRGL_FORMAT_R8G8B8A8_UNORM:
+      return 0x34324241;        /* AB24, DRM_FORMAT_ABGR8888 */
+    case VIRGL_FORMAT_R8G8B8X8_UNORM:
+      return 0x34324258;        /* XB24, DRM_FORMAT_XBGR8888 */
+    default:
+      return 0;                 /* not one the export carries */
+  }
+}
+
+void
+helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
+    uint32_t resource_id, uint32_t width, uint32_t height,
+    uint32_t virgl_format)
+{
+  HelixQemuScanout *s;
+  bool changed;
+
+  if (!hq || index >= hq->dev.n_scanouts)
+    return;
+  s = &hq->scanout[index];
+  if (!resource_id)
+    width = height = virgl_format = 0;
+  /* a page flip only changes the id: the size, the format and whether
+   * anything is shown are what is worth a log line */
+  changed = s->width != width || s->height != height ||
+      s->fourcc != fourcc_of (virgl_format) ||
+      !s->resource_id != !resource_id;
+  s->resource_id = resource_id;
+  s->width = width;
+  s->height = height;
+  s->fourcc = fourcc_of (virgl_format);
+  s->flips++;
+  if (changed)
+    info_report ("helix-export: scanout %u shows resource %u, %ux%u, "
+        "fourcc 0x%08x (virgl format %u)", index, resource_id, width,
+        height, s->fourcc, virgl_format);
+  report_scanout (hq, index);
+}
+
+void
+helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
+    uint32_t resource_id, uint32_t x, uint32_t y, uint32_t width,
+    uint32_t height)
+{
+  HelixQemuScanout *s;
+
+  if (!hq || index >= hq->dev.n_scanouts || !resource_id)
+    return;
+  s = &hq->scanout[index];
+  s->flushes++;
+  /* 1, 2, 4, 8...: enough to see flips arrive, not a line per frame */
+  if ((s->flushes & (s->flushes - 1)) == 0)
+    info_report ("helix-export: scanout %u: flush %" PRIu64 " (resource %u,"
+        " %ux%u+%u+%u), %" PRIu64 " scanout changes", index, s->flushes,
+        resource_id, width, height, x, y, s->flips);
+  helix_export_scanout_flush (hq->export, index, resource_id, x, y, width,
+      height);
+}
+
+void
+helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask)
+{
+  if (!hq)
+    return;
+  for (uint32_t i = 0; i < hq->dev.n_scanouts; i++) {
+    HelixQemuScanout *s = &hq->scanout[i];
+
+    s->enabled = (enabled_mask >> i) & 1;
+    s->resource_id = s->width = s->height = s->fourcc = 0;
+    report_scanout (hq, i);
+  }
 }
 
 void
@@ -114,8 +251,10 @@ helix_qemu_stop (HelixQemu * hq)
   helix_export_get_stats (hq->export, &st);
   info_report ("helix-export: stopping: %" PRIu64 " resolves (%" PRIu64
       " readbacks, %" PRIu64 " DMA-BUFs), %" PRIu64 " errors, %" PRIu64
-      " resources destroyed, %" PRIu64 " resets", st.resolves, st.readbacks,
-      st.dmabufs, st.errors, hq->destroyed, hq->resets);
+      " resources destroyed, %" PRIu64 " resets, %" PRIu64 " scanout "
+      "updates, %" PRIu64 " flushes", st.resolves, st.readbacks,
+      st.dmabufs, st.errors, hq->destroyed, hq->resets, st.scanout_updates,
+      st.flushes);
   helix_export_free (hq->export);
   g_free (hq->path);
   g_free (hq);

@@ -12,15 +12,43 @@ typedef struct HelixQemu HelixQemu;
 
 /* Is @resource_id a resource the guest created and has not destroyed? */
 typedef bool (*HelixQemuResourceAlive) (void *opaque, uint32_t resource_id);
+/* Connect (a hotplug, @width x @height the preferred mode) or disconnect
+ * output @index; false: refused. */
+typedef bool (*HelixQemuSetScanoutEnabled) (void *opaque, uint32_t index,
+    bool enable, uint32_t width, uint32_t height, uint32_t refresh_hz);
 
-/* Serves the renderer's resources on the UNIX socket @path. Call once
- * virglrenderer is up (after virgl_renderer_init succeeded). */
-HelixQemu *helix_qemu_start (const char *path, HelixQemuResourceAlive alive,
-    void *opaque, Error ** errp);
+/* What the export needs of the device (virtio-gpu-gl) */
+typedef struct
+{
+  HelixQemuResourceAlive resource_alive;        /* NULL: the renderer decides */
+  HelixQemuSetScanoutEnabled set_scanout_enabled;       /* NULL: none */
+  uint32_t n_scanouts;          /* max_outputs; 0: no scanouts reported */
+  uint32_t enabled_mask;        /* outputs connected now, bit N = scanout N */
+  void *opaque;
+} HelixQemuDevice;
+
+/* Serves the renderer's resources on the UNIX socket @path, and reports
+ * the device's scanouts. Call once virglrenderer is up (after
+ * virgl_renderer_init succeeded). */
+HelixQemu *helix_qemu_start (const char *path, const HelixQemuDevice * dev,
+    Error ** errp);
 /* The guest destroyed @resource_id (after virgl_renderer_resource_unref). */
 void helix_qemu_resource_destroyed (HelixQemu * hq, uint32_t resource_id);
 /* virgl_renderer_reset() ran: every resource of the guest is gone. */
 void helix_qemu_renderer_reset (HelixQemu * hq);
+/* SET_SCANOUT(_BLOB) done: scanout @index shows @resource_id (0: nothing)
+ * of @width x @height in @virgl_format (virtio-gpu formats share the
+ * numbers). */
+void helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
+    uint32_t resource_id, uint32_t width, uint32_t height,
+    uint32_t virgl_format);
+/* RESOURCE_FLUSH of @resource_id, shown on scanout @index */
+void helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
+    uint32_t resource_id, uint32_t x, uint32_t y, uint32_t width,
+    uint32_t height);
+/* Device reset: no scanout shows anything, only @enabled_mask is
+ * connected. */
+void helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask);
 /* Disconnects the bridge's connections and removes the socket. Call
  * before virgl_renderer_cleanup(). NULL is fine. */
 void helix_qemu_stop (HelixQemu * hq);
