@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include "hxfr-export-client.h"
+#include "hxfr-export-watch.h"
 
 #define SECOND G_USEC_PER_SEC
 #define LINE_TIMEOUT (20 * SECOND)
@@ -936,6 +937,809 @@ GST_START_TEST (test_many_cycles_no_leak)
 
 GST_END_TEST;
 
+/* Scanout watches (export protocol version 2) */
+
+#define FOURCC_AR24 0x34325241u
+
+typedef struct
+{
+  gboolean is_flush;
+  HxfrScanoutState state;
+  HxfrScanoutFlush flush;
+} WatchEvent;
+
+/* What a watch's callbacks saw, for the test thread to wait on. */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  GArray *events;               /* WatchEvent */
+  guint n_flushes;
+  gboolean closed;
+  GError *closed_error;
+} WatchRec;
+
+static void
+rec_push (WatchRec * r, const WatchEvent * ev)
+{
+  g_mutex_lock (&r->lock);
+  g_array_append_val (r->events, *ev);
+  r->n_flushes += ev->is_flush;
+  g_cond_broadcast (&r->cond);
+  g_mutex_unlock (&r->lock);
+}
+
+static void
+rec_state (gpointer user_data, const HxfrScanoutState * st)
+{
+  WatchEvent ev = { FALSE, *st, {0} };
+
+  rec_push (user_data, &ev);
+}
+
+static void
+rec_flush (gpointer user_data, const HxfrScanoutFlush * fl)
+{
+  WatchEvent ev = { TRUE, {0}, *fl };
+
+  rec_push (user_data, &ev);
+}
+
+static void
+rec_closed (gpointer user_data, const GError * why)
+{
+  WatchRec *r = user_data;
+
+  g_mutex_lock (&r->lock);
+  r->closed = TRUE;
+  r->closed_error = g_error_copy (why);
+  g_cond_broadcast (&r->cond);
+  g_mutex_unlock (&r->lock);
+}
+
+static const HxfrExportWatchCallbacks rec_callbacks = {
+  rec_state, rec_flush, rec_closed
+};
+
+static WatchRec *
+rec_new (void)
+{
+  WatchRec *r = g_new0 (WatchRec, 1);
+
+  g_mutex_init (&r->lock);
+  g_cond_init (&r->cond);
+  r->events = g_array_new (FALSE, FALSE, sizeof (WatchEvent));
+  return r;
+}
+
+static void
+rec_free (WatchRec * r)
+{
+  g_array_unref (r->events);
+  g_clear_error (&r->closed_error);
+  g_mutex_clear (&r->lock);
+  g_cond_clear (&r->cond);
+  g_free (r);
+}
+
+/* Waits for the first event from *cursor on that is a state (or flush)
+ * of scanout @index naming @resource_id (G_MAXUINT32: any); moves the
+ * cursor past it. */
+static WatchEvent
+rec_wait (WatchRec * r, guint * cursor, gboolean is_flush, guint32 index,
+    guint32 resource_id)
+{
+  gint64 deadline = g_get_monotonic_time () + LINE_TIMEOUT;
+  WatchEvent found;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&r->lock);
+  while (!ok) {
+    for (; *cursor < r->events->len && !ok; (*cursor)++) {
+      const WatchEvent *ev = &g_array_index (r->events, WatchEvent, *cursor);
+      guint32 i = is_flush ? ev->flush.index : ev->state.index;
+      guint32 id = is_flush ? ev->flush.resource_id : ev->state.resource_id;
+
+      ok = ev->is_flush == is_flush && i == index && (resource_id ==
+          G_MAXUINT32 || id == resource_id);
+      found = *ev;
+    }
+    if (!ok && !g_cond_wait_until (&r->cond, &r->lock, deadline))
+      break;
+  }
+  g_mutex_unlock (&r->lock);
+  fail_unless (ok, "no %s of scanout %u resource %u came", is_flush ?
+      "FLUSH" : "SCANOUT", index, resource_id);
+  return found;
+}
+
+static void
+rec_wait_flushes (WatchRec * r, guint n)
+{
+  gint64 deadline = g_get_monotonic_time () + LINE_TIMEOUT;
+
+  g_mutex_lock (&r->lock);
+  while (r->n_flushes < n && !r->closed)
+    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
+      break;
+  fail_unless (r->n_flushes >= n, "%u flushes of %u, closed %d",
+      r->n_flushes, n, r->closed);
+  g_mutex_unlock (&r->lock);
+}
+
+static HxfrExportWatch *
+watch_new (Vmm * vmm, WatchRec * r)
+{
+  g_autoptr (GError) err = NULL;
+  HxfrExportWatch *w = hxfr_export_watch_new (vmm->socket_path,
+      &rec_callbacks, r, 10 * SECOND, &err);
+
+  fail_unless (w != NULL, "watch: %s", err ? err->message : "");
+  return w;
+}
+
+/* Pops stand-in lines up to the one starting with @prefix. */
+static gchar *
+vmm_wait_line (Vmm * vmm, const gchar * prefix)
+{
+  for (;;) {
+    gchar *l = vmm_line (vmm);
+
+    fail_if (g_str_equal (l, "EOF"), "the stand-in ended before %s", prefix);
+    if (g_str_has_prefix (l, prefix))
+      return l;
+    g_free (l);
+  }
+}
+
+/* Test frame @frame of the pattern everywhere in @s */
+static gboolean
+resolve_matches (Vmm * vmm, guint32 resource_id, guint32 frame,
+    guint32 width, guint32 height)
+{
+  g_autoptr (GError) err = NULL;
+  HxfrExportClient *c = connect_client (vmm);
+  HxfrExportSurface *s =
+      hxfr_export_client_resolve (c, resource_id, 5 * SECOND, &err);
+  gboolean ok;
+
+  fail_unless (s != NULL, "resolve %u: %s", resource_id,
+      err ? err->message : "");
+  ok = s->width == width && s->height == height
+      && surface_matches_frame (s, frame);
+  hxfr_export_surface_free (s);
+  hxfr_export_client_unref (c);
+  return ok;
+}
+
+/* A raw connection, for what our own client never sends */
+
+static GSocket *
+raw_connect (Vmm * vmm)
+{
+  g_autoptr (GSocketAddress) addr =
+      g_unix_socket_address_new (vmm->socket_path);
+  GSocket *sock =
+      g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, NULL);
+
+  fail_unless (g_socket_connect (sock, addr, NULL, NULL));
+  g_socket_set_timeout (sock, 10);
+  return sock;
+}
+
+static void
+raw_send (GSocket * sock, guint8 type, guint32 request_id,
+    const guint8 * payload, gsize len)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h = { type, 0, (guint32) len, request_id };
+
+  hxex_header_write (buf, &h);
+  memcpy (buf + HXEX_HEADER_SIZE, payload, len);
+  fail_unless (g_socket_send (sock, (gchar *) buf, HXEX_HEADER_SIZE + len,
+          NULL, NULL) == (gssize) (HXEX_HEADER_SIZE + len));
+}
+
+/* One whole message into @buf (descriptors closed); FALSE at EOF. */
+static gboolean
+raw_recv (GSocket * sock, HxexHeader * h, guint8 * buf)
+{
+  g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
+  gsize got = 0, need = HXEX_HEADER_SIZE;
+
+  while (got < need) {
+    g_autoptr (GError) err = NULL;
+    gssize n = hxex_socket_receive (sock, buf + got, need - got, fds, &err);
+
+    fail_if (n < 0, "raw receive: %s", err ? err->message : "");
+    if (n == 0) {
+      fail_unless (got == 0, "EOF inside a message");
+      return FALSE;
+    }
+    got += n;
+    if (got == HXEX_HEADER_SIZE && need == HXEX_HEADER_SIZE) {
+      fail_unless (hxex_header_parse (buf, h, NULL));
+      need += h->payload_size;
+    }
+  }
+  hxex_fds_clear (fds);
+  return TRUE;
+}
+
+static guint16
+raw_hello (GSocket * sock, guint16 min, guint16 max, guint32 kinds)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHello hello = { min, max, kinds };
+  HxexHelloAck ack;
+  HxexHeader h;
+
+  hxex_hello_write (&hello, buf);
+  raw_send (sock, HXEX_MSG_HELLO, 0, buf, HXEX_HELLO_SIZE);
+  fail_unless (raw_recv (sock, &h, buf));
+  if (h.type == HXEX_MSG_ERROR)
+    return 0;
+  fail_unless_equals_int (h.type, HXEX_MSG_HELLO_ACK);
+  fail_unless (hxex_hello_ack_parse (buf + HXEX_HEADER_SIZE, h.payload_size,
+          &ack, NULL));
+  return ack.version;
+}
+
+/* HELLO v2 without a ring, WATCH, the initial SCANOUTs: a watch by hand */
+static GSocket *
+raw_watch (Vmm * vmm, guint n_scanouts)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  GSocket *sock = raw_connect (vmm);
+  HxexScanout so;
+  HxexHeader h;
+  guint i;
+
+  fail_unless_equals_int (raw_hello (sock, 2, 2, 0x1), 2);
+  hxex_watch_write (buf);
+  raw_send (sock, HXEX_MSG_WATCH, 0, buf, HXEX_WATCH_SIZE);
+  for (i = 0; i < n_scanouts; i++) {
+    fail_unless (raw_recv (sock, &h, buf));
+    fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT);
+    fail_unless (hxex_scanout_parse (buf + 16, h.payload_size, &so, NULL));
+    fail_unless_equals_int (so.index, i);
+    fail_unless_equals_int (so.n_scanouts, n_scanouts);
+  }
+  return sock;
+}
+
+/* Expects ERROR @code (with @request_id), then the VMM's close when
+ * @closes. */
+static void
+raw_expect_error (GSocket * sock, guint32 request_id, gint32 code,
+    gboolean closes)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexErrorMsg em;
+  HxexHeader h;
+
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_ERROR);
+  fail_unless_equals_int (h.request_id, request_id);
+  fail_unless (hxex_error_parse (buf + 16, h.payload_size, &em, NULL));
+  fail_unless_equals_int (em.code, code);
+  GST_INFO ("VMM said: %s", em.message);
+  if (closes)
+    fail_if (raw_recv (sock, &h, buf), "still open after the error");
+}
+
+static void
+raw_control (GSocket * sock, guint32 request_id, guint32 index,
+    guint32 enable, guint32 width, guint32 height)
+{
+  guint8 buf[HXEX_SCANOUT_CONTROL_SIZE];
+  HxexScanoutControl m = { index, enable, width, height, 60 };
+
+  hxex_scanout_control_write (&m, buf);
+  raw_send (sock, HXEX_MSG_SCANOUT_CONTROL, request_id, buf, sizeof (buf));
+}
+
+GST_START_TEST (test_codec_scanouts)
+{
+  guint8 buf[HXEX_MAX_PAYLOAD_SIZE];
+  HxexScanout so = { 3, HXEX_SCANOUT_ENABLED, 42, 1920, 1080, FOURCC_AR24,
+    4
+  }, so2;
+  HxexFlush fl = { 3, 42, 1, 2, 3, 4, G_GUINT64_CONSTANT (0x0102030405060708)
+  }, fl2;
+  HxexScanoutControl ctl = { 2, 1, 1280, 720, 60 }, ctl2;
+  HxexScanoutControlAck ack = { 2, HXEX_ERR_REFUSED }, ack2;
+  guint8 hdr[HXEX_HEADER_SIZE];
+  HxexHeader h;
+  guint t;
+
+  fail_unless_equals_int (hxex_watch_write (buf), 8);
+  fail_unless (hxex_watch_parse (buf, 8, NULL));
+  fail_if (hxex_watch_parse (buf, 7, NULL));
+
+  fail_unless_equals_int (hxex_scanout_write (&so, buf), 32);
+  fail_unless (buf[0] == 3 && buf[4] == 1 && buf[8] == 42);
+  fail_unless (buf[12] == 0x80 && buf[13] == 0x07 && buf[16] == 0x38);
+  fail_unless (memcmp (buf + 20, "AR24", 4) == 0 && buf[24] == 4);
+  fail_unless (hxex_scanout_parse (buf, 32, &so2, NULL));
+  fail_unless (memcmp (&so, &so2, sizeof (so)) == 0);
+  buf[0] = 4;                   /* index == n_scanouts */
+  fail_if (hxex_scanout_parse (buf, 32, &so2, NULL));
+  buf[0] = 0;
+  buf[24] = 17;                 /* more than 16 scanouts */
+  fail_if (hxex_scanout_parse (buf, 32, &so2, NULL));
+  buf[24] = 0;
+  fail_if (hxex_scanout_parse (buf, 32, &so2, NULL));
+
+  fail_unless_equals_int (hxex_flush_write (&fl, buf), 32);
+  fail_unless (buf[0] == 3 && buf[4] == 42 && buf[8] == 1 && buf[20] == 4);
+  fail_unless (buf[24] == 0x08 && buf[31] == 0x01);
+  fail_unless (hxex_flush_parse (buf, 32, &fl2, NULL));
+  fail_unless (memcmp (&fl, &fl2, sizeof (fl)) == 0);
+  buf[0] = 16;
+  fail_if (hxex_flush_parse (buf, 32, &fl2, NULL));
+
+  fail_unless_equals_int (hxex_scanout_control_write (&ctl, buf), 24);
+  fail_unless (buf[0] == 2 && buf[4] == 1 && buf[8] == 0x00 && buf[9] == 5);
+  fail_unless (buf[16] == 60 && buf[20] == 0);
+  fail_unless (hxex_scanout_control_parse (buf, 24, &ctl2, NULL));
+  fail_unless (memcmp (&ctl, &ctl2, sizeof (ctl)) == 0);
+  buf[4] = 2;                   /* enable is 0 or 1 */
+  fail_if (hxex_scanout_control_parse (buf, 24, &ctl2, NULL));
+
+  fail_unless_equals_int (hxex_scanout_control_ack_write (&ack, buf), 8);
+  fail_unless (buf[0] == 2 && buf[4] == 9);
+  fail_unless (hxex_scanout_control_ack_parse (buf, 8, &ack2, NULL));
+  fail_unless (memcmp (&ack, &ack2, sizeof (ack)) == 0);
+
+  /* every new type has its fixed size; 0x0C is unknown */
+  for (t = HXEX_MSG_WATCH; t <= HXEX_MSG_SCANOUT_CONTROL_ACK + 1; t++) {
+    h = (HxexHeader) {
+    t, 0, (guint32) hxex_msg_payload_size (t), 1};
+    hxex_header_write (hdr, &h);
+    if (t <= HXEX_MSG_SCANOUT_CONTROL_ACK)
+      fail_unless (hxex_header_parse (hdr, &h, NULL), "type %u", t);
+    else
+      fail_if (hxex_header_parse (hdr, &h, NULL));
+    h.payload_size++;
+    hxex_header_write (hdr, &h);
+    fail_if (hxex_header_parse (hdr, &h, NULL));
+  }
+  fail_unless_equals_int (hxex_msg_payload_size (HXEX_MSG_FLUSH), 32);
+  fail_unless_equals_int (hxex_msg_payload_size (HXEX_MSG_SCANOUT_CONTROL),
+      24);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_watch_initial_state)
+{
+  const gchar *extra[] = { "--width", "96", "--height", "64", "--scanouts",
+    "3", "--scanout", "1:64x48@0", NULL
+  };
+  g_autofree gchar *reply = NULL;
+  WatchRec *r = rec_new ();
+  HxfrExportWatch *w;
+  WatchEvent *ev;
+  Vmm *vmm = vmm_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  w = watch_new (vmm, r);
+  fail_unless_equals_int (hxfr_export_watch_get_n_scanouts (w), 3);
+  /* every scanout's state, in order, before new() returned */
+  fail_unless_equals_int (r->events->len, 3);
+  ev = &g_array_index (r->events, WatchEvent, 0);
+  fail_unless (!ev->is_flush && ev->state.index == 0 && ev->state.enabled);
+  fail_unless (ev->state.resource_id != 0);
+  fail_unless_equals_int (ev->state.width, 96);
+  fail_unless_equals_int (ev->state.height, 64);
+  fail_unless_equals_int (ev->state.fourcc, FOURCC_AR24);
+  ev = &g_array_index (r->events, WatchEvent, 1);
+  fail_unless (ev->state.index == 1 && ev->state.enabled);
+  fail_unless_equals_int (ev->state.width, 64);
+  fail_unless_equals_int (ev->state.height, 48);
+  /* each scanout shows its first flip: test frame 0 + 64 * K */
+  fail_unless (resolve_matches (vmm, ev->state.resource_id, 64, 64, 48));
+  ev = &g_array_index (r->events, WatchEvent, 2);
+  fail_unless (ev->state.index == 2 && !ev->state.enabled);
+  fail_unless_equals_int (ev->state.resource_id, 0);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 1);
+
+  /* the export goes away: the watch is told, once */
+  reply = vmm_command (vmm, "export off");
+  fail_unless_equals_string (reply, "OK");
+  g_mutex_lock (&r->lock);
+  while (!r->closed)
+    fail_unless (g_cond_wait_until (&r->cond, &r->lock,
+            g_get_monotonic_time () + LINE_TIMEOUT));
+  g_mutex_unlock (&r->lock);
+  fail_unless (r->closed_error->domain == G_IO_ERROR);
+  fail_if (hxfr_export_watch_set_enabled (w, 1, FALSE, 0, 0, 0, SECOND,
+          NULL));
+  hxfr_export_watch_free (w);
+  rec_free (r);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_watch_flip)
+{
+  const gchar *extra[] = { "--width", "80", "--height", "40", "--scanouts",
+    "2", "--scanout", "1:64x48@0", NULL
+  };
+  gint64 before_ns = g_get_monotonic_time () * 1000;
+  g_autofree gchar *reply = NULL;
+  WatchRec *r = rec_new ();
+  HxfrExportWatch *w;
+  WatchEvent st, fl;
+  guint32 frames, id, id0, cursor = 2, i;
+  Vmm *vmm = vmm_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  w = watch_new (vmm, r);
+  id0 = g_array_index (r->events, WatchEvent, 1).state.resource_id;
+
+  /* a flip shows the other buffer: SCANOUT names it, FLUSH damages it */
+  reply = vmm_command (vmm, "flip 1");
+  fail_unless (sscanf (reply, "FLIPPED 1 frames=%u resource=%u", &frames,
+          &id) == 2, "%s", reply);
+  fail_unless_equals_int (frames, 2);
+  fail_unless (id != id0);
+  st = rec_wait (r, &cursor, FALSE, 1, id);
+  fail_unless (st.state.enabled);
+  fail_unless_equals_int (st.state.width, 64);
+  fail_unless_equals_int (st.state.fourcc, FOURCC_AR24);
+  fl = rec_wait (r, &cursor, TRUE, 1, id);
+  fail_unless (fl.flush.x == 0 && fl.flush.y == 0);
+  fail_unless (fl.flush.width == 64 && fl.flush.height == 48);
+  fail_unless (fl.flush.time_ns >= (guint64) before_ns);
+  fail_unless (fl.flush.time_ns <= (guint64) g_get_monotonic_time () * 1000);
+  /* what it shows: flip 1 of scanout 1 = test frame 1 + 64 */
+  fail_unless (resolve_matches (vmm, id, 1 + 64, 64, 48));
+
+  /* the other scanout differs by its index; flips count per scanout */
+  g_free (reply);
+  reply = vmm_command (vmm, "flip 0 3");
+  fail_unless (sscanf (reply, "FLIPPED 0 frames=%u resource=%u", &frames,
+          &id) == 2, "%s", reply);
+  fail_unless_equals_int (frames, 4);
+  rec_wait (r, &cursor, TRUE, 0, id);
+  fail_unless (resolve_matches (vmm, id, 3, 80, 40));
+  fail_unless_equals_int (vmm_stat (vmm, "flips0"), 4);
+  fail_unless_equals_int (vmm_stat (vmm, "flips1"), 2);
+
+  /* a resize: new resources, shown and flushed */
+  g_free (reply);
+  reply = vmm_command (vmm, "resize 1 32 16");
+  fail_unless (sscanf (reply, "SCANOUT 1 enabled=1 resource=%u width=32 "
+          "height=16", &id) == 1, "%s", reply);
+  st = rec_wait (r, &cursor, FALSE, 1, id);
+  fail_unless (st.state.width == 32 && st.state.height == 16);
+  fl = rec_wait (r, &cursor, TRUE, 1, id);
+  fail_unless (fl.flush.width == 32 && fl.flush.height == 16);
+  fail_unless (resolve_matches (vmm, id, 2 + 64, 32, 16));
+
+  /* flipping on its own at a rate, then static again */
+  g_free (reply);
+  reply = vmm_command (vmm, "rate 1 200");
+  fail_unless_equals_string (reply, "RATE 1 hz=200");
+  for (i = 0; i < 5; i++)
+    rec_wait (r, &cursor, TRUE, 1, G_MAXUINT32);
+  g_free (reply);
+  reply = vmm_command (vmm, "rate 1 0");
+  fail_unless_equals_string (reply, "RATE 1 hz=0");
+  fail_unless (vmm_stat (vmm, "flips1") >= 3 + 5);
+  fail_unless (vmm_stat (vmm, "flushes_sent") >= 4 + 1 + 5);
+
+  hxfr_export_watch_free (w);
+  rec_free (r);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_watch_hotplug)
+{
+  const gchar *extra[] = { "--scanouts", "3", NULL };
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *line = NULL;
+  WatchRec *r = rec_new ();
+  HxfrExportWatch *w;
+  WatchEvent st, fl;
+  guint cursor = 3;
+  Vmm *vmm = vmm_start (extra);
+  struct
+  {
+    guint32 index, enable, width, height;
+  } refused[] = {
+    {0, 1, 640, 480}, {0, 0, 0, 0}, {3, 1, 640, 480}, {99, 0, 0, 0},
+    {G_MAXUINT32, 1, 64, 64}, {2, 1, 0, 480}, {2, 1, 100000, 64},
+    {2, 1, 64, G_MAXUINT32},
+  };
+  guint i;
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  w = watch_new (vmm, r);
+  fail_if (g_array_index (r->events, WatchEvent, 2).state.enabled);
+
+  /* connect scanout 2: shown, one flip, the VMM says so */
+  fail_unless (hxfr_export_watch_set_enabled (w, 2, TRUE, 320, 200, 60,
+          10 * SECOND, &err), "%s", err ? err->message : "");
+  line = vmm_wait_line (vmm, "HOTPLUG ");
+  fail_unless_equals_string (line, "HOTPLUG 2 enabled=1 320x200");
+  st = rec_wait (r, &cursor, FALSE, 2, G_MAXUINT32);
+  fail_unless (st.state.enabled && st.state.resource_id != 0);
+  fail_unless (st.state.width == 320 && st.state.height == 200);
+  fl = rec_wait (r, &cursor, TRUE, 2, st.state.resource_id);
+  fail_unless (fl.flush.width == 320);
+  fail_unless (resolve_matches (vmm, st.state.resource_id, 128, 320, 200));
+
+  /* and disconnect it */
+  fail_unless (hxfr_export_watch_set_enabled (w, 2, FALSE, 0, 0, 0,
+          10 * SECOND, &err), "%s", err ? err->message : "");
+  g_free (line);
+  line = vmm_wait_line (vmm, "HOTPLUG ");
+  fail_unless_equals_string (line, "HOTPLUG 2 enabled=0 0x0");
+  st = rec_wait (r, &cursor, FALSE, 2, 0);
+  fail_if (st.state.enabled);
+
+  /* scanout 0, out of range, absurd sizes: refused, the watch goes on */
+  for (i = 0; i < G_N_ELEMENTS (refused); i++) {
+    fail_if (hxfr_export_watch_set_enabled (w, refused[i].index,
+            refused[i].enable, refused[i].width, refused[i].height, 60,
+            10 * SECOND, &err), "case %u", i);
+    fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_REFUSED),
+        "case %u: %s", i, err->message);
+    g_clear_error (&err);
+  }
+  fail_unless (hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 32, 0,
+          10 * SECOND, &err), "%s", err ? err->message : "");
+  g_free (line);
+  line = vmm_wait_line (vmm, "HOTPLUG ");
+  fail_unless_equals_string (line, "HOTPLUG 1 enabled=1 64x32");
+  fail_unless_equals_int (vmm_stat (vmm, "scanout_refusals"),
+      G_N_ELEMENTS (refused));
+  fail_unless_equals_int (vmm_stat (vmm, "scanout_controls"),
+      G_N_ELEMENTS (refused) + 3);
+  g_mutex_lock (&r->lock);
+  fail_if (r->closed);
+  g_mutex_unlock (&r->lock);
+
+  hxfr_export_watch_free (w);
+  rec_free (r);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+/* Watchers that misbehave are answered or closed; the VMM serves on. */
+GST_START_TEST (test_watch_hostile)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:64x48@0", NULL
+  };
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexScanoutControlAck ack;
+  HxexHeader h;
+  GSocket *sock;
+  Vmm *vmm = vmm_start (extra);
+
+  if (!vmm)
+    return;
+
+  /* a bad index is refused, the watch stays */
+  sock = raw_watch (vmm, 2);
+  raw_control (sock, 7, 77, 1, 64, 64);
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT_CONTROL_ACK);
+  fail_unless_equals_int (h.request_id, 7);
+  fail_unless (hxex_scanout_control_ack_parse (buf + 16, 8, &ack, NULL));
+  fail_unless (ack.index == 77 && ack.status == HXEX_ERR_REFUSED);
+  /* request id 0 is a protocol error */
+  raw_control (sock, 0, 1, 0, 0, 0);
+  raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  /* enable must be 0 or 1 */
+  sock = raw_watch (vmm, 2);
+  raw_control (sock, 3, 1, 2, 64, 64);
+  raw_expect_error (sock, 3, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  /* RESOLVE on a watch */
+  sock = raw_watch (vmm, 2);
+  hxex_resolve_write (&(HxexResolve) {
+      vmm->resource_id, 0}, buf);
+  raw_send (sock, HXEX_MSG_RESOLVE, 9, buf, HXEX_RESOLVE_SIZE);
+  raw_expect_error (sock, 9, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  /* a second WATCH */
+  sock = raw_watch (vmm, 2);
+  hxex_watch_write (buf);
+  raw_send (sock, HXEX_MSG_WATCH, 4, buf, HXEX_WATCH_SIZE);
+  raw_expect_error (sock, 4, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  /* SCANOUT_CONTROL without a WATCH, and a VMM-only message */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 1, 2, 0x1), 2);
+  raw_control (sock, 5, 1, 1, 64, 64);
+  raw_expect_error (sock, 5, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+  sock = raw_watch (vmm, 2);
+  raw_send (sock, HXEX_MSG_FLUSH, 0, buf, HXEX_FLUSH_SIZE);
+  raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  fail_unless_equals_int (vmm_stat (vmm, "clients"), 0);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 0);
+  fail_unless (resolve_matches (vmm, vmm->resource_id, 0, 64, 48));
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+/* A watcher that never reads while the screen flips is disconnected; the
+ * VMM keeps serving the others. */
+GST_START_TEST (test_watch_never_reads)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:16x16@0", NULL
+  };
+  g_autofree gchar *reply = NULL;
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  WatchRec *r = rec_new ();
+  HxfrExportWatch *w;
+  GSocket *mute;
+  HxexHeader h;
+  guint rounds, flips = 0, frames, id, cursor;
+  Vmm *vmm = vmm_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  mute = raw_watch (vmm, 2);
+  w = watch_new (vmm, r);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 2);
+
+  /* small batches, each read by the good watch before the next, so only
+   * the mute one falls behind */
+  for (rounds = 0; rounds < 500; rounds++) {
+    g_clear_pointer (&reply, g_free);
+    reply = vmm_command (vmm, "flip 1 20");
+    fail_unless (g_str_has_prefix (reply, "FLIPPED 1 "), "%s", reply);
+    flips += 20;
+    rec_wait_flushes (r, flips);
+    if (vmm_stat (vmm, "watchers_dropped") > 0)
+      break;
+  }
+  GST_INFO ("the mute watcher was dropped after %u flips", flips);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers_dropped"), 1);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 1);
+
+  /* the mute one finds the end of its stream after what was queued */
+  while (raw_recv (mute, &h, buf))
+    fail_unless (h.type == HXEX_MSG_SCANOUT || h.type == HXEX_MSG_FLUSH);
+  g_object_unref (mute);
+
+  /* the good one still gets every flip, and pixels still come */
+  g_clear_pointer (&reply, g_free);
+  reply = vmm_command (vmm, "flip 1");
+  fail_unless (sscanf (reply, "FLIPPED 1 frames=%u resource=%u", &frames,
+          &id) == 2, "%s", reply);
+  cursor = 0;
+  rec_wait_flushes (r, flips + 1);
+  g_mutex_lock (&r->lock);
+  cursor = r->events->len - 1;
+  g_mutex_unlock (&r->lock);
+  rec_wait (r, &cursor, TRUE, 1, id);
+  fail_unless (resolve_matches (vmm, id, frames - 1 + 64, 16, 16));
+  g_mutex_lock (&r->lock);
+  fail_if (r->closed);
+  g_mutex_unlock (&r->lock);
+
+  hxfr_export_watch_free (w);
+  rec_free (r);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+/* A v1 client sees nothing new; a v2 connection still resolves. */
+GST_START_TEST (test_watch_versions)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", NULL
+  };
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexSurface s;
+  HxexHeader h;
+  GSocket *sock;
+  Vmm *vmm = vmm_start (extra);
+
+  if (!vmm)
+    return;
+  /* max_version 1: version 1, and WATCH is not a v1 message */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 1, 1, 0), 1);
+  hxex_watch_write (buf);
+  raw_send (sock, HXEX_MSG_WATCH, 2, buf, HXEX_WATCH_SIZE);
+  raw_expect_error (sock, 2, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+  /* our v1 client */
+  fail_unless (resolve_matches (vmm, vmm->resource_id, 0, 64, 48));
+
+  /* 1..2: version 2, RESOLVE as in v1 */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 1, 2,
+          HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)), 2);
+  hxex_resolve_write (&(HxexResolve) {
+      vmm->resource_id, 0}, buf);
+  raw_send (sock, HXEX_MSG_RESOLVE, 11, buf, HXEX_RESOLVE_SIZE);
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_SURFACE);
+  fail_unless_equals_int (h.request_id, 11);
+  fail_unless (hxex_surface_parse (buf + 16, h.payload_size, &s, NULL));
+  fail_unless (s.width == 64 && s.height == 48);
+  g_object_unref (sock);
+
+  /* no version in common */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 3, 4, 0), 0);
+  g_object_unref (sock);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
+/* A VMM without scanouts refuses WATCH clearly; the connection stays an
+ * ordinary one. */
+GST_START_TEST (test_watch_no_scanouts)
+{
+  g_autoptr (GError) err = NULL;
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h;
+  GSocket *sock;
+  Vmm *vmm = vmm_start (NULL);
+
+  if (!vmm)
+    return;
+  fail_if (hxfr_export_watch_new (vmm->socket_path, &rec_callbacks, NULL,
+          10 * SECOND, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED),
+      "%s", err->message);
+  fail_unless (strstr (err->message, "no scanouts") != NULL, "%s",
+      err->message);
+
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 2, 2, 0), 2);
+  hxex_watch_write (buf);
+  raw_send (sock, HXEX_MSG_WATCH, 6, buf, HXEX_WATCH_SIZE);
+  raw_expect_error (sock, 6, HXEX_ERR_NO_SCANOUTS, FALSE);
+  hxex_resolve_write (&(HxexResolve) {
+      vmm->resource_id, 0}, buf);
+  raw_send (sock, HXEX_MSG_RESOLVE, 12, buf, HXEX_RESOLVE_SIZE);
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_SURFACE);
+  g_object_unref (sock);
+  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 0);
+  vmm_stop (vmm);
+}
+
+GST_END_TEST;
+
 static Suite *
 export_suite (void)
 {
@@ -952,6 +1756,14 @@ export_suite (void)
   tcase_add_test (tc, test_busy);
   tcase_add_test (tc, test_vmm_stalls_then_dies);
   tcase_add_test (tc, test_many_cycles_no_leak);
+  tcase_add_test (tc, test_codec_scanouts);
+  tcase_add_test (tc, test_watch_initial_state);
+  tcase_add_test (tc, test_watch_flip);
+  tcase_add_test (tc, test_watch_hotplug);
+  tcase_add_test (tc, test_watch_hostile);
+  tcase_add_test (tc, test_watch_never_reads);
+  tcase_add_test (tc, test_watch_versions);
+  tcase_add_test (tc, test_watch_no_scanouts);
   return s;
 }
 
