@@ -39,6 +39,8 @@
 #include "bridge-notify.h"
 #include "bridge-fds.h"
 #include "bridge-metrics.h"
+#include "bridge-scanout.h"
+#include "hxfr-scanout.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -54,6 +56,11 @@ GST_DEBUG_CATEGORY (bridge_debug);
 #define DEFAULT_FIRST_MESSAGE_TIMEOUT 30.0
 #define DEFAULT_BITRATE 4000000
 #define DEFAULT_UNIX_MODE "0660"
+/* as deployed: helix's QEMU re-encodes a static screen after 500 ms */
+#define DEFAULT_QUIET_INTERVAL 0.5
+#define DEFAULT_MAX_SUBSCRIBERS_PER_SCANOUT 8
+/* frames a subscriber may have queued (a slow one skips to the next IDR) */
+#define SCANOUT_QUEUE_FRAMES 8
 /* at most one "guest bitrate" line per session in this time */
 #define SETTINGS_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
 
@@ -71,6 +78,9 @@ typedef struct
   HxfrConn *conn;
   HxfrHostSession *hs;
   HxfrExportClient *export;     /* this session's own, or NULL */
+  BridgeVm *vm;                 /* its listener's VM (helix export), or NULL */
+  gboolean deployed_ok;         /* its listener takes deployed scanout clients */
+  gboolean scanout_client;      /* served by bridge_vm_serve() */
   GCancellable *cancellable;
   GThread *thread;
   GstElement *pipeline;         /* session thread only */
@@ -95,13 +105,18 @@ typedef struct
   HxfrListener *listener;
   GSource *source;
   gboolean is_unix, is_vsock;
+  BridgeVm *vm;                 /* export=, else --export's; or NULL */
+  gboolean deployed_ok;         /* ",deployed": scanout clients without a
+                                 * token (helix's, as deployed) */
 } Listener;
 
 struct _Bridge
 {
   /* options */
   gchar **listen;
-  gchar *export_path;           /* the VMM's helix export socket */
+  gchar *export_path;           /* --export: the VMM's helix export socket */
+  GPtrArray *vms;               /* BridgeVm*, one per export path */
+  BridgeScanoutConfig scanout_cfg;
   gchar *encoder_name;
   const BridgeEncoder *encoder;
   gboolean null_encoder;
@@ -441,6 +456,14 @@ log_session_end (Session * s, const gchar * reason)
 
   hxfr_host_session_get_stats (s->hs, &st);
   secs = (g_get_monotonic_time () - s->t_start) / 1e6;
+  if (s->scanout_client) {
+    log_line ("session %u end: peer=\"%s\" scanout client duration=%.1fs "
+        "bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
+        " reason=\"%s\"", s->id, s->peer, secs,
+        hxfr_conn_get_bytes_received (s->conn),
+        hxfr_conn_get_bytes_sent (s->conn), reason);
+    return;
+  }
   if (s->t_last_frame > s->t_first_frame && st.answered_ok > 1)
     fps = (st.answered_ok - 1) * 1e6 / (s->t_last_frame - s->t_first_frame);
   log_line ("session %u end: peer=\"%s\" version=%u encoder=%s frames=%"
@@ -488,6 +511,46 @@ release_slot (Session * s)
   g_mutex_unlock (&b->lock);
 }
 
+/* A scanout client (deployed SUBSCRIBE/ENABLE/DISABLE, or v2 SUBSCRIBE2)
+ * is served here, on this thread: TRUE and *reason once it has ended.
+ * Otherwise the first header stays unread for the frame session. A first
+ * header that does not come leaves the handshake no time to wait again. */
+static gboolean
+serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
+    gchar ** reason)
+{
+  guint8 bytes[HXFR_HEADER_SIZE];
+  HxfrHeader h;
+
+  if (!hxfr_conn_peek (s->conn, bytes, sizeof (bytes), *first_timeout_us,
+          s->bridge->cfg.idle_timeout_us, s->cancellable, NULL)) {
+    *first_timeout_us = 0;
+    return FALSE;
+  }
+  if (!hxfr_header_parse (bytes, &h, NULL)
+      || !(HXFR_MSG_IS_DEPLOYED_SCANOUT (h.type)
+          || h.type == HXFR_MSG_SUBSCRIBE2))
+    return FALSE;
+  /* consumed: bridge_vm_serve() reads on from the payload */
+  hxfr_conn_read_exact (s->conn, bytes, sizeof (bytes), 0, NULL, NULL);
+  s->scanout_client = TRUE;
+  log_line ("session %u start: peer=\"%s\" scanout client (%s)", s->id,
+      s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" : "deployed");
+  if (!s->vm) {
+    guint8 out[HXFR_ERROR_SIZE];
+    gsize len = hxfr_error_write (HXFR_ERR_NO_SCANOUT, "this listener "
+        "serves no VM's scanouts (no --export)", out);
+
+    hxfr_conn_send (s->conn, HXFR_MSG_ERROR, 0, h.session_id, out, len,
+        NULL, 0, s->bridge->cfg.write_timeout_us, NULL, NULL);
+    *reason = g_strdup ("scanout client on a listener without --export");
+    return TRUE;
+  }
+  *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, s->deployed_ok,
+      s->cancellable);
+  return TRUE;
+}
+
 static gpointer
 session_thread (gpointer data)
 {
@@ -496,8 +559,14 @@ session_thread (gpointer data)
   GError *err = NULL;
   gchar *reason = NULL;
   gboolean failed = FALSE, stopping;
+  const gchar *export_path = s->vm ? bridge_vm_get_export_path (s->vm) :
+      NULL;
+  gint64 first_timeout_us = (gint64) (b->first_message_timeout *
+      G_USEC_PER_SEC);
 
-  if (b->export_path) {
+  if (serve_if_scanout_client (s, &first_timeout_us, &reason))
+    goto done;
+  if (export_path) {
     /* a connection of its own: its readback slots are this guest's, so one
      * guest holding slots never starves another. vsocksrc wraps readback
      * slots and DMA-BUFs (a DMA-BUF it cannot read is asked for again as
@@ -508,7 +577,7 @@ session_thread (gpointer data)
 #ifdef __APPLE__
     kinds |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
 #endif
-    s->export = hxfr_export_client_connect (b->export_path, kinds,
+    s->export = hxfr_export_client_connect (export_path, kinds,
         2 * G_USEC_PER_SEC, &err);
     if (s->export) {
       guint slots = hxfr_export_client_get_n_slots (s->export);
@@ -518,7 +587,7 @@ session_thread (gpointer data)
       hxfr_host_session_set_resolves_resources (s->hs,
           slots > 3 ? slots - 2 : 1);
     } else {
-      GST_WARNING ("session %u: helix export %s: %s", s->id, b->export_path,
+      GST_WARNING ("session %u: helix export %s: %s", s->id, export_path,
           err->message);
       log_line ("session %u: helix export unavailable (%s): resource-id "
           "frames will fail", s->id, err->message);
@@ -526,9 +595,8 @@ session_thread (gpointer data)
     }
   }
 
-  if (!hxfr_host_session_handshake (s->hs,
-          (gint64) (b->first_message_timeout * G_USEC_PER_SEC),
-          s->cancellable, &err)) {
+  if (!hxfr_host_session_handshake (s->hs, first_timeout_us, s->cancellable,
+          &err)) {
     if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
           "bridge shutting down");
@@ -829,6 +897,8 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   s->bridge = b;
   s->id = ++b->next_id;
   s->conn = conn;
+  s->vm = l->vm;
+  s->deployed_ok = l->deployed_ok;
   s->hs = hxfr_host_session_new (conn, &b->cfg);
   s->cancellable = g_cancellable_new ();
   s->t_start = g_get_monotonic_time ();
@@ -867,9 +937,11 @@ on_signal (gpointer user_data)
 {
   Bridge *b = user_data;
   GList *l;
-  guint n;
+  guint n, i;
 
   close_listeners (b);
+  for (i = 0; i < b->vms->len; i++)
+    bridge_vm_stop (g_ptr_array_index (b->vms, i));
   g_mutex_lock (&b->lock);
   b->stopping = TRUE;
   n = b->n_sessions;
@@ -939,6 +1011,131 @@ check_fd_limit (Bridge * b)
         "the limit is %u (ulimit -n): beyond about %u sessions new guests "
         "will be refused", b->max_sessions,
         base + b->max_sessions * BRIDGE_FDS_PER_SESSION, b->fd_limit, fit);
+}
+
+static void
+scanout_config_init (Bridge * b, gdouble quiet_interval, guint max_subscribers)
+{
+  BridgeScanoutConfig *c = &b->scanout_cfg;
+
+  c->encoder_name = b->encoder_name;
+  c->encoder = b->encoder;
+  c->need_convert = b->need_convert;
+  c->bitrate = b->bitrate;
+  c->quiet_interval_us = (gint64) (quiet_interval * G_USEC_PER_SEC);
+  c->max_subscribers_per_scanout = max_subscribers;
+  c->queue_frames = SCANOUT_QUEUE_FRAMES;
+  c->max_width = b->cfg.limits.max_width;
+  c->max_height = b->cfg.limits.max_height;
+  c->idle_timeout_us = b->cfg.idle_timeout_us;
+  c->write_timeout_us = b->cfg.write_timeout_us;
+  c->token = b->cfg.token;
+  c->log = log_line;
+}
+
+/* The VM served by @path (a UNIX socket path): one per export. */
+static BridgeVm *
+vm_for_export (Bridge * b, const gchar * path)
+{
+  BridgeVm *vm;
+  guint i;
+
+  for (i = 0; i < b->vms->len; i++) {
+    vm = g_ptr_array_index (b->vms, i);
+    if (g_str_equal (bridge_vm_get_export_path (vm), path))
+      return vm;
+  }
+  vm = bridge_vm_new (path, &b->scanout_cfg);
+  g_ptr_array_add (b->vms, vm);
+  return vm;
+}
+
+/* "ADDR[,export=unix:PATH][,deployed]": the address, and the listener's
+ * options. */
+static HxfrAddress *
+parse_listen_spec (Bridge * b, const gchar * spec, Listener * l,
+    GError ** error)
+{
+  gchar **parts = g_strsplit (spec, ",", -1);
+  HxfrAddress *addr = hxfr_address_parse (parts[0], error);
+  const gchar *export_path = b->export_path;
+  guint i;
+
+  for (i = 1; addr && parts[i]; i++) {
+    if (g_str_equal (parts[i], "deployed")) {
+      l->deployed_ok = TRUE;
+    } else if (g_str_has_prefix (parts[i], "export=unix:")
+        && parts[i][12]) {
+      export_path = parts[i] + 12;
+    } else {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+          "unknown listener option \"%s\" (export=unix:PATH, deployed)",
+          parts[i]);
+      g_clear_pointer (&addr, hxfr_address_free);
+    }
+  }
+  if (addr && export_path)
+    l->vm = vm_for_export (b, export_path);
+  g_strfreev (parts);
+  return addr;
+}
+
+static gboolean
+start_listener (Bridge * b, const gchar * spec, GError ** error)
+{
+  Listener *l = g_new0 (Listener, 1);
+  g_autoptr (HxfrAddress) addr = parse_listen_spec (b, spec, l, error);
+  GSocket *sock;
+  gchar *bound;
+
+  if (addr)
+    l->listener = hxfr_listener_new (addr, b->unix_mode, error);
+  if (!l->listener) {
+    g_free (l);
+    return FALSE;
+  }
+  l->is_unix = addr->kind == HXFR_ADDRESS_UNIX;
+  l->is_vsock = addr->kind == HXFR_ADDRESS_VSOCK;
+  sock = hxfr_listener_get_socket (l->listener);
+  g_object_set_data (G_OBJECT (sock), "bridge", b);
+  l->source = g_socket_create_source (sock, G_IO_IN, NULL);
+  g_source_set_callback (l->source, (GSourceFunc) (GCallback) on_incoming,
+      l, NULL);
+  g_source_attach (l->source, NULL);
+  g_ptr_array_add (b->listeners, l);
+  bound = hxfr_address_to_string (hxfr_listener_get_address (l->listener));
+  log_line ("listening on %s (encoder %s%s%s%s)", bound, b->encoder_name,
+      l->vm ? ", scanouts of " : "", l->vm ?
+      bridge_vm_get_export_path (l->vm) : "", l->deployed_ok ?
+      ", deployed scanout clients" : "");
+  if (!b->cfg.token && !bridge_address_is_local (addr))
+    log_line ("warning: %s is not a loopback address and no --token or "
+        "--token-file is set: anyone who can reach it can use this "
+        "host's encoder (add --token-file, or listen on 127.0.0.1)", bound);
+  if (l->deployed_ok && !bridge_address_is_local (addr))
+    log_line ("warning: %s takes deployed scanout clients, which have no "
+        "token: anyone who can reach it can watch and hotplug this VM's "
+        "scanouts", bound);
+  g_free (bound);
+  return TRUE;
+}
+
+static gboolean
+start_listeners (Bridge * b, gchar ** listen)
+{
+  GError *err = NULL;
+  guint i;
+
+  for (i = 0; listen[i]; i++) {
+    if (!start_listener (b, listen[i], &err)) {
+      g_printerr ("helix-host-bridge: cannot listen on %s: %s\n", listen[i],
+          err->message);
+      g_clear_error (&err);
+      close_listeners (b);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 static gboolean
@@ -1049,12 +1246,15 @@ main (int argc, char **argv)
       max_frame_mb = 0;
   gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
       DEFAULT_DRAIN_TIMEOUT, first_message_timeout =
-      DEFAULT_FIRST_MESSAGE_TIMEOUT;
+      DEFAULT_FIRST_MESSAGE_TIMEOUT, quiet_interval = DEFAULT_QUIET_INTERVAL;
+  gint max_subscribers = DEFAULT_MAX_SUBSCRIBERS_PER_SCANOUT;
   gboolean version = FALSE;
   GOptionEntry entries[] = {
     {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &b->listen,
-        "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH",
-        "ADDR"},
+        "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH; "
+          "options after commas: export=unix:PATH (this listener's VM), "
+          "deployed (take helix's scanout clients, which have no token)",
+        "ADDR[,OPT...]"},
     {"export", 0, 0, G_OPTION_ARG_STRING, &export,
         "The VMM's helix export socket (unix:PATH): resource-id frames are "
           "resolved there, without a copy", "ADDR"},
@@ -1101,6 +1301,13 @@ main (int argc, char **argv)
           "(visible in ps: prefer --token-file)", "TOKEN"},
     {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file,
         "Read the token from FILE (trailing newline removed)", "FILE"},
+    {"scanout-quiet-interval", 0, 0, G_OPTION_ARG_DOUBLE, &quiet_interval,
+        "Seconds after which a static scanout's last image is encoded again, "
+          "so that subscribers keep receiving frames (default 0.5; 0: never)",
+        "SECONDS"},
+    {"max-subscribers-per-scanout", 0, 0, G_OPTION_ARG_INT, &max_subscribers,
+        "Subscribers one scanout may have (default 8); all subscribers and "
+          "guests together are bounded by --max-sessions", "N"},
     {"metrics", 0, 0, G_OPTION_ARG_STRING, &metrics,
         "Serve Prometheus metrics on ADDR (tcp:HOST:PORT, unix:PATH); "
           "keep it on loopback", "ADDR"},
@@ -1110,7 +1317,6 @@ main (int argc, char **argv)
   GOptionContext *ctx;
   GError *err = NULL;
   GstElementFactory *factory;
-  guint i;
   gchar *default_listen[] = { (gchar *) "tcp:127.0.0.1:15937", NULL };
   gchar **listen;
   int ret = 1;
@@ -1139,7 +1345,8 @@ main (int argc, char **argv)
   if (max_sessions < 1 || max_sessions_per_peer < 0 || max_width < 1 || max_height < 1
       || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
       || max_frame_mb < 0 || idle_timeout <= 0 || drain_timeout < 0
-      || first_message_timeout <= 0) {
+      || first_message_timeout <= 0 || quiet_interval < 0
+      || max_subscribers < 1) {
     g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
         "limits must be positive (max-in-flight at most 64)");
     goto usage;
@@ -1262,49 +1469,15 @@ main (int argc, char **argv)
   g_cond_init (&b->cond);
   b->loop = g_main_loop_new (NULL, FALSE);
   b->listeners = g_ptr_array_new ();
+  b->vms = g_ptr_array_new ();
+  scanout_config_init (b, quiet_interval, max_subscribers);
   /* before anything is logged as listening: a SIGTERM that follows the
    * line at once must find its handler (it killed the bridge before) */
   g_unix_signal_add (SIGINT, on_signal, b);
   g_unix_signal_add (SIGTERM, on_signal, b);
   listen = b->listen ? b->listen : default_listen;
-  for (i = 0; listen[i]; i++) {
-    g_autoptr (HxfrAddress) addr = hxfr_address_parse (listen[i], &err);
-    Listener *l;
-    GSocket *sock;
-    gchar *bound;
-
-    if (!addr)
-      goto listen_failed;
-    l = g_new0 (Listener, 1);
-    l->listener = hxfr_listener_new (addr, b->unix_mode, &err);
-    if (!l->listener) {
-      g_free (l);
-      goto listen_failed;
-    }
-    l->is_unix = addr->kind == HXFR_ADDRESS_UNIX;
-    l->is_vsock = addr->kind == HXFR_ADDRESS_VSOCK;
-    sock = hxfr_listener_get_socket (l->listener);
-    g_object_set_data (G_OBJECT (sock), "bridge", b);
-    l->source = g_socket_create_source (sock, G_IO_IN, NULL);
-    g_source_set_callback (l->source, (GSourceFunc) (GCallback) on_incoming,
-        l, NULL);
-    g_source_attach (l->source, NULL);
-    g_ptr_array_add (b->listeners, l);
-    bound = hxfr_address_to_string (hxfr_listener_get_address (l->listener));
-    log_line ("listening on %s (encoder %s)", bound, b->encoder_name);
-    if (!b->cfg.token && !bridge_address_is_local (addr))
-      log_line ("warning: %s is not a loopback address and no --token or "
-          "--token-file is set: anyone who can reach it can use this "
-          "host's encoder (add --token-file, or listen on 127.0.0.1)", bound);
-    g_free (bound);
-    continue;
-  listen_failed:
-    g_printerr ("helix-host-bridge: cannot listen on %s: %s\n", listen[i],
-        err->message);
-    g_clear_error (&err);
-    close_listeners (b);
+  if (!start_listeners (b, listen))
     goto out;
-  }
 
   if (metrics) {
     gchar *bound;
@@ -1331,6 +1504,8 @@ main (int argc, char **argv)
   g_main_loop_run (b->loop);
   wait_sessions (b);
   close_listeners (b);
+  if (b->n_sessions == 0)
+    g_ptr_array_foreach (b->vms, (GFunc) (GCallback) bridge_vm_free, NULL);
   bridge_metrics_stop (b->metrics);
   log_line ("stopped");
   ret = 0;
@@ -1346,6 +1521,7 @@ out:
      * exit frees them */
     g_main_loop_unref (b->loop);
     g_ptr_array_unref (b->listeners);
+    g_ptr_array_unref (b->vms);
     g_mutex_clear (&b->lock);
     g_cond_clear (&b->cond);
     if (b->peer_sessions)

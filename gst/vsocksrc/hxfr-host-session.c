@@ -331,19 +331,6 @@ fail_for_error (HxfrHostSession * s, const GError * error)
 }
 
 static gboolean
-constant_time_equal (const guint8 * a, gsize a_len, const guint8 * b,
-    gsize b_len)
-{
-  guint8 diff = a_len != b_len;
-  gsize i, n = MAX (a_len, b_len);
-
-  /* touch n bytes whatever the contents; the length itself is not secret */
-  for (i = 0; i < n; i++)
-    diff |= (i < a_len ? a[i] : 0) ^ (i < b_len ? b[i] : 0);
-  return diff == 0;
-}
-
-static gboolean
 refuse (HxfrHostSession * s, gint32 code, GError ** error,
     const gchar * format, ...) G_GNUC_PRINTF (4, 5);
 
@@ -602,7 +589,7 @@ hxfr_host_session_handshake (HxfrHostSession * s,
         gsize tlen;
         const guint8 *t = g_bytes_get_data (s->cfg.token, &tlen);
 
-        if (!constant_time_equal (t, tlen, msg->token, h->token_len))
+        if (!hxfr_token_equal (t, tlen, msg->token, h->token_len))
           return refuse (s, HXFR_ERR_UNAUTHORIZED, error,
               "missing or wrong token");
       }

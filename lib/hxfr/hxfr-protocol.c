@@ -286,6 +286,19 @@ hxfr_header_write (guint8 out[HXFR_HEADER_SIZE], const HxfrHeader * h)
 }
 
 gboolean
+hxfr_token_equal (const guint8 * a, gsize a_len, const guint8 * b,
+    gsize b_len)
+{
+  guint8 diff = a_len != b_len;
+  gsize i, n = MAX (a_len, b_len);
+
+  /* touch n bytes whatever the contents; the length itself is not secret */
+  for (i = 0; i < n; i++)
+    diff |= (i < a_len ? a[i] : 0) ^ (i < b_len ? b[i] : 0);
+  return diff == 0;
+}
+
+gboolean
 hxfr_header_parse (const guint8 in[HXFR_HEADER_SIZE], HxfrHeader * h,
     GError ** error)
 {

@@ -244,6 +244,10 @@ const gchar *hxfr_msg_type_name (guint type);
 const gchar *hxfr_error_code_name (gint code);
 
 /* Header */
+/* Compares an access token in constant time (for its contents). */
+gboolean hxfr_token_equal (const guint8 * a, gsize a_len, const guint8 * b,
+    gsize b_len);
+
 void hxfr_header_write (guint8 out[HXFR_HEADER_SIZE], const HxfrHeader * h);
 gboolean hxfr_header_parse (const guint8 in[HXFR_HEADER_SIZE],
     HxfrHeader * h, GError ** error);

@@ -32,6 +32,9 @@ struct _HxfrConn
                                  * mid-message; nothing more may follow */
   guint64 bytes_sent;           /* __atomic builtins: any thread may read */
   guint64 bytes_received;
+  /* hxfr_conn_peek(): bytes the next read returns first (reader only) */
+  guint8 unread[HXFR_HEADER_SIZE];
+  guint8 unread_len, unread_off;
 };
 
 struct _HxfrListener
@@ -371,6 +374,11 @@ read_with_deadline (HxfrConn * conn, guint8 * buf, gsize len,
 {
   gsize done = 0;
 
+  if (conn->unread_off < conn->unread_len) {
+    done = MIN (len, (gsize) (conn->unread_len - conn->unread_off));
+    memcpy (buf, conn->unread + conn->unread_off, done);
+    conn->unread_off += done;
+  }
   while (done < len) {
     GError *err = NULL;
     gssize n = g_socket_receive_with_blocking (conn->socket,
@@ -404,6 +412,51 @@ hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
   return read_with_deadline (conn, buf, len, deadline_from_timeout
       (timeout_us), cancellable, error);
 }
+
+gboolean
+hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
+    gint64 first_byte_timeout_us, gint64 idle_timeout_us,
+    GCancellable * cancellable, GError ** error)
+{
+  gint64 deadline;
+
+  g_return_val_if_fail (len <= sizeof (conn->unread), FALSE);
+  g_return_val_if_fail (conn->unread_off == 0, FALSE);
+  if (!hxfr_conn_wait_readable (conn, first_byte_timeout_us, cancellable,
+          error))
+    return FALSE;
+  deadline = deadline_from_timeout (idle_timeout_us);
+  /* read into the put-back buffer itself: whatever arrived stays there for
+   * the next reader, even if the rest does not come */
+  while (conn->unread_len < len) {
+    GError *err = NULL;
+    gssize n = g_socket_receive_with_blocking (conn->socket,
+        (gchar *) conn->unread + conn->unread_len, len - conn->unread_len,
+        FALSE, cancellable, &err);
+
+    if (n > 0) {
+      conn->unread_len += n;
+      count_bytes (&conn->bytes_received, n);
+      continue;
+    }
+    if (n == 0) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+          "peer closed the connection%s", conn->unread_len ?
+          " mid-message" : "");
+      return FALSE;
+    }
+    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+    g_error_free (err);
+    if (!wait_condition (conn->socket, G_IO_IN, deadline, cancellable, error))
+      return FALSE;
+  }
+  memcpy (out, conn->unread, len);
+  return TRUE;
+}
+
 
 gboolean
 hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
@@ -445,6 +498,8 @@ gboolean
 hxfr_conn_wait_readable (HxfrConn * conn, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
+  if (conn->unread_off < conn->unread_len)
+    return TRUE;
   return wait_condition (conn->socket, G_IO_IN,
       deadline_from_timeout (timeout_us), cancellable, error);
 }

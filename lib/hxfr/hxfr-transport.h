@@ -70,6 +70,15 @@ void hxfr_conn_shutdown (HxfrConn * conn);
 
 gboolean hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
     gint64 timeout_us, GCancellable * cancellable, GError ** error);
+/* Reads the first @len (at most HXFR_HEADER_SIZE) bytes of the stream
+ * without consuming them: the next read returns them first (to tell one
+ * kind of client from another by its first header). The first byte may
+ * take @first_byte_timeout_us, the rest @idle_timeout_us from it; on a
+ * failure what did arrive is still returned by the next read. Only before
+ * anything else was read. Reader thread only. */
+gboolean hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
+    gint64 first_byte_timeout_us, gint64 idle_timeout_us,
+    GCancellable * cancellable, GError ** error);
 /* Reads and throws away @len bytes. */
 gboolean hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
     GCancellable * cancellable, GError ** error);

@@ -1,0 +1,101 @@
+/* Inside the scanout code: what bridge-scanout.c (the VM, its scanouts and
+ * their encoders) and bridge-subscriber.c (one client connection) share.
+ *
+ * Locks: BridgeVm.lock guards every Scanout field marked "vm lock" and each
+ * Subscriber's subscription fields; Subscriber.lock guards its output
+ * queue. Order: BridgeVm.lock, then Subscriber.lock.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "bridge-scanout.h"
+#include "hxfr-export-client.h"
+#include "hxfr-export-watch.h"
+#include "hxfr-scanout.h"
+
+G_BEGIN_DECLS
+
+#define BRIDGE_MAX_SCANOUTS 16
+
+typedef struct _Scanout Scanout;
+typedef struct _Subscriber Subscriber;
+
+/* One access unit, shared by every subscriber it is sent to. */
+typedef struct
+{
+  GBytes *au;
+  gboolean keyframe;
+  gboolean repeat;              /* the screen had not changed */
+  guint32 width, height;
+  guint64 capture_ns;           /* CLOCK_MONOTONIC of the flush */
+  guint64 index;                /* per-scanout frame counter */
+  guint32 encode_us;
+} EncodedFrame;
+
+EncodedFrame *encoded_frame_ref (EncodedFrame * f);
+void encoded_frame_unref (EncodedFrame * f);
+
+struct _Subscriber
+{
+  gint refcount;
+  BridgeVm *vm;
+  guint id;
+  HxfrConn *conn;
+  gboolean v2;
+  guint16 session_id;           /* echoed in the headers we send */
+
+  /* vm lock */
+  Scanout *scanout;             /* NULL: not subscribed */
+  guint32 scanout_index;        /* of scanout, once subscribed */
+  gboolean waiting_idr;         /* skip until an IDR */
+  gboolean discont;             /* frames were skipped since the last sent */
+  guint32 seq;
+  guint64 first_capture_ns;     /* v2 pts origin; 0 = no frame yet */
+  guint64 frames_sent, frames_skipped, frames_dropped;
+
+  /* Subscriber.lock: the writer's queue */
+  GMutex lock;
+  GCond cond;
+  GQueue out;                   /* Outgoing* */
+  guint out_frames;
+  gboolean closing;             /* nothing more is queued; the writer ends */
+  gboolean writer_done;
+  gchar *end_reason;            /* why, once known (first one wins) */
+  GThread *writer;
+};
+
+/* Subscriber output (bridge-subscriber.c) */
+gboolean subscriber_queue_frame (Subscriber * sub, EncodedFrame * f);
+/* Ends the subscription from the VM's side: v2 subscribers are sent
+ * SCANOUT_END @reason first; the connection is then closed, which ends
+ * bridge_vm_serve() for it. vm lock held. */
+void subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
+
+/* The VM side (bridge-scanout.c), vm lock NOT held unless said */
+const BridgeScanoutConfig *bridge_vm_config (BridgeVm * vm);
+GMutex *bridge_vm_lock (BridgeVm * vm);
+/* vm lock held. Subscribes @sub to scanout @index; FALSE with the HXFR
+ * error code (NO_SCANOUT, TOO_MANY_SESSIONS) and text. */
+gboolean scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
+    gboolean v2, gint32 * code, gchar ** text);
+/* vm lock held */
+void scanout_unsubscribe (Subscriber * sub);
+/* vm lock held: the next frame of @sub's scanout is an IDR (rate-limited
+ * unless @now) */
+void scanout_request_idr (Scanout * so, gboolean now);
+/* vm lock held: 0 = the host's default */
+void scanout_set_bitrate (Scanout * so, guint32 bitrate);
+/* vm lock held: the scanout's current size (0 if it shows nothing) */
+void scanout_get_size (Scanout * so, guint32 * width, guint32 * height);
+/* Enables or disables a scanout through the VMM (a hotplug); blocks up to
+ * a few seconds. vm lock NOT held. */
+gboolean bridge_vm_set_enabled (BridgeVm * vm, guint32 index,
+    gboolean enable, guint32 width, guint32 height, guint32 refresh,
+    GError ** error);
+const gchar *bridge_vm_encoder_name (BridgeVm * vm);
+/* Starts the watch on the first call; waits (bounded) for its first
+ * attempt to connect. */
+void bridge_vm_ensure_watching (BridgeVm * vm);
+
+G_END_DECLS

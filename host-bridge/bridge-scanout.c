@@ -1,0 +1,882 @@
+/* Scanout subscriptions, the VM side: the export watch, one encoder thread
+ * per subscribed scanout, and the fan-out of its access units. See
+ * bridge-scanout.h; the client side is bridge-subscriber.c.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bridge-scanout-private.h"
+#include "hxfr-video.h"
+
+#include <errno.h>
+#include <unistd.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/app/gstappsink.h>
+#include <gst/allocators/gstdmabuf.h>
+#include <gst/video/video.h>
+
+GST_DEBUG_CATEGORY_STATIC (scanout_debug);
+#define GST_CAT_DEFAULT scanout_debug
+
+/* the --encoder null answer: one access unit delimiter, Annex B */
+static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
+
+#define WATCH_TIMEOUT_US (2 * G_USEC_PER_SEC)
+#define WATCH_BACKOFF_MIN_US (100 * 1000)
+#define WATCH_BACKOFF_MAX_US (2 * G_USEC_PER_SEC)
+#define RESOLVE_TIMEOUT_US (2 * G_USEC_PER_SEC)
+/* the encoder must answer a frame within this, else the scanout's
+ * subscribers are ended (ENCODER) */
+#define ENCODE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+/* an IDR asked for by a lagging or requesting subscriber: at most this
+ * often per scanout (a new subscriber's is not limited) */
+#define IDR_REQUEST_INTERVAL_US (250 * 1000)
+/* a scanout without subscribers frees its encoder after this */
+#define IDLE_TEARDOWN_US (5 * G_USEC_PER_SEC)
+/* failures to read a scanout: one log line per this */
+#define FAILURE_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
+/* the encoder's nominal rate: x264enc delays every frame by one in
+ * variable-framerate mode */
+#define NOMINAL_FPS 60
+
+struct _Scanout
+{
+  BridgeVm *vm;
+  guint32 index;
+
+  /* vm lock */
+  HxfrScanoutState state;
+  GPtrArray *subscribers;       /* Subscriber*, not owned */
+  gboolean flush_pending;
+  guint32 pending_resource;
+  guint64 pending_time_ns;
+  gboolean want_idr;
+  gint64 t_idr_requested;
+  guint32 bitrate_wanted;       /* 0: the configured default */
+  gint64 t_last_encode;         /* 0: nothing encoded by this encoder */
+  gint64 t_no_subscribers;
+  GThread *thread;
+
+  /* encoder thread only */
+  HxfrExportClient *export;
+  GstElement *pipeline, *appsrc, *encoder, *appsink;
+  GstVideoInfo info;
+  gboolean have_info;
+  guint32 bitrate_applied;
+  guint64 frame_counter;
+  gint64 t0;
+  gint64 t_failure_logged;
+};
+
+struct _BridgeVm
+{
+  gchar *export_path;
+  BridgeScanoutConfig cfg;
+
+  GMutex lock;
+  GCond cond;                   /* scanout threads and the watch thread */
+  gboolean stopping;
+  HxfrExportWatch *watch;       /* set and freed by the watch thread */
+  guint watch_users;            /* bridge_vm_set_enabled() calls using it */
+  gboolean watch_lost;
+  gboolean watch_tried;         /* the first connection attempt is over */
+  guint n_scanouts;             /* 0 until a watch has connected */
+  Scanout scanouts[BRIDGE_MAX_SCANOUTS];
+  GThread *watch_thread;
+  BridgeVmStats stats;
+};
+
+EncodedFrame *
+encoded_frame_ref (EncodedFrame * f)
+{
+  return g_atomic_rc_box_acquire (f);
+}
+
+static void
+encoded_frame_clear (EncodedFrame * f)
+{
+  g_bytes_unref (f->au);
+}
+
+void
+encoded_frame_unref (EncodedFrame * f)
+{
+  g_atomic_rc_box_release_full (f, (GDestroyNotify) encoded_frame_clear);
+}
+
+const BridgeScanoutConfig *
+bridge_vm_config (BridgeVm * vm)
+{
+  return &vm->cfg;
+}
+
+GMutex *
+bridge_vm_lock (BridgeVm * vm)
+{
+  return &vm->lock;
+}
+
+const gchar *
+bridge_vm_get_export_path (BridgeVm * vm)
+{
+  return vm->export_path;
+}
+
+const gchar *
+bridge_vm_encoder_name (BridgeVm * vm)
+{
+  return vm->cfg.encoder_name;
+}
+
+/* Ends every subscriber of @so. vm lock held. */
+static void
+end_subscribers (Scanout * so, guint32 reason, const gchar * text)
+{
+  guint i;
+
+  for (i = 0; i < so->subscribers->len; i++)
+    subscriber_end (g_ptr_array_index (so->subscribers, i), reason, text);
+}
+
+/* The watch's callbacks: the watch's reader thread */
+
+static void
+on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+  gboolean was_enabled;
+
+  if (st->index >= BRIDGE_MAX_SCANOUTS)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[st->index];
+  was_enabled = so->state.enabled;
+  so->state = *st;
+  if (was_enabled && !st->enabled)
+    end_subscribers (so, HXFR_SCANOUT_END_DISABLED, "the scanout was "
+        "disabled");
+  g_cond_broadcast (&vm->cond);
+  g_mutex_unlock (&vm->lock);
+}
+
+static void
+on_scanout_flush (gpointer user_data, const HxfrScanoutFlush * f)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+
+  if (f->index >= BRIDGE_MAX_SCANOUTS || f->resource_id == 0)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[f->index];
+  /* a newer flip replaces one still waiting for the encoder */
+  so->flush_pending = TRUE;
+  so->pending_resource = f->resource_id;
+  so->pending_time_ns = f->time_ns;
+  if (so->subscribers->len)
+    g_cond_broadcast (&vm->cond);
+  g_mutex_unlock (&vm->lock);
+}
+
+static void
+on_watch_closed (gpointer user_data, const GError * why)
+{
+  BridgeVm *vm = user_data;
+  guint i;
+
+  g_mutex_lock (&vm->lock);
+  if (!vm->stopping)
+    vm->cfg.log ("scanouts: the helix export %s went away (%s)",
+        vm->export_path, why ? why->message : "closed");
+  vm->watch_lost = TRUE;
+  for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
+    vm->scanouts[i].state.enabled = FALSE;
+    vm->scanouts[i].state.resource_id = 0;
+    end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
+        "the VM's helix export went away");
+  }
+  g_cond_broadcast (&vm->cond);
+  g_mutex_unlock (&vm->lock);
+}
+
+static const HxfrExportWatchCallbacks watch_callbacks = {
+  on_scanout_state, on_scanout_flush, on_watch_closed
+};
+
+/* Keeps a watch connected while the VM runs: the VMM may start after the
+ * bridge, or restart. */
+static gpointer
+watch_thread (gpointer data)
+{
+  BridgeVm *vm = data;
+  gint64 backoff = WATCH_BACKOFF_MIN_US;
+  gboolean said = FALSE;
+
+  g_mutex_lock (&vm->lock);
+  while (!vm->stopping) {
+    HxfrExportWatch *w;
+    GError *err = NULL;
+
+    if (vm->watch && !vm->watch_lost) {
+      g_cond_wait (&vm->cond, &vm->lock);
+      continue;
+    }
+    while (vm->watch_users)
+      g_cond_wait (&vm->cond, &vm->lock);
+    w = vm->watch;
+    vm->watch = NULL;
+    g_mutex_unlock (&vm->lock);
+    if (w)
+      hxfr_export_watch_free (w);
+    w = hxfr_export_watch_new (vm->export_path, &watch_callbacks, vm,
+        WATCH_TIMEOUT_US, &err);
+    g_mutex_lock (&vm->lock);
+    vm->watch_tried = TRUE;
+    g_cond_broadcast (&vm->cond);
+    if (w) {
+      vm->watch = w;
+      vm->watch_lost = FALSE;
+      vm->n_scanouts = MIN (hxfr_export_watch_get_n_scanouts (w),
+          BRIDGE_MAX_SCANOUTS);
+      vm->cfg.log ("scanouts: watching %u scanouts of %s", vm->n_scanouts,
+          vm->export_path);
+      backoff = WATCH_BACKOFF_MIN_US;
+      said = FALSE;
+      continue;
+    }
+    if (!said)
+      vm->cfg.log ("scanouts: helix export %s not available yet (%s); "
+          "retrying", vm->export_path, err->message);
+    said = TRUE;
+    g_clear_error (&err);
+    g_cond_wait_until (&vm->cond, &vm->lock, g_get_monotonic_time () +
+        backoff);
+    backoff = MIN (backoff * 2, WATCH_BACKOFF_MAX_US);
+  }
+  g_mutex_unlock (&vm->lock);
+  return NULL;
+}
+
+/* The encoder of one scanout */
+
+static void
+teardown_encoder (Scanout * so)
+{
+  if (so->pipeline) {
+    gst_element_set_state (so->pipeline, GST_STATE_NULL);
+    gst_clear_object (&so->pipeline);
+  }
+  so->appsrc = so->encoder = so->appsink = NULL;
+  so->have_info = FALSE;
+  if (so->export) {
+    hxfr_export_client_close (so->export);
+    g_clear_pointer (&so->export, hxfr_export_client_unref);
+  }
+}
+
+static GstElement *
+add (GstElement * bin, const gchar * factory, GError ** error)
+{
+  GstElement *e = gst_element_factory_make (factory, NULL);
+
+  if (!e) {
+    if (error && !*error)
+      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+          "element %s is not installed", factory);
+    return NULL;
+  }
+  gst_bin_add (GST_BIN (bin), e);
+  return e;
+}
+
+/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! h264parse ! appsink: SPS and
+ * PPS before every IDR, one access unit per buffer. */
+static gboolean
+build_encoder (Scanout * so, GError ** error)
+{
+  const BridgeScanoutConfig *cfg = &so->vm->cfg;
+  GstElement *p = gst_pipeline_new (NULL), *convert = NULL, *yuv = NULL,
+      *parse, *filter, *last;
+  GstCaps *caps;
+
+  so->appsrc = add (p, "appsrc", error);
+  if (cfg->need_convert) {
+    convert = add (p, "videoconvert", error);
+    yuv = add (p, "capsfilter", error);
+  }
+  so->encoder = add (p, cfg->encoder_name, error);
+  parse = add (p, "h264parse", error);
+  filter = add (p, "capsfilter", error);
+  so->appsink = add (p, "appsink", error);
+  if (!so->appsrc || (cfg->need_convert && (!convert || !yuv))
+      || !so->encoder || !parse || !filter || !so->appsink) {
+    gst_object_unref (p);
+    return FALSE;
+  }
+  g_object_set (so->appsrc, "format", GST_FORMAT_TIME, "is-live", TRUE,
+      "block", FALSE, "max-buffers", (guint64) 2, NULL);
+  if (yuv) {
+    caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
+    g_object_set (yuv, "caps", caps, NULL);
+    gst_caps_unref (caps);
+  }
+  bridge_encoder_configure (so->encoder, cfg->encoder, cfg->bitrate);
+  so->bitrate_applied = cfg->bitrate;
+  g_object_set (parse, "config-interval", -1, NULL);
+  caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
+      "alignment=au");
+  g_object_set (filter, "caps", caps, NULL);
+  gst_caps_unref (caps);
+  g_object_set (so->appsink, "sync", FALSE, "async", FALSE,
+      "enable-last-sample", FALSE, NULL);
+
+  last = convert ? yuv : so->appsrc;
+  if ((convert && !gst_element_link_many (so->appsrc, convert, yuv, NULL))
+      || !gst_element_link_many (last, so->encoder, parse, filter,
+          so->appsink, NULL)) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+        "could not link the scanout encoder");
+    gst_object_unref (p);
+    return FALSE;
+  }
+  if (gst_element_set_state (p, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
+        "the scanout encoder %s did not start", cfg->encoder_name);
+    gst_element_set_state (p, GST_STATE_NULL);
+    gst_object_unref (p);
+    return FALSE;
+  }
+  so->pipeline = p;
+  so->t0 = g_get_monotonic_time ();
+  return TRUE;
+}
+
+static GQuark
+surface_quark (void)
+{
+  return g_quark_from_static_string ("helix-scanout-surface");
+}
+
+/* The surface as a buffer, without a copy; the surface is released when
+ * the buffer is freed. Takes @surface. */
+static GstBuffer *
+wrap_surface (HxfrExportSurface * surface, GstVideoInfo * info,
+    GError ** error)
+{
+  GstVideoFormat format = hxfr_video_format_from_fourcc (surface->fourcc);
+  gsize offsets[GST_VIDEO_MAX_PLANES] = { 0, };
+  gint strides[GST_VIDEO_MAX_PLANES] = { 0, };
+  GstBuffer *buf;
+  guint i;
+
+  if (format == GST_VIDEO_FORMAT_UNKNOWN
+      || !gst_video_info_set_format (info, format, surface->width,
+          surface->height)
+      || surface->n_planes != GST_VIDEO_INFO_N_PLANES (info)) {
+    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
+        "resource %u: format 0x%08x with %u planes cannot be encoded",
+        surface->resource_id, surface->fourcc, surface->n_planes);
+    hxfr_export_surface_free (surface);
+    return NULL;
+  }
+  GST_VIDEO_INFO_FPS_N (info) = NOMINAL_FPS;
+  GST_VIDEO_INFO_FPS_D (info) = 1;
+  for (i = 0; i < surface->n_planes; i++) {
+    offsets[i] = surface->offset[i];
+    strides[i] = surface->stride[i];
+  }
+  if (surface->kind == HXEX_KIND_DMABUF) {
+    static GstAllocator *dmabuf;
+    gint fd = dup (surface->fd);
+
+    if (g_once_init_enter (&dmabuf))
+      g_once_init_leave (&dmabuf, gst_dmabuf_allocator_new ());
+    if (fd < 0) {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
+          "dup of a DMA-BUF: %s", g_strerror (errno));
+      hxfr_export_surface_free (surface);
+      return NULL;
+    }
+    buf = gst_buffer_new ();
+    gst_buffer_append_memory (buf, gst_dmabuf_allocator_alloc (dmabuf, fd,
+            surface->size));
+    gst_mini_object_set_qdata (GST_MINI_OBJECT (buf), surface_quark (),
+        surface, (GDestroyNotify) hxfr_export_surface_free);
+  } else {
+    buf = gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY,
+        (gpointer) surface->data, surface->size, 0, surface->size, surface,
+        (GDestroyNotify) hxfr_export_surface_free);
+  }
+  gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE, format,
+      surface->width, surface->height, surface->n_planes, offsets, strides);
+  return buf;
+}
+
+/* Reads resource @resource_id as the encoder's next input. */
+static GstBuffer *
+read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
+    GError ** error)
+{
+  HxfrExportSurface *surface;
+
+  if (so->export && !hxfr_export_client_is_connected (so->export))
+    g_clear_pointer (&so->export, hxfr_export_client_unref);
+  if (!so->export) {
+    so->export = hxfr_export_client_connect (so->vm->export_path,
+        HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) |
+        HXEX_KIND_BIT (HXEX_KIND_DMABUF), RESOLVE_TIMEOUT_US, error);
+    if (!so->export)
+      return NULL;
+  }
+  surface = hxfr_export_client_resolve (so->export, resource_id,
+      RESOLVE_TIMEOUT_US, error);
+  return surface ? wrap_surface (surface, info, error) : NULL;
+}
+
+typedef struct
+{
+  guint32 resource_id;
+  guint64 capture_ns;
+  gboolean repeat;
+  gboolean force_idr;
+  guint32 bitrate;
+} Work;
+
+static guint64
+monotonic_ns (void)
+{
+  return (guint64) g_get_monotonic_time () * 1000;
+}
+
+/* Pushes one frame and waits for its access unit (one frame in, one out:
+ * the encoders run in low-latency mode). */
+static EncodedFrame *
+encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
+    const Work * w, GError ** error)
+{
+  const BridgeScanoutConfig *cfg = &so->vm->cfg;
+  gboolean idr = w->force_idr;
+  GstSample *sample;
+  GstBuffer *out;
+  EncodedFrame *f;
+
+  if (!so->pipeline && !build_encoder (so, error)) {
+    gst_buffer_unref (buf);
+    return NULL;
+  }
+  if (!so->have_info || !gst_video_info_is_equal (info, &so->info)) {
+    GstCaps *caps = gst_video_info_to_caps (info);
+
+    /* a resize: new caps, and an IDR with the new SPS */
+    gst_app_src_set_caps (GST_APP_SRC (so->appsrc), caps);
+    gst_caps_unref (caps);
+    so->info = *info;
+    so->have_info = TRUE;
+    idr = TRUE;
+  }
+  if (w->bitrate != so->bitrate_applied) {
+    bridge_encoder_set_bitrate (so->encoder, cfg->encoder, w->bitrate);
+    so->bitrate_applied = w->bitrate;
+  }
+  if (idr) {
+    GstPad *pad = gst_element_get_static_pad (so->encoder, "src");
+
+    gst_pad_send_event (pad, gst_video_event_new_upstream_force_key_unit
+        (GST_CLOCK_TIME_NONE, TRUE, 0));
+    gst_object_unref (pad);
+  }
+  GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - so->t0) * GST_USECOND;
+  GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
+  if (gst_app_src_push_buffer (GST_APP_SRC (so->appsrc), buf) !=
+      GST_FLOW_OK) {
+    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
+        "the scanout encoder refused a frame");
+    return NULL;
+  }
+  sample = gst_app_sink_try_pull_sample (GST_APP_SINK (so->appsink),
+      ENCODE_TIMEOUT_US * GST_USECOND);
+  if (!sample) {
+    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
+        "%s gave no access unit within %d s", cfg->encoder_name,
+        (gint) (ENCODE_TIMEOUT_US / G_USEC_PER_SEC));
+    return NULL;
+  }
+  out = gst_sample_get_buffer (sample);
+  f = g_atomic_rc_box_new0 (EncodedFrame);
+  {
+    GstMapInfo map;
+
+    gst_buffer_map (out, &map, GST_MAP_READ);
+    f->au = g_bytes_new (map.data, map.size);
+    gst_buffer_unmap (out, &map);
+  }
+  f->keyframe = !GST_BUFFER_FLAG_IS_SET (out, GST_BUFFER_FLAG_DELTA_UNIT);
+  gst_sample_unref (sample);
+  return f;
+}
+
+/* Reads, encodes (or, with the null encoder, only reads) one frame. */
+static EncodedFrame *
+produce_frame (Scanout * so, const Work * w, GError ** error)
+{
+  GstVideoInfo info;
+  GstBuffer *buf = read_resource (so, w->resource_id, &info, error);
+  EncodedFrame *f;
+
+  if (!buf)
+    return NULL;
+  if (g_strcmp0 (so->vm->cfg.encoder_name, BRIDGE_ENCODER_NULL) == 0) {
+    gst_buffer_unref (buf);
+    f = g_atomic_rc_box_new0 (EncodedFrame);
+    f->au = g_bytes_new_static (null_au, sizeof (null_au));
+    f->keyframe = TRUE;
+  } else if (!(f = encode_frame (so, buf, &info, w, error))) {
+    return NULL;
+  }
+  f->repeat = w->repeat;
+  f->width = GST_VIDEO_INFO_WIDTH (&info);
+  f->height = GST_VIDEO_INFO_HEIGHT (&info);
+  f->capture_ns = w->capture_ns;
+  f->index = ++so->frame_counter;
+  f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
+      G_MAXUINT32);
+  return f;
+}
+
+/* vm lock held: what to do next, or FALSE and *wait_until (monotonic us)
+ * when nothing is due. */
+static gboolean
+next_work (Scanout * so, Work * w, gint64 * wait_until)
+{
+  const BridgeScanoutConfig *cfg = &so->vm->cfg;
+  gint64 now = g_get_monotonic_time ();
+  guint32 resource = so->state.resource_id;
+
+  *wait_until = now + G_USEC_PER_SEC;
+  if (!so->subscribers->len || !so->state.enabled)
+    return FALSE;
+  if (so->flush_pending) {
+    so->flush_pending = FALSE;
+    resource = so->pending_resource;
+    w->capture_ns = so->pending_time_ns;
+    w->repeat = FALSE;
+  } else if (resource && (so->want_idr || (cfg->quiet_interval_us
+              && so->t_last_encode
+              && now - so->t_last_encode >= cfg->quiet_interval_us))) {
+    /* a new subscriber's IDR, or a static screen: what it shows now */
+    w->capture_ns = monotonic_ns ();
+    w->repeat = so->t_last_encode != 0;
+  } else {
+    if (cfg->quiet_interval_us && so->t_last_encode)
+      *wait_until = MIN (*wait_until, so->t_last_encode +
+          cfg->quiet_interval_us);
+    return FALSE;
+  }
+  if (!resource)
+    return FALSE;
+  w->resource_id = resource;
+  w->force_idr = so->want_idr;
+  so->want_idr = FALSE;
+  w->bitrate = so->bitrate_wanted ? so->bitrate_wanted : cfg->bitrate;
+  return TRUE;
+}
+
+/* vm lock held: @f to every subscriber that can take it. */
+static void
+fan_out (Scanout * so, EncodedFrame * f)
+{
+  guint i;
+
+  so->vm->stats.frames_encoded++;
+  for (i = 0; i < so->subscribers->len; i++) {
+    Subscriber *sub = g_ptr_array_index (so->subscribers, i);
+
+    if (sub->waiting_idr && !f->keyframe) {
+      sub->frames_skipped++;
+      so->vm->stats.frames_skipped++;
+      continue;
+    }
+    if (!subscriber_queue_frame (sub, f)) {
+      /* it cannot keep up: nothing more until an IDR it can take */
+      sub->frames_dropped++;
+      sub->waiting_idr = TRUE;
+      sub->discont = TRUE;
+      scanout_request_idr (so, FALSE);
+      continue;
+    }
+    sub->waiting_idr = FALSE;
+    so->vm->stats.frames_sent++;
+  }
+}
+
+static void
+log_failure (Scanout * so, const gchar * what, const GError * err)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (so->t_failure_logged && now - so->t_failure_logged <
+      FAILURE_LOG_INTERVAL_US)
+    return;
+  so->t_failure_logged = now;
+  so->vm->cfg.log ("scanout %u: %s: %s", so->index, what, err->message);
+}
+
+static gpointer
+scanout_thread (gpointer data)
+{
+  Scanout *so = data;
+  BridgeVm *vm = so->vm;
+
+  g_mutex_lock (&vm->lock);
+  while (!vm->stopping) {
+    Work w;
+    gint64 wait_until;
+    EncodedFrame *f;
+    GError *err = NULL;
+
+    if (!next_work (so, &w, &wait_until)) {
+      if (!so->subscribers->len && so->pipeline
+          && g_get_monotonic_time () - so->t_no_subscribers >
+          IDLE_TEARDOWN_US) {
+        g_mutex_unlock (&vm->lock);
+        teardown_encoder (so);
+        g_mutex_lock (&vm->lock);
+        so->t_last_encode = 0;
+        continue;
+      }
+      g_cond_wait_until (&vm->cond, &vm->lock, wait_until);
+      continue;
+    }
+    g_mutex_unlock (&vm->lock);
+    f = produce_frame (so, &w, &err);
+    g_mutex_lock (&vm->lock);
+    so->t_last_encode = g_get_monotonic_time ();
+    if (f) {
+      fan_out (so, f);
+      encoded_frame_unref (f);
+    } else if (err->domain == GST_STREAM_ERROR
+        || err->domain == GST_CORE_ERROR) {
+      vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
+          err->message);
+      end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
+      g_mutex_unlock (&vm->lock);
+      teardown_encoder (so);
+      g_mutex_lock (&vm->lock);
+    } else {
+      /* resource gone, export busy or away: the next flush tries again */
+      log_failure (so, "reading its resource", err);
+    }
+    g_clear_error (&err);
+  }
+  g_mutex_unlock (&vm->lock);
+  teardown_encoder (so);
+  return NULL;
+}
+
+/* Subscriptions (vm lock held) */
+
+gboolean
+scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
+    gboolean v2, gint32 * code, gchar ** text)
+{
+  Scanout *so;
+
+  if (vm->stopping) {
+    *code = HXFR_ERR_SHUTDOWN;
+    *text = g_strdup ("the bridge is stopping");
+    return FALSE;
+  }
+  if (index >= (vm->n_scanouts ? vm->n_scanouts : BRIDGE_MAX_SCANOUTS)) {
+    *code = HXFR_ERR_NO_SCANOUT;
+    *text = g_strdup_printf ("scanout %u does not exist (this VM has %u)",
+        index, vm->n_scanouts);
+    return FALSE;
+  }
+  so = &vm->scanouts[index];
+  /* deployed clients may subscribe before the connector is enabled (as
+   * against helix's QEMU); a v2 client learns it and retries */
+  if (v2 && !so->state.enabled) {
+    *code = HXFR_ERR_NO_SCANOUT;
+    *text = g_strdup_printf ("scanout %u is %s", index, vm->n_scanouts ?
+        "disabled" : "not known yet (the VM's export is not connected)");
+    return FALSE;
+  }
+  if (so->subscribers->len >= vm->cfg.max_subscribers_per_scanout) {
+    *code = HXFR_ERR_TOO_MANY_SESSIONS;
+    *text = g_strdup_printf ("scanout %u has its maximum of %u subscribers",
+        index, vm->cfg.max_subscribers_per_scanout);
+    return FALSE;
+  }
+  g_ptr_array_add (so->subscribers, sub);
+  sub->scanout = so;
+  sub->scanout_index = index;
+  sub->waiting_idr = TRUE;
+  sub->first_capture_ns = 0;
+  vm->stats.subscribers++;
+  /* its first frame is an IDR, at once: re-encoded now if the screen is
+   * static */
+  scanout_request_idr (so, TRUE);
+  if (!so->thread)
+    so->thread = g_thread_new ("hx-scanout", scanout_thread, so);
+  return TRUE;
+}
+
+void
+scanout_unsubscribe (Subscriber * sub)
+{
+  Scanout *so = sub->scanout;
+
+  if (!so)
+    return;
+  g_ptr_array_remove_fast (so->subscribers, sub);
+  sub->scanout = NULL;
+  so->vm->stats.subscribers--;
+  if (!so->subscribers->len)
+    so->t_no_subscribers = g_get_monotonic_time ();
+  g_cond_broadcast (&so->vm->cond);
+}
+
+void
+scanout_request_idr (Scanout * so, gboolean now)
+{
+  gint64 t = g_get_monotonic_time ();
+
+  if (!now && so->t_idr_requested
+      && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US)
+    return;
+  so->t_idr_requested = t;
+  so->want_idr = TRUE;
+  g_cond_broadcast (&so->vm->cond);
+}
+
+void
+scanout_set_bitrate (Scanout * so, guint32 bitrate)
+{
+  so->bitrate_wanted = bitrate;
+}
+
+void
+scanout_get_size (Scanout * so, guint32 * width, guint32 * height)
+{
+  *width = so->state.resource_id ? so->state.width : 0;
+  *height = so->state.resource_id ? so->state.height : 0;
+}
+
+gboolean
+bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
+    guint32 width, guint32 height, guint32 refresh, GError ** error)
+{
+  HxfrExportWatch *w;
+  gboolean ok;
+
+  /* counted: the watch thread frees a lost watch only when unused */
+  g_mutex_lock (&vm->lock);
+  w = vm->watch_lost ? NULL : vm->watch;
+  if (w)
+    vm->watch_users++;
+  g_mutex_unlock (&vm->lock);
+  if (!w) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+        "the VM's helix export %s is not connected", vm->export_path);
+    return FALSE;
+  }
+  ok = hxfr_export_watch_set_enabled (w, index, enable, width, height,
+      refresh, WATCH_TIMEOUT_US, error);
+  g_mutex_lock (&vm->lock);
+  vm->watch_users--;
+  g_cond_broadcast (&vm->cond);
+  g_mutex_unlock (&vm->lock);
+  return ok;
+}
+
+/* Life cycle */
+
+BridgeVm *
+bridge_vm_new (const gchar * export_path, const BridgeScanoutConfig * cfg)
+{
+  BridgeVm *vm = g_new0 (BridgeVm, 1);
+  guint i;
+
+  if (!scanout_debug)
+    GST_DEBUG_CATEGORY_INIT (scanout_debug, "hxscanout", 0,
+        "bridge scanout encoders");
+  vm->export_path = g_strdup (export_path);
+  vm->cfg = *cfg;
+  if (cfg->token)
+    vm->cfg.token = g_bytes_ref (cfg->token);
+  g_mutex_init (&vm->lock);
+  g_cond_init (&vm->cond);
+  for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
+    vm->scanouts[i].vm = vm;
+    vm->scanouts[i].index = i;
+    vm->scanouts[i].subscribers = g_ptr_array_new ();
+  }
+  return vm;
+}
+
+void
+bridge_vm_ensure_watching (BridgeVm * vm)
+{
+  gint64 deadline = g_get_monotonic_time () + WATCH_TIMEOUT_US +
+      G_USEC_PER_SEC;
+
+  /* started by the first scanout client, so that a bridge serving only
+   * frame sessions never holds a connection the VMM would count */
+  g_mutex_lock (&vm->lock);
+  if (!vm->watch_thread && !vm->stopping)
+    vm->watch_thread = g_thread_new ("hx-watch", watch_thread, vm);
+  /* the first subscriber waits for the first attempt (bounded), so that
+   * it is not refused only because the scanouts are not known yet */
+  while (!vm->watch_tried && !vm->stopping)
+    if (!g_cond_wait_until (&vm->cond, &vm->lock, deadline))
+      break;
+  g_mutex_unlock (&vm->lock);
+}
+
+void
+bridge_vm_stop (BridgeVm * vm)
+{
+  guint i;
+
+  g_mutex_lock (&vm->lock);
+  vm->stopping = TRUE;
+  for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++)
+    end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_SHUTDOWN,
+        "the bridge is stopping");
+  g_cond_broadcast (&vm->cond);
+  g_mutex_unlock (&vm->lock);
+}
+
+void
+bridge_vm_free (BridgeVm * vm)
+{
+  guint i;
+
+  bridge_vm_stop (vm);
+  if (vm->watch_thread)
+    g_thread_join (vm->watch_thread);
+  for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
+    Scanout *so = &vm->scanouts[i];
+
+    if (so->thread)
+      g_thread_join (so->thread);
+    g_ptr_array_unref (so->subscribers);
+  }
+  if (vm->watch)
+    hxfr_export_watch_free (vm->watch);
+  if (vm->cfg.token)
+    g_bytes_unref (vm->cfg.token);
+  g_mutex_clear (&vm->lock);
+  g_cond_clear (&vm->cond);
+  g_free (vm->export_path);
+  g_free (vm);
+}
+
+void
+bridge_vm_get_stats (BridgeVm * vm, BridgeVmStats * stats)
+{
+  g_mutex_lock (&vm->lock);
+  *stats = vm->stats;
+  g_mutex_unlock (&vm->lock);
+}

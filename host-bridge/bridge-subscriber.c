@@ -1,0 +1,641 @@
+/* Scanout subscriptions, the client side: one connection, read on the
+ * session's thread, written by a writer thread of its own from a bounded
+ * queue, so that a subscriber that does not read never holds the encoder
+ * or the other subscribers. Deployed clients (helix's desktop-bridge and
+ * helix-drm-manager) and v2 subscribers (docs/protocol.md section 11).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bridge-scanout-private.h"
+
+#include <string.h>
+
+/* A deployed pushed frame's pts: the frame counter at 60 fps, as deployed */
+#define DEPLOYED_PTS_STEP 16666667
+/* Payloads of message types a deployed client may send that we do not
+ * serve are read and dropped up to this size (the deployed host drains any
+ * below 64 MiB: nothing sends such messages on a scanout connection) */
+#define MAX_SKIPPED_PAYLOAD (64 * 1024)
+/* Control answers (PONG, SCANOUT_RESP) queued and not yet taken: more
+ * means the client sends without reading */
+#define MAX_QUEUED_CONTROL 64
+/* A connection that has not subscribed may stay silent this long (a
+ * subscribed one for ever: deployed subscribers send nothing more) */
+#define UNSUBSCRIBED_IDLE_US (60 * G_USEC_PER_SEC)
+/* Answers still queued when the connection ends: sent within this */
+#define END_FLUSH_US (2 * G_USEC_PER_SEC)
+
+typedef struct
+{
+  guint8 type;
+  guint16 session_id;
+  guint8 fixed[HXFR_ERROR_SIZE];
+  gsize fixed_len;
+  EncodedFrame *frame;          /* its access unit follows, or NULL */
+} Outgoing;
+
+static void
+outgoing_free (Outgoing * o)
+{
+  if (o->frame)
+    encoded_frame_unref (o->frame);
+  g_free (o);
+}
+
+/* Writer */
+
+static void
+set_end_reason (Subscriber * sub, gchar * reason)
+{
+  if (!sub->end_reason)
+    sub->end_reason = reason;
+  else
+    g_free (reason);
+}
+
+static gboolean
+send_one (Subscriber * sub, Outgoing * o, GError ** error)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  GOutputVector tail;
+  gsize size = 0;
+
+  if (o->frame) {
+    tail.buffer = g_bytes_get_data (o->frame->au, &size);
+    tail.size = size;
+  }
+  return hxfr_conn_send (sub->conn, o->type, 0, o->session_id, o->fixed,
+      o->fixed_len, o->frame ? &tail : NULL, o->frame ? 1 : 0,
+      cfg->write_timeout_us, NULL, error);
+}
+
+static gpointer
+writer_thread (gpointer data)
+{
+  Subscriber *sub = data;
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+
+  g_mutex_lock (&sub->lock);
+  for (;;) {
+    Outgoing *o;
+    GError *err = NULL;
+
+    while (!sub->out.length && !sub->closing)
+      g_cond_wait (&sub->cond, &sub->lock);
+    if (!(o = g_queue_pop_head (&sub->out)))
+      break;
+    if (o->frame)
+      sub->out_frames--;
+    g_mutex_unlock (&sub->lock);
+    if (!send_one (sub, o, &err)) {
+      g_mutex_lock (&sub->lock);
+      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        set_end_reason (sub, g_strdup_printf ("the subscriber took no "
+                "bytes for %.0f s (it does not read its frames)",
+                cfg->write_timeout_us / 1e6));
+      else
+        set_end_reason (sub, g_strdup_printf ("writing: %s", err->message));
+      g_error_free (err);
+      outgoing_free (o);
+      break;
+    }
+    outgoing_free (o);
+    g_mutex_lock (&sub->lock);
+  }
+  sub->closing = TRUE;
+  sub->writer_done = TRUE;
+  g_queue_clear_full (&sub->out, (GDestroyNotify) outgoing_free);
+  sub->out_frames = 0;
+  g_cond_broadcast (&sub->cond);
+  g_mutex_unlock (&sub->lock);
+  /* wakes the reader, whichever side ended */
+  hxfr_conn_shutdown (sub->conn);
+  return NULL;
+}
+
+/* Subscriber.lock held */
+static void
+push_locked (Subscriber * sub, Outgoing * o)
+{
+  g_queue_push_tail (&sub->out, o);
+  if (o->frame)
+    sub->out_frames++;
+  g_cond_broadcast (&sub->cond);
+}
+
+/* Queues a message without an access unit. FALSE: the client does not take
+ * its answers (or the connection is ending). */
+static gboolean
+queue_message (Subscriber * sub, guint8 type, guint16 session_id,
+    const guint8 * fixed, gsize fixed_len)
+{
+  Outgoing *o;
+  gboolean ok;
+
+  g_mutex_lock (&sub->lock);
+  ok = !sub->closing && sub->out.length - sub->out_frames < MAX_QUEUED_CONTROL;
+  if (ok) {
+    o = g_new0 (Outgoing, 1);
+    o->type = type;
+    o->session_id = session_id;
+    memcpy (o->fixed, fixed, fixed_len);
+    o->fixed_len = fixed_len;
+    push_locked (sub, o);
+  }
+  g_mutex_unlock (&sub->lock);
+  return ok;
+}
+
+/* vm lock held (the subscription fields) */
+gboolean
+subscriber_queue_frame (Subscriber * sub, EncodedFrame * f)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  Outgoing *o;
+  gsize au_size = g_bytes_get_size (f->au);
+
+  g_mutex_lock (&sub->lock);
+  if (sub->closing) {
+    g_mutex_unlock (&sub->lock);
+    return TRUE;
+  }
+  if (sub->out_frames >= cfg->queue_frames) {
+    g_mutex_unlock (&sub->lock);
+    return FALSE;
+  }
+  o = g_new0 (Outgoing, 1);
+  o->frame = encoded_frame_ref (f);
+  if (sub->v2) {
+    HxfrScanoutFrame sf = { 0, };
+
+    if (!sub->first_capture_ns)
+      sub->first_capture_ns = f->capture_ns;
+    sf.seq = sub->seq++;
+    sf.frame_flags = (f->keyframe ? HXFR_SCANOUT_FRAME_KEYFRAME : 0) |
+        (f->repeat ? HXFR_SCANOUT_FRAME_REPEAT : 0) |
+        (sub->discont ? HXFR_SCANOUT_FRAME_DISCONT : 0);
+    sf.width = f->width;
+    sf.height = f->height;
+    sf.pts = f->capture_ns >= sub->first_capture_ns ?
+        (gint64) (f->capture_ns - sub->first_capture_ns) : 0;
+    sf.duration = -1;
+    sf.capture_time = f->capture_ns;
+    sf.encode_us = f->encode_us;
+    o->type = HXFR_MSG_SCANOUT_FRAME;
+    o->session_id = sub->session_id;
+    o->fixed_len = hxfr_scanout_frame_write (&sf, o->fixed);
+  } else {
+    /* as deployed: session_id is the scanout id, pts the frame counter */
+    o->type = HXFR_MSG_FRAME_RESPONSE;
+    o->session_id = (guint16) sub->scanout_index;
+    o->fixed_len = hxfr_pushed_frame_write ((gint64) f->index *
+        DEPLOYED_PTS_STEP, f->keyframe, au_size, o->fixed);
+  }
+  sub->discont = FALSE;
+  sub->frames_sent++;
+  push_locked (sub, o);
+  g_mutex_unlock (&sub->lock);
+  return TRUE;
+}
+
+void
+subscriber_end (Subscriber * sub, guint32 reason, const gchar * text)
+{
+  g_mutex_lock (&sub->lock);
+  if (!sub->closing) {
+    /* frames not sent yet are dropped; the end itself is sent */
+    GList *l = sub->out.head;
+
+    while (l) {
+      GList *next = l->next;
+      Outgoing *o = l->data;
+
+      if (o->frame) {
+        g_queue_delete_link (&sub->out, l);
+        outgoing_free (o);
+      }
+      l = next;
+    }
+    sub->out_frames = 0;
+    if (sub->v2) {
+      Outgoing *o = g_new0 (Outgoing, 1);
+
+      o->type = HXFR_MSG_SCANOUT_END;
+      o->session_id = sub->session_id;
+      o->fixed_len = hxfr_scanout_end_write (reason, text, o->fixed);
+      g_queue_push_tail (&sub->out, o);
+    }
+    set_end_reason (sub, g_strdup (text));
+    sub->closing = TRUE;
+    g_cond_broadcast (&sub->cond);
+  }
+  g_mutex_unlock (&sub->lock);
+}
+
+/* Reader: one message at a time, on the session thread */
+
+typedef struct
+{
+  Subscriber *sub;
+  GCancellable *cancellable;
+  gboolean deployed_ok;
+  gint64 deadline;              /* this message's: one phase, one deadline */
+  gchar *reason;                /* set: the connection ends */
+} Reader;
+
+static gboolean
+read_payload (Reader * r, const HxfrHeader * h, guint8 * buf, gsize size,
+    const gchar * what)
+{
+  GError *err = NULL;
+
+  if (h->payload_size != size) {
+    r->reason = g_strdup_printf ("%s with a %u-byte payload (it is %"
+        G_GSIZE_FORMAT ")", what, h->payload_size, size);
+    return FALSE;
+  }
+  if (size && !hxfr_conn_read_exact (r->sub->conn, buf, size,
+          hxfr_deadline_left (r->deadline), r->cancellable, &err)) {
+    r->reason = g_strdup_printf ("reading %s: %s", what, err->message);
+    g_error_free (err);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+send_error_and_end (Reader * r, gint32 code, const gchar * text)
+{
+  guint8 out[HXFR_ERROR_SIZE];
+  gsize len = hxfr_error_write (code, text, out);
+
+  queue_message (r->sub, HXFR_MSG_ERROR, r->sub->session_id, out, len);
+  if (!r->reason)
+    r->reason = g_strdup (text);
+}
+
+static void
+handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
+{
+  Subscriber *sub = r->sub;
+  BridgeVm *vm = sub->vm;
+  gint32 code = 0;
+  gchar *text = NULL;
+  guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
+  HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, index };
+  gboolean ok, queued = TRUE;
+
+  g_mutex_lock (bridge_vm_lock (vm));
+  /* deployed: the last SUBSCRIBE wins */
+  scanout_unsubscribe (sub);
+  ok = scanout_subscribe (vm, sub, index, v2, &code, &text);
+  if (ok && bitrate)
+    scanout_set_bitrate (sub->scanout, bitrate);
+  /* the answer is queued before the lock goes: no frame can come first */
+  if (v2 && ok) {
+    scanout_get_size (sub->scanout, &ack.width, &ack.height);
+    g_strlcpy (ack.encoder, bridge_vm_encoder_name (vm),
+        sizeof (ack.encoder));
+    hxfr_subscribe2_ack_write (&ack, out);
+    queued = queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id,
+        out, HXFR_SUBSCRIBE2_ACK_SIZE);
+  } else if (!v2) {
+    hxfr_subscribe_resp_write (index, ok, out);
+    queued = queue_message (sub, HXFR_MSG_SUBSCRIBE_RESP, (guint16) index,
+        out, HXFR_SUBSCRIBE_RESP_SIZE);
+  }
+  g_mutex_unlock (bridge_vm_lock (vm));
+
+  bridge_vm_config (vm)->log ("subscriber %u: %s scanout %u%s%s", sub->id,
+      ok ? "subscribed to" : "refused", index, ok ? "" : ": ",
+      ok ? "" : text);
+  if (v2 && !ok)
+    send_error_and_end (r, code, text);
+  else if (!queued)
+    r->reason = g_strdup ("the subscriber does not read");
+  g_free (text);
+}
+
+/* ENABLE_SCANOUT / DISABLE_SCANOUT: a connector hotplug in the guest */
+static void
+handle_hotplug (Reader * r, const HxfrHeader * h, guint32 index,
+    gboolean enable, guint32 width, guint32 height, guint32 refresh)
+{
+  Subscriber *sub = r->sub;
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  guint8 out[HXFR_SCANOUT_RESP_SIZE];
+  GError *err = NULL;
+  gboolean ok;
+
+  if (enable && (width == 0 || height == 0 || width > cfg->max_width
+          || height > cfg->max_height || (width | height) & 1)) {
+    ok = FALSE;
+    cfg->log ("subscriber %u: ENABLE_SCANOUT %u at %ux%u refused (1..%ux%u, "
+        "even sizes)", sub->id, index, width, height, cfg->max_width,
+        cfg->max_height);
+  } else {
+    ok = bridge_vm_set_enabled (sub->vm, index, enable, width, height,
+        refresh, &err);
+    cfg->log ("subscriber %u: %s scanout %u%s%s", sub->id,
+        enable ? "enable" : "disable", index, ok ? "" : ": ",
+        ok ? "" : err->message);
+    g_clear_error (&err);
+  }
+  /* deployed QEMU answers ENABLE only; helix-drm-manager also waits for an
+   * answer to DISABLE (10 s), which is safe to give on a connection that
+   * has not subscribed */
+  if (!enable && sub->scanout)
+    return;
+  hxfr_scanout_resp_write (index, ok, out);
+  if (!queue_message (sub, HXFR_MSG_SCANOUT_RESP, h->session_id, out,
+          sizeof (out)))
+    r->reason = g_strdup ("the client does not read its answers");
+}
+
+static void
+handle_deployed (Reader * r, const HxfrHeader * h)
+{
+  Subscriber *sub = r->sub;
+  guint8 buf[HXFR_CONFIG_REQ_SIZE];
+  guint32 index;
+  HxfrEnableScanout en;
+  HxfrConfig config;
+  GError *err = NULL;
+
+  switch (h->type) {
+    case HXFR_MSG_SUBSCRIBE:
+      if (read_payload (r, h, buf, HXFR_SUBSCRIBE_SIZE, "SUBSCRIBE")) {
+        hxfr_subscribe_parse (buf, HXFR_SUBSCRIBE_SIZE, &index, NULL);
+        handle_subscribe (r, index, FALSE, 0);
+      }
+      break;
+    case HXFR_MSG_ENABLE_SCANOUT:
+      if (read_payload (r, h, buf, HXFR_ENABLE_SCANOUT_SIZE,
+              "ENABLE_SCANOUT")) {
+        hxfr_enable_scanout_parse (buf, HXFR_ENABLE_SCANOUT_SIZE, &en, NULL);
+        handle_hotplug (r, h, en.scanout_id, TRUE, en.width, en.height,
+            en.refresh);
+      }
+      break;
+    case HXFR_MSG_DISABLE_SCANOUT:
+      if (read_payload (r, h, buf, HXFR_DISABLE_SCANOUT_SIZE,
+              "DISABLE_SCANOUT")) {
+        hxfr_disable_scanout_parse (buf, HXFR_DISABLE_SCANOUT_SIZE, &index,
+            NULL);
+        handle_hotplug (r, h, index, FALSE, 0, 0, 0);
+      }
+      break;
+    case HXFR_MSG_CONFIG_REQ:
+      if (!read_payload (r, h, buf, HXFR_CONFIG_REQ_SIZE, "CONFIG_REQ")
+          || !hxfr_config_parse (buf, HXFR_CONFIG_REQ_SIZE, &config, &err))
+        break;
+      /* no answer, as deployed; applied before the next frame, so a flood
+       * costs nothing but the reading */
+      g_mutex_lock (bridge_vm_lock (sub->vm));
+      if (sub->scanout && config.bitrate)
+        scanout_set_bitrate (sub->scanout, config.bitrate);
+      g_mutex_unlock (bridge_vm_lock (sub->vm));
+      break;
+    case HXFR_MSG_PING:
+      if (read_payload (r, h, NULL, 0, "PING")
+          && !queue_message (sub, HXFR_MSG_PONG, h->session_id, NULL, 0))
+        r->reason = g_strdup ("the client sends PINGs and reads no PONGs");
+      break;
+    case HXFR_MSG_KEYFRAME_REQ:
+      /* ignored by the deployed host; we honour it (rate-limited) */
+      if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
+        g_mutex_lock (bridge_vm_lock (sub->vm));
+        if (sub->scanout)
+          scanout_request_idr (sub->scanout, FALSE);
+        g_mutex_unlock (bridge_vm_lock (sub->vm));
+      }
+      break;
+    default:
+      if (h->payload_size > MAX_SKIPPED_PAYLOAD) {
+        r->reason = g_strdup_printf ("%s (0x%02x) with a %u-byte payload on "
+            "a scanout connection", hxfr_msg_type_name (h->type), h->type,
+            h->payload_size);
+      } else if (!hxfr_conn_skip (sub->conn, h->payload_size,
+              hxfr_deadline_left (r->deadline), r->cancellable, &err)) {
+        r->reason = g_strdup_printf ("reading a %s: %s",
+            hxfr_msg_type_name (h->type), err->message);
+      }
+      break;
+  }
+  if (err && !r->reason)
+    r->reason = g_strdup (err->message);
+  g_clear_error (&err);
+}
+
+static void
+handle_subscribe2 (Reader * r, const HxfrHeader * h)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (r->sub->vm);
+  guint8 buf[HXFR_SUBSCRIBE2_SIZE + HXFR_MAX_TOKEN];
+  HxfrSubscribe2 s;
+  GError *err = NULL;
+
+  if (h->payload_size < HXFR_SUBSCRIBE2_SIZE
+      || h->payload_size > sizeof (buf)) {
+    send_error_and_end (r, HXFR_ERR_INVALID, "SUBSCRIBE2 payload size out "
+        "of range");
+    return;
+  }
+  if (!read_payload (r, h, buf, h->payload_size, "SUBSCRIBE2"))
+    return;
+  if (!hxfr_subscribe2_parse (buf, h->payload_size, &s, &err)) {
+    send_error_and_end (r, HXFR_ERR_INVALID, err->message);
+    g_error_free (err);
+    return;
+  }
+  if (s.min_version > 2 || s.max_version < 2) {
+    send_error_and_end (r, HXFR_ERR_UNSUPPORTED, "this host speaks "
+        "subscription version 2 only");
+  } else if (cfg->token && !hxfr_token_equal (g_bytes_get_data (cfg->token,
+              NULL), g_bytes_get_size (cfg->token), buf +
+          HXFR_SUBSCRIBE2_SIZE, s.token_len)) {
+    send_error_and_end (r, HXFR_ERR_UNAUTHORIZED, "missing or wrong token");
+  } else if (s.codec != HXFR_CODEC_H264) {
+    send_error_and_end (r, HXFR_ERR_UNSUPPORTED, "only H264 is encoded");
+  } else {
+    handle_subscribe (r, s.scanout_id, TRUE, s.bitrate);
+  }
+}
+
+static void
+handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
+{
+  Subscriber *sub = r->sub;
+  guint8 buf[HXFR_CONTROL_SIZE];
+  HxfrControl c;
+  GError *err = NULL;
+
+  if (first) {
+    handle_subscribe2 (r, h);
+    return;
+  }
+  switch (h->type) {
+    case HXFR_MSG_KEYFRAME_REQ:
+      if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
+        g_mutex_lock (bridge_vm_lock (sub->vm));
+        if (sub->scanout)
+          scanout_request_idr (sub->scanout, FALSE);
+        g_mutex_unlock (bridge_vm_lock (sub->vm));
+      }
+      break;
+    case HXFR_MSG_CONTROL:
+      if (!read_payload (r, h, buf, HXFR_CONTROL_SIZE, "CONTROL"))
+        break;
+      if (!hxfr_control_parse (buf, HXFR_CONTROL_SIZE, &c, &err)) {
+        send_error_and_end (r, HXFR_ERR_INVALID, err->message);
+        g_error_free (err);
+        break;
+      }
+      g_mutex_lock (bridge_vm_lock (sub->vm));
+      if (sub->scanout && (c.mask & HXFR_CONTROL_BITRATE) && c.bitrate)
+        scanout_set_bitrate (sub->scanout, c.bitrate);
+      g_mutex_unlock (bridge_vm_lock (sub->vm));
+      break;
+    case HXFR_MSG_PING:
+      if (read_payload (r, h, NULL, 0, "PING")
+          && !queue_message (sub, HXFR_MSG_PONG, h->session_id, NULL, 0))
+        r->reason = g_strdup ("the client sends PINGs and reads no PONGs");
+      break;
+    default:{
+      gchar *text = g_strdup_printf ("%s (0x%02x) is not valid on a "
+          "subscription", hxfr_msg_type_name (h->type), h->type);
+
+      send_error_and_end (r, HXFR_ERR_INVALID, text);
+      g_free (text);
+      break;
+    }
+  }
+}
+
+/* Waits for and reads the next header. A subscribed connection may stay
+ * silent as long as it lives (deployed subscribers never send again); it
+ * ends with the client, the bridge, or its writer. */
+static gboolean
+read_header (Reader * r, HxfrHeader * h)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (r->sub->vm);
+  guint8 bytes[HXFR_HEADER_SIZE];
+  gboolean subscribed;
+  GError *err = NULL;
+
+  g_mutex_lock (bridge_vm_lock (r->sub->vm));
+  subscribed = r->sub->scanout != NULL;
+  g_mutex_unlock (bridge_vm_lock (r->sub->vm));
+  if (!hxfr_conn_wait_readable (r->sub->conn, subscribed ? -1 :
+          UNSUBSCRIBED_IDLE_US, r->cancellable, &err))
+    goto failed;
+  r->deadline = g_get_monotonic_time () + cfg->idle_timeout_us;
+  if (!hxfr_conn_read_exact (r->sub->conn, bytes, sizeof (bytes),
+          hxfr_deadline_left (r->deadline), r->cancellable, &err)
+      || !hxfr_header_parse (bytes, h, &err))
+    goto failed;
+  return TRUE;
+
+failed:
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    r->reason = g_strdup ("the bridge is stopping");
+  else if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    r->reason = g_strdup ("silent, not subscribed");
+  else
+    r->reason = g_strdup (err->message);
+  g_error_free (err);
+  return FALSE;
+}
+
+static Subscriber *
+subscriber_new (BridgeVm * vm, HxfrConn * conn, guint id,
+    const HxfrHeader * first)
+{
+  Subscriber *sub = g_new0 (Subscriber, 1);
+
+  sub->vm = vm;
+  sub->id = id;
+  sub->conn = hxfr_conn_ref (conn);
+  sub->v2 = first->type == HXFR_MSG_SUBSCRIBE2;
+  sub->session_id = first->session_id;
+  g_mutex_init (&sub->lock);
+  g_cond_init (&sub->cond);
+  g_queue_init (&sub->out);
+  sub->writer = g_thread_new ("hx-subscriber", writer_thread, sub);
+  return sub;
+}
+
+/* Ends the writer: what is queued goes out within END_FLUSH_US, then the
+ * connection is closed. Returns why the subscription ended. */
+static gchar *
+subscriber_finish (Subscriber * sub, gchar * reader_reason)
+{
+  gchar *reason;
+  gint64 deadline;
+
+  g_mutex_lock (bridge_vm_lock (sub->vm));
+  scanout_unsubscribe (sub);
+  g_mutex_unlock (bridge_vm_lock (sub->vm));
+
+  g_mutex_lock (&sub->lock);
+  if (!sub->closing) {
+    set_end_reason (sub, reader_reason);
+    reader_reason = NULL;
+    sub->closing = TRUE;
+    g_cond_broadcast (&sub->cond);
+  }
+  /* what is queued (an ERROR, SCANOUT_END) goes out, within less than a
+   * frame's write bound: a peer that does not read is cut off */
+  deadline = g_get_monotonic_time () + END_FLUSH_US;
+  while (!sub->writer_done)
+    if (!g_cond_wait_until (&sub->cond, &sub->lock, deadline))
+      break;
+  g_mutex_unlock (&sub->lock);
+  g_free (reader_reason);
+  hxfr_conn_shutdown (sub->conn);
+  g_thread_join (sub->writer);
+
+  reason = g_strdup_printf ("%s (frames sent %" G_GUINT64_FORMAT ", skipped "
+      "waiting for an IDR %" G_GUINT64_FORMAT ", dropped %" G_GUINT64_FORMAT
+      ")", sub->end_reason ? sub->end_reason : "ended", sub->frames_sent,
+      sub->frames_skipped, sub->frames_dropped);
+  g_free (sub->end_reason);
+  g_queue_clear_full (&sub->out, (GDestroyNotify) outgoing_free);
+  hxfr_conn_unref (sub->conn);
+  g_mutex_clear (&sub->lock);
+  g_cond_clear (&sub->cond);
+  g_free (sub);
+  return reason;
+}
+
+gchar *
+bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
+    const HxfrHeader * first, gboolean deployed_ok,
+    GCancellable * cancellable)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (vm);
+  Reader r = { 0, };
+  HxfrHeader h = *first;
+  gboolean is_first = TRUE;
+
+  bridge_vm_ensure_watching (vm);
+  r.sub = subscriber_new (vm, conn, id, first);
+  r.cancellable = cancellable;
+  r.deadline = g_get_monotonic_time () + cfg->idle_timeout_us;
+  if (!r.sub->v2 && !deployed_ok) {
+    /* helix-drm-manager shows an ERROR's text; desktop-bridge fails */
+    send_error_and_end (&r, HXFR_ERR_UNAUTHORIZED, "deployed scanout "
+        "clients (no token) are not accepted on this listener (add "
+        "',deployed' to its --listen)");
+  }
+  while (!r.reason) {
+    if (!is_first && !read_header (&r, &h))
+      break;
+    if (r.sub->v2)
+      handle_v2 (&r, &h, is_first);
+    else
+      handle_deployed (&r, &h);
+    is_first = FALSE;
+  }
+  return subscriber_finish (r.sub, r.reason);
+}
