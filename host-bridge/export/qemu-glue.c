@@ -181,6 +181,9 @@ helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
     info_report ("helix-export: scanout %u shows resource %u, %ux%u, "
         "fourcc 0x%08x (virgl format %u)", index, resource_id, width,
         height, s->fourcc, virgl_format);
+  else if ((s->flips & (s->flips - 1)) == 0)
+    info_report ("helix-export: scanout %u: change %" PRIu64 " (page flip "
+        "to resource %u)", index, s->flips, resource_id);
   report_scanout (hq, index);
 }
 

@@ -5,7 +5,7 @@ Exit status 0 only if every scenario that ran passed.
 
   judge.py RUN_DIR FRAMES SCENARIOS QEMU_VERSION TOTAL_S TIMING_LINE...
 """
-import json, os, re, sys
+import json, os, re, subprocess, sys
 
 run, frames, scenarios, qemu_version, total = sys.argv[1:6]
 timings = sys.argv[6:]
@@ -43,6 +43,7 @@ def stat(d, k):
 
 
 results, failures, j = [], [], {"qemu_version": qemu_version, "frames": frames}
+skips = []
 
 
 def check(scenario, ok, what):
@@ -133,6 +134,136 @@ if "faults" in scenarios:
         os.path.join(run, "bridge.rc")) else "?"
     check("faults", rc == "0", f"host bridge alive to the end, exit {rc} on SIGTERM")
 
+def pattern_colour(cx, cy, k):
+    """tests/vm/kms-flip.c's pattern: the colour index of cell (cx, cy) of
+    frame k (bit 2 red, bit 1 green, bit 0 blue)."""
+    if cy < 6:
+        return (cx + cy + k) & 7
+    if cy == 6:
+        return cx
+    return (k >> (3 * (7 - cx))) & 7
+
+
+def read_cells(rgb, w, h):
+    """The 8x8 colour indices of one RGB frame, each from 5x5 samples in
+    the middle half of its cell (edges blur under 4:2:0 and H.264)."""
+    cells = []
+    for cy in range(8):
+        row = []
+        for cx in range(8):
+            acc = [0, 0, 0]
+            for sy in range(5):
+                y = (cy * h + h // 32) // 8 + sy * (h // 80) + h // 32
+                for sx in range(5):
+                    x = (cx * w + w // 32) // 8 + sx * (w // 80) + w // 32
+                    o = (y * w + x) * 3
+                    for c in range(3):
+                        acc[c] += rgb[o + c]
+            row.append(sum(1 << (2 - c) for c in range(3) if acc[c] > 127 * 25))
+        cells.append(row)
+    return cells
+
+
+def classify(cells):
+    """The frame number the counter row names, and how many of the other
+    56 cells disagree with that frame's pattern."""
+    k = 0
+    for cx in range(8):
+        k = (k << 3) | cells[7][cx]
+    bad = sum(cells[cy][cx] != pattern_colour(cx, cy, k)
+              for cy in range(7) for cx in range(8))
+    return k, bad
+
+
+def decode_scanout(path, w, h):
+    """Decodes the subscriber's H.264 on the host: RGB frames, or an error."""
+    rgb = os.path.join(run, "scanout.rgb")
+    env = dict(os.environ, GST_REGISTRY=os.path.join(run, "judge-registry.bin"))
+    try:
+        p = subprocess.run(
+            ["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!",
+             "h264parse", "!", "avdec_h264", "!", "videoconvert", "!",
+             f"video/x-raw,format=RGB,width={w},height={h}", "!",
+             "filesink", f"location={rgb}"],
+            env=env, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, str(e)
+    if p.returncode != 0:
+        return None, (p.stdout + p.stderr).strip()[-300:]
+    with open(rgb, "rb") as f:
+        data = f.read()
+    size = w * h * 3
+    return [data[i:i + size] for i in range(0, len(data) - size + 1, size)], None
+
+
+def judge_scanout():
+    d = read("scanout")
+    if not d:
+        check("scanout", False, "no results (the guest did not get this far)")
+        return
+    flipped = int(num(d, "flipped", 0))
+    check("scanout", d.get("kms_rc") == "0" and flipped == frames,
+          f"kms-flip showed {flipped}/{frames} frames on scanout 0 by "
+          f"{d.get('method', '?')} at {d.get('mode', '?')}, {d.get('fps', '?')} fps")
+    j["scanout_kms_fps"] = num(d, "fps")
+    j["scanout_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
+    qlog = ""
+    try:
+        qlog = open(os.path.join(run, "qemu.log"), errors="replace").read()
+    except FileNotFoundError:
+        pass
+    flushes = [int(n) for n in re.findall(
+        r"helix-export: scanout 0: flush (\d+)", qlog)]
+    shows = re.findall(r"helix-export: scanout 0 shows resource (\d+), (\d+x\d+)", qlog)
+    flips = [int(n) for n in re.findall(r"helix-export: scanout 0: change (\d+)", qlog)]
+    # the log has powers of two: at least half of what happened
+    j["scanout_qemu_flushes_at_least"] = max(flushes, default=0)
+    j["scanout_qemu_changes_at_least"] = max(flips, default=0)
+    check("scanout", bool(shows) and max(flushes, default=0) >= frames // 2
+          and max(flips, default=0) >= frames // 2,
+          f"QEMU reported scanout 0 to its export: {len(shows)} size changes "
+          f"({', '.join(sorted(set(s[1] for s in shows)))}), "
+          f">= {max(flips, default=0)} SET_SCANOUTs, >= {max(flushes, default=0)} flushes")
+    if "skipped" in d:
+        skips.append(("scanout", d["skipped"] + ": the host-encoded stream was not checked"))
+        return
+    check("scanout", d.get("subscriber_rc") == "0",
+          f"subscriber ended cleanly at EOS (rc={d.get('subscriber_rc')}, "
+          f"{d.get('subscriber_exit', 'exited')}; {d.get('h264_bytes', 0)} bytes of H.264)")
+    m = re.match(r"(\d+)x(\d+)$", d.get("mode", ""))
+    if not m:
+        check("scanout", False, "no mode from kms-flip")
+        return
+    w, h = int(m.group(1)), int(m.group(2))
+    decoded, err = decode_scanout(os.path.join(out, "scanout.h264"), w, h)
+    if decoded is None:
+        check("scanout", False, f"host decode failed: {err}")
+        return
+    ks, other, worst = [], 0, 0
+    for f in decoded:
+        k, bad = classify(read_cells(f, w, h))
+        if bad == 0 and k < frames:
+            ks.append(k)
+        else:
+            other += 1
+    distinct = sorted(set(ks))
+    backwards = sum(b < a for a, b in zip(ks, ks[1:]))
+    j.update(scanout_decoded=len(decoded), scanout_pattern_frames=len(ks),
+             scanout_distinct=len(distinct), scanout_other_frames=other,
+             scanout_first=ks[0] if ks else None, scanout_last=ks[-1] if ks else None)
+    check("scanout", len(ks) > 0,
+          f"decoded {len(decoded)} frames on the host: {len(ks)} the pattern exactly, "
+          f"{other} not (console or damaged)")
+    check("scanout", len(distinct) >= frames // 2 and backwards == 0,
+          f"{len(distinct)}/{frames} distinct pattern frames, in order "
+          f"({backwards} steps backwards), first {ks[0] if ks else '-'}")
+    check("scanout", bool(ks) and ks[-1] == frames - 1,
+          f"the last flip (frame {frames - 1}) arrived: last seen {ks[-1] if ks else '-'}")
+
+
+if "scanout" in scenarios:
+    judge_scanout()
+
 serial = ""
 try:
     serial = open(os.path.join(run, "serial.log"), errors="replace").read()
@@ -149,6 +280,9 @@ print(f"  {'total':14s} {float(total):7.1f} s")
 print("\nsummary:")
 for s, ok, what in results:
     print(f"  {'PASS' if ok else 'FAIL'}  {s}: {what}")
+for s, what in skips:
+    print(f"  SKIP  {s}: {what}")
+j["skipped"] = [s for s, _ in skips]
 j["total_s"] = round(float(total), 1)
 j["stage_s"] = {}
 for t in timings:
