@@ -9,12 +9,18 @@
  *   by the stubs below: a resource's size, format and whether its DMA-BUF
  *   export works come from its id. After each input the module must be
  *   back to no clients, no slots and no handles held, and every
- *   descriptor the input passed must be closed.
+ *   descriptor the input passed must be closed. The module reports 3
+ *   scanouts (version 2: WATCH, SCANOUT_CONTROL); its hotplug callback
+ *   accepts odd indexes and reports the change at once, from inside the
+ *   dispatch, as the stand-in VMM does.
  * FUZZ_EXPORT_CLIENT: the bridge's client (lib/hxfr-export) parses what
  *   a VMM answers: HELLO_ACK (with a ring descriptor or not), SURFACE,
  *   ERROR. A fake VMM thread sends the input; the client connects and
  *   resolves a few resources, and reads every byte of each surface it is
- *   handed (a plane outside the mapped ring faults).
+ *   handed (a plane outside the mapped ring faults). When bit 7 of byte 1
+ *   is set it plays the scanout watch instead (hxfr-export-watch.h): the
+ *   input is then the VMM's HELLO_ACK, initial SCANOUTs and events; the
+ *   watch asks for one hotplug and is freed.
  *
  * Input layout (both): byte 0 seeds the chunk sizes, byte 1 says which
  * chunks carry a descriptor (bit i: chunk i, i < 8), the rest is the byte
@@ -160,6 +166,24 @@ virgl_renderer_transfer_read_iov (uint32_t handle, uint32_t ctx_id,
 static HelixExport *export;
 static gchar *export_dir;
 
+/* Hotplug: odd scanouts accept and show a resource whose id says its
+ * size, reported (and flushed) from inside the callback. */
+static gboolean
+stub_set_scanout_enabled (gpointer user_data, guint32 index, gboolean enable,
+    guint32 width, guint32 height, guint32 refresh_hz)
+{
+  guint32 id = 1 | (MIN (width, 127) << 4) | (MIN (height, 127) << 11);
+
+  g_assert (index > 0 && index < 3);
+  if (!(index & 1))
+    return FALSE;
+  helix_export_scanout_update (export, index, enable, enable ? id : 0,
+      width, height, 0x34325241);
+  if (enable)
+    helix_export_scanout_flush (export, index, id, 0, 0, width, height);
+  return TRUE;
+}
+
 /* A fresh module per input: its DMA-BUF state (given up after the first
  * failure) must not depend on earlier inputs. */
 static void
@@ -176,6 +200,8 @@ vmm_start (void)
   o.max_height = 96;
   o.max_clients = 2;
   o.allow_dmabuf = TRUE;
+  o.n_scanouts = 3;
+  o.set_scanout_enabled = stub_set_scanout_enabled;
   if (!export_dir)
     export_dir = g_dir_make_tmp ("fuzz-export-XXXXXX", NULL);
   g_assert (export_dir);
@@ -183,6 +209,8 @@ vmm_start (void)
   export = helix_export_new (path, &o, &err);
   g_assert_no_error (err);
   g_free (path);
+  helix_export_scanout_update (export, 0, TRUE, 1 | 16 << 4 | 16 << 11, 16,
+      16, 0x34325241);
 }
 
 static void
@@ -265,6 +293,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
   g_assert_cmpuint (st.clients, ==, 0);
   g_assert_cmpuint (st.slots_in_use, ==, 0);
   g_assert_cmpuint (st.handles_held, ==, 0);
+  g_assert_cmpuint (st.watchers, ==, 0);
   helix_export_free (export);
   export = NULL;
   /* every descriptor passed in, every ring and DMA-BUF is closed */
@@ -275,6 +304,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
 #elif defined(FUZZ_EXPORT_CLIENT)
 
 #include "hxfr-export-client.h"
+#include "hxfr-export-watch.h"
 
 typedef struct
 {
@@ -369,6 +399,51 @@ touch_surface (const HxfrExportSurface * s)
   return sum;
 }
 
+static void
+watch_state (gpointer user_data, const HxfrScanoutState * st)
+{
+  guint *n = user_data;
+
+  g_assert (st->index < HXEX_MAX_SCANOUTS);
+  (*n)++;
+}
+
+static void
+watch_flush (gpointer user_data, const HxfrScanoutFlush * f)
+{
+  guint *n = user_data;
+
+  g_assert (f->index < HXEX_MAX_SCANOUTS);
+  (*n)++;
+}
+
+static void
+watch_closed (gpointer user_data, const GError * why)
+{
+  g_assert (why != NULL);
+}
+
+/* The watch against the input: every event checked, one hotplug asked. */
+static void
+play_watch (void)
+{
+  static const HxfrExportWatchCallbacks cb = {
+    watch_state, watch_flush, watch_closed
+  };
+  guint events = 0;
+  HxfrExportWatch *w = hxfr_export_watch_new (vmm_path, &cb, &events,
+      2 * G_USEC_PER_SEC, NULL);
+
+  if (!w)
+    return;
+  fuzz_messages_parsed++;
+  g_assert (hxfr_export_watch_get_n_scanouts (w) >= 1);
+  g_assert (hxfr_export_watch_get_n_scanouts (w) <= HXEX_MAX_SCANOUTS);
+  hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 64, 60, G_USEC_PER_SEC,
+      NULL);
+  hxfr_export_watch_free (w);
+}
+
 int
 LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
 {
@@ -390,7 +465,11 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
   v.size = size - 2;
   thread = g_thread_new ("fake-vmm", fake_vmm, &v);
 
-  c = hxfr_export_client_connect (vmm_path, 0, 2 * G_USEC_PER_SEC, NULL);
+  c = NULL;
+  if (v.fd_mask & 0x80)
+    play_watch ();
+  else
+    c = hxfr_export_client_connect (vmm_path, 0, 2 * G_USEC_PER_SEC, NULL);
   if (c) {
     fuzz_messages_parsed++;
     /* the VMM hangs up after its bytes, so no resolve waits long */

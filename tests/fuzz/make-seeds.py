@@ -92,13 +92,34 @@ def fourcc_v(s):
     return struct.unpack('<I', s.encode())[0]
 
 
-def hx_ack(n_slots, slot_size, kinds=0x2, n_fds=None):
-    body = struct.pack('<HHIIIQII', 1, 0, kinds, n_slots, 0, slot_size, 4096, 4096)
+def hx_ack(n_slots, slot_size, kinds=0x2, n_fds=None, version=1):
+    body = struct.pack('<HHIIIQII', version, 0, kinds, n_slots, 0, slot_size, 4096, 4096)
     return hxex(0x02, body, n_fds=(1 if n_slots else 0) if n_fds is None else n_fds)
 
 
 def hx_error(req, code, text):
     return hxex(0x06, struct.pack('<i124s', code, text), req=req)
+
+
+# Version 2: scanout watches
+def hx_watch(req=0):
+    return hxex(0x07, bytes(8), req=req)
+
+
+def hx_scanout(index, n, res=0, w=0, h=0, enabled=True):
+    return hxex(0x08, struct.pack('<8I', index, int(enabled), res, w, h, fourcc_v('AR24') if res else 0, n, 0))
+
+
+def hx_flush(index, res, w, h, t=1000):
+    return hxex(0x09, struct.pack('<6IQ', index, res, 0, 0, w, h, t))
+
+
+def hx_control(req, index, enable, w=64, h=64, hz=60):
+    return hxex(0x0A, struct.pack('<6I', index, enable, w, h, hz, 0), req=req)
+
+
+def hx_control_ack(req, index, status):
+    return hxex(0x0B, struct.pack('<Ii', index, status), req=req)
 
 
 # fuzz-export.c's stand-in virglrenderer: resource id bits 0-1 nonzero =
@@ -124,6 +145,15 @@ def export_vmm_seeds():
     yield 'bad-version', b'\x30\x00' + hx_hello(2, 3)
     yield 'server-message', b'\x30\x00' + hx_hello() + hx_ack(0, 0)
     yield 'bad-size', b'\x02\x00' + hx_hello()[:8] + struct.pack('<I', 1 << 30) + bytes(4)
+    yield 'watch', b'\x34\x00' + (hx_hello(2, 2, 0x1) + hx_watch() + hx_control(1, 1, 1) +
+                                   hx_control(2, 2, 1) + hx_control(3, 0, 1) + hx_control(4, 9, 0) +
+                                   hx_control(5, 1, 1, w=100000) + hx_control(6, 1, 0))
+    yield 'watch-resolve', b'\x10\x00' + hx_hello(1, 2) + hx_watch() + hx_resolve(1, ok)
+    yield 'watch-v1', b'\x10\x00' + hx_hello(1, 1) + hx_watch()
+    yield 'watch-twice', b'\x10\x00' + hx_hello(2, 2) + hx_watch() + hx_watch()
+    yield 'watch-control-id0', b'\x10\x00' + hx_hello(2, 2) + hx_watch() + hx_control(0, 1, 1)
+    yield 'watch-control-bad', b'\x10\x00' + hx_hello(2, 2) + hx_watch() + hx_control(1, 1, 7)
+    yield 'control-no-watch', b'\x10\x00' + hx_hello(2, 2) + hx_control(1, 1, 1)
 
 
 def export_client_seeds():
@@ -136,6 +166,17 @@ def export_client_seeds():
                                          hx_surface(1, 4, 1, 4, 4, 16, 64))
     yield 'slot-outside', b'\x34\x01' + hx_ack(1, 4096) + hx_surface(1, 3, 1, 4, 4, 16, 64, slot=1)
     yield 'ring-missing', b'\x34\x00' + hx_ack(4, 4096, n_fds=1)
+    # byte 1 bit 7: fuzz-export.c plays the scanout watch
+    v2 = hx_ack(0, 0, kinds=0, version=2)
+    yield 'watch', b'\x34\x80' + (v2 + hx_scanout(0, 3, 5, 64, 48) + hx_scanout(1, 3) +
+                                   hx_scanout(2, 3, enabled=False) + hx_flush(0, 5, 64, 48) +
+                                   hx_scanout(1, 3, 6, 32, 32) + hx_control_ack(1, 1, 0) +
+                                   hx_flush(1, 6, 32, 32))
+    yield 'watch-refused', b'\x10\x80' + v2 + hx_scanout(0, 2) + hx_scanout(1, 2) + hx_control_ack(1, 1, 9)
+    yield 'watch-bad-index', b'\x10\x80' + v2 + hx_scanout(0, 2) + hx_scanout(1, 2) + hx_flush(5, 1, 4, 4)
+    yield 'watch-count-changes', b'\x10\x80' + v2 + hx_scanout(0, 2) + hx_scanout(1, 3)
+    yield 'watch-no-scanouts', b'\x10\x80' + v2 + hx_error(0, 10, b'this VMM reports no scanouts')
+    yield 'watch-v1-vmm', b'\x10\x80' + hx_error(0, 7, b'this VMM speaks version 1 only')
 
 
 def main():
