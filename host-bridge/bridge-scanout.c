@@ -49,7 +49,8 @@ struct _Scanout
   gboolean flush_pending;
   guint32 pending_resource;
   guint64 pending_time_ns;
-  gboolean want_idr;
+  gboolean want_idr;            /* the next frame is an IDR */
+  gboolean idr_deferred;        /* asked for within the rate limit: owed */
   gint64 t_idr_requested;
   guint32 bitrate_wanted;       /* 0: the configured default */
   gint64 t_last_encode;         /* 0: nothing encoded by this encoder */
@@ -556,6 +557,12 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
   *wait_until = now + G_USEC_PER_SEC;
   if (!so->subscribers->len || !so->state.enabled)
     return FALSE;
+  if (so->idr_deferred) {
+    if (now - so->t_idr_requested >= IDR_REQUEST_INTERVAL_US)
+      scanout_request_idr (so, TRUE);
+    else
+      *wait_until = so->t_idr_requested + IDR_REQUEST_INTERVAL_US;
+  }
   if (so->flush_pending) {
     so->flush_pending = FALSE;
     resource = so->pending_resource;
@@ -589,6 +596,8 @@ fan_out (Scanout * so, EncodedFrame * f)
   guint i;
 
   so->vm->stats.frames_encoded++;
+  if (f->keyframe)
+    so->idr_deferred = FALSE;
   for (i = 0; i < so->subscribers->len; i++) {
     Subscriber *sub = g_ptr_array_index (so->subscribers, i);
 
@@ -743,8 +752,12 @@ scanout_request_idr (Scanout * so, gboolean now)
   gint64 t = g_get_monotonic_time ();
 
   if (!now && so->t_idr_requested
-      && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US)
+      && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US) {
+    /* not dropped: next_work() asks for it once the interval is over */
+    so->idr_deferred = TRUE;
     return;
+  }
+  so->idr_deferred = FALSE;
   so->t_idr_requested = t;
   so->want_idr = TRUE;
   g_cond_broadcast (&so->vm->cond);
