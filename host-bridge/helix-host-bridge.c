@@ -34,6 +34,7 @@
 #include <gst/video/video.h>
 
 #include "hxfr-host-session.h"
+#include "gstvsocksrc.h"
 #include "hxfr-export-client.h"
 #include "bridge-encoder.h"
 #include "bridge-notify.h"
@@ -1421,19 +1422,12 @@ main (int argc, char **argv)
   check_fd_limit (b);
   b->first_message_timeout = first_message_timeout;
 
-  /* our vsocksrc: installed next to the other plugins, or the build tree's
-   * through GST_PLUGIN_PATH */
-  factory = gst_element_factory_find ("vsocksrc");
-  if (!factory) {
-    gst_registry_scan_path (gst_registry_get (), PLUGINDIR);
-    factory = gst_element_factory_find ("vsocksrc");
-  }
-  if (!factory) {
-    g_printerr ("helix-host-bridge: the vsocksrc plugin is not installed "
-        "(looked in the GStreamer plugin path and %s)\n", PLUGINDIR);
+  /* our own vsocksrc, built in: the session and export client handed to it
+   * are of this build, whatever plugins the registry holds */
+  if (!gst_vsock_src_register_in_process ()) {
+    g_printerr ("helix-host-bridge: could not register vsocksrc\n");
     goto out;
   }
-  gst_object_unref (factory);
 
   if (!encoder || g_str_equal (encoder, "auto")) {
     const gchar *name = bridge_encoder_auto ();

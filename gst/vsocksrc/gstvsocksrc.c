@@ -59,6 +59,7 @@
 #include <IOSurface/IOSurface.h>
 #endif
 
+#include "gstvsocksrc.h"
 #include "hxfr-host-session.h"
 #include "hxfr-video.h"
 #include "hxfr-export-client.h"
@@ -179,14 +180,11 @@ gst_vsock_src_set_property (GObject * object, guint prop_id,
       g_free (self->listen_spec);
       self->listen_spec = g_value_dup_string (value);
       break;
-    case PROP_SESSION:{
-      HxfrHostSession *s = g_value_get_pointer (value);
-
+    case PROP_SESSION:
       if (self->session_prop)
         hxfr_host_session_unref (self->session_prop);
-      self->session_prop = s ? hxfr_host_session_ref (s) : NULL;
+      self->session_prop = g_value_dup_boxed (value);
       break;
-    }
     case PROP_MAX_IN_FLIGHT:
       self->max_in_flight = g_value_get_uint (value);
       break;
@@ -197,14 +195,11 @@ gst_vsock_src_set_property (GObject * object, guint prop_id,
       self->default_fps_n = gst_value_get_fraction_numerator (value);
       self->default_fps_d = gst_value_get_fraction_denominator (value);
       break;
-    case PROP_EXPORT_CLIENT:{
-      HxfrExportClient *c = g_value_get_pointer (value);
-
+    case PROP_EXPORT_CLIENT:
       if (self->export_client)
         hxfr_export_client_unref (self->export_client);
-      self->export_client = c ? hxfr_export_client_ref (c) : NULL;
+      self->export_client = g_value_dup_boxed (value);
       break;
-    }
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -224,7 +219,7 @@ gst_vsock_src_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_string (value, self->listen_spec);
       break;
     case PROP_SESSION:
-      g_value_set_pointer (value, self->session_prop);
+      g_value_set_boxed (value, self->session_prop);
       break;
     case PROP_MAX_IN_FLIGHT:
       g_value_set_uint (value, self->max_in_flight);
@@ -237,7 +232,7 @@ gst_vsock_src_get_property (GObject * object, guint prop_id, GValue * value,
           self->default_fps_d);
       break;
     case PROP_EXPORT_CLIENT:
-      g_value_set_pointer (value, self->export_client);
+      g_value_set_boxed (value, self->export_client);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -942,12 +937,13 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
   /**
    * GstVsockSrc:session:
    *
-   * An `HxfrHostSession *` whose handshake is done (helix-host-bridge sets
+   * An `HxfrHostSession` (boxed) whose handshake is done (helix-host-bridge sets
    * it). The element reads the session's frames; whoever handed it over
    * answers them.
    */
-  properties[PROP_SESSION] = g_param_spec_pointer ("session", "Session",
-      "HxfrHostSession* handed over by helix-host-bridge (API use only)",
+  properties[PROP_SESSION] = g_param_spec_boxed ("session", "Session",
+      "HxfrHostSession handed over by helix-host-bridge (API use only)",
+      HXFR_TYPE_HOST_SESSION,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
 
   properties[PROP_MAX_IN_FLIGHT] = g_param_spec_uint ("max-in-flight",
@@ -976,15 +972,15 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
   /**
    * GstVsockSrc:export-client:
    *
-   * An `HxfrExportClient *` connected to the VMM's helix export
+   * An `HxfrExportClient` (boxed) connected to the VMM's helix export
    * (helix-host-bridge --export sets it): frames the guest names by
    * virtio-gpu resource id are resolved through it and wrapped without a
    * copy (the shared readback slot itself), released back to the VMM when
    * the buffer is freed. Without it such frames fail one by one.
    */
-  properties[PROP_EXPORT_CLIENT] = g_param_spec_pointer ("export-client",
-      "Export client", "HxfrExportClient* resolving resource ids "
-      "(API use only)",
+  properties[PROP_EXPORT_CLIENT] = g_param_spec_boxed ("export-client",
+      "Export client", "HxfrExportClient resolving resource ids "
+      "(API use only)", HXFR_TYPE_EXPORT_CLIENT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
 
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
@@ -1003,6 +999,13 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
   psrc_class->create = GST_DEBUG_FUNCPTR (gst_vsock_src_create);
 }
 
+gboolean
+gst_vsock_src_register_in_process (void)
+{
+  return GST_ELEMENT_REGISTER (vsocksrc, NULL);
+}
+
+#ifndef VSOCKSRC_IN_PROCESS
 static gboolean
 plugin_init (GstPlugin * plugin)
 {
@@ -1013,3 +1016,4 @@ GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsocksrc,
     "Host side of the helix encode offload: guest frames as raw video",
     plugin_init, VERSION, "LGPL", "helix-encode-offload",
     "https://example.invalid/helix")
+#endif

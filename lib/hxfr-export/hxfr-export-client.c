@@ -339,6 +339,9 @@ hxfr_export_client_connect (const gchar * path, guint32 kinds,
   return c;
 }
 
+G_DEFINE_BOXED_TYPE (HxfrExportClient, hxfr_export_client,
+    hxfr_export_client_ref, hxfr_export_client_unref);
+
 HxfrExportClient *
 hxfr_export_client_ref (HxfrExportClient * client)
 {

@@ -53,6 +53,9 @@ typedef struct
  * (0 = all). */
 HxfrExportClient *hxfr_export_client_connect (const gchar * path,
     guint32 kinds, gint64 timeout_us, GError ** error);
+/* A boxed type (ref/unref): vsocksrc takes it as a typed property. */
+#define HXFR_TYPE_EXPORT_CLIENT (hxfr_export_client_get_type ())
+GType hxfr_export_client_get_type (void);
 HxfrExportClient *hxfr_export_client_ref (HxfrExportClient * client);
 void hxfr_export_client_unref (HxfrExportClient * client);
 /* Ends the connection: a thread waiting in resolve wakes with an error.

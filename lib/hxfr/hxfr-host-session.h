@@ -94,6 +94,10 @@ guint64 hxfr_host_time_bucket_us (guint i);
 
 HxfrHostSession *hxfr_host_session_new (HxfrConn * conn,
     const HxfrHostConfig * cfg);
+/* A boxed type (ref/unref), so that vsocksrc takes it as a typed
+ * property: a session of another layout cannot be handed over unnoticed. */
+#define HXFR_TYPE_HOST_SESSION (hxfr_host_session_get_type ())
+GType hxfr_host_session_get_type (void);
 HxfrHostSession *hxfr_host_session_ref (HxfrHostSession * s);
 void hxfr_host_session_unref (HxfrHostSession * s);
 

@@ -119,6 +119,9 @@ hxfr_host_session_new (HxfrConn * conn, const HxfrHostConfig * cfg)
   return s;
 }
 
+G_DEFINE_BOXED_TYPE (HxfrHostSession, hxfr_host_session,
+    hxfr_host_session_ref, hxfr_host_session_unref);
+
 HxfrHostSession *
 hxfr_host_session_ref (HxfrHostSession * s)
 {
