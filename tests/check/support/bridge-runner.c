@@ -170,8 +170,26 @@ bridge_runner_start (BridgeRunnerTransport transport,
   return bridge_runner_start_with_fd_limit (transport, extra_args, 0);
 }
 
+static BridgeRunner *start_full (BridgeRunnerTransport transport,
+    const gchar * listen_opts, const gchar * const *extra_args,
+    guint fd_limit);
+
 BridgeRunner *
 bridge_runner_start_with_fd_limit (BridgeRunnerTransport transport,
+    const gchar * const *extra_args, guint fd_limit)
+{
+  return start_full (transport, NULL, extra_args, fd_limit);
+}
+
+BridgeRunner *
+bridge_runner_start_with_listen_opts (BridgeRunnerTransport transport,
+    const gchar * listen_opts, const gchar * const *extra_args)
+{
+  return start_full (transport, listen_opts, extra_args, 0);
+}
+
+static BridgeRunner *
+start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
     const gchar * const *extra_args, guint fd_limit)
 {
   GSubprocessLauncher *launcher;
@@ -190,6 +208,12 @@ bridge_runner_start_with_fd_limit (BridgeRunnerTransport transport,
     listen = g_strconcat ("unix:", r->socket_path, NULL);
   } else {
     listen = g_strdup ("tcp:127.0.0.1:0");
+  }
+  if (listen_opts && *listen_opts) {
+    gchar *l = g_strconcat (listen, ",", listen_opts, NULL);
+
+    g_free (listen);
+    listen = l;
   }
 
   g_ptr_array_add (argv, g_build_filename (root ? root : ".", "host-bridge",

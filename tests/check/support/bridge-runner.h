@@ -30,6 +30,11 @@ BridgeRunner *bridge_runner_start (BridgeRunnerTransport transport,
 BridgeRunner *bridge_runner_start_with_fd_limit (BridgeRunnerTransport
     transport, const gchar * const *extra_args, guint fd_limit);
 
+/* The same, the --listen address followed by ",@listen_opts" (for
+ * example "deployed" or "export=unix:PATH,deployed"). */
+BridgeRunner *bridge_runner_start_with_listen_opts (BridgeRunnerTransport
+    transport, const gchar * listen_opts, const gchar * const *extra_args);
+
 /* "unix:/tmp/.../hx.sock" or "tcp:127.0.0.1:PORT" */
 const gchar *bridge_runner_get_address (BridgeRunner * r);
 /* The UNIX socket path (NULL for TCP) and the TCP port (0 for UNIX). */

@@ -1,0 +1,2092 @@
+/* Scanout subscriptions end to end: the built helix-host-bridge (x264enc)
+ * against the stand-in VMM (host-bridge/export/helix-standin-vmm), whose
+ * scanouts page-flip the test pattern, subscribed to by
+ * - a deployed helix client written here from ../shared/PROTOCOL-scanout.md
+ *   (sections 2-5, 8, 12): raw socket reads of the 12-byte header, exactly
+ *   as helix's Go ScanoutSource: SUBSCRIBE, one SUBSCRIBE_RESP within 5 s,
+ *   then only FRAME_RESPONSE with nal_count 1 and payload_size 28 + nal_size;
+ * - a v2 client (SUBSCRIBE2, lib/hxfr/hxfr-scanout.h) written here;
+ * - the guest element vsockscanoutsrc.
+ *
+ * Every wait is bounded and waits for an event (a log line, a message, a
+ * frame); rates are only compared as ratios with wide margins, for a busy
+ * 2-core machine. Skipped (with a warning) where the stand-in is not built
+ * or virglrenderer cannot start.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <gst/check/gstcheck.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/app/gstappsink.h>
+#include <gst/video/video.h>
+
+#include "bridge-runner.h"
+#include "standin-runner.h"
+#include "video-compare.h"
+#include "proc-stats.h"
+#include "hxfr-protocol.h"
+#include "hxfr-scanout.h"
+#include "../../../host-bridge/export/helix-test-pattern.h"
+
+#define FRAME_TIMEOUT_US (5 * G_USEC_PER_SEC)
+#define SW 160                  /* scanout 1's size in most tests */
+#define SH 120
+#define PATTERN_STRIDE 64       /* flip f of scanout K: pattern f + 64 K */
+/* luma PSNR threshold for decoded frames vs the pattern */
+#define MAX_MSE VIDEO_COMPARE_MAX_MSE_30DB
+
+/* ------------------------------------------------------------------ */
+/* Environment: stand-in + bridge                                      */
+
+typedef struct
+{
+  StandinRunner *vmm;
+  BridgeRunner *bridge;
+} Env;
+
+/* @standin_args: after --serve-only; @listen_opts: appended to the
+ * export= option (e.g. "deployed"); @bridge_args: more bridge options. */
+static Env *
+env_start (const gchar * const *standin_args, const gchar * listen_opts,
+    const gchar * const *bridge_args)
+{
+  Env *e = g_new0 (Env, 1);
+  GPtrArray *args = g_ptr_array_new ();
+  gchar *opts;
+
+  e->vmm = standin_runner_start (standin_args);
+  if (!e->vmm) {
+    g_free (e);
+    g_ptr_array_unref (args);
+    return NULL;
+  }
+  g_ptr_array_add (args, (gpointer) "--encoder");
+  g_ptr_array_add (args, (gpointer) "x264enc");
+  for (; bridge_args && *bridge_args; bridge_args++)
+    g_ptr_array_add (args, (gpointer) * bridge_args);
+  g_ptr_array_add (args, NULL);
+  opts = g_strconcat ("export=", standin_runner_get_export_address (e->vmm),
+      listen_opts && *listen_opts ? "," : "", listen_opts ? listen_opts : "",
+      NULL);
+  e->bridge = bridge_runner_start_with_listen_opts (BRIDGE_RUNNER_UNIX, opts,
+      (const gchar * const *) args->pdata);
+  g_free (opts);
+  g_ptr_array_unref (args);
+  fail_unless (e->bridge != NULL, "the bridge did not start");
+  return e;
+}
+
+static void
+env_stop (Env * e)
+{
+  bridge_runner_stop_checked (e->bridge);
+  standin_runner_stop (e->vmm);
+  g_free (e);
+}
+
+/* the usual stand-in: 4 scanouts, scanout 1 160x120 flipping at @hz */
+#define STANDIN_ARGS(hz) { "--width", "64", "--height", "48", \
+    "--scanouts", "4", "--scanout", "1:160x120@" hz, NULL }
+
+/* ------------------------------------------------------------------ */
+/* A raw client: AF_UNIX, blocking writes, reads with poll deadlines    */
+
+typedef struct
+{
+  int fd;
+} Cl;
+
+typedef enum
+{
+  RD_OK,
+  RD_EOF,
+  RD_TIMEOUT,
+} Rd;
+
+static Cl *
+cl_connect (Env * e)
+{
+  Cl *c = g_new0 (Cl, 1);
+  struct sockaddr_un sa = { 0, };
+  const gchar *path = bridge_runner_get_socket_path (e->bridge);
+
+  c->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  fail_unless (c->fd >= 0);
+  sa.sun_family = AF_UNIX;
+  g_strlcpy (sa.sun_path, path, sizeof (sa.sun_path));
+  fail_unless (connect (c->fd, (struct sockaddr *) &sa, sizeof (sa)) == 0,
+      "connect %s: %s", path, g_strerror (errno));
+  return c;
+}
+
+static void
+cl_close (Cl * c)
+{
+  if (c->fd >= 0)
+    close (c->fd);
+  g_free (c);
+}
+
+static Rd
+rd_exact (Cl * c, guint8 * buf, gsize len, gint64 deadline)
+{
+  gsize got = 0;
+
+  while (got < len) {
+    struct pollfd p = { c->fd, POLLIN, 0 };
+    gint64 left = (deadline - g_get_monotonic_time ()) / 1000;
+    ssize_t n;
+
+    if (left <= 0)
+      return RD_TIMEOUT;
+    if (poll (&p, 1, (int) left) == 0)
+      return RD_TIMEOUT;
+    n = recv (c->fd, buf + got, len - got, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return RD_EOF;
+    got += n;
+  }
+  return RD_OK;
+}
+
+/* False when the peer closed (EPIPE, ECONNRESET). */
+static gboolean
+cl_write (Cl * c, const guint8 * buf, gsize len)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    ssize_t n = send (c->fd, buf + done, len - done, MSG_NOSIGNAL);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return FALSE;
+    done += n;
+  }
+  return TRUE;
+}
+
+/* A header as helix's Go codec writes it: little-endian, packed */
+static void
+put_header (guint8 out[12], guint8 type, guint16 session_id,
+    guint32 payload_size)
+{
+  out[0] = 0x48;
+  out[1] = 0x58;
+  out[2] = 0x46;
+  out[3] = 0x52;
+  out[4] = type;
+  out[5] = 0;
+  out[6] = session_id & 0xff;
+  out[7] = session_id >> 8;
+  out[8] = payload_size & 0xff;
+  out[9] = (payload_size >> 8) & 0xff;
+  out[10] = (payload_size >> 16) & 0xff;
+  out[11] = payload_size >> 24;
+}
+
+static guint32
+le32 (const guint8 * p)
+{
+  return p[0] | (p[1] << 8) | (p[2] << 16) | ((guint32) p[3] << 24);
+}
+
+static void
+put_le32 (guint8 * p, guint32 v)
+{
+  p[0] = v & 0xff;
+  p[1] = (v >> 8) & 0xff;
+  p[2] = (v >> 16) & 0xff;
+  p[3] = v >> 24;
+}
+
+/* Sends a message whose header declares @declared bytes (a lie if it is
+ * not @len). */
+static gboolean
+cl_send (Cl * c, guint8 type, guint16 session_id, const guint8 * payload,
+    gsize len, guint32 declared)
+{
+  guint8 *buf = g_malloc (12 + len);
+  gboolean ok;
+
+  put_header (buf, type, session_id, declared);
+  if (len)
+    memcpy (buf + 12, payload, len);
+  ok = cl_write (c, buf, 12 + len);
+  g_free (buf);
+  return ok;
+}
+
+typedef struct
+{
+  guint8 type;
+  guint16 session_id;
+  guint32 size;
+  guint8 *payload;
+} Msg;
+
+/* One whole message (payload at most 16 MiB, else the test fails). */
+static Rd
+rd_msg (Cl * c, Msg * m, gint64 timeout_us)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_us;
+  guint8 h[12];
+  Rd r;
+
+  memset (m, 0, sizeof (*m));
+  if ((r = rd_exact (c, h, 12, deadline)) != RD_OK)
+    return r;
+  fail_unless (le32 (h) == 0x52465848, "bad magic from the bridge");
+  m->type = h[4];
+  fail_unless (h[5] == 0, "flags %u in a message of type 0x%02x", h[5], h[4]);
+  m->session_id = h[6] | (h[7] << 8);
+  m->size = le32 (h + 8);
+  fail_unless (m->size <= 16 * 1024 * 1024, "a %u-byte payload", m->size);
+  m->payload = g_malloc (m->size + 1);
+  /* the rest of a begun message: a generous bound of its own */
+  return rd_exact (c, m->payload, m->size, g_get_monotonic_time () +
+      FRAME_TIMEOUT_US);
+}
+
+static void
+msg_clear (Msg * m)
+{
+  g_clear_pointer (&m->payload, g_free);
+}
+
+/* Drains until EOF; TRUE if it came within @timeout_us. */
+static gboolean
+wait_eof (Cl * c, gint64 timeout_us)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_us;
+  guint8 buf[65536];
+
+  for (;;) {
+    struct pollfd p = { c->fd, POLLIN, 0 };
+    gint64 left = (deadline - g_get_monotonic_time ()) / 1000;
+    ssize_t n;
+
+    if (left <= 0 || poll (&p, 1, (int) left) == 0)
+      return FALSE;
+    n = recv (c->fd, buf, sizeof (buf), 0);
+    if (n <= 0)
+      return TRUE;
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Deployed dialect (PROTOCOL-scanout.md)                              */
+
+/* SUBSCRIBE as the Go client sends it; the first message back must be a
+ * SUBSCRIBE_RESP, within 5 s. Returns its success field. */
+static guint32
+deployed_subscribe (Cl * c, guint32 index)
+{
+  guint8 p[4];
+  Msg m;
+  guint32 success;
+
+  put_le32 (p, index);
+  fail_unless (cl_send (c, 0x30, (guint16) index, p, 4, 4));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_OK);
+  fail_unless (m.type == 0x31, "answer to SUBSCRIBE: type 0x%02x (%s)",
+      m.type, m.type == 0xff ? (gchar *) m.payload + 4 : "");
+  fail_unless_equals_int (m.size, 8);
+  fail_unless_equals_int (le32 (m.payload), index);
+  fail_unless_equals_int (m.session_id, index & 0xffff);
+  success = le32 (m.payload + 4);
+  msg_clear (&m);
+  return success;
+}
+
+typedef struct
+{
+  gboolean keyframe;
+  guint8 flags;                 /* v2 frame_flags */
+  guint32 width, height;        /* v2 */
+  guint32 seq;                  /* v2 */
+  gint64 pts;
+  guint64 capture_time;         /* v2 */
+  guint16 session_id;
+  GBytes *au;
+  gint64 t_arrival;
+} Frame;
+
+static void
+frame_clear (Frame * f)
+{
+  g_clear_pointer (&f->au, g_bytes_unref);
+}
+
+/* A pushed frame exactly as the Go reader takes it; anything but a
+ * FRAME_RESPONSE fails the test (it would kill helix's stream). */
+static Rd
+deployed_frame (Cl * c, Frame * f, gint64 timeout_us)
+{
+  Msg m;
+  Rd r = rd_msg (c, &m, timeout_us);
+  guint32 nal_count, nal_size;
+
+  memset (f, 0, sizeof (*f));
+  if (r != RD_OK) {
+    msg_clear (&m);
+    return r;
+  }
+  fail_unless (m.type == 0x02, "a deployed subscriber got type 0x%02x",
+      m.type);
+  fail_unless (m.size >= 28, "FRAME_RESPONSE of %u bytes", m.size);
+  nal_count = le32 (m.payload + 20);
+  nal_size = le32 (m.payload + 24);
+  fail_unless_equals_int (nal_count, 1);
+  fail_unless (m.size == 28 + nal_size, "payload_size %u, nal_size %u",
+      m.size, nal_size);
+  fail_unless (nal_size > 0);
+  f->pts = (gint64) GUINT64_FROM_LE (*(guint64 *) m.payload);
+  f->keyframe = m.payload[16];
+  fail_unless (f->keyframe <= 1, "is_keyframe %u", f->keyframe);
+  f->session_id = m.session_id;
+  f->au = g_bytes_new (m.payload + 28, nal_size);
+  f->t_arrival = g_get_monotonic_time ();
+  msg_clear (&m);
+  return RD_OK;
+}
+
+/* deployed pts: the per-scanout frame counter at 60 fps */
+static gint64
+deployed_index (const Frame * f)
+{
+  return (f->pts + 8333333) / 16666667;
+}
+
+/* ------------------------------------------------------------------ */
+/* v2 dialect                                                           */
+
+/* SUBSCRIBE2; returns 0 and fills *ack on SUBSCRIBE2_ACK, else the ERROR
+ * code (text in @text if not NULL). */
+static gint32
+v2_subscribe (Cl * c, guint32 index, const gchar * token,
+    HxfrSubscribe2Ack * ack, gchar ** text)
+{
+  HxfrSubscribe2 s = { 2, 2, HXFR_CODEC_H264, index, 0, 0, 0 };
+  guint8 buf[HXFR_SUBSCRIBE2_SIZE + HXFR_MAX_TOKEN];
+  gsize len;
+  Msg m;
+  gint32 code = 0;
+
+  s.token_len = token ? strlen (token) : 0;
+  len = hxfr_subscribe2_write (&s, buf);
+  if (token)
+    memcpy (buf + len, token, s.token_len);
+  len += s.token_len;
+  fail_unless (cl_send (c, HXFR_MSG_SUBSCRIBE2, 7, buf, len, len));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_OK);
+  if (m.type == HXFR_MSG_SUBSCRIBE2_ACK) {
+    HxfrSubscribe2Ack a;
+
+    fail_unless (hxfr_subscribe2_ack_parse (m.payload, m.size, &a, NULL));
+    fail_unless_equals_int (a.scanout_id, index);
+    if (ack)
+      *ack = a;
+  } else {
+    HxfrErrorMsg e;
+
+    fail_unless (m.type == HXFR_MSG_ERROR, "answer to SUBSCRIBE2: 0x%02x",
+        m.type);
+    fail_unless (hxfr_error_parse (m.payload, m.size, &e, NULL));
+    code = e.code;
+    fail_unless (code != 0);
+    if (text)
+      *text = g_strdup (e.message);
+  }
+  msg_clear (&m);
+  return code;
+}
+
+/* RD_OK with a frame; RD_EOF also after a SCANOUT_END (*end_reason set,
+ * else 0) or an ERROR (-code in *end_reason). */
+static Rd
+v2_frame (Cl * c, Frame * f, gint64 timeout_us, gint32 * end_reason)
+{
+  Msg m;
+  Rd r = rd_msg (c, &m, timeout_us);
+
+  memset (f, 0, sizeof (*f));
+  if (end_reason)
+    *end_reason = 0;
+  if (r != RD_OK) {
+    msg_clear (&m);
+    return r;
+  }
+  if (m.type == HXFR_MSG_SCANOUT_END) {
+    HxfrScanoutEnd e;
+
+    fail_unless (hxfr_scanout_end_parse (m.payload, m.size, &e, NULL));
+    if (end_reason)
+      *end_reason = e.reason;
+    msg_clear (&m);
+    return RD_EOF;
+  }
+  if (m.type == HXFR_MSG_ERROR) {
+    HxfrErrorMsg e;
+
+    fail_unless (hxfr_error_parse (m.payload, m.size, &e, NULL));
+    if (end_reason)
+      *end_reason = e.code;
+    msg_clear (&m);
+    return RD_EOF;
+  }
+  fail_unless (m.type == HXFR_MSG_SCANOUT_FRAME, "v2 subscriber got 0x%02x",
+      m.type);
+  {
+    HxfrScanoutFrame sf;
+
+    fail_unless (m.size > HXFR_SCANOUT_FRAME_SIZE);
+    fail_unless (hxfr_scanout_frame_parse (m.payload,
+            HXFR_SCANOUT_FRAME_SIZE, &sf, NULL));
+    f->flags = sf.frame_flags;
+    f->keyframe = (sf.frame_flags & HXFR_SCANOUT_FRAME_KEYFRAME) != 0;
+    f->width = sf.width;
+    f->height = sf.height;
+    f->seq = sf.seq;
+    f->pts = sf.pts;
+    f->capture_time = sf.capture_time;
+  }
+  f->session_id = m.session_id;
+  f->au = g_bytes_new (m.payload + HXFR_SCANOUT_FRAME_SIZE,
+      m.size - HXFR_SCANOUT_FRAME_SIZE);
+  f->t_arrival = g_get_monotonic_time ();
+  msg_clear (&m);
+  return RD_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* H.264 access units                                                   */
+
+typedef struct
+{
+  guint type;
+  gsize start_code;             /* 3 or 4 */
+  const guint8 *data;           /* after the start code */
+  gsize size;
+} Nal;
+
+/* The NAL units of an Annex B access unit; fails unless it starts with a
+ * start code. */
+static GArray *
+au_nals (GBytes * au)
+{
+  gsize len;
+  const guint8 *d = g_bytes_get_data (au, &len);
+  GArray *nals = g_array_new (FALSE, TRUE, sizeof (Nal));
+  gsize i = 0;
+  Nal *cur = NULL;
+
+  fail_unless (len >= 4 && d[0] == 0 && d[1] == 0 && (d[2] == 1 || (d[2] == 0
+              && d[3] == 1)), "access unit without a leading start code");
+  while (i + 3 <= len) {
+    if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1) {
+      gsize sc = (i > 0 && d[i - 1] == 0) ? 4 : 3;
+      Nal n = { 0, };
+
+      if (cur)
+        cur->size = (i - (sc - 3)) - (cur->data - d);
+      n.start_code = sc;
+      n.data = d + i + 3;
+      n.type = i + 3 < len ? (d[i + 3] & 0x1f) : 0;
+      g_array_append_val (nals, n);
+      cur = &g_array_index (nals, Nal, nals->len - 1);
+      i += 3;
+    } else {
+      i++;
+    }
+  }
+  if (cur)
+    cur->size = len - (cur->data - d);
+  return nals;
+}
+
+static gboolean
+au_has_idr (GBytes * au)
+{
+  GArray *n = au_nals (au);
+  gboolean idr = FALSE;
+  guint i;
+
+  for (i = 0; i < n->len; i++)
+    idr |= g_array_index (n, Nal, i).type == 5;
+  g_array_unref (n);
+  return idr;
+}
+
+/* is_keyframe exactly on IDR access units; SPS then PPS (4-byte start
+ * codes) before the first IDR slice. */
+static void
+check_au (const Frame * f)
+{
+  GArray *n = au_nals (f->au);
+  gint sps = -1, pps = -1, idr = -1, slice = -1;
+  guint i;
+
+  for (i = 0; i < n->len; i++) {
+    const Nal *x = &g_array_index (n, Nal, i);
+
+    if (x->type == 7 && sps < 0)
+      sps = i;
+    if (x->type == 8 && pps < 0)
+      pps = i;
+    if (x->type == 5 && idr < 0)
+      idr = i;
+    if ((x->type == 1 || x->type == 5) && slice < 0)
+      slice = i;
+  }
+  fail_unless (slice >= 0, "an access unit without a slice");
+  fail_unless (f->keyframe == (idr >= 0), "is_keyframe=%d on an access unit "
+      "%s an IDR slice", f->keyframe, idr >= 0 ? "with" : "without");
+  if (idr >= 0) {
+    fail_unless (sps >= 0 && pps > sps && idr > pps,
+        "IDR without SPS then PPS before it (sps %d pps %d idr %d)", sps, pps,
+        idr);
+    fail_unless_equals_int (g_array_index (n, Nal, sps).start_code, 4);
+    fail_unless_equals_int (g_array_index (n, Nal, pps).start_code, 4);
+  }
+  g_array_unref (n);
+}
+
+/* Exp-Golomb reader over an RBSP (emulation prevention removed). */
+typedef struct
+{
+  GByteArray *rbsp;
+  gsize bit;
+} Bits;
+
+static guint
+bits_u (Bits * b, guint n)
+{
+  guint v = 0;
+
+  while (n--) {
+    gsize byte = b->bit / 8;
+
+    fail_unless (byte < b->rbsp->len, "SPS too short");
+    v = (v << 1) | ((b->rbsp->data[byte] >> (7 - b->bit % 8)) & 1);
+    b->bit++;
+  }
+  return v;
+}
+
+static guint
+bits_ue (Bits * b)
+{
+  guint zeros = 0;
+
+  while (bits_u (b, 1) == 0)
+    fail_unless (++zeros < 32);
+  return (1u << zeros) - 1 + bits_u (b, zeros);
+}
+
+static gint
+bits_se (Bits * b)
+{
+  guint k = bits_ue (b);
+
+  return (k & 1) ? (gint) ((k + 1) / 2) : -(gint) (k / 2);
+}
+
+/* The picture size an access unit's SPS says (FALSE: no SPS). */
+static gboolean
+au_sps_size (GBytes * au, guint * width, guint * height)
+{
+  GArray *n = au_nals (au);
+  const Nal *sps = NULL;
+  guint i;
+  Bits b = { g_byte_array_new (), 8 };
+  guint profile, w_mbs, h_units, fmo, crop_l = 0, crop_r = 0, crop_t = 0,
+      crop_b = 0, chroma = 1;
+
+  for (i = 0; i < n->len && !sps; i++)
+    if (g_array_index (n, Nal, i).type == 7)
+      sps = &g_array_index (n, Nal, i);
+  if (!sps) {
+    g_array_unref (n);
+    g_byte_array_unref (b.rbsp);
+    return FALSE;
+  }
+  for (i = 0; i < sps->size; i++) {
+    if (i >= 2 && sps->data[i] == 3 && sps->data[i - 1] == 0
+        && sps->data[i - 2] == 0)
+      continue;
+    g_byte_array_append (b.rbsp, sps->data + i, 1);
+  }
+  profile = bits_u (&b, 8);
+  bits_u (&b, 16);              /* constraints, level */
+  bits_ue (&b);                 /* sps id */
+  if (profile == 100 || profile == 110 || profile == 122 || profile == 244
+      || profile == 44 || profile == 83 || profile == 86 || profile == 118
+      || profile == 128) {
+    chroma = bits_ue (&b);
+    if (chroma == 3)
+      bits_u (&b, 1);
+    bits_ue (&b);
+    bits_ue (&b);
+    bits_u (&b, 1);
+    fail_if (bits_u (&b, 1), "SPS with scaling matrices: not parsed here");
+  }
+  bits_ue (&b);                 /* log2_max_frame_num - 4 */
+  switch (bits_ue (&b)) {
+    case 0:
+      bits_ue (&b);
+      break;
+    case 1:{
+      guint cycle;
+
+      bits_u (&b, 1);
+      bits_se (&b);
+      bits_se (&b);
+      cycle = bits_ue (&b);
+      while (cycle--)
+        bits_se (&b);
+      break;
+    }
+    default:
+      break;
+  }
+  bits_ue (&b);                 /* max_num_ref_frames */
+  bits_u (&b, 1);
+  w_mbs = bits_ue (&b) + 1;
+  h_units = bits_ue (&b) + 1;
+  fmo = bits_u (&b, 1);
+  if (!fmo)
+    bits_u (&b, 1);
+  bits_u (&b, 1);
+  if (bits_u (&b, 1)) {
+    crop_l = bits_ue (&b);
+    crop_r = bits_ue (&b);
+    crop_t = bits_ue (&b);
+    crop_b = bits_ue (&b);
+  }
+  fail_unless (chroma == 1, "4:2:0 expected");
+  *width = w_mbs * 16 - 2 * (crop_l + crop_r);
+  *height = (2 - fmo) * h_units * 16 - 2 * (2 - fmo) * (crop_t + crop_b);
+  g_array_unref (n);
+  g_byte_array_unref (b.rbsp);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Decoding and the pattern                                             */
+
+/* Decodes @aus (GBytes*, starting with an IDR) to I420 samples. */
+static GPtrArray *
+decode_aus (GPtrArray * aus)
+{
+  GstElement *p = gst_parse_launch ("appsrc name=src format=time "
+      "caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse "
+      "! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink "
+      "name=sink sync=false", NULL);
+  GstElement *src, *sink;
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GstSample *s;
+  guint i;
+
+  fail_unless (p != NULL, "h264parse/avdec_h264 missing");
+  src = gst_bin_get_by_name (GST_BIN (p), "src");
+  sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  /* all frames queued until EOS: unlimited */
+  g_object_set (sink, "max-buffers", 0, NULL);
+  fail_unless (gst_element_set_state (p, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  for (i = 0; i < aus->len; i++) {
+    GBytes *au = g_ptr_array_index (aus, i);
+    GstBuffer *b = gst_buffer_new_wrapped_bytes (au);
+
+    GST_BUFFER_PTS (b) = i * GST_SECOND / 60;
+    fail_unless_equals_int (gst_app_src_push_buffer (GST_APP_SRC (src), b),
+        GST_FLOW_OK);
+  }
+  gst_app_src_end_of_stream (GST_APP_SRC (src));
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+              20 * GST_SECOND)))
+    g_ptr_array_add (out, s);
+  fail_unless (gst_app_sink_is_eos (GST_APP_SINK (sink)), "decoder stuck");
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  return out;
+}
+
+/* Pattern frame @f at @w x @h, converted to I420 as the bridge's
+ * videoconvert does (cached). */
+static GstSample *
+pattern_sample (guint f, guint w, guint h)
+{
+  static GHashTable *cache;
+  gchar *key = g_strdup_printf ("%u:%ux%u", f & 255, w, h);
+  GstSample *s;
+
+  if (!cache)
+    cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+        (GDestroyNotify) gst_sample_unref);
+  if (!(s = g_hash_table_lookup (cache, key))) {
+    GstVideoInfo info;
+    GstBuffer *buf;
+    GstMapInfo map;
+    GstCaps *caps, *to;
+    GstSample *bgra;
+    GError *err = NULL;
+
+    gst_video_info_set_format (&info, GST_VIDEO_FORMAT_BGRA, w, h);
+    buf = gst_buffer_new_allocate (NULL, info.size, NULL);
+    gst_buffer_map (buf, &map, GST_MAP_WRITE);
+    helix_test_pattern_fill (map.data, w, h, f & 255);
+    gst_buffer_unmap (buf, &map);
+    caps = gst_video_info_to_caps (&info);
+    bgra = gst_sample_new (buf, caps, NULL, NULL);
+    to = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "I420",
+        "width", G_TYPE_INT, w, "height", G_TYPE_INT, h, NULL);
+    s = gst_video_convert_sample (bgra, to, 10 * GST_SECOND, &err);
+    fail_unless (s != NULL, "convert: %s", err ? err->message : "");
+    gst_caps_unref (to);
+    gst_caps_unref (caps);
+    gst_buffer_unref (buf);
+    gst_sample_unref (bgra);
+    g_hash_table_insert (cache, key, s);
+    key = NULL;
+  }
+  g_free (key);
+  return s;
+}
+
+/* The pattern frame (mod 256) closest to @s, and its MSE. */
+static guint
+best_pattern (GstSample * s, gdouble * mse)
+{
+  GstVideoInfo info;
+  guint f, best = 0;
+
+  fail_unless (gst_video_info_from_caps (&info, gst_sample_get_caps (s)));
+  *mse = G_MAXDOUBLE;
+  for (f = 0; f < 256; f++) {
+    gdouble m = video_compare_luma_mse (s, pattern_sample (f, info.width,
+            info.height));
+
+    if (m < *mse) {
+      *mse = m;
+      best = f;
+    }
+  }
+  return best;
+}
+
+/* Every decoded frame is the pattern of scanout @k: frame f + 64 k with
+ * f in [0, @max_flip] (wrapped at 256), PSNR >= 30 dB. */
+static void
+check_pattern (GPtrArray * decoded, guint k, guint64 max_flip)
+{
+  guint i;
+
+  fail_unless (decoded->len > 0, "nothing decoded");
+  for (i = 0; i < decoded->len; i++) {
+    gdouble mse;
+    guint f = best_pattern (g_ptr_array_index (decoded, i), &mse);
+    guint flip = (f + 256 - (PATTERN_STRIDE * k) % 256) % 256;
+
+    fail_unless (mse <= MAX_MSE, "decoded frame %u: best pattern %u at MSE "
+        "%.1f (PSNR < 30 dB)", i, f, mse);
+    fail_unless (max_flip >= 255 || flip <= max_flip, "decoded frame %u is "
+        "pattern %u = flip %u of scanout %u, but only %" G_GUINT64_FORMAT
+        " flips were shown (another scanout's picture?)", i, f, flip, k,
+        max_flip);
+  }
+}
+
+static gchar *
+flips_key (guint k)
+{
+  return g_strdup_printf ("flips%u", k);
+}
+
+static guint64
+flips (Env * e, guint k)
+{
+  gchar *key = flips_key (k);
+  guint64 v = standin_runner_stat (e->vmm, key);
+
+  g_free (key);
+  return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* A subscriber reading on a thread                                     */
+
+typedef struct
+{
+  Cl *cl;
+  gboolean v2;
+  GThread *thread;
+  GMutex lock;
+  GArray *frames;               /* Frame (au not kept); lock */
+  gboolean paused;              /* stops reading; lock */
+  gboolean stop;
+  gboolean eof;
+  gint32 end_reason;
+} Reader;
+
+static gpointer
+reader_thread (gpointer data)
+{
+  Reader *r = data;
+
+  for (;;) {
+    Frame f;
+    Rd rd;
+    gboolean paused;
+
+    g_mutex_lock (&r->lock);
+    paused = r->paused;
+    if (r->stop) {
+      g_mutex_unlock (&r->lock);
+      break;
+    }
+    g_mutex_unlock (&r->lock);
+    if (paused) {
+      /* not a timing of the test: only how often a pause is looked at */
+      g_usleep (5000);
+      continue;
+    }
+    rd = r->v2 ? v2_frame (r->cl, &f, 200 * 1000, &r->end_reason) :
+        deployed_frame (r->cl, &f, 200 * 1000);
+    if (rd == RD_TIMEOUT)
+      continue;
+    if (rd == RD_EOF) {
+      g_mutex_lock (&r->lock);
+      r->eof = TRUE;
+      g_mutex_unlock (&r->lock);
+      break;
+    }
+    check_au (&f);
+    g_clear_pointer (&f.au, g_bytes_unref);
+    g_mutex_lock (&r->lock);
+    g_array_append_val (r->frames, f);
+    g_mutex_unlock (&r->lock);
+  }
+  return NULL;
+}
+
+/* @cl subscribed already */
+static Reader *
+reader_start (Cl * cl, gboolean v2)
+{
+  Reader *r = g_new0 (Reader, 1);
+
+  r->cl = cl;
+  r->v2 = v2;
+  g_mutex_init (&r->lock);
+  r->frames = g_array_new (FALSE, TRUE, sizeof (Frame));
+  r->thread = g_thread_new ("reader", reader_thread, r);
+  return r;
+}
+
+static guint
+reader_count (Reader * r)
+{
+  guint n;
+
+  g_mutex_lock (&r->lock);
+  n = r->frames->len;
+  g_mutex_unlock (&r->lock);
+  return n;
+}
+
+static void
+reader_pause (Reader * r, gboolean paused)
+{
+  g_mutex_lock (&r->lock);
+  r->paused = paused;
+  g_mutex_unlock (&r->lock);
+}
+
+/* Waits (bounded) until @r has @n frames. */
+static gboolean
+reader_wait (Reader * r, guint n, guint timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+
+  while (reader_count (r) < n && g_get_monotonic_time () < deadline)
+    g_usleep (10000);
+  return reader_count (r) >= n;
+}
+
+static void
+reader_stop (Reader * r)
+{
+  g_mutex_lock (&r->lock);
+  r->stop = TRUE;
+  g_mutex_unlock (&r->lock);
+  g_thread_join (r->thread);
+  cl_close (r->cl);
+  g_array_unref (r->frames);
+  g_mutex_clear (&r->lock);
+  g_free (r);
+}
+
+/* Frames of @readers counted over @seconds (a measuring window). */
+static void
+count_window (Reader ** readers, guint n, gdouble seconds, guint * counts)
+{
+  guint before[8], i;
+
+  for (i = 0; i < n; i++)
+    before[i] = reader_count (readers[i]);
+  g_usleep ((gulong) (seconds * G_USEC_PER_SEC));
+  for (i = 0; i < n; i++)
+    counts[i] = reader_count (readers[i]) - before[i];
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. The deployed client                                               */
+
+GST_START_TEST (test_deployed_stream)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  GPtrArray *aus = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_bytes_unref);
+  GPtrArray *decoded;
+  guint64 flips0, flips1, n = 0, keyframes = 0;
+  gint64 t_end, last_index = -1;
+  Cl *c;
+  Frame f;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+  /* the first frame: an IDR, SPS then PPS in front (4-byte start codes) */
+  fail_unless (f.keyframe, "first frame is not flagged a keyframe");
+  check_au (&f);
+  fail_unless_equals_int (f.session_id, 1);
+  {
+    GArray *nals = au_nals (f.au);
+    guint i = 0, w = 0, h = 0;
+
+    /* an AUD first would still do for helix's client: noted apart */
+    while (i < nals->len && g_array_index (nals, Nal, i).type == 9)
+      i++;
+    fail_unless (i + 1 < nals->len
+        && g_array_index (nals, Nal, i).type == 7
+        && g_array_index (nals, Nal, i + 1).type == 8,
+        "the first frame does not begin with SPS, PPS");
+    g_array_unref (nals);
+    fail_unless (au_sps_size (f.au, &w, &h));
+    fail_unless_equals_int (w, SW);
+    fail_unless_equals_int (h, SH);
+  }
+  g_ptr_array_add (aus, g_bytes_ref (f.au));
+  last_index = deployed_index (&f);
+  frame_clear (&f);
+
+  /* about 2 s of a 60 Hz scanout */
+  flips0 = flips (e, 1);
+  t_end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < t_end) {
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    check_au (&f);
+    fail_unless_equals_int (f.session_id, 1);
+    /* pts: a frame counter at 60 fps, increasing */
+    fail_unless (deployed_index (&f) > last_index, "pts went back");
+    last_index = deployed_index (&f);
+    keyframes += f.keyframe;
+    n++;
+    if (aus->len < 90)
+      g_ptr_array_add (aus, g_bytes_ref (f.au));
+    frame_clear (&f);
+  }
+  flips1 = flips (e, 1);
+  GST_INFO ("deployed subscriber: %" G_GUINT64_FORMAT " frames (%"
+      G_GUINT64_FORMAT " keyframes) for %" G_GUINT64_FORMAT " flips: %.2f",
+      n, keyframes, flips1 - flips0, (gdouble) n / (flips1 - flips0));
+  g_printerr ("deployed: delivered/flipped = %" G_GUINT64_FORMAT "/%"
+      G_GUINT64_FORMAT " = %.2f\n", n, flips1 - flips0,
+      (gdouble) n / MAX (1, flips1 - flips0));
+  fail_unless (flips1 - flips0 >= 20, "the stand-in hardly flipped");
+  /* one frame in the encoder, a newer flush replacing a waiting one:
+   * fewer than flipped on a busy machine, never many more */
+  fail_unless (n * 5 >= flips1 - flips0, "delivered %" G_GUINT64_FORMAT
+      " of %" G_GUINT64_FORMAT " flips", n, flips1 - flips0);
+  fail_unless (n <= (flips1 - flips0) * 3 / 2 + 5, "more frames than flips");
+
+  decoded = decode_aus (aus);
+  fail_unless_equals_int (decoded->len, aus->len);
+  check_pattern (decoded, 1, flips1 + 5);
+  g_ptr_array_unref (decoded);
+  g_ptr_array_unref (aus);
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* PROTOCOL-scanout.md 4.3: the deployed host's keyframes begin with SPS,
+ * and every start code is 4 bytes (VideoToolbox's length prefixes
+ * converted; no AUD). Stricter than what helix's Go client needs. */
+GST_START_TEST (test_deployed_au_framing_as_deployed)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *c;
+  guint i, j, first_types = 0;
+  gboolean first_nal_sps = TRUE, all4 = TRUE;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  for (i = 0; i < 30; i++) {
+    Frame f;
+    GArray *n;
+
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    n = au_nals (f.au);
+    if (f.keyframe && g_array_index (n, Nal, 0).type != 7) {
+      first_nal_sps = FALSE;
+      first_types = g_array_index (n, Nal, 0).type;
+    }
+    for (j = 0; j < n->len; j++)
+      all4 &= g_array_index (n, Nal, j).start_code == 4;
+    g_array_unref (n);
+    frame_clear (&f);
+  }
+  cl_close (c);
+  env_stop (e);
+  fail_unless (first_nal_sps, "a keyframe begins with NAL type %u, not SPS",
+      first_types);
+  fail_unless (all4, "3-byte start codes in the access units");
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 2. Static screen                                                     */
+
+GST_START_TEST (test_static_screen_repeats)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "0.2", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  Cl *c, *d;
+  Frame f;
+  Reader *dep;
+  gint64 t0, t_end;
+  guint n = 0, repeats = 0, dn;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  d = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (d, 1), 1);
+  dep = reader_start (d, FALSE);
+  fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  fail_unless (f.keyframe);
+  frame_clear (&f);
+  standin_runner_command_expect (e->vmm, "rate 1 0", "RATE 1 hz=0");
+  /* frames of flips before the rate change may still come: up to the
+   * first repeat */
+  do {
+    fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+    check_au (&f);
+    repeats = f.flags & HXFR_SCANOUT_FRAME_REPEAT;
+    frame_clear (&f);
+  } while (!repeats);
+  /* 3 s of a static screen: one frame each 0.2 s, each a REPEAT */
+  dn = reader_count (dep);
+  t0 = g_get_monotonic_time ();
+  t_end = t0 + 3 * G_USEC_PER_SEC;
+  repeats = 0;
+  while (g_get_monotonic_time () < t_end) {
+    fail_unless_equals_int (v2_frame (c, &f, 2 * G_USEC_PER_SEC, NULL),
+        RD_OK);
+    check_au (&f);
+    n++;
+    if (f.flags & HXFR_SCANOUT_FRAME_REPEAT)
+      repeats++;
+    fail_unless_equals_int (f.width, SW);
+    frame_clear (&f);
+  }
+  dn = reader_count (dep) - dn;
+  g_printerr ("static screen, quiet interval 0.2 s: %u v2 frames (%u "
+      "REPEAT), %u deployed, in 3 s\n", n, repeats, dn);
+  /* 15 expected; wide margins for a busy machine */
+  fail_unless (n >= 6 && n <= 25, "%u frames in 3 s", n);
+  fail_unless_equals_int (repeats, n);
+  fail_unless (dn >= 6 && dn <= 25, "deployed: %u frames in 3 s", dn);
+  reader_stop (dep);
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 3. Late joiners                                                      */
+
+/* Subscribes (deployed or v2) and returns how long its first frame took;
+ * fails unless that frame is an IDR. */
+static gint64
+join_first_frame_us (Env * e, gboolean v2, Cl ** out)
+{
+  Cl *c = cl_connect (e);
+  gint64 t0 = g_get_monotonic_time ();
+  Frame f;
+
+  if (v2) {
+    fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+    fail_unless_equals_int (v2_frame (c, &f, 10 * G_USEC_PER_SEC, NULL),
+        RD_OK);
+    fail_unless (f.flags & HXFR_SCANOUT_FRAME_DISCONT || f.seq == 0);
+  } else {
+    fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+    fail_unless_equals_int (deployed_frame (c, &f, 10 * G_USEC_PER_SEC),
+        RD_OK);
+  }
+  fail_unless (f.keyframe, "a late joiner's first frame is not an IDR");
+  check_au (&f);
+  fail_unless (au_has_idr (f.au));
+  frame_clear (&f);
+  *out = c;
+  return g_get_monotonic_time () - t0;
+}
+
+GST_START_TEST (test_late_joiner)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  Cl *a, *b, *c, *d;
+  Reader *ra;
+  gint64 dt;
+  guint n;
+
+  if (!e)
+    return;
+  a = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (a, 1), 1);
+  ra = reader_start (a, FALSE);
+  fail_unless (reader_wait (ra, 30, 20), "the first subscriber gets nothing");
+
+  /* a running scanout */
+  dt = join_first_frame_us (e, FALSE, &b);
+  g_printerr ("late joiner (running, deployed): IDR after %.0f ms\n",
+      dt / 1000.0);
+  fail_unless (dt < 3 * G_USEC_PER_SEC);
+  cl_close (b);
+
+  /* a static screen: nothing flips, the quiet interval is 30 s away */
+  standin_runner_command_expect (e->vmm, "rate 1 0", "RATE 1 hz=0");
+  /* the first subscriber's frames stop (what was in flight arrives) */
+  do {
+    n = reader_count (ra);
+    g_usleep (500 * 1000);
+  } while (reader_count (ra) != n);
+  dt = join_first_frame_us (e, TRUE, &c);
+  g_printerr ("late joiner (static, v2): IDR after %.0f ms\n", dt / 1000.0);
+  fail_unless (dt < 3 * G_USEC_PER_SEC, "%.1f s", dt / 1e6);
+  dt = join_first_frame_us (e, FALSE, &d);
+  g_printerr ("late joiner (static, deployed): IDR after %.0f ms\n",
+      dt / 1000.0);
+  fail_unless (dt < 3 * G_USEC_PER_SEC, "%.1f s", dt / 1e6);
+  cl_close (c);
+  cl_close (d);
+  reader_stop (ra);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 4. Resize                                                            */
+
+GST_START_TEST (test_resize)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *v, *d;
+  Frame f;
+  HxfrSubscribe2Ack ack;
+  guint w = 0, h = 0, i;
+  gboolean seen;
+
+  if (!e)
+    return;
+  v = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (v, 1, NULL, &ack, NULL), 0);
+  fail_unless_equals_int (ack.width, SW);
+  fail_unless_equals_int (ack.height, SH);
+  d = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (d, 1), 1);
+  fail_unless_equals_int (v2_frame (v, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  fail_unless (f.keyframe);
+  fail_unless_equals_int (f.width, SW);
+  frame_clear (&f);
+
+  standin_runner_command_expect (e->vmm, "resize 1 320 240",
+      "SCANOUT 1 enabled=1");
+  /* v2: frames of the old size may still come; the first of the new size
+   * is an IDR whose SPS says 320x240, and so are the rest */
+  for (i = 0, seen = FALSE; i < 200; i++) {
+    fail_unless_equals_int (v2_frame (v, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+    check_au (&f);
+    if (f.width != SW || seen) {
+      fail_unless_equals_int (f.width, 320);
+      fail_unless_equals_int (f.height, 240);
+      if (!seen) {
+        fail_unless (f.keyframe, "first 320x240 frame is not an IDR");
+        fail_unless (au_sps_size (f.au, &w, &h));
+        fail_unless_equals_int (w, 320);
+        fail_unless_equals_int (h, 240);
+      }
+      if (seen && i > 100) {
+        frame_clear (&f);
+        break;
+      }
+      seen = TRUE;
+    } else {
+      fail_unless_equals_int (f.height, SH);
+    }
+    frame_clear (&f);
+  }
+  fail_unless (seen, "no 320x240 frame after the resize");
+  /* deployed: no size on the wire, only the SPS of an IDR */
+  for (i = 0, seen = FALSE; i < 200 && !seen; i++) {
+    fail_unless_equals_int (deployed_frame (d, &f, FRAME_TIMEOUT_US), RD_OK);
+    check_au (&f);
+    if (f.keyframe && au_sps_size (f.au, &w, &h) && w == 320) {
+      fail_unless_equals_int (h, 240);
+      seen = TRUE;
+    }
+    frame_clear (&f);
+  }
+  fail_unless (seen, "the deployed subscriber got no 320x240 SPS");
+  cl_close (v);
+  cl_close (d);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 5. Enable / disable                                                  */
+
+/* ENABLE_SCANOUT as helix-drm-manager sends it on a short connection;
+ * returns success, checks the connector name. */
+static guint32
+deployed_enable (Env * e, guint32 index, guint32 w, guint32 h)
+{
+  Cl *c = cl_connect (e);
+  guint8 p[16];
+  Msg m;
+  guint32 success;
+  gchar *want = g_strdup_printf ("Virtual-%u", index + 1);
+
+  put_le32 (p, index);
+  put_le32 (p + 4, w);
+  put_le32 (p + 8, h);
+  put_le32 (p + 12, 60);
+  fail_unless (cl_send (c, 0x20, 0, p, 16, 16));
+  fail_unless_equals_int (rd_msg (c, &m, 10 * G_USEC_PER_SEC), RD_OK);
+  fail_unless (m.type == 0x22, "answer to ENABLE_SCANOUT: 0x%02x", m.type);
+  fail_unless_equals_int (m.size, 72);
+  fail_unless_equals_int (m.session_id, 0);
+  fail_unless_equals_int (le32 (m.payload), index);
+  success = le32 (m.payload + 4);
+  m.payload[72] = 0;
+  fail_unless_equals_string ((gchar *) m.payload + 8, want);
+  msg_clear (&m);
+  g_free (want);
+  cl_close (c);
+  return success;
+}
+
+GST_START_TEST (test_enable_disable)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "0.2", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  Cl *v, *v2c, *dis;
+  Frame f;
+  gint32 reason;
+  guint8 p[4];
+  Msg m;
+  Rd rd;
+  guint i;
+
+  if (!e)
+    return;
+  /* a v2 subscriber of a disabled scanout: ERROR -13 */
+  v = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (v, 2, NULL, NULL, NULL),
+      HXFR_ERR_NO_SCANOUT);
+  cl_close (v);
+
+  fail_unless_equals_int (deployed_enable (e, 2, 320, 240), 1);
+  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=1 "
+          "320x240", 1, 10), "the stand-in saw no hotplug");
+  fail_unless_equals_int (deployed_enable (e, 0, 320, 240), 0);
+  fail_unless_equals_int (deployed_enable (e, 3, 100000, 100000), 0);
+  fail_unless_equals_int (deployed_enable (e, 3, 0, 240), 0);
+  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 0"),
+      0);
+  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 3"),
+      0);
+
+  /* v2 subscribers of the hotplugged scanout 2 and of scanout 1 */
+  v2c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (v2c, 2, NULL, NULL, NULL), 0);
+  fail_unless_equals_int (v2_frame (v2c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  fail_unless (f.keyframe);
+  fail_unless_equals_int (f.width, 320);
+  frame_clear (&f);
+  v = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (v, 1, NULL, NULL, NULL), 0);
+  fail_unless_equals_int (v2_frame (v, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  frame_clear (&f);
+
+  /* DISABLE_SCANOUT 2 (helix-drm-manager: a new connection, waits 10 s
+   * for an answer): SCANOUT_RESP on a connection that has not subscribed */
+  dis = cl_connect (e);
+  put_le32 (p, 2);
+  fail_unless (cl_send (dis, 0x21, 0, p, 4, 4));
+  fail_unless_equals_int (rd_msg (dis, &m, 10 * G_USEC_PER_SEC), RD_OK);
+  fail_unless_equals_int (m.type, 0x22);
+  fail_unless_equals_int (le32 (m.payload), 2);
+  fail_unless_equals_int (le32 (m.payload + 4), 1);
+  msg_clear (&m);
+  cl_close (dis);
+  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=0", 1,
+          10));
+  for (i = 0; i < 200; i++) {
+    rd = v2_frame (v2c, &f, FRAME_TIMEOUT_US, &reason);
+    frame_clear (&f);
+    if (rd != RD_OK)
+      break;
+  }
+  fail_unless_equals_int (rd, RD_EOF);
+  fail_unless_equals_int (reason, HXFR_SCANOUT_END_DISABLED);
+  fail_unless (wait_eof (v2c, 5 * G_USEC_PER_SEC));
+  cl_close (v2c);
+
+  /* the VMM disables scanout 1 itself */
+  standin_runner_command_expect (e->vmm, "scanout 1 disable",
+      "SCANOUT 1 enabled=0");
+  for (i = 0; i < 400; i++) {
+    rd = v2_frame (v, &f, FRAME_TIMEOUT_US, &reason);
+    frame_clear (&f);
+    if (rd != RD_OK)
+      break;
+  }
+  fail_unless_equals_int (rd, RD_EOF);
+  fail_unless_equals_int (reason, HXFR_SCANOUT_END_DISABLED);
+  cl_close (v);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 6. Several subscribers and a slow one                                */
+
+/* The frames @r got after its pause: every frame after a loss is an IDR
+ * (deployed: a gap in the frame counter; v2: DISCONT set). Returns the
+ * frames lost. */
+static guint
+check_after_loss (Reader * r, guint from)
+{
+  guint i, lost = 0;
+
+  g_mutex_lock (&r->lock);
+  for (i = MAX (from, 1); i < r->frames->len; i++) {
+    Frame *prev = &g_array_index (r->frames, Frame, i - 1);
+    Frame *f = &g_array_index (r->frames, Frame, i);
+
+    if (r->v2) {
+      fail_unless_equals_int (f->seq, prev->seq + 1);
+      if (f->flags & HXFR_SCANOUT_FRAME_DISCONT) {
+        lost++;
+        fail_unless (f->keyframe, "v2 frame %u after a loss (DISCONT) is "
+            "not an IDR", i);
+      }
+    } else {
+      gint64 gap = deployed_index (f) - deployed_index (prev);
+
+      fail_unless (gap >= 1, "deployed frame counter went back");
+      if (gap > 1) {
+        lost += gap - 1;
+        fail_unless (f->keyframe, "deployed frame %u after %" G_GINT64_FORMAT
+            " lost frames is a P-frame", i, gap - 1);
+      }
+    }
+  }
+  g_mutex_unlock (&r->lock);
+  return lost;
+}
+
+GST_START_TEST (test_slow_subscriber)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "4", "--scanout", "1:320x240@60", NULL
+  };
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Reader *rs[4];
+  GstElement *pipe;
+  GstElement *sink;
+  gchar *desc;
+  guint base[4], during[4], from_slow, from_slow2, lost;
+  Cl *c;
+  gint i;
+
+  if (!e)
+    return;
+  /* A: deployed, B: v2, C: deployed, slow, D: v2, slow */
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  rs[0] = reader_start (c, FALSE);
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  rs[1] = reader_start (c, TRUE);
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  rs[2] = reader_start (c, FALSE);
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  rs[3] = reader_start (c, TRUE);
+  /* E: vsockscanoutsrc */
+  desc = g_strdup_printf ("vsockscanoutsrc address=%s scanout=1 ! fakesink "
+      "name=sink sync=false signal-handoffs=false",
+      bridge_runner_get_address (e->bridge));
+  pipe = gst_parse_launch (desc, NULL);
+  g_free (desc);
+  fail_unless (pipe != NULL);
+  sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  for (i = 0; i < 4; i++)
+    fail_unless (reader_wait (rs[i], 20, 20), "subscriber %d gets nothing",
+        i);
+
+  count_window (rs, 4, 2.0, base);
+  reader_pause (rs[2], TRUE);
+  reader_pause (rs[3], TRUE);
+  count_window (rs, 2, 4.0, during);
+  g_printerr ("slow subscribers: undisturbed %u/%u frames in 2 s, %u/%u in "
+      "4 s while two do not read\n", base[0], base[1], during[0], during[1]);
+  for (i = 0; i < 2; i++)
+    /* 2x the time: about 2x the frames; at least 0.5 of that */
+    fail_unless (during[i] >= base[i], "subscriber %d: %u frames in 4 s "
+        "with slow neighbours, %u in 2 s undisturbed", i, during[i],
+        base[i]);
+  from_slow = reader_count (rs[2]);
+  from_slow2 = reader_count (rs[3]);
+  reader_pause (rs[2], FALSE);
+  reader_pause (rs[3], FALSE);
+  fail_unless (reader_wait (rs[2], from_slow + 60, 20));
+  fail_unless (reader_wait (rs[3], from_slow2 + 60, 20));
+  lost = check_after_loss (rs[2], from_slow);
+  g_printerr ("deployed slow subscriber: %u frames lost, resumed on an "
+      "IDR\n", lost);
+  fail_unless (lost > 0, "the slow subscriber lost nothing: not slow?");
+  lost = check_after_loss (rs[3], from_slow2);
+  fail_unless (lost > 0, "the v2 slow subscriber saw no DISCONT");
+  /* and the whole streams of the others: never a P-frame after a loss */
+  check_after_loss (rs[0], 0);
+  check_after_loss (rs[1], 0);
+
+  {
+    GstStructure *st = NULL;
+    guint64 frames = 0;
+    GstElement *src = gst_bin_get_by_name (GST_BIN (pipe),
+        "vsockscanoutsrc0");
+
+    g_object_get (src, "stats", &st, NULL);
+    gst_structure_get_uint64 (st, "frames", &frames);
+    fail_unless (frames > 60, "vsockscanoutsrc: %" G_GUINT64_FORMAT
+        " frames", frames);
+    gst_structure_free (st);
+    gst_object_unref (src);
+  }
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (pipe);
+  for (i = 0; i < 4; i++)
+    reader_stop (rs[i]);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* A subscriber that never reads: ended after the write timeout, the
+ * bridge's memory bounded, the others unaffected. */
+GST_START_TEST (test_never_reading_subscriber)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "4", "--scanout", "1:320x240@60", NULL
+  };
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Reader *ra;
+  Cl *a, *dead;
+  guint base, during, rss0, rss1;
+
+  if (!e)
+    return;
+  a = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (a, 1), 1);
+  ra = reader_start (a, FALSE);
+  fail_unless (reader_wait (ra, 20, 20));
+  count_window (&ra, 1, 2.0, &base);
+  rss0 = proc_rss_kb (bridge_runner_get_pid (e->bridge));
+  dead = cl_connect (e);
+  /* its SUBSCRIBE_RESP is the one thing it reads */
+  fail_unless_equals_int (deployed_subscribe (dead, 1), 1);
+  count_window (&ra, 1, 4.0, &during);
+  fail_unless (bridge_runner_wait_log (e->bridge, "does not read", 1, 30),
+      "the subscriber that does not read was not ended");
+  rss1 = proc_rss_kb (bridge_runner_get_pid (e->bridge));
+  g_printerr ("never-reading subscriber: the other got %u frames in 2 s "
+      "before, %u in 4 s after; bridge RSS %u -> %u KiB\n", base, during,
+      rss0, rss1);
+  fail_unless (during >= base, "the reading subscriber slowed down");
+  fail_unless (rss1 < rss0 + 64 * 1024, "bridge RSS grew by %u KiB",
+      rss1 - rss0);
+  fail_unless (wait_eof (dead, 10 * G_USEC_PER_SEC),
+      "its connection was not closed");
+  cl_close (dead);
+  fail_unless (!ra->eof);
+  reader_stop (ra);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 7. The guest element                                                 */
+
+GST_START_TEST (test_guest_element)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, NULL, NULL);
+  GPtrArray *decoded;
+  GstElement *pipe, *sink;
+  GstClockTime last = GST_CLOCK_TIME_NONE;
+  gchar *desc;
+  guint i;
+
+  if (!e)
+    return;
+  desc = g_strdup_printf ("vsockscanoutsrc address=%s scanout=1 ! h264parse "
+      "! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink "
+      "name=sink sync=false max-buffers=100",
+      bridge_runner_get_address (e->bridge));
+  pipe = gst_parse_launch (desc, NULL);
+  g_free (desc);
+  fail_unless (pipe != NULL);
+  sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  decoded = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  for (i = 0; i < 40; i++) {
+    GstSample *s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
+        20 * GST_SECOND);
+    GstStructure *st;
+    gint w = 0, h = 0;
+    GstClockTime pts;
+
+    fail_unless (s != NULL, "no decoded frame %u", i);
+    st = gst_caps_get_structure (gst_sample_get_caps (s), 0);
+    gst_structure_get_int (st, "width", &w);
+    gst_structure_get_int (st, "height", &h);
+    fail_unless_equals_int (w, SW);
+    fail_unless_equals_int (h, SH);
+    pts = GST_BUFFER_PTS (gst_sample_get_buffer (s));
+    fail_unless (GST_CLOCK_TIME_IS_VALID (pts));
+    fail_unless (!GST_CLOCK_TIME_IS_VALID (last) || pts > last,
+        "PTS did not increase");
+    last = pts;
+    g_ptr_array_add (decoded, s);
+  }
+  check_pattern (decoded, 1, flips (e, 1) + 5);
+  g_ptr_array_unref (decoded);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (pipe);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 8. Hostile subscribers                                               */
+
+GST_START_TEST (test_bad_index)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *c;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 9), 0);
+  /* the connection stays usable: a valid SUBSCRIBE then streams */
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  {
+    Frame f;
+
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    fail_unless (f.keyframe);
+    frame_clear (&f);
+  }
+  cl_close (c);
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 0x10000), 0);
+  cl_close (c);
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 9, NULL, NULL, NULL),
+      HXFR_ERR_NO_SCANOUT);
+  fail_unless (wait_eof (c, 5 * G_USEC_PER_SEC));
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* a reading deployed subscriber of scanout 1 */
+static Reader *
+streaming_reader (Env * e)
+{
+  Cl *c = cl_connect (e);
+  Reader *r;
+
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  r = reader_start (c, FALSE);
+  fail_unless (reader_wait (r, 20, 20));
+  return r;
+}
+
+GST_START_TEST (test_lying_sizes)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Reader *ra;
+  Cl *c;
+  guint8 p[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+  guint n0;
+  Msg m;
+
+  if (!e)
+    return;
+  ra = streaming_reader (e);
+  /* SUBSCRIBE declaring 7 bytes: closed, nothing answered */
+  c = cl_connect (e);
+  fail_unless (cl_send (c, 0x30, 1, p, 7, 7));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_EOF);
+  msg_clear (&m);
+  cl_close (c);
+  /* ENABLE_SCANOUT declaring 0 */
+  c = cl_connect (e);
+  fail_unless (cl_send (c, 0x20, 0, NULL, 0, 0));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_EOF);
+  msg_clear (&m);
+  cl_close (c);
+  /* the other subscriber is unaffected */
+  n0 = reader_count (ra);
+  fail_unless (reader_wait (ra, n0 + 30, 20));
+  fail_unless (!ra->eof);
+  reader_stop (ra);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_config_flood)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Reader *ra, *rb;
+  Cl *b;
+  guint base, during, lines0, lines1, i;
+  guint8 cfg[HXFR_CONFIG_REQ_SIZE];
+  gint64 t0;
+  gdouble secs;
+
+  if (!e)
+    return;
+  ra = streaming_reader (e);
+  b = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (b, 1), 1);
+  rb = reader_start (b, FALSE);
+  count_window (&ra, 1, 2.0, &base);
+  lines0 = bridge_runner_count_log (e->bridge, "\n");
+  /* CONFIG_REQ as the Go client builds it, 5000 times, bitrates changing */
+  i = reader_count (ra);
+  t0 = g_get_monotonic_time ();
+  for (guint k = 0; k < 5000; k++) {
+    memset (cfg, 0, sizeof (cfg));
+    put_le32 (cfg, SW);
+    put_le32 (cfg + 4, SH);
+    put_le32 (cfg + 8, 1000000 + (k % 50) * 100000);
+    put_le32 (cfg + 12, 60);
+    put_le32 (cfg + 16, 1);
+    cfg[20] = 66;
+    cfg[21] = 40;
+    cfg[22] = 1;
+    fail_unless (cl_send (b, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)),
+        "CONFIG_REQ %u: the bridge closed", k);
+    /* spread over about 2 s: a flood that lasts, not one burst */
+    if (k % 250 == 0)
+      g_usleep (100 * 1000);
+  }
+  secs = (g_get_monotonic_time () - t0) / 1e6;
+  during = reader_count (ra) - i;
+  lines1 = bridge_runner_count_log (e->bridge, "\n");
+  g_printerr ("CONFIG_REQ flood: 5000 in %.1f s; the other subscriber %u "
+      "frames (%.0f/s; %.0f/s before); %u bridge log lines\n", secs, during,
+      during / secs, base / 2.0, lines1 - lines0);
+  fail_unless (during / secs >= 0.4 * base / 2.0, "the other subscriber "
+      "slowed from %.0f to %.0f frames/s", base / 2.0, during / secs);
+  fail_unless (lines1 - lines0 < 20, "%u log lines for a flood",
+      lines1 - lines0);
+  /* the flooding subscriber still streams, never out of step */
+  i = reader_count (rb);
+  fail_unless (reader_wait (rb, i + 20, 20));
+  fail_unless (!rb->eof);
+  reader_stop (rb);
+  reader_stop (ra);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_ping)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Reader *ra;
+  Cl *c;
+  Msg m;
+  guint8 junk[100] = { 0, };
+  guint sent = 0, n0;
+  gboolean closed = FALSE;
+  gint64 deadline;
+  guint8 *pings;
+
+  if (!e)
+    return;
+  ra = streaming_reader (e);
+  /* a scanout client (its first message a SUBSCRIBE, refused) */
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 9), 0);
+  /* an unknown type with 100 bytes: skipped */
+  fail_unless (cl_send (c, 0x77, 0, junk, sizeof (junk), sizeof (junk)));
+  fail_unless (cl_send (c, 0x10, 0x1234, NULL, 0, 0));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_OK);
+  fail_unless_equals_int (m.type, 0x11);
+  fail_unless_equals_int (m.session_id, 0x1234);
+  fail_unless_equals_int (m.size, 0);
+  msg_clear (&m);
+  /* PINGs without reading a PONG: closed (bounded) */
+  pings = g_malloc (12 * 1000);
+  for (guint i = 0; i < 1000; i++)
+    put_header (pings + 12 * i, 0x10, i, 0);
+  deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (!closed && g_get_monotonic_time () < deadline && sent < 10000000) {
+    struct pollfd p = { c->fd, POLLOUT, 0 };
+
+    /* the bridge may stop reading: never block for ever */
+    if (poll (&p, 1, 500) == 0) {
+      /* nothing written for 0.5 s: has it closed? */
+      struct pollfd q = { c->fd, POLLIN, 0 };
+
+      if (poll (&q, 1, 0) > 0 && wait_eof (c, 2 * G_USEC_PER_SEC))
+        closed = TRUE;
+      continue;
+    }
+    if (!cl_write (c, pings, 12 * 1000))
+      closed = TRUE;
+    sent += 1000;
+  }
+  g_free (pings);
+  g_printerr ("PING flood: closed=%d after about %u PINGs\n", closed, sent);
+  fail_unless (closed, "a client sending PINGs and reading no PONGs was not "
+      "closed (%u sent)", sent);
+  cl_close (c);
+  n0 = reader_count (ra);
+  fail_unless (reader_wait (ra, n0 + 20, 20));
+  fail_unless (!ra->eof);
+  reader_stop (ra);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_huge_unknown_payload)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *c;
+  Msg m;
+  guint rss0, rss1;
+  guint8 junk[4096] = { 0, };
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  rss0 = proc_rss_kb (bridge_runner_get_pid (e->bridge));
+  /* a 100 MiB payload announced, 4 KiB of it sent */
+  fail_unless (cl_send (c, 0x77, 0, junk, sizeof (junk), 100 * 1024 * 1024));
+  /* frames may come first; then the end */
+  {
+    gint64 deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+    Rd rd;
+
+    do {
+      rd = rd_msg (c, &m, 5 * G_USEC_PER_SEC);
+      if (rd == RD_OK)
+        fail_unless_equals_int (m.type, 0x02);
+      msg_clear (&m);
+    } while (rd == RD_OK && g_get_monotonic_time () < deadline);
+    fail_unless_equals_int (rd, RD_EOF);
+  }
+  rss1 = proc_rss_kb (bridge_runner_get_pid (e->bridge));
+  g_printerr ("100 MiB unknown payload: closed; bridge RSS %u -> %u KiB\n",
+      rss0, rss1);
+  fail_unless (rss1 < rss0 + 32 * 1024, "RSS grew by %u KiB", rss1 - rss0);
+  fail_unless (bridge_runner_wait_log (e->bridge, "payload on a scanout "
+          "connection", 1, 5));
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_token_and_no_deployed)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  const gchar *bridge_args[] = { "--token", "s3cret", NULL };
+  Env *e = env_start (vmm_args, NULL, bridge_args);
+  Cl *c;
+  gchar *text = NULL;
+  Msg m;
+  guint8 p[4];
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, "wrong", NULL, NULL),
+      HXFR_ERR_UNAUTHORIZED);
+  fail_unless (wait_eof (c, 5 * G_USEC_PER_SEC));
+  cl_close (c);
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL),
+      HXFR_ERR_UNAUTHORIZED);
+  cl_close (c);
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, "s3cret", NULL, NULL), 0);
+  cl_close (c);
+
+  /* deployed, on a listener without ',deployed': ERROR -7 with a text */
+  c = cl_connect (e);
+  put_le32 (p, 1);
+  fail_unless (cl_send (c, 0x30, 1, p, 4, 4));
+  fail_unless_equals_int (rd_msg (c, &m, 5 * G_USEC_PER_SEC), RD_OK);
+  fail_unless_equals_int (m.type, 0xff);
+  {
+    HxfrErrorMsg em;
+
+    fail_unless (hxfr_error_parse (m.payload, m.size, &em, NULL));
+    fail_unless_equals_int (em.code, HXFR_ERR_UNAUTHORIZED);
+    fail_unless (strstr (em.message, "deployed") != NULL, "%s", em.message);
+    text = g_strdup (em.message);
+  }
+  msg_clear (&m);
+  fail_unless (wait_eof (c, 5 * G_USEC_PER_SEC));
+  cl_close (c);
+  g_free (text);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_repeated_subscribe)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "4", "--scanout", "1:160x120@60", "--scanout",
+    "2:96x64@60", NULL
+  };
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *c;
+  guint8 p[4];
+  Msg m;
+  Frame f;
+  guint i, w = 0, h = 0;
+  gint32 reason;
+  Rd rd;
+
+  if (!e)
+    return;
+  /* deployed: the last SUBSCRIBE wins */
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+  fail_unless_equals_int (f.session_id, 1);
+  frame_clear (&f);
+  put_le32 (p, 2);
+  fail_unless (cl_send (c, 0x30, 2, p, 4, 4));
+  /* scanout 1's frames already queued, then the answer, then scanout 2 */
+  for (i = 0; i < 100; i++) {
+    fail_unless_equals_int (rd_msg (c, &m, FRAME_TIMEOUT_US), RD_OK);
+    if (m.type == 0x31) {
+      fail_unless_equals_int (le32 (m.payload), 2);
+      fail_unless_equals_int (le32 (m.payload + 4), 1);
+      msg_clear (&m);
+      break;
+    }
+    fail_unless_equals_int (m.type, 0x02);
+    fail_unless_equals_int (m.session_id, 1);
+    msg_clear (&m);
+  }
+  fail_unless (i < 100, "no SUBSCRIBE_RESP to the second SUBSCRIBE");
+  fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+  fail_unless_equals_int (f.session_id, 2);
+  fail_unless (f.keyframe, "first frame of the new scanout is not an IDR");
+  fail_unless (au_sps_size (f.au, &w, &h));
+  fail_unless_equals_int (w, 96);
+  fail_unless_equals_int (h, 64);
+  frame_clear (&f);
+  for (i = 0; i < 20; i++) {
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    fail_unless_equals_int (f.session_id, 2);
+    check_au (&f);
+    frame_clear (&f);
+  }
+  cl_close (c);
+
+  /* v2: a second SUBSCRIBE2 is an error, and the end */
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  {
+    HxfrSubscribe2 s = { 2, 2, HXFR_CODEC_H264, 2, 0, 0, 0 };
+    guint8 buf[HXFR_SUBSCRIBE2_SIZE];
+    gsize len = hxfr_subscribe2_write (&s, buf);
+
+    fail_unless (cl_send (c, HXFR_MSG_SUBSCRIBE2, 7, buf, len, len));
+  }
+  for (i = 0; i < 200; i++) {
+    rd = v2_frame (c, &f, FRAME_TIMEOUT_US, &reason);
+    if (rd == RD_OK)
+      fail_unless_equals_int (f.width, SW);
+    frame_clear (&f);
+    if (rd != RD_OK)
+      break;
+  }
+  fail_unless_equals_int (rd, RD_EOF);
+  fail_unless (reason < 0, "no ERROR for a second SUBSCRIBE2 (%d)", reason);
+  fail_unless (wait_eof (c, 5 * G_USEC_PER_SEC));
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* ------------------------------------------------------------------ */
+/* 9. Shutdown                                                          */
+
+GST_START_TEST (test_shutdown)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  Cl *v, *d;
+  Frame f;
+  gint32 reason = 0;
+  Rd rd;
+  guint i;
+
+  if (!e)
+    return;
+  v = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (v, 1, NULL, NULL, NULL), 0);
+  d = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (d, 1), 1);
+  fail_unless_equals_int (v2_frame (v, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  frame_clear (&f);
+  fail_unless_equals_int (deployed_frame (d, &f, FRAME_TIMEOUT_US), RD_OK);
+  frame_clear (&f);
+  fail_unless (kill (bridge_runner_get_pid (e->bridge), SIGTERM) == 0);
+  for (i = 0; i < 1000; i++) {
+    rd = v2_frame (v, &f, 10 * G_USEC_PER_SEC, &reason);
+    frame_clear (&f);
+    if (rd != RD_OK)
+      break;
+  }
+  fail_unless_equals_int (rd, RD_EOF);
+  fail_unless_equals_int (reason, HXFR_SCANOUT_END_SHUTDOWN);
+  fail_unless (wait_eof (v, 10 * G_USEC_PER_SEC));
+  /* the deployed subscriber: frames, then the end (nothing else) */
+  for (i = 0; i < 1000; i++) {
+    rd = deployed_frame (d, &f, 10 * G_USEC_PER_SEC);
+    frame_clear (&f);
+    if (rd != RD_OK)
+      break;
+  }
+  fail_unless_equals_int (rd, RD_EOF);
+  cl_close (v);
+  cl_close (d);
+  /* exits 0 and removes its socket */
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+static Suite *
+scanout_suite (void)
+{
+  Suite *s = suite_create ("scanout");
+  TCase *tc = tcase_create ("general");
+
+  tcase_set_timeout (tc, 120);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_deployed_stream);
+  tcase_add_test (tc, test_deployed_au_framing_as_deployed);
+  tcase_add_test (tc, test_static_screen_repeats);
+  tcase_add_test (tc, test_late_joiner);
+  tcase_add_test (tc, test_resize);
+  tcase_add_test (tc, test_enable_disable);
+  tcase_add_test (tc, test_slow_subscriber);
+  tcase_add_test (tc, test_never_reading_subscriber);
+  tcase_add_test (tc, test_guest_element);
+  tcase_add_test (tc, test_bad_index);
+  tcase_add_test (tc, test_lying_sizes);
+  tcase_add_test (tc, test_config_flood);
+  tcase_add_test (tc, test_ping);
+  tcase_add_test (tc, test_huge_unknown_payload);
+  tcase_add_test (tc, test_token_and_no_deployed);
+  tcase_add_test (tc, test_repeated_subscribe);
+  tcase_add_test (tc, test_shutdown);
+  return s;
+}
+
+GST_CHECK_MAIN (scanout);
