@@ -232,3 +232,19 @@ bridge_encoder_takes_all_formats (GstElementFactory * factory)
   }
   return FALSE;
 }
+
+GstElement *
+bridge_bin_add (GstElement * bin, const gchar * factory, const gchar * name,
+    GError ** error)
+{
+  GstElement *e = gst_element_factory_make (factory, name);
+
+  if (!e) {
+    if (error && !*error)
+      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
+          "element %s is not installed", factory);
+    return NULL;
+  }
+  gst_bin_add (GST_BIN (bin), e);
+  return e;
+}

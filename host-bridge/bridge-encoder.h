@@ -47,4 +47,10 @@ void bridge_encoder_set_bitrate (GstElement * enc, const BridgeEncoder * desc,
  * send, so no videoconvert is needed in front of it. */
 gboolean bridge_encoder_takes_all_formats (GstElementFactory * factory);
 
+/* Makes a @factory element (named @name, or NULL) inside @bin, which then
+ * owns it, so a failed build is freed with the bin. NULL with @error set
+ * (the first missing element only) if @factory is not installed. */
+GstElement *bridge_bin_add (GstElement * bin, const gchar * factory,
+    const gchar * name, GError ** error);
+
 G_END_DECLS

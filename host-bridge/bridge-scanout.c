@@ -275,21 +275,6 @@ teardown_encoder (Scanout * so)
   }
 }
 
-static GstElement *
-add (GstElement * bin, const gchar * factory, GError ** error)
-{
-  GstElement *e = gst_element_factory_make (factory, NULL);
-
-  if (!e) {
-    if (error && !*error)
-      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
-          "element %s is not installed", factory);
-    return NULL;
-  }
-  gst_bin_add (GST_BIN (bin), e);
-  return e;
-}
-
 /* appsrc ! [videoconvert ! 4:2:0] ! encoder ! h264parse ! appsink: SPS and
  * PPS before every IDR, one access unit per buffer. */
 static gboolean
@@ -300,15 +285,15 @@ build_encoder (Scanout * so, GError ** error)
       *parse, *filter, *last;
   GstCaps *caps;
 
-  so->appsrc = add (p, "appsrc", error);
+  so->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
   if (cfg->need_convert) {
-    convert = add (p, "videoconvert", error);
-    yuv = add (p, "capsfilter", error);
+    convert = bridge_bin_add (p, "videoconvert", NULL, error);
+    yuv = bridge_bin_add (p, "capsfilter", NULL, error);
   }
-  so->encoder = add (p, cfg->encoder_name, error);
-  parse = add (p, "h264parse", error);
-  filter = add (p, "capsfilter", error);
-  so->appsink = add (p, "appsink", error);
+  so->encoder = bridge_bin_add (p, cfg->encoder_name, NULL, error);
+  parse = bridge_bin_add (p, "h264parse", NULL, error);
+  filter = bridge_bin_add (p, "capsfilter", NULL, error);
+  so->appsink = bridge_bin_add (p, "appsink", NULL, error);
   if (!so->appsrc || (cfg->need_convert && (!convert || !yuv))
       || !so->encoder || !parse || !filter || !so->appsink) {
     gst_object_unref (p);

@@ -352,6 +352,32 @@ handle_hotplug (Reader * r, const HxfrHeader * h, guint32 index,
     r->reason = g_strdup ("the client does not read its answers");
 }
 
+/* KEYFRAME_REQ and PING, the same in both dialects. TRUE if @h was one. */
+static gboolean
+handle_common (Reader * r, const HxfrHeader * h)
+{
+  Subscriber *sub = r->sub;
+
+  switch (h->type) {
+    case HXFR_MSG_KEYFRAME_REQ:
+      /* deployed QEMU ignores it; we honour it (rate-limited, not lost) */
+      if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
+        g_mutex_lock (bridge_vm_lock (sub->vm));
+        if (sub->scanout)
+          scanout_request_idr (sub->scanout, FALSE);
+        g_mutex_unlock (bridge_vm_lock (sub->vm));
+      }
+      return TRUE;
+    case HXFR_MSG_PING:
+      if (read_payload (r, h, NULL, 0, "PING")
+          && !queue_message (sub, HXFR_MSG_PONG, h->session_id, NULL, 0))
+        r->reason = g_strdup ("the client sends PINGs and reads no PONGs");
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
 static void
 handle_deployed (Reader * r, const HxfrHeader * h)
 {
@@ -362,6 +388,8 @@ handle_deployed (Reader * r, const HxfrHeader * h)
   HxfrConfig config;
   GError *err = NULL;
 
+  if (handle_common (r, h))
+    return;
   switch (h->type) {
     case HXFR_MSG_SUBSCRIBE:
       if (read_payload (r, h, buf, HXFR_SUBSCRIBE_SIZE, "SUBSCRIBE")) {
@@ -395,20 +423,6 @@ handle_deployed (Reader * r, const HxfrHeader * h)
       if (sub->scanout && config.bitrate)
         scanout_set_bitrate (sub->scanout, config.bitrate);
       g_mutex_unlock (bridge_vm_lock (sub->vm));
-      break;
-    case HXFR_MSG_PING:
-      if (read_payload (r, h, NULL, 0, "PING")
-          && !queue_message (sub, HXFR_MSG_PONG, h->session_id, NULL, 0))
-        r->reason = g_strdup ("the client sends PINGs and reads no PONGs");
-      break;
-    case HXFR_MSG_KEYFRAME_REQ:
-      /* ignored by the deployed host; we honour it (rate-limited) */
-      if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
-        g_mutex_lock (bridge_vm_lock (sub->vm));
-        if (sub->scanout)
-          scanout_request_idr (sub->scanout, FALSE);
-        g_mutex_unlock (bridge_vm_lock (sub->vm));
-      }
       break;
     default:
       if (h->payload_size > MAX_SKIPPED_PAYLOAD) {
@@ -474,15 +488,9 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
     handle_subscribe2 (r, h);
     return;
   }
+  if (handle_common (r, h))
+    return;
   switch (h->type) {
-    case HXFR_MSG_KEYFRAME_REQ:
-      if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
-        g_mutex_lock (bridge_vm_lock (sub->vm));
-        if (sub->scanout)
-          scanout_request_idr (sub->scanout, FALSE);
-        g_mutex_unlock (bridge_vm_lock (sub->vm));
-      }
-      break;
     case HXFR_MSG_CONTROL:
       if (!read_payload (r, h, buf, HXFR_CONTROL_SIZE, "CONTROL"))
         break;
@@ -495,11 +503,6 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
       if (sub->scanout && (c.mask & HXFR_CONTROL_BITRATE) && c.bitrate)
         scanout_set_bitrate (sub->scanout, c.bitrate);
       g_mutex_unlock (bridge_vm_lock (sub->vm));
-      break;
-    case HXFR_MSG_PING:
-      if (read_payload (r, h, NULL, 0, "PING")
-          && !queue_message (sub, HXFR_MSG_PONG, h->session_id, NULL, 0))
-        r->reason = g_strdup ("the client sends PINGs and reads no PONGs");
       break;
     default:{
       gchar *text = g_strdup_printf ("%s (0x%02x) is not valid on a "

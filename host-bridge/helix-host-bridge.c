@@ -304,25 +304,6 @@ on_src_event (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   return GST_PAD_PROBE_DROP;
 }
 
-/* Makes a @factory element inside @bin (which then owns it, so a failed
- * build is freed with the bin). NULL with @error set (the first missing
- * element only) if @factory is not installed. */
-static GstElement *
-add (GstElement * bin, const gchar * factory, const gchar * name,
-    GError ** error)
-{
-  GstElement *e = gst_element_factory_make (factory, name);
-
-  if (!e) {
-    if (error && !*error)
-      g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN,
-          "element %s is not installed", factory);
-    return NULL;
-  }
-  gst_bin_add (GST_BIN (bin), e);
-  return e;
-}
-
 static gboolean
 build_pipeline (Session * s, GError ** error)
 {
@@ -336,8 +317,8 @@ build_pipeline (Session * s, GError ** error)
 
   g_snprintf (name, sizeof (name), "session-%u", s->id);
   pipeline = gst_pipeline_new (name);
-  src = add (pipeline, "vsocksrc", "src", error);
-  sink = add (pipeline, "appsink", "sink", error);
+  src = bridge_bin_add (pipeline, "vsocksrc", "src", error);
+  sink = bridge_bin_add (pipeline, "appsink", "sink", error);
   if (!src || !sink) {
     gst_object_unref (pipeline);
     return FALSE;
@@ -349,14 +330,14 @@ build_pipeline (Session * s, GError ** error)
 
   if (!b->null_encoder) {
     hxfr_host_session_get_settings (s->hs, &st);
-    queue = add (pipeline, "queue", NULL, error);
+    queue = bridge_bin_add (pipeline, "queue", NULL, error);
     if (b->need_convert) {
-      convert = add (pipeline, "videoconvert", NULL, error);
-      yuv420 = add (pipeline, "capsfilter", NULL, error);
+      convert = bridge_bin_add (pipeline, "videoconvert", NULL, error);
+      yuv420 = bridge_bin_add (pipeline, "capsfilter", NULL, error);
     }
-    enc = add (pipeline, b->encoder_name, "encoder", error);
-    parse = add (pipeline, "h264parse", NULL, error);
-    filter = add (pipeline, "capsfilter", NULL, error);
+    enc = bridge_bin_add (pipeline, b->encoder_name, "encoder", error);
+    parse = bridge_bin_add (pipeline, "h264parse", NULL, error);
+    filter = bridge_bin_add (pipeline, "capsfilter", NULL, error);
     if (!queue || (b->need_convert && (!convert || !yuv420)) || !enc
         || !parse || !filter) {
       gst_object_unref (pipeline);

@@ -4,13 +4,13 @@
  */
 #include "hxfr-protocol.h"
 #include "hxfr-scanout.h"
+#include "hxfr-wire.h"
 
 #include <stddef.h>
 #include <string.h>
 
 /* Wire layouts. All fields little-endian, no padding. Never read or written
  * outside this file: the static asserts below freeze them. */
-#define HXFR_PACKED __attribute__((packed))
 
 typedef struct HXFR_PACKED
 {
@@ -265,12 +265,6 @@ hxfr_error_code_name (gint code)
 
 /* Unaligned little-endian access: wire structs are packed, so fields are
  * copied out rather than dereferenced in place. */
-#define LE32(v) GUINT32_TO_LE (v)
-#define LE16(v) GUINT16_TO_LE (v)
-#define LE64(v) GINT64_TO_LE (v)
-#define FROM_LE32(v) GUINT32_FROM_LE (v)
-#define FROM_LE16(v) GUINT16_FROM_LE (v)
-#define FROM_LE64(v) GINT64_FROM_LE (v)
 
 void
 hxfr_header_write (guint8 out[HXFR_HEADER_SIZE], const HxfrHeader * h)
@@ -478,8 +472,9 @@ hxfr_header_check (const HxfrHeader * h, HxfrRole role,
   return TRUE;
 }
 
-static gboolean
-check_len (const gchar * what, gsize len, gsize expected, GError ** error)
+gboolean
+hxfr_wire_check_len (const gchar * what, gsize len, gsize expected,
+    GError ** error)
 {
   if (len != expected) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
@@ -539,7 +534,7 @@ hxfr_frame_request_parse (const guint8 * in, gsize len, guint version,
   if (version < 2) {
     WireFrameRequest w;
 
-    if (!check_len ("FRAME_REQUEST", len, sizeof (w), error))
+    if (!hxfr_wire_check_len ("FRAME_REQUEST", len, sizeof (w), error))
       return FALSE;
     memcpy (&w, in, sizeof (w));
     r->resource_id = FROM_LE32 (w.resource_id);
@@ -558,7 +553,7 @@ hxfr_frame_request_parse (const guint8 * in, gsize len, guint version,
   } else {
     WireFrameRequest2 w;
 
-    if (!check_len ("FRAME_REQUEST2", len, sizeof (w), error))
+    if (!hxfr_wire_check_len ("FRAME_REQUEST2", len, sizeof (w), error))
       return FALSE;
     memcpy (&w, in, sizeof (w));
     r->seq = FROM_LE32 (w.seq);
@@ -620,7 +615,7 @@ hxfr_frame_response_parse (const guint8 * in, gsize len, guint version,
   if (version < 2) {
     WireFrameResponse w;
 
-    if (!check_len ("FRAME_RESPONSE", len, sizeof (w), error))
+    if (!hxfr_wire_check_len ("FRAME_RESPONSE", len, sizeof (w), error))
       return FALSE;
     memcpy (&w, in, sizeof (w));
     r->status = HXFR_STATUS_OK;
@@ -632,7 +627,7 @@ hxfr_frame_response_parse (const guint8 * in, gsize len, guint version,
   } else {
     WireFrameResponse2 w;
 
-    if (!check_len ("FRAME_RESPONSE2", len, sizeof (w), error))
+    if (!hxfr_wire_check_len ("FRAME_RESPONSE2", len, sizeof (w), error))
       return FALSE;
     memcpy (&w, in, sizeof (w));
     if (w.status > HXFR_STATUS_FAILED) {
@@ -675,7 +670,7 @@ hxfr_config_parse (const guint8 * in, gsize len, HxfrConfig * c,
 {
   WireConfigReq w;
 
-  if (!check_len ("CONFIG_REQ", len, sizeof (w), error))
+  if (!hxfr_wire_check_len ("CONFIG_REQ", len, sizeof (w), error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
   c->width = FROM_LE32 (w.width);
@@ -714,7 +709,7 @@ hxfr_hello_parse (const guint8 * in, gsize len, HxfrHello * h,
 {
   WireHello w;
 
-  if (!check_len ("HELLO", len, sizeof (w), error))
+  if (!hxfr_wire_check_len ("HELLO", len, sizeof (w), error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
   h->min_version = FROM_LE16 (w.min_version);
@@ -764,7 +759,7 @@ hxfr_hello_ack_parse (const guint8 * in, gsize len, HxfrHelloAck * a,
 {
   WireHelloAck w;
 
-  if (!check_len ("HELLO_ACK", len, sizeof (w), error))
+  if (!hxfr_wire_check_len ("HELLO_ACK", len, sizeof (w), error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
   a->version = FROM_LE16 (w.version);
@@ -803,7 +798,7 @@ hxfr_control_parse (const guint8 * in, gsize len, HxfrControl * c,
 {
   WireControl w;
 
-  if (!check_len ("CONTROL", len, sizeof (w), error))
+  if (!hxfr_wire_check_len ("CONTROL", len, sizeof (w), error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
   c->mask = FROM_LE32 (w.mask);
@@ -842,7 +837,7 @@ hxfr_error_parse (const guint8 * in, gsize len, HxfrErrorMsg * e,
 {
   WireError w;
 
-  if (!check_len ("ERROR", len, sizeof (w), error))
+  if (!hxfr_wire_check_len ("ERROR", len, sizeof (w), error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
   e->code = (gint32) FROM_LE32 ((guint32) w.error_code);

@@ -4,11 +4,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "hxfr-scanout.h"
+#include "hxfr-wire.h"
 
 #include <string.h>
 
 /* Wire layouts: little-endian, packed, frozen by the asserts below. */
-#define HXFR_PACKED __attribute__((packed))
 
 typedef struct HXFR_PACKED
 {
@@ -95,23 +95,7 @@ G_STATIC_ASSERT (sizeof (WireSubscribe2Ack) == HXFR_SUBSCRIBE2_ACK_SIZE);
 G_STATIC_ASSERT (sizeof (WireScanoutFrame) == HXFR_SCANOUT_FRAME_SIZE);
 G_STATIC_ASSERT (sizeof (WireScanoutEnd) == HXFR_SCANOUT_END_SIZE);
 
-#define LE32(v) GUINT32_TO_LE (v)
-#define LE16(v) GUINT16_TO_LE (v)
-#define LE64(v) GUINT64_TO_LE (v)
-#define FROM_LE32(v) GUINT32_FROM_LE (v)
-#define FROM_LE16(v) GUINT16_FROM_LE (v)
-#define FROM_LE64(v) GUINT64_FROM_LE (v)
-
-static gboolean
-check_size (const gchar * what, gsize len, gsize expected, GError ** error)
-{
-  if (len == expected)
-    return TRUE;
-  g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-      "%s payload is %" G_GSIZE_FORMAT " bytes, expected %" G_GSIZE_FORMAT,
-      what, len, expected);
-  return FALSE;
-}
+#define check_size hxfr_wire_check_len
 
 static gsize
 write_u32 (guint32 v, guint8 * out)
@@ -257,7 +241,7 @@ hxfr_pushed_frame_write (gint64 pts, gboolean keyframe, gsize au_size,
   /* the reserved bytes are written as 0 (the deployed host leaves them
    * uninitialised; its clients ignore them) */
   memset (&w, 0, sizeof (w));
-  w.pts = (gint64) LE64 ((guint64) pts);
+  w.pts = LE64 (pts);
   w.dts = w.pts;
   w.is_keyframe = keyframe ? 1 : 0;
   w.nal_count = LE32 (1);
@@ -365,9 +349,9 @@ hxfr_scanout_frame_write (const HxfrScanoutFrame * f, guint8 * out)
   w.frame_flags = f->frame_flags;
   w.width = LE32 (f->width);
   w.height = LE32 (f->height);
-  w.pts = (gint64) LE64 ((guint64) f->pts);
-  w.duration = (gint64) LE64 ((guint64) f->duration);
-  w.capture_time = LE64 (f->capture_time);
+  w.pts = LE64 (f->pts);
+  w.duration = LE64 (f->duration);
+  w.capture_time = (guint64) LE64 ((gint64) f->capture_time);
   w.encode_us = LE32 (f->encode_us);
   memcpy (out, &w, sizeof (w));
   return sizeof (w);
@@ -387,9 +371,9 @@ hxfr_scanout_frame_parse (const guint8 * in, gsize len, HxfrScanoutFrame * f,
   f->frame_flags = w.frame_flags;
   f->width = FROM_LE32 (w.width);
   f->height = FROM_LE32 (w.height);
-  f->pts = (gint64) FROM_LE64 ((guint64) w.pts);
-  f->duration = (gint64) FROM_LE64 ((guint64) w.duration);
-  f->capture_time = FROM_LE64 (w.capture_time);
+  f->pts = FROM_LE64 (w.pts);
+  f->duration = FROM_LE64 (w.duration);
+  f->capture_time = (guint64) FROM_LE64 ((gint64) w.capture_time);
   f->encode_us = FROM_LE32 (w.encode_us);
   return TRUE;
 }
