@@ -294,14 +294,28 @@ bridge_runner_get_pid (BridgeRunner * r)
   return id ? (GPid) atoi (id) : 0;
 }
 
+static gint wait_exit (BridgeRunner * r, gboolean * socket_left);
+
 gint
 bridge_runner_stop (BridgeRunner * r, gboolean * socket_left)
+{
+  g_subprocess_send_signal (r->proc, SIGTERM);
+  return wait_exit (r, socket_left);
+}
+
+gint
+bridge_runner_wait (BridgeRunner * r, gboolean * socket_left)
+{
+  return wait_exit (r, socket_left);
+}
+
+static gint
+wait_exit (BridgeRunner * r, gboolean * socket_left)
 {
   gint64 deadline = g_get_monotonic_time () +
       STOP_TIMEOUT_S * G_USEC_PER_SEC;
   gint status = -1;
 
-  g_subprocess_send_signal (r->proc, SIGTERM);
   /* the reader sees EOF on stderr when the bridge exits */
   g_mutex_lock (&r->lock);
   while (!r->eof)
@@ -313,6 +327,13 @@ bridge_runner_stop (BridgeRunner * r, gboolean * socket_left)
   g_subprocess_wait (r->proc, NULL, NULL);
   if (r->eof && g_subprocess_get_if_exited (r->proc))
     status = g_subprocess_get_exit_status (r->proc);
+  else if (!r->eof)
+    g_printerr ("[bridge] did not exit within %d s of SIGTERM\n",
+        STOP_TIMEOUT_S);
+  else if (g_subprocess_get_if_signaled (r->proc))
+    g_printerr ("[bridge] killed by signal %d (%s)\n",
+        g_subprocess_get_term_sig (r->proc),
+        g_strsignal (g_subprocess_get_term_sig (r->proc)));
   if (socket_left)
     *socket_left = r->socket_path
         && g_file_test (r->socket_path, G_FILE_TEST_EXISTS);

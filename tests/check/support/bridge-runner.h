@@ -56,6 +56,10 @@ gchar *bridge_runner_get_log (BridgeRunner * r);
  * the socket file still existed right after the exit. */
 gint bridge_runner_stop (BridgeRunner * r, gboolean * socket_left);
 
+/* The same without a signal: for a bridge already told to stop (a test
+ * that sent SIGTERM itself). */
+gint bridge_runner_wait (BridgeRunner * r, gboolean * socket_left);
+
 /* bridge_runner_stop() as a check: fails the test unless the bridge
  * exited 0 and removed its socket file. */
 void bridge_runner_stop_checked (BridgeRunner * r);
