@@ -8,6 +8,7 @@
 #include "hxfr-transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -294,14 +295,14 @@ hxfr_conn_new (GSocket * socket)
   return conn;
 }
 
-HxfrConn *
-hxfr_conn_connect (const HxfrAddress * addr, gint64 timeout_us,
+/* vsock: GIO has no address type for it, so the socket is made by hand */
+static HxfrConn *
+connect_vsock (const HxfrAddress * addr, gint64 deadline,
     GCancellable * cancellable, GError ** error)
 {
   g_autoptr (GSocketAddress) sockaddr = NULL;
   g_autoptr (GSocket) sock = NULL;
   g_autoptr (GError) err = NULL;
-  gint64 deadline = deadline_from_timeout (timeout_us);
 
   sock = socket_for_address (addr, &sockaddr, cancellable, error);
   if (!sock)
@@ -318,6 +319,135 @@ hxfr_conn_connect (const HxfrAddress * addr, gint64 timeout_us,
       return NULL;
   }
   return hxfr_conn_new (sock);
+}
+
+typedef struct
+{
+  GSocketConnection *connection;
+  GError *error;
+  gboolean done;
+  gboolean timed_out;
+  GCancellable *cancellable;
+} Connecting;
+
+static void
+on_connected (GObject * source, GAsyncResult * res, gpointer data)
+{
+  Connecting *c = data;
+
+  c->connection = g_socket_client_connect_finish (G_SOCKET_CLIENT (source),
+      res, &c->error);
+  c->done = TRUE;
+}
+
+static gboolean
+on_connect_deadline (gpointer data)
+{
+  Connecting *c = data;
+
+  c->timed_out = TRUE;
+  g_cancellable_cancel (c->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_caller_cancelled (GCancellable * caller, gpointer data)
+{
+  g_cancellable_cancel (G_CANCELLABLE (data));
+}
+
+/* The descriptor of @connection, as a GSocket of its own (a duplicate:
+ * the connection closes its socket when it goes). */
+static GSocket *
+socket_of_connection (GSocketConnection * connection, GError ** error)
+{
+  gint fd = fcntl (g_socket_get_fd (g_socket_connection_get_socket
+          (connection)), F_DUPFD_CLOEXEC, 0);
+  GSocket *sock;
+
+  if (fd < 0) {
+    int e = errno;
+
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "dup of a connected socket: %s", g_strerror (e));
+    return NULL;
+  }
+  sock = g_socket_new_from_fd (fd, error);
+  if (!sock)
+    close (fd);
+  return sock;
+}
+
+/* TCP and UNIX through GSocketClient, which tries every address a name
+ * resolves to; the name lookup too is inside @deadline (the client's own
+ * timeout covers neither, and counts whole seconds per attempt). */
+static HxfrConn *
+connect_with_client (const HxfrAddress * addr, gint64 deadline,
+    GCancellable * cancellable, GError ** error)
+{
+  g_autoptr (GSocketClient) client = g_socket_client_new ();
+  g_autoptr (GSocketConnectable) target = NULL;
+  g_autoptr (GMainContext) ctx = g_main_context_new ();
+  g_autoptr (GSocket) sock = NULL;
+  Connecting c = { 0, };
+  GSource *timer = NULL;
+  gulong handler = 0;
+
+  target = addr->kind == HXFR_ADDRESS_UNIX ?
+      G_SOCKET_CONNECTABLE (g_unix_socket_address_new (addr->path)) :
+      g_network_address_new (addr->host, addr->port);
+  c.cancellable = g_cancellable_new ();
+  if (cancellable)
+    handler = g_cancellable_connect (cancellable,
+        G_CALLBACK (on_caller_cancelled), c.cancellable, NULL);
+  g_main_context_push_thread_default (ctx);
+  if (deadline >= 0) {
+    timer = g_timeout_source_new (MAX (deadline - g_get_monotonic_time (), 0)
+        / 1000);
+    g_source_set_callback (timer, on_connect_deadline, &c, NULL);
+    g_source_attach (timer, ctx);
+  }
+  g_socket_client_connect_async (client, target, c.cancellable, on_connected,
+      &c);
+  while (!c.done)
+    g_main_context_iteration (ctx, TRUE);
+  if (timer) {
+    g_source_destroy (timer);
+    g_source_unref (timer);
+  }
+  g_main_context_pop_thread_default (ctx);
+  if (cancellable)
+    g_cancellable_disconnect (cancellable, handler);
+  g_object_unref (c.cancellable);
+
+  if (c.connection) {
+    sock = socket_of_connection (c.connection, error);
+    g_object_unref (c.connection);
+  } else if (c.timed_out) {
+    g_clear_error (&c.error);
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+        "connecting to %s timed out", addr->kind == HXFR_ADDRESS_UNIX ?
+        addr->path : addr->host);
+  } else {
+    g_propagate_error (error, c.error);
+  }
+  if (!sock)
+    return NULL;
+  if (addr->kind == HXFR_ADDRESS_TCP)
+    g_socket_set_option (sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  g_socket_set_blocking (sock, FALSE);
+  return hxfr_conn_new (sock);
+}
+
+HxfrConn *
+hxfr_conn_connect (const HxfrAddress * addr, gint64 timeout_us,
+    GCancellable * cancellable, GError ** error)
+{
+  gint64 deadline = deadline_from_timeout (timeout_us);
+
+  if (addr->kind == HXFR_ADDRESS_VSOCK)
+    return connect_vsock (addr, deadline, cancellable, error);
+  return connect_with_client (addr, deadline, cancellable, error);
 }
 
 HxfrConn *

@@ -842,6 +842,47 @@ GST_START_TEST (test_transport_rejects_before_reading_payload)
 
 GST_END_TEST;
 
+/* A host name is resolved (within the timeout: GSocketClient, which also
+ * tries each address it resolves to; here localhost is 127.0.0.1 only).
+ * Then the peek of a first header: the next read gets it again, whole. */
+GST_START_TEST (test_transport_connect_by_name_and_peek)
+{
+  g_autoptr (HxfrAddress) any = hxfr_address_new_tcp ("127.0.0.1", 0);
+  HxfrListener *l = hxfr_listener_new (any, 0, NULL);
+  g_autoptr (HxfrAddress) by_name = NULL;
+  HxfrConn *client, *server;
+  HxfrHeader h = { HXFR_MSG_PING, 0, 7, 0 };
+  guint8 out[HXFR_HEADER_SIZE], peeked[HXFR_HEADER_SIZE],
+      again[HXFR_HEADER_SIZE];
+  GError *err = NULL;
+
+  fail_unless (l != NULL);
+  by_name = hxfr_address_new_tcp ("localhost",
+      hxfr_listener_get_address (l)->port);
+  client = hxfr_conn_connect (by_name, 10 * G_USEC_PER_SEC, NULL, &err);
+  fail_unless (client != NULL, "localhost: %s", err ? err->message : "");
+  server = hxfr_listener_accept (l, 10 * G_USEC_PER_SEC, NULL, NULL);
+  fail_unless (server != NULL);
+
+  hxfr_header_write (out, &h);
+  fail_unless (hxfr_conn_send (client, HXFR_MSG_PING, 0, 7, NULL, 0, NULL, 0,
+          G_USEC_PER_SEC, NULL, NULL));
+  fail_unless (hxfr_conn_peek (server, peeked, sizeof (peeked),
+          10 * G_USEC_PER_SEC, 10 * G_USEC_PER_SEC, NULL, NULL));
+  fail_unless (memcmp (peeked, out, sizeof (out)) == 0);
+  /* not consumed: the next read returns the same bytes */
+  fail_unless (hxfr_conn_wait_readable (server, 0, NULL, NULL));
+  fail_unless (hxfr_conn_read_exact (server, again, sizeof (again),
+          G_USEC_PER_SEC, NULL, NULL));
+  fail_unless (memcmp (again, out, sizeof (out)) == 0);
+
+  hxfr_conn_unref (client);
+  hxfr_conn_unref (server);
+  hxfr_listener_free (l);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_listener_stale_and_live_socket)
 {
   gchar *dir = g_dir_make_tmp ("hxfr-test-XXXXXX", NULL);
@@ -934,6 +975,7 @@ hxfr_suite (void)
   tcase_add_test (tt, test_transport_send_to_a_peer_that_never_reads);
   tcase_add_test (tt, test_transport_rejects_before_reading_payload);
   tcase_add_test (tt, test_listener_stale_and_live_socket);
+  tcase_add_test (tt, test_transport_connect_by_name_and_peek);
   return s;
 }
 
