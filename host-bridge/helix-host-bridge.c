@@ -145,6 +145,7 @@ struct _Bridge
   GHashTable *peer_sessions;    /* peer identity -> sessions (GUINT) */
   guint next_id;
   gboolean stopping;
+  gboolean loop_quit;           /* main loop: a signal came, we are stopping */
   /* --metrics, under lock: the counters of ended sessions */
   BridgeMetrics *metrics;
   HxfrHostStats ended;
@@ -921,6 +922,12 @@ on_signal (gpointer user_data)
   GList *l;
   guint n, i;
 
+  /* the handler stays installed: a second SIGTERM while draining must not
+   * fall back to the default action (killed, socket files left); the drain
+   * is bounded by --drain-timeout anyway */
+  if (b->loop_quit)
+    return G_SOURCE_CONTINUE;
+  b->loop_quit = TRUE;
   close_listeners (b);
   for (i = 0; i < b->vms->len; i++)
     bridge_vm_stop (g_ptr_array_index (b->vms, i));
@@ -945,7 +952,7 @@ on_signal (gpointer user_data)
   /* systemd shows "deactivating" while the sessions drain */
   bridge_notify_or_warn ("STOPPING=1");
   g_main_loop_quit (b->loop);
-  return G_SOURCE_REMOVE;
+  return G_SOURCE_CONTINUE;
 }
 
 static void
