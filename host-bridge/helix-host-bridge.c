@@ -48,7 +48,6 @@ GST_DEBUG_CATEGORY (bridge_debug);
 
 #define DEFAULT_MAX_SESSIONS 16
 #define DEFAULT_MAX_DIMENSION 8192
-#define DEFAULT_MAX_IN_FLIGHT 8
 #define DEFAULT_IDLE_TIMEOUT 5.0
 #define DEFAULT_DRAIN_TIMEOUT 5.0
 /* A guest connects when its pipeline starts and sends its first message at
@@ -1242,7 +1241,7 @@ main (int argc, char **argv)
   gint max_sessions_per_peer = 0;
   gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
       DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
-      max_in_flight = DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE,
+      max_in_flight = HXFR_HOST_DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE,
       max_frame_mb = 0;
   gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
       DEFAULT_DRAIN_TIMEOUT, first_message_timeout =

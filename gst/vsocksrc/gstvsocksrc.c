@@ -67,14 +67,13 @@
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
 #define GST_CAT_DEFAULT gst_vsock_src_debug
 
-#define VSOCKSRC_FORMATS "{ NV12, I420, BGRA, BGRx, RGBA, RGBx }"
 /* what the helix export serves as DMA-BUF */
 #define VSOCKSRC_DMABUF_FORMATS "{ BGRA, BGRx, RGBA, RGBx }"
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC,
     GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (VSOCKSRC_FORMATS) "; "
+    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (HXFR_VIDEO_FORMATS) "; "
         GST_VIDEO_CAPS_MAKE_WITH_FEATURES (GST_CAPS_FEATURE_MEMORY_DMABUF,
             VSOCKSRC_DMABUF_FORMATS)));
 
@@ -123,7 +122,6 @@ GST_ELEMENT_REGISTER_DEFINE_WITH_CODE (vsocksrc, "vsocksrc", GST_RANK_NONE,
     GST_TYPE_VSOCK_SRC, GST_DEBUG_CATEGORY_INIT (gst_vsock_src_debug,
         "vsocksrc", 0, "HXFR guest connection source"));
 
-#define DEFAULT_MAX_IN_FLIGHT 8
 #define DEFAULT_POOL_SIZE 4
 
 enum
@@ -145,7 +143,7 @@ gst_vsock_src_init (GstVsockSrc * self)
 {
   gst_base_src_set_live (GST_BASE_SRC (self), TRUE);
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
-  self->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+  self->max_in_flight = HXFR_HOST_DEFAULT_MAX_IN_FLIGHT;
   self->pool_size = DEFAULT_POOL_SIZE;
   self->default_fps_n = 0;
   self->default_fps_d = 1;
@@ -948,7 +946,7 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
 
   properties[PROP_MAX_IN_FLIGHT] = g_param_spec_uint ("max-in-flight",
       "Max in flight", "Requests a v2 guest may have unanswered "
-      "(standalone mode)", 1, 64, DEFAULT_MAX_IN_FLIGHT,
+      "(standalone mode)", 1, 64, HXFR_HOST_DEFAULT_MAX_IN_FLIGHT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
 
   properties[PROP_POOL_SIZE] = g_param_spec_uint ("pool-size", "Pool size",

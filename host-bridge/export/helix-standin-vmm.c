@@ -59,10 +59,6 @@
  * b0 b1 b2 b3: b0 = (x + 4f) & 255, b1 = (y + 2f) & 255,
  * b2 = ((x ^ y) + f) & 255, b3 = 255.
  *
- * With --bench-readback N it only measures the raw
- * virgl_renderer_transfer_read_iov rate of one WxH resource: the limit the
- * export's readback path can approach.
- *
  * --simulate-dmabuf (TESTS ONLY) answers clients that accept DMA-BUF with
  * kind DMABUF backed by a memfd readback copy, so the bridge's DMA-BUF
  * wrapping runs on a machine that cannot export a real one. It is not
@@ -165,7 +161,6 @@ static gboolean opt_serve_only;
 static gboolean opt_no_dmabuf;
 static gboolean opt_simulate_dmabuf;
 static gchar *opt_simulate_modifier;
-static gint opt_bench_readback;
 static gint opt_scanouts;
 static gchar **opt_scanout_specs;
 static gint opt_hotplug_hz;
@@ -211,9 +206,6 @@ static GOptionEntry entries[] = {
       "static); repeatable", "K:WxH[@HZ]"},
   {"hotplug-hz", 0, 0, G_OPTION_ARG_INT, &opt_hotplug_hz,
       "Flip rate of a scanout a watcher enables (default 0: static)", "HZ"},
-  {"bench-readback", 0, 0, G_OPTION_ARG_INT, &opt_bench_readback,
-      "Measure N raw virgl_renderer_transfer_read_iov of one resource (the "
-      "limit of the readback path), print the rate, exit", "N"},
   {NULL}
 };
 
@@ -1009,43 +1001,6 @@ static struct virgl_renderer_callbacks virgl_cbs = {
   .write_fence = write_fence,
 };
 
-/* The ceiling of the readback path: the renderer's own copy rate for
- * this resource, with no protocol around it. */
-static gint
-bench_readback (StandIn * s)
-{
-  g_autoptr (GError) err = NULL;
-  Resource *r = resource_create (s, opt_width, opt_height, &err);
-  struct virgl_box box = { 0, 0, 0, opt_width, opt_height, 1 };
-  gsize size = (gsize) opt_width * opt_height * 4;
-  g_autofree guint8 *dst = g_malloc (size);
-  struct iovec iov = { dst, size };
-  gint64 start, elapsed;
-  gint i;
-
-  if (!r || !resource_write_frame (r, 0, &err)) {
-    g_printerr ("helix-standin-vmm: %s\n", err->message);
-    return 1;
-  }
-  start = g_get_monotonic_time ();
-  for (i = 0; i < opt_bench_readback; i++) {
-    int ret = virgl_renderer_transfer_read_iov (r->id, 0, 0, opt_width * 4,
-        0, &box, 0, &iov, 1);
-
-    if (ret != 0) {
-      g_printerr ("helix-standin-vmm: transfer_read_iov: %s\n",
-          g_strerror (ret));
-      return 1;
-    }
-  }
-  elapsed = MAX (g_get_monotonic_time () - start, 1);
-  g_print ("readback %dx%d %s: %d reads in %.3f s: %.1f reads/s, %.1f MB/s\n",
-      opt_width, opt_height, opt_format, opt_bench_readback,
-      elapsed / 1e6, opt_bench_readback * 1e6 / elapsed,
-      (double) size * opt_bench_readback / elapsed);
-  return 0;
-}
-
 static gboolean
 on_signal (gpointer user_data)
 {
@@ -1092,14 +1047,14 @@ main (int argc, char **argv)
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
   }
-  if (!opt_export_socket && opt_bench_readback <= 0) {
+  if (!opt_export_socket) {
     g_printerr ("helix-standin-vmm: needs --export-socket\n");
     return 1;
   }
-  if ((opt_bench_readback <= 0 && !opt_bridge && !opt_serve_only)
+  if ((!opt_bridge && !opt_serve_only)
       || opt_width <= 0 || opt_height <= 0 || opt_frames < 0) {
-    g_printerr ("helix-standin-vmm: needs --bridge, --serve-only or "
-        "--bench-readback, and a positive size\n");
+    g_printerr ("helix-standin-vmm: needs --bridge or --serve-only, and a "
+        "positive size\n");
     return 1;
   }
   if (opt_scanouts < 0 || opt_scanouts > MAX_SCANOUTS || opt_hotplug_hz < 0
@@ -1150,12 +1105,6 @@ main (int argc, char **argv)
 
   s.resources = g_hash_table_new_full (NULL, NULL, NULL,
       (GDestroyNotify) resource_free);
-  if (opt_bench_readback > 0) {
-    s.exit_code = bench_readback (&s);
-    g_hash_table_unref (s.resources);
-    virgl_renderer_cleanup (&cookie);
-    return s.exit_code;
-  }
   s.loop = g_main_loop_new (NULL, FALSE);
 
   helix_export_options_init (&opts);

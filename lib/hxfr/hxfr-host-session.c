@@ -6,7 +6,6 @@
 
 #include <string.h>
 
-#define DEFAULT_MAX_IN_FLIGHT 8
 #define DEFAULT_IDLE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 #define DEFAULT_WRITE_TIMEOUT_US (5 * G_USEC_PER_SEC)
 /* After a fatal ERROR: how long we keep reading (and discarding) so the
@@ -82,7 +81,7 @@ hxfr_host_config_init (HxfrHostConfig * cfg)
 {
   memset (cfg, 0, sizeof (*cfg));
   hxfr_limits_init_default (&cfg->limits);
-  cfg->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+  cfg->max_in_flight = HXFR_HOST_DEFAULT_MAX_IN_FLIGHT;
   g_strlcpy (cfg->encoder, "none", sizeof (cfg->encoder));
   cfg->idle_timeout_us = DEFAULT_IDLE_TIMEOUT_US;
   cfg->write_timeout_us = DEFAULT_WRITE_TIMEOUT_US;

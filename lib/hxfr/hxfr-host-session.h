@@ -19,6 +19,10 @@
 
 G_BEGIN_DECLS
 
+/* Requests a v2 guest may have unanswered unless the host says otherwise
+ * (vsocksrc's max-in-flight, the bridge's --max-in-flight). */
+#define HXFR_HOST_DEFAULT_MAX_IN_FLIGHT 8
+
 typedef struct
 {
   HxfrLimits limits;

@@ -11,6 +11,9 @@
 
 G_BEGIN_DECLS
 
+/* Every raw format the protocol carries, as GStreamer caps list them */
+#define HXFR_VIDEO_FORMATS "{ NV12, I420, BGRA, BGRx, RGBA, RGBx }"
+
 /* The fourcc that labels @format on the wire of protocol @version, 0 when
  * that version cannot carry it. v1 has no X variants: BGRx and RGBx go as
  * AR24 and AB24 (what v1 hosts expect), I420 not at all. */
