@@ -32,24 +32,18 @@
 #include "config.h"
 #endif
 
-#include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
-#ifdef __linux__
-#include <linux/dma-buf.h>
-#endif
 
 #include <gst/gst.h>
 #include <gst/video/video.h>
 #include <gst/allocators/allocators.h>
 
-#include "hxfr-transport.h"
+#include "hxfr-guest-session.h"
 #include "hxfr-video.h"
-#include "vsockenc-drm.h"
+#include "vsockenc-frames.h"
 #include "vsockenc-gl.h"
 
-GST_DEBUG_CATEGORY_STATIC (gst_vsock_enc_debug);
+GST_DEBUG_CATEGORY (gst_vsock_enc_debug);
 #define GST_CAT_DEFAULT gst_vsock_enc_debug
 
 #define FORMATS "{ NV12, I420, BGRx, BGRA, RGBx, RGBA }"
@@ -129,20 +123,32 @@ gst_vsock_enc_protocol_get_type (void)
   return type;
 }
 
-/* A request sent and not answered yet. */
+/* A request sent and not answered yet: the frame side of the session's
+ * request in flight (the session matches answers to requests by seq; this
+ * is the frame and input buffer that request stands for). */
 typedef struct
 {
   guint32 seq;
   GstVideoCodecFrame *frame;    /* NULL once flushed: the answer is discarded */
   GstBuffer *input;             /* kept alive until the host has answered */
-  gint64 sent_us;
-  gint64 deadline_us;
 } PendingFrame;
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define V1_PROBE_US (100 * G_TIME_SPAN_MILLISECOND)
-
+/* Locks, in order: the stream lock, then self->lock; GST_OBJECT_LOCK is
+ * taken last, held only to copy properties.
+ * - GST_OBJECT_LOCK: the properties.
+ * - Set by start() before the reader exists, cleared by stop() after it
+ *   ended, read by both threads without a lock: address, address_str,
+ *   cancellable, timeout_us, disconnect_mode.
+ * - The stream lock: the streaming thread's state (and profile_known,
+ *   which the reader touches holding it).
+ * - self->lock: session (the current connection, or the last one until a
+ *   reconnect replaces it or stop() clears it), pending, the flow state
+ *   and the statistics; self->cond is broadcast on every change of
+ *   pending, flushing, stopping, conn_lost and flow_ret.
+ * - What was negotiated (version, frames in flight, the host's limits and
+ *   encoder) lives in the session, written once before its reader starts:
+ *   read without a lock through a reference to the session, or through
+ *   self->session while holding self->lock. */
 struct _GstVsockEnc
 {
   GstVideoEncoder parent;
@@ -166,6 +172,13 @@ struct _GstVsockEnc
   guint stats_interval_ms;
   gint reconfigure;             /* atomic: bitrate/keyframe-interval changed */
 
+  /* Between start() and stop(): no lock (see above) */
+  GCancellable *cancellable;
+  HxfrAddress *address;
+  gchar *address_str;
+  gint64 timeout_us;
+  GstVsockEncOnDisconnect disconnect_mode;
+
   /* Streaming thread only (under the stream lock) */
   GstVideoCodecState *input_state;
   /* the layout of the input frames: input_state's, or for 1.24+ DMA_DRM
@@ -175,41 +188,22 @@ struct _GstVsockEnc
   guint frames_since_key;
   gboolean need_key;
   gint bitrate_warned;          /* the value last warned about */
-  gint64 next_connect_us;
-  guint backoff_ms;
-  const VsockEncDrmOps *drm_ops;
-  VsockEncDrmOps drm_real;
-  gint drm_fd;
-  gboolean drm_tried;
+  HxfrBackoff backoff;
+  VsockEncResources resources;
   gint64 next_stats_us;         /* stats-interval: next message due */
 
-  /* Reader thread only (under the stream lock) */
+  /* Reader thread, under the stream lock */
   gboolean profile_known;
 
-  /* Connection, frames in flight, flow state and statistics: self->lock;
-   * self->cond is broadcast on every change of pending, flushing, stopping,
-   * conn_lost and flow_ret. Lock order: stream lock, then self->lock. */
+  /* self->lock */
   GMutex lock;
   GCond cond;
-  HxfrConn *conn;
-  GThread *reader;
-  GCancellable *cancellable;
-  HxfrAddress *address;
-  gchar *address_str;
-  gint64 timeout_us;
-  GstVsockEncOnDisconnect disconnect_mode;
-  guint version;                /* 0: not connected */
-  guint in_flight_max;
-  gboolean host_resource_ids;
-  guint32 host_max_width;
-  guint32 host_max_height;
-  gchar host_encoder[HXFR_ENCODER_NAME_SIZE];
-  GQueue pending;
-  guint32 next_seq;
+  HxfrGuestSession *session;
+  GQueue pending;               /* of PendingFrame, oldest first */
   gboolean flushing;
   gboolean stopping;
   gboolean conn_lost;
-  gboolean conn_failing;        /* a thread is reporting conn's loss */
+  gboolean conn_failing;        /* a thread is reporting the session's loss */
   GstFlowReturn flow_ret;
 
   guint64 frames_sent;
@@ -219,7 +213,7 @@ struct _GstVsockEnc
   guint64 resource_frames;
   guint64 pixel_frames;
   guint64 reconnects;
-  guint64 bytes_sent_done;      /* of closed connections */
+  guint64 bytes_sent_done;      /* of sessions replaced */
   guint64 bytes_received_done;
   guint64 rtt_min;
   guint64 rtt_max;
@@ -282,50 +276,8 @@ enum
 
 static GParamSpec *properties[N_PROPERTIES];
 
-static GQuark resource_quark;
 
 /* Helpers */
-
-static const gchar *
-profile_from_idc (guint8 idc, guint8 constraints)
-{
-  switch (idc) {
-    case 66:
-      return (constraints & 0x40) ? "constrained-baseline" : "baseline";
-    case 77:
-      return "main";
-    case 88:
-      return "extended";
-    case 100:
-      return "high";
-    case 110:
-      return "high-10";
-    case 122:
-      return "high-4:2:2";
-    case 244:
-      return "high-4:4:4";
-    default:
-      return NULL;
-  }
-}
-
-/* The profile of the first SPS in an Annex B access unit; profile_idc and
- * the constraint flags come first in the SPS, before any emulation
- * prevention byte can occur. */
-static const gchar *
-h264_profile (const guint8 * data, gsize size)
-{
-  gsize i;
-
-  for (i = 0; i + 5 < size; i++) {
-    if (data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1) {
-      if ((data[i + 3] & 0x1f) == 7)
-        return profile_from_idc (data[i + 4], data[i + 5]);
-      i += 2;
-    }
-  }
-  return NULL;
-}
 
 static void
 pending_frame_free (PendingFrame * p)
@@ -336,12 +288,16 @@ pending_frame_free (PendingFrame * p)
   g_free (p);
 }
 
-static gboolean
-error_is_fatal_for_v2 (gint code)
+/* A reference to the current session (NULL if none). */
+static HxfrGuestSession *
+current_session (GstVsockEnc * self)
 {
-  return code == HXFR_ERR_UNAUTHORIZED || code == HXFR_ERR_UNSUPPORTED
-      || code == HXFR_ERR_LIMIT || code == HXFR_ERR_TOO_MANY_SESSIONS
-      || code == HXFR_ERR_SHUTDOWN;
+  HxfrGuestSession *session;
+
+  g_mutex_lock (&self->lock);
+  session = self->session ? hxfr_guest_session_ref (self->session) : NULL;
+  g_mutex_unlock (&self->lock);
+  return session;
 }
 
 static HxfrAddress *
@@ -377,184 +333,40 @@ warn_if_bitrate_implausible (GstVsockEnc * self, gint bitrate)
       ("bitrates under %d bit/s are applied as given", IMPLAUSIBLE_BITRATE));
 }
 
-/* Connects and negotiates the version; fills version, in_flight_max and
- * the host's answer. Called without self->lock. */
-static HxfrConn *
-connect_and_negotiate (GstVsockEnc * self, GError ** error)
+/* Connects and negotiates with what the properties say now. Streaming
+ * thread or start(), without self->lock. */
+static HxfrGuestSession *
+connect_session (GstVsockEnc * self, GError ** error)
 {
-  HxfrConn *conn;
-  HxfrHello hello = { 0, };
-  HxfrMessage msg;
-  HxfrLimits limits;
-  guint8 fixed[HXFR_MAX_FIXED_SIZE];
-  GOutputVector tail;
-  gsize len;
+  HxfrGuestConfig config = { 0, };
+  HxfrGuestSession *session;
   gchar *token;
-  guint max_in_flight;
-  GstVsockEncProtocol protocol;
-  gboolean zero_copy;
-  GError *err = NULL;
-  /* one deadline for the whole negotiation: a host that keeps the
-   * connection busy with PINGs must not hold us past the timeout */
-  gint64 deadline = g_get_monotonic_time () + self->timeout_us;
 
   GST_OBJECT_LOCK (self);
-  protocol = self->protocol;
+  config.v1_only = self->protocol == GST_VSOCK_ENC_PROTOCOL_V1;
   token = g_strdup (self->token);
-  max_in_flight = self->max_in_flight;
-  zero_copy = self->zero_copy;
-  hello.bitrate = MAX (self->bitrate, 0);
-  hello.keyframe_interval = MAX (self->keyframe_interval, 0);
+  config.max_in_flight = self->max_in_flight;
+  config.resource_ids = self->zero_copy;
+  config.bitrate = MAX (self->bitrate, 0);
+  config.keyframe_interval = MAX (self->keyframe_interval, 0);
   GST_OBJECT_UNLOCK (self);
-  warn_if_bitrate_implausible (self, hello.bitrate);
+  warn_if_bitrate_implausible (self, config.bitrate);
 
-  hxfr_limits_init_default (&limits);
-  conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
-      self->cancellable, error);
-  if (!conn)
-    goto out;
-
-  self->host_resource_ids = TRUE;
-  self->host_max_width = HXFR_DEFAULT_MAX_DIMENSION;
-  self->host_max_height = HXFR_DEFAULT_MAX_DIMENSION;
-  self->host_encoder[0] = '\0';
-  if (protocol == GST_VSOCK_ENC_PROTOCOL_V1)
-    goto v1;
-
-  hello.min_version = 2;
-  hello.max_version = 2;
-  hello.codec = HXFR_CODEC_H264;
-  hello.max_in_flight = max_in_flight;
-  hello.guest_flags = zero_copy ? HXFR_GUEST_RESOURCE_IDS : 0;
-  hello.token_len = token ? MIN (strlen (token), HXFR_MAX_TOKEN) : 0;
-  len = hxfr_hello_write (&hello, fixed);
-  tail.buffer = token;
-  tail.size = hello.token_len;
-  if (!hxfr_conn_send (conn, HXFR_MSG_HELLO, 0, 1, fixed, len, &tail,
-          hello.token_len ? 1 : 0, hxfr_deadline_left (deadline),
-          self->cancellable, error))
-    goto failed;
-
-  while (TRUE) {
-    if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg,
-            hxfr_deadline_left (deadline), hxfr_deadline_left (deadline),
-            self->cancellable, &err)) {
-      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
-        /* a host that hangs up on HELLO: try once more as a v1 guest */
-        GST_INFO_OBJECT (self, "host closed on HELLO, reconnecting as v1");
-        g_clear_error (&err);
-        hxfr_conn_unref (conn);
-        conn = hxfr_conn_connect (self->address, hxfr_deadline_left (deadline),
-            self->cancellable, error);
-        if (!conn)
-          goto out;
-        goto v1;
-      }
-      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-        g_clear_error (&err);
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-            "no HELLO_ACK within %" G_GINT64_FORMAT " ms",
-            self->timeout_us / 1000);
-      } else {
-        g_propagate_prefixed_error (error, err, "no answer to HELLO: ");
-      }
-      goto failed;
-    }
-    switch (msg.header.type) {
-      case HXFR_MSG_PING:
-        if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 1, NULL, 0, NULL, 0,
-                hxfr_deadline_left (deadline), self->cancellable, error))
-          goto failed;
-        continue;
-      case HXFR_MSG_PONG:
-      case HXFR_MSG_CONFIG_RESP:
-        continue;
-      case HXFR_MSG_HELLO_ACK:
-        if (msg.u.hello_ack.version != 2
-            || msg.u.hello_ack.codec != HXFR_CODEC_H264) {
-          g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-              "host accepted version %u codec 0x%08x, asked for 2 and H264",
-              msg.u.hello_ack.version, msg.u.hello_ack.codec);
-          goto failed;
-        }
-        self->version = 2;
-        self->in_flight_max = CLAMP (msg.u.hello_ack.max_in_flight, 1,
-            max_in_flight);
-        self->host_resource_ids =
-            (msg.u.hello_ack.host_flags & HXFR_HOST_RESOURCE_IDS) != 0;
-        if (msg.u.hello_ack.max_width)
-          self->host_max_width = msg.u.hello_ack.max_width;
-        if (msg.u.hello_ack.max_height)
-          self->host_max_height = msg.u.hello_ack.max_height;
-        g_strlcpy (self->host_encoder, msg.u.hello_ack.encoder,
-            sizeof (self->host_encoder));
-        goto out;
-      case HXFR_MSG_ERROR:
-        if (error_is_fatal_for_v2 (msg.u.error.code)) {
-          g_set_error (error, HXFR_ERROR, msg.u.error.code,
-              "host refused the session: %s (%d, %s)", msg.u.error.message,
-              msg.u.error.code, hxfr_error_code_name (msg.u.error.code));
-          goto failed;
-        }
-        GST_INFO_OBJECT (self, "host answered HELLO with error %d (%s): "
-            "a v1 host", msg.u.error.code, msg.u.error.message);
-        /* a v1 host that closes after the ERROR is reconnected to once */
-        if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg,
-                MIN (V1_PROBE_US, hxfr_deadline_left (deadline)),
-                hxfr_deadline_left (deadline), self->cancellable, &err)) {
-          if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
-            g_clear_error (&err);
-            hxfr_conn_unref (conn);
-            conn = hxfr_conn_connect (self->address,
-                hxfr_deadline_left (deadline), self->cancellable, error);
-            if (!conn)
-              goto out;
-          } else if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-            g_propagate_error (error, err);
-            goto failed;
-          }
-          g_clear_error (&err);
-        } else if (msg.header.type == HXFR_MSG_PING) {
-          if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 1, NULL, 0, NULL, 0,
-                  hxfr_deadline_left (deadline), self->cancellable, error))
-            goto failed;
-        } else if (msg.header.type != HXFR_MSG_PONG
-            && msg.header.type != HXFR_MSG_CONFIG_RESP) {
-          g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-              "unexpected %s from a v1 host before any request",
-              hxfr_msg_type_name (msg.header.type));
-          goto failed;
-        }
-        goto v1;
-      default:
-        g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-            "unexpected %s in answer to HELLO",
-            hxfr_msg_type_name (msg.header.type));
-        goto failed;
-    }
-  }
-
-v1:
-  self->version = 1;
-  self->in_flight_max = 1;
-  self->host_resource_ids = TRUE;
-  g_strlcpy (self->host_encoder, "", sizeof (self->host_encoder));
-  goto out;
-
-failed:
-  hxfr_conn_unref (conn);
-  conn = NULL;
-out:
+  config.address = self->address;
+  config.token = token;
+  config.timeout_us = self->timeout_us;
+  config.cancellable = self->cancellable;
+  session = hxfr_guest_session_connect (&config, error);
   g_free (token);
-  return conn;
+  return session;
 }
 
-/* Called by whichever thread notices the connection @conn is unusable:
- * releases the frames in flight and either posts an error or (reconnect
- * mode) a warning and lets the streaming thread reconnect. */
+/* Called by whichever thread notices that @session is unusable: releases
+ * the frames in flight and either posts an error or (reconnect mode) a
+ * warning and lets the streaming thread reconnect. */
 static void
-connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
-    const GError * err)
+connection_failed (GstVsockEnc * self, HxfrGuestSession * session,
+    const gchar * what, const GError * err)
 {
   GQueue released = G_QUEUE_INIT;
   PendingFrame *p;
@@ -566,7 +378,7 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
     what = "connection closed by the host";
 
   g_mutex_lock (&self->lock);
-  if (self->conn != conn || self->conn_lost || self->conn_failing) {
+  if (self->session != session || self->conn_lost || self->conn_failing) {
     g_mutex_unlock (&self->lock);
     return;
   }
@@ -575,7 +387,7 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
   reconnect = self->disconnect_mode == GST_VSOCK_ENC_ON_DISCONNECT_RECONNECT;
   g_mutex_unlock (&self->lock);
 
-  hxfr_conn_shutdown (conn);
+  hxfr_guest_session_shutdown (session);
 
   /* posted before the streaming thread can see the error flow: upstream
    * then posts its generic "Internal data stream error" after ours, and an
@@ -592,7 +404,7 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
         ("%s", err->message));
   }
 
-  /* no reconnect can have replaced conn meanwhile: that waits for
+  /* no reconnect can have replaced the session meanwhile: that waits for
    * conn_lost */
   g_mutex_lock (&self->lock);
   self->conn_lost = TRUE;
@@ -620,8 +432,8 @@ connection_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
  * why (an ERROR) or still has answers in the socket before its end; the
  * reader reads them and reports first, within a bound. */
 static void
-send_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
-    const GError * err)
+send_failed (GstVsockEnc * self, HxfrGuestSession * session,
+    const gchar * what, const GError * err)
 {
   gint64 deadline = g_get_monotonic_time () +
       MIN (self->timeout_us, G_USEC_PER_SEC);
@@ -629,14 +441,14 @@ send_failed (GstVsockEnc * self, HxfrConn * conn, const gchar * what,
 
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   g_mutex_lock (&self->lock);
-  while (!self->conn_lost && self->conn == conn && !self->stopping) {
+  while (!self->conn_lost && self->session == session && !self->stopping) {
     if (!g_cond_wait_until (&self->cond, &self->lock, deadline))
       break;
   }
-  reported = self->conn_lost || self->conn != conn;
+  reported = self->conn_lost || self->session != session;
   g_mutex_unlock (&self->lock);
   if (!reported)
-    connection_failed (self, conn, what, err);
+    connection_failed (self, session, what, err);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
 }
 
@@ -652,171 +464,110 @@ record_flow (GstVsockEnc * self, GstFlowReturn ret)
   g_mutex_unlock (&self->lock);
 }
 
-/* Annex B start code length at @d (3 or 4), 0 if none. */
-static guint
-start_code_length (const guint8 * d, gsize size)
+/* Reader thread: the first keyframe's SPS names the profile in the caps.
+ * Stream lock held. */
+static void
+set_profile_from (GstVsockEnc * self, GstBuffer * au)
 {
-  if (size >= 3 && d[0] == 0 && d[1] == 0 && d[2] == 1)
-    return 3;
-  if (size >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 1)
-    return 4;
-  return 0;
+  const gchar *profile;
+
+  if (self->profile_known || !self->input_state)
+    return;
+  profile = vsockenc_au_profile (au);
+  self->profile_known = TRUE;
+  if (profile) {
+    GstCaps *caps = gst_caps_new_simple ("video/x-h264",
+        "stream-format", G_TYPE_STRING, "byte-stream",
+        "alignment", G_TYPE_STRING, "au",
+        "profile", G_TYPE_STRING, profile, NULL);
+
+    gst_video_codec_state_unref (gst_video_encoder_set_output_state
+        (GST_VIDEO_ENCODER (self), caps, self->input_state));
+  }
 }
 
-/* An access unit with its leading AUD removed (@want_aud FALSE) or added
- * (TRUE) as needed. An AU that is nothing but an AUD (the bridge's null
- * encoder) is left alone. */
-static GstBuffer *
-set_aud (GstBuffer * au, gboolean want_aud)
+/* Reader thread: the frame bookkeeping of one answer; self->lock held. */
+static void
+count_answer (GstVsockEnc * self, const HxfrGuestAnswer * a)
 {
-  static const guint8 aud_nal[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
-  GstMapInfo map;
-  guint sc;
-  gsize next = 0, i;
-  gboolean has_aud;
-
-  if (!gst_buffer_map (au, &map, GST_MAP_READ))
-    return au;
-  sc = start_code_length (map.data, map.size);
-  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
-  has_aud = sc && map.size > sc && (map.data[sc] & 0x1f) == 9;
-  if (has_aud && !want_aud) {
-    for (i = sc + 1; i + 3 <= map.size && !next; i++)
-      if (start_code_length (map.data + i, map.size - i))
-        next = i;
+  if (!a->v1_error) {
+    self->rtt_last = a->rtt_us;
+    self->rtt_min = self->rtt_count ? MIN (self->rtt_min, self->rtt_last) :
+        self->rtt_last;
+    self->rtt_max = MAX (self->rtt_max, self->rtt_last);
+    self->rtt_sum += self->rtt_last;
+    self->rtt_count++;
   }
-  gst_buffer_unmap (au, &map);
-
-  if (next) {
-    GstBuffer *rest = gst_buffer_copy_region (au, GST_BUFFER_COPY_ALL, next,
-        gst_buffer_get_size (au) - next);
-
-    gst_buffer_unref (au);
-    return rest;
-  }
-  if (!has_aud && want_aud)
-    gst_buffer_prepend_memory (au, gst_memory_new_wrapped
-        (GST_MEMORY_FLAG_READONLY, (gpointer) aud_nal, sizeof (aud_nal), 0,
-            sizeof (aud_nal), NULL, NULL));
-  return au;
+  if (a->status == HXFR_STATUS_DROPPED)
+    self->frames_dropped++;
+  else if (a->status == HXFR_STATUS_FAILED)
+    self->frames_failed++;
+  else
+    self->frames_answered++;
 }
 
-/* One FRAME_RESPONSE(2) whose fixed part is in @msg; reads its tail. */
+/* Reader thread (HxfrGuestCallbacks.answer): finishes the answered frame,
+ * with its access unit if any, in order. */
 static gboolean
-handle_answer (GstVsockEnc * self, HxfrConn * conn, HxfrMessage * msg,
-    GError ** error)
+on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
+    gpointer user_data, GError ** error)
 {
-  HxfrFrameResponse *r = &msg->u.frame_response;
+  GstVsockEnc *self = user_data;
   GstBuffer *au = NULL;
   PendingFrame *p;
-  gboolean v2 = msg->header.type == HXFR_MSG_FRAME_RESPONSE2;
-  gint64 now;
   GstFlowReturn ret = GST_FLOW_OK;
 
-  if (msg->tail_size > 0 && (!v2 || r->status == HXFR_STATUS_OK)) {
-    GstMapInfo map;
-    gsize size = msg->tail_size;
-    gboolean ok;
+  if (a->data) {
+    gboolean want_aud;
 
-    au = gst_buffer_new_allocate (NULL, size, NULL);
-    gst_buffer_map (au, &map, GST_MAP_WRITE);
-    ok = hxfr_conn_read_exact (conn, map.data, size, self->timeout_us,
-        self->cancellable, error);
-    if (ok && !v2)
-      ok = hxfr_nal_list_unpack (map.data, size, r->nal_count, &size, error);
-    gst_buffer_unmap (au, &map);
-    if (!ok) {
-      gst_buffer_unref (au);
-      return FALSE;
-    }
-    gst_buffer_set_size (au, size);
-    if (size == 0) {
-      gst_clear_buffer (&au);
-    } else {
-      gboolean want_aud;
-
-      GST_OBJECT_LOCK (self);
-      want_aud = self->aud;
-      GST_OBJECT_UNLOCK (self);
-      au = set_aud (au, want_aud);
-    }
+    GST_OBJECT_LOCK (self);
+    want_aud = self->aud;
+    GST_OBJECT_UNLOCK (self);
+    au = vsockenc_au_set_aud (gst_buffer_new_wrapped (a->data, a->size),
+        want_aud);
+    a->data = NULL;
   }
 
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   g_mutex_lock (&self->lock);
   p = g_queue_peek_head (&self->pending);
-  if (!p || (v2 && p->seq != r->seq)) {
-    if (p)
-      g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-          "answer for frame %u while frame %u is the oldest in flight",
-          r->seq, p->seq);
-    else
-      g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-          "answer with no frame in flight");
+  if (!p || p != tag) {
+    /* released meanwhile (the session is failing) */
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
+        "answer with no frame in flight");
     g_mutex_unlock (&self->lock);
     GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
     gst_clear_buffer (&au);
     return FALSE;
   }
   g_queue_pop_head (&self->pending);
-  now = g_get_monotonic_time ();
-  self->rtt_last = now - p->sent_us;
-  self->rtt_min = self->rtt_count ? MIN (self->rtt_min, self->rtt_last) :
-      self->rtt_last;
-  self->rtt_max = MAX (self->rtt_max, self->rtt_last);
-  self->rtt_sum += self->rtt_last;
-  self->rtt_count++;
-  if (v2 && r->status == HXFR_STATUS_DROPPED)
-    self->frames_dropped++;
-  else if (v2 && r->status == HXFR_STATUS_FAILED)
-    self->frames_failed++;
-  else
-    self->frames_answered++;
+  count_answer (self, a);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 
-  if (v2 && r->status == HXFR_STATUS_FAILED)
+  if (a->v1_error)
     GST_ELEMENT_WARNING (self, STREAM, ENCODE,
-        ("The host could not encode frame %u", r->seq),
-        ("error %d (%s): %s", r->error_code,
-            hxfr_error_code_name (r->error_code), msg->text));
+        ("The host could not encode a frame"),
+        ("error %d (%s): %s", a->error_code,
+            hxfr_error_code_name (a->error_code), a->text));
+  else if (a->status == HXFR_STATUS_FAILED)
+    GST_ELEMENT_WARNING (self, STREAM, ENCODE,
+        ("The host could not encode frame %u", a->seq),
+        ("error %d (%s): %s", a->error_code,
+            hxfr_error_code_name (a->error_code), a->text));
 
   if (p->frame) {
     GstVideoCodecFrame *frame = p->frame;
 
     p->frame = NULL;
-    GST_LOG_OBJECT (self, "frame %u answered (%s, %" G_GSIZE_FORMAT
-        " bytes, keyframe %d)", frame->system_frame_number,
-        v2 ? (r->status == HXFR_STATUS_OK ? "ok" : "dropped/failed") : "v1",
-        au ? gst_buffer_get_size (au) : 0, r->keyframe);
-    if (au) {
-      if (r->keyframe) {
-        GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT (frame);
-        if (!self->profile_known && self->input_state) {
-          GstMapInfo map;
-          const gchar *profile = NULL;
-
-          if (gst_buffer_map (au, &map, GST_MAP_READ)) {
-            profile = h264_profile (map.data, map.size);
-            gst_buffer_unmap (au, &map);
-          }
-          self->profile_known = TRUE;
-          if (profile) {
-            GstCaps *caps = gst_caps_new_simple ("video/x-h264",
-                "stream-format", G_TYPE_STRING, "byte-stream",
-                "alignment", G_TYPE_STRING, "au",
-                "profile", G_TYPE_STRING, profile, NULL);
-            GstVideoCodecState *state =
-                gst_video_encoder_set_output_state (GST_VIDEO_ENCODER (self),
-                caps, self->input_state);
-
-            gst_video_codec_state_unref (state);
-          }
-        }
-      }
-      frame->output_buffer = au;
-      au = NULL;
+    GST_LOG_OBJECT (self, "frame %u answered (seq %u, status %d, %"
+        G_GSIZE_FORMAT " bytes, keyframe %d)", frame->system_frame_number,
+        a->seq, a->status, au ? gst_buffer_get_size (au) : 0, a->keyframe);
+    if (au && a->keyframe) {
+      GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT (frame);
+      set_profile_from (self, au);
     }
+    frame->output_buffer = g_steal_pointer (&au);
     ret = gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), frame);
   }
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
@@ -826,256 +577,123 @@ handle_answer (GstVsockEnc * self, HxfrConn * conn, HxfrMessage * msg,
   return TRUE;
 }
 
-/* A v1 ERROR answers the oldest frame: released with a warning, the
- * session goes on (a host that ends it closes the connection next). */
-static gboolean
-handle_v1_error (GstVsockEnc * self, HxfrMessage * msg, GError ** error)
-{
-  PendingFrame *p;
-  GstFlowReturn ret = GST_FLOW_OK;
-
-  GST_VIDEO_ENCODER_STREAM_LOCK (self);
-  g_mutex_lock (&self->lock);
-  p = g_queue_pop_head (&self->pending);
-  if (p)
-    self->frames_failed++;
-  g_cond_broadcast (&self->cond);
-  g_mutex_unlock (&self->lock);
-  if (!p) {
-    GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-    g_set_error (error, HXFR_ERROR, msg->u.error.code,
-        "host error %d (%s): %s", msg->u.error.code,
-        hxfr_error_code_name (msg->u.error.code), msg->u.error.message);
-    return FALSE;
-  }
-  GST_ELEMENT_WARNING (self, STREAM, ENCODE,
-      ("The host could not encode a frame"),
-      ("error %d (%s): %s", msg->u.error.code,
-          hxfr_error_code_name (msg->u.error.code), msg->u.error.message));
-  if (p->frame) {
-    ret = gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), p->frame);
-    p->frame = NULL;
-  }
-  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-  pending_frame_free (p);
-  record_flow (self, ret);
-  return TRUE;
-}
-
-static gpointer
-reader_thread (gpointer data)
-{
-  GstVsockEnc *self = data;
-  HxfrConn *conn;
-  HxfrLimits limits;
-  HxfrMessage msg;
-  GError *err = NULL;
-  const gchar *what = "reading";
-
-  hxfr_limits_init_default (&limits);
-  g_mutex_lock (&self->lock);
-  conn = hxfr_conn_ref (self->conn);
-  g_mutex_unlock (&self->lock);
-
-  while (TRUE) {
-    PendingFrame *oldest;
-    gint64 wait_us, now;
-    guint32 oldest_seq = 0;
-    gboolean ok;
-
-    g_mutex_lock (&self->lock);
-    if (self->stopping || self->conn != conn || self->conn_lost) {
-      g_mutex_unlock (&self->lock);
-      break;
-    }
-    now = g_get_monotonic_time ();
-    oldest = g_queue_peek_head (&self->pending);
-    /* wake for the oldest request's deadline; newer ones end later */
-    if (oldest) {
-      wait_us = MAX (oldest->deadline_us - now, 0);
-      oldest_seq = oldest->seq;
-    } else {
-      wait_us = 200 * G_TIME_SPAN_MILLISECOND;
-    }
-    g_mutex_unlock (&self->lock);
-
-    if (!hxfr_conn_wait_readable (conn, wait_us, self->cancellable, &err)) {
-      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-        g_clear_error (&err);
-        if (oldest) {
-          g_set_error (&err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-              "no answer to frame %u within %" G_GINT64_FORMAT " ms",
-              oldest_seq, self->timeout_us / 1000);
-          what = "timeout";
-          goto failed;
-        }
-        continue;
-      }
-      goto failed;
-    }
-
-    if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg,
-            self->timeout_us, self->timeout_us, self->cancellable, &err)) {
-      what = "bad answer";
-      goto failed;
-    }
-    GST_LOG_OBJECT (self, "received %s", hxfr_msg_type_name (msg.header.type));
-
-    switch (msg.header.type) {
-      case HXFR_MSG_FRAME_RESPONSE:
-      case HXFR_MSG_FRAME_RESPONSE2:
-        if ((msg.header.type == HXFR_MSG_FRAME_RESPONSE2) !=
-            (self->version >= 2)) {
-          g_set_error (&err, HXFR_ERROR, HXFR_ERR_INVALID,
-              "%s in a version %u session",
-              hxfr_msg_type_name (msg.header.type), self->version);
-          ok = FALSE;
-        } else {
-          ok = handle_answer (self, conn, &msg, &err);
-        }
-        break;
-      case HXFR_MSG_ERROR:
-        if (self->version < 2) {
-          ok = handle_v1_error (self, &msg, &err);
-        } else {
-          g_set_error (&err, HXFR_ERROR, msg.u.error.code,
-              "host error %d (%s): %s", msg.u.error.code,
-              hxfr_error_code_name (msg.u.error.code), msg.u.error.message);
-          ok = FALSE;
-        }
-        what = "host error";
-        break;
-      case HXFR_MSG_PING:
-        ok = hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 1, NULL, 0, NULL, 0,
-            self->timeout_us, self->cancellable, &err);
-        break;
-      case HXFR_MSG_PONG:
-      case HXFR_MSG_CONFIG_RESP:
-        ok = TRUE;
-        break;
-      default:
-        g_set_error (&err, HXFR_ERROR, HXFR_ERR_INVALID,
-            "unexpected %s", hxfr_msg_type_name (msg.header.type));
-        ok = FALSE;
-        break;
-    }
-    if (!ok) {
-      if (g_strcmp0 (what, "host error") != 0)
-        what = "bad answer";
-      goto failed;
-    }
-    what = "reading";
-  }
-  hxfr_conn_unref (conn);
-  return NULL;
-
-failed:
-  connection_failed (self, conn, what, err);
-  g_clear_error (&err);
-  hxfr_conn_unref (conn);
-  return NULL;
-}
-
-/* Installs @conn as the current connection and starts its reader. */
+/* Reader thread (HxfrGuestCallbacks.lost). */
 static void
-start_session (GstVsockEnc * self, HxfrConn * conn)
+on_lost (HxfrGuestSession * session, const gchar * what, const GError * err,
+    gpointer user_data)
 {
-  g_mutex_lock (&self->lock);
-  self->conn = conn;
-  self->conn_lost = FALSE;
-  self->next_seq = 0;
-  g_mutex_unlock (&self->lock);
-  self->reader = g_thread_new ("vsockenc-reader", reader_thread, self);
+  connection_failed (user_data, session, what, err);
 }
 
-/* Stops the reader and drops the connection (bytes counted in the stats).
- * Call without the stream lock: the reader may need it to finish. */
+static const HxfrGuestCallbacks session_callbacks = { on_answer, on_lost };
+
+/* Installs @session (taking it) as the current one and starts its reader;
+ * the bytes of the one it replaces go to the totals. */
+static void
+start_session (GstVsockEnc * self, HxfrGuestSession * session)
+{
+  HxfrGuestSession *old;
+
+  g_mutex_lock (&self->lock);
+  old = self->session;
+  if (old) {
+    self->bytes_sent_done += hxfr_guest_session_get_bytes_sent (old);
+    self->bytes_received_done += hxfr_guest_session_get_bytes_received (old);
+  }
+  self->session = session;
+  self->conn_lost = FALSE;
+  g_mutex_unlock (&self->lock);
+  if (old)
+    hxfr_guest_session_unref (old);
+  hxfr_guest_session_start (session, &session_callbacks, self);
+}
+
+/* Stops the session's reader and drops the frames in flight; the session
+ * stays current (for what it negotiated and its byte counts) until
+ * replaced or cleared. Call without the stream lock: the reader may need
+ * it to finish. */
 static void
 end_session (GstVsockEnc * self)
 {
-  HxfrConn *conn;
+  HxfrGuestSession *session = current_session (self);
   GQueue left;
   PendingFrame *p;
 
+  if (session)
+    hxfr_guest_session_stop (session);
   g_mutex_lock (&self->lock);
-  conn = self->conn;
-  g_mutex_unlock (&self->lock);
-  if (conn)
-    hxfr_conn_shutdown (conn);
-  if (self->reader) {
-    g_thread_join (self->reader);
-    self->reader = NULL;
-  }
-  g_mutex_lock (&self->lock);
-  self->conn = NULL;
   left = self->pending;
   g_queue_init (&self->pending);
-  if (conn) {
-    self->bytes_sent_done += hxfr_conn_get_bytes_sent (conn);
-    self->bytes_received_done += hxfr_conn_get_bytes_received (conn);
-  }
   g_mutex_unlock (&self->lock);
   while ((p = g_queue_pop_head (&left)))
     pending_frame_free (p);
-  if (conn)
-    hxfr_conn_unref (conn);
+  if (session)
+    hxfr_guest_session_unref (session);
+}
+
+/* Streaming thread: the wire format of the input for @version, 0 if that
+ * version cannot carry it (v1: no I420, no odd-sized NV12). */
+static guint32
+wire_format (const GstVideoInfo * info, guint version)
+{
+  guint32 fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info),
+      version);
+
+  if (version < 2 && fourcc == HXFR_FORMAT_NV12
+      && (GST_VIDEO_INFO_WIDTH (info) % 2 || GST_VIDEO_INFO_HEIGHT (info) % 2))
+    return 0;
+  return fourcc;
 }
 
 /* Streaming thread, stream lock held. FALSE while the host is unreachable
- * (the caller drops the frame). */
+ * (the caller drops the frame) or speaks a version that cannot carry the
+ * format (flow_ret says so). */
 static gboolean
 try_reconnect (GstVsockEnc * self)
 {
-  HxfrConn *conn;
+  HxfrGuestSession *session;
+  const HxfrGuestInfo *info;
   GError *err = NULL;
-  gint64 now = g_get_monotonic_time ();
 
-  if (now < self->next_connect_us)
+  if (!hxfr_backoff_due (&self->backoff, g_get_monotonic_time ()))
     return FALSE;
 
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   end_session (self);
-  conn = connect_and_negotiate (self, &err);
+  session = connect_session (self, &err);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
 
-  if (!conn) {
-    self->backoff_ms = CLAMP (self->backoff_ms * 2, BACKOFF_MIN_MS,
-        BACKOFF_MAX_MS);
-    self->next_connect_us = g_get_monotonic_time () +
-        self->backoff_ms * G_TIME_SPAN_MILLISECOND;
+  if (!session) {
+    guint ms = hxfr_backoff_failed (&self->backoff, g_get_monotonic_time ());
+
     GST_WARNING_OBJECT (self, "reconnecting to %s failed (%s), next try in "
-        "%u ms", self->address_str, err->message, self->backoff_ms);
+        "%u ms", self->address_str, err->message, ms);
     g_clear_error (&err);
     return FALSE;
   }
+  info = hxfr_guest_session_get_info (session);
   GST_INFO_OBJECT (self, "reconnected to %s, version %u", self->address_str,
-      self->version);
-  self->backoff_ms = 0;
-  self->next_connect_us = 0;
+      info->version);
+  hxfr_backoff_reset (&self->backoff);
   self->need_key = TRUE;
   g_atomic_int_set (&self->reconfigure, TRUE);
   g_mutex_lock (&self->lock);
   self->reconnects++;
   g_mutex_unlock (&self->lock);
-  start_session (self, conn);
+  start_session (self, session);
 
   /* the host behind the address may now speak another version */
   if (self->input_state) {
-    GstVideoInfo *info = &self->info;
-    guint32 fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info),
-        self->version);
+    guint32 fourcc = wire_format (&self->info, info->version);
 
-    if (!fourcc || (self->version < 2 && fourcc == HXFR_FORMAT_NV12
-            && (GST_VIDEO_INFO_WIDTH (info) % 2
-                || GST_VIDEO_INFO_HEIGHT (info) % 2))) {
+    if (!fourcc) {
       GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
           ("The host bridge at %s now speaks HXFR v%u, which cannot carry "
-              "%ux%u %s", self->address_str, self->version,
-              GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
-              GST_VIDEO_INFO_NAME (info)), (NULL));
-      g_mutex_lock (&self->lock);
-      self->flow_ret = GST_FLOW_NOT_NEGOTIATED;
-      g_mutex_unlock (&self->lock);
+              "%ux%u %s", self->address_str, info->version,
+              GST_VIDEO_INFO_WIDTH (&self->info),
+              GST_VIDEO_INFO_HEIGHT (&self->info),
+              GST_VIDEO_INFO_NAME (&self->info)), (NULL));
+      record_flow (self, GST_FLOW_NOT_NEGOTIATED);
       return FALSE;
     }
     self->fourcc = fourcc;
@@ -1083,13 +701,13 @@ try_reconnect (GstVsockEnc * self)
   return TRUE;
 }
 
-/* Sends CONTROL (v2) or CONFIG_REQ (v1) when a setting changed. */
+/* Streaming thread, stream lock held: sends the settings when a property
+ * changed. */
 static gboolean
-apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
+apply_reconfigure (GstVsockEnc * self, HxfrGuestSession * session,
+    GError ** error)
 {
-  guint8 fixed[HXFR_MAX_FIXED_SIZE];
-  gsize len;
-  guint type;
+  HxfrGuestSettings st = { 0, };
   GstVideoInfo *info = &self->info;
   gint bitrate, kfi;
   gboolean ok;
@@ -1103,210 +721,61 @@ apply_reconfigure (GstVsockEnc * self, HxfrConn * conn, GError ** error)
   GST_OBJECT_UNLOCK (self);
   warn_if_bitrate_implausible (self, bitrate);
 
-  if (self->version >= 2) {
-    HxfrControl c = { 0, };
-
-    /* bitrate 0: the host's own default, left as it is */
-    c.mask = (bitrate > 0 ? HXFR_CONTROL_BITRATE : 0) |
-        HXFR_CONTROL_KEYFRAME_INTERVAL;
-    c.bitrate = MAX (bitrate, 0);
-    c.keyframe_interval = MAX (kfi, 0);
-    if (GST_VIDEO_INFO_FPS_N (info) > 0 && GST_VIDEO_INFO_FPS_D (info) > 0) {
-      c.mask |= HXFR_CONTROL_FRAMERATE;
-      c.fps_n = GST_VIDEO_INFO_FPS_N (info);
-      c.fps_d = GST_VIDEO_INFO_FPS_D (info);
-    }
-    len = hxfr_control_write (&c, fixed);
-    type = HXFR_MSG_CONTROL;
-  } else {
-    HxfrConfig c = { 0, };
-
-    c.width = GST_VIDEO_INFO_WIDTH (info);
-    c.height = GST_VIDEO_INFO_HEIGHT (info);
-    c.bitrate = MAX (bitrate, 0);
-    c.fps_n = MAX (GST_VIDEO_INFO_FPS_N (info), 0);
-    c.fps_d = MAX (GST_VIDEO_INFO_FPS_D (info), 0);
-    c.profile = 100;
-    c.realtime = 1;
-    len = hxfr_config_write (&c, fixed);
-    type = HXFR_MSG_CONFIG_REQ;
-  }
-  GST_DEBUG_OBJECT (self, "sending %s: bitrate %d, keyframe-interval %d",
-      hxfr_msg_type_name (type), bitrate, kfi);
+  st.bitrate = MAX (bitrate, 0);
+  st.keyframe_interval = MAX (kfi, 0);
+  st.width = GST_VIDEO_INFO_WIDTH (info);
+  st.height = GST_VIDEO_INFO_HEIGHT (info);
+  st.fps_n = MAX (GST_VIDEO_INFO_FPS_N (info), 0);
+  st.fps_d = MAX (GST_VIDEO_INFO_FPS_D (info), 0);
+  GST_DEBUG_OBJECT (self, "sending settings: bitrate %d, keyframe-interval "
+      "%d", bitrate, kfi);
   /* never block on the socket while the reader may need the stream lock */
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-  ok = hxfr_conn_send (conn, type, 0, 1, fixed, len, NULL, 0,
-      self->timeout_us, self->cancellable, error);
+  ok = hxfr_guest_session_send_settings (session, &st, error);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   return ok;
 }
 
-typedef struct
-{
-  guint32 id;
-  gconstpointer ops;
-} CachedResource;
-
-/* The virtio-gpu resource id of a single-DMA-BUF buffer, 0 if none. The
- * answer (found or not) is cached on the memory, so a pool of reused
- * buffers costs the ioctls once per buffer. */
-static guint32
-lookup_resource_id (GstVsockEnc * self, GstBuffer * buf, gsize * mem_offset)
-{
-  GstMemory *mem;
-  CachedResource *cached;
-  guint32 id = 0;
-  gint ret;
-
-  if (gst_buffer_n_memory (buf) != 1)
-    return 0;
-  mem = gst_buffer_peek_memory (buf, 0);
-  if (!gst_is_dmabuf_memory (mem) && !vsockenc_gl_is_texture (mem))
-    return 0;
-  *mem_offset = mem->offset;
-
-  if (!self->drm_tried) {
-    const VsockEncDrmOps *hook =
-        g_object_get_data (G_OBJECT (self), VSOCKENC_DRM_OPS_KEY);
-
-    self->drm_tried = TRUE;
-    if (hook) {
-      self->drm_ops = hook;
-    } else {
-      gchar *device;
-
-      GST_OBJECT_LOCK (self);
-      device = g_strdup (self->drm_device);
-      GST_OBJECT_UNLOCK (self);
-      self->drm_fd = device ? vsockenc_drm_open (device) : -ENOENT;
-      if (self->drm_fd >= 0) {
-        self->drm_real = *vsockenc_drm_default_ops ();
-        self->drm_real.user_data = GINT_TO_POINTER (self->drm_fd);
-        self->drm_ops = &self->drm_real;
-      } else {
-        GST_INFO_OBJECT (self, "no render node %s (%s): DMA-BUFs go as "
-            "pixels", device, g_strerror (-self->drm_fd));
-      }
-      g_free (device);
-    }
-  }
-  if (!self->drm_ops)
-    return 0;
-
-  cached = gst_mini_object_get_qdata (GST_MINI_OBJECT (mem), resource_quark);
-  if (cached && cached->ops == self->drm_ops)
-    return cached->id;
-
-  if (vsockenc_gl_is_texture (mem))
-    ret = vsockenc_gl_lookup_resource (self->drm_ops, mem, &id);
-  else
-    ret = vsockenc_drm_lookup_resource (self->drm_ops,
-        gst_dmabuf_memory_get_fd (mem), &id);
-  if (ret < 0) {
-    GST_DEBUG_OBJECT (self, "%" GST_PTR_FORMAT " is not a virtio-gpu "
-        "resource: %s", mem, g_strerror (-ret));
-    id = 0;
-  }
-  cached = g_new0 (CachedResource, 1);
-  cached->id = id;
-  cached->ops = self->drm_ops;
-  gst_mini_object_set_qdata (GST_MINI_OBJECT (mem), resource_quark, cached,
-      g_free);
-  return id;
-}
-
-static void
-dmabuf_sync (GstBuffer * buf, gboolean start)
-{
-#if defined(__linux__) && defined(DMA_BUF_IOCTL_SYNC)
-  guint i;
-
-  for (i = 0; i < gst_buffer_n_memory (buf); i++) {
-    GstMemory *mem = gst_buffer_peek_memory (buf, i);
-    struct dma_buf_sync sync = { 0, };
-
-    if (!gst_is_dmabuf_memory (mem))
-      continue;
-    sync.flags = DMA_BUF_SYNC_READ |
-        (start ? DMA_BUF_SYNC_START : DMA_BUF_SYNC_END);
-    /* not every exporter (memfd, for one) implements it: harmless */
-    while (ioctl (gst_dmabuf_memory_get_fd (mem), DMA_BUF_IOCTL_SYNC,
-            &sync) < 0 && (errno == EINTR || errno == EAGAIN));
-  }
-#endif
-}
-
 /* After a bounded wait for the host: a wait that ran out is the
  * connection failing (error or reconnect, as configured), and its flow
- * return replaces @ret. Drops the reference on @conn. */
+ * return replaces @ret. Drops the reference on @session. */
 static GstFlowReturn
-end_wait (GstVsockEnc * self, HxfrConn * conn, gboolean timed_out,
+end_wait (GstVsockEnc * self, HxfrGuestSession * session, gboolean timed_out,
     GstFlowReturn ret)
 {
   if (timed_out) {
     GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
         "no answer within %" G_GINT64_FORMAT " ms", self->timeout_us / 1000);
 
-    connection_failed (self, conn, "timeout", err);
+    connection_failed (self, session, "timeout", err);
     g_error_free (err);
     g_mutex_lock (&self->lock);
     ret = self->flow_ret;
     g_mutex_unlock (&self->lock);
   }
-  hxfr_conn_unref (conn);
+  hxfr_guest_session_unref (session);
   return ret;
 }
 
 /* Streaming thread, stream lock held on entry and exit; released while
- * waiting. Waits for room for one more request. */
+ * waiting. Waits until fewer than @max frames are in flight (@max 1:
+ * until none, for drain's last wait each wait is bounded anew when one is
+ * answered). */
 static GstFlowReturn
-wait_for_room (GstVsockEnc * self)
-{
-  GstFlowReturn ret;
-  gint64 deadline;
-  gboolean timed_out = FALSE;
-  HxfrConn *conn = NULL;
-
-  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-  g_mutex_lock (&self->lock);
-  /* the reader enforces the per-answer timeout; this is a backstop */
-  deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
-  while (self->pending.length >= self->in_flight_max && !self->flushing
-      && !self->stopping && !self->conn_lost && self->flow_ret == GST_FLOW_OK) {
-    if (!g_cond_wait_until (&self->cond, &self->lock, deadline)) {
-      timed_out = TRUE;
-      conn = self->conn ? hxfr_conn_ref (self->conn) : NULL;
-      break;
-    }
-  }
-  if (self->flushing || self->stopping)
-    ret = GST_FLOW_FLUSHING;
-  else
-    ret = self->flow_ret;
-  g_mutex_unlock (&self->lock);
-
-  if (conn)
-    ret = end_wait (self, conn, timed_out, ret);
-  GST_VIDEO_ENCODER_STREAM_LOCK (self);
-  return ret;
-}
-
-/* Streaming thread: waits until every frame in flight is answered, each
- * wait bounded by the timeout. */
-static GstFlowReturn
-drain (GstVsockEnc * self)
+wait_in_flight_below (GstVsockEnc * self, guint max)
 {
   GstFlowReturn ret;
   gint64 deadline;
   guint last_len;
   gboolean timed_out = FALSE;
-  HxfrConn *conn = NULL;
+  HxfrGuestSession *session = NULL;
 
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   g_mutex_lock (&self->lock);
   last_len = self->pending.length;
+  /* the reader enforces the per-answer timeout; this is a backstop */
   deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
-  while (self->pending.length > 0 && !self->flushing && !self->stopping
+  while (self->pending.length >= max && !self->flushing && !self->stopping
       && !self->conn_lost && self->flow_ret == GST_FLOW_OK) {
     if (self->pending.length < last_len) {
       last_len = self->pending.length;
@@ -1314,7 +783,7 @@ drain (GstVsockEnc * self)
     }
     if (!g_cond_wait_until (&self->cond, &self->lock, deadline)) {
       timed_out = TRUE;
-      conn = self->conn ? hxfr_conn_ref (self->conn) : NULL;
+      session = self->session ? hxfr_guest_session_ref (self->session) : NULL;
       break;
     }
   }
@@ -1322,9 +791,18 @@ drain (GstVsockEnc * self)
       self->flow_ret;
   g_mutex_unlock (&self->lock);
 
-  if (conn)
-    ret = end_wait (self, conn, timed_out, ret);
+  if (session)
+    ret = end_wait (self, session, timed_out, ret);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
+  return ret;
+}
+
+/* Streaming thread: waits until every frame in flight is answered. */
+static GstFlowReturn
+drain (GstVsockEnc * self)
+{
+  GstFlowReturn ret = wait_in_flight_below (self, 1);
+
   /* frames still in flight are kept on EOS from a flushing seek, etc. */
   return ret == GST_FLOW_FLUSHING ? GST_FLOW_OK : ret;
 }
@@ -1350,7 +828,7 @@ gst_vsock_enc_init (GstVsockEnc * self)
   self->drm_device = g_strdup (DEFAULT_DRM_DEVICE);
   self->aud = DEFAULT_AUD;
   self->stats_interval_ms = DEFAULT_STATS_INTERVAL;
-  self->drm_fd = -1;
+  vsockenc_resources_init (&self->resources);
   self->flow_ret = GST_FLOW_OK;
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
@@ -1377,15 +855,18 @@ gst_vsock_enc_finalize (GObject * object)
 static GstStructure *
 build_stats (GstVsockEnc * self)
 {
+  static const HxfrGuestInfo none = { 0, };
+  const HxfrGuestInfo *info = &none;
   GstStructure *s;
   guint64 sent, received;
 
   g_mutex_lock (&self->lock);
   sent = self->bytes_sent_done;
   received = self->bytes_received_done;
-  if (self->conn) {
-    sent += hxfr_conn_get_bytes_sent (self->conn);
-    received += hxfr_conn_get_bytes_received (self->conn);
+  if (self->session) {
+    sent += hxfr_guest_session_get_bytes_sent (self->session);
+    received += hxfr_guest_session_get_bytes_received (self->session);
+    info = hxfr_guest_session_get_info (self->session);
   }
   s = gst_structure_new ("application/x-vsockenc-stats",
       "frames-sent", G_TYPE_UINT64, self->frames_sent,
@@ -1400,9 +881,9 @@ build_stats (GstVsockEnc * self)
       self->rtt_count ? self->rtt_sum / self->rtt_count : (guint64) 0,
       "rtt-max-us", G_TYPE_UINT64, self->rtt_max,
       "rtt-last-us", G_TYPE_UINT64, self->rtt_last,
-      "protocol-version", G_TYPE_UINT, self->version,
-      "max-in-flight", G_TYPE_UINT, self->version ? self->in_flight_max : 0,
-      "host-encoder", G_TYPE_STRING, self->host_encoder,
+      "protocol-version", G_TYPE_UINT, info->version,
+      "max-in-flight", G_TYPE_UINT, info->in_flight_max,
+      "host-encoder", G_TYPE_STRING, info->host_encoder,
       "resource-id-frames", G_TYPE_UINT64, self->resource_frames,
       "pixel-frames", G_TYPE_UINT64, self->pixel_frames,
       "reconnects", G_TYPE_UINT64, self->reconnects, NULL);
@@ -1445,7 +926,7 @@ address_settable (GstVsockEnc * self, GParamSpec * pspec)
   gboolean connected;
 
   g_mutex_lock (&self->lock);
-  connected = self->conn != NULL;
+  connected = self->session != NULL;
   g_mutex_unlock (&self->lock);
   if (connected)
     GST_WARNING_OBJECT (self, "%s cannot change while connected",
@@ -1612,8 +1093,10 @@ static gboolean
 gst_vsock_enc_start (GstVideoEncoder * enc)
 {
   GstVsockEnc *self = GST_VSOCK_ENC (enc);
-  HxfrConn *conn;
+  HxfrGuestSession *session;
+  const HxfrGuestInfo *info;
   GError *err = NULL;
+  GPollFD unused;
 
   GST_OBJECT_LOCK (self);
   self->timeout_us = (gint64) self->timeout_ms * G_TIME_SPAN_MILLISECOND;
@@ -1623,30 +1106,24 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
   self->address = address_from_properties (self);
   self->address_str = hxfr_address_to_string (self->address);
   self->cancellable = g_cancellable_new ();
-  {
-    GPollFD unused;
-
-    /* every bounded socket wait polls the cancellable: with no reference
-     * held GLib makes and closes its eventfd on each one (two eventfd2 and
-     * two close per frame, seen in the link benchmark) */
-    g_cancellable_make_pollfd (self->cancellable, &unused);
-  }
+  /* every bounded socket wait polls the cancellable: with no reference
+   * held GLib makes and closes its eventfd on each one (two eventfd2 and
+   * two close per frame, seen in the link benchmark) */
+  g_cancellable_make_pollfd (self->cancellable, &unused);
   self->flushing = FALSE;
   self->stopping = FALSE;
   self->flow_ret = GST_FLOW_OK;
   self->need_key = TRUE;
   self->frames_since_key = 0;
-  self->backoff_ms = 0;
-  self->next_connect_us = 0;
+  hxfr_backoff_reset (&self->backoff);
   self->profile_known = FALSE;
-  self->drm_tried = FALSE;
-  self->drm_ops = NULL;
+  vsockenc_resources_reset (&self->resources);
   self->next_stats_us = 0;
   g_atomic_int_set (&self->reconfigure, FALSE);
 
   /* connected here so that the version is known before caps negotiation */
-  conn = connect_and_negotiate (self, &err);
-  if (!conn) {
+  session = connect_session (self, &err);
+  if (!session) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ_WRITE,
         ("Could not connect to the host bridge at %s: %s", self->address_str,
             err->message), ("%s", err->message));
@@ -1658,18 +1135,18 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
     g_clear_pointer (&self->address_str, g_free);
     return FALSE;
   }
+  info = hxfr_guest_session_get_info (session);
   GST_INFO_OBJECT (self, "connected to %s: protocol version %u, %u frames in "
-      "flight, host encoder '%s'", self->address_str, self->version,
-      self->in_flight_max, self->host_encoder);
-  start_session (self, conn);
+      "flight, host encoder '%s'", self->address_str, info->version,
+      info->in_flight_max, info->host_encoder);
+  start_session (self, session);
   return TRUE;
 }
 
-static gboolean
-gst_vsock_enc_stop (GstVideoEncoder * enc)
+/* Wakes a streaming thread waiting for the host and ends the session. */
+static void
+interrupt_and_end_session (GstVsockEnc * self)
 {
-  GstVsockEnc *self = GST_VSOCK_ENC (enc);
-
   g_mutex_lock (&self->lock);
   self->stopping = TRUE;
   g_cond_broadcast (&self->cond);
@@ -1677,21 +1154,35 @@ gst_vsock_enc_stop (GstVideoEncoder * enc)
   if (self->cancellable)
     g_cancellable_cancel (self->cancellable);
   end_session (self);
+}
 
+static gboolean
+gst_vsock_enc_stop (GstVideoEncoder * enc)
+{
+  GstVsockEnc *self = GST_VSOCK_ENC (enc);
+  HxfrGuestSession *session;
+
+  interrupt_and_end_session (self);
+
+  /* not connected any more: protocol-version 0 in the stats */
   g_mutex_lock (&self->lock);
-  self->version = 0;
+  session = self->session;
+  self->session = NULL;
+  if (session) {
+    self->bytes_sent_done += hxfr_guest_session_get_bytes_sent (session);
+    self->bytes_received_done +=
+        hxfr_guest_session_get_bytes_received (session);
+  }
   g_mutex_unlock (&self->lock);
+  if (session)
+    hxfr_guest_session_unref (session);
   if (self->cancellable)
     g_cancellable_release_fd (self->cancellable);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->address, hxfr_address_free);
   g_clear_pointer (&self->address_str, g_free);
   g_clear_pointer (&self->input_state, gst_video_codec_state_unref);
-  if (self->drm_fd >= 0) {
-    close (self->drm_fd);
-    self->drm_fd = -1;
-  }
-  self->drm_ops = NULL;
+  vsockenc_resources_reset (&self->resources);
   return TRUE;
 }
 
@@ -1700,17 +1191,10 @@ gst_vsock_enc_change_state (GstElement * element, GstStateChange transition)
 {
   GstVsockEnc *self = GST_VSOCK_ENC (element);
 
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
-    /* unblock a streaming thread waiting for the host and stop the reader
-     * before the base class takes the stream lock */
-    g_mutex_lock (&self->lock);
-    self->stopping = TRUE;
-    g_cond_broadcast (&self->cond);
-    g_mutex_unlock (&self->lock);
-    if (self->cancellable)
-      g_cancellable_cancel (self->cancellable);
-    end_session (self);
-  }
+  /* unblock a streaming thread waiting for the host and stop the reader
+   * before the base class takes the stream lock */
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+    interrupt_and_end_session (self);
   return GST_ELEMENT_CLASS (gst_vsock_enc_parent_class)->change_state (element,
       transition);
 }
@@ -1762,7 +1246,8 @@ gst_vsock_enc_getcaps (GstVideoEncoder * enc, GstCaps * filter)
   guint version;
 
   g_mutex_lock (&self->lock);
-  version = self->version;
+  version = self->session ?
+      hxfr_guest_session_get_info (self->session)->version : 0;
   g_mutex_unlock (&self->lock);
 
   /* a v1 host cannot be told about I420 */
@@ -1776,6 +1261,39 @@ gst_vsock_enc_getcaps (GstVideoEncoder * enc, GstCaps * filter)
   return ret;
 }
 
+/* The wire format of @info for the host behind @ginfo, 0 (with an error
+ * posted) if it cannot take it. */
+static guint32
+check_format (GstVsockEnc * self, const HxfrGuestInfo * ginfo,
+    const GstVideoInfo * info)
+{
+  guint w = GST_VIDEO_INFO_WIDTH (info), h = GST_VIDEO_INFO_HEIGHT (info);
+  guint32 fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info),
+      ginfo->version);
+
+  if (!fourcc) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The host bridge at %s speaks HXFR v%u, which cannot carry %s: put "
+            "videoconvert before vsockenc", self->address_str, ginfo->version,
+            GST_VIDEO_INFO_NAME (info)), (NULL));
+    return 0;
+  }
+  if (!wire_format (info, ginfo->version)) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("HXFR v1 (the host bridge at %s) cannot carry NV12 of odd size "
+            "%ux%u", self->address_str, w, h), (NULL));
+    return 0;
+  }
+  if (w > ginfo->host_max_width || h > ginfo->host_max_height) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("The host bridge at %s takes frames up to %ux%u, not %ux%u",
+            self->address_str, ginfo->host_max_width, ginfo->host_max_height,
+            w, h), (NULL));
+    return 0;
+  }
+  return fourcc;
+}
+
 static gboolean
 gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
 {
@@ -1784,8 +1302,9 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
   GstVideoCodecState *out;
   GstCaps *caps;
   GstClockTime dur, min, max;
+  HxfrGuestSession *session;
   guint32 fourcc;
-  guint version, in_flight, w, h;
+  guint in_flight;
 
 #if GST_CHECK_VERSION(1, 24, 0)
   if (gst_video_is_dma_drm_caps (state->caps)) {
@@ -1800,39 +1319,19 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
     }
   }
 #endif
-  w = GST_VIDEO_INFO_WIDTH (info);
-  h = GST_VIDEO_INFO_HEIGHT (info);
 
   /* the base class does not drain before a new format */
   if (self->input_state && drain (self) != GST_FLOW_OK)
     return FALSE;
 
-  g_mutex_lock (&self->lock);
-  version = self->version;
-  in_flight = self->in_flight_max;
-  g_mutex_unlock (&self->lock);
-
-  fourcc = hxfr_video_format_to_fourcc (GST_VIDEO_INFO_FORMAT (info), version);
-  if (!fourcc) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("The host bridge at %s speaks HXFR v%u, which cannot carry %s: put "
-            "videoconvert before vsockenc", self->address_str, version,
-            GST_VIDEO_INFO_NAME (info)), (NULL));
+  session = current_session (self);
+  if (!session)
     return FALSE;
-  }
-  if (version < 2 && fourcc == HXFR_FORMAT_NV12 && (w % 2 || h % 2)) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("HXFR v1 (the host bridge at %s) cannot carry NV12 of odd size "
-            "%ux%u", self->address_str, w, h), (NULL));
+  fourcc = check_format (self, hxfr_guest_session_get_info (session), info);
+  in_flight = hxfr_guest_session_get_info (session)->in_flight_max;
+  hxfr_guest_session_unref (session);
+  if (!fourcc)
     return FALSE;
-  }
-  if (w > self->host_max_width || h > self->host_max_height) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("The host bridge at %s takes frames up to %ux%u, not %ux%u",
-            self->address_str, self->host_max_width, self->host_max_height, w,
-            h), (NULL));
-    return FALSE;
-  }
 
   g_clear_pointer (&self->input_state, gst_video_codec_state_unref);
   self->input_state = gst_video_codec_state_ref (state);
@@ -1863,147 +1362,16 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
   return TRUE;
 }
 
-/* Fills the request's layout and the vectors to send for a pixel frame.
- * @tmp receives a repacked copy when the buffer's layout cannot go as is. */
-static guint
-pixel_vectors (GstVsockEnc * self, GstVideoFrame * vf, HxfrFrameRequest * req,
-    GOutputVector * vec, guint8 ** tmp)
+/* Streaming thread: whether this frame is to be an IDR (the first, after a
+ * flush or reconnect, asked for, or the keyframe interval's). */
+static gboolean
+decide_keyframe (GstVsockEnc * self, GstVideoCodecFrame * frame)
 {
-  guint n = GST_VIDEO_FRAME_N_PLANES (vf), p;
-  gsize bufsize = gst_buffer_get_size (vf->buffer), total = 0;
-  gboolean direct = TRUE;
-  guint32 w = req->width, h = req->height;
-
-  for (p = 0; p < n; p++) {
-    guint64 rows, row_bytes;
-    gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
-
-    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
-    if (stride <= 0 || (gsize) stride < row_bytes
-        || GST_VIDEO_FRAME_PLANE_OFFSET (vf, p) + stride * rows > bufsize)
-      direct = FALSE;
-    if (self->version < 2 && stride != GST_VIDEO_FRAME_PLANE_STRIDE (vf, 0))
-      direct = FALSE;
-  }
-
-  req->n_planes = n;
-  if (direct) {
-    for (p = 0; p < n; p++) {
-      guint64 rows, row_bytes;
-
-      hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
-      req->stride[p] = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
-      req->offset[p] = total;
-      vec[p].buffer = GST_VIDEO_FRAME_PLANE_DATA (vf, p);
-      vec[p].size = req->stride[p] * rows;
-      total += vec[p].size;
-    }
-    return n;
-  }
-
-  /* repack into the default layout (v2) or the v1 layout */
-  if (self->version >= 2) {
-    total = hxfr_frame_default_layout (req->format, w, h, &req->n_planes,
-        req->stride, req->offset);
-  } else {
-    guint32 stride = GST_ROUND_UP_4 (req->format == HXFR_FORMAT_NV12 ?
-        w : w * 4);
-
-    total = hxfr_frame_v1_layout (req->format, h, stride, &req->n_planes,
-        req->stride, req->offset);
-  }
-  if (total == 0)
-    return 0;
-  *tmp = g_malloc0 (total);
-  for (p = 0; p < n; p++) {
-    guint64 rows, row_bytes, r;
-    const guint8 *src = GST_VIDEO_FRAME_PLANE_DATA (vf, p);
-    gint sstride = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
-
-    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
-    for (r = 0; r < rows; r++)
-      memcpy (*tmp + req->offset[p] + r * req->stride[p], src + r * sstride,
-          row_bytes);
-  }
-  vec[0].buffer = *tmp;
-  vec[0].size = total;
-  return 1;
-}
-
-static GstFlowReturn
-gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
-{
-  GstVsockEnc *self = GST_VSOCK_ENC (enc);
-  HxfrFrameRequest req = { 0, };
-  GOutputVector vec[HXFR_MAX_PLANES];
-  guint n_vec = 0;
-  guint8 fixed[HXFR_MAX_FIXED_SIZE];
-  guint8 *tmp = NULL;
-  gsize len, mem_offset = 0;
-  GstVideoFrame vf;
-  gboolean mapped = FALSE, lost, zero_copy, force, ok;
-  GstVideoInfo *info = &self->info;
-  HxfrConn *conn;
-  PendingFrame *p;
-  GstFlowReturn ret;
-  GError *err = NULL;
-  GstBuffer *input;
-  guint32 frame_number;
+  gboolean force;
   gint kfi;
-
-  g_mutex_lock (&self->lock);
-  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING :
-      self->flow_ret;
-  lost = self->conn_lost;
-  g_mutex_unlock (&self->lock);
-  if (ret != GST_FLOW_OK) {
-    gst_video_codec_frame_unref (frame);
-    return ret;
-  }
-  maybe_post_stats (self);
-
-  if (lost && !try_reconnect (self)) {
-    g_mutex_lock (&self->lock);
-    ret = self->flow_ret;
-    g_mutex_unlock (&self->lock);
-    if (ret != GST_FLOW_OK) {
-      gst_video_codec_frame_unref (frame);
-      return ret;
-    }
-    GST_LOG_OBJECT (self, "host unreachable, dropping frame %u",
-        frame->system_frame_number);
-    return gst_video_encoder_finish_frame (enc, frame);
-  }
-
-  g_mutex_lock (&self->lock);
-  conn = hxfr_conn_ref (self->conn);
-  g_mutex_unlock (&self->lock);
-
-  if (!apply_reconfigure (self, conn, &err)) {
-    send_failed (self, conn, "sending settings", err);
-    /* never sent: released here */
-    gst_video_encoder_finish_frame (enc, frame);
-    goto send_failed;
-  }
-
-  ret = wait_for_room (self);
-  if (ret != GST_FLOW_OK) {
-    gst_video_codec_frame_unref (frame);
-    hxfr_conn_unref (conn);
-    return ret;
-  }
-  g_mutex_lock (&self->lock);
-  lost = self->conn_lost || self->conn != conn;
-  g_mutex_unlock (&self->lock);
-  if (lost) {
-    hxfr_conn_unref (conn);
-    /* reconnect mode: the frame goes with the others lost in flight */
-    return gst_video_encoder_finish_frame (enc, frame);
-  }
 
   GST_OBJECT_LOCK (self);
   kfi = self->keyframe_interval;
-  zero_copy = self->zero_copy;
   GST_OBJECT_UNLOCK (self);
   force = self->need_key || GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME (frame)
       || (kfi > 0 && self->frames_since_key >= (guint) kfi);
@@ -2012,112 +1380,191 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
     self->need_key = FALSE;
   }
   self->frames_since_key++;
+  return force;
+}
 
-  req.width = GST_VIDEO_INFO_WIDTH (info);
-  req.height = GST_VIDEO_INFO_HEIGHT (info);
-  req.format = self->fourcc;
-  req.pts = GST_CLOCK_TIME_IS_VALID (frame->pts) ? (gint64) frame->pts : -1;
-  req.duration = GST_CLOCK_TIME_IS_VALID (frame->duration) ?
+/* Streaming thread: the request for @frame, as a resource id when it is a
+ * virtio-gpu DMA-BUF the host can resolve, else its pixels. */
+static GstFlowReturn
+build_request (GstVsockEnc * self, const HxfrGuestInfo * ginfo,
+    GstVideoCodecFrame * frame, VsockEncRequest * r)
+{
+  GstVideoInfo *info = &self->info;
+  HxfrFrameRequest *req = &r->req;
+  gsize mem_offset = 0;
+  gboolean zero_copy;
+  gchar *device;
+
+  req->width = GST_VIDEO_INFO_WIDTH (info);
+  req->height = GST_VIDEO_INFO_HEIGHT (info);
+  req->format = self->fourcc;
+  req->pts = GST_CLOCK_TIME_IS_VALID (frame->pts) ? (gint64) frame->pts : -1;
+  req->duration = GST_CLOCK_TIME_IS_VALID (frame->duration) ?
       (gint64) frame->duration : -1;
-  req.force_keyframe = force;
+  req->force_keyframe = decide_keyframe (self, frame);
 
   /* our own reference: once queued, the reader may finish the frame (and
    * free it) as soon as the request is out */
-  input = gst_buffer_ref (frame->input_buffer);
-  frame_number = frame->system_frame_number;
-  if (zero_copy && self->host_resource_ids)
-    req.resource_id = lookup_resource_id (self, input, &mem_offset);
-  /* the host reads a texture as soon as it has the id */
-  if (req.resource_id)
-    vsockenc_gl_wait_rendered (input);
+  r->input = gst_buffer_ref (frame->input_buffer);
+  GST_OBJECT_LOCK (self);
+  zero_copy = self->zero_copy;
+  device = g_strdup (self->drm_device);
+  GST_OBJECT_UNLOCK (self);
+  if (zero_copy && ginfo->host_resource_ids)
+    req->resource_id = vsockenc_resources_lookup (&self->resources,
+        GST_ELEMENT (self), device, r->input, &mem_offset);
+  g_free (device);
+  return vsockenc_request_fill (r, GST_ELEMENT (self), info, ginfo->version,
+      mem_offset);
+}
 
-  if (req.resource_id) {
-    GstVideoMeta *meta = gst_buffer_get_video_meta (input);
-    guint i;
+/* Streaming thread, stream lock held (released while sending): queues
+ * @frame as in flight and sends its request. */
+static gboolean
+send_request (GstVsockEnc * self, HxfrGuestSession * session,
+    GstVideoCodecFrame * frame, VsockEncRequest * r, GError ** error)
+{
+  PendingFrame *p = g_new0 (PendingFrame, 1);
+  guint32 frame_number = frame->system_frame_number;
+  gboolean ok;
 
-    req.n_planes = GST_VIDEO_INFO_N_PLANES (info);
-    for (i = 0; i < req.n_planes; i++) {
-      req.stride[i] = meta ? meta->stride[i] :
-          GST_VIDEO_INFO_PLANE_STRIDE (info, i);
-      req.offset[i] = mem_offset + (meta ? meta->offset[i] :
-          GST_VIDEO_INFO_PLANE_OFFSET (info, i));
-    }
-  } else {
-    dmabuf_sync (input, TRUE);
-    if (!gst_video_frame_map (&vf, info, input, GST_MAP_READ)) {
-      dmabuf_sync (input, FALSE);
-      gst_buffer_unref (input);
-      hxfr_conn_unref (conn);
-      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Could not map a frame"),
-          (NULL));
-      gst_video_codec_frame_unref (frame);
-      return GST_FLOW_ERROR;
-    }
-    mapped = TRUE;
-    n_vec = pixel_vectors (self, &vf, &req, vec, &tmp);
-    if (n_vec == 0 || vec[0].size == 0) {
-      /* set_format and try_reconnect keep this from happening */
-      gst_video_frame_unmap (&vf);
-      dmabuf_sync (input, FALSE);
-      gst_buffer_unref (input);
-      g_free (tmp);
-      hxfr_conn_unref (conn);
-      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-          ("Cannot lay out %s for HXFR v%u", hxfr_format_to_string (req.format),
-              self->version), (NULL));
-      gst_video_codec_frame_unref (frame);
-      return GST_FLOW_NOT_NEGOTIATED;
-    }
-  }
-
-  p = g_new0 (PendingFrame, 1);
   p->frame = frame;
-  p->input = gst_buffer_ref (input);
-  p->sent_us = g_get_monotonic_time ();
-  p->deadline_us = p->sent_us + self->timeout_us;
-
+  p->input = gst_buffer_ref (r->input);
   g_mutex_lock (&self->lock);
-  req.seq = p->seq = self->next_seq++;
   /* queued before it is sent: the answer may come back at once */
   g_queue_push_tail (&self->pending, p);
   self->frames_sent++;
-  if (req.resource_id)
+  if (r->req.resource_id)
     self->resource_frames++;
   else
     self->pixel_frames++;
   g_mutex_unlock (&self->lock);
 
-  GST_LOG_OBJECT (self, "frame %u: seq %u, %s, force keyframe %d",
-      frame_number, req.seq, req.resource_id ? "resource id" :
-      "pixels", force);
-  len = hxfr_frame_request_write (&req, self->version, fixed);
-
   /* the reader finishes frames meanwhile: it needs the stream lock */
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-  ok = hxfr_conn_send (conn, self->version >= 2 ? HXFR_MSG_FRAME_REQUEST2 :
-      HXFR_MSG_FRAME_REQUEST, req.resource_id ? 0 : HXFR_FLAG_PIXEL_DATA, 1,
-      fixed, len, vec, n_vec, self->timeout_us, self->cancellable, &err);
+  ok = hxfr_guest_session_send_frame (session, &r->req, r->vec, r->n_vec, p,
+      error);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
+  GST_LOG_OBJECT (self, "frame %u: seq %u, %s, force keyframe %d",
+      frame_number, r->req.seq, r->req.resource_id ? "resource id" :
+      "pixels", r->req.force_keyframe);
+  return ok;
+}
 
-  if (mapped) {
-    gst_video_frame_unmap (&vf);
-    dmabuf_sync (input, FALSE);
-  }
-  gst_buffer_unref (input);
-  g_free (tmp);
-  if (!ok) {
-    send_failed (self, conn, "sending a frame", err);
-    goto send_failed;
-  }
-  hxfr_conn_unref (conn);
-  return GST_FLOW_OK;
+/* The flow state: FLUSHING while flushing or stopping, else flow_ret. */
+static GstFlowReturn
+current_flow (GstVsockEnc * self, gboolean * lost)
+{
+  GstFlowReturn ret;
 
-send_failed:
-  g_clear_error (&err);
-  hxfr_conn_unref (conn);
+  g_mutex_lock (&self->lock);
+  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING :
+      self->flow_ret;
+  if (lost)
+    *lost = self->conn_lost;
+  g_mutex_unlock (&self->lock);
+  return ret;
+}
+
+/* The host is unreachable: @frame is dropped (finished without output)
+ * while the flow is OK, as in reconnect mode; else the flow's error. */
+static GstFlowReturn
+drop_frame (GstVsockEnc * self, GstVideoCodecFrame * frame)
+{
+  GstFlowReturn ret;
+
+  g_mutex_lock (&self->lock);
+  ret = self->flow_ret;
+  g_mutex_unlock (&self->lock);
+  if (ret != GST_FLOW_OK) {
+    gst_video_codec_frame_unref (frame);
+    return ret;
+  }
+  GST_LOG_OBJECT (self, "host unreachable, dropping frame %u",
+      frame->system_frame_number);
+  return gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), frame);
+}
+
+/* After a failed send on @session (reported by send_failed()): what
+ * becomes of the stream. */
+static GstFlowReturn
+flow_after_send_failure (GstVsockEnc * self)
+{
+  GstFlowReturn ret;
+
   g_mutex_lock (&self->lock);
   ret = self->stopping ? GST_FLOW_FLUSHING : self->flow_ret;
   g_mutex_unlock (&self->lock);
+  return ret;
+}
+
+/* Whether @session was lost (or replaced) meanwhile. */
+static gboolean
+session_lost (GstVsockEnc * self, HxfrGuestSession * session)
+{
+  gboolean lost;
+
+  g_mutex_lock (&self->lock);
+  lost = self->conn_lost || self->session != session;
+  g_mutex_unlock (&self->lock);
+  return lost;
+}
+
+/* Streaming thread: reconnect if needed, send the settings if changed,
+ * wait for room in the window, then build and send the request. */
+static GstFlowReturn
+gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
+{
+  GstVsockEnc *self = GST_VSOCK_ENC (enc);
+  VsockEncRequest r = { {0,}, };
+  HxfrGuestSession *session;
+  const HxfrGuestInfo *info;
+  GstFlowReturn ret;
+  GError *err = NULL;
+  gboolean lost, ok;
+
+  ret = current_flow (self, &lost);
+  if (ret != GST_FLOW_OK) {
+    gst_video_codec_frame_unref (frame);
+    return ret;
+  }
+  maybe_post_stats (self);
+  if (lost && !try_reconnect (self))
+    return drop_frame (self, frame);
+
+  session = current_session (self);
+  info = hxfr_guest_session_get_info (session);
+  if (!apply_reconfigure (self, session, &err)) {
+    send_failed (self, session, "sending settings", err);
+    g_clear_error (&err);
+    /* never sent: released here */
+    gst_video_encoder_finish_frame (enc, frame);
+    hxfr_guest_session_unref (session);
+    return flow_after_send_failure (self);
+  }
+
+  ret = wait_in_flight_below (self, info->in_flight_max);
+  if (ret == GST_FLOW_OK && session_lost (self, session)) {
+    /* reconnect mode: the frame goes with the others lost in flight */
+    hxfr_guest_session_unref (session);
+    return gst_video_encoder_finish_frame (enc, frame);
+  }
+  if (ret == GST_FLOW_OK)
+    ret = build_request (self, info, frame, &r);
+  if (ret != GST_FLOW_OK) {
+    gst_video_codec_frame_unref (frame);
+    hxfr_guest_session_unref (session);
+    return ret;
+  }
+
+  ok = send_request (self, session, frame, &r, &err);
+  vsockenc_request_clear (&r);
+  if (!ok) {
+    send_failed (self, session, "sending a frame", err);
+    g_clear_error (&err);
+    ret = flow_after_send_failure (self);
+  }
+  hxfr_guest_session_unref (session);
   return ret;
 }
 
@@ -2126,8 +1573,7 @@ gst_vsock_enc_finish (GstVideoEncoder * enc)
 {
   GstVsockEnc *self = GST_VSOCK_ENC (enc);
 
-  GST_DEBUG_OBJECT (self, "draining %u frames in flight",
-      self->pending.length);
+  GST_DEBUG_OBJECT (self, "draining the frames in flight");
   return drain (self);
 }
 
@@ -2320,7 +1766,6 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
 
   gst_type_mark_as_plugin_api (gst_vsock_enc_on_disconnect_get_type (), 0);
   gst_type_mark_as_plugin_api (gst_vsock_enc_protocol_get_type (), 0);
-  resource_quark = g_quark_from_static_string ("vsockenc-resource-id");
   GST_DEBUG_CATEGORY_INIT (gst_vsock_enc_debug, "vsockenc", 0,
       "Host-offloaded H.264 encoder");
 }
@@ -2338,3 +1783,4 @@ GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsockenc,
     "Guest side of the H.264 encode offload to the VM host",
     plugin_init, PACKAGE_VERSION, GST_LICENSE, GST_PACKAGE_NAME,
     GST_PACKAGE_ORIGIN)
+

@@ -1,0 +1,368 @@
+/* vsockenc's frames (see vsockenc-frames.h).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/dma-buf.h>
+#endif
+
+#include <gst/allocators/allocators.h>
+#include <gst/pbutils/pbutils.h>
+
+#include "vsockenc-frames.h"
+#include "vsockenc-gl.h"
+
+#define GST_CAT_DEFAULT gst_vsock_enc_debug
+
+/* Resource ids */
+
+typedef struct
+{
+  guint32 id;
+  gconstpointer ops;
+} CachedResource;
+
+static GQuark
+resource_quark (void)
+{
+  static gsize q;
+
+  if (g_once_init_enter (&q))
+    g_once_init_leave (&q, g_quark_from_static_string ("vsockenc-resource-id"));
+  return (GQuark) q;
+}
+
+void
+vsockenc_resources_init (VsockEncResources * r)
+{
+  memset (r, 0, sizeof (*r));
+  r->fd = -1;
+}
+
+void
+vsockenc_resources_reset (VsockEncResources * r)
+{
+  if (r->fd >= 0)
+    close (r->fd);
+  vsockenc_resources_init (r);
+}
+
+static void
+resources_open (VsockEncResources * r, GstElement * elem, const gchar * device)
+{
+  const VsockEncDrmOps *hook =
+      g_object_get_data (G_OBJECT (elem), VSOCKENC_DRM_OPS_KEY);
+
+  r->tried = TRUE;
+  if (hook) {
+    r->ops = hook;
+    return;
+  }
+  r->fd = device ? vsockenc_drm_open (device) : -ENOENT;
+  if (r->fd >= 0) {
+    r->real = *vsockenc_drm_default_ops ();
+    r->real.user_data = GINT_TO_POINTER (r->fd);
+    r->ops = &r->real;
+  } else {
+    GST_INFO_OBJECT (elem, "no render node %s (%s): DMA-BUFs go as pixels",
+        device, g_strerror (-r->fd));
+  }
+}
+
+/* The answer (found or not) is cached on the memory, so a pool of reused
+ * buffers costs the ioctls once per buffer. */
+guint32
+vsockenc_resources_lookup (VsockEncResources * r, GstElement * elem,
+    const gchar * device, GstBuffer * buf, gsize * mem_offset)
+{
+  GstMemory *mem;
+  CachedResource *cached;
+  guint32 id = 0;
+  gint ret;
+
+  if (gst_buffer_n_memory (buf) != 1)
+    return 0;
+  mem = gst_buffer_peek_memory (buf, 0);
+  if (!gst_is_dmabuf_memory (mem) && !vsockenc_gl_is_texture (mem))
+    return 0;
+  *mem_offset = mem->offset;
+
+  if (!r->tried)
+    resources_open (r, elem, device);
+  if (!r->ops)
+    return 0;
+
+  cached = gst_mini_object_get_qdata (GST_MINI_OBJECT (mem),
+      resource_quark ());
+  if (cached && cached->ops == r->ops)
+    return cached->id;
+
+  if (vsockenc_gl_is_texture (mem))
+    ret = vsockenc_gl_lookup_resource (r->ops, mem, &id);
+  else
+    ret = vsockenc_drm_lookup_resource (r->ops,
+        gst_dmabuf_memory_get_fd (mem), &id);
+  if (ret < 0) {
+    GST_DEBUG_OBJECT (elem, "%" GST_PTR_FORMAT " is not a virtio-gpu "
+        "resource: %s", mem, g_strerror (-ret));
+    id = 0;
+  }
+  cached = g_new0 (CachedResource, 1);
+  cached->id = id;
+  cached->ops = r->ops;
+  gst_mini_object_set_qdata (GST_MINI_OBJECT (mem), resource_quark (), cached,
+      g_free);
+  return id;
+}
+
+/* Requests */
+
+static void
+dmabuf_sync (GstBuffer * buf, gboolean start)
+{
+#if defined(__linux__) && defined(DMA_BUF_IOCTL_SYNC)
+  guint i;
+
+  for (i = 0; i < gst_buffer_n_memory (buf); i++) {
+    GstMemory *mem = gst_buffer_peek_memory (buf, i);
+    struct dma_buf_sync sync = { 0, };
+
+    if (!gst_is_dmabuf_memory (mem))
+      continue;
+    sync.flags = DMA_BUF_SYNC_READ |
+        (start ? DMA_BUF_SYNC_START : DMA_BUF_SYNC_END);
+    /* not every exporter (memfd, for one) implements it: harmless */
+    while (ioctl (gst_dmabuf_memory_get_fd (mem), DMA_BUF_IOCTL_SYNC,
+            &sync) < 0 && (errno == EINTR || errno == EAGAIN));
+  }
+#endif
+}
+
+/* Whether the mapped planes can go as they are: every stride holds a row
+ * and every plane lies in the buffer (v1: one stride for all planes). */
+static gboolean
+layout_sendable (GstVideoFrame * vf, const HxfrFrameRequest * req,
+    guint version)
+{
+  guint n = GST_VIDEO_FRAME_N_PLANES (vf), p;
+  gsize bufsize = gst_buffer_get_size (vf->buffer);
+
+  for (p = 0; p < n; p++) {
+    guint64 rows, row_bytes;
+    gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (vf, p);
+
+    hxfr_format_plane_size (req->format, p, req->width, req->height, &rows,
+        &row_bytes);
+    if (stride <= 0 || (gsize) stride < row_bytes
+        || GST_VIDEO_FRAME_PLANE_OFFSET (vf, p) + stride * rows > bufsize)
+      return FALSE;
+    if (version < 2 && stride != GST_VIDEO_FRAME_PLANE_STRIDE (vf, 0))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Copies the planes into the default layout (v2) or the v1 layout. */
+static guint
+repack (VsockEncRequest * r, guint version)
+{
+  HxfrFrameRequest *req = &r->req;
+  guint n = GST_VIDEO_FRAME_N_PLANES (&r->vf), p;
+  guint32 w = req->width, h = req->height;
+  gsize total;
+
+  if (version >= 2) {
+    total = hxfr_frame_default_layout (req->format, w, h, &req->n_planes,
+        req->stride, req->offset);
+  } else {
+    guint32 stride = GST_ROUND_UP_4 (req->format == HXFR_FORMAT_NV12 ?
+        w : w * 4);
+
+    total = hxfr_frame_v1_layout (req->format, h, stride, &req->n_planes,
+        req->stride, req->offset);
+  }
+  if (total == 0)
+    return 0;
+  r->repacked = g_malloc0 (total);
+  for (p = 0; p < n; p++) {
+    guint64 rows, row_bytes, row;
+    const guint8 *src = GST_VIDEO_FRAME_PLANE_DATA (&r->vf, p);
+    gint sstride = GST_VIDEO_FRAME_PLANE_STRIDE (&r->vf, p);
+
+    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
+    for (row = 0; row < rows; row++)
+      memcpy (r->repacked + req->offset[p] + row * req->stride[p],
+          src + row * sstride, row_bytes);
+  }
+  r->vec[0].buffer = r->repacked;
+  r->vec[0].size = total;
+  return 1;
+}
+
+/* The request's layout and vectors for the mapped pixels: pointing into
+ * the frame (no copy) when the layout allows, else one repacked copy. */
+static guint
+pixel_vectors (VsockEncRequest * r, guint version)
+{
+  HxfrFrameRequest *req = &r->req;
+  guint n = GST_VIDEO_FRAME_N_PLANES (&r->vf), p;
+  gsize total = 0;
+
+  req->n_planes = n;
+  if (!layout_sendable (&r->vf, req, version))
+    return repack (r, version);
+  for (p = 0; p < n; p++) {
+    guint64 rows, row_bytes;
+
+    hxfr_format_plane_size (req->format, p, req->width, req->height, &rows,
+        &row_bytes);
+    req->stride[p] = GST_VIDEO_FRAME_PLANE_STRIDE (&r->vf, p);
+    req->offset[p] = total;
+    r->vec[p].buffer = GST_VIDEO_FRAME_PLANE_DATA (&r->vf, p);
+    r->vec[p].size = req->stride[p] * rows;
+    total += r->vec[p].size;
+  }
+  return n;
+}
+
+GstFlowReturn
+vsockenc_request_fill (VsockEncRequest * r, GstElement * elem,
+    const GstVideoInfo * info, guint version, gsize mem_offset)
+{
+  HxfrFrameRequest *req = &r->req;
+  guint i;
+
+  if (req->resource_id) {
+    GstVideoMeta *meta = gst_buffer_get_video_meta (r->input);
+
+    /* the host reads a texture as soon as it has the id */
+    vsockenc_gl_wait_rendered (r->input);
+    req->n_planes = GST_VIDEO_INFO_N_PLANES (info);
+    for (i = 0; i < req->n_planes; i++) {
+      req->stride[i] = meta ? meta->stride[i] :
+          GST_VIDEO_INFO_PLANE_STRIDE (info, i);
+      req->offset[i] = mem_offset + (meta ? meta->offset[i] :
+          GST_VIDEO_INFO_PLANE_OFFSET (info, i));
+    }
+    return GST_FLOW_OK;
+  }
+
+  dmabuf_sync (r->input, TRUE);
+  if (!gst_video_frame_map (&r->vf, (GstVideoInfo *) info, r->input,
+          GST_MAP_READ)) {
+    vsockenc_request_clear (r);
+    GST_ELEMENT_ERROR (elem, STREAM, FORMAT, ("Could not map a frame"),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+  r->mapped = TRUE;
+  r->n_vec = pixel_vectors (r, version);
+  if (r->n_vec == 0 || r->vec[0].size == 0) {
+    /* set_format and try_reconnect keep this from happening */
+    vsockenc_request_clear (r);
+    GST_ELEMENT_ERROR (elem, CORE, NEGOTIATION,
+        ("Cannot lay out %s for HXFR v%u", hxfr_format_to_string (req->format),
+            version), (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  return GST_FLOW_OK;
+}
+
+void
+vsockenc_request_clear (VsockEncRequest * r)
+{
+  if (r->mapped) {
+    gst_video_frame_unmap (&r->vf);
+    r->mapped = FALSE;
+  }
+  if (r->input) {
+    if (!r->req.resource_id)
+      dmabuf_sync (r->input, FALSE);
+    gst_clear_buffer (&r->input);
+  }
+  g_clear_pointer (&r->repacked, g_free);
+}
+
+/* Access units */
+
+/* Annex B start code length at @d (3 or 4), 0 if none. */
+static guint
+start_code_length (const guint8 * d, gsize size)
+{
+  if (size >= 3 && d[0] == 0 && d[1] == 0 && d[2] == 1)
+    return 3;
+  if (size >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 1)
+    return 4;
+  return 0;
+}
+
+/* An AU that is nothing but an AUD (the bridge's null encoder) is left
+ * alone. */
+GstBuffer *
+vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud)
+{
+  static const guint8 aud_nal[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
+  GstMapInfo map;
+  guint sc;
+  gsize next = 0, i;
+  gboolean has_aud;
+
+  if (!gst_buffer_map (au, &map, GST_MAP_READ))
+    return au;
+  sc = start_code_length (map.data, map.size);
+  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
+  has_aud = sc && map.size > sc && (map.data[sc] & 0x1f) == 9;
+  if (has_aud && !want_aud) {
+    for (i = sc + 1; i + 3 <= map.size && !next; i++)
+      if (start_code_length (map.data + i, map.size - i))
+        next = i;
+  }
+  gst_buffer_unmap (au, &map);
+
+  if (next) {
+    GstBuffer *rest = gst_buffer_copy_region (au, GST_BUFFER_COPY_ALL, next,
+        gst_buffer_get_size (au) - next);
+
+    gst_buffer_unref (au);
+    return rest;
+  }
+  if (!has_aud && want_aud)
+    gst_buffer_prepend_memory (au, gst_memory_new_wrapped
+        (GST_MEMORY_FLAG_READONLY, (gpointer) aud_nal, sizeof (aud_nal), 0,
+            sizeof (aud_nal), NULL, NULL));
+  return au;
+}
+
+/* profile_idc and the constraint flags open the SPS (after its NAL header
+ * byte), before any emulation prevention byte can occur: what
+ * gst_codec_utils_h264_get_profile() reads. */
+const gchar *
+vsockenc_au_profile (GstBuffer * au)
+{
+  GstMapInfo map;
+  const gchar *profile = NULL;
+  gsize i;
+
+  if (!gst_buffer_map (au, &map, GST_MAP_READ))
+    return NULL;
+  for (i = 0; i + 5 < map.size; i++) {
+    if (map.data[i] == 0 && map.data[i + 1] == 0 && map.data[i + 2] == 1) {
+      if ((map.data[i + 3] & 0x1f) == 7) {
+        profile = gst_codec_utils_h264_get_profile (map.data + i + 4,
+            map.size - i - 4);
+        break;
+      }
+      i += 2;
+    }
+  }
+  gst_buffer_unmap (au, &map);
+  return profile;
+}
