@@ -177,12 +177,14 @@ def classify(cells):
 
 def decode_scanout(path, w, h):
     """Decodes the subscriber's H.264 on the host: RGB frames, or an error."""
-    rgb = os.path.join(run, "scanout.rgb")
+    rgb = os.path.join(run, os.path.basename(path) + ".rgb")
     env = dict(os.environ, GST_REGISTRY=os.path.join(run, "judge-registry.bin"))
     try:
         p = subprocess.run(
             ["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!",
              "h264parse", "!", "avdec_h264", "!", "videoconvert", "!",
+             # the console's frames before the modeset may be another size
+             "videoscale", "!",
              f"video/x-raw,format=RGB,width={w},height={h}", "!",
              "filesink", f"location={rgb}"],
             env=env, capture_output=True, text=True, timeout=300)
@@ -192,52 +194,59 @@ def decode_scanout(path, w, h):
         return None, (p.stdout + p.stderr).strip()[-300:]
     with open(rgb, "rb") as f:
         data = f.read()
+    os.remove(rgb)
     size = w * h * 3
     return [data[i:i + size] for i in range(0, len(data) - size + 1, size)], None
 
 
-def judge_scanout():
-    d = read("scanout")
+def qemu_log():
+    try:
+        return open(os.path.join(run, "qemu.log"), errors="replace").read()
+    except FileNotFoundError:
+        return ""
+
+
+def judge_scanout(name, index):
+    """kms-flip on scanout INDEX, QEMU's reports, the subscriber's stream
+    (out/NAME.txt, out/NAME.h264); JSON keys prefixed with NAME."""
+    d = read(name)
+    jk = name.replace("-", "_")
     if not d:
-        check("scanout", False, "no results (the guest did not get this far)")
+        check(name, False, "no results (the guest did not get this far)")
         return
     flipped = int(num(d, "flipped", 0))
-    check("scanout", d.get("kms_rc") == "0" and flipped == frames,
-          f"kms-flip showed {flipped}/{frames} frames on scanout 0 by "
+    check(name, d.get("kms_rc") == "0" and flipped == frames,
+          f"kms-flip showed {flipped}/{frames} frames on scanout {index} by "
           f"{d.get('method', '?')} at {d.get('mode', '?')}, {d.get('fps', '?')} fps")
-    j["scanout_kms_fps"] = num(d, "fps")
-    j["scanout_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
-    qlog = ""
-    try:
-        qlog = open(os.path.join(run, "qemu.log"), errors="replace").read()
-    except FileNotFoundError:
-        pass
+    j[jk + "_kms_fps"] = num(d, "fps")
+    j[jk + "_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
+    qlog = qemu_log()
     flushes = [int(n) for n in re.findall(
-        r"helix-export: scanout 0: flush (\d+)", qlog)]
-    shows = re.findall(r"helix-export: scanout 0 shows resource (\d+), (\d+x\d+)", qlog)
-    flips = [int(n) for n in re.findall(r"helix-export: scanout 0: change (\d+)", qlog)]
+        rf"helix-export: scanout {index}: flush (\d+)", qlog)]
+    shows = re.findall(rf"helix-export: scanout {index} shows resource (\d+), (\d+x\d+)", qlog)
+    flips = [int(n) for n in re.findall(rf"helix-export: scanout {index}: change (\d+)", qlog)]
     # the log has powers of two: at least half of what happened
-    j["scanout_qemu_flushes_at_least"] = max(flushes, default=0)
-    j["scanout_qemu_changes_at_least"] = max(flips, default=0)
-    check("scanout", bool(shows) and max(flushes, default=0) >= frames // 2
+    j[jk + "_qemu_flushes_at_least"] = max(flushes, default=0)
+    j[jk + "_qemu_changes_at_least"] = max(flips, default=0)
+    check(name, bool(shows) and max(flushes, default=0) >= frames // 2
           and max(flips, default=0) >= frames // 2,
-          f"QEMU reported scanout 0 to its export: {len(shows)} size changes "
+          f"QEMU reported scanout {index} to its export: {len(shows)} size changes "
           f"({', '.join(sorted(set(s[1] for s in shows)))}), "
           f">= {max(flips, default=0)} SET_SCANOUTs, >= {max(flushes, default=0)} flushes")
     if "skipped" in d:
-        skips.append(("scanout", d["skipped"] + ": the host-encoded stream was not checked"))
+        skips.append((name, d["skipped"] + ": the host-encoded stream was not checked"))
         return
-    check("scanout", d.get("subscriber_rc") == "0",
+    check(name, d.get("subscriber_rc") == "0",
           f"subscriber ended cleanly at EOS (rc={d.get('subscriber_rc')}, "
           f"{d.get('subscriber_exit', 'exited')}; {d.get('h264_bytes', 0)} bytes of H.264)")
     m = re.match(r"(\d+)x(\d+)$", d.get("mode", ""))
     if not m:
-        check("scanout", False, "no mode from kms-flip")
+        check(name, False, "no mode from kms-flip")
         return
     w, h = int(m.group(1)), int(m.group(2))
-    decoded, err = decode_scanout(os.path.join(out, "scanout.h264"), w, h)
+    decoded, err = decode_scanout(os.path.join(out, name + ".h264"), w, h)
     if decoded is None:
-        check("scanout", False, f"host decode failed: {err}")
+        check(name, False, f"host decode failed: {err}")
         return
     ks, other, worst = [], 0, 0
     for f in decoded:
@@ -248,21 +257,32 @@ def judge_scanout():
             other += 1
     distinct = sorted(set(ks))
     backwards = sum(b < a for a, b in zip(ks, ks[1:]))
-    j.update(scanout_decoded=len(decoded), scanout_pattern_frames=len(ks),
-             scanout_distinct=len(distinct), scanout_other_frames=other,
-             scanout_first=ks[0] if ks else None, scanout_last=ks[-1] if ks else None)
-    check("scanout", len(ks) > 0,
+    for k, v in (("decoded", len(decoded)), ("pattern_frames", len(ks)),
+                 ("distinct", len(distinct)), ("other_frames", other),
+                 ("first", ks[0] if ks else None), ("last", ks[-1] if ks else None)):
+        j[f"{jk}_{k}"] = v
+    check(name, len(ks) > 0,
           f"decoded {len(decoded)} frames on the host: {len(ks)} the pattern exactly, "
           f"{other} not (console or damaged)")
-    check("scanout", len(distinct) >= frames // 2 and backwards == 0,
+    check(name, len(distinct) >= frames // 2 and backwards == 0,
           f"{len(distinct)}/{frames} distinct pattern frames, in order "
           f"({backwards} steps backwards), first {ks[0] if ks else '-'}")
-    check("scanout", bool(ks) and ks[-1] == frames - 1,
+    check(name, bool(ks) and ks[-1] == frames - 1,
           f"the last flip (frame {frames - 1}) arrived: last seen {ks[-1] if ks else '-'}")
 
 
 if "scanout" in scenarios:
-    judge_scanout()
+    judge_scanout("scanout", 0)
+
+if "scanout-hotplug" in scenarios:
+    d = read("scanout-hotplug")
+    check("scanout-hotplug", d.get("enable_success") == "1"
+          and d.get("connector") == "Virtual-2",
+          f"ENABLE_SCANOUT 1 at 640x480 (deployed dialect): success "
+          f"{d.get('enable_success')}, connector {d.get('connector')}")
+    check("scanout-hotplug", "helix-export: scanout 1 enabled (640x480@60)" in qemu_log(),
+          "QEMU connected output 1 (hotplug) at the bridge's request")
+    judge_scanout("scanout-hotplug", 1)
 
 serial = ""
 try:
