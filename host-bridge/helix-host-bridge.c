@@ -1230,191 +1230,212 @@ static const gchar description[] =
     "start; a new guest is refused (ERROR -10) while 16 are not free.\n"
     "See docs/security.md.";
 
-int
-main (int argc, char **argv)
+/* The command line, as parsed */
+typedef struct
 {
-  Bridge bridge = { 0, };
-  Bridge *b = &bridge;
-  gchar *encoder = NULL, *token = NULL, *token_file = NULL, *unix_mode_s =
-      NULL, *export = NULL, *metrics = NULL;
-  gchar **allow_uid = NULL, **allow_cid = NULL;
-  gint max_sessions_per_peer = 0;
-  gint max_sessions = DEFAULT_MAX_SESSIONS, max_width =
-      DEFAULT_MAX_DIMENSION, max_height = DEFAULT_MAX_DIMENSION,
-      max_in_flight = HXFR_HOST_DEFAULT_MAX_IN_FLIGHT, bitrate = DEFAULT_BITRATE,
-      max_frame_mb = 0;
-  gdouble idle_timeout = DEFAULT_IDLE_TIMEOUT, drain_timeout =
-      DEFAULT_DRAIN_TIMEOUT, first_message_timeout =
-      DEFAULT_FIRST_MESSAGE_TIMEOUT, quiet_interval = DEFAULT_QUIET_INTERVAL;
-  gint max_subscribers = DEFAULT_MAX_SUBSCRIBERS_PER_SCANOUT;
-  gboolean version = FALSE;
-  GOptionEntry entries[] = {
-    {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &b->listen,
+  gchar **listen;
+  gchar *encoder, *token, *token_file, *unix_mode_s, *export, *metrics;
+  gchar **allow_uid, **allow_cid;
+  gint max_sessions_per_peer, max_sessions, max_width, max_height,
+      max_in_flight, bitrate, max_frame_mb, max_subscribers;
+  gdouble idle_timeout, drain_timeout, first_message_timeout, quiet_interval;
+  gboolean version;
+} Options;
+
+static void
+options_clear (Options * o)
+{
+  g_strfreev (o->listen);
+  g_free (o->encoder);
+  g_free (o->token);
+  g_free (o->token_file);
+  g_free (o->unix_mode_s);
+  g_free (o->export);
+  g_free (o->metrics);
+  g_strfreev (o->allow_uid);
+  g_strfreev (o->allow_cid);
+}
+
+/* The options table is long, not complicated: one entry per option. */
+static gboolean
+parse_options (Options * o, int *argc, char ***argv, GError ** error)
+{
+  const GOptionEntry entries[] = {
+    {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen,
         "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH; "
           "options after commas: export=unix:PATH (this listener's VM), "
           "deployed (take helix's scanout clients, which have no token)",
         "ADDR[,OPT...]"},
-    {"export", 0, 0, G_OPTION_ARG_STRING, &export,
+    {"export", 0, 0, G_OPTION_ARG_STRING, &o->export,
         "The VMM's helix export socket (unix:PATH): resource-id frames are "
           "resolved there, without a copy", "ADDR"},
-    {"encoder", 'e', 0, G_OPTION_ARG_STRING, &encoder,
+    {"encoder", 'e', 0, G_OPTION_ARG_STRING, &o->encoder,
         "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
         "NAME"},
-    {"bitrate", 'b', 0, G_OPTION_ARG_INT, &bitrate,
+    {"bitrate", 'b', 0, G_OPTION_ARG_INT, &o->bitrate,
         "Bitrate in bit/s until the guest asks for one (default 4000000)",
         "BPS"},
-    {"max-sessions", 0, 0, G_OPTION_ARG_INT, &max_sessions,
+    {"max-sessions", 0, 0, G_OPTION_ARG_INT, &o->max_sessions,
         "Guests served at once; more get ERROR -10 (default 16)", "N"},
-    {"max-sessions-per-peer", 0, 0, G_OPTION_ARG_INT, &max_sessions_per_peer,
+    {"max-sessions-per-peer", 0, 0, G_OPTION_ARG_INT, &o->max_sessions_per_peer,
         "Sessions one peer (vsock CID, UNIX uid, TCP address) may hold at "
           "once; more get ERROR -10 (default 0: only --max-sessions)", "N"},
-    {"max-width", 0, 0, G_OPTION_ARG_INT, &max_width,
+    {"max-width", 0, 0, G_OPTION_ARG_INT, &o->max_width,
         "Widest frame accepted (default 8192)", "PIXELS"},
-    {"max-height", 0, 0, G_OPTION_ARG_INT, &max_height,
+    {"max-height", 0, 0, G_OPTION_ARG_INT, &o->max_height,
         "Tallest frame accepted (default 8192)", "PIXELS"},
-    {"max-frame-mb", 0, 0, G_OPTION_ARG_INT, &max_frame_mb,
+    {"max-frame-mb", 0, 0, G_OPTION_ARG_INT, &o->max_frame_mb,
         "Pixel MiB one frame may carry (default 0: what --max-width x "
           "--max-height needs); a session holds at most --max-in-flight + 2 "
           "frames", "MIB"},
-    {"max-in-flight", 0, 0, G_OPTION_ARG_INT, &max_in_flight,
+    {"max-in-flight", 0, 0, G_OPTION_ARG_INT, &o->max_in_flight,
         "Unanswered requests a guest may have; more get ERROR -9 "
           "(default 8)", "N"},
-    {"idle-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &idle_timeout,
+    {"idle-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->idle_timeout,
         "Seconds a begun message may take to arrive in full; then ERROR -11 "
           "(default 5)", "SECONDS"},
     {"first-message-timeout", 0, 0, G_OPTION_ARG_DOUBLE,
-          &first_message_timeout,
+          &o->first_message_timeout,
         "Seconds a new connection may stay silent before its first message; "
           "then ERROR -11 (default 30)", "SECONDS"},
-    {"drain-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &drain_timeout,
+    {"drain-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->drain_timeout,
         "Seconds to drain sessions on SIGINT/SIGTERM (default 5)",
         "SECONDS"},
-    {"unix-mode", 0, 0, G_OPTION_ARG_STRING, &unix_mode_s,
+    {"unix-mode", 0, 0, G_OPTION_ARG_STRING, &o->unix_mode_s,
         "Octal mode of UNIX socket files (default 0660)", "MODE"},
-    {"allow-uid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &allow_uid,
+    {"allow-uid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->allow_uid,
         "Only accept UNIX peers with this uid (repeatable)", "UID"},
-    {"allow-cid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &allow_cid,
+    {"allow-cid", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->allow_cid,
         "Only accept vsock peers with this CID (repeatable)", "CID"},
-    {"token", 0, 0, G_OPTION_ARG_STRING, &token,
+    {"token", 0, 0, G_OPTION_ARG_STRING, &o->token,
         "Shared secret every guest must send in its v2 HELLO "
           "(visible in ps: prefer --token-file)", "TOKEN"},
-    {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file,
+    {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &o->token_file,
         "Read the token from FILE (trailing newline removed)", "FILE"},
-    {"scanout-quiet-interval", 0, 0, G_OPTION_ARG_DOUBLE, &quiet_interval,
+    {"scanout-quiet-interval", 0, 0, G_OPTION_ARG_DOUBLE, &o->quiet_interval,
         "Seconds after which a static scanout's last image is encoded again, "
           "so that subscribers keep receiving frames (default 0.5; 0: never)",
         "SECONDS"},
-    {"max-subscribers-per-scanout", 0, 0, G_OPTION_ARG_INT, &max_subscribers,
+    {"max-subscribers-per-scanout", 0, 0, G_OPTION_ARG_INT, &o->max_subscribers,
         "Subscribers one scanout may have (default 8); all subscribers and "
           "guests together are bounded by --max-sessions", "N"},
-    {"metrics", 0, 0, G_OPTION_ARG_STRING, &metrics,
+    {"metrics", 0, 0, G_OPTION_ARG_STRING, &o->metrics,
         "Serve Prometheus metrics on ADDR (tcp:HOST:PORT, unix:PATH); "
           "keep it on loopback", "ADDR"},
-    {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL},
+    {"version", 0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL},
     {NULL}
   };
   GOptionContext *ctx;
-  GError *err = NULL;
-  GstElementFactory *factory;
-  gchar *default_listen[] = { (gchar *) "tcp:127.0.0.1:15937", NULL };
-  gchar **listen;
-  int ret = 1;
+  gboolean ok;
 
+  o->max_sessions = DEFAULT_MAX_SESSIONS;
+  o->max_width = o->max_height = DEFAULT_MAX_DIMENSION;
+  o->max_in_flight = HXFR_HOST_DEFAULT_MAX_IN_FLIGHT;
+  o->bitrate = DEFAULT_BITRATE;
+  o->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+  o->drain_timeout = DEFAULT_DRAIN_TIMEOUT;
+  o->first_message_timeout = DEFAULT_FIRST_MESSAGE_TIMEOUT;
+  o->quiet_interval = DEFAULT_QUIET_INTERVAL;
+  o->max_subscribers = DEFAULT_MAX_SUBSCRIBERS_PER_SCANOUT;
   ctx = g_option_context_new ("- encode guests' frames on the host");
   g_option_context_set_description (ctx, description);
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_group (ctx, gst_init_get_option_group ());
-  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
-    g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
-    return 2;
-  }
+  ok = g_option_context_parse (ctx, argc, argv, error);
   g_option_context_free (ctx);
-  if (version) {
-    g_print ("helix-host-bridge %s\n", PACKAGE_VERSION);
-    return 0;
-  }
-  gst_init (NULL, NULL);
-  GST_DEBUG_CATEGORY_INIT (bridge_debug, "hxbridge", 0, "helix-host-bridge");
+  return ok;
+}
 
-  b->allow_uid = g_array_new (FALSE, FALSE, sizeof (guint));
-  b->allow_cid = g_array_new (FALSE, FALSE, sizeof (guint));
-  if (!parse_uint_list (allow_uid, b->allow_uid, "--allow-uid", &err)
-      || !parse_uint_list (allow_cid, b->allow_cid, "--allow-cid", &err))
-    goto usage;
-  if (max_sessions < 1 || max_sessions_per_peer < 0 || max_width < 1 || max_height < 1
-      || max_in_flight < 1 || max_in_flight > 64 || bitrate < 1
-      || max_frame_mb < 0 || idle_timeout <= 0 || drain_timeout < 0
-      || first_message_timeout <= 0 || quiet_interval < 0
-      || max_subscribers < 1) {
-    g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-        "limits must be positive (max-in-flight at most 64)");
-    goto usage;
-  }
-  {
-    const gchar *m = unix_mode_s ? unix_mode_s : DEFAULT_UNIX_MODE;
-    gchar *end = NULL;
-    guint64 mode = g_ascii_strtoull (m, &end, 8);
-
-    if (!*m || *end || mode > 0777) {
-      g_set_error (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-          "--unix-mode wants an octal mode such as 0660, not \"%s\"", m);
-      goto usage;
-    }
-    b->unix_mode = mode;
-  }
-
-  hxfr_host_config_init (&b->cfg);
-  b->cfg.limits.max_width = max_width;
-  b->cfg.limits.max_height = max_height;
-  b->cfg.limits.max_frame_bytes = (guint64) max_frame_mb * 1024 * 1024;
-  b->cfg.max_in_flight = max_in_flight;
-  b->cfg.idle_timeout_us = (gint64) (idle_timeout * G_USEC_PER_SEC);
-  if (token_file) {
+static gboolean
+read_token (Bridge * b, Options * o, GError ** error)
+{
+  if (o->token_file) {
     gchar *contents;
     gsize len;
 
-    if (!g_file_get_contents (token_file, &contents, &len, &err))
-      goto usage;
+    if (!g_file_get_contents (o->token_file, &contents, &len, error))
+      return FALSE;
     while (len && (contents[len - 1] == '\n' || contents[len - 1] == '\r'))
       len--;
     contents[len] = '\0';
-    g_free (token);
-    token = contents;
+    g_free (o->token);
+    o->token = contents;
   }
-  if (token) {
-    if (!*token || strlen (token) > HXFR_MAX_TOKEN) {
-      g_set_error (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-          "the token must be 1..%d bytes", HXFR_MAX_TOKEN);
-      goto usage;
-    }
-    b->cfg.token = g_bytes_new (token, strlen (token));
+  if (!o->token)
+    return TRUE;
+  if (!*o->token || strlen (o->token) > HXFR_MAX_TOKEN) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+        "the token must be 1..%d bytes", HXFR_MAX_TOKEN);
+    return FALSE;
   }
+  b->cfg.token = g_bytes_new (o->token, strlen (o->token));
+  return TRUE;
+}
 
-  if (export) {
-    b->export_path = g_strdup (g_str_has_prefix (export, "unix:") ?
-        export + 5 : export);
+/* Checks the options and sets the bridge's configuration from them. */
+static gboolean
+apply_options (Bridge * b, Options * o, GError ** error)
+{
+  const gchar *m = o->unix_mode_s ? o->unix_mode_s : DEFAULT_UNIX_MODE;
+  gchar *end = NULL;
+  guint64 mode = g_ascii_strtoull (m, &end, 8);
+
+  b->allow_uid = g_array_new (FALSE, FALSE, sizeof (guint));
+  b->allow_cid = g_array_new (FALSE, FALSE, sizeof (guint));
+  if (!parse_uint_list (o->allow_uid, b->allow_uid, "--allow-uid", error)
+      || !parse_uint_list (o->allow_cid, b->allow_cid, "--allow-cid", error))
+    return FALSE;
+  if (o->max_sessions < 1 || o->max_sessions_per_peer < 0
+      || o->max_width < 1 || o->max_height < 1 || o->max_in_flight < 1
+      || o->max_in_flight > 64 || o->bitrate < 1 || o->max_frame_mb < 0
+      || o->idle_timeout <= 0 || o->drain_timeout < 0
+      || o->first_message_timeout <= 0 || o->quiet_interval < 0
+      || o->max_subscribers < 1) {
+    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+        "limits must be positive (max-in-flight at most 64)");
+    return FALSE;
+  }
+  if (!*m || *end || mode > 0777) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+        "--unix-mode wants an octal mode such as 0660, not \"%s\"", m);
+    return FALSE;
+  }
+  b->unix_mode = mode;
+
+  hxfr_host_config_init (&b->cfg);
+  b->cfg.limits.max_width = o->max_width;
+  b->cfg.limits.max_height = o->max_height;
+  b->cfg.limits.max_frame_bytes = (guint64) o->max_frame_mb * 1024 * 1024;
+  b->cfg.max_in_flight = o->max_in_flight;
+  b->cfg.idle_timeout_us = (gint64) (o->idle_timeout * G_USEC_PER_SEC);
+  if (!read_token (b, o, error))
+    return FALSE;
+  if (o->export) {
+    b->export_path = g_strdup (g_str_has_prefix (o->export, "unix:") ?
+        o->export + 5 : o->export);
     if (!*b->export_path) {
-      g_set_error_literal (&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
           "--export wants unix:PATH");
-      goto usage;
+      return FALSE;
     }
   }
-  b->bitrate = bitrate;
-  b->max_sessions = max_sessions;
-  b->max_sessions_per_peer = max_sessions_per_peer;
-  b->peer_sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-      NULL);
-  b->max_in_flight = max_in_flight;
-  b->drain_timeout = drain_timeout;
-  check_fd_limit (b);
-  b->first_message_timeout = first_message_timeout;
+  b->listen = g_steal_pointer (&o->listen);
+  b->bitrate = o->bitrate;
+  b->max_sessions = o->max_sessions;
+  b->max_sessions_per_peer = o->max_sessions_per_peer;
+  b->max_in_flight = o->max_in_flight;
+  b->drain_timeout = o->drain_timeout;
+  b->first_message_timeout = o->first_message_timeout;
+  return TRUE;
+}
 
-  /* our own vsocksrc, built in: the session and export client handed to it
-   * are of this build, whatever plugins the registry holds */
-  if (!gst_vsock_src_register_in_process ()) {
-    g_printerr ("helix-host-bridge: could not register vsocksrc\n");
-    goto out;
-  }
+/* --encoder: installed, and producing H.264. Says why on stderr if not. */
+static gboolean
+choose_encoder (Bridge * b, const gchar * encoder)
+{
+  GstElementFactory *factory;
+  GstCaps *h264;
+  gboolean is_h264;
 
   if (!encoder || g_str_equal (encoder, "auto")) {
     const gchar *name = bridge_encoder_auto ();
@@ -1423,75 +1444,85 @@ main (int argc, char **argv)
       g_printerr ("helix-host-bridge: no H.264 encoder installed (tried "
           "nvh264enc, vah264enc, vah264lpenc, qsvh264enc, x264enc, "
           "openh264enc)\n");
-      goto out;
+      return FALSE;
     }
-    b->encoder_name = g_strdup (name);
-  } else {
-    b->encoder_name = g_strdup (encoder);
+    encoder = name;
   }
+  b->encoder_name = g_strdup (encoder);
+  g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
   if (g_str_equal (b->encoder_name, BRIDGE_ENCODER_NULL)) {
     b->null_encoder = TRUE;
-  } else {
-    GstCaps *h264;
-    gboolean is_h264;
-
-    factory = gst_element_factory_find (b->encoder_name);
-    if (!factory) {
-      g_printerr ("helix-host-bridge: encoder %s is not installed\n",
-          b->encoder_name);
-      goto out;
-    }
-    h264 = gst_static_caps_get (&h264_caps);
-    is_h264 = gst_element_factory_can_src_any_caps (factory, h264);
-
-    gst_caps_unref (h264);
-    if (!is_h264) {
-      g_printerr ("helix-host-bridge: %s does not produce H.264\n",
-          b->encoder_name);
-      gst_object_unref (factory);
-      goto out;
-    }
+    return TRUE;
+  }
+  factory = gst_element_factory_find (b->encoder_name);
+  if (!factory) {
+    g_printerr ("helix-host-bridge: encoder %s is not installed\n",
+        b->encoder_name);
+    return FALSE;
+  }
+  h264 = gst_static_caps_get (&h264_caps);
+  is_h264 = gst_element_factory_can_src_any_caps (factory, h264);
+  gst_caps_unref (h264);
+  if (is_h264) {
     b->encoder = bridge_encoder_lookup (b->encoder_name);
     b->need_convert = !bridge_encoder_takes_all_formats (factory);
-    gst_object_unref (factory);
+  } else {
+    g_printerr ("helix-host-bridge: %s does not produce H.264\n",
+        b->encoder_name);
   }
-  g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
+  gst_object_unref (factory);
+  return is_h264;
+}
+
+static gboolean
+start_metrics (Bridge * b, const gchar * metrics)
+{
+  GError *err = NULL;
+  gchar *bound;
+
+  b->metrics = bridge_metrics_start (metrics, b->unix_mode, b->encoder_name,
+      collect_metrics, b, &err);
+  if (!b->metrics) {
+    g_printerr ("helix-host-bridge: cannot serve metrics on %s: %s\n",
+        metrics, err->message);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  /* once it listens: tests with port 0 read the address here */
+  bound = bridge_metrics_get_address (b->metrics);
+  log_line ("metrics on %s", bound);
+  if (bridge_metrics_is_exposed (b->metrics))
+    log_line ("warning: metrics on %s, not a loopback address: anyone "
+        "who can reach it sees the bridge's counters", bound);
+  g_free (bound);
+  return TRUE;
+}
+
+/* Listens, serves until SIGINT/SIGTERM, drains. FALSE if it could not
+ * start. */
+static gboolean
+serve (Bridge * b, Options * o)
+{
+  gchar *default_listen[] = { (gchar *) "tcp:127.0.0.1:15937", NULL };
 
   g_mutex_init (&b->lock);
   g_cond_init (&b->cond);
+  b->peer_sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      NULL);
   b->loop = g_main_loop_new (NULL, FALSE);
   b->listeners = g_ptr_array_new ();
   b->vms = g_ptr_array_new ();
-  scanout_config_init (b, quiet_interval, max_subscribers);
+  scanout_config_init (b, o->quiet_interval, o->max_subscribers);
   /* before anything is logged as listening: a SIGTERM that follows the
    * line at once must find its handler (it killed the bridge before) */
   g_unix_signal_add (SIGINT, on_signal, b);
   g_unix_signal_add (SIGTERM, on_signal, b);
-  listen = b->listen ? b->listen : default_listen;
-  if (!start_listeners (b, listen))
-    goto out;
-
-  if (metrics) {
-    gchar *bound;
-
-    b->metrics = bridge_metrics_start (metrics, b->unix_mode,
-        b->encoder_name, collect_metrics, b, &err);
-    if (!b->metrics) {
-      g_printerr ("helix-host-bridge: cannot serve metrics on %s: %s\n",
-          metrics, err->message);
-      g_clear_error (&err);
-      close_listeners (b);
-      goto out;
-    }
-    /* once it listens: tests with port 0 read the address here */
-    bound = bridge_metrics_get_address (b->metrics);
-    log_line ("metrics on %s", bound);
-    if (bridge_metrics_is_exposed (b->metrics))
-      log_line ("warning: metrics on %s, not a loopback address: anyone "
-          "who can reach it sees the bridge's counters", bound);
-    g_free (bound);
+  if (!start_listeners (b, b->listen ? b->listen : default_listen))
+    return FALSE;
+  if (o->metrics && !start_metrics (b, o->metrics)) {
+    close_listeners (b);
+    return FALSE;
   }
-
   bridge_notify_or_warn ("READY=1");     /* every address listens */
   g_main_loop_run (b->loop);
   wait_sessions (b);
@@ -1500,14 +1531,12 @@ main (int argc, char **argv)
     g_ptr_array_foreach (b->vms, (GFunc) (GCallback) bridge_vm_free, NULL);
   bridge_metrics_stop (b->metrics);
   log_line ("stopped");
-  ret = 0;
-  goto out;
+  return TRUE;
+}
 
-usage:
-  g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
-  g_clear_error (&err);
-  ret = 2;
-out:
+static void
+bridge_clear (Bridge * b)
+{
   if (b->loop && b->n_sessions == 0) {
     /* sessions that outlived the drain still use these: then the process
      * exit frees them */
@@ -1516,8 +1545,7 @@ out:
     g_ptr_array_unref (b->vms);
     g_mutex_clear (&b->lock);
     g_cond_clear (&b->cond);
-    if (b->peer_sessions)
-      g_hash_table_unref (b->peer_sessions);
+    g_hash_table_unref (b->peer_sessions);
   }
   if (b->cfg.token)
     g_bytes_unref (b->cfg.token);
@@ -1528,13 +1556,45 @@ out:
   g_strfreev (b->listen);
   g_free (b->encoder_name);
   g_free (b->export_path);
-  g_free (export);
-  g_free (metrics);
-  g_free (encoder);
-  g_free (token);
-  g_free (token_file);
-  g_free (unix_mode_s);
-  g_strfreev (allow_uid);
-  g_strfreev (allow_cid);
+}
+
+int
+main (int argc, char **argv)
+{
+  Bridge bridge = { 0, };
+  Bridge *b = &bridge;
+  Options o = { 0, };
+  GError *err = NULL;
+  int ret = 1;
+
+  if (!parse_options (&o, &argc, &argv, &err)) {
+    g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
+    g_error_free (err);
+    options_clear (&o);
+    return 2;
+  }
+  if (o.version) {
+    g_print ("helix-host-bridge %s\n", PACKAGE_VERSION);
+    options_clear (&o);
+    return 0;
+  }
+  gst_init (NULL, NULL);
+  GST_DEBUG_CATEGORY_INIT (bridge_debug, "hxbridge", 0, "helix-host-bridge");
+
+  if (!apply_options (b, &o, &err)) {
+    g_printerr ("helix-host-bridge: %s (try --help)\n", err->message);
+    g_clear_error (&err);
+    ret = 2;
+  } else if (!gst_vsock_src_register_in_process ()) {
+    /* our own vsocksrc, built in: the session and export client handed to
+     * it are of this build, whatever plugins the registry holds */
+    g_printerr ("helix-host-bridge: could not register vsocksrc\n");
+  } else if (choose_encoder (b, o.encoder)) {
+    check_fd_limit (b);
+    if (serve (b, &o))
+      ret = 0;
+  }
+  bridge_clear (b);
+  options_clear (&o);
   return ret;
 }
