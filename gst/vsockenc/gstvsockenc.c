@@ -38,9 +38,8 @@
 #include <gst/video/video.h>
 #include <gst/allocators/allocators.h>
 
-#include "hxfr-guest-session.h"
+#include "gstvsockenc-priv.h"
 #include "hxfr-video.h"
-#include "vsockenc-frames.h"
 #include "vsockenc-gl.h"
 
 GST_DEBUG_CATEGORY (gst_vsock_enc_debug);
@@ -74,208 +73,11 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_STATIC_CAPS ("video/x-h264, stream-format = (string) byte-stream, "
         "alignment = (string) au"));
 
-typedef enum
-{
-  GST_VSOCK_ENC_ON_DISCONNECT_ERROR,
-  GST_VSOCK_ENC_ON_DISCONNECT_RECONNECT,
-} GstVsockEncOnDisconnect;
 
-typedef enum
-{
-  GST_VSOCK_ENC_PROTOCOL_AUTO,
-  GST_VSOCK_ENC_PROTOCOL_V1,
-} GstVsockEncProtocol;
-
-static GType
-gst_vsock_enc_on_disconnect_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {GST_VSOCK_ENC_ON_DISCONNECT_ERROR, "Post an error and stop", "error"},
-    {GST_VSOCK_ENC_ON_DISCONNECT_RECONNECT,
-        "Reconnect with back-off and resume with a keyframe", "reconnect"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstVsockEncOnDisconnect", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-static GType
-gst_vsock_enc_protocol_get_type (void)
-{
-  static GType type = 0;
-  static const GEnumValue values[] = {
-    {GST_VSOCK_ENC_PROTOCOL_AUTO,
-        "Negotiate v2, fall back to v1 for a v1 host", "auto"},
-    {GST_VSOCK_ENC_PROTOCOL_V1, "Speak v1 only, as the deployed element",
-        "v1"},
-    {0, NULL, NULL},
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstVsockEncProtocol", values);
-    g_once_init_leave (&type, t);
-  }
-  return type;
-}
-
-/* A request sent and not answered yet: the frame side of the session's
- * request in flight (the session matches answers to requests by seq; this
- * is the frame and input buffer that request stands for). */
-typedef struct
-{
-  guint32 seq;
-  GstVideoCodecFrame *frame;    /* NULL once flushed: the answer is discarded */
-  GstBuffer *input;             /* kept alive until the host has answered */
-} PendingFrame;
-
-/* Locks, in order: the stream lock, then self->lock; GST_OBJECT_LOCK is
- * taken last, held only to copy properties.
- * - GST_OBJECT_LOCK: the properties.
- * - Set by start() before the reader exists, cleared by stop() after it
- *   ended, read by both threads without a lock: address, address_str,
- *   cancellable, timeout_us, disconnect_mode.
- * - The stream lock: the streaming thread's state (and profile_known,
- *   which the reader touches holding it).
- * - self->lock: session (the current connection, or the last one until a
- *   reconnect replaces it or stop() clears it), pending, the flow state
- *   and the statistics; self->cond is broadcast on every change of
- *   pending, flushing, stopping, conn_lost and flow_ret.
- * - What was negotiated (version, frames in flight, the host's limits and
- *   encoder) lives in the session, written once before its reader starts:
- *   read without a lock through a reference to the session, or through
- *   self->session while holding self->lock. */
-struct _GstVsockEnc
-{
-  GstVideoEncoder parent;
-
-  /* Properties: GST_OBJECT_LOCK */
-  gchar *socket_path;
-  guint cid;
-  guint port;
-  gchar *tcp_host;
-  guint tcp_port;
-  gint bitrate;
-  gint keyframe_interval;
-  guint max_in_flight;
-  guint timeout_ms;
-  GstVsockEncOnDisconnect on_disconnect;
-  GstVsockEncProtocol protocol;
-  gchar *token;
-  gboolean zero_copy;
-  gchar *drm_device;
-  gboolean aud;
-  guint stats_interval_ms;
-  gint reconfigure;             /* atomic: bitrate/keyframe-interval changed */
-
-  /* Between start() and stop(): no lock (see above) */
-  GCancellable *cancellable;
-  HxfrAddress *address;
-  gchar *address_str;
-  gint64 timeout_us;
-  GstVsockEncOnDisconnect disconnect_mode;
-
-  /* Streaming thread only (under the stream lock) */
-  GstVideoCodecState *input_state;
-  /* the layout of the input frames: input_state's, or for 1.24+ DMA_DRM
-   * caps the linear format they describe */
-  GstVideoInfo info;
-  guint32 fourcc;
-  guint frames_since_key;
-  gboolean need_key;
-  gint bitrate_warned;          /* the value last warned about */
-  HxfrBackoff backoff;
-  VsockEncResources resources;
-  gint64 next_stats_us;         /* stats-interval: next message due */
-
-  /* Reader thread, under the stream lock */
-  gboolean profile_known;
-
-  /* self->lock */
-  GMutex lock;
-  GCond cond;
-  HxfrGuestSession *session;
-  GQueue pending;               /* of PendingFrame, oldest first */
-  gboolean flushing;
-  gboolean stopping;
-  gboolean conn_lost;
-  gboolean conn_failing;        /* a thread is reporting the session's loss */
-  GstFlowReturn flow_ret;
-
-  guint64 frames_sent;
-  guint64 frames_answered;
-  guint64 frames_dropped;
-  guint64 frames_failed;
-  guint64 resource_frames;
-  guint64 pixel_frames;
-  guint64 reconnects;
-  guint64 bytes_sent_done;      /* of sessions replaced */
-  guint64 bytes_received_done;
-  guint64 rtt_min;
-  guint64 rtt_max;
-  guint64 rtt_sum;
-  guint64 rtt_count;
-  guint64 rtt_last;
-};
-
-#define GST_TYPE_VSOCK_ENC (gst_vsock_enc_get_type ())
-G_DECLARE_FINAL_TYPE (GstVsockEnc, gst_vsock_enc, GST, VSOCK_ENC,
-    GstVideoEncoder);
 G_DEFINE_TYPE (GstVsockEnc, gst_vsock_enc, GST_TYPE_VIDEO_ENCODER);
 GST_ELEMENT_REGISTER_DECLARE (vsockenc);
 GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
     GST_TYPE_VSOCK_ENC);
-
-#define DEFAULT_SOCKET_PATH NULL
-#define DEFAULT_CID HXFR_VSOCK_CID_HOST
-#define DEFAULT_PORT 5000
-#define DEFAULT_TCP_HOST NULL
-#define DEFAULT_TCP_PORT 15937
-#define DEFAULT_BITRATE 4000000
-#define DEFAULT_KEYFRAME_INTERVAL 60
-#define DEFAULT_MAX_IN_FLIGHT 4
-#define DEFAULT_TIMEOUT 5000
-#define DEFAULT_ON_DISCONNECT GST_VSOCK_ENC_ON_DISCONNECT_ERROR
-#define DEFAULT_PROTOCOL GST_VSOCK_ENC_PROTOCOL_AUTO
-#define DEFAULT_TOKEN NULL
-#define DEFAULT_ZERO_COPY TRUE
-#define DEFAULT_DRM_DEVICE "/dev/dri/renderD128"
-#define DEFAULT_AUD FALSE
-#define DEFAULT_STATS_INTERVAL 0
-/* Below this a bitrate is almost surely kbit/s given where bit/s are
- * meant (helix passes 8294 for 8.3 Mbit/s): no H.264 desktop stream is
- * watchable at 64 kbit/s. */
-#define IMPLAUSIBLE_BITRATE 64000
-
-enum
-{
-  PROP_0,
-  PROP_SOCKET_PATH,
-  PROP_CID,
-  PROP_PORT,
-  PROP_TCP_HOST,
-  PROP_TCP_PORT,
-  PROP_BITRATE,
-  PROP_KEYFRAME_INTERVAL,
-  PROP_MAX_IN_FLIGHT,
-  PROP_TIMEOUT,
-  PROP_ON_DISCONNECT,
-  PROP_PROTOCOL,
-  PROP_TOKEN,
-  PROP_ZERO_COPY,
-  PROP_DRM_DEVICE,
-  PROP_AUD,
-  PROP_STATS,
-  PROP_STATS_INTERVAL,
-  N_PROPERTIES
-};
-
-static GParamSpec *properties[N_PROPERTIES];
-
 
 /* Helpers */
 
@@ -297,67 +99,6 @@ current_session (GstVsockEnc * self)
   g_mutex_lock (&self->lock);
   session = self->session ? hxfr_guest_session_ref (self->session) : NULL;
   g_mutex_unlock (&self->lock);
-  return session;
-}
-
-static HxfrAddress *
-address_from_properties (GstVsockEnc * self)
-{
-  HxfrAddress *addr;
-
-  GST_OBJECT_LOCK (self);
-  if (self->socket_path && *self->socket_path)
-    addr = hxfr_address_new_unix (self->socket_path);
-  else if (self->tcp_host && *self->tcp_host)
-    addr = hxfr_address_new_tcp (self->tcp_host, self->tcp_port);
-  else
-    addr = hxfr_address_new_vsock (self->cid, self->port);
-  GST_OBJECT_UNLOCK (self);
-  return addr;
-}
-
-/* A bitrate that looks like kbit/s where bit/s are meant gets a warning on
- * the bus (once per value): it is applied as asked, as the deployed
- * contract says, but 8 kbit/s of H.264 is a blur nobody wants. */
-static void
-warn_if_bitrate_implausible (GstVsockEnc * self, gint bitrate)
-{
-  if (bitrate <= 0 || bitrate >= IMPLAUSIBLE_BITRATE
-      || bitrate == self->bitrate_warned)
-    return;
-  self->bitrate_warned = bitrate;
-  GST_ELEMENT_WARNING (self, LIBRARY, SETTINGS,
-      ("bitrate=%d is in bit/s: %d bit/s is implausibly low for H.264; if "
-          "you meant %d kbit/s, set bitrate=%" G_GINT64_FORMAT, bitrate,
-          bitrate, bitrate, (gint64) bitrate * 1000),
-      ("bitrates under %d bit/s are applied as given", IMPLAUSIBLE_BITRATE));
-}
-
-/* Connects and negotiates with what the properties say now. Streaming
- * thread or start(), without self->lock. */
-static HxfrGuestSession *
-connect_session (GstVsockEnc * self, GError ** error)
-{
-  HxfrGuestConfig config = { 0, };
-  HxfrGuestSession *session;
-  gchar *token;
-
-  GST_OBJECT_LOCK (self);
-  config.v1_only = self->protocol == GST_VSOCK_ENC_PROTOCOL_V1;
-  token = g_strdup (self->token);
-  config.max_in_flight = self->max_in_flight;
-  config.resource_ids = self->zero_copy;
-  config.bitrate = MAX (self->bitrate, 0);
-  config.keyframe_interval = MAX (self->keyframe_interval, 0);
-  GST_OBJECT_UNLOCK (self);
-  warn_if_bitrate_implausible (self, config.bitrate);
-
-  config.address = self->address;
-  config.token = token;
-  config.timeout_us = self->timeout_us;
-  config.cancellable = self->cancellable;
-  session = hxfr_guest_session_connect (&config, error);
-  g_free (token);
   return session;
 }
 
@@ -660,7 +401,7 @@ try_reconnect (GstVsockEnc * self)
 
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   end_session (self);
-  session = connect_session (self, &err);
+  session = gst_vsock_enc_connect_session (self, &err);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
 
   if (!session) {
@@ -719,7 +460,7 @@ apply_reconfigure (GstVsockEnc * self, HxfrGuestSession * session,
   bitrate = self->bitrate;
   kfi = self->keyframe_interval;
   GST_OBJECT_UNLOCK (self);
-  warn_if_bitrate_implausible (self, bitrate);
+  gst_vsock_enc_warn_if_bitrate_implausible (self, bitrate);
 
   st.bitrate = MAX (bitrate, 0);
   st.keyframe_interval = MAX (kfi, 0);
@@ -852,241 +593,6 @@ gst_vsock_enc_finalize (GObject * object)
   G_OBJECT_CLASS (gst_vsock_enc_parent_class)->finalize (object);
 }
 
-static GstStructure *
-build_stats (GstVsockEnc * self)
-{
-  static const HxfrGuestInfo none = { 0, };
-  const HxfrGuestInfo *info = &none;
-  GstStructure *s;
-  guint64 sent, received;
-
-  g_mutex_lock (&self->lock);
-  sent = self->bytes_sent_done;
-  received = self->bytes_received_done;
-  if (self->session) {
-    sent += hxfr_guest_session_get_bytes_sent (self->session);
-    received += hxfr_guest_session_get_bytes_received (self->session);
-    info = hxfr_guest_session_get_info (self->session);
-  }
-  s = gst_structure_new ("application/x-vsockenc-stats",
-      "frames-sent", G_TYPE_UINT64, self->frames_sent,
-      "frames-answered", G_TYPE_UINT64, self->frames_answered,
-      "frames-dropped", G_TYPE_UINT64, self->frames_dropped,
-      "frames-failed", G_TYPE_UINT64, self->frames_failed,
-      "frames-in-flight", G_TYPE_UINT, self->pending.length,
-      "bytes-sent", G_TYPE_UINT64, sent,
-      "bytes-received", G_TYPE_UINT64, received,
-      "rtt-min-us", G_TYPE_UINT64, self->rtt_min,
-      "rtt-avg-us", G_TYPE_UINT64,
-      self->rtt_count ? self->rtt_sum / self->rtt_count : (guint64) 0,
-      "rtt-max-us", G_TYPE_UINT64, self->rtt_max,
-      "rtt-last-us", G_TYPE_UINT64, self->rtt_last,
-      "protocol-version", G_TYPE_UINT, info->version,
-      "max-in-flight", G_TYPE_UINT, info->in_flight_max,
-      "host-encoder", G_TYPE_STRING, info->host_encoder,
-      "resource-id-frames", G_TYPE_UINT64, self->resource_frames,
-      "pixel-frames", G_TYPE_UINT64, self->pixel_frames,
-      "reconnects", G_TYPE_UINT64, self->reconnects, NULL);
-  g_mutex_unlock (&self->lock);
-  return s;
-}
-
-/* stats-interval: checked once per frame on the streaming thread, so it
- * costs a clock read and needs no timer to stop; the messages stop with
- * the frames (and at stop or any state change that stops streaming). */
-static void
-maybe_post_stats (GstVsockEnc * self)
-{
-  guint interval_ms;
-  gint64 now;
-
-  GST_OBJECT_LOCK (self);
-  interval_ms = self->stats_interval_ms;
-  GST_OBJECT_UNLOCK (self);
-  if (!interval_ms)
-    return;
-  now = g_get_monotonic_time ();
-  if (self->next_stats_us && now < self->next_stats_us)
-    return;
-  /* the first message one interval after streaming starts; a late frame
-   * does not make the next message early */
-  if (self->next_stats_us) {
-    GstStructure *st = build_stats (self);
-
-    gst_structure_set_name (st, "vsockenc-stats");
-    gst_element_post_message (GST_ELEMENT (self),
-        gst_message_new_element (GST_OBJECT (self), st));
-  }
-  self->next_stats_us = now + (gint64) interval_ms * G_TIME_SPAN_MILLISECOND;
-}
-
-static gboolean
-address_settable (GstVsockEnc * self, GParamSpec * pspec)
-{
-  gboolean connected;
-
-  g_mutex_lock (&self->lock);
-  connected = self->session != NULL;
-  g_mutex_unlock (&self->lock);
-  if (connected)
-    GST_WARNING_OBJECT (self, "%s cannot change while connected",
-        pspec->name);
-  return !connected;
-}
-
-static void
-gst_vsock_enc_set_property (GObject * object, guint prop_id,
-    const GValue * value, GParamSpec * pspec)
-{
-  GstVsockEnc *self = GST_VSOCK_ENC (object);
-
-  switch (prop_id) {
-    case PROP_SOCKET_PATH:
-    case PROP_CID:
-    case PROP_PORT:
-    case PROP_TCP_HOST:
-    case PROP_TCP_PORT:
-    case PROP_PROTOCOL:
-    case PROP_TOKEN:
-    case PROP_MAX_IN_FLIGHT:
-      if (!address_settable (self, pspec))
-        return;
-      break;
-    default:
-      break;
-  }
-
-  GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_SOCKET_PATH:
-      g_free (self->socket_path);
-      self->socket_path = g_value_dup_string (value);
-      break;
-    case PROP_CID:
-      self->cid = g_value_get_uint (value);
-      break;
-    case PROP_PORT:
-      self->port = g_value_get_uint (value);
-      break;
-    case PROP_TCP_HOST:
-      g_free (self->tcp_host);
-      self->tcp_host = g_value_dup_string (value);
-      break;
-    case PROP_TCP_PORT:
-      self->tcp_port = g_value_get_uint (value);
-      break;
-    case PROP_BITRATE:
-      self->bitrate = g_value_get_int (value);
-      g_atomic_int_set (&self->reconfigure, TRUE);
-      break;
-    case PROP_KEYFRAME_INTERVAL:
-      self->keyframe_interval = g_value_get_int (value);
-      g_atomic_int_set (&self->reconfigure, TRUE);
-      break;
-    case PROP_MAX_IN_FLIGHT:
-      self->max_in_flight = g_value_get_uint (value);
-      break;
-    case PROP_TIMEOUT:
-      self->timeout_ms = g_value_get_uint (value);
-      break;
-    case PROP_ON_DISCONNECT:
-      self->on_disconnect = g_value_get_enum (value);
-      break;
-    case PROP_PROTOCOL:
-      self->protocol = g_value_get_enum (value);
-      break;
-    case PROP_TOKEN:
-      g_free (self->token);
-      self->token = g_value_dup_string (value);
-      break;
-    case PROP_ZERO_COPY:
-      self->zero_copy = g_value_get_boolean (value);
-      break;
-    case PROP_DRM_DEVICE:
-      g_free (self->drm_device);
-      self->drm_device = g_value_dup_string (value);
-      break;
-    case PROP_AUD:
-      self->aud = g_value_get_boolean (value);
-      break;
-    case PROP_STATS_INTERVAL:
-      self->stats_interval_ms = g_value_get_uint (value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK (self);
-}
-
-static void
-gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
-    GParamSpec * pspec)
-{
-  GstVsockEnc *self = GST_VSOCK_ENC (object);
-
-  if (prop_id == PROP_STATS) {
-    g_value_take_boxed (value, build_stats (self));
-    return;
-  }
-
-  GST_OBJECT_LOCK (self);
-  switch (prop_id) {
-    case PROP_SOCKET_PATH:
-      g_value_set_string (value, self->socket_path);
-      break;
-    case PROP_CID:
-      g_value_set_uint (value, self->cid);
-      break;
-    case PROP_PORT:
-      g_value_set_uint (value, self->port);
-      break;
-    case PROP_TCP_HOST:
-      g_value_set_string (value, self->tcp_host);
-      break;
-    case PROP_TCP_PORT:
-      g_value_set_uint (value, self->tcp_port);
-      break;
-    case PROP_BITRATE:
-      g_value_set_int (value, self->bitrate);
-      break;
-    case PROP_KEYFRAME_INTERVAL:
-      g_value_set_int (value, self->keyframe_interval);
-      break;
-    case PROP_MAX_IN_FLIGHT:
-      g_value_set_uint (value, self->max_in_flight);
-      break;
-    case PROP_TIMEOUT:
-      g_value_set_uint (value, self->timeout_ms);
-      break;
-    case PROP_ON_DISCONNECT:
-      g_value_set_enum (value, self->on_disconnect);
-      break;
-    case PROP_PROTOCOL:
-      g_value_set_enum (value, self->protocol);
-      break;
-    case PROP_TOKEN:
-      g_value_set_string (value, self->token);
-      break;
-    case PROP_ZERO_COPY:
-      g_value_set_boolean (value, self->zero_copy);
-      break;
-    case PROP_DRM_DEVICE:
-      g_value_set_string (value, self->drm_device);
-      break;
-    case PROP_AUD:
-      g_value_set_boolean (value, self->aud);
-      break;
-    case PROP_STATS_INTERVAL:
-      g_value_set_uint (value, self->stats_interval_ms);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK (self);
-}
-
 /* Virtual methods */
 
 static gboolean
@@ -1103,7 +609,7 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
   self->disconnect_mode = self->on_disconnect;
   GST_OBJECT_UNLOCK (self);
 
-  self->address = address_from_properties (self);
+  self->address = gst_vsock_enc_address_from_properties (self);
   self->address_str = hxfr_address_to_string (self->address);
   self->cancellable = g_cancellable_new ();
   /* every bounded socket wait polls the cancellable: with no reference
@@ -1122,7 +628,7 @@ gst_vsock_enc_start (GstVideoEncoder * enc)
   g_atomic_int_set (&self->reconfigure, FALSE);
 
   /* connected here so that the version is known before caps negotiation */
-  session = connect_session (self, &err);
+  session = gst_vsock_enc_connect_session (self, &err);
   if (!session) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ_WRITE,
         ("Could not connect to the host bridge at %s: %s", self->address_str,
@@ -1528,7 +1034,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
     gst_video_codec_frame_unref (frame);
     return ret;
   }
-  maybe_post_stats (self);
+  gst_vsock_enc_maybe_post_stats (self);
   if (lost && !try_reconnect (self))
     return drop_frame (self, frame);
 
@@ -1593,157 +1099,8 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
   GstVideoEncoderClass *venc_class = GST_VIDEO_ENCODER_CLASS (klass);
 
-  gobject_class->set_property = gst_vsock_enc_set_property;
-  gobject_class->get_property = gst_vsock_enc_get_property;
   gobject_class->finalize = gst_vsock_enc_finalize;
-
-  /**
-   * GstVsockEnc:socket-path:
-   *
-   * UNIX socket of the host bridge; takes precedence over TCP and vsock.
-   */
-  properties[PROP_SOCKET_PATH] = g_param_spec_string ("socket-path",
-      "Socket path", "UNIX socket path of the host bridge (takes precedence "
-      "over tcp-host and vsock)", DEFAULT_SOCKET_PATH,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:cid:
-   *
-   * vsock context id of the host, used when neither socket-path nor
-   * tcp-host is set.
-   */
-  properties[PROP_CID] = g_param_spec_uint ("cid", "CID",
-      "vsock context id of the host (2 = the host), used when neither "
-      "socket-path nor tcp-host is set", 0, G_MAXUINT, DEFAULT_CID,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_PORT] = g_param_spec_uint ("port", "vsock port",
-      "vsock port of the host bridge", 0, G_MAXUINT, DEFAULT_PORT,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_TCP_HOST] = g_param_spec_string ("tcp-host", "TCP host",
-      "Host name or address of the host bridge over TCP (used when "
-      "socket-path is not set; e.g. 10.0.2.2 from QEMU user networking)",
-      DEFAULT_TCP_HOST,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:tcp-port:
-   *
-   * TCP port of the host bridge, used when #GstVsockEnc:tcp-host is set.
-   */
-  properties[PROP_TCP_PORT] = g_param_spec_uint ("tcp-port", "TCP port",
-      "TCP port of the host bridge", 1, 65535, DEFAULT_TCP_PORT,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:bitrate:
-   *
-   * Target bitrate in bit/s; may change while playing (applies from the
-   * next frame). 0: the host's default. A value under 64000 is applied as
-   * given, with a warning on the bus naming the likely kbit/s mistake.
-   */
-  properties[PROP_BITRATE] = g_param_spec_int ("bitrate", "Bitrate",
-      "Target bitrate in bit/s, 0 for the host's default (changeable while "
-      "playing)", 0, G_MAXINT, DEFAULT_BITRATE,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
-  /**
-   * GstVsockEnc:keyframe-interval:
-   *
-   * An IDR is requested every this many frames (0: only on force-key-unit
-   * events); may change while playing.
-   */
-  properties[PROP_KEYFRAME_INTERVAL] = g_param_spec_int ("keyframe-interval",
-      "Keyframe interval", "Request an IDR every this many frames "
-      "(0 = only on force-key-unit events; changeable while playing)",
-      0, G_MAXINT, DEFAULT_KEYFRAME_INTERVAL,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
-  /**
-   * GstVsockEnc:max-in-flight:
-   *
-   * Frames sent and not yet answered at most (the host may grant fewer; a
-   * v1 host always gets 1).
-   */
-  properties[PROP_MAX_IN_FLIGHT] = g_param_spec_uint ("max-in-flight",
-      "Max frames in flight", "Frames sent to the host and not yet answered, "
-      "at most (in frames; the host may grant fewer, v1 hosts get 1)",
-      1, 64, DEFAULT_MAX_IN_FLIGHT,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:timeout:
-   *
-   * Bound on connecting and on waiting for each answer, in milliseconds.
-   */
-  properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
-      "Bound on connecting and on waiting for each answer of the host, in "
-      "milliseconds", 1, G_MAXINT, DEFAULT_TIMEOUT,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:on-disconnect:
-   *
-   * What a lost connection does: post an error, or reconnect with back-off
-   * (100 ms doubling to 5 s; frames meanwhile are dropped) and resume with
-   * an IDR.
-   */
-  properties[PROP_ON_DISCONNECT] = g_param_spec_enum ("on-disconnect",
-      "On disconnect", "What losing the host does: post an error, or "
-      "reconnect with back-off (100 ms doubling up to 5 s, frames meanwhile "
-      "dropped) and resume with an IDR",
-      gst_vsock_enc_on_disconnect_get_type (),
-      DEFAULT_ON_DISCONNECT,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_PROTOCOL] = g_param_spec_enum ("protocol", "Protocol",
-      "HXFR version: auto (v2, falling back to v1 for a v1 host) or v1 only",
-      gst_vsock_enc_protocol_get_type (), DEFAULT_PROTOCOL,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_TOKEN] = g_param_spec_string ("token", "Token",
-      "Access token sent in the v2 HELLO (at most 256 bytes)", DEFAULT_TOKEN,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_ZERO_COPY] = g_param_spec_boolean ("zero-copy", "Zero copy",
-      "Send the virtio-gpu resource id of DMA-BUF input instead of its pixels "
-      "when the render node resolves it", DEFAULT_ZERO_COPY,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  properties[PROP_DRM_DEVICE] = g_param_spec_string ("drm-device",
-      "DRM device", "virtio-gpu render node used to look up resource ids of "
-      "DMA-BUF input", DEFAULT_DRM_DEVICE,
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  /**
-   * GstVsockEnc:aud:
-   *
-   * Begin every access unit with an access unit delimiter NAL. Off (the
-   * default), one the host sent is removed, as desktop streamers configure
-   * their local encoders; on, one is added where the host sent none.
-   * (h264parse in byte-stream output adds its own either way.)
-   */
-  properties[PROP_AUD] = g_param_spec_boolean ("aud", "AUD",
-      "Begin every access unit with an access unit delimiter NAL",
-      DEFAULT_AUD, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-      GST_PARAM_MUTABLE_PLAYING);
-  /**
-   * GstVsockEnc:stats:
-   *
-   * Statistics: frames-sent, frames-answered, frames-dropped, frames-failed,
-   * frames-in-flight, bytes-sent, bytes-received (bytes, every connection),
-   * rtt-min-us, rtt-avg-us, rtt-max-us, rtt-last-us (request sent to answer
-   * read, microseconds), protocol-version (0 = not connected),
-   * max-in-flight (granted), host-encoder, resource-id-frames,
-   * pixel-frames, reconnects.
-   */
-  properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
-      "Frames sent/answered/dropped/failed, bytes sent/received, round-trip "
-      "times in microseconds (min/avg/max/last), negotiated protocol version, "
-      "host encoder, resource-id vs pixel frames, reconnects",
-      GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  /**
-   * GstVsockEnc:stats-interval:
-   *
-   * Every this many milliseconds while frames flow, the stats structure is
-   * posted as an element message named vsockenc-stats (shown by
-   * gst-launch-1.0 -m). 0: never.
-   */
-  properties[PROP_STATS_INTERVAL] = g_param_spec_uint ("stats-interval",
-      "Statistics interval",
-      "Post the stats as a 'vsockenc-stats' element message every this many "
-      "milliseconds while streaming (0 = off)", 0, G_MAXUINT,
-      DEFAULT_STATS_INTERVAL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-      GST_PARAM_MUTABLE_PLAYING);
-  g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
+  gst_vsock_enc_install_properties (gobject_class);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
