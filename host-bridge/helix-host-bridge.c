@@ -533,90 +533,93 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
   return TRUE;
 }
 
-static gpointer
-session_thread (gpointer data)
+/* A connection of its own: its readback slots are this guest's, so one
+ * guest holding slots never starves another. vsocksrc wraps readback slots
+ * and DMA-BUFs (a DMA-BUF it cannot read is asked for again as readback),
+ * IOSurfaces on macOS. */
+static void
+connect_session_export (Session * s, const gchar * export_path)
 {
-  Session *s = data;
-  Bridge *b = s->bridge;
+  guint32 kinds = HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) |
+      HXEX_KIND_BIT (HXEX_KIND_DMABUF);
   GError *err = NULL;
-  gchar *reason = NULL;
-  gboolean failed = FALSE, stopping;
-  const gchar *export_path = s->vm ? bridge_vm_get_export_path (s->vm) :
-      NULL;
-  gint64 first_timeout_us = (gint64) (b->first_message_timeout *
-      G_USEC_PER_SEC);
-
-  if (serve_if_scanout_client (s, &first_timeout_us, &reason))
-    goto done;
-  if (export_path) {
-    /* a connection of its own: its readback slots are this guest's, so one
-     * guest holding slots never starves another. vsocksrc wraps readback
-     * slots and DMA-BUFs (a DMA-BUF it cannot read is asked for again as
-     * readback), IOSurfaces on macOS. */
-    guint32 kinds = HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) |
-        HXEX_KIND_BIT (HXEX_KIND_DMABUF);
 
 #ifdef __APPLE__
-    kinds |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
+  kinds |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
 #endif
-    s->export = hxfr_export_client_connect (export_path, kinds,
-        2 * G_USEC_PER_SEC, &err);
-    if (s->export) {
-      guint slots = hxfr_export_client_get_n_slots (s->export);
+  s->export = hxfr_export_client_connect (export_path, kinds,
+      2 * G_USEC_PER_SEC, &err);
+  if (s->export) {
+    guint slots = hxfr_export_client_get_n_slots (s->export);
 
-      /* in flight, plus what the encoder and the queue hold, must fit the
-       * slots */
-      hxfr_host_session_set_resolves_resources (s->hs,
-          slots > 3 ? slots - 2 : 1);
-    } else {
-      GST_WARNING ("session %u: helix export %s: %s", s->id, export_path,
-          err->message);
-      log_line ("session %u: helix export unavailable (%s): resource-id "
-          "frames will fail", s->id, err->message);
-      g_clear_error (&err);
-    }
-  }
-
-  if (!hxfr_host_session_handshake (s->hs, first_timeout_us, s->cancellable,
-          &err)) {
-    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-      hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN,
-          "bridge shutting down");
-    if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNAUTHORIZED)) {
-      g_mutex_lock (&b->lock);
-      b->refusals_total++;
-      g_mutex_unlock (&b->lock);
-    }
-    reason = g_strdup_printf ("handshake: %s", err->message);
+    /* in flight, plus what the encoder and the queue hold, must fit the
+     * slots */
+    hxfr_host_session_set_resolves_resources (s->hs,
+        slots > 3 ? slots - 2 : 1);
+  } else {
+    GST_WARNING ("session %u: helix export %s: %s", s->id, export_path,
+        err->message);
+    log_line ("session %u: helix export unavailable (%s): resource-id "
+        "frames will fail", s->id, err->message);
     g_clear_error (&err);
-    goto done;
   }
-  log_line ("session %u start: peer=\"%s\" version=%u encoder=%s", s->id,
-      hxfr_host_session_get_peer (s->hs),
-      hxfr_host_session_get_version (s->hs), b->encoder_name);
+}
+
+/* The v2 HELLO, or a v1 guest's first request. NULL, or why it failed. */
+static gchar *
+session_handshake (Session * s, gint64 first_timeout_us)
+{
+  Bridge *b = s->bridge;
+  GError *err = NULL;
+  gchar *reason;
+
+  if (hxfr_host_session_handshake (s->hs, first_timeout_us, s->cancellable,
+          &err)) {
+    log_line ("session %u start: peer=\"%s\" version=%u encoder=%s", s->id,
+        hxfr_host_session_get_peer (s->hs),
+        hxfr_host_session_get_version (s->hs), b->encoder_name);
+    return NULL;
+  }
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN, "bridge shutting down");
+  if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNAUTHORIZED)) {
+    g_mutex_lock (&b->lock);
+    b->refusals_total++;
+    g_mutex_unlock (&b->lock);
+  }
+  reason = g_strdup_printf ("handshake: %s", err->message);
+  g_error_free (err);
+  return reason;
+}
+
+/* Builds and plays the session's pipeline until the guest leaves, we drain
+ * it, or it fails. Returns why it ended. */
+static gchar *
+session_stream (Session * s)
+{
+  Bridge *b = s->bridge;
+  GError *err = NULL;
+  gchar *reason;
+  gboolean failed = FALSE, stopping;
 
   if (!build_pipeline (s, &err)) {
     hxfr_host_session_fail (s->hs, HXFR_ERR_INTERNAL, err->message);
     reason = g_strdup_printf ("pipeline: %s", err->message);
-    g_clear_error (&err);
-    goto done;
+    g_error_free (err);
+    return reason;
   }
-
   g_mutex_lock (&b->lock);
   stopping = b->stopping;
   g_mutex_unlock (&b->lock);
   if (stopping) {
     hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN, "bridge shutting down");
-    reason = g_strdup ("bridge shutting down");
-    goto done;
+    return g_strdup ("bridge shutting down");
   }
-
   if (gst_element_set_state (s->pipeline, GST_STATE_PLAYING) ==
       GST_STATE_CHANGE_FAILURE) {
     hxfr_host_session_fail (s->hs, HXFR_ERR_INTERNAL,
         "could not start the encoder");
-    reason = g_strdup ("could not start the pipeline");
-    goto done;
+    return g_strdup ("could not start the pipeline");
   }
   /* a signal that came while we were starting found nothing to drain */
   g_mutex_lock (&b->lock);
@@ -642,29 +645,24 @@ session_thread (gpointer data)
     hxfr_host_session_answer_all (s->hs, HXFR_STATUS_DROPPED, 0, NULL);
     hxfr_host_session_fail (s->hs, HXFR_ERR_SHUTDOWN, "bridge shutting down");
   }
+  return reason;
+}
 
-done:
-  release_slot (s);
-  if (s->pipeline) {
-    hxfr_host_session_shutdown (s->hs);
-    gst_element_set_state (s->pipeline, GST_STATE_NULL);
-  }
-  /* logged once the slot is free: the line tells the truth to whoever
-   * reads it and connects again */
-  log_session_end (s, reason);
-  g_free (reason);
+/* The session is over: off the list (its counters folded into the ended
+ * ones), then freed. */
+static void
+session_free (Session * s)
+{
+  Bridge *b = s->bridge;
+  HxfrHostStats st;
 
   g_mutex_lock (&b->lock);
   b->sessions = g_list_remove (b->sessions, s);
   b->n_sessions--;
-  {
-    HxfrHostStats st;
-
-    /* with the removal, under the same lock: a scrape counts this session
-     * once, live or ended */
-    hxfr_host_session_get_stats (s->hs, &st);
-    bridge_metrics_add_stats (&b->ended, &st);
-  }
+  /* with the removal, under the same lock: a scrape counts this session
+   * once, live or ended */
+  hxfr_host_session_get_stats (s->hs, &st);
+  bridge_metrics_add_stats (&b->ended, &st);
   g_cond_broadcast (&b->cond);
   g_mutex_unlock (&b->lock);
 
@@ -681,6 +679,33 @@ done:
   g_thread_unref (s->thread);
   g_free (s->peer);
   g_free (s);
+}
+
+static gpointer
+session_thread (gpointer data)
+{
+  Session *s = data;
+  gchar *reason = NULL;
+  gint64 first_timeout_us = (gint64) (s->bridge->first_message_timeout *
+      G_USEC_PER_SEC);
+
+  if (!serve_if_scanout_client (s, &first_timeout_us, &reason)) {
+    if (s->vm)
+      connect_session_export (s, bridge_vm_get_export_path (s->vm));
+    reason = session_handshake (s, first_timeout_us);
+    if (!reason)
+      reason = session_stream (s);
+  }
+  release_slot (s);
+  if (s->pipeline) {
+    hxfr_host_session_shutdown (s->hs);
+    gst_element_set_state (s->pipeline, GST_STATE_NULL);
+  }
+  /* logged once the slot is free: the line tells the truth to whoever
+   * reads it and connects again */
+  log_session_end (s, reason);
+  g_free (reason);
+  session_free (s);
   return NULL;
 }
 
