@@ -493,8 +493,13 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
   {
     GstMapInfo map;
 
+    gsize aud;
+
     gst_buffer_map (out, &map, GST_MAP_READ);
-    f->au = g_bytes_new (map.data, map.size);
+    /* as deployed: no AUD (h264parse puts one in front of every access
+     * unit in byte-stream output) */
+    aud = hxfr_video_au_aud_length (map.data, map.size);
+    f->au = g_bytes_new (map.data + aud, map.size - aud);
     gst_buffer_unmap (out, &map);
   }
   f->keyframe = !GST_BUFFER_FLAG_IS_SET (out, GST_BUFFER_FLAG_DELTA_UNIT);

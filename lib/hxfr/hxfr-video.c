@@ -39,3 +39,29 @@ hxfr_video_format_from_fourcc (guint32 fourcc)
       return formats[i].format;
   return GST_VIDEO_FORMAT_UNKNOWN;
 }
+
+/* Annex B start code length at @d (3 or 4), 0 if none. */
+static guint
+start_code_length (const guint8 * d, gsize size)
+{
+  if (size >= 3 && d[0] == 0 && d[1] == 0 && d[2] == 1)
+    return 3;
+  if (size >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 1)
+    return 4;
+  return 0;
+}
+
+gsize
+hxfr_video_au_aud_length (const guint8 * au, gsize size)
+{
+  guint sc = start_code_length (au, size);
+  gsize i;
+
+  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
+  if (!sc || size <= sc || (au[sc] & 0x1f) != 9)
+    return 0;
+  for (i = sc + 1; i + 3 <= size; i++)
+    if (start_code_length (au + i, size - i))
+      return i;
+  return 0;
+}

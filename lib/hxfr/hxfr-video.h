@@ -22,4 +22,9 @@ guint32 hxfr_video_format_to_fourcc (GstVideoFormat format, guint version);
 /* GST_VIDEO_FORMAT_UNKNOWN for a fourcc the protocol does not carry. */
 GstVideoFormat hxfr_video_format_from_fourcc (guint32 fourcc);
 
+/* Bytes of the access unit delimiter NAL that opens @au (start code
+ * included), up to the next start code; 0 if @au does not begin with one,
+ * or is nothing but one (the bridge's null encoder). */
+gsize hxfr_video_au_aud_length (const guint8 * au, gsize size);
+
 G_END_DECLS
