@@ -279,8 +279,10 @@ hxfr_guest_session_unref (HxfrGuestSession * s)
 {
   if (!g_atomic_int_dec_and_test (&s->ref_count))
     return;
-  /* the reader holds a reference: it has ended */
-  g_assert (!s->reader);
+  /* the reader holds a reference: this is the reader ending itself,
+   * never joined (hxfr_guest_session_stop() was not called) */
+  if (s->reader)
+    g_thread_unref (s->reader);
   g_queue_clear_full (&s->in_flight, g_free);
   g_clear_pointer (&s->conn, hxfr_conn_unref);
   g_clear_pointer (&s->address, hxfr_address_free);
