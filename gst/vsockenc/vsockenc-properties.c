@@ -346,7 +346,8 @@ gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
   GST_OBJECT_UNLOCK (self);
 }
 
-
+/* One declaration per property with its gtk-doc: long, but a list (it
+ * reads best in one place, in the order the enum declares them). */
 void
 gst_vsock_enc_install_properties (GObjectClass * gobject_class)
 {
