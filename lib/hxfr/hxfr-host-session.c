@@ -724,6 +724,149 @@ reader_ended_by_writer (HxfrHostSession * s, GError ** err)
   return TRUE;
 }
 
+/* The next message: TRUE with @msg; FALSE with *eos (the guest left, or we
+ * stopped reading) or with @error (the session was failed). */
+static gboolean
+read_next (HxfrHostSession * s, HxfrMessage * msg, gboolean * eos,
+    GCancellable * cancellable, GError ** error)
+{
+  GError *err = NULL;
+  gboolean stopped = FALSE;
+
+  *eos = FALSE;
+  if (s->have_held) {
+    *msg = s->held;
+    s->have_held = FALSE;
+    return TRUE;
+  }
+  if (wait_message (s, cancellable, &stopped, &err)
+      && hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits, msg, -1,
+          s->cfg.idle_timeout_us, cancellable, &err))
+    return TRUE;
+  if (stopped) {
+    *eos = TRUE;
+  } else if (reader_ended_by_writer (s, &err)) {
+    g_propagate_error (error, err);
+  } else if (is_eos_error (err)) {
+    g_error_free (err);
+    *eos = TRUE;
+  } else {
+    fail_for_error (s, err);
+    g_propagate_error (error, err);
+  }
+  return FALSE;
+}
+
+typedef enum
+{
+  TAKEN_EVENT,                  /* *event is set */
+  TAKEN_NO_EVENT,               /* handled; read on */
+  TAKEN_REFUSED,                /* the session was failed, @error set */
+} Taken;
+
+/* A frame request becomes a FRAME event, or a per-frame failure answered in
+ * its turn. */
+static Taken
+take_frame_request (HxfrHostSession * s, const HxfrMessage * msg,
+    HxfrHostEvent * event, GError ** error)
+{
+  guint type = msg->header.type, n_pending, max;
+  guint32 interval;
+
+  if ((type == HXFR_MSG_FRAME_REQUEST) != (s->version == 1)) {
+    refuse (s, HXFR_ERR_INVALID, error, "%s in a v%u session",
+        hxfr_msg_type_name (type), s->version);
+    return TAKEN_REFUSED;
+  }
+  g_mutex_lock (&s->lock);
+  n_pending = s->pending.length;
+  max = s->max_in_flight;
+  interval = s->settings.keyframe_interval;
+  s->stats.requests++;
+  g_mutex_unlock (&s->lock);
+  if (n_pending >= max) {
+    refuse (s, HXFR_ERR_LIMIT, error, "more than %u requests in flight", max);
+    return TAKEN_REFUSED;
+  }
+  if (msg->tail_size == 0 && !s->resolves) {
+    /* a resource id and no helix export client in this session */
+    gchar *text = g_strdup_printf ("resource %u cannot be resolved here "
+        "(no helix export)", msg->u.frame_request.resource_id);
+
+    queue_failed (s, &msg->u.frame_request, HXFR_ERR_RESOURCE_NOT_FOUND,
+        text);
+    g_free (text);
+    return TAKEN_NO_EVENT;
+  }
+  event->type = HXFR_HOST_EVENT_FRAME;
+  event->request = msg->u.frame_request;
+  event->pixel_size = msg->tail_size;
+  event->force_keyframe = msg->u.frame_request.force_keyframe
+      || s->want_key || (interval && s->since_key >= interval);
+  if (event->force_keyframe)
+    s->since_key = 0;
+  s->since_key++;
+  s->want_key = FALSE;
+  s->frame_open = TRUE;
+  s->open_req = msg->u.frame_request;
+  s->open_tail = msg->tail_size;
+  s->open_deadline = msg->deadline;
+  s->open_force = event->force_keyframe;
+  return TAKEN_EVENT;
+}
+
+/* Every other message a guest may send. */
+static Taken
+take_message (HxfrHostSession * s, const HxfrMessage * msg,
+    HxfrHostEvent * event, GError ** error)
+{
+  HxfrHostSettings st = { 0, };
+
+  switch (msg->header.type) {
+    case HXFR_MSG_PING:
+      g_mutex_lock (&s->lock);
+      if (s->pongs_owed < G_MAXUINT)
+        s->pongs_owed++;
+      wake_writer (s);
+      g_mutex_unlock (&s->lock);
+      return TAKEN_NO_EVENT;
+    case HXFR_MSG_PONG:
+      return TAKEN_NO_EVENT;
+    case HXFR_MSG_KEYFRAME_REQ:
+      /* one IDR owed is one IDR: a flood of requests is one event */
+      if (s->want_key)
+        return TAKEN_NO_EVENT;
+      s->want_key = TRUE;
+      event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
+      return TAKEN_EVENT;
+    case HXFR_MSG_CONFIG_REQ:
+      /* v1 semantics: applied, never answered */
+      st.bitrate = msg->u.config.bitrate;
+      st.fps_n = msg->u.config.fps_n;
+      st.fps_d = msg->u.config.fps_d;
+      apply_settings (s, HXFR_CONTROL_BITRATE | HXFR_CONTROL_FRAMERATE, &st);
+      return TAKEN_NO_EVENT;
+    case HXFR_MSG_CONTROL:
+      if (s->version != 2) {
+        refuse (s, HXFR_ERR_INVALID, error, "CONTROL in a v1 session");
+        return TAKEN_REFUSED;
+      }
+      st.bitrate = msg->u.control.bitrate;
+      st.keyframe_interval = msg->u.control.keyframe_interval;
+      st.fps_n = msg->u.control.fps_n;
+      st.fps_d = msg->u.control.fps_d;
+      apply_settings (s, msg->u.control.mask, &st);
+      return TAKEN_NO_EVENT;
+    case HXFR_MSG_FRAME_REQUEST:
+    case HXFR_MSG_FRAME_REQUEST2:
+      return take_frame_request (s, msg, event, error);
+    default:
+      refuse (s, HXFR_ERR_INVALID, error, "unexpected %s",
+          hxfr_msg_type_name (msg->header.type));
+      return TAKEN_REFUSED;
+  }
+}
+
 gboolean
 hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
     GCancellable * cancellable, GError ** error)
@@ -734,126 +877,21 @@ hxfr_host_session_next (HxfrHostSession * s, HxfrHostEvent * event,
   memset (event, 0, sizeof (*event));
   for (;;) {
     HxfrMessage msg;
-    GError *err = NULL;
-    guint type;
+    gboolean eos;
 
-    gboolean stopped = FALSE;
-
-    if (s->have_held) {
-      msg = s->held;
-      s->have_held = FALSE;
-    } else if (!wait_message (s, cancellable, &stopped, &err)
-        || !hxfr_conn_receive (s->conn, HXFR_ROLE_HOST, &s->cfg.limits,
-            &msg, -1, s->cfg.idle_timeout_us, cancellable, &err)) {
-      if (stopped) {
-        event->type = HXFR_HOST_EVENT_EOS;
-        return TRUE;
-      }
-      if (reader_ended_by_writer (s, &err)) {
-        g_propagate_error (error, err);
+    if (!read_next (s, &msg, &eos, cancellable, error)) {
+      if (!eos)
         return FALSE;
-      }
-      if (is_eos_error (err)) {
-        g_error_free (err);
-        event->type = HXFR_HOST_EVENT_EOS;
-        return TRUE;
-      }
-      fail_for_error (s, err);
-      g_propagate_error (error, err);
-      return FALSE;
+      event->type = HXFR_HOST_EVENT_EOS;
+      return TRUE;
     }
-
-    type = msg.header.type;
-    switch (type) {
-      case HXFR_MSG_PING:
-        g_mutex_lock (&s->lock);
-        if (s->pongs_owed < G_MAXUINT)
-          s->pongs_owed++;
-        wake_writer (s);
-        g_mutex_unlock (&s->lock);
-        continue;
-      case HXFR_MSG_PONG:
-        continue;
-      case HXFR_MSG_KEYFRAME_REQ:
-        /* one IDR owed is one IDR: a flood of requests is one event */
-        if (s->want_key)
-          continue;
-        s->want_key = TRUE;
-        event->type = HXFR_HOST_EVENT_KEYFRAME_REQ;
+    switch (take_message (s, &msg, event, error)) {
+      case TAKEN_EVENT:
         return TRUE;
-      case HXFR_MSG_CONFIG_REQ:{
-        HxfrHostSettings st = { 0, };
-
-        /* v1 semantics: applied, never answered */
-        st.bitrate = msg.u.config.bitrate;
-        st.fps_n = msg.u.config.fps_n;
-        st.fps_d = msg.u.config.fps_d;
-        apply_settings (s, HXFR_CONTROL_BITRATE | HXFR_CONTROL_FRAMERATE,
-            &st);
-        continue;
-      }
-      case HXFR_MSG_CONTROL:{
-        HxfrHostSettings st;
-
-        if (s->version != 2)
-          return refuse (s, HXFR_ERR_INVALID, error,
-              "CONTROL in a v1 session");
-        st.bitrate = msg.u.control.bitrate;
-        st.keyframe_interval = msg.u.control.keyframe_interval;
-        st.fps_n = msg.u.control.fps_n;
-        st.fps_d = msg.u.control.fps_d;
-        apply_settings (s, msg.u.control.mask, &st);
-        continue;
-      }
-      case HXFR_MSG_FRAME_REQUEST:
-      case HXFR_MSG_FRAME_REQUEST2:{
-        guint n_pending, max;
-        guint32 interval;
-
-        if ((type == HXFR_MSG_FRAME_REQUEST) != (s->version == 1))
-          return refuse (s, HXFR_ERR_INVALID, error,
-              "%s in a v%u session", hxfr_msg_type_name (type), s->version);
-        g_mutex_lock (&s->lock);
-        n_pending = s->pending.length;
-        max = s->max_in_flight;
-        interval = s->settings.keyframe_interval;
-        s->stats.requests++;
-        g_mutex_unlock (&s->lock);
-        if (n_pending >= max)
-          return refuse (s, HXFR_ERR_LIMIT, error,
-              "more than %u requests in flight", max);
-
-        if (msg.tail_size == 0 && !s->resolves) {
-          /* a resource id and no helix export client in this session:
-           * per-frame failure, answered in its turn */
-          gchar *text = g_strdup_printf ("resource %u cannot be resolved "
-              "here (no helix export)", msg.u.frame_request.resource_id);
-
-          queue_failed (s, &msg.u.frame_request, HXFR_ERR_RESOURCE_NOT_FOUND,
-              text);
-          g_free (text);
-          continue;
-        }
-
-        event->type = HXFR_HOST_EVENT_FRAME;
-        event->request = msg.u.frame_request;
-        event->pixel_size = msg.tail_size;
-        event->force_keyframe = msg.u.frame_request.force_keyframe
-            || s->want_key || (interval && s->since_key >= interval);
-        if (event->force_keyframe)
-          s->since_key = 0;
-        s->since_key++;
-        s->want_key = FALSE;
-        s->frame_open = TRUE;
-        s->open_req = msg.u.frame_request;
-        s->open_tail = msg.tail_size;
-        s->open_deadline = msg.deadline;
-        s->open_force = event->force_keyframe;
-        return TRUE;
-      }
-      default:
-        return refuse (s, HXFR_ERR_INVALID, error, "unexpected %s",
-            hxfr_msg_type_name (type));
+      case TAKEN_REFUSED:
+        return FALSE;
+      case TAKEN_NO_EVENT:
+        break;
     }
   }
 }
