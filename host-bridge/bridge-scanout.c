@@ -565,7 +565,9 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     w->capture_ns = monotonic_ns ();
     w->repeat = so->t_last_encode != 0;
   } else {
-    if (cfg->quiet_interval_us && so->t_last_encode)
+    /* nothing due: the quiet interval's end, when something is shown (with
+     * nothing shown that time may be past: waiting for it would spin) */
+    if (resource && cfg->quiet_interval_us && so->t_last_encode)
       *wait_until = MIN (*wait_until, so->t_last_encode +
           cfg->quiet_interval_us);
     return FALSE;
@@ -663,8 +665,11 @@ scanout_thread (gpointer data)
       teardown_encoder (so);
       g_mutex_lock (&vm->lock);
     } else {
-      /* resource gone, export busy or away: the next flush tries again */
+      /* resource gone, export busy or away: the next flush tries again;
+       * an IDR it owed is owed still (rate-limited: no busy retry) */
       log_failure (so, "reading its resource", err);
+      if (w.force_idr)
+        scanout_request_idr (so, FALSE);
     }
     g_clear_error (&err);
   }
