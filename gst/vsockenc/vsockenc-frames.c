@@ -18,6 +18,7 @@
 #include <gst/pbutils/pbutils.h>
 
 #include "vsockenc-frames.h"
+#include "hxfr-video.h"
 #include "vsockenc-gl.h"
 
 #define GST_CAT_DEFAULT gst_vsock_enc_debug
@@ -293,15 +294,21 @@ vsockenc_request_clear (VsockEncRequest * r)
 
 /* Access units */
 
-/* Annex B start code length at @d (3 or 4), 0 if none. */
-static guint
-start_code_length (const guint8 * d, gsize size)
+/* Whether @data opens with an AUD, counting an AU that is nothing but one
+ * (the bridge's null encoder). hxfr_video_au_aud_length() says 0 for that
+ * AU (there is nothing to strip), so it is asked about the opening bytes (a
+ * start code, 3 or 4 bytes, and the NAL header) followed by a start code:
+ * an opening AUD then always ends, and the start-code/AUD scan stays in one
+ * place. */
+static gboolean
+au_opens_with_aud (const guint8 * data, gsize size)
 {
-  if (size >= 3 && d[0] == 0 && d[1] == 0 && d[2] == 1)
-    return 3;
-  if (size >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 1)
-    return 4;
-  return 0;
+  guint8 head[5 + 3] = { 0, };
+  gsize n = MIN (size, 5);
+
+  memcpy (head, data, n);
+  head[n + 2] = 1;              /* 00 00 01 after the opening bytes */
+  return hxfr_video_au_aud_length (head, n + 3) > 0;
 }
 
 /* An AU that is nothing but an AUD (the bridge's null encoder) is left
@@ -311,30 +318,25 @@ vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud)
 {
   static const guint8 aud_nal[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
   GstMapInfo map;
-  guint sc;
-  gsize next = 0, i;
-  gboolean has_aud;
+  gsize aud_length = 0;
+  gboolean has_aud = FALSE;
 
   if (!gst_buffer_map (au, &map, GST_MAP_READ))
     return au;
-  sc = start_code_length (map.data, map.size);
-  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
-  has_aud = sc && map.size > sc && (map.data[sc] & 0x1f) == 9;
-  if (has_aud && !want_aud) {
-    for (i = sc + 1; i + 3 <= map.size && !next; i++)
-      if (start_code_length (map.data + i, map.size - i))
-        next = i;
-  }
+  if (want_aud)
+    has_aud = au_opens_with_aud (map.data, map.size);
+  else
+    aud_length = hxfr_video_au_aud_length (map.data, map.size);
   gst_buffer_unmap (au, &map);
 
-  if (next) {
-    GstBuffer *rest = gst_buffer_copy_region (au, GST_BUFFER_COPY_ALL, next,
-        gst_buffer_get_size (au) - next);
+  if (aud_length) {
+    GstBuffer *rest = gst_buffer_copy_region (au, GST_BUFFER_COPY_ALL,
+        aud_length, gst_buffer_get_size (au) - aud_length);
 
     gst_buffer_unref (au);
     return rest;
   }
-  if (!has_aud && want_aud)
+  if (want_aud && !has_aud)
     gst_buffer_prepend_memory (au, gst_memory_new_wrapped
         (GST_MEMORY_FLAG_READONLY, (gpointer) aud_nal, sizeof (aud_nal), 0,
             sizeof (aud_nal), NULL, NULL));
