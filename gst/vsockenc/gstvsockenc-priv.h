@@ -1,6 +1,7 @@
 /* vsockenc's private header: the element's instance, shared by
- * gstvsockenc.c (the GstVideoEncoder vfuncs, the session's callbacks) and
- * vsockenc-properties.c (properties and statistics).
+ * gstvsockenc.c (the GstVideoEncoder vfuncs, the session's callbacks),
+ * vsockenc-properties.c (properties and statistics) and
+ * vsockenc-connection.c (losing the host).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -191,5 +192,31 @@ void gst_vsock_enc_warn_if_bitrate_implausible (GstVsockEnc * self,
  * self->lock */
 HxfrGuestSession *gst_vsock_enc_connect_session (GstVsockEnc * self,
     GError ** error);
+
+/* gstvsockenc.c: frees @p and the references it holds */
+void gst_vsock_enc_pending_frame_free (PendingFrame * p);
+
+/* vsockenc-connection.c */
+/* Any thread, no lock held: @session is unusable (@what failed with
+ * @err). The first report for the current session releases the frames in
+ * flight and posts an error, or (reconnect mode) a warning; later ones
+ * return at once. */
+void gst_vsock_enc_connection_failed (GstVsockEnc * self,
+    HxfrGuestSession * session, const gchar * what, const GError * err);
+/* Streaming thread, stream lock held (released while waiting): a send on
+ * @session failed; lets the reader report the host's reason first,
+ * within a bound. */
+void gst_vsock_enc_send_failed (GstVsockEnc * self,
+    HxfrGuestSession * session, const gchar * what, const GError * err);
+/* Streaming thread, after a bounded wait for answers: @timed_out makes it
+ * a connection failure whose flow replaces @ret. Drops the reference on
+ * @session. */
+GstFlowReturn gst_vsock_enc_end_wait (GstVsockEnc * self,
+    HxfrGuestSession * session, gboolean timed_out, GstFlowReturn ret);
+/* After gst_vsock_enc_send_failed(): what becomes of the stream */
+GstFlowReturn gst_vsock_enc_flow_after_send_failure (GstVsockEnc * self);
+/* Whether @session was lost (or replaced) meanwhile */
+gboolean gst_vsock_enc_session_lost (GstVsockEnc * self,
+    HxfrGuestSession * session);
 
 G_END_DECLS

@@ -81,8 +81,8 @@ GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
 
 /* Helpers */
 
-static void
-pending_frame_free (PendingFrame * p)
+void
+gst_vsock_enc_pending_frame_free (PendingFrame * p)
 {
   if (p->frame)
     gst_video_codec_frame_unref (p->frame);
@@ -100,97 +100,6 @@ current_session (GstVsockEnc * self)
   session = self->session ? hxfr_guest_session_ref (self->session) : NULL;
   g_mutex_unlock (&self->lock);
   return session;
-}
-
-/* Called by whichever thread notices that @session is unusable: releases
- * the frames in flight and either posts an error or (reconnect mode) a
- * warning and lets the streaming thread reconnect. */
-static void
-connection_failed (GstVsockEnc * self, HxfrGuestSession * session,
-    const gchar * what, const GError * err)
-{
-  GQueue released = G_QUEUE_INIT;
-  PendingFrame *p;
-  gboolean reconnect, quiet;
-
-  /* a write into a closed socket says "broken pipe" (the same code in
-   * GIO): the host hung up either way */
-  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
-    what = "connection closed by the host";
-
-  g_mutex_lock (&self->lock);
-  if (self->session != session || self->conn_lost || self->conn_failing) {
-    g_mutex_unlock (&self->lock);
-    return;
-  }
-  self->conn_failing = TRUE;
-  quiet = self->stopping;
-  reconnect = self->disconnect_mode == GST_VSOCK_ENC_ON_DISCONNECT_RECONNECT;
-  g_mutex_unlock (&self->lock);
-
-  hxfr_guest_session_shutdown (session);
-
-  /* posted before the streaming thread can see the error flow: upstream
-   * then posts its generic "Internal data stream error" after ours, and an
-   * application showing the first error shows the reason */
-  if (quiet) {
-    GST_DEBUG_OBJECT (self, "%s during shutdown: %s", what, err->message);
-  } else if (reconnect) {
-    GST_ELEMENT_WARNING (self, RESOURCE, READ,
-        ("Lost the host bridge at %s (%s: %s), reconnecting",
-            self->address_str, what, err->message), (NULL));
-  } else {
-    GST_ELEMENT_ERROR (self, RESOURCE, READ,
-        ("Host bridge at %s: %s: %s", self->address_str, what, err->message),
-        ("%s", err->message));
-  }
-
-  /* no reconnect can have replaced the session meanwhile: that waits for
-   * conn_lost */
-  g_mutex_lock (&self->lock);
-  self->conn_lost = TRUE;
-  self->conn_failing = FALSE;
-  if (!reconnect && !quiet)
-    self->flow_ret = GST_FLOW_ERROR;
-  released = self->pending;
-  g_queue_init (&self->pending);
-  g_cond_broadcast (&self->cond);
-  g_mutex_unlock (&self->lock);
-
-  /* released, not stuck: the base class forgets them without output */
-  GST_VIDEO_ENCODER_STREAM_LOCK (self);
-  while ((p = g_queue_pop_head (&released))) {
-    if (p->frame) {
-      gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), p->frame);
-      p->frame = NULL;
-    }
-    pending_frame_free (p);
-  }
-  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-}
-
-/* Streaming thread, stream lock held. A send failed: the host usually said
- * why (an ERROR) or still has answers in the socket before its end; the
- * reader reads them and reports first, within a bound. */
-static void
-send_failed (GstVsockEnc * self, HxfrGuestSession * session,
-    const gchar * what, const GError * err)
-{
-  gint64 deadline = g_get_monotonic_time () +
-      MIN (self->timeout_us, G_USEC_PER_SEC);
-  gboolean reported;
-
-  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
-  g_mutex_lock (&self->lock);
-  while (!self->conn_lost && self->session == session && !self->stopping) {
-    if (!g_cond_wait_until (&self->cond, &self->lock, deadline))
-      break;
-  }
-  reported = self->conn_lost || self->session != session;
-  g_mutex_unlock (&self->lock);
-  if (!reported)
-    connection_failed (self, session, what, err);
-  GST_VIDEO_ENCODER_STREAM_LOCK (self);
 }
 
 static void
@@ -313,7 +222,7 @@ on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
   }
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   gst_clear_buffer (&au);
-  pending_frame_free (p);
+  gst_vsock_enc_pending_frame_free (p);
   record_flow (self, ret);
   return TRUE;
 }
@@ -323,7 +232,7 @@ static void
 on_lost (HxfrGuestSession * session, const gchar * what, const GError * err,
     gpointer user_data)
 {
-  connection_failed (user_data, session, what, err);
+  gst_vsock_enc_connection_failed (user_data, session, what, err);
 }
 
 static const HxfrGuestCallbacks session_callbacks = { on_answer, on_lost };
@@ -367,7 +276,7 @@ end_session (GstVsockEnc * self)
   g_queue_init (&self->pending);
   g_mutex_unlock (&self->lock);
   while ((p = g_queue_pop_head (&left)))
-    pending_frame_free (p);
+    gst_vsock_enc_pending_frame_free (p);
   if (session)
     hxfr_guest_session_unref (session);
 }
@@ -477,27 +386,6 @@ apply_reconfigure (GstVsockEnc * self, HxfrGuestSession * session,
   return ok;
 }
 
-/* After a bounded wait for the host: a wait that ran out is the
- * connection failing (error or reconnect, as configured), and its flow
- * return replaces @ret. Drops the reference on @session. */
-static GstFlowReturn
-end_wait (GstVsockEnc * self, HxfrGuestSession * session, gboolean timed_out,
-    GstFlowReturn ret)
-{
-  if (timed_out) {
-    GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "no answer within %" G_GINT64_FORMAT " ms", self->timeout_us / 1000);
-
-    connection_failed (self, session, "timeout", err);
-    g_error_free (err);
-    g_mutex_lock (&self->lock);
-    ret = self->flow_ret;
-    g_mutex_unlock (&self->lock);
-  }
-  hxfr_guest_session_unref (session);
-  return ret;
-}
-
 /* Streaming thread, stream lock held on entry and exit; released while
  * waiting. Waits until fewer than @max frames are in flight (@max 1:
  * until none, for drain's last wait each wait is bounded anew when one is
@@ -533,7 +421,7 @@ wait_in_flight_below (GstVsockEnc * self, guint max)
   g_mutex_unlock (&self->lock);
 
   if (session)
-    ret = end_wait (self, session, timed_out, ret);
+    ret = gst_vsock_enc_end_wait (self, session, timed_out, ret);
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   return ret;
 }
@@ -991,31 +879,6 @@ drop_frame (GstVsockEnc * self, GstVideoCodecFrame * frame)
   return gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), frame);
 }
 
-/* After a failed send on @session (reported by send_failed()): what
- * becomes of the stream. */
-static GstFlowReturn
-flow_after_send_failure (GstVsockEnc * self)
-{
-  GstFlowReturn ret;
-
-  g_mutex_lock (&self->lock);
-  ret = self->stopping ? GST_FLOW_FLUSHING : self->flow_ret;
-  g_mutex_unlock (&self->lock);
-  return ret;
-}
-
-/* Whether @session was lost (or replaced) meanwhile. */
-static gboolean
-session_lost (GstVsockEnc * self, HxfrGuestSession * session)
-{
-  gboolean lost;
-
-  g_mutex_lock (&self->lock);
-  lost = self->conn_lost || self->session != session;
-  g_mutex_unlock (&self->lock);
-  return lost;
-}
-
 /* Streaming thread: reconnect if needed, send the settings if changed,
  * wait for room in the window, then build and send the request. */
 static GstFlowReturn
@@ -1041,16 +904,16 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   session = current_session (self);
   info = hxfr_guest_session_get_info (session);
   if (!apply_reconfigure (self, session, &err)) {
-    send_failed (self, session, "sending settings", err);
+    gst_vsock_enc_send_failed (self, session, "sending settings", err);
     g_clear_error (&err);
     /* never sent: released here */
     gst_video_encoder_finish_frame (enc, frame);
     hxfr_guest_session_unref (session);
-    return flow_after_send_failure (self);
+    return gst_vsock_enc_flow_after_send_failure (self);
   }
 
   ret = wait_in_flight_below (self, info->in_flight_max);
-  if (ret == GST_FLOW_OK && session_lost (self, session)) {
+  if (ret == GST_FLOW_OK && gst_vsock_enc_session_lost (self, session)) {
     /* reconnect mode: the frame goes with the others lost in flight */
     hxfr_guest_session_unref (session);
     return gst_video_encoder_finish_frame (enc, frame);
@@ -1066,9 +929,9 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
   ok = send_request (self, session, frame, &r, &err);
   vsockenc_request_clear (&r);
   if (!ok) {
-    send_failed (self, session, "sending a frame", err);
+    gst_vsock_enc_send_failed (self, session, "sending a frame", err);
     g_clear_error (&err);
-    ret = flow_after_send_failure (self);
+    ret = gst_vsock_enc_flow_after_send_failure (self);
   }
   hxfr_guest_session_unref (session);
   return ret;
