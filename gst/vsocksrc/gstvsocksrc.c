@@ -640,39 +640,34 @@ wrap_iosurface (HxfrExportSurface * surface, HxfrFrameRequest * geom)
 }
 #endif
 
-/* A frame named by resource id: resolved through the helix export and
- * wrapped without a copy: the readback slot itself, or the DMA-BUF
- * (memory:DMABuf caps when downstream takes them, else mapped, linear
- * layouts only), or (macOS) the IOSurface. Freeing the memory gives the
- * surface back to the VMM. @req is updated to the surface's geometry,
- * *dmabuf_caps says whether to announce memory:DMABuf. NULL in *out with
- * GST_FLOW_OK: that frame failed (answered in its turn), read the next
- * one. */
-static GstFlowReturn
-resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
-    gboolean * dmabuf_caps)
+/* The export client to resolve with, referenced (NULL: none set). */
+static HxfrExportClient *
+ref_export_client (GstVsockSrc * self)
 {
   HxfrExportClient *client;
-  HxfrExportSurface *surface = NULL;
-  HxfrFrameRequest geom = *req;
-  GstMemory *mem = NULL;
-  GError *err = NULL;
-  gint32 code = HXFR_ERR_RESOURCE_NOT_FOUND;
-  gchar *why = NULL;
-  guint i;
 
-  *out = NULL;
-  *dmabuf_caps = FALSE;
   GST_OBJECT_LOCK (self);
   client = self->export_client ?
       hxfr_export_client_ref (self->export_client) : NULL;
   GST_OBJECT_UNLOCK (self);
+  return client;
+}
 
-  if (!client) {
-    why = g_strdup_printf ("resource %u: no helix export", req->resource_id);
-    goto failed;
-  }
-  surface = hxfr_export_client_resolve_kinds (client, req->resource_id,
+/* Resolves @resource_id to a surface this element can read. A DMA-BUF
+ * that is neither linear nor (implicit modifier) wanted downstream as
+ * memory:DMABuf cannot be read by mapping: it is asked for again as
+ * readback, and from then on so is every frame of the session, rather
+ * than exporting each twice. NULL: @failure (domain HXFR_ERROR, the code
+ * the guest gets) says why. */
+static HxfrExportSurface *
+resolve_surface (GstVsockSrc * self, HxfrExportClient * client,
+    guint32 resource_id, GError ** failure)
+{
+  HxfrExportSurface *surface;
+  HxfrFrameRequest geom = { 0, };
+  GError *err = NULL;
+
+  surface = hxfr_export_client_resolve_kinds (client, resource_id,
       self->dmabuf_unusable ? HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) : 0,
       RESOLVE_TIMEOUT_US, &err);
   if (surface && surface->kind == HXEX_KIND_DMABUF
@@ -686,57 +681,72 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
        * mapping, ask for a readback copy instead */
       GST_INFO_OBJECT (self, "resource %u: DMA-BUF modifier 0x%"
           G_GINT64_MODIFIER "x not usable here, readback from now on",
-          req->resource_id, surface->modifier);
+          resource_id, surface->modifier);
       self->dmabuf_unusable = TRUE;
       hxfr_export_surface_free (surface);
-      surface = hxfr_export_client_resolve_kinds (client, req->resource_id,
+      surface = hxfr_export_client_resolve_kinds (client, resource_id,
           HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);
     }
   }
-  if (!surface) {
-    if (!(err->domain == HXEX_ERROR && err->code == HXEX_ERR_UNKNOWN_RESOURCE))
-      code = HXFR_ERR_INTERNAL;
-    if (err->domain == G_IO_ERROR && err->code != G_IO_ERROR_TIMED_OUT)
-      why = g_strdup_printf ("resource %u: the VMM's helix export is gone "
-          "(%s); frames named by resource id fail until a new session "
-          "connects to it", req->resource_id, err->message);
-    else
-      why = g_strdup_printf ("resource %u: %s", req->resource_id,
-          err->message);
-    g_clear_error (&err);
-    goto failed;
-  }
+  if (surface)
+    return surface;
 
-  geom.width = surface->width;
-  geom.height = surface->height;
-  geom.format = surface->fourcc;
-  geom.n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
-  for (i = 0; i < geom.n_planes; i++) {
-    geom.stride[i] = surface->stride[i];
-    geom.offset[i] = surface->offset[i];
+  /* only an unknown resource is the guest's mistake; the rest is ours */
+  if (err->domain == G_IO_ERROR && err->code != G_IO_ERROR_TIMED_OUT)
+    g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL, "resource %u: the "
+        "VMM's helix export is gone (%s); frames named by resource id fail "
+        "until a new session connects to it", resource_id, err->message);
+  else
+    g_set_error (failure, HXFR_ERROR, g_error_matches (err, HXEX_ERROR,
+            HXEX_ERR_UNKNOWN_RESOURCE) ? HXFR_ERR_RESOURCE_NOT_FOUND :
+        HXFR_ERR_INTERNAL, "resource %u: %s", resource_id, err->message);
+  g_error_free (err);
+  return NULL;
+}
+
+/* @geom (the request's seq, pts, flags kept) updated to @surface's
+ * geometry; FALSE if the VMM described something no frame can be: an
+ * unknown format, a size out of range, planes outside the surface. */
+static gboolean
+take_surface_geometry (const HxfrExportSurface * surface,
+    HxfrFrameRequest * geom)
+{
+  guint i;
+
+  geom->width = surface->width;
+  geom->height = surface->height;
+  geom->format = surface->fourcc;
+  geom->n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
+  for (i = 0; i < geom->n_planes; i++) {
+    geom->stride[i] = surface->stride[i];
+    geom->offset[i] = surface->offset[i];
   }
-  if (hxfr_video_format_from_fourcc (geom.format) == GST_VIDEO_FORMAT_UNKNOWN
-      || geom.width == 0 || geom.height == 0 || geom.width > 16384
-      || geom.height > 16384 || (surface->kind != HXEX_KIND_IOSURFACE
-          && !surface_layout_fits (&geom, surface->size))) {
-    code = HXFR_ERR_INTERNAL;
-    why = g_strdup_printf ("resource %u: unusable %ux%u %s surface",
-        req->resource_id, geom.width, geom.height,
-        hxfr_format_to_string (geom.format));
-    goto failed;
-  }
+  return hxfr_video_format_from_fourcc (geom->format) !=
+      GST_VIDEO_FORMAT_UNKNOWN && geom->width != 0 && geom->height != 0
+      && geom->width <= 16384 && geom->height <= 16384
+      && (surface->kind == HXEX_KIND_IOSURFACE
+      || surface_layout_fits (geom, surface->size));
+}
+
+/* @surface as memory, without a copy: the readback slot itself, the
+ * DMA-BUF, or (macOS) the IOSurface. The memory then owns @surface (its
+ * RELEASE goes with the memory, after the last reader); NULL: the caller
+ * still does. *dmabuf_caps: whether downstream takes a DMA-BUF as such. */
+static GstMemory *
+wrap_surface (GstVsockSrc * self, HxfrExportSurface * surface,
+    HxfrFrameRequest * geom, gboolean * dmabuf_caps)
+{
+  GstMemory *mem = NULL;
 
   switch (surface->kind) {
     case HXEX_KIND_READBACK_SLOT:
-      /* the slot itself */
       mem = gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
           (gpointer) surface->data, surface->size, 0, surface->size, surface,
           (GDestroyNotify) hxfr_export_surface_free);
       break;
     case HXEX_KIND_DMABUF:
-      *dmabuf_caps = downstream_takes_dmabuf (self, &geom);
-      /* the allocator owns the descriptor from here; the surface (its
-       * RELEASE) goes with the memory, after the last reader */
+      *dmabuf_caps = downstream_takes_dmabuf (self, geom);
+      /* the allocator owns the descriptor from here */
       mem = gst_dmabuf_allocator_alloc (self->dmabuf_allocator, surface->fd,
           surface->size);
       if (mem) {
@@ -748,37 +758,221 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
       break;
 #ifdef __APPLE__
     case HXEX_KIND_IOSURFACE:
-      mem = wrap_iosurface (surface, &geom);
+      mem = wrap_iosurface (surface, geom);
       break;
 #endif
     default:
       break;
   }
-  if (!mem) {
-    code = HXFR_ERR_INTERNAL;
-    why = g_strdup_printf ("resource %u: a %s surface cannot be wrapped here",
-        req->resource_id, hxex_kind_name (surface->kind));
-    goto failed;
-  }
-  hxfr_export_client_unref (client);
-  *out = gst_buffer_new ();
-  gst_buffer_append_memory (*out, mem);
-  *req = geom;
-  return GST_FLOW_OK;
+  return mem;
+}
 
-failed:
-  if (client)
-    hxfr_export_client_unref (client);
-  GST_WARNING_OBJECT (self, "%s", why);
-  if (surface)
-    hxfr_export_surface_free (surface);
-  if (!hxfr_host_session_fail_frame (self->session, code, why,
-          self->cancellable, &err)) {
-    g_free (why);
-    return flow_for_error (self, err, "Guest protocol error");
+/* The memory of the frame named by @req's resource id, @geom its
+ * geometry. NULL: @failure (domain HXFR_ERROR) says why. */
+static GstMemory *
+resource_memory (GstVsockSrc * self, const HxfrFrameRequest * req,
+    HxfrFrameRequest * geom, gboolean * dmabuf_caps, GError ** failure)
+{
+  HxfrExportClient *client = ref_export_client (self);
+  HxfrExportSurface *surface;
+  GstMemory *mem;
+
+  if (!client) {
+    g_set_error (failure, HXFR_ERROR, HXFR_ERR_RESOURCE_NOT_FOUND,
+        "resource %u: no helix export", req->resource_id);
+    return NULL;
   }
-  g_free (why);
+  /* the surface holds a reference of its own */
+  surface = resolve_surface (self, client, req->resource_id, failure);
+  hxfr_export_client_unref (client);
+  if (!surface)
+    return NULL;
+
+  *geom = *req;
+  if (!take_surface_geometry (surface, geom)) {
+    g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL,
+        "resource %u: unusable %ux%u %s surface", req->resource_id,
+        geom->width, geom->height, hxfr_format_to_string (geom->format));
+    hxfr_export_surface_free (surface);
+    return NULL;
+  }
+  mem = wrap_surface (self, surface, geom, dmabuf_caps);
+  if (!mem) {
+    g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL,
+        "resource %u: a %s surface cannot be wrapped here", req->resource_id,
+        hxex_kind_name (surface->kind));
+    hxfr_export_surface_free (surface);
+  }
+  return mem;
+}
+
+/* A frame named by resource id: resolved through the helix export and
+ * wrapped without a copy (resource_memory()). Freeing the memory gives
+ * the surface back to the VMM. @req is updated to the surface's geometry,
+ * *dmabuf_caps says whether to announce memory:DMABuf. NULL in *out with
+ * GST_FLOW_OK: that frame failed (answered FAILED in its turn), read the
+ * next one. */
+static GstFlowReturn
+resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
+    gboolean * dmabuf_caps)
+{
+  HxfrFrameRequest geom;
+  GstMemory *mem;
+  GError *failure = NULL, *err = NULL;
+  gboolean answered;
+
+  *out = NULL;
+  *dmabuf_caps = FALSE;
+  mem = resource_memory (self, req, &geom, dmabuf_caps, &failure);
+  if (mem) {
+    *out = gst_buffer_new ();
+    gst_buffer_append_memory (*out, mem);
+    *req = geom;
+    return GST_FLOW_OK;
+  }
+
+  GST_WARNING_OBJECT (self, "%s", failure->message);
+  answered = hxfr_host_session_fail_frame (self->session, failure->code,
+      failure->message, self->cancellable, &err);
+  g_error_free (failure);
+  return answered ? GST_FLOW_OK : flow_for_error (self, err,
+      "Guest protocol error");
+}
+
+/* Reads the session's events up to the next frame it can make a buffer
+ * of: a resource id resolved into *buf (frames whose resolution failed
+ * were answered, the next is read), or pixels still to be read (*buf
+ * NULL, ev->pixel_size of them). A KEYFRAME_REQ on the way is passed
+ * downstream at once. GST_FLOW_EOS when the guest left. */
+static GstFlowReturn
+next_frame (GstVsockSrc * self, HxfrHostEvent * ev, GstBuffer ** buf,
+    gboolean * dmabuf_caps)
+{
+  GError *err = NULL;
+  GstFlowReturn ret;
+
+  for (;;) {
+    if (!hxfr_host_session_next (self->session, ev, self->cancellable, &err))
+      return flow_for_error (self, err, "Guest protocol error");
+    if (ev->type == HXFR_HOST_EVENT_EOS) {
+      GST_INFO_OBJECT (self, "guest left");
+      return GST_FLOW_EOS;
+    }
+    if (ev->type == HXFR_HOST_EVENT_FRAME && ev->pixel_size == 0) {
+      ret = resource_buffer (self, &ev->request, buf, dmabuf_caps);
+      if (ret != GST_FLOW_OK || *buf)
+        return ret;
+      continue;
+    }
+    if (ev->type == HXFR_HOST_EVENT_FRAME)
+      return GST_FLOW_OK;
+    /* KEYFRAME_REQ: tell the encoder now, the next frame is flagged too */
+    if (self->pushed)
+      push_force_key_unit (self, GST_CLOCK_TIME_NONE);
+  }
+}
+
+/* Caps for @req's frames (negotiated only when they change). A format
+ * the protocol does not carry, or one downstream refuses, ends the
+ * session: the guest is told why, the application gets the error. */
+static GstFlowReturn
+negotiate_frame (GstVsockSrc * self, const HxfrFrameRequest * req,
+    gboolean dmabuf_caps)
+{
+  if (hxfr_video_format_from_fourcc (req->format) == GST_VIDEO_FORMAT_UNKNOWN) {
+    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
+        "unsupported pixel format");
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Guest sent format 0x%08x",
+            req->format), (NULL));
+    return GST_FLOW_ERROR;
+  }
+  if (!update_caps (self, req, dmabuf_caps)) {
+    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
+        "the host pipeline cannot take this frame size or format");
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Downstream refuses the guest's %ux%u %s frames", req->width,
+            req->height, hxfr_format_to_string (req->format)), (NULL));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
   return GST_FLOW_OK;
+}
+
+/* The guest's PTS, kept strictly increasing so that it also names the
+ * request when the encoder's output comes back. */
+static GstClockTime
+frame_pts (GstVsockSrc * self, const HxfrFrameRequest * req)
+{
+  GstClockTime pts = req->pts >= 0 ? (GstClockTime) req->pts : 0;
+
+  if (GST_CLOCK_TIME_IS_VALID (self->last_pts) && pts <= self->last_pts)
+    pts = self->last_pts + 1;
+  return pts;
+}
+
+/* The guest's duration, else one frame at the caps' framerate. */
+static GstClockTime
+frame_duration (GstVsockSrc * self, const HxfrFrameRequest * req)
+{
+  if (req->duration >= 0)
+    return (GstClockTime) req->duration;
+  if (!GST_VIDEO_INFO_FPS_N (&self->info))
+    return GST_CLOCK_TIME_NONE;
+  return gst_util_uint64_scale (GST_SECOND, GST_VIDEO_INFO_FPS_D (&self->info),
+      GST_VIDEO_INFO_FPS_N (&self->info));
+}
+
+/* Ends reading the frame: queues the request as @pts, and for a pixel
+ * frame (*buf NULL) reads its @pixel_size bytes into a pooled buffer. A
+ * failure drops *buf. */
+static GstFlowReturn
+read_frame (GstVsockSrc * self, gsize pixel_size, GstClockTime pts,
+    GstBuffer ** buf)
+{
+  GError *err = NULL;
+  GstFlowReturn ret;
+  GstMapInfo map;
+  gboolean ok;
+
+  if (*buf) {
+    /* a resolved resource: nothing more to read, queue the request */
+    ok = hxfr_host_session_read_pixels (self->session, NULL, pts,
+        self->cancellable, &err);
+  } else {
+    ret = acquire (self, pixel_size, buf);
+    if (ret != GST_FLOW_OK) {
+      /* flushing: this request is lost with the pipeline; the guest's
+       * connection goes down with it */
+      hxfr_host_session_shutdown (self->session);
+      return ret;
+    }
+    gst_buffer_map (*buf, &map, GST_MAP_WRITE);
+    ok = hxfr_host_session_read_pixels (self->session, map.data, pts,
+        self->cancellable, &err);
+    gst_buffer_unmap (*buf, &map);
+  }
+  if (!ok) {
+    gst_clear_buffer (buf);
+    return flow_for_error (self, err, "Could not read a frame");
+  }
+  return GST_FLOW_OK;
+}
+
+/* The guest's plane layout on @buf, so downstream reads its strides. */
+static void
+add_video_meta (GstVsockSrc * self, GstBuffer * buf,
+    const HxfrFrameRequest * req)
+{
+  gsize offset[GST_VIDEO_MAX_PLANES] = { 0, };
+  gint stride[GST_VIDEO_MAX_PLANES] = { 0, };
+  guint i;
+
+  for (i = 0; i < req->n_planes && i < GST_VIDEO_MAX_PLANES; i++) {
+    offset[i] = req->offset[i];
+    stride[i] = req->stride[i];
+  }
+  gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
+      GST_VIDEO_INFO_FORMAT (&self->info), req->width, req->height,
+      req->n_planes, offset, stride);
 }
 
 static GstFlowReturn
@@ -786,12 +980,10 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
 {
   GstVsockSrc *self = GST_VSOCK_SRC (psrc);
   HxfrHostEvent ev;
-  GError *err = NULL;
   GstBuffer *buf = NULL;
-  GstMapInfo map;
   GstFlowReturn ret;
   GstClockTime pts, duration;
-  gboolean ok, dmabuf_caps = FALSE;
+  gboolean dmabuf_caps = FALSE;
 
   if (!self->session) {
     ret = accept_guest (self);
@@ -799,79 +991,20 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
       return ret;
   }
 
-  for (;;) {
-    if (!hxfr_host_session_next (self->session, &ev, self->cancellable,
-            &err))
-      return flow_for_error (self, err, "Guest protocol error");
-    if (ev.type == HXFR_HOST_EVENT_EOS) {
-      GST_INFO_OBJECT (self, "guest left");
-      return GST_FLOW_EOS;
-    }
-    if (ev.type == HXFR_HOST_EVENT_FRAME && ev.pixel_size == 0) {
-      ret = resource_buffer (self, &ev.request, &buf, &dmabuf_caps);
-      if (ret != GST_FLOW_OK)
-        return ret;
-      if (buf)
-        break;
-      continue;
-    }
-    if (ev.type == HXFR_HOST_EVENT_FRAME)
-      break;
-    /* KEYFRAME_REQ: tell the encoder now, the next frame is flagged too */
-    if (self->pushed)
-      push_force_key_unit (self, GST_CLOCK_TIME_NONE);
-  }
-
-  if (hxfr_video_format_from_fourcc (ev.request.format) == GST_VIDEO_FORMAT_UNKNOWN) {
+  ret = next_frame (self, &ev, &buf, &dmabuf_caps);
+  if (ret != GST_FLOW_OK)
+    return ret;
+  ret = negotiate_frame (self, &ev.request, dmabuf_caps);
+  if (ret != GST_FLOW_OK) {
     gst_clear_buffer (&buf);
-    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
-        "unsupported pixel format");
-    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Guest sent format 0x%08x",
-            ev.request.format), (NULL));
-    return GST_FLOW_ERROR;
-  }
-  if (!update_caps (self, &ev.request, dmabuf_caps)) {
-    gst_clear_buffer (&buf);
-    hxfr_host_session_fail (self->session, HXFR_ERR_UNSUPPORTED,
-        "the host pipeline cannot take this frame size or format");
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Downstream refuses the guest's %ux%u %s frames", ev.request.width,
-            ev.request.height, hxfr_format_to_string (ev.request.format)),
-        (NULL));
-    return GST_FLOW_NOT_NEGOTIATED;
+    return ret;
   }
 
-  /* PTS: the guest's, kept strictly increasing so that it also names the
-   * request when the encoder's output comes back */
-  pts = ev.request.pts >= 0 ? (GstClockTime) ev.request.pts : 0;
-  if (GST_CLOCK_TIME_IS_VALID (self->last_pts) && pts <= self->last_pts)
-    pts = self->last_pts + 1;
-  duration = ev.request.duration >= 0 ? (GstClockTime) ev.request.duration :
-      GST_VIDEO_INFO_FPS_N (&self->info) ?
-      gst_util_uint64_scale (GST_SECOND, GST_VIDEO_INFO_FPS_D (&self->info),
-      GST_VIDEO_INFO_FPS_N (&self->info)) : GST_CLOCK_TIME_NONE;
-
-  if (buf) {
-    /* a resolved resource: nothing more to read, queue the request */
-    ok = hxfr_host_session_read_pixels (self->session, NULL, pts,
-        self->cancellable, &err);
-  } else {
-    ret = acquire (self, ev.pixel_size, &buf);
-    if (ret != GST_FLOW_OK) {
-      /* flushing: this request is lost with the pipeline; the guest's
-       * connection goes down with it */
-      hxfr_host_session_shutdown (self->session);
-      return ret;
-    }
-    gst_buffer_map (buf, &map, GST_MAP_WRITE);
-    ok = hxfr_host_session_read_pixels (self->session, map.data, pts,
-        self->cancellable, &err);
-    gst_buffer_unmap (buf, &map);
-  }
-  if (!ok) {
-    gst_buffer_unref (buf);
-    return flow_for_error (self, err, "Could not read a frame");
-  }
+  pts = frame_pts (self, &ev.request);
+  duration = frame_duration (self, &ev.request);
+  ret = read_frame (self, ev.pixel_size, pts, &buf);
+  if (ret != GST_FLOW_OK)
+    return ret;
   self->last_pts = pts;
 
   if (self->standalone)
@@ -881,19 +1014,7 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
   GST_BUFFER_DURATION (buf) = duration;
-  {
-    gsize offset[GST_VIDEO_MAX_PLANES] = { 0, };
-    gint stride[GST_VIDEO_MAX_PLANES] = { 0, };
-    guint i;
-
-    for (i = 0; i < ev.request.n_planes && i < GST_VIDEO_MAX_PLANES; i++) {
-      offset[i] = ev.request.offset[i];
-      stride[i] = ev.request.stride[i];
-    }
-    gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
-        GST_VIDEO_INFO_FORMAT (&self->info), ev.request.width,
-        ev.request.height, ev.request.n_planes, offset, stride);
-  }
+  add_video_meta (self, buf, &ev.request);
   if (!self->downstream_meta && !layout_is_default (self, &ev.request))
     buf = repack (self, buf);
 
