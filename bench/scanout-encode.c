@@ -170,8 +170,7 @@ main (int argc, char **argv)
       fprintf (stderr, "the encoder refused a frame\n");
       return 1;
     }
-    sample = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
-        5 * GST_SECOND);
+    sample = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), 5 * GST_SECOND);
     if (!sample) {
       fprintf (stderr, "%s gave no access unit within 5 s\n", encoder);
       return 1;

@@ -151,8 +151,7 @@ subscribe (Sub * s, guint32 scanout, guint32 bitrate)
     return FALSE;
   }
   pthread_mutex_lock (&lock);
-  printf ("ACK %d %ux%u encoder=%s\n", s->index, a.width, a.height,
-      a.encoder);
+  printf ("ACK %d %ux%u encoder=%s\n", s->index, a.width, a.height, a.encoder);
   fflush (stdout);
   pthread_mutex_unlock (&lock);
   return TRUE;
@@ -186,8 +185,7 @@ sub_thread (void *data)
         snprintf (s->end_text, sizeof (s->end_text), "SCANOUT_END %u: %.*s",
             tmp[0] | tmp[1] << 8, (int) n - 8, tmp + 8);
       else
-        snprintf (s->end_text, sizeof (s->end_text), "message 0x%02x",
-            h.type);
+        snprintf (s->end_text, sizeof (s->end_text), "message 0x%02x", h.type);
       pthread_mutex_unlock (&lock);
       if (h.type == HXFR_MSG_SCANOUT_END || h.type == HXFR_MSG_ERROR)
         break;
