@@ -508,6 +508,42 @@ try_iosurface (HelixExport * ex, guint32 resource_id, HxexSurface * s)
 }
 #endif
 
+/* Answers with @s (kind, geometry and slot filled in): a new handle the
+ * client holds until it releases it; @fd (-1: none) goes with the answer
+ * and is closed here, the socket holding its own reference. FALSE = the
+ * client must be closed. */
+static gboolean
+send_surface (Client * c, guint32 request_id, HxexSurface * s, gint fd)
+{
+  HelixExport *ex = c->ex;
+  guint8 payload[HXEX_SURFACE_SIZE];
+  gboolean ok;
+
+  s->handle = new_handle (ex);
+  hold (c, s->handle, s->kind, s->kind == HXEX_KIND_READBACK_SLOT ?
+      s->slot : 0);
+  ex->stats.resolves++;
+  switch (s->kind) {
+    case HXEX_KIND_READBACK_SLOT:
+      ex->stats.readbacks++;
+      break;
+    case HXEX_KIND_DMABUF:
+      ex->stats.dmabufs++;
+      break;
+    case HXEX_KIND_IOSURFACE:
+      ex->stats.iosurfaces++;
+      break;
+    default:
+      break;
+  }
+  hxex_surface_write (s, payload);
+  ok = client_send (c, HXEX_MSG_SURFACE, request_id, payload,
+      sizeof (payload), fd);
+  if (fd >= 0)
+    close (fd);
+  return ok;
+}
+
 /* TESTS ONLY (HelixExportOptions.simulate_dmabuf): a readback copy in a
  * memfd of its own, sent as kind DMABUF, linear. Lets the bridge's
  * DMA-BUF wrapping run where no renderer can export a real one; a memfd
@@ -517,13 +553,11 @@ send_simulated_dmabuf (Client * c, const HxexHeader * h, guint32 resource_id,
     const struct virgl_renderer_resource_info *info, HxexSurface * s)
 {
   HelixExport *ex = c->ex;
-  guint8 payload[HXEX_SURFACE_SIZE];
   g_autoptr (GError) err = NULL;
   guint64 stride = (guint64) info->width * 4;
   gsize size = (gsize) stride * info->height;
   struct virgl_box box = { 0, 0, 0, info->width, info->height, 1 };
   struct iovec iov;
-  gboolean ok;
   gpointer map;
   gint fd, ret;
 
@@ -551,36 +585,145 @@ send_simulated_dmabuf (Client * c, const HxexHeader * h, guint32 resource_id,
         g_strerror (ret > 0 ? ret : -ret));
   }
   s->kind = HXEX_KIND_DMABUF;
-  s->handle = new_handle (ex);
   s->n_planes = 1;
   s->stride[0] = (guint32) stride;
   s->offset[0] = 0;
   s->modifier = ex->opts.simulate_dmabuf_modifier;
   s->size = size;
-  hold (c, s->handle, HXEX_KIND_DMABUF, 0);
-  ex->stats.resolves++;
-  ex->stats.dmabufs++;
-  hxex_surface_write (s, payload);
-  ok = client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
-      sizeof (payload), fd);
-  /* the socket holds its own reference now */
-  close (fd);
-  return ok;
+  return send_surface (c, h->request_id, s, fd);
 }
 
+/* @resource_id's info, and @s describing it (size, fourcc; no kind yet),
+ * if it is a live 2D resource of a format we export within the size
+ * limit. FALSE: @error (domain HXEX_ERROR, the code the client gets) says
+ * why. */
+static gboolean
+look_up_resource (HelixExport * ex, guint32 resource_id,
+    struct virgl_renderer_resource_info *info, HxexSurface * s,
+    GError ** error)
+{
+  /* the VMM knows a destroyed resource that virglrenderer may still hold */
+  if (resource_id != 0 && ex->opts.resource_alive
+      && !ex->opts.resource_alive (ex->opts.user_data, resource_id)) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE,
+        "resource %u is not a live guest resource (destroyed or never "
+        "created)", resource_id);
+    return FALSE;
+  }
+  memset (info, 0, sizeof (*info));
+  if (resource_id == 0
+      || virgl_renderer_resource_get_info (resource_id, info) != 0) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE,
+        "no resource %u", resource_id);
+    return FALSE;
+  }
+
+  memset (s, 0, sizeof (*s));
+  s->width = info->width;
+  s->height = info->height;
+  s->fourcc = fourcc_for_virgl_format (info->virgl_format);
+  if (s->fourcc == 0 || info->depth > 1 || info->width == 0
+      || info->height == 0) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_UNSUPPORTED_FORMAT,
+        "resource %u is virgl format %u, %ux%ux%u: only 2D BGRA/BGRX/RGBA/"
+        "RGBX is exported", resource_id, info->virgl_format, info->width,
+        info->height, info->depth);
+    return FALSE;
+  }
+  if (info->width > ex->opts.max_width || info->height > ex->opts.max_height) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_TOO_LARGE,
+        "resource %u is %ux%u, the limit is %ux%u", resource_id, info->width,
+        info->height, ex->opts.max_width, ex->opts.max_height);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* The first slot of @c's ring it does not hold, n_slots if it holds them
+ * all. */
+static guint
+free_slot (Client * c)
+{
+  guint slot;
+
+  for (slot = 0; slot < c->ex->opts.n_slots; slot++)
+    if (!c->slot_busy[slot])
+      break;
+  return slot;
+}
+
+/* Copies @resource_id's pixels (linear, 4 bytes a pixel) into @slot of
+ * @c's ring. 0, or virglrenderer's error. */
+static gint
+read_back_into_slot (Client * c, guint32 resource_id,
+    const struct virgl_renderer_resource_info *info, guint slot,
+    guint64 stride, guint64 size)
+{
+  struct virgl_box box = { 0, 0, 0, info->width, info->height, 1 };
+  struct iovec iov = { c->ring + (gsize) slot * c->ex->opts.slot_size,
+    (gsize) size
+  };
+
+  /* ctx 0 is the renderer's own context: it reads any resource. Make
+   * it current, as QEMU does before its own host-side accesses. */
+  virgl_renderer_force_ctx_0 ();
+  return virgl_renderer_transfer_read_iov (resource_id, 0, 0,
+      (uint32_t) stride, 0, &box, 0, &iov, 1);
+}
+
+/* The readback answer: @resource_id copied into a free slot of @c's ring,
+ * which the client holds until it releases the handle. FALSE = the client
+ * must be closed. */
+static gboolean
+send_readback (Client * c, guint32 request_id, guint32 resource_id,
+    const struct virgl_renderer_resource_info *info, HxexSurface * s)
+{
+  HelixExport *ex = c->ex;
+  guint64 stride = (guint64) info->width * 4;
+  guint64 size = stride * info->height;
+  guint slot;
+  gint ret;
+
+  if (size > ex->opts.slot_size)
+    return client_send_error (c, request_id, HXEX_ERR_TOO_LARGE,
+        "resource %u (%ux%u) needs %" G_GUINT64_FORMAT " bytes, a slot holds %"
+        G_GUINT64_FORMAT, resource_id, info->width, info->height, size,
+        ex->opts.slot_size);
+  slot = free_slot (c);
+  if (slot == ex->opts.n_slots)
+    return client_send_error (c, request_id, HXEX_ERR_BUSY,
+        "all %u slots are held: release some", ex->opts.n_slots);
+  ret = read_back_into_slot (c, resource_id, info, slot, stride, size);
+  if (ret != 0)
+    return client_send_error (c, request_id, HXEX_ERR_INTERNAL,
+        "reading back resource %u failed: %s", resource_id,
+        g_strerror (ret > 0 ? ret : -ret));
+
+  c->slot_busy[slot] = TRUE;
+  ex->stats.slots_in_use++;
+  s->kind = HXEX_KIND_READBACK_SLOT;
+  s->slot = slot;
+  s->n_planes = 1;
+  s->stride[0] = (guint32) stride;
+  s->offset[0] = 0;
+  s->modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+  s->size = size;
+  return send_surface (c, request_id, s, -1);
+}
+
+/* RESOLVE: the best kind the client accepts that works for the resource,
+ * in order IOSurface (macOS), DMA-BUF (simulated for tests, or real),
+ * readback slot. FALSE = the client must be closed. */
 static gboolean
 handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
 {
   HelixExport *ex = c->ex;
   struct virgl_renderer_resource_info info;
-  guint8 payload[HXEX_SURFACE_SIZE];
   g_autoptr (GError) err = NULL;
   HxexResolve req;
   HxexSurface s;
   guint32 kinds;
-  guint64 stride, size;
-  guint slot;
-  gint fd = -1, ret;
+  gint fd;
 
   if (!hxex_resolve_parse (body, h->payload_size, &req, &err)) {
     client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
@@ -588,44 +731,14 @@ handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
     return FALSE;
   }
   kinds = c->kinds & (req.kinds ? req.kinds : HXEX_KINDS_ALL);
-
-  if (req.resource_id != 0 && ex->opts.resource_alive
-      && !ex->opts.resource_alive (ex->opts.user_data, req.resource_id))
-    return client_send_error (c, h->request_id, HXEX_ERR_UNKNOWN_RESOURCE,
-        "resource %u is not a live guest resource (destroyed or never "
-        "created)", req.resource_id);
-  memset (&info, 0, sizeof (info));
-  if (req.resource_id == 0
-      || virgl_renderer_resource_get_info (req.resource_id, &info) != 0)
-    return client_send_error (c, h->request_id, HXEX_ERR_UNKNOWN_RESOURCE,
-        "no resource %u", req.resource_id);
-
-  memset (&s, 0, sizeof (s));
-  s.handle = 0;
-  s.width = info.width;
-  s.height = info.height;
-  s.fourcc = fourcc_for_virgl_format (info.virgl_format);
-  if (s.fourcc == 0 || info.depth > 1 || info.width == 0 || info.height == 0)
-    return client_send_error (c, h->request_id, HXEX_ERR_UNSUPPORTED_FORMAT,
-        "resource %u is virgl format %u, %ux%ux%u: only 2D BGRA/BGRX/RGBA/"
-        "RGBX is exported", req.resource_id, info.virgl_format, info.width,
-        info.height, info.depth);
-  if (info.width > ex->opts.max_width || info.height > ex->opts.max_height)
-    return client_send_error (c, h->request_id, HXEX_ERR_TOO_LARGE,
-        "resource %u is %ux%u, the limit is %ux%u", req.resource_id,
-        info.width, info.height, ex->opts.max_width, ex->opts.max_height);
+  if (!look_up_resource (ex, req.resource_id, &info, &s, &err))
+    return client_send_error (c, h->request_id, err->code, "%s",
+        err->message);
 
 #ifdef __APPLE__
   if ((kinds & HXEX_KIND_BIT (HXEX_KIND_IOSURFACE))
-      && try_iosurface (ex, req.resource_id, &s)) {
-    s.handle = new_handle (ex);
-    hold (c, s.handle, HXEX_KIND_IOSURFACE, 0);
-    ex->stats.resolves++;
-    ex->stats.iosurfaces++;
-    hxex_surface_write (&s, payload);
-    return client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
-        sizeof (payload), -1);
-  }
+      && try_iosurface (ex, req.resource_id, &s))
+    return send_surface (c, h->request_id, &s, -1);
 #endif
 
   if ((kinds & HXEX_KIND_BIT (HXEX_KIND_DMABUF)) && ex->opts.simulate_dmabuf)
@@ -633,74 +746,15 @@ handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
 
   if ((kinds & HXEX_KIND_BIT (HXEX_KIND_DMABUF)) && ex->opts.allow_dmabuf) {
     fd = try_dmabuf (ex, req.resource_id, &info, &s);
-    if (fd >= 0) {
-      gboolean ok;
-
-      s.handle = new_handle (ex);
-      hold (c, s.handle, HXEX_KIND_DMABUF, 0);
-      ex->stats.resolves++;
-      ex->stats.dmabufs++;
-      hxex_surface_write (&s, payload);
-      ok = client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
-          sizeof (payload), fd);
-      /* the socket holds its own reference now */
-      close (fd);
-      return ok;
-    }
+    if (fd >= 0)
+      return send_surface (c, h->request_id, &s, fd);
   }
 
   if (!(kinds & HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)) || !c->ring)
     return client_send_error (c, h->request_id, HXEX_ERR_UNSUPPORTED_FORMAT,
         "resource %u: none of the surface kinds this connection accepts "
         "(0x%x) is available", req.resource_id, kinds);
-
-  stride = (guint64) info.width * 4;
-  size = stride * info.height;
-  if (size > ex->opts.slot_size)
-    return client_send_error (c, h->request_id, HXEX_ERR_TOO_LARGE,
-        "resource %u (%ux%u) needs %" G_GUINT64_FORMAT " bytes, a slot holds %"
-        G_GUINT64_FORMAT, req.resource_id, info.width, info.height, size,
-        ex->opts.slot_size);
-  for (slot = 0; slot < ex->opts.n_slots; slot++)
-    if (!c->slot_busy[slot])
-      break;
-  if (slot == ex->opts.n_slots)
-    return client_send_error (c, h->request_id, HXEX_ERR_BUSY,
-        "all %u slots are held: release some", ex->opts.n_slots);
-
-  {
-    struct virgl_box box = { 0, 0, 0, info.width, info.height, 1 };
-    struct iovec iov = { c->ring + (gsize) slot * ex->opts.slot_size,
-      (gsize) size
-    };
-
-    /* ctx 0 is the renderer's own context: it reads any resource. Make
-     * it current, as QEMU does before its own host-side accesses. */
-    virgl_renderer_force_ctx_0 ();
-    ret = virgl_renderer_transfer_read_iov (req.resource_id, 0, 0,
-        (uint32_t) stride, 0, &box, 0, &iov, 1);
-  }
-  if (ret != 0)
-    return client_send_error (c, h->request_id, HXEX_ERR_INTERNAL,
-        "reading back resource %u failed: %s", req.resource_id,
-        g_strerror (ret > 0 ? ret : -ret));
-
-  c->slot_busy[slot] = TRUE;
-  ex->stats.slots_in_use++;
-  s.kind = HXEX_KIND_READBACK_SLOT;
-  s.handle = new_handle (ex);
-  s.slot = slot;
-  s.n_planes = 1;
-  s.stride[0] = (guint32) stride;
-  s.offset[0] = 0;
-  s.modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
-  s.size = size;
-  hold (c, s.handle, HXEX_KIND_READBACK_SLOT, slot);
-  ex->stats.resolves++;
-  ex->stats.readbacks++;
-  hxex_surface_write (&s, payload);
-  return client_send (c, HXEX_MSG_SURFACE, h->request_id, payload,
-      sizeof (payload), -1);
+  return send_readback (c, h->request_id, req.resource_id, &info, &s);
 }
 
 static gboolean
