@@ -33,30 +33,13 @@
 #include <gst/allocators/allocators.h>
 
 #include "bridge-runner.h"
+#include "standin-runner.h"
 #include "video-compare.h"
 #include "guest-emu.h"
 #include "proc-stats.h"
 #include "hxfr-export-client.h"
 
 #define PULL_TIMEOUT (20 * GST_SECOND)
-#define LINE_TIMEOUT_US (20 * G_USEC_PER_SEC)
-
-/* Paths */
-
-static gchar *
-standin_path (void)
-{
-  const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
-  gchar *p = g_build_filename (root ? root : ".", "host-bridge", "export",
-      "helix-standin-vmm", NULL);
-
-  if (!g_file_test (p, G_FILE_TEST_IS_EXECUTABLE)) {
-    GST_WARNING ("no helix-standin-vmm (virglrenderer missing): skipped");
-    g_free (p);
-    return NULL;
-  }
-  return p;
-}
 
 /* The descriptor count of @pid once it has settled: a session's thread
  * frees its sockets and mappings just after it logs its end. Polls
@@ -108,244 +91,52 @@ bridge_pid (void)
   return found;
 }
 
-static void
-on_waited (GObject * proc, GAsyncResult * res, gpointer data)
-{
-  g_subprocess_wait_finish (G_SUBPROCESS (proc), res, NULL);
-  *(gboolean *) data = TRUE;
-}
-
-static gboolean
-on_wait_timeout (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Waits up to @seconds for @proc to exit, then kills it. */
-static void
-subprocess_wait_bounded (GSubprocess * proc, guint seconds)
-{
-  GMainContext *ctx = g_main_context_new ();
-  GSource *timeout = g_timeout_source_new_seconds (seconds);
-  gboolean done = FALSE, timed_out = FALSE;
-
-  g_main_context_push_thread_default (ctx);
-  g_source_set_callback (timeout, on_wait_timeout, &timed_out, NULL);
-  g_source_attach (timeout, ctx);
-  g_subprocess_wait_async (proc, NULL, on_waited, &done);
-  while (!done && !timed_out)
-    g_main_context_iteration (ctx, TRUE);
-  if (!done) {
-    GST_WARNING ("the stand-in VMM did not exit: killing it");
-    g_subprocess_force_exit (proc);
-    while (!done)
-      g_main_context_iteration (ctx, TRUE);
-  }
-  g_source_destroy (timeout);
-  g_source_unref (timeout);
-  g_main_context_pop_thread_default (ctx);
-  g_main_context_unref (ctx);
-}
-
-/* The stand-in VMM in --serve-only mode, driven on stdin; its stdout
- * lines are collected by a thread so that every wait is bounded. */
-
-typedef struct
-{
-  GSubprocess *proc;
-  GThread *reader;
-  GAsyncQueue *lines;
-  gchar *dir;
-  gchar *socket_path;
-  guint32 resource;
-} Vmm;
-
-static gpointer
-vmm_reader (gpointer data)
-{
-  Vmm *v = data;
-  GDataInputStream *in = g_data_input_stream_new
-      (g_subprocess_get_stdout_pipe (v->proc));
-  gchar *line;
-
-  while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, NULL)))
-    g_async_queue_push (v->lines, line);
-  g_async_queue_push (v->lines, g_strdup ("EOF"));
-  g_object_unref (in);
-  return NULL;
-}
-
-/* Next stdout line, NULL after LINE_TIMEOUT_US. */
-static gchar *
-vmm_line (Vmm * v)
-{
-  return g_async_queue_timeout_pop (v->lines, LINE_TIMEOUT_US);
-}
-
-static void
-vmm_spawn (Vmm * v, guint width, guint height, gboolean dmabuf)
-{
-  gchar *standin = standin_path (), *w = g_strdup_printf ("%u", width),
-      *h = g_strdup_printf ("%u", height);
-  const gchar *argv[] = { standin, "--serve-only", "--export-socket",
-    v->socket_path, "--width", w, "--height", h,
-    dmabuf ? "--simulate-dmabuf" : NULL, NULL
-  };
-  GError *err = NULL;
-
-  v->proc = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDIN_PIPE |
-      G_SUBPROCESS_FLAGS_STDOUT_PIPE, &err);
-  fail_unless (v->proc != NULL, "%s", err ? err->message : "");
-  v->reader = g_thread_new ("vmm-stdout", vmm_reader, v);
-  g_free (standin);
-  g_free (w);
-  g_free (h);
-}
-
-/* Waits for READY. NULL (and frees) when the stand-in cannot run here. */
-static Vmm *
-vmm_ready (Vmm * v)
-{
-  gchar *line = vmm_line (v);
-  const gchar *p;
-
-  fail_unless (line != NULL, "the stand-in VMM did not start");
-  if (g_str_equal (line, "EOF")) {
-    subprocess_wait_bounded (v->proc, 10);
-    fail_unless (g_subprocess_get_if_exited (v->proc)
-        && g_subprocess_get_exit_status (v->proc) == 77,
-        "the stand-in VMM failed to start");
-    GST_WARNING ("virglrenderer could not start here: skipped");
-    g_free (line);
-    return NULL;
-  }
-  p = strstr (line, "resource=");
-  fail_unless (g_str_has_prefix (line, "READY") && p != NULL, "%s", line);
-  v->resource = atoi (p + strlen ("resource="));
-  fail_unless (v->resource != 0);
-  g_free (line);
-  return v;
-}
-
-/* The VMM dies at once (SIGKILL): its export connections drop, its
- * socket file stays behind, stale. */
-static void
-vmm_kill (Vmm * v)
-{
-  gchar *line;
-
-  g_subprocess_force_exit (v->proc);
-  subprocess_wait_bounded (v->proc, 10);
-  g_thread_join (v->reader);
-  v->reader = NULL;
-  g_clear_object (&v->proc);
-  while ((line = g_async_queue_try_pop (v->lines)))
-    g_free (line);
-}
-
-static void
-vmm_free (Vmm * v)
-{
-  if (v->proc) {
-    GOutputStream *in = g_subprocess_get_stdin_pipe (v->proc);
-
-    g_output_stream_close (in, NULL, NULL);
-    /* end of input = quit */
-    subprocess_wait_bounded (v->proc, 10);
-    g_object_unref (v->proc);
-  }
-  if (v->reader)
-    g_thread_join (v->reader);
-  g_async_queue_unref (v->lines);
-  g_unlink (v->socket_path);
-  g_rmdir (v->dir);
-  g_free (v->socket_path);
-  g_free (v->dir);
-  g_free (v);
-}
-
-static Vmm *
+/* The stand-in VMM (support/standin-runner), read line by line in order:
+ * @width x @height, its resource's memory served as DMABUF when
+ * @dmabuf. NULL when it cannot run here. */
+static StandinRunner *
 vmm_start (guint width, guint height, gboolean dmabuf)
 {
-  gchar *standin = standin_path ();
-  Vmm *v;
+  gchar *w = g_strdup_printf ("%u", width), *h = g_strdup_printf ("%u", height);
+  const gchar *args[] = { "--width", w, "--height", h,
+    dmabuf ? "--simulate-dmabuf" : NULL, NULL
+  };
+  StandinRunner *v = standin_runner_start (args);
 
-  if (!standin)
-    return NULL;
-  g_free (standin);
-  v = g_new0 (Vmm, 1);
-  v->lines = g_async_queue_new_full (g_free);
-  v->dir = g_dir_make_tmp ("hxzerocopy-XXXXXX", NULL);
-  v->socket_path = g_build_filename (v->dir, "export.sock", NULL);
-  vmm_spawn (v, width, height, dmabuf);
-  if (!vmm_ready (v)) {
-    vmm_free (v);
-    return NULL;
-  }
-  return v;
-}
-
-/* Sends one command, returns its answer line (owned). */
-static gchar *
-vmm_command (Vmm * v, const gchar * cmd)
-{
-  GOutputStream *in = g_subprocess_get_stdin_pipe (v->proc);
-  gchar *line = g_strconcat (cmd, "\n", NULL);
-  gchar *answer;
-
-  fail_unless (g_output_stream_write_all (in, line, strlen (line), NULL, NULL,
-          NULL));
-  fail_unless (g_output_stream_flush (in, NULL, NULL));
-  g_free (line);
-  answer = vmm_line (v);
-  fail_unless (answer != NULL, "no answer to '%s'", cmd);
-  return answer;
-}
-
-/* A number from the stand-in's STATS line. */
-static guint64
-stat_value (const gchar * stats, const gchar * key)
-{
-  gchar *needle = g_strconcat (" ", key, "=", NULL);
-  const gchar *p = strstr (stats, needle);
-  guint64 v;
-
-  fail_unless (p != NULL, "%s in %s", key, stats);
-  v = g_ascii_strtoull (p + strlen (needle), NULL, 10);
-  g_free (needle);
+  g_free (w);
+  g_free (h);
+  fail_unless (!v || standin_runner_get_resource (v) != 0);
   return v;
 }
 
 /* Polls "stats" until @key is @want (bounded); returns the last line. */
 static gchar *
-vmm_wait_stat (Vmm * v, const gchar * key, guint64 want)
+vmm_wait_stat (StandinRunner * v, const gchar * key, guint64 want)
 {
   gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
   gchar *stats = NULL;
 
   for (;;) {
     g_free (stats);
-    stats = vmm_command (v, "stats");
-    if (stat_value (stats, key) == want || g_get_monotonic_time () > deadline)
+    stats = standin_runner_ask (v, "stats");
+    if (standin_runner_stat_in (stats, key) == want
+        || g_get_monotonic_time () > deadline)
       break;
     g_usleep (20000);           /* polling a counter of another process */
   }
-  fail_unless_equals_int (stat_value (stats, key), want);
+  fail_unless_equals_int (standin_runner_stat_in (stats, key), want);
   return stats;
 }
 
 static BridgeRunner *
-bridge_start (Vmm * v)
+bridge_start (StandinRunner * v)
 {
-  gchar *export_arg = g_strconcat ("unix:", v->socket_path, NULL);
-  const gchar *args[] = { "--encoder", "x264enc", "--export", export_arg,
-    NULL
+  const gchar *args[] = { "--encoder", "x264enc", "--export",
+    standin_runner_get_export_address (v), NULL
   };
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
 
   fail_unless (r != NULL);
-  g_free (export_arg);
   return r;
 }
 
@@ -527,7 +318,7 @@ typedef enum
 static void
 run_standin_guest (ExportPath path)
 {
-  gchar *standin = standin_path ();
+  gchar *standin = standin_runner_path ();
   gchar *dir, *export_sock, *export_arg, *out_path, *addr, *stdout_s = NULL;
   const gchar *args[] = { "--encoder", "x264enc", "--export", NULL, NULL };
   BridgeRunner *r;
@@ -590,11 +381,11 @@ run_standin_guest (ExportPath path)
    * (which mapping cannot read) once, then readback for the session */
   p = strstr (stdout_s, "STATS");
   fail_unless (p != NULL, "%s", stdout_s);
-  fail_unless_equals_int (stat_value (p, "dmabufs"),
+  fail_unless_equals_int (standin_runner_stat_in (p, "dmabufs"),
       path == PATH_DMABUF ? 20 : path == PATH_DMABUF_TILED ? 1 : 0);
-  fail_unless_equals_int (stat_value (p, "readbacks"),
+  fail_unless_equals_int (standin_runner_stat_in (p, "readbacks"),
       path == PATH_DMABUF ? 0 : 20);
-  fail_unless_equals_int (stat_value (p, "bad_releases"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (p, "bad_releases"), 0);
 
   decoded = decode_file (out_path);
   refs = standin_refs (160, 120, 0, 10);
@@ -670,7 +461,7 @@ GST_END_TEST;
  * pixels, and freeing the buffer gives the surface back. */
 GST_START_TEST (test_vsocksrc_dmabuf_caps)
 {
-  Vmm *v = vmm_start (64, 48, TRUE);
+  StandinRunner *v = vmm_start (64, 48, TRUE);
   guint round;
 
   if (!v)
@@ -697,7 +488,7 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     gchar *addr, *stats;
     guint x, y, b, bad = 0;
 
-    client = hxfr_export_client_connect (v->socket_path, 0,
+    client = hxfr_export_client_connect (standin_runner_get_socket_path (v), 0,
         5 * G_USEC_PER_SEC, &err);
     fail_unless (client != NULL, "%s", err ? err->message : "");
     g_object_set (src, "export-client", client, NULL);
@@ -717,7 +508,7 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     fail_unless (guest_emu_hello (g, 2, NULL, &a, NULL));
     fail_unless_equals_int (a.type, HXFR_MSG_HELLO_ACK);
     guest_answer_clear (&a);
-    send_resource (g, v->resource, 64, 48, 0);
+    send_resource (g, standin_runner_get_resource (v), 64, 48, 0);
     /* standalone vsocksrc answers DROPPED once it has the frame */
     expect_answer (g, 0, HXFR_STATUS_DROPPED, 0, NULL);
 
@@ -745,9 +536,10 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     gst_video_frame_unmap (&frame);
     fail_unless_equals_int (bad, 0);
 
-    stats = vmm_command (v, "stats");
-    fail_unless_equals_int (stat_value (stats, "dmabufs"), round + 1);
-    fail_unless_equals_int (stat_value (stats, "handles_held"), 1);
+    stats = standin_runner_ask (v, "stats");
+    fail_unless_equals_int (standin_runner_stat_in (stats, "dmabufs"),
+        round + 1);
+    fail_unless_equals_int (standin_runner_stat_in (stats, "handles_held"), 1);
     g_free (stats);
     gst_sample_unref (smp);
     gst_element_set_state (pl, GST_STATE_NULL);
@@ -767,7 +559,7 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     g_free (sock);
     g_free (dir);
   }
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_END_TEST;
@@ -776,7 +568,7 @@ GST_END_TEST;
  * VMM's reason, the frames around it encode, the session goes on. */
 GST_START_TEST (test_unknown_resource)
 {
-  Vmm *v = vmm_start (160, 120, FALSE);
+  StandinRunner *v = vmm_start (160, 120, FALSE);
   BridgeRunner *r;
   GuestEmu *g;
 
@@ -784,9 +576,9 @@ GST_START_TEST (test_unknown_resource)
     return;
   r = bridge_start (v);
   g = guest_v2 (r, 4, TRUE);
-  send_resource (g, v->resource, 160, 120, 0);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 0);
   send_resource (g, 9999, 160, 120, 33333333);
-  send_resource (g, v->resource, 160, 120, 66666666);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 66666666);
   expect_answer (g, 0, HXFR_STATUS_OK, 0, NULL);
   expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_RESOURCE_NOT_FOUND,
       "resource 9999: The VMM could not export resource 9999: no resource "
@@ -796,7 +588,7 @@ GST_START_TEST (test_unknown_resource)
   fail_unless (bridge_runner_wait_log (r, "encoded=2 dropped=0 failed=1", 1,
           10));
   bridge_runner_stop_checked (r);
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_END_TEST;
@@ -806,7 +598,7 @@ GST_END_TEST;
  * (another size) and the first one go on encoding in the same session. */
 GST_START_TEST (test_destroyed_resource)
 {
-  Vmm *v = vmm_start (160, 120, FALSE);
+  StandinRunner *v = vmm_start (160, 120, FALSE);
   BridgeRunner *r;
   GuestEmu *g;
   gchar *line, *text;
@@ -815,7 +607,7 @@ GST_START_TEST (test_destroyed_resource)
   if (!v)
     return;
   r = bridge_start (v);
-  line = vmm_command (v, "create 96 64");
+  line = standin_runner_ask (v, "create 96 64");
   fail_unless (g_str_has_prefix (line, "CREATED "), "%s", line);
   id = atoi (line + strlen ("CREATED "));
   g_free (line);
@@ -824,7 +616,7 @@ GST_START_TEST (test_destroyed_resource)
   send_resource (g, id, 96, 64, 0);
   expect_answer (g, 0, HXFR_STATUS_OK, 0, NULL);
   text = g_strdup_printf ("destroy %u", id);
-  line = vmm_command (v, text);
+  line = standin_runner_ask (v, text);
   fail_unless_equals_string (line, "OK");
   g_free (line);
   g_free (text);
@@ -832,7 +624,7 @@ GST_START_TEST (test_destroyed_resource)
   text = g_strdup_printf ("no resource %u", id);
   expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_RESOURCE_NOT_FOUND, text);
   g_free (text);
-  send_resource (g, v->resource, 160, 120, 66666666);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 66666666);
   expect_answer (g, 2, HXFR_STATUS_OK, 0, NULL);
   send_pixels (g, 3, 100000000);
   expect_answer (g, 3, HXFR_STATUS_OK, 0, NULL);
@@ -840,10 +632,10 @@ GST_START_TEST (test_destroyed_resource)
   fail_unless (bridge_runner_wait_log (r, "encoded=3 dropped=0 failed=1", 1,
           10));
   line = vmm_wait_stat (v, "clients", 0);
-  fail_unless_equals_int (stat_value (line, "bad_releases"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (line, "bad_releases"), 0);
   g_free (line);
   bridge_runner_stop_checked (r);
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_END_TEST;
@@ -857,7 +649,7 @@ GST_END_TEST;
  * its guest lived in the VMM that went away. */
 GST_START_TEST (test_vmm_goes_away)
 {
-  Vmm *v = vmm_start (160, 120, FALSE);
+  StandinRunner *v = vmm_start (160, 120, FALSE);
   BridgeRunner *r;
   GuestEmu *g, *other;
 
@@ -865,16 +657,16 @@ GST_START_TEST (test_vmm_goes_away)
     return;
   r = bridge_start (v);
   g = guest_v2 (r, 1, TRUE);
-  send_resource (g, v->resource, 160, 120, 0);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 0);
   expect_answer (g, 0, HXFR_STATUS_OK, 0, NULL);
 
-  vmm_kill (v);
-  send_resource (g, v->resource, 160, 120, 33333333);
+  standin_runner_kill (v);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 33333333);
   expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_INTERNAL,
       "the VMM's helix export is gone");
   send_pixels (g, 2, 66666666);
   expect_answer (g, 2, HXFR_STATUS_OK, 0, NULL);
-  send_resource (g, v->resource, 160, 120, 100000000);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 100000000);
   expect_answer (g, 3, HXFR_STATUS_FAILED, HXFR_ERR_INTERNAL,
       "the VMM's helix export is gone");
 
@@ -883,17 +675,16 @@ GST_START_TEST (test_vmm_goes_away)
   other = guest_v2 (r, 1, FALSE);
   send_pixels (other, 0, 0);
   expect_answer (other, 0, HXFR_STATUS_OK, 0, NULL);
-  send_resource (other, v->resource, 160, 120, 33333333);
+  send_resource (other, standin_runner_get_resource (v), 160, 120, 33333333);
   expect_answer (other, 1, HXFR_STATUS_FAILED, HXFR_ERR_RESOURCE_NOT_FOUND,
       "no helix export");
   guest_emu_free (other);
   fail_unless (bridge_runner_wait_log (r, "helix export unavailable", 1, 10));
 
   /* the VMM is back: a new session resolves again */
-  vmm_spawn (v, 160, 120, FALSE);
-  fail_unless (vmm_ready (v) != NULL);
+  standin_runner_restart (v);
   other = guest_v2 (r, 1, TRUE);
-  send_resource (other, v->resource, 160, 120, 0);
+  send_resource (other, standin_runner_get_resource (v), 160, 120, 0);
   expect_answer (other, 0, HXFR_STATUS_OK, 0, NULL);
   guest_emu_free (other);
 
@@ -908,7 +699,7 @@ GST_START_TEST (test_vmm_goes_away)
   fail_unless (bridge_runner_wait_log (r, "encoded=1 dropped=0 failed=0", 1,
           10));
   bridge_runner_stop_checked (r);
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_END_TEST;
@@ -919,7 +710,7 @@ GST_END_TEST;
  * the same resource again. */
 GST_START_TEST (test_export_side_restarts)
 {
-  Vmm *v = vmm_start (160, 120, FALSE);
+  StandinRunner *v = vmm_start (160, 120, FALSE);
   BridgeRunner *r;
   GuestEmu *g, *other;
   gchar *line;
@@ -928,20 +719,20 @@ GST_START_TEST (test_export_side_restarts)
     return;
   r = bridge_start (v);
   g = guest_v2 (r, 1, TRUE);
-  send_resource (g, v->resource, 160, 120, 0);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 0);
   expect_answer (g, 0, HXFR_STATUS_OK, 0, NULL);
-  line = vmm_command (v, "export off");
+  line = standin_runner_ask (v, "export off");
   fail_unless_equals_string (line, "OK");
   g_free (line);
-  send_resource (g, v->resource, 160, 120, 33333333);
+  send_resource (g, standin_runner_get_resource (v), 160, 120, 33333333);
   expect_answer (g, 1, HXFR_STATUS_FAILED, HXFR_ERR_INTERNAL,
       "the VMM's helix export is gone");
-  line = vmm_command (v, "export on");
+  line = standin_runner_ask (v, "export on");
   fail_unless_equals_string (line, "OK");
   g_free (line);
 
   other = guest_v2 (r, 1, TRUE);
-  send_resource (other, v->resource, 160, 120, 0);
+  send_resource (other, standin_runner_get_resource (v), 160, 120, 0);
   expect_answer (other, 0, HXFR_STATUS_OK, 0, NULL);
   guest_emu_free (other);
   send_pixels (g, 2, 66666666);
@@ -950,10 +741,10 @@ GST_START_TEST (test_export_side_restarts)
   fail_unless (bridge_runner_wait_log (r, "encoded=2 dropped=0 failed=1", 1,
           10));
   line = vmm_wait_stat (v, "clients", 0);
-  fail_unless_equals_int (stat_value (line, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (line, "handles_held"), 0);
   g_free (line);
   bridge_runner_stop_checked (r);
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_END_TEST;
@@ -965,7 +756,7 @@ GST_END_TEST;
 static void
 run_many_frames (gboolean dmabuf, guint n_frames)
 {
-  Vmm *v = vmm_start (64, 64, dmabuf);
+  StandinRunner *v = vmm_start (64, 64, dmabuf);
   BridgeRunner *r;
   GuestEmu *g;
   GPid pid;
@@ -980,12 +771,12 @@ run_many_frames (gboolean dmabuf, guint n_frames)
   /* a first session, so that lazily created things (plugins, threads)
    * exist before counting */
   g = guest_v2 (r, 1, TRUE);
-  send_resource (g, v->resource, 64, 64, 0);
+  send_resource (g, standin_runner_get_resource (v), 64, 64, 0);
   expect_answer (g, 0, HXFR_STATUS_OK, 0, NULL);
   guest_emu_free (g);
   fail_unless (bridge_runner_wait_log (r, "session 1 end", 1, 10));
   stats = vmm_wait_stat (v, "clients", 0);
-  vmm_fds_before = stat_value (stats, "fds");
+  vmm_fds_before = standin_runner_stat_in (stats, "fds");
   g_free (stats);
   fds_before = settled_fds (pid);
 
@@ -994,7 +785,8 @@ run_many_frames (gboolean dmabuf, guint n_frames)
   fail_unless (window >= 1);
   while (answered < n_frames) {
     while (sent < n_frames && sent - answered < window) {
-      send_resource (g, v->resource, 64, 64, (gint64) sent * 33333333);
+      send_resource (g, standin_runner_get_resource (v), 64, 64,
+          (gint64) sent * 33333333);
       sent++;
     }
     expect_answer (g, answered, HXFR_STATUS_OK, 0, NULL);
@@ -1002,11 +794,11 @@ run_many_frames (gboolean dmabuf, guint n_frames)
   }
   /* every surface comes back once the encoder is done with it */
   stats = vmm_wait_stat (v, "handles_held", 0);
-  fail_unless_equals_int (stat_value (stats, "slots_in_use"), 0);
-  fail_unless_equals_int (stat_value (stats, "clients"), 1);
-  fail_unless_equals_int (stat_value (stats, "bad_releases"), 0);
-  fail_unless_equals_int (stat_value (stats, "errors"), 0);
-  fail_unless_equals_int (stat_value (stats, dmabuf ? "dmabufs" :
+  fail_unless_equals_int (standin_runner_stat_in (stats, "slots_in_use"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "clients"), 1);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "bad_releases"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "errors"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (stats, dmabuf ? "dmabufs" :
           "readbacks"), n_frames + 1);
   g_free (stats);
   guest_emu_free (g);
@@ -1015,15 +807,16 @@ run_many_frames (gboolean dmabuf, guint n_frames)
   fail_unless (bridge_runner_wait_log (r, end, 1, 30));
   g_free (end);
   stats = vmm_wait_stat (v, "clients", 0);
-  fail_unless_equals_int (stat_value (stats, "slots_in_use"), 0);
-  fail_unless_equals_int (stat_value (stats, "handles_held"), 0);
-  fail_unless_equals_int (stat_value (stats, "fds"), vmm_fds_before);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "slots_in_use"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_stat_in (stats, "fds"),
+      vmm_fds_before);
   g_free (stats);
   fail_unless_equals_int (settled_fds (pid), fds_before);
   GST_INFO ("%u frames (%s): bridge fds %u before and after", n_frames,
       dmabuf ? "dmabuf" : "readback", fds_before);
   bridge_runner_stop_checked (r);
-  vmm_free (v);
+  standin_runner_stop (v);
 }
 
 GST_START_TEST (test_no_leaks_readback)

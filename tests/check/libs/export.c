@@ -8,8 +8,11 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "hxfr-export-client.h"
+#include "standin-runner.h"
+#include "proc-stats.h"
 #include "hxfr-export-watch.h"
 
 #define SECOND G_USEC_PER_SEC
@@ -48,191 +51,16 @@ surface_matches_frame (const HxfrExportSurface * s, guint32 frame)
   return TRUE;
 }
 
-static guint
-count_fds (void)
-{
-  GDir *dir = g_dir_open ("/proc/self/fd", 0, NULL);
-  guint n = 0;
-
-  fail_unless (dir != NULL);
-  while (g_dir_read_name (dir))
-    n++;
-  g_dir_close (dir);
-  return n;
-}
-
-/* The stand-in VMM as a subprocess */
-
-typedef struct
-{
-  GSubprocess *proc;
-  GOutputStream *in;
-  GDataInputStream *out;
-  GAsyncQueue *lines;
-  GThread *reader;
-  gchar *dir;
-  gchar *socket_path;
-  guint32 resource_id;
-  guint32 width;
-  guint32 height;
-} Vmm;
-
-static gpointer
-reader_thread (gpointer data)
-{
-  Vmm *vmm = data;
-  gchar *line;
-
-  while ((line = g_data_input_stream_read_line (vmm->out, NULL, NULL,
-              NULL)))
-    g_async_queue_push (vmm->lines, line);
-  g_async_queue_push (vmm->lines, g_strdup ("EOF"));
-  return NULL;
-}
-
-static gchar *
-vmm_line (Vmm * vmm)
-{
-  gchar *line = g_async_queue_timeout_pop (vmm->lines, LINE_TIMEOUT);
-
-  fail_unless (line != NULL, "the stand-in VMM said nothing in time");
-  return line;
-}
-
-static gchar *
-vmm_command (Vmm * vmm, const gchar * cmd)
-{
-  g_autofree gchar *l = g_strconcat (cmd, "\n", NULL);
-
-  fail_unless (g_output_stream_write_all (vmm->in, l, strlen (l), NULL, NULL,
-          NULL));
-  fail_unless (g_output_stream_flush (vmm->in, NULL, NULL));
-  return vmm_line (vmm);
-}
-
-static guint64
-vmm_stat (Vmm * vmm, const gchar * key)
-{
-  g_autofree gchar *line = vmm_command (vmm, "stats");
-  g_autofree gchar *needle = g_strconcat (" ", key, "=", NULL);
-  const gchar *p = strstr (line, needle);
-
-  fail_unless (g_str_has_prefix (line, "STATS "), "bad stats line: %s", line);
-  fail_unless (p != NULL, "no %s in %s", key, line);
-  return g_ascii_strtoull (p + strlen (needle), NULL, 10);
-}
-
-static const gchar *
-standin_path (void)
-{
-  static gchar *path;
-  const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
-
-  if (!path && root)
-    path = g_build_filename (root, "host-bridge", "export",
-        "helix-standin-vmm", NULL);
-  return path;
-}
-
-/* NULL (after saying why) when virglrenderer cannot run on this machine. */
-static Vmm *
-vmm_start (const gchar * const *extra)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) err = NULL;
-  g_autofree gchar *ready = NULL;
-  const gchar *path = standin_path ();
-  Vmm *vmm;
-  gint status;
-
-  fail_unless (path != NULL, "HXFR_BUILD_ROOT is not set");
-  if (!g_file_test (path, G_FILE_TEST_IS_EXECUTABLE)) {
-    g_printerr ("SKIP: %s was not built (no virglrenderer/libepoxy)\n", path);
-    return NULL;
-  }
-  vmm = g_new0 (Vmm, 1);
-  vmm->dir = g_dir_make_tmp ("hxex-XXXXXX", &err);
-  fail_unless (vmm->dir != NULL);
-  vmm->socket_path = g_build_filename (vmm->dir, "export.sock", NULL);
-
-  g_ptr_array_add (argv, (gpointer) path);
-  g_ptr_array_add (argv, (gpointer) "--serve-only");
-  g_ptr_array_add (argv, (gpointer) "--export-socket");
-  g_ptr_array_add (argv, vmm->socket_path);
-  for (; extra && *extra; extra++)
-    g_ptr_array_add (argv, (gpointer) * extra);
-  g_ptr_array_add (argv, NULL);
-
-  vmm->proc = g_subprocess_newv ((const gchar * const *) argv->pdata,
-      G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE, &err);
-  fail_unless (vmm->proc != NULL, "%s", err ? err->message : "");
-  vmm->in = g_subprocess_get_stdin_pipe (vmm->proc);
-  vmm->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe
-      (vmm->proc));
-  vmm->lines = g_async_queue_new_full (g_free);
-  vmm->reader = g_thread_new ("vmm-stdout", reader_thread, vmm);
-
-  ready = vmm_line (vmm);
-  if (g_str_equal (ready, "EOF")) {
-    fail_unless (g_subprocess_wait (vmm->proc, NULL, NULL));
-    status = g_subprocess_get_exit_status (vmm->proc);
-    fail_unless_equals_int (status, 77);
-    g_printerr ("SKIP: virglrenderer/EGL cannot initialise on this "
-        "machine\n");
-    g_thread_join (vmm->reader);
-    g_async_queue_unref (vmm->lines);
-    g_object_unref (vmm->out);
-    g_object_unref (vmm->proc);
-    g_rmdir (vmm->dir);
-    g_free (vmm->dir);
-    g_free (vmm->socket_path);
-    g_free (vmm);
-    return NULL;
-  }
-  fail_unless (sscanf (ready, "READY socket=%*s resource=%u width=%u "
-          "height=%u", &vmm->resource_id, &vmm->width, &vmm->height) == 3,
-      "unexpected first line: %s", ready);
-  return vmm;
-}
-
-static void
-vmm_stop (Vmm * vmm)
-{
-  gint64 deadline = g_get_monotonic_time () + 10 * SECOND;
-  gboolean done = FALSE;
-
-  /* it quits at the end of its input (bounded: forced otherwise) */
-  g_output_stream_close (vmm->in, NULL, NULL);
-  while (!done && g_get_monotonic_time () < deadline) {
-    g_autofree gchar *l = g_async_queue_timeout_pop (vmm->lines, 100 * 1000);
-
-    done = l && g_str_equal (l, "EOF");
-  }
-  if (!done)
-    g_subprocess_force_exit (vmm->proc);
-  g_subprocess_wait (vmm->proc, NULL, NULL);
-  g_thread_join (vmm->reader);
-  /* a VMM that shut down cleanly removed its socket file */
-  if (g_subprocess_get_if_exited (vmm->proc)) {
-    fail_unless_equals_int (g_subprocess_get_exit_status (vmm->proc), 0);
-    fail_if (g_file_test (vmm->socket_path, G_FILE_TEST_EXISTS));
-  }
-  g_unlink (vmm->socket_path);
-  g_rmdir (vmm->dir);
-  g_async_queue_unref (vmm->lines);
-  g_object_unref (vmm->out);
-  g_object_unref (vmm->proc);
-  g_free (vmm->dir);
-  g_free (vmm->socket_path);
-  g_free (vmm);
-}
+/* The stand-in VMM is support/standin-runner, read line by line in order
+ * (standin_runner_ask): these tests read every line it says. */
 
 static HxfrExportClient *
-connect_client (Vmm * vmm)
+connect_client (StandinRunner * vmm)
 {
   g_autoptr (GError) err = NULL;
   HxfrExportClient *c =
-      hxfr_export_client_connect (vmm->socket_path, 0, 5 * SECOND, &err);
+      hxfr_export_client_connect (standin_runner_get_socket_path (vmm), 0,
+      5 * SECOND, &err);
 
   fail_unless (c != NULL, "connect: %s", err ? err->message : "");
   return c;
@@ -449,7 +277,7 @@ GST_START_TEST (test_resolve_pixels)
   g_autofree gchar *reply = NULL;
   HxfrExportClient *c;
   HxfrExportSurface *s, *s2;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
@@ -457,7 +285,8 @@ GST_START_TEST (test_resolve_pixels)
   fail_unless (hxfr_export_client_get_n_slots (c) > 0);
   fail_unless (hxfr_export_client_get_slot_size (c) >= 320 * 240 * 4);
 
-  s = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   /* no GPU here: DMA-BUF export fails and the module falls back */
   fail_unless_equals_int (s->kind, HXEX_KIND_READBACK_SLOT);
@@ -472,28 +301,29 @@ GST_START_TEST (test_resolve_pixels)
 
   /* the guest draws frame 37; a new resolve sees it, the held slot keeps
    * the old content */
-  reply = vmm_command (vmm, "frame 37");
+  reply = standin_runner_ask (vmm, "frame 37");
   fail_unless_equals_string (reply, "OK");
-  s2 = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  s2 = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (s2 != NULL, "%s", err ? err->message : "");
   fail_unless (s2->slot != s->slot);
   fail_unless (surface_matches_frame (s2, 37));
   fail_unless (surface_matches_frame (s, 0));
 
-  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 2);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 2);
   /* DMA-BUF export was tried once, failed (no GPU), and is not retried */
-  fail_unless_equals_int (vmm_stat (vmm, "dmabufs"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "dmabuf_failures"), 1);
-  fail_unless_equals_int (vmm_stat (vmm, "readbacks"), 2);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "dmabufs"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "dmabuf_failures"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "readbacks"), 2);
   fail_unless (hxfr_export_surface_release (s, NULL));
   hxfr_export_surface_free (s);
   hxfr_export_surface_free (s2);        /* releases too */
-  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "bad_releases"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
   hxfr_export_client_unref (c);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -506,7 +336,7 @@ GST_START_TEST (test_rgbx_format)
   g_autoptr (GError) err = NULL;
   HxfrExportClient *c;
   HxfrExportSurface *s;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
@@ -514,14 +344,15 @@ GST_START_TEST (test_rgbx_format)
   /* the VMM offers only what it can do */
   fail_unless_equals_int (hxfr_export_client_get_kinds (c),
       HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT));
-  s = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   fail_unless_equals_int (s->fourcc, GUINT32_FROM_LE (*(guint32 *) "XB24"));
   fail_unless_equals_int (s->stride[0], 96 * 4);
   fail_unless (surface_matches_frame (s, 0));
   hxfr_export_surface_free (s);
   hxfr_export_client_unref (c);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -534,7 +365,7 @@ GST_START_TEST (test_unknown_and_released)
   HxfrExportClient *c;
   HxfrExportSurface *s;
   guint32 id;
-  Vmm *vmm = vmm_start (NULL);
+  StandinRunner *vmm = standin_runner_start (NULL);
 
   if (!vmm)
     return;
@@ -553,7 +384,7 @@ GST_START_TEST (test_unknown_and_released)
   fail_unless (hxfr_export_client_is_connected (c));
 
   /* a resource the guest destroyed is unknown from then on */
-  created = vmm_command (vmm, "create 48 32");
+  created = standin_runner_ask (vmm, "create 48 32");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
   s = hxfr_export_client_resolve (c, id, 5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
@@ -561,7 +392,7 @@ GST_START_TEST (test_unknown_and_released)
   fail_unless (surface_matches_frame (s, 0));
   destroyed = g_strdup_printf ("destroy %u", id);
   g_free (created);
-  created = vmm_command (vmm, destroyed);
+  created = standin_runner_ask (vmm, destroyed);
   fail_unless_equals_string (created, "OK");
   /* the copy in the slot outlives the resource */
   fail_unless (surface_matches_frame (s, 0));
@@ -571,7 +402,7 @@ GST_START_TEST (test_unknown_and_released)
 
   /* not a format the export carries: R8_UNORM (virgl 64) */
   g_free (created);
-  created = vmm_command (vmm, "create 32 32 64");
+  created = standin_runner_ask (vmm, "create 32 32 64");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
   fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR,
@@ -580,7 +411,7 @@ GST_START_TEST (test_unknown_and_released)
 
   /* larger than a slot (the stand-in's slots hold one 4K BGRA frame) */
   g_free (created);
-  created = vmm_command (vmm, "create 4096 2304");
+  created = standin_runner_ask (vmm, "create 4096 2304");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
   fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_TOO_LARGE), "%s",
@@ -594,11 +425,11 @@ GST_START_TEST (test_unknown_and_released)
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_RELEASED));
   g_clear_error (&err);
   hxfr_export_surface_free (s);
-  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "bad_releases"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
   hxfr_export_client_unref (c);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -613,12 +444,12 @@ GST_START_TEST (test_raw_protocol)
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   HxexHeader h;
   gsize got = 0;
-  Vmm *vmm = vmm_start (NULL);
+  StandinRunner *vmm = standin_runner_start (NULL);
 
   if (!vmm)
     return;
   sock = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, NULL);
-  addr = g_unix_socket_address_new (vmm->socket_path);
+  addr = g_unix_socket_address_new (standin_runner_get_socket_path (vmm));
   fail_unless (g_socket_connect (sock, addr, NULL, NULL));
   g_socket_set_timeout (sock, 10);
 
@@ -655,7 +486,8 @@ GST_START_TEST (test_raw_protocol)
   {
     HxfrExportClient *c = connect_client (vmm);
     HxfrExportSurface *s =
-        hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, NULL);
+        hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+        5 * SECOND, NULL);
     guint8 rel[HXEX_HEADER_SIZE + HXEX_RELEASE_SIZE];
 
     fail_unless (s != NULL);
@@ -694,11 +526,11 @@ GST_START_TEST (test_raw_protocol)
     fail_unless_equals_int (h.n_fds, 1);
     fail_unless_equals_int (fds->len, 1);
     hxex_fds_clear (fds);
-    fail_unless_equals_int (vmm_stat (vmm, "bad_releases"), 1);
-    fail_unless_equals_int (vmm_stat (vmm, "clients"), 1);
+    fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 1);
+    fail_unless_equals_int (standin_runner_ask_stat (vmm, "clients"), 1);
   }
   g_socket_close (sock, NULL);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -711,18 +543,20 @@ GST_START_TEST (test_busy)
   HxfrExportClient *c;
   HxfrExportSurface *s;
   guint i;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
   fail_unless_equals_int (hxfr_export_client_get_n_slots (c), 3);
   for (i = 0; i < 3; i++) {
-    held[i] = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND,
-        &err);
+    held[i] =
+        hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+        5 * SECOND, &err);
     fail_unless (held[i] != NULL, "%s", err ? err->message : "");
   }
-  s = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (s == NULL);
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_BUSY), "%s",
       err->message);
@@ -730,18 +564,20 @@ GST_START_TEST (test_busy)
 
   /* one back, one more out */
   hxfr_export_surface_free (held[1]);
-  held[1] = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND,
-      &err);
+  held[1] =
+      hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (held[1] != NULL, "%s", err ? err->message : "");
 
   /* slots belong to a connection: another client has its own ring */
   {
     HxfrExportClient *c2 = connect_client (vmm);
 
-    s = hxfr_export_client_resolve (c2, vmm->resource_id, 5 * SECOND, &err);
+    s = hxfr_export_client_resolve (c2, standin_runner_get_resource (vmm),
+        5 * SECOND, &err);
     fail_unless (s != NULL, "%s", err ? err->message : "");
     fail_unless (surface_matches_frame (s, 0));
-    fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 4);
+    fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 4);
     hxfr_export_surface_free (s);
     hxfr_export_client_unref (c2);
   }
@@ -753,16 +589,16 @@ GST_START_TEST (test_busy)
   {
     gint64 deadline = g_get_monotonic_time () + 10 * SECOND;
 
-    while (vmm_stat (vmm, "clients") > 0 && g_get_monotonic_time () <
-        deadline);
+    while (standin_runner_ask_stat (vmm, "clients") > 0
+        && g_get_monotonic_time () < deadline);
   }
-  fail_unless_equals_int (vmm_stat (vmm, "clients"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "clients"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
   for (i = 0; i < 3; i++)
     hxfr_export_surface_free (held[i]);
   hxfr_export_client_unref (c);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -797,47 +633,51 @@ GST_START_TEST (test_vmm_stalls_then_dies)
   ResolveJob job = { 0 };
   GThread *t;
   gint64 start, elapsed;
-  Vmm *vmm = vmm_start (NULL);
+  StandinRunner *vmm = standin_runner_start (NULL);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
-  kept = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  kept =
+      hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (kept != NULL);
 
   /* a hung renderer thread: the client gives up at its timeout */
-  reply = vmm_command (vmm, "stall 2000");
+  reply = standin_runner_ask (vmm, "stall 2000");
   fail_unless_equals_string (reply, "STALLING");
   g_clear_pointer (&reply, g_free);
   start = g_get_monotonic_time ();
-  s = hxfr_export_client_resolve (c, vmm->resource_id, SECOND / 2, &err);
+  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      SECOND / 2, &err);
   elapsed = g_get_monotonic_time () - start;
   fail_unless (s == NULL);
   fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT), "%s",
       err->message);
   fail_unless (elapsed < 2 * SECOND);
   g_clear_error (&err);
-  reply = vmm_line (vmm);       /* the stall is over */
+  reply = standin_runner_next_line (vmm);       /* the stall is over */
   fail_unless_equals_string (reply, "OK");
 
   /* the late answer is given back; the next request gets its own */
-  s = hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND, &err);
+  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   fail_unless (surface_matches_frame (s, 0));
   hxfr_export_surface_free (s);
-  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 1);
 
   /* the VMM dies while a request waits on it */
   g_free (reply);
-  reply = vmm_command (vmm, "stall 20000");
+  reply = standin_runner_ask (vmm, "stall 20000");
   fail_unless_equals_string (reply, "STALLING");
   job.client = c;
-  job.resource_id = vmm->resource_id;
+  job.resource_id = standin_runner_get_resource (vmm);
   t = g_thread_new ("resolve", resolve_thread, &job);
   /* the request is sent or about to be: either order must give the same
    * clear error, never a wait for the 30 s timeout */
   g_usleep (300 * 1000);
-  g_subprocess_send_signal (vmm->proc, SIGKILL);
+  standin_runner_kill (vmm);
   g_thread_join (t);
   fail_unless (job.error != NULL);
   fail_unless (job.error->domain == G_IO_ERROR);
@@ -849,15 +689,15 @@ GST_START_TEST (test_vmm_stalls_then_dies)
 
   /* later calls fail at once; what was handed out stays readable */
   start = g_get_monotonic_time ();
-  fail_if (hxfr_export_client_resolve (c, vmm->resource_id, 5 * SECOND,
-          &err));
+  fail_if (hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+          5 * SECOND, &err));
   fail_unless (err != NULL);
   fail_unless (g_get_monotonic_time () - start < SECOND);
   fail_unless (surface_matches_frame (kept, 0));
   fail_unless (hxfr_export_surface_release (kept, NULL));
   hxfr_export_surface_free (kept);
   hxfr_export_client_unref (c);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -896,25 +736,25 @@ GST_START_TEST (test_many_cycles_no_leak)
   GThread *threads[4];
   HxfrExportClient *c;
   guint fds_before, vmm_fds_before, i;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
   /* warm up (lazy allocations on both sides), then measure */
   cycle_thread (&(CycleJob) {
-      c, vmm->resource_id, 10, 0});
-  fds_before = count_fds ();
-  vmm_fds_before = vmm_stat (vmm, "fds");
+      c, standin_runner_get_resource (vmm), 10, 0});
+  fds_before = proc_count_fds (getpid ());
+  vmm_fds_before = standin_runner_ask_stat (vmm, "fds");
 
   /* one thread, then four sharing the connection */
   jobs[0] = (CycleJob) {
-  c, vmm->resource_id, 2000, 0};
+  c, standin_runner_get_resource (vmm), 2000, 0};
   cycle_thread (&jobs[0]);
   fail_unless_equals_int (jobs[0].failures, 0);
   for (i = 0; i < 4; i++) {
     jobs[i] = (CycleJob) {
-    c, vmm->resource_id, 500, 0};
+    c, standin_runner_get_resource (vmm), 500, 0};
     threads[i] = g_thread_new ("cycles", cycle_thread, &jobs[i]);
   }
   for (i = 0; i < 4; i++) {
@@ -922,17 +762,18 @@ GST_START_TEST (test_many_cycles_no_leak)
     fail_unless_equals_int (jobs[i].failures, 0);
   }
 
-  fail_unless_equals_int (count_fds (), fds_before);
-  fail_unless_equals_int (vmm_stat (vmm, "fds"), vmm_fds_before);
-  fail_unless_equals_int (vmm_stat (vmm, "slots_in_use"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "handles_held"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "resolves"), 10 + 2000 + 4 * 500);
-  fail_unless_equals_int (vmm_stat (vmm, "bad_releases"), 0);
+  fail_unless_equals_int (proc_count_fds (getpid ()), fds_before);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "fds"), vmm_fds_before);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "resolves"),
+      10 + 2000 + 4 * 500);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
   hxfr_export_client_unref (c);
   /* the ring's descriptor was closed once mapped: only the socket goes */
-  fail_unless_equals_int (count_fds (), fds_before - 1);
-  vmm_stop (vmm);
+  fail_unless_equals_int (proc_count_fds (getpid ()), fds_before - 1);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1068,10 +909,11 @@ rec_wait_flushes (WatchRec * r, guint n)
 }
 
 static HxfrExportWatch *
-watch_new (Vmm * vmm, WatchRec * r)
+watch_new (StandinRunner * vmm, WatchRec * r)
 {
   g_autoptr (GError) err = NULL;
-  HxfrExportWatch *w = hxfr_export_watch_new (vmm->socket_path,
+  HxfrExportWatch *w =
+      hxfr_export_watch_new (standin_runner_get_socket_path (vmm),
       &rec_callbacks, r, 10 * SECOND, &err);
 
   fail_unless (w != NULL, "watch: %s", err ? err->message : "");
@@ -1080,12 +922,12 @@ watch_new (Vmm * vmm, WatchRec * r)
 
 /* Pops stand-in lines up to the one starting with @prefix. */
 static gchar *
-vmm_wait_line (Vmm * vmm, const gchar * prefix)
+vmm_wait_line (StandinRunner * vmm, const gchar * prefix)
 {
   for (;;) {
-    gchar *l = vmm_line (vmm);
+    gchar *l = standin_runner_next_line (vmm);
 
-    fail_if (g_str_equal (l, "EOF"), "the stand-in ended before %s", prefix);
+    fail_if (l == NULL, "the stand-in ended before %s", prefix);
     if (g_str_has_prefix (l, prefix))
       return l;
     g_free (l);
@@ -1094,7 +936,7 @@ vmm_wait_line (Vmm * vmm, const gchar * prefix)
 
 /* Test frame @frame of the pattern everywhere in @s */
 static gboolean
-resolve_matches (Vmm * vmm, guint32 resource_id, guint32 frame,
+resolve_matches (StandinRunner * vmm, guint32 resource_id, guint32 frame,
     guint32 width, guint32 height)
 {
   g_autoptr (GError) err = NULL;
@@ -1115,10 +957,10 @@ resolve_matches (Vmm * vmm, guint32 resource_id, guint32 frame,
 /* A raw connection, for what our own client never sends */
 
 static GSocket *
-raw_connect (Vmm * vmm)
+raw_connect (StandinRunner * vmm)
 {
   g_autoptr (GSocketAddress) addr =
-      g_unix_socket_address_new (vmm->socket_path);
+      g_unix_socket_address_new (standin_runner_get_socket_path (vmm));
   GSocket *sock =
       g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, NULL);
 
@@ -1187,7 +1029,7 @@ raw_hello (GSocket * sock, guint16 min, guint16 max, guint32 kinds)
 
 /* HELLO v2 without a ring, WATCH, the initial SCANOUTs: a watch by hand */
 static GSocket *
-raw_watch (Vmm * vmm, guint n_scanouts)
+raw_watch (StandinRunner * vmm, guint n_scanouts)
 {
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   GSocket *sock = raw_connect (vmm);
@@ -1321,7 +1163,7 @@ GST_START_TEST (test_watch_initial_state)
   WatchRec *r = rec_new ();
   HxfrExportWatch *w;
   WatchEvent *ev;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm) {
     rec_free (r);
@@ -1346,10 +1188,10 @@ GST_START_TEST (test_watch_initial_state)
   ev = &g_array_index (r->events, WatchEvent, 2);
   fail_unless (ev->state.index == 2 && !ev->state.enabled);
   fail_unless_equals_int (ev->state.resource_id, 0);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 1);
 
   /* the export goes away: the watch is told, once */
-  reply = vmm_command (vmm, "export off");
+  reply = standin_runner_ask (vmm, "export off");
   fail_unless_equals_string (reply, "OK");
   g_mutex_lock (&r->lock);
   while (!r->closed)
@@ -1361,7 +1203,7 @@ GST_START_TEST (test_watch_initial_state)
           NULL));
   hxfr_export_watch_free (w);
   rec_free (r);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1377,7 +1219,7 @@ GST_START_TEST (test_watch_flip)
   HxfrExportWatch *w;
   WatchEvent st, fl;
   guint32 frames, id, id0, cursor = 2, i;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm) {
     rec_free (r);
@@ -1387,7 +1229,7 @@ GST_START_TEST (test_watch_flip)
   id0 = g_array_index (r->events, WatchEvent, 1).state.resource_id;
 
   /* a flip shows the other buffer: SCANOUT names it, FLUSH damages it */
-  reply = vmm_command (vmm, "flip 1");
+  reply = standin_runner_ask (vmm, "flip 1");
   fail_unless (sscanf (reply, "FLIPPED 1 frames=%u resource=%u", &frames,
           &id) == 2, "%s", reply);
   fail_unless_equals_int (frames, 2);
@@ -1406,18 +1248,18 @@ GST_START_TEST (test_watch_flip)
 
   /* the other scanout differs by its index; flips count per scanout */
   g_free (reply);
-  reply = vmm_command (vmm, "flip 0 3");
+  reply = standin_runner_ask (vmm, "flip 0 3");
   fail_unless (sscanf (reply, "FLIPPED 0 frames=%u resource=%u", &frames,
           &id) == 2, "%s", reply);
   fail_unless_equals_int (frames, 4);
   rec_wait (r, &cursor, TRUE, 0, id);
   fail_unless (resolve_matches (vmm, id, 3, 80, 40));
-  fail_unless_equals_int (vmm_stat (vmm, "flips0"), 4);
-  fail_unless_equals_int (vmm_stat (vmm, "flips1"), 2);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "flips0"), 4);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "flips1"), 2);
 
   /* a resize: new resources, shown and flushed */
   g_free (reply);
-  reply = vmm_command (vmm, "resize 1 32 16");
+  reply = standin_runner_ask (vmm, "resize 1 32 16");
   fail_unless (sscanf (reply, "SCANOUT 1 enabled=1 resource=%u width=32 "
           "height=16", &id) == 1, "%s", reply);
   st = rec_wait (r, &cursor, FALSE, 1, id);
@@ -1428,19 +1270,19 @@ GST_START_TEST (test_watch_flip)
 
   /* flipping on its own at a rate, then static again */
   g_free (reply);
-  reply = vmm_command (vmm, "rate 1 200");
+  reply = standin_runner_ask (vmm, "rate 1 200");
   fail_unless_equals_string (reply, "RATE 1 hz=200");
   for (i = 0; i < 5; i++)
     rec_wait (r, &cursor, TRUE, 1, G_MAXUINT32);
   g_free (reply);
-  reply = vmm_command (vmm, "rate 1 0");
+  reply = standin_runner_ask (vmm, "rate 1 0");
   fail_unless_equals_string (reply, "RATE 1 hz=0");
-  fail_unless (vmm_stat (vmm, "flips1") >= 3 + 5);
-  fail_unless (vmm_stat (vmm, "flushes_sent") >= 4 + 1 + 5);
+  fail_unless (standin_runner_ask_stat (vmm, "flips1") >= 3 + 5);
+  fail_unless (standin_runner_ask_stat (vmm, "flushes_sent") >= 4 + 1 + 5);
 
   hxfr_export_watch_free (w);
   rec_free (r);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1454,7 +1296,7 @@ GST_START_TEST (test_watch_hotplug)
   HxfrExportWatch *w;
   WatchEvent st, fl;
   guint cursor = 3;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
   struct
   {
     guint32 index, enable, width, height;
@@ -1507,9 +1349,9 @@ GST_START_TEST (test_watch_hotplug)
   g_free (line);
   line = vmm_wait_line (vmm, "HOTPLUG ");
   fail_unless_equals_string (line, "HOTPLUG 1 enabled=1 64x32");
-  fail_unless_equals_int (vmm_stat (vmm, "scanout_refusals"),
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "scanout_refusals"),
       G_N_ELEMENTS (refused));
-  fail_unless_equals_int (vmm_stat (vmm, "scanout_controls"),
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "scanout_controls"),
       G_N_ELEMENTS (refused) + 3);
   g_mutex_lock (&r->lock);
   fail_if (r->closed);
@@ -1517,7 +1359,7 @@ GST_START_TEST (test_watch_hotplug)
 
   hxfr_export_watch_free (w);
   rec_free (r);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1532,7 +1374,7 @@ GST_START_TEST (test_watch_hostile)
   HxexScanoutControlAck ack;
   HxexHeader h;
   GSocket *sock;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
@@ -1559,7 +1401,8 @@ GST_START_TEST (test_watch_hostile)
   /* RESOLVE on a watch */
   sock = raw_watch (vmm, 2);
   hxex_resolve_write (&(HxexResolve) {
-      vmm->resource_id, 0}, buf);
+      standin_runner_get_resource (vmm), 0}
+      , buf);
   raw_send (sock, HXEX_MSG_RESOLVE, 9, buf, HXEX_RESOLVE_SIZE);
   raw_expect_error (sock, 9, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
@@ -1582,10 +1425,11 @@ GST_START_TEST (test_watch_hostile)
   raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
 
-  fail_unless_equals_int (vmm_stat (vmm, "clients"), 0);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 0);
-  fail_unless (resolve_matches (vmm, vmm->resource_id, 0, 64, 48));
-  vmm_stop (vmm);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "clients"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 0);
+  fail_unless (resolve_matches (vmm, standin_runner_get_resource (vmm), 0, 64,
+          48));
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1604,7 +1448,7 @@ GST_START_TEST (test_watch_never_reads)
   GSocket *mute;
   HxexHeader h;
   guint rounds, flips = 0, frames, id, cursor;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm) {
     rec_free (r);
@@ -1612,22 +1456,22 @@ GST_START_TEST (test_watch_never_reads)
   }
   mute = raw_watch (vmm, 2);
   w = watch_new (vmm, r);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 2);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 2);
 
   /* small batches, each read by the good watch before the next, so only
    * the mute one falls behind */
   for (rounds = 0; rounds < 500; rounds++) {
     g_clear_pointer (&reply, g_free);
-    reply = vmm_command (vmm, "flip 1 20");
+    reply = standin_runner_ask (vmm, "flip 1 20");
     fail_unless (g_str_has_prefix (reply, "FLIPPED 1 "), "%s", reply);
     flips += 20;
     rec_wait_flushes (r, flips);
-    if (vmm_stat (vmm, "watchers_dropped") > 0)
+    if (standin_runner_ask_stat (vmm, "watchers_dropped") > 0)
       break;
   }
   GST_INFO ("the mute watcher was dropped after %u flips", flips);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers_dropped"), 1);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers_dropped"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 1);
 
   /* the mute one finds the end of its stream after what was queued */
   while (raw_recv (mute, &h, buf))
@@ -1636,7 +1480,7 @@ GST_START_TEST (test_watch_never_reads)
 
   /* the good one still gets every flip, and pixels still come */
   g_clear_pointer (&reply, g_free);
-  reply = vmm_command (vmm, "flip 1");
+  reply = standin_runner_ask (vmm, "flip 1");
   fail_unless (sscanf (reply, "FLIPPED 1 frames=%u resource=%u", &frames,
           &id) == 2, "%s", reply);
   cursor = 0;
@@ -1652,7 +1496,7 @@ GST_START_TEST (test_watch_never_reads)
 
   hxfr_export_watch_free (w);
   rec_free (r);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1667,7 +1511,7 @@ GST_START_TEST (test_watch_versions)
   HxexSurface s;
   HxexHeader h;
   GSocket *sock;
-  Vmm *vmm = vmm_start (extra);
+  StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
@@ -1679,14 +1523,16 @@ GST_START_TEST (test_watch_versions)
   raw_expect_error (sock, 2, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
   /* our v1 client */
-  fail_unless (resolve_matches (vmm, vmm->resource_id, 0, 64, 48));
+  fail_unless (resolve_matches (vmm, standin_runner_get_resource (vmm), 0, 64,
+          48));
 
   /* 1..2: version 2, RESOLVE as in v1 */
   sock = raw_connect (vmm);
   fail_unless_equals_int (raw_hello (sock, 1, 2,
           HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)), 2);
   hxex_resolve_write (&(HxexResolve) {
-      vmm->resource_id, 0}, buf);
+      standin_runner_get_resource (vmm), 0}
+      , buf);
   raw_send (sock, HXEX_MSG_RESOLVE, 11, buf, HXEX_RESOLVE_SIZE);
   fail_unless (raw_recv (sock, &h, buf));
   fail_unless_equals_int (h.type, HXEX_MSG_SURFACE);
@@ -1699,7 +1545,7 @@ GST_START_TEST (test_watch_versions)
   sock = raw_connect (vmm);
   fail_unless_equals_int (raw_hello (sock, 3, 4, 0), 0);
   g_object_unref (sock);
-  vmm_stop (vmm);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;
@@ -1712,12 +1558,12 @@ GST_START_TEST (test_watch_no_scanouts)
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   HxexHeader h;
   GSocket *sock;
-  Vmm *vmm = vmm_start (NULL);
+  StandinRunner *vmm = standin_runner_start (NULL);
 
   if (!vmm)
     return;
-  fail_if (hxfr_export_watch_new (vmm->socket_path, &rec_callbacks, NULL,
-          10 * SECOND, &err));
+  fail_if (hxfr_export_watch_new (standin_runner_get_socket_path (vmm),
+          &rec_callbacks, NULL, 10 * SECOND, &err));
   fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED),
       "%s", err->message);
   fail_unless (strstr (err->message, "no scanouts") != NULL, "%s",
@@ -1729,13 +1575,14 @@ GST_START_TEST (test_watch_no_scanouts)
   raw_send (sock, HXEX_MSG_WATCH, 6, buf, HXEX_WATCH_SIZE);
   raw_expect_error (sock, 6, HXEX_ERR_NO_SCANOUTS, FALSE);
   hxex_resolve_write (&(HxexResolve) {
-      vmm->resource_id, 0}, buf);
+      standin_runner_get_resource (vmm), 0}
+      , buf);
   raw_send (sock, HXEX_MSG_RESOLVE, 12, buf, HXEX_RESOLVE_SIZE);
   fail_unless (raw_recv (sock, &h, buf));
   fail_unless_equals_int (h.type, HXEX_MSG_SURFACE);
   g_object_unref (sock);
-  fail_unless_equals_int (vmm_stat (vmm, "watchers"), 0);
-  vmm_stop (vmm);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 0);
+  standin_runner_stop_checked (vmm);
 }
 
 GST_END_TEST;

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "bridge-runner.h"
+#include "line-reader.h"
 
 #include <sys/resource.h>
 
@@ -23,103 +24,51 @@ struct _BridgeRunner
   gchar *address;
   guint port;
 
-  GThread *reader;
-  GMutex lock;
-  GCond cond;
-  GString *log;                 /* protected by lock */
-  gboolean eof;
+  LineReader *log;              /* its stderr */
   /* the bridge's log goes here when HXFR_TEST_LOG_DIR is set, else to
    * stderr: meson shows only the last 100 lines of a failed test's output,
    * and hundreds of bridge lines would hide the failed check */
   FILE *log_file;
 };
 
-static gpointer
-reader_thread (gpointer data)
+/* The reader's tee: each line to the log file or our stderr. */
+static void
+tee_line (const gchar * line, gpointer data)
 {
   BridgeRunner *r = data;
-  GDataInputStream *in = g_data_input_stream_new
-      (g_subprocess_get_stderr_pipe (r->proc));
-  gchar *line;
 
-  while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, NULL))) {
-    g_mutex_lock (&r->lock);
-    g_string_append (r->log, line);
-    g_string_append_c (r->log, '\n');
-    g_cond_broadcast (&r->cond);
-    g_mutex_unlock (&r->lock);
-    if (r->log_file) {
-      fprintf (r->log_file, "%s\n", line);
-      fflush (r->log_file);
-    } else {
-      g_printerr ("[bridge] %s\n", line);
-    }
-    g_free (line);
+  if (r->log_file) {
+    fprintf (r->log_file, "%s\n", line);
+    fflush (r->log_file);
+  } else {
+    g_printerr ("[bridge] %s\n", line);
   }
-  g_mutex_lock (&r->lock);
-  r->eof = TRUE;
-  g_cond_broadcast (&r->cond);
-  g_mutex_unlock (&r->lock);
-  g_object_unref (in);
-  return NULL;
-}
-
-static guint
-count_locked (BridgeRunner * r, const gchar * needle)
-{
-  const gchar *p = r->log->str;
-  guint n = 0;
-
-  while ((p = strstr (p, needle))) {
-    n++;
-    p += strlen (needle);
-  }
-  return n;
 }
 
 guint
 bridge_runner_count_log (BridgeRunner * r, const gchar * needle)
 {
-  guint n;
-
-  g_mutex_lock (&r->lock);
-  n = count_locked (r, needle);
-  g_mutex_unlock (&r->lock);
-  return n;
+  return line_reader_count (r->log, needle);
 }
 
 gboolean
 bridge_runner_wait_log (BridgeRunner * r, const gchar * needle, guint count,
     guint timeout_s)
 {
-  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
-  gboolean ok;
-
-  g_mutex_lock (&r->lock);
-  while (!(ok = count_locked (r, needle) >= count) && !r->eof)
-    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
-      break;
-  ok = count_locked (r, needle) >= count;
-  g_mutex_unlock (&r->lock);
-  return ok;
+  return line_reader_wait_count (r->log, needle, count, timeout_s);
 }
 
 gchar *
 bridge_runner_get_log (BridgeRunner * r)
 {
-  gchar *s;
-
-  g_mutex_lock (&r->lock);
-  s = g_strdup (r->log->str);
-  g_mutex_unlock (&r->lock);
-  return s;
+  return line_reader_get_text (r->log);
 }
 
 static void
 free_runner (BridgeRunner * r)
 {
-  if (r->reader)
-    g_thread_join (r->reader);
+  if (r->log)
+    line_reader_free (r->log);
   g_clear_object (&r->proc);
   if (r->log_file)
     fclose (r->log_file);
@@ -130,9 +79,6 @@ free_runner (BridgeRunner * r)
   g_free (r->dir);
   g_free (r->socket_path);
   g_free (r->address);
-  g_string_free (r->log, TRUE);
-  g_mutex_clear (&r->lock);
-  g_cond_clear (&r->cond);
   g_free (r);
 }
 
@@ -199,9 +145,6 @@ start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
   GError *err = NULL;
   gchar *listen;
 
-  g_mutex_init (&r->lock);
-  g_cond_init (&r->cond);
-  r->log = g_string_new (NULL);
   r->dir = g_dir_make_tmp ("hxbridge-XXXXXX", NULL);
   if (transport == BRIDGE_RUNNER_UNIX) {
     r->socket_path = g_build_filename (r->dir, "hx.sock", NULL);
@@ -239,7 +182,8 @@ start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
     return NULL;
   }
   open_log_file (r);
-  r->reader = g_thread_new ("bridge-log", reader_thread, r);
+  r->log = line_reader_start (g_subprocess_get_stderr_pipe (r->proc),
+      "bridge-log", tee_line, r);
 
   if (!bridge_runner_wait_log (r, "listening on ", 1, START_TIMEOUT_S)) {
     gchar *log = bridge_runner_get_log (r);
@@ -251,15 +195,14 @@ start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
     return NULL;
   }
 
-  g_mutex_lock (&r->lock);
   {
-    const gchar *p = strstr (r->log->str, "listening on ") +
-        strlen ("listening on ");
+    gchar *log = line_reader_get_text (r->log);
+    const gchar *p = strstr (log, "listening on ") + strlen ("listening on ");
     const gchar *end = strchr (p, ' ');
 
     r->address = g_strndup (p, end ? (gsize) (end - p) : strlen (p));
+    g_free (log);
   }
-  g_mutex_unlock (&r->lock);
   if (transport == BRIDGE_RUNNER_TCP) {
     const gchar *colon = strrchr (r->address, ':');
 
@@ -315,19 +258,17 @@ wait_exit (BridgeRunner * r, gboolean * socket_left)
   gint64 deadline = g_get_monotonic_time () +
       STOP_TIMEOUT_S * G_USEC_PER_SEC;
   gint status = -1;
+  gboolean eof;
 
   /* the reader sees EOF on stderr when the bridge exits */
-  g_mutex_lock (&r->lock);
-  while (!r->eof)
-    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
-      break;
-  g_mutex_unlock (&r->lock);
-  if (!r->eof)
+  eof = line_reader_wait_eof (r->log, deadline);
+
+  if (!eof)
     g_subprocess_force_exit (r->proc);
   g_subprocess_wait (r->proc, NULL, NULL);
-  if (r->eof && g_subprocess_get_if_exited (r->proc))
+  if (eof && g_subprocess_get_if_exited (r->proc))
     status = g_subprocess_get_exit_status (r->proc);
-  else if (!r->eof)
+  else if (!eof)
     g_printerr ("[bridge] did not exit within %d s of SIGTERM\n",
         STOP_TIMEOUT_S);
   else if (g_subprocess_get_if_signaled (r->proc))
