@@ -19,6 +19,7 @@
 #include "video-compare.h"
 #include "guest-emu.h"
 #include "streamer.h"
+#include "text-number.h"
 
 #define PULL_TIMEOUT (20 * GST_SECOND)
 
@@ -1157,14 +1158,7 @@ scrape (guint port)
 static guint64
 metric (const gchar * body, const gchar * series)
 {
-  gchar *needle = g_strconcat ("\n", series, " ", NULL);
-  const gchar *p = strstr (body, needle);
-  guint64 v;
-
-  fail_unless (p != NULL, "%s not in:\n%s", series, body);
-  v = g_ascii_strtoull (p + strlen (needle), NULL, 10);
-  g_free (needle);
-  return v;
+  return text_number (body, "\n", series, " ");
 }
 
 #define M(name) "helix_bridge_" name "{encoder=\"x264enc\"}"

@@ -4,6 +4,7 @@
  */
 #include "standin-runner.h"
 #include "line-reader.h"
+#include "text-number.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -251,14 +252,7 @@ standin_runner_wait_line (StandinRunner * r, const gchar * needle,
 guint64
 standin_runner_stat_in (const gchar * stats, const gchar * key)
 {
-  gchar *needle = g_strconcat (" ", key, "=", NULL);
-  const gchar *p = strstr (stats, needle);
-  guint64 v;
-
-  fail_unless (p != NULL, "no %s in %s", key, stats);
-  v = g_ascii_strtoull (p + strlen (needle), NULL, 10);
-  g_free (needle);
-  return v;
+  return text_number (stats, " ", key, "=");
 }
 
 guint64
