@@ -13,6 +13,7 @@
 #include "hxfr-transport.h"
 #include "hxfr-scanout.h"
 #include "video-compare.h"
+#include "elements.h"
 
 #define W 160
 #define H 120
@@ -795,19 +796,6 @@ GST_START_TEST (test_stop_backoff)
 
 GST_END_TEST;
 
-static gboolean
-have_elements (const gchar * const *names)
-{
-  for (; *names; names++) {
-    GstElementFactory *f = gst_element_factory_find (*names);
-
-    if (!f)
-      return FALSE;
-    gst_object_unref (f);
-  }
-  return TRUE;
-}
-
 static Suite *
 scanoutsrc_suite (void)
 {
@@ -822,10 +810,10 @@ scanoutsrc_suite (void)
 
   suite_add_tcase (s, tc);
   /* every test's host pushes x264enc's access units */
-  if (!have_elements (needs))
+  if (!elements_available (needs))
     return s;
   tcase_add_test (tc, test_access_units);
-  if (have_elements (decode_needs))
+  if (elements_available (decode_needs))
     tcase_add_test (tc, test_decode);
   tcase_add_test (tc, test_force_key_unit);
   tcase_add_test (tc, test_bitrate_control);

@@ -18,6 +18,7 @@
 
 #include "fakehost.h"
 #include "video-compare.h"
+#include "elements.h"
 #include "proc-stats.h"
 #include "../../../gst/vsockenc/vsockenc-drm.h"
 
@@ -1526,19 +1527,6 @@ GST_START_TEST (test_real_decode_v1)
 
 GST_END_TEST;
 
-static gboolean
-have_elements (const gchar * const *names)
-{
-  for (; *names; names++) {
-    GstElementFactory *f = gst_element_factory_find (*names);
-
-    if (!f)
-      return FALSE;
-    gst_object_unref (f);
-  }
-  return TRUE;
-}
-
 static Suite *
 vsockenc_suite (void)
 {
@@ -1588,7 +1576,7 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_stats_interval);
   /* the decode tests need the system's encoder and decoder */
-  if (have_elements (decode_needs)) {
+  if (elements_available (decode_needs)) {
     tcase_add_test (tc, test_real_decode_v2);
     tcase_add_test (tc, test_real_decode_v1);
   }
