@@ -833,37 +833,37 @@ render_frame (StandIn * s, guint32 frame, guint32 width, guint32 height)
   return id;
 }
 
-static gboolean
-play_guest (StandIn * s, GError ** error)
+/* What the bridge answered, frame by frame. */
+typedef struct
 {
-  g_autoptr (HxfrAddress) addr = NULL;
-  g_autoptr (GFile) out_file = NULL;
-  g_autoptr (GOutputStream) out = NULL;
-  gint64 timeout = (gint64) opt_timeout_ms * 1000;
+  guint frames;                 /* requests sent */
+  guint n_ok;
+  guint n_dropped;
+  guint n_failed;
+  guint64 au_bytes;
+} GuestTally;
+
+/* --output: the file the access units go to, replaced. */
+static GOutputStream *
+open_output (const gchar * path, GError ** error)
+{
+  g_autoptr (GFile) file = g_file_new_for_path (path);
+
+  return G_OUTPUT_STREAM (g_file_replace (file, NULL, FALSE,
+          G_FILE_CREATE_NONE, NULL, error));
+}
+
+/* HELLO as a v2 guest that names frames by resource id, and the bridge's
+ * HELLO_ACK. A bridge that cannot resolve resource ids is only warned
+ * about: its answers (FAILED) then say so frame by frame. */
+static gboolean
+say_hello (HxfrConn * conn, const HxfrLimits * limits, gint64 timeout,
+    GError ** error)
+{
   guint8 fixed[HXFR_MAX_FIXED_SIZE];
   HxfrHello hello;
   HxfrMessage msg;
-  HxfrLimits limits;
-  HxfrConn *conn;
-  guint64 bytes_after_hello, au_bytes = 0;
-  guint n_ok = 0, n_dropped = 0, n_failed = 0, frame;
-  gboolean ok = FALSE;
   gsize n;
-
-  addr = hxfr_address_parse (opt_bridge, error);
-  if (!addr)
-    return FALSE;
-  if (opt_output) {
-    out_file = g_file_new_for_path (opt_output);
-    out = G_OUTPUT_STREAM (g_file_replace (out_file, NULL, FALSE,
-            G_FILE_CREATE_NONE, NULL, error));
-    if (!out)
-      return FALSE;
-  }
-  conn = hxfr_conn_connect (addr, timeout, NULL, error);
-  if (!conn)
-    return FALSE;
-  hxfr_limits_init_default (&limits);
 
   memset (&hello, 0, sizeof (hello));
   hello.min_version = 2;
@@ -878,99 +878,168 @@ play_guest (StandIn * s, GError ** error)
   n = hxfr_hello_write (&hello, fixed);
   if (!hxfr_conn_send (conn, HXFR_MSG_HELLO, 0, 1, fixed, n, NULL, 0,
           timeout, NULL, error)
-      || !hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg, timeout,
+      || !hxfr_conn_receive (conn, HXFR_ROLE_GUEST, limits, &msg, timeout,
           timeout, NULL, error))
-    goto done;
+    return FALSE;
   if (msg.header.type != HXFR_MSG_HELLO_ACK) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_UNSUPPORTED,
         "the bridge answered HELLO with %s (%d: %s)",
         hxfr_msg_type_name (msg.header.type), msg.u.error.code,
         msg.u.error.message);
-    goto done;
+    return FALSE;
   }
   if (!(msg.u.hello_ack.host_flags & HXFR_HOST_RESOURCE_IDS))
     g_printerr ("helix-standin-vmm: warning: the bridge says it cannot "
         "resolve resource ids (no --export?)\n");
+  return TRUE;
+}
+
+/* Renders @frame (at the --resize-at size from then on) and sends its
+ * FRAME_REQUEST2, naming the resource: no pixels. The first frame and the
+ * first resized one are asked for as IDRs. */
+static gboolean
+send_frame (StandIn * s, HxfrConn * conn, guint frame, gint64 timeout,
+    GError ** error)
+{
+  gboolean resized = opt_resize_at >= 0 && frame >= (guint) opt_resize_at;
+  guint32 w = resized ? opt_resize_width : opt_width;
+  guint32 h = resized ? opt_resize_height : opt_height;
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  HxfrFrameRequest req;
+  guint32 id = render_frame (s, frame, w, h);
+  gsize n;
+
+  if (id == 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+        "could not render frame %u", frame);
+    return FALSE;
+  }
+  memset (&req, 0, sizeof (req));
+  req.seq = frame;
+  req.resource_id = id;
+  req.width = w;
+  req.height = h;
+  req.format = s->fourcc;
+  req.n_planes = 1;
+  req.stride[0] = w * 4;
+  req.pts = (gint64) frame * G_GINT64_CONSTANT (33333333);
+  req.duration = G_GINT64_CONSTANT (33333333);
+  req.force_keyframe = frame == 0 || (opt_resize_at >= 0
+      && frame == (guint) opt_resize_at);
+  n = hxfr_frame_request_write (&req, 2, fixed);
+  return hxfr_conn_send (conn, HXFR_MSG_FRAME_REQUEST2, 0, 1, fixed, n, NULL,
+      0, timeout, NULL, error);
+}
+
+/* Reads the answer to @frame into @tally (its access unit to @out, if
+ * any). An ERROR or an answer out of turn ends the run; a FAILED frame
+ * is counted and told, the run goes on. */
+static gboolean
+take_answer (HxfrConn * conn, const HxfrLimits * limits, guint frame,
+    GOutputStream * out, gint64 timeout, GuestTally * tally, GError ** error)
+{
+  HxfrMessage msg;
+
+  if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, limits, &msg, timeout,
+          timeout, NULL, error))
+    return FALSE;
+  if (msg.header.type == HXFR_MSG_ERROR) {
+    g_set_error (error, HXFR_ERROR, msg.u.error.code,
+        "the bridge sent ERROR %d: %s", msg.u.error.code,
+        msg.u.error.message);
+    return FALSE;
+  }
+  if (msg.header.type != HXFR_MSG_FRAME_RESPONSE2
+      || msg.u.frame_response.seq != frame) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
+        "expected FRAME_RESPONSE2 seq %u, got %s seq %u", frame,
+        hxfr_msg_type_name (msg.header.type), msg.u.frame_response.seq);
+    return FALSE;
+  }
+  switch (msg.u.frame_response.status) {
+    case HXFR_STATUS_OK:{
+      g_autofree guint8 *au = g_malloc (MAX (msg.tail_size, 1));
+
+      if (!hxfr_conn_read_exact (conn, au, msg.tail_size, timeout, NULL,
+              error))
+        return FALSE;
+      if (out && !g_output_stream_write_all (out, au, msg.tail_size, NULL,
+              NULL, error))
+        return FALSE;
+      tally->au_bytes += msg.tail_size;
+      tally->n_ok++;
+      break;
+    }
+    case HXFR_STATUS_DROPPED:
+      tally->n_dropped++;
+      break;
+    default:
+      tally->n_failed++;
+      g_printerr ("helix-standin-vmm: frame %u failed: %d %s\n", frame,
+          msg.u.frame_response.error_code, msg.text);
+      break;
+  }
+  return TRUE;
+}
+
+/* The guest's whole conversation on @conn: HELLO, then --frames requests
+ * one at a time, each answered before the next (max-in-flight 1); prints
+ * the tally. FALSE if it broke off or a frame failed. */
+static gboolean
+converse (StandIn * s, HxfrConn * conn, GOutputStream * out, gint64 timeout,
+    GError ** error)
+{
+  GuestTally tally = { 0, };
+  HxfrLimits limits;
+  guint64 bytes_after_hello;
+
+  hxfr_limits_init_default (&limits);
+  if (!say_hello (conn, &limits, timeout, error))
+    return FALSE;
   bytes_after_hello = hxfr_conn_get_bytes_sent (conn);
 
-  for (frame = 0; frame < (guint) opt_frames; frame++) {
-    gboolean resized = opt_resize_at >= 0 && frame >= (guint) opt_resize_at;
-    guint32 w = resized ? opt_resize_width : opt_width;
-    guint32 h = resized ? opt_resize_height : opt_height;
-    HxfrFrameRequest req;
-    guint32 id = render_frame (s, frame, w, h);
+  for (tally.frames = 0; tally.frames < (guint) opt_frames; tally.frames++)
+    if (!send_frame (s, conn, tally.frames, timeout, error)
+        || !take_answer (conn, &limits, tally.frames, out, timeout, &tally,
+            error))
+      return FALSE;
 
-    if (id == 0) {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-          "could not render frame %u", frame);
-      goto done;
-    }
-    memset (&req, 0, sizeof (req));
-    req.seq = frame;
-    req.resource_id = id;
-    req.width = w;
-    req.height = h;
-    req.format = s->fourcc;
-    req.n_planes = 1;
-    req.stride[0] = w * 4;
-    req.pts = (gint64) frame * G_GINT64_CONSTANT (33333333);
-    req.duration = G_GINT64_CONSTANT (33333333);
-    req.force_keyframe = frame == 0 || (opt_resize_at >= 0
-        && frame == (guint) opt_resize_at);
-    n = hxfr_frame_request_write (&req, 2, fixed);
-    if (!hxfr_conn_send (conn, HXFR_MSG_FRAME_REQUEST2, 0, 1, fixed, n, NULL,
-            0, timeout, NULL, error))
-      goto done;
-    if (!hxfr_conn_receive (conn, HXFR_ROLE_GUEST, &limits, &msg, timeout,
-            timeout, NULL, error))
-      goto done;
-    if (msg.header.type == HXFR_MSG_ERROR) {
-      g_set_error (error, HXFR_ERROR, msg.u.error.code,
-          "the bridge sent ERROR %d: %s", msg.u.error.code,
-          msg.u.error.message);
-      goto done;
-    }
-    if (msg.header.type != HXFR_MSG_FRAME_RESPONSE2
-        || msg.u.frame_response.seq != frame) {
-      g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-          "expected FRAME_RESPONSE2 seq %u, got %s seq %u", frame,
-          hxfr_msg_type_name (msg.header.type), msg.u.frame_response.seq);
-      goto done;
-    }
-    switch (msg.u.frame_response.status) {
-      case HXFR_STATUS_OK:{
-        g_autofree guint8 *au = g_malloc (MAX (msg.tail_size, 1));
-
-        if (!hxfr_conn_read_exact (conn, au, msg.tail_size, timeout, NULL,
-                error))
-          goto done;
-        if (out && !g_output_stream_write_all (out, au, msg.tail_size, NULL,
-                NULL, error))
-          goto done;
-        au_bytes += msg.tail_size;
-        n_ok++;
-        break;
-      }
-      case HXFR_STATUS_DROPPED:
-        n_dropped++;
-        break;
-      default:
-        n_failed++;
-        g_printerr ("helix-standin-vmm: frame %u failed: %d %s\n", frame,
-            msg.u.frame_response.error_code, msg.text);
-        break;
-    }
-  }
   g_print ("frames=%u ok=%u dropped=%u failed=%u au_bytes=%" G_GUINT64_FORMAT
-      " guest_to_host_bytes_per_frame=%" G_GUINT64_FORMAT "\n", frame, n_ok,
-      n_dropped, n_failed, au_bytes, frame ? (hxfr_conn_get_bytes_sent (conn)
-          - bytes_after_hello) / frame : 0);
-  ok = n_failed == 0;
-  if (!ok)
+      " guest_to_host_bytes_per_frame=%" G_GUINT64_FORMAT "\n", tally.frames,
+      tally.n_ok, tally.n_dropped, tally.n_failed, tally.au_bytes,
+      tally.frames ? (hxfr_conn_get_bytes_sent (conn) - bytes_after_hello) /
+      tally.frames : 0);
+  if (tally.n_failed) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%u frames failed",
-        n_failed);
+        tally.n_failed);
+    return FALSE;
+  }
+  return TRUE;
+}
 
-done:
+/* --bridge: plays the guest against the bridge (see the top of the file). */
+static gboolean
+play_guest (StandIn * s, GError ** error)
+{
+  g_autoptr (HxfrAddress) addr = NULL;
+  g_autoptr (GOutputStream) out = NULL;
+  gint64 timeout = (gint64) opt_timeout_ms * 1000;
+  HxfrConn *conn;
+  gboolean ok;
+
+  addr = hxfr_address_parse (opt_bridge, error);
+  if (!addr)
+    return FALSE;
+  if (opt_output) {
+    out = open_output (opt_output, error);
+    if (!out)
+      return FALSE;
+  }
+  conn = hxfr_conn_connect (addr, timeout, NULL, error);
+  if (!conn)
+    return FALSE;
+
+  ok = converse (s, conn, out, timeout, error);
   if (out)
     g_output_stream_close (out, NULL, NULL);
   hxfr_conn_unref (conn);
@@ -1008,104 +1077,122 @@ on_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-int
-main (int argc, char **argv)
+static const gchar options_description[] = "Scanouts (export protocol "
+    "version 2): --scanouts N reports N scanouts to watchers; scanout 0 "
+    "is then enabled, showing --width x --height, static.\n"
+    "--scanout K:WxH[@HZ] enables scanout K (K < N) showing WxH, "
+    "page-flipping at HZ (default 60; 0 = one flip, then static).\n"
+    "Each scanout double-buffers two virglrenderer resources; flip f "
+    "(counted per scanout from 0) of scanout K shows test frame\n"
+    "f + 64*K: pixel (x, y), bytes in memory order b0 = (x + 4*F) & 255, "
+    "b1 = (y + 2*F) & 255, b2 = ((x ^ y) + F) & 255, b3 = 255, F = f + "
+    "64*K.\n"
+    "A watcher's SCANOUT_CONTROL enables scanout K > 0 at the size asked "
+    "(one flip, then --hotplug-hz) or disables it, printing\n"
+    "\"HOTPLUG K enabled=E WxH\"; scanout 0 and sizes above 8192 are "
+    "refused.\n"
+    "--serve-only stdin commands: frame N, create W H [F], destroy ID, "
+    "stall MS, stats, export on|off, quit;\n"
+    "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
+    "resize K W H (each prints one line once done:\n"
+    "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
+    "resource=R, RATE K hz=HZ, or FAILED why).";
+
+/* The command line into the opt_ variables, checked; the resize size
+ * defaults to half the size. FALSE: told on stderr, exit 1. */
+static gboolean
+parse_options (int *argc, char ***argv)
 {
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) err = NULL;
-  HelixExportOptions opts;
-  StandIn s;
-  Resource *r;
-  GThread *guest = NULL;
-  static int cookie;
-  int ret;
 
   ctx = g_option_context_new ("- a stand-in VMM serving virglrenderer "
       "resources through the helix export");
   g_option_context_add_main_entries (ctx, entries, NULL);
-  g_option_context_set_description (ctx, "Scanouts (export protocol "
-      "version 2): --scanouts N reports N scanouts to watchers; scanout 0 "
-      "is then enabled, showing --width x --height, static.\n"
-      "--scanout K:WxH[@HZ] enables scanout K (K < N) showing WxH, "
-      "page-flipping at HZ (default 60; 0 = one flip, then static).\n"
-      "Each scanout double-buffers two virglrenderer resources; flip f "
-      "(counted per scanout from 0) of scanout K shows test frame\n"
-      "f + 64*K: pixel (x, y), bytes in memory order b0 = (x + 4*F) & 255, "
-      "b1 = (y + 2*F) & 255, b2 = ((x ^ y) + F) & 255, b3 = 255, F = f + "
-      "64*K.\n"
-      "A watcher's SCANOUT_CONTROL enables scanout K > 0 at the size asked "
-      "(one flip, then --hotplug-hz) or disables it, printing\n"
-      "\"HOTPLUG K enabled=E WxH\"; scanout 0 and sizes above 8192 are "
-      "refused.\n"
-      "--serve-only stdin commands: frame N, create W H [F], destroy ID, "
-      "stall MS, stats, export on|off, quit;\n"
-      "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
-      "resize K W H (each prints one line once done:\n"
-      "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
-      "resource=R, RATE K hz=HZ, or FAILED why).");
-  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
+  g_option_context_set_description (ctx, options_description);
+  if (!g_option_context_parse (ctx, argc, argv, &err)) {
     g_printerr ("helix-standin-vmm: %s\n", err->message);
-    return 1;
+    return FALSE;
   }
   if (!opt_export_socket) {
     g_printerr ("helix-standin-vmm: needs --export-socket\n");
-    return 1;
+    return FALSE;
   }
   if ((!opt_bridge && !opt_serve_only)
       || opt_width <= 0 || opt_height <= 0 || opt_frames < 0) {
     g_printerr ("helix-standin-vmm: needs --bridge or --serve-only, and a "
         "positive size\n");
-    return 1;
+    return FALSE;
   }
   if (opt_scanouts < 0 || opt_scanouts > MAX_SCANOUTS || opt_hotplug_hz < 0
       || opt_hotplug_hz > MAX_SCANOUT_HZ) {
     g_printerr ("helix-standin-vmm: --scanouts is 0..%d, --hotplug-hz "
         "0..%d\n", MAX_SCANOUTS, MAX_SCANOUT_HZ);
-    return 1;
+    return FALSE;
   }
   if (opt_resize_width <= 0)
     opt_resize_width = MAX (opt_width / 2, 2);
   if (opt_resize_height <= 0)
     opt_resize_height = MAX (opt_height / 2, 2);
+  return TRUE;
+}
 
-  memset (&s, 0, sizeof (s));
-  g_mutex_init (&s.lock);
-  g_cond_init (&s.cond);
-  s.next_id = 1;
-  if (g_ascii_strcasecmp (opt_format, "bgra") == 0) {
-    s.virgl_format = 1;
-    s.fourcc = HXFR_FORMAT_ARGB8888;
-  } else if (g_ascii_strcasecmp (opt_format, "bgrx") == 0) {
-    s.virgl_format = 2;
-    s.fourcc = HXFR_FORMAT_XRGB8888;
-  } else if (g_ascii_strcasecmp (opt_format, "rgba") == 0) {
-    s.virgl_format = 67;
-    s.fourcc = HXFR_FORMAT_ABGR8888;
-  } else if (g_ascii_strcasecmp (opt_format, "rgbx") == 0) {
-    s.virgl_format = 134;
-    s.fourcc = HXFR_FORMAT_XBGR8888;
-  } else {
-    g_printerr ("helix-standin-vmm: unknown format %s\n", opt_format);
-    return 1;
+/* --format: the virgl format of the resources and the fourcc the guest
+ * names them by. FALSE for a format the stand-in does not make. */
+static gboolean
+set_format (StandIn * s, const gchar * format)
+{
+  static const struct
+  {
+    const gchar *name;
+    guint32 virgl_format;
+    guint32 fourcc;
+  } formats[] = {
+    {"bgra", 1, HXFR_FORMAT_ARGB8888},
+    {"bgrx", 2, HXFR_FORMAT_XRGB8888},
+    {"rgba", 67, HXFR_FORMAT_ABGR8888},
+    {"rgbx", 134, HXFR_FORMAT_XBGR8888},
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (formats); i++) {
+    if (g_ascii_strcasecmp (format, formats[i].name) == 0) {
+      s->virgl_format = formats[i].virgl_format;
+      s->fourcc = formats[i].fourcc;
+      return TRUE;
+    }
   }
+  return FALSE;
+}
 
-  /* Surfaceless EGL: no window system, no DRM device needed (llvmpipe).
-   * virglrenderer refuses a NULL cookie. Desktop GL first, then GLES. */
+/* Surfaceless EGL: no window system, no DRM device needed (llvmpipe).
+ * virglrenderer refuses a NULL cookie. Desktop GL first, then GLES.
+ * FALSE: told on stderr (a SKIP: the machine cannot run it). */
+static gboolean
+start_renderer (int *cookie)
+{
+  int ret;
+
   g_setenv ("EGL_PLATFORM", "surfaceless", FALSE);
-  ret = virgl_renderer_init (&cookie, VIRGL_RENDERER_USE_EGL |
+  ret = virgl_renderer_init (cookie, VIRGL_RENDERER_USE_EGL |
       VIRGL_RENDERER_USE_SURFACELESS, &virgl_cbs);
   if (ret != 0)
-    ret = virgl_renderer_init (&cookie, VIRGL_RENDERER_USE_EGL |
+    ret = virgl_renderer_init (cookie, VIRGL_RENDERER_USE_EGL |
         VIRGL_RENDERER_USE_SURFACELESS | VIRGL_RENDERER_USE_GLES, &virgl_cbs);
   if (ret != 0) {
     g_printerr ("helix-standin-vmm: SKIP: virglrenderer could not start "
         "(surfaceless EGL): %s\n", g_strerror (ABS (ret)));
-    return EXIT_NO_RENDERER;
+    return FALSE;
   }
+  return TRUE;
+}
 
-  s.resources = g_hash_table_new_full (NULL, NULL, NULL,
-      (GDestroyNotify) resource_free);
-  s.loop = g_main_loop_new (NULL, FALSE);
+/* The export's options from the command line: a slot holds the largest
+ * frame the guest side makes (before or after --resize-at). */
+static void
+configure_export (StandIn * s)
+{
+  HelixExportOptions opts;
 
   helix_export_options_init (&opts);
   opts.n_slots = opt_slots;
@@ -1119,13 +1206,54 @@ main (int argc, char **argv)
   opts.slot_size = MAX (opts.slot_size, HELIX_EXPORT_DEFAULT_SLOT_SIZE);
   opts.n_scanouts = opt_scanouts;
   opts.set_scanout_enabled = on_set_scanout_enabled;
-  opts.user_data = &s;
-  s.export_opts = opts;
-  if (!scanouts_setup (&s, &err)) {
-    g_printerr ("helix-standin-vmm: %s\n", err->message);
+  opts.user_data = s;
+  s->export_opts = opts;
+}
+
+/* --serve-only: one resource showing frame 0, commands from stdin, and
+ * the READY line a test waits for. */
+static gboolean
+serve_only (StandIn * s, GError ** error)
+{
+  Resource *r = resource_create (s, opt_width, opt_height, error);
+
+  if (!r || !resource_write_frame (r, 0, error))
+    return FALSE;
+  g_unix_fd_add (0, G_IO_IN | G_IO_HUP, on_stdin, s);
+  g_print ("READY socket=%s resource=%u width=%u height=%u fourcc=%s "
+      "scanouts=%u\n", opt_export_socket, r->id, r->width, r->height,
+      opt_format, s->n_scanouts);
+  fflush (stdout);
+  return TRUE;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GError) err = NULL;
+  StandIn s;
+  GThread *guest = NULL;
+  static int cookie;
+
+  if (!parse_options (&argc, &argv))
+    return 1;
+
+  memset (&s, 0, sizeof (s));
+  g_mutex_init (&s.lock);
+  g_cond_init (&s.cond);
+  s.next_id = 1;
+  if (!set_format (&s, opt_format)) {
+    g_printerr ("helix-standin-vmm: unknown format %s\n", opt_format);
     return 1;
   }
-  if (!export_start (&s, &err)) {
+  if (!start_renderer (&cookie))
+    return EXIT_NO_RENDERER;
+
+  s.resources = g_hash_table_new_full (NULL, NULL, NULL,
+      (GDestroyNotify) resource_free);
+  s.loop = g_main_loop_new (NULL, FALSE);
+  configure_export (&s);
+  if (!scanouts_setup (&s, &err) || !export_start (&s, &err)) {
     g_printerr ("helix-standin-vmm: %s\n", err->message);
     return 1;
   }
@@ -1133,16 +1261,10 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGTERM, on_signal, s.loop);
 
   if (opt_serve_only) {
-    r = resource_create (&s, opt_width, opt_height, &err);
-    if (!r || !resource_write_frame (r, 0, &err)) {
+    if (!serve_only (&s, &err)) {
       g_printerr ("helix-standin-vmm: %s\n", err->message);
       return 1;
     }
-    g_unix_fd_add (0, G_IO_IN | G_IO_HUP, on_stdin, &s);
-    g_print ("READY socket=%s resource=%u width=%u height=%u fourcc=%s "
-        "scanouts=%u\n", opt_export_socket, r->id, r->width, r->height,
-        opt_format, s.n_scanouts);
-    fflush (stdout);
   } else {
     guest = g_thread_new ("guest", guest_thread, &s);
   }
