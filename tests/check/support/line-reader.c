@@ -72,6 +72,19 @@ line_reader_free (LineReader * r)
   g_free (r);
 }
 
+gboolean
+line_reader_wait_eof (LineReader * r, gint64 deadline)
+{
+  gboolean eof;
+
+  g_mutex_lock (&r->lock);
+  /* a wake-up before the end waits again; the deadline ends it */
+  while (!r->eof && g_cond_wait_until (&r->cond, &r->lock, deadline));
+  eof = r->eof;
+  g_mutex_unlock (&r->lock);
+  return eof;
+}
+
 static guint
 count_locked (LineReader * r, const gchar * needle)
 {
@@ -112,20 +125,6 @@ line_reader_wait_count (LineReader * r, const gchar * needle, guint count,
   return ok;
 }
 
-gboolean
-line_reader_wait_eof (LineReader * r, gint64 deadline)
-{
-  gboolean eof;
-
-  g_mutex_lock (&r->lock);
-  while (!r->eof)
-    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
-      break;
-  eof = r->eof;
-  g_mutex_unlock (&r->lock);
-  return eof;
-}
-
 gchar *
 line_reader_get_text (LineReader * r)
 {
@@ -135,17 +134,6 @@ line_reader_get_text (LineReader * r)
   s = g_strdup (r->text->str);
   g_mutex_unlock (&r->lock);
   return s;
-}
-
-guint
-line_reader_n_lines (LineReader * r)
-{
-  guint n;
-
-  g_mutex_lock (&r->lock);
-  n = r->lines->len;
-  g_mutex_unlock (&r->lock);
-  return n;
 }
 
 /* Lock held. */

@@ -33,7 +33,6 @@ gboolean line_reader_wait_count (LineReader * r, const gchar * needle,
 gboolean line_reader_wait_eof (LineReader * r, gint64 deadline);
 /* A copy of the output so far. */
 gchar *line_reader_get_text (LineReader * r);
-guint line_reader_n_lines (LineReader * r);
 
 /* A copy of the first line at or after line *@from that starts with one
  * of @prefixes (NULL: any line), waiting until @deadline; *@from moves

@@ -172,8 +172,9 @@ standin_runner_command (StandinRunner * r, const gchar * cmd)
   static const gchar *const answers[] = { "SCANOUT ", "FLIPPED ", "RATE ",
     "STATS ", "CREATED ", "OK", "FAILED", NULL
   };
-  /* the answer comes after the command: older lines are not it */
-  guint from = line_reader_n_lines (r->out);
+  /* the answer comes after the command: older lines are not it (each
+   * line ends with "\n", so this counts them) */
+  guint from = line_reader_count (r->out, "\n");
   gchar *answer;
 
   send_line (r, cmd);
