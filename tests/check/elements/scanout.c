@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <gst/check/gstcheck.h>
+#include <glib/gstdio.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
@@ -112,11 +113,10 @@ typedef enum
 } Rd;
 
 static Cl *
-cl_connect (Env * e)
+cl_connect_path (const gchar * path)
 {
   Cl *c = g_new0 (Cl, 1);
   struct sockaddr_un sa = { 0, };
-  const gchar *path = bridge_runner_get_socket_path (e->bridge);
 
   c->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   fail_unless (c->fd >= 0);
@@ -125,6 +125,12 @@ cl_connect (Env * e)
   fail_unless (connect (c->fd, (struct sockaddr *) &sa, sizeof (sa)) == 0,
       "connect %s: %s", path, g_strerror (errno));
   return c;
+}
+
+static Cl *
+cl_connect (Env * e)
+{
+  return cl_connect_path (bridge_runner_get_socket_path (e->bridge));
 }
 
 static void
@@ -2107,6 +2113,118 @@ GST_START_TEST (test_second_sigterm_while_draining)
 
 GST_END_TEST;
 
+/* ------------------------------------------------------------------ */
+/* Bitrate and several VMs                                              */
+
+/* Mean access unit bytes over @n frames of a deployed subscriber, after
+ * @settle frames (the rate control's reaction). */
+static gdouble
+mean_au_bytes (Cl * c, guint settle, guint n)
+{
+  guint64 bytes = 0;
+  guint i;
+
+  for (i = 0; i < settle + n; i++) {
+    Frame f;
+
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    if (i >= settle)
+      bytes += g_bytes_get_size (f.au);
+    frame_clear (&f);
+  }
+  return (gdouble) bytes / n;
+}
+
+/* CONFIG_REQ's bitrate reaches the scanout's encoder: 30 times the bitrate
+ * gives clearly bigger access units on the same flips. */
+GST_START_TEST (test_bitrate_takes_effect)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "2", "--scanout", "1:320x240@30", NULL
+  };
+  const gchar *bridge_args[] = { "--bitrate", "100000", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  guint8 cfg[HXFR_CONFIG_REQ_SIZE] = { 0, };
+  gdouble low, high;
+  Cl *c;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  low = mean_au_bytes (c, 15, 45);
+  put_le32 (cfg, 320);
+  put_le32 (cfg + 4, 240);
+  put_le32 (cfg + 8, 3000000);
+  put_le32 (cfg + 12, 30);
+  put_le32 (cfg + 16, 1);
+  fail_unless (cl_send (c, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
+  high = mean_au_bytes (c, 15, 45);
+  g_printerr ("bitrate: --bitrate 100000: %.0f bytes/frame; after "
+      "CONFIG_REQ 3000000: %.0f bytes/frame (x%.1f)\n", low, high,
+      high / low);
+  fail_unless (high > 3 * low, "CONFIG_REQ 3 Mbit/s: %.0f bytes per frame, "
+      "against %.0f at 100 kbit/s", high, low);
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* One bridge, two VMs: each listener serves its own VM's scanouts. The two
+ * stand-ins show scanout 1 at different sizes, which the SPS tells. */
+GST_START_TEST (test_two_vms)
+{
+  const gchar *vmm_a[] = STANDIN_ARGS ("30");
+  const gchar *vmm_b[] = { "--width", "64", "--height", "48",
+    "--scanouts", "2", "--scanout", "1:96x64@30", NULL
+  };
+  StandinRunner *b_vmm = standin_runner_start (vmm_b);
+  gchar *dir = g_dir_make_tmp ("hx-two-vms-XXXXXX", NULL);
+  gchar *b_path = g_build_filename (dir, "vm-b.sock", NULL);
+  gchar *listen_b, *bridge_args[3] = { (gchar *) "--listen", NULL, NULL };
+  const gchar *paths[2];
+  Env *e;
+  guint i;
+
+  if (!b_vmm) {
+    g_rmdir (dir);
+    g_free (dir);
+    g_free (b_path);
+    return;
+  }
+  listen_b = g_strdup_printf ("unix:%s,export=%s,deployed", b_path,
+      standin_runner_get_export_address (b_vmm));
+  bridge_args[1] = listen_b;
+  e = env_start (vmm_a, "deployed", (const gchar * const *) bridge_args);
+  fail_unless (e != NULL);
+  paths[0] = bridge_runner_get_socket_path (e->bridge);
+  paths[1] = b_path;
+  for (i = 0; i < 2; i++) {
+    Cl *c = cl_connect_path (paths[i]);
+    Frame f;
+    guint w = 0, h = 0;
+
+    fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+    fail_unless (f.keyframe && au_sps_size (f.au, &w, &h));
+    g_printerr ("two VMs: listener %u, scanout 1: %ux%u\n", i, w, h);
+    fail_unless (i == 0 ? (w == SW && h == SH) : (w == 96 && h == 64),
+        "listener %u serves a %ux%u scanout 1", i, w, h);
+    frame_clear (&f);
+    cl_close (c);
+  }
+  env_stop (e);
+  standin_runner_stop (b_vmm);
+  fail_if (g_file_test (b_path, G_FILE_TEST_EXISTS));
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (b_path);
+  g_free (listen_b);
+}
+
+GST_END_TEST;
+
 static Suite *
 scanout_suite (void)
 {
@@ -2127,6 +2245,8 @@ scanout_suite (void)
   tcase_add_test (tc, test_bad_index);
   tcase_add_test (tc, test_lying_sizes);
   tcase_add_test (tc, test_config_flood);
+  tcase_add_test (tc, test_bitrate_takes_effect);
+  tcase_add_test (tc, test_two_vms);
   tcase_add_test (tc, test_ping);
   tcase_add_test (tc, test_huge_unknown_payload);
   tcase_add_test (tc, test_token_and_no_deployed);
