@@ -294,23 +294,6 @@ vsockenc_request_clear (VsockEncRequest * r)
 
 /* Access units */
 
-/* Whether @data opens with an AUD, counting an AU that is nothing but one
- * (the bridge's null encoder). hxfr_video_au_aud_length() says 0 for that
- * AU (there is nothing to strip), so it is asked about the opening bytes (a
- * start code, 3 or 4 bytes, and the NAL header) followed by a start code:
- * an opening AUD then always ends, and the start-code/AUD scan stays in one
- * place. */
-static gboolean
-au_opens_with_aud (const guint8 * data, gsize size)
-{
-  guint8 head[5 + 3] = { 0, };
-  gsize n = MIN (size, 5);
-
-  memcpy (head, data, n);
-  head[n + 2] = 1;              /* 00 00 01 after the opening bytes */
-  return hxfr_video_au_aud_length (head, n + 3) > 0;
-}
-
 /* An AU that is nothing but an AUD (the bridge's null encoder) is left
  * alone. */
 GstBuffer *
@@ -324,7 +307,7 @@ vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud)
   if (!gst_buffer_map (au, &map, GST_MAP_READ))
     return au;
   if (want_aud)
-    has_aud = au_opens_with_aud (map.data, map.size);
+    has_aud = hxfr_video_au_opens_with_aud (map.data, map.size);
   else
     aud_length = hxfr_video_au_aud_length (map.data, map.size);
   gst_buffer_unmap (au, &map);

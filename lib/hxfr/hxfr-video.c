@@ -51,14 +51,22 @@ start_code_length (const guint8 * d, gsize size)
   return 0;
 }
 
+gboolean
+hxfr_video_au_opens_with_aud (const guint8 * au, gsize size)
+{
+  guint sc = start_code_length (au, size);
+
+  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
+  return sc && size > sc && (au[sc] & 0x1f) == 9;
+}
+
 gsize
 hxfr_video_au_aud_length (const guint8 * au, gsize size)
 {
   guint sc = start_code_length (au, size);
   gsize i;
 
-  /* an AUD is always an access unit's first NAL (H.264 7.4.1.2.3) */
-  if (!sc || size <= sc || (au[sc] & 0x1f) != 9)
+  if (!hxfr_video_au_opens_with_aud (au, size))
     return 0;
   for (i = sc + 1; i + 3 <= size; i++)
     if (start_code_length (au + i, size - i))

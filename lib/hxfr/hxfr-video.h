@@ -26,5 +26,8 @@ GstVideoFormat hxfr_video_format_from_fourcc (guint32 fourcc);
  * included), up to the next start code; 0 if @au does not begin with one,
  * or is nothing but one (the bridge's null encoder). */
 gsize hxfr_video_au_aud_length (const guint8 * au, gsize size);
+/* TRUE if @au begins with an access unit delimiter (also when it is
+ * nothing but one). */
+gboolean hxfr_video_au_opens_with_aud (const guint8 * au, gsize size);
 
 G_END_DECLS
