@@ -138,7 +138,8 @@ queue_message (Subscriber * sub, guint8 type, guint16 session_id,
     o = g_new0 (Outgoing, 1);
     o->type = type;
     o->session_id = session_id;
-    memcpy (o->fixed, fixed, fixed_len);
+    if (fixed_len)              /* PONG: none, and memcpy (NULL) is UB */
+      memcpy (o->fixed, fixed, fixed_len);
     o->fixed_len = fixed_len;
     push_locked (sub, o);
   }
