@@ -268,8 +268,7 @@ push_one (Session * s, gint i)
       g_cond_wait (&s->cond, &s->lock);
     g_mutex_unlock (&s->lock);
   }
-  return gst_app_src_push_buffer (GST_APP_SRC (s->appsrc), buf) ==
-      GST_FLOW_OK;
+  return gst_app_src_push_buffer (GST_APP_SRC (s->appsrc), buf) == GST_FLOW_OK;
 }
 
 static gboolean
@@ -765,8 +764,7 @@ main (int argc, char **argv)
     fprintf (stderr, "bench-guest: bad frames/warmup/sessions/window\n");
     return 2;
   }
-  if ((opt.mode == MODE_SHM_SEND || opt.mode == MODE_SHM_RECV) &&
-      !opt.shm_path) {
+  if ((opt.mode == MODE_SHM_SEND || opt.mode == MODE_SHM_RECV) && !opt.shm_path) {
     fprintf (stderr, "bench-guest: --shm-path needed\n");
     return 2;
   }

@@ -111,14 +111,15 @@ main (int argc, char **argv)
         g_strerror (ABS (ret)));
     return 1;
   }
-  size = (gsize) width * height * 4;
+  size = ((gsize) width) * height * 4;
   backing.iov_base = g_malloc (size);
   backing.iov_len = size;
   for (i = 0; i < (gint) size; i++)
     ((guint8 *) backing.iov_base)[i] = (guint8) (i * 7);
   ret = virgl_renderer_resource_attach_iov (1, &backing, 1);
   box = (struct virgl_box) {
-  0, 0, 0, width, height, 1};
+    0, 0, 0, width, height, 1
+  };
   if (ret == 0)
     ret = virgl_renderer_transfer_write_iov (1, 0, 0, width * 4, 0,
         &box, 0, NULL, 0);

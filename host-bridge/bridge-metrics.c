@@ -158,8 +158,7 @@ on_written (GObject * stream, GAsyncResult * res, gpointer data)
 {
   Client *c = data;
 
-  g_output_stream_write_all_finish (G_OUTPUT_STREAM (stream), res, NULL,
-      NULL);
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (stream), res, NULL, NULL);
   client_free (c);
 }
 
@@ -190,8 +189,7 @@ answer (Client * c)
     reply (c, "405 Method Not Allowed", "GET /metrics only\n");
   } else {
     path = parts[1];
-    if (!strncmp (path, "/metrics", 8) && (path[8] == '\0'
-            || path[8] == '?')) {
+    if (!strncmp (path, "/metrics", 8) && (path[8] == '\0' || path[8] == '?')) {
       BridgeMetricsSnapshot snap = { 0, };
       gchar *body;
 

@@ -21,8 +21,10 @@ bridge_notify (const gchar * state, GError ** error)
     return TRUE;
   /* "/path" is a filesystem socket, "@name" an abstract one (Linux);
    * anything else (e.g. vsock: addresses of newer systemd) we do not speak */
-  if (path[0] == '@' && path[1] && g_unix_socket_address_abstract_names_supported ()) {
-    addr = g_unix_socket_address_new_with_type (path + 1, -1,
+  if (path[0] == '@' && path[1]
+      && g_unix_socket_address_abstract_names_supported ()) {
+    addr =
+        g_unix_socket_address_new_with_type (path + 1, -1,
         G_UNIX_SOCKET_ADDRESS_ABSTRACT);
   } else if (path[0] == '/') {
     addr = g_unix_socket_address_new (path);

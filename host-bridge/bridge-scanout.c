@@ -250,8 +250,7 @@ watch_thread (gpointer data)
           "retrying", vm->export_path, err->message);
     said = TRUE;
     g_clear_error (&err);
-    g_cond_wait_until (&vm->cond, &vm->lock, g_get_monotonic_time () +
-        backoff);
+    g_cond_wait_until (&vm->cond, &vm->lock, g_get_monotonic_time () + backoff);
     backoff = MIN (backoff * 2, WATCH_BACKOFF_MAX_US);
   }
   g_mutex_unlock (&vm->lock);
@@ -325,8 +324,7 @@ build_encoder (Scanout * so, GError ** error)
     gst_object_unref (p);
     return FALSE;
   }
-  if (gst_element_set_state (p, GST_STATE_PLAYING) ==
-      GST_STATE_CHANGE_FAILURE) {
+  if (gst_element_set_state (p, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
         "the scanout encoder %s did not start", cfg->encoder_name);
     gst_element_set_state (p, GST_STATE_NULL);
@@ -347,8 +345,7 @@ surface_quark (void)
 /* The surface as a buffer, without a copy; the surface is released when
  * the buffer is freed. Takes @surface. */
 static GstBuffer *
-wrap_surface (HxfrExportSurface * surface, GstVideoInfo * info,
-    GError ** error)
+wrap_surface (HxfrExportSurface * surface, GstVideoInfo * info, GError ** error)
 {
   GstVideoFormat format = hxfr_video_format_from_fourcc (surface->fourcc);
   gsize offsets[GST_VIDEO_MAX_PLANES] = { 0, };
@@ -474,8 +471,7 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
   }
   GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - so->t0) * GST_USECOND;
   GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
-  if (gst_app_src_push_buffer (GST_APP_SRC (so->appsrc), buf) !=
-      GST_FLOW_OK) {
+  if (gst_app_src_push_buffer (GST_APP_SRC (so->appsrc), buf) != GST_FLOW_OK) {
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
         "the scanout encoder refused a frame");
     return NULL;
@@ -656,8 +652,7 @@ scanout_thread (gpointer data)
     if (f) {
       fan_out (so, f);
       encoded_frame_unref (f);
-    } else if (err->domain == GST_STREAM_ERROR
-        || err->domain == GST_CORE_ERROR) {
+    } else if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR) {
       vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
           err->message);
       end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
@@ -826,8 +821,7 @@ bridge_vm_new (const gchar * export_path, const BridgeScanoutConfig * cfg)
 void
 bridge_vm_ensure_watching (BridgeVm * vm)
 {
-  gint64 deadline = g_get_monotonic_time () + WATCH_TIMEOUT_US +
-      G_USEC_PER_SEC;
+  gint64 deadline = g_get_monotonic_time () + WATCH_TIMEOUT_US + G_USEC_PER_SEC;
 
   /* started by the first scanout client, so that a bridge serving only
    * frame sessions never holds a connection the VMM would count */

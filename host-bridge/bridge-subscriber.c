@@ -295,8 +295,7 @@ handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
   /* the answer is queued before the lock goes: no frame can come first */
   if (v2 && ok) {
     scanout_get_size (sub->scanout, &ack.width, &ack.height);
-    g_strlcpy (ack.encoder, bridge_vm_encoder_name (vm),
-        sizeof (ack.encoder));
+    g_strlcpy (ack.encoder, bridge_vm_encoder_name (vm), sizeof (ack.encoder));
     hxfr_subscribe2_ack_write (&ack, out);
     queued = queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id,
         out, HXFR_SUBSCRIBE2_ACK_SIZE);
@@ -308,8 +307,7 @@ handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
   g_mutex_unlock (bridge_vm_lock (vm));
 
   bridge_vm_config (vm)->log ("subscriber %u: %s scanout %u%s%s", sub->id,
-      ok ? "subscribed to" : "refused", index, ok ? "" : ": ",
-      ok ? "" : text);
+      ok ? "subscribed to" : "refused", index, ok ? "" : ": ", ok ? "" : text);
   if (v2 && !ok)
     send_error_and_end (r, code, text);
   else if (!queued)
@@ -399,8 +397,7 @@ handle_deployed (Reader * r, const HxfrHeader * h)
       }
       break;
     case HXFR_MSG_ENABLE_SCANOUT:
-      if (read_payload (r, h, buf, HXFR_ENABLE_SCANOUT_SIZE,
-              "ENABLE_SCANOUT")) {
+      if (read_payload (r, h, buf, HXFR_ENABLE_SCANOUT_SIZE, "ENABLE_SCANOUT")) {
         hxfr_enable_scanout_parse (buf, HXFR_ENABLE_SCANOUT_SIZE, &en, NULL);
         handle_hotplug (r, h, en.scanout_id, TRUE, en.width, en.height,
             en.refresh);
@@ -450,8 +447,7 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
   HxfrSubscribe2 s;
   GError *err = NULL;
 
-  if (h->payload_size < HXFR_SUBSCRIBE2_SIZE
-      || h->payload_size > sizeof (buf)) {
+  if (h->payload_size < HXFR_SUBSCRIBE2_SIZE || h->payload_size > sizeof (buf)) {
     send_error_and_end (r, HXFR_ERR_INVALID, "SUBSCRIBE2 payload size out "
         "of range");
     return;
@@ -614,8 +610,7 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
 
 gchar *
 bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gboolean deployed_ok,
-    GCancellable * cancellable)
+    const HxfrHeader * first, gboolean deployed_ok, GCancellable * cancellable)
 {
   const BridgeScanoutConfig *cfg = bridge_vm_config (vm);
   Reader r = { 0, };

@@ -153,8 +153,10 @@ struct _Bridge
 };
 
 /* Logs go to stderr, one line per event, without GLib's decoration. */
+/* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
 static void
 log_line (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
+/* *INDENT-ON* */
 
 static void
 log_line (const gchar * format, ...)
@@ -202,8 +204,7 @@ on_settings (HxfrHostSession * hs, guint32 mask,
     s->settings_unlogged++;
     return;
   }
-  pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (s->encoder),
-      prop);
+  pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (s->encoder), prop);
   if (!pspec)
     return;
   g_value_init (&v, pspec->value_type);
@@ -554,8 +555,7 @@ connect_session_export (Session * s, const gchar * export_path)
 
     /* in flight, plus what the encoder and the queue hold, must fit the
      * slots */
-    hxfr_host_session_set_resolves_resources (s->hs,
-        slots > 3 ? slots - 2 : 1);
+    hxfr_host_session_set_resolves_resources (s->hs, slots > 3 ? slots - 2 : 1);
   } else {
     GST_WARNING ("session %u: helix export %s: %s", s->id, export_path,
         err->message);
@@ -784,12 +784,10 @@ peer_not_allowed (Bridge * b, Listener * l, HxfrConn * conn)
   guint32 cid;
 
   if (l->is_unix && b->allow_uid->len
-      && (!hxfr_conn_get_peer_uid (conn, &uid) || !in_list (b->allow_uid,
-              uid)))
+      && (!hxfr_conn_get_peer_uid (conn, &uid) || !in_list (b->allow_uid, uid)))
     return "peer uid not allowed";
   if (l->is_vsock && b->allow_cid->len
-      && (!hxfr_conn_get_peer_cid (conn, &cid) || !in_list (b->allow_cid,
-              cid)))
+      && (!hxfr_conn_get_peer_cid (conn, &cid) || !in_list (b->allow_cid, cid)))
     return "peer cid not allowed";
   return NULL;
 }
@@ -889,8 +887,7 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
   peer = hxfr_conn_get_peer_identity (conn);
   g_mutex_lock (&b->lock);
   if ((why = why_refused (b, peer))) {
-    gint32 code = b->stopping ? HXFR_ERR_SHUTDOWN :
-        HXFR_ERR_TOO_MANY_SESSIONS;
+    gint32 code = b->stopping ? HXFR_ERR_SHUTDOWN : HXFR_ERR_TOO_MANY_SESSIONS;
 
     g_mutex_unlock (&b->lock);
     refuse (b, conn, code, why);
@@ -1017,8 +1014,7 @@ check_fd_limit (Bridge * b)
   /* what the bridge holds before any guest (stdio, the spare, GStreamer),
    * with a session's worth of margin for the listeners and the export */
   base = bridge_fds_in_use () + BRIDGE_FDS_PER_SESSION;
-  fit = b->fd_limit > base ? (b->fd_limit - base) / BRIDGE_FDS_PER_SESSION :
-      0;
+  fit = b->fd_limit > base ? (b->fd_limit - base) / BRIDGE_FDS_PER_SESSION : 0;
   if (fit < b->max_sessions)
     log_line ("warning: --max-sessions %u needs about %u file descriptors, "
         "the limit is %u (ulimit -n): beyond about %u sessions new guests "
@@ -1152,8 +1148,7 @@ start_listeners (Bridge * b, gchar ** listen)
 }
 
 static gboolean
-parse_uint_list (gchar ** in, GArray * out, const gchar * what,
-    GError ** error)
+parse_uint_list (gchar ** in, GArray * out, const gchar * what, GError ** error)
 {
   for (; in && *in; in++) {
     guint64 v;
@@ -1287,7 +1282,7 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
 {
   const GOptionEntry entries[] = {
     {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &o->listen,
-        "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH; "
+          "Listen on ADDR (repeatable): vsock:PORT, tcp:HOST:PORT, unix:PATH; "
           "options after commas: export=unix:PATH (this listener's VM), "
           "deployed (take helix's scanout clients, which have no token)",
         "ADDR[,OPT...]"},
@@ -1295,10 +1290,10 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
         "The VMM's helix export socket (unix:PATH): resource-id frames are "
           "resolved there, without a copy", "ADDR"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &o->encoder,
-        "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
+          "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
         "NAME"},
     {"bitrate", 'b', 0, G_OPTION_ARG_INT, &o->bitrate,
-        "Bitrate in bit/s until the guest asks for one (default 4000000)",
+          "Bitrate in bit/s until the guest asks for one (default 4000000)",
         "BPS"},
     {"max-sessions", 0, 0, G_OPTION_ARG_INT, &o->max_sessions,
         "Guests served at once; more get ERROR -10 (default 16)", "N"},
@@ -1324,7 +1319,7 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
         "Seconds a new connection may stay silent before its first message; "
           "then ERROR -11 (default 30)", "SECONDS"},
     {"drain-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->drain_timeout,
-        "Seconds to drain sessions on SIGINT/SIGTERM (default 5)",
+          "Seconds to drain sessions on SIGINT/SIGTERM (default 5)",
         "SECONDS"},
     {"unix-mode", 0, 0, G_OPTION_ARG_STRING, &o->unix_mode_s,
         "Octal mode of UNIX socket files (default 0660)", "MODE"},
@@ -1338,7 +1333,7 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
     {"token-file", 0, 0, G_OPTION_ARG_FILENAME, &o->token_file,
         "Read the token from FILE (trailing newline removed)", "FILE"},
     {"scanout-quiet-interval", 0, 0, G_OPTION_ARG_DOUBLE, &o->quiet_interval,
-        "Seconds after which a static scanout's last image is encoded again, "
+          "Seconds after which a static scanout's last image is encoded again, "
           "so that subscribers keep receiving frames (default 0.5; 0: never)",
         "SECONDS"},
     {"max-subscribers-per-scanout", 0, 0, G_OPTION_ARG_INT, &o->max_subscribers,
@@ -1347,7 +1342,8 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
     {"metrics", 0, 0, G_OPTION_ARG_STRING, &o->metrics,
         "Serve Prometheus metrics on ADDR (tcp:HOST:PORT, unix:PATH); "
           "keep it on loopback", "ADDR"},
-    {"version", 0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version", NULL},
+    {"version", 0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version",
+        NULL},
     {NULL}
   };
   GOptionContext *ctx;
@@ -1548,7 +1544,7 @@ serve (Bridge * b, Options * o)
     close_listeners (b);
     return FALSE;
   }
-  bridge_notify_or_warn ("READY=1");     /* every address listens */
+  bridge_notify_or_warn ("READY=1");    /* every address listens */
   g_main_loop_run (b->loop);
   wait_sessions (b);
   close_listeners (b);

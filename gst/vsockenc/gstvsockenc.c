@@ -416,8 +416,7 @@ wait_in_flight_below (GstVsockEnc * self, guint max)
       break;
     }
   }
-  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING :
-      self->flow_ret;
+  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING : self->flow_ret;
   g_mutex_unlock (&self->lock);
 
   if (session)
@@ -852,8 +851,7 @@ current_flow (GstVsockEnc * self, gboolean * lost)
   GstFlowReturn ret;
 
   g_mutex_lock (&self->lock);
-  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING :
-      self->flow_ret;
+  ret = (self->flushing || self->stopping) ? GST_FLOW_FLUSHING : self->flow_ret;
   if (lost)
     *lost = self->conn_lost;
   g_mutex_unlock (&self->lock);
@@ -951,8 +949,9 @@ gst_vsock_enc_propose_allocation (GstVideoEncoder * enc, GstQuery * query)
 {
   /* any plane layout goes as is in v2 */
   gst_query_add_allocation_meta (query, GST_VIDEO_META_API_TYPE, NULL);
-  return GST_VIDEO_ENCODER_CLASS (gst_vsock_enc_parent_class)->
-      propose_allocation (enc, query);
+  return
+      GST_VIDEO_ENCODER_CLASS (gst_vsock_enc_parent_class)->propose_allocation
+      (enc, query);
 }
 
 static void
@@ -1003,4 +1002,3 @@ GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsockenc,
     "Guest side of the H.264 encode offload to the VM host",
     plugin_init, PACKAGE_VERSION, GST_LICENSE, GST_PACKAGE_NAME,
     GST_PACKAGE_ORIGIN)
-

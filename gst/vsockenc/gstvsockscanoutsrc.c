@@ -372,8 +372,7 @@ check_ack (GstVsockScanoutSrc * self, const guint8 * fixed, gsize len,
     return protocol_error (error, "SUBSCRIBE2_ACK for another version, "
         "codec or scanout", h);
   GST_INFO_OBJECT (self, "subscribed to scanout %u at %s: %ux%u, host "
-      "encoder '%s'", scanout, self->address_str, a.width, a.height,
-      a.encoder);
+      "encoder '%s'", scanout, self->address_str, a.width, a.height, a.encoder);
   g_mutex_lock (&self->lock);
   g_strlcpy (self->host_encoder, a.encoder, sizeof (self->host_encoder));
   g_mutex_unlock (&self->lock);

@@ -110,8 +110,8 @@ gst_vsock_enc_send_failed (GstVsockEnc * self, HxfrGuestSession * session,
  * connection failing (error or reconnect, as configured), and its flow
  * return replaces @ret. Drops the reference on @session. */
 GstFlowReturn
-gst_vsock_enc_end_wait (GstVsockEnc * self, HxfrGuestSession * session, gboolean timed_out,
-    GstFlowReturn ret)
+gst_vsock_enc_end_wait (GstVsockEnc * self, HxfrGuestSession * session,
+    gboolean timed_out, GstFlowReturn ret)
 {
   if (timed_out) {
     GError *err = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,

@@ -101,8 +101,7 @@ vsockenc_resources_lookup (VsockEncResources * r, GstElement * elem,
   if (!r->ops)
     return 0;
 
-  cached = gst_mini_object_get_qdata (GST_MINI_OBJECT (mem),
-      resource_quark ());
+  cached = gst_mini_object_get_qdata (GST_MINI_OBJECT (mem), resource_quark ());
   if (cached && cached->ops == r->ops)
     return cached->id;
 
@@ -260,8 +259,7 @@ vsockenc_request_fill (VsockEncRequest * r, GstElement * elem,
   if (!gst_video_frame_map (&r->vf, (GstVideoInfo *) info, r->input,
           GST_MAP_READ)) {
     vsockenc_request_clear (r);
-    GST_ELEMENT_ERROR (elem, STREAM, FORMAT, ("Could not map a frame"),
-        (NULL));
+    GST_ELEMENT_ERROR (elem, STREAM, FORMAT, ("Could not map a frame"), (NULL));
     return GST_FLOW_ERROR;
   }
   r->mapped = TRUE;

@@ -176,7 +176,7 @@ gst_vsock_enc_maybe_post_stats (GstVsockEnc * self)
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_element (GST_OBJECT (self), st));
   }
-  self->next_stats_us = now + (gint64) interval_ms * G_TIME_SPAN_MILLISECOND;
+  self->next_stats_us = now + ((gint64) interval_ms) * G_TIME_SPAN_MILLISECOND;
 }
 
 static gboolean
@@ -188,8 +188,7 @@ address_settable (GstVsockEnc * self, GParamSpec * pspec)
   connected = self->session != NULL;
   g_mutex_unlock (&self->lock);
   if (connected)
-    GST_WARNING_OBJECT (self, "%s cannot change while connected",
-        pspec->name);
+    GST_WARNING_OBJECT (self, "%s cannot change while connected", pspec->name);
   return !connected;
 }
 

@@ -226,8 +226,7 @@ gst_vsock_src_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_uint (value, self->pool_size);
       break;
     case PROP_DEFAULT_FRAMERATE:
-      gst_value_set_fraction (value, self->default_fps_n,
-          self->default_fps_d);
+      gst_value_set_fraction (value, self->default_fps_n, self->default_fps_d);
       break;
     case PROP_EXPORT_CLIENT:
       g_value_set_boxed (value, self->export_client);
@@ -395,8 +394,7 @@ accept_guest (GstVsockSrc * self)
 
   GST_INFO_OBJECT (self, "guest connected: %s",
       hxfr_host_session_get_peer (self->session));
-  if (!hxfr_host_session_handshake (self->session, -1, self->cancellable,
-          &err)) {
+  if (!hxfr_host_session_handshake (self->session, -1, self->cancellable, &err)) {
     if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED)) {
       g_error_free (err);
       return GST_FLOW_EOS;
@@ -409,8 +407,7 @@ accept_guest (GstVsockSrc * self)
 }
 
 static gboolean
-update_caps (GstVsockSrc * self, const HxfrFrameRequest * req,
-    gboolean dmabuf)
+update_caps (GstVsockSrc * self, const HxfrFrameRequest * req, gboolean dmabuf)
 {
   GstVideoFormat fmt = hxfr_video_format_from_fourcc (req->format);
   HxfrHostSettings st;
@@ -551,8 +548,8 @@ surface_layout_fits (const HxfrFrameRequest * r, gsize size)
   GstVideoInfo info;
   guint i;
 
-  if (!gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (r->format),
-          r->width, r->height)
+  if (!gst_video_info_set_format (&info,
+          hxfr_video_format_from_fourcc (r->format), r->width, r->height)
       || r->n_planes != GST_VIDEO_INFO_N_PLANES (&info))
     return FALSE;
   for (i = 0; i < r->n_planes; i++) {
@@ -575,7 +572,9 @@ downstream_takes_dmabuf (GstVsockSrc * self, const HxfrFrameRequest * geom)
   GstCaps *caps, *peer;
   gboolean ok;
 
-  if (!gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (geom->format), geom->width, geom->height))
+  if (!gst_video_info_set_format (&info,
+          hxfr_video_format_from_fourcc (geom->format), geom->width,
+          geom->height))
     return FALSE;
   caps = gst_video_info_to_caps (&info);
   gst_caps_set_features_simple (caps,

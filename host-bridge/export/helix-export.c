@@ -267,9 +267,11 @@ client_send (Client * c, guint8 type, guint32 request_id,
   return TRUE;
 }
 
+/* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
 static gboolean
 client_send_error (Client * c, guint32 request_id, gint32 code,
     const gchar * format, ...) G_GNUC_PRINTF (4, 5);
+/* *INDENT-ON* */
 
 static gboolean
 client_send_error (Client * c, guint32 request_id, gint32 code,
@@ -301,18 +303,15 @@ handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
   guint32 offered = HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT);
 
   if (!hxex_hello_parse (body, h->payload_size, &hello, &err)) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
-        err->message);
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
     return FALSE;
   }
   if (c->hello_done) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
-        "second HELLO");
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "second HELLO");
     return FALSE;
   }
   /* the highest both speak: a v1 client sees nothing of version 2 */
-  if (hello.min_version > HXEX_MAX_VERSION
-      || hello.max_version < HXEX_VERSION) {
+  if (hello.min_version > HXEX_MAX_VERSION || hello.max_version < HXEX_VERSION) {
     client_send_error (c, h->request_id, HXEX_ERR_VERSION,
         "this VMM speaks versions %u..%u", HXEX_VERSION, HXEX_MAX_VERSION);
     return FALSE;
@@ -417,8 +416,7 @@ try_dmabuf (HelixExport * ex, guint32 resource_id,
     return -1;
   if (ex->dmabuf_state == 0) {
     /* only for the log: the export calls below are the real test */
-    EGLDisplay dpy = epoxy_has_egl ()? eglGetCurrentDisplay () :
-        EGL_NO_DISPLAY;
+    EGLDisplay dpy = epoxy_has_egl ()? eglGetCurrentDisplay () : EGL_NO_DISPLAY;
 
     g_debug ("helix export: renderer EGL display %s "
         "EGL_MESA_image_dma_buf_export", dpy != EGL_NO_DISPLAY
@@ -599,8 +597,7 @@ send_simulated_dmabuf (Client * c, const HxexHeader * h, guint32 resource_id,
  * why. */
 static gboolean
 look_up_resource (HelixExport * ex, guint32 resource_id,
-    struct virgl_renderer_resource_info *info, HxexSurface * s,
-    GError ** error)
+    struct virgl_renderer_resource_info *info, HxexSurface * s, GError ** error)
 {
   /* the VMM knows a destroyed resource that virglrenderer may still hold */
   if (resource_id != 0 && ex->opts.resource_alive
@@ -726,14 +723,12 @@ handle_resolve (Client * c, const HxexHeader * h, const guint8 * body)
   gint fd;
 
   if (!hxex_resolve_parse (body, h->payload_size, &req, &err)) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
-        err->message);
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
     return FALSE;
   }
   kinds = c->kinds & (req.kinds ? req.kinds : HXEX_KINDS_ALL);
   if (!look_up_resource (ex, req.resource_id, &info, &s, &err))
-    return client_send_error (c, h->request_id, err->code, "%s",
-        err->message);
+    return client_send_error (c, h->request_id, err->code, "%s", err->message);
 
 #ifdef __APPLE__
   if ((kinds & HXEX_KIND_BIT (HXEX_KIND_IOSURFACE))
@@ -765,8 +760,7 @@ handle_release (Client * c, const HxexHeader * h, const guint8 * body)
   Held *held;
 
   if (!hxex_release_parse (body, h->payload_size, &handle, &err)) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
-        err->message);
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
     return FALSE;
   }
   held = g_hash_table_lookup (c->handles, GUINT_TO_POINTER (handle));
@@ -810,8 +804,7 @@ handle_watch (Client * c, const HxexHeader * h, const guint8 * body)
   guint i;
 
   if (!hxex_watch_parse (body, h->payload_size, &err)) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
-        err->message);
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
     return FALSE;
   }
   /* not a protocol error: the connection stays an ordinary one */
@@ -837,8 +830,7 @@ control_refusal (HelixExport * ex, const HxexScanoutControl * m)
   if (m->index == 0)
     return "scanout 0 is the VMM's own";
   if (m->enable && (m->width == 0 || m->height == 0
-          || m->width > ex->opts.max_width
-          || m->height > ex->opts.max_height))
+          || m->width > ex->opts.max_width || m->height > ex->opts.max_height))
     return "size out of range";
   if (m->enable && m->refresh_hz > MAX_REFRESH_HZ)
     return "refresh rate out of range";
@@ -848,8 +840,7 @@ control_refusal (HelixExport * ex, const HxexScanoutControl * m)
 }
 
 static gboolean
-handle_scanout_control (Client * c, const HxexHeader * h,
-    const guint8 * body)
+handle_scanout_control (Client * c, const HxexHeader * h, const guint8 * body)
 {
   HelixExport *ex = c->ex;
   guint8 payload[HXEX_SCANOUT_CONTROL_ACK_SIZE];
@@ -859,8 +850,7 @@ handle_scanout_control (Client * c, const HxexHeader * h,
   const gchar *why;
 
   if (!hxex_scanout_control_parse (body, h->payload_size, &m, &err)) {
-    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s",
-        err->message);
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
     return FALSE;
   }
   if (h->request_id == 0) {
@@ -893,8 +883,7 @@ handle_scanout_control (Client * c, const HxexHeader * h,
 static const gchar *
 message_misplaced (Client * c, guint8 type)
 {
-  gboolean v2_type = type == HXEX_MSG_WATCH
-      || type == HXEX_MSG_SCANOUT_CONTROL;
+  gboolean v2_type = type == HXEX_MSG_WATCH || type == HXEX_MSG_SCANOUT_CONTROL;
 
   if (v2_type && c->version < HXEX_VERSION_SCANOUTS)
     return "needs protocol version 2";
@@ -1009,8 +998,7 @@ accept_clients (HelixExport * ex)
     c->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
     c->handles = g_hash_table_new_full (NULL, NULL, NULL, g_free);
     if (!poller_add (ex, c->fd)) {
-      g_warning ("helix export: cannot watch a client: %s",
-          g_strerror (errno));
+      g_warning ("helix export: cannot watch a client: %s", g_strerror (errno));
       g_hash_table_unref (c->handles);
       g_array_unref (c->in_fds);
       g_free (c->peer);
@@ -1096,7 +1084,7 @@ helix_export_scanout_update (HelixExport * ex, guint32 index,
     gboolean enabled, guint32 resource_id, guint32 width, guint32 height,
     guint32 fourcc)
 {
-  Scanout now = { ! !enabled, resource_id, width, height, fourcc };
+  Scanout now = { !!enabled, resource_id, width, height, fourcc };
   guint8 payload[HXEX_SCANOUT_SIZE];
   HxexScanout m;
 
@@ -1159,7 +1147,6 @@ helix_export_new (const gchar * socket_path,
         HXEX_MAX_SCANOUTS);
     goto fail;
   }
-
 #ifdef __linux__
   ex->poll_fd = epoll_create1 (EPOLL_CLOEXEC);
 #else

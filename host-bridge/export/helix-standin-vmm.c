@@ -169,7 +169,7 @@ static GOptionEntry entries[] = {
   {"export-socket", 's', 0, G_OPTION_ARG_FILENAME, &opt_export_socket,
       "UNIX socket the helix export listens on (required)", "PATH"},
   {"bridge", 'b', 0, G_OPTION_ARG_STRING, &opt_bridge,
-      "Play the guest against this bridge (unix:PATH or tcp:HOST:PORT)",
+        "Play the guest against this bridge (unix:PATH or tcp:HOST:PORT)",
       "ADDR"},
   {"serve-only", 0, 0, G_OPTION_ARG_NONE, &opt_serve_only,
       "Only serve the export; read commands on stdin", NULL},
@@ -192,18 +192,18 @@ static GOptionEntry entries[] = {
   {"no-dmabuf", 0, 0, G_OPTION_ARG_NONE, &opt_no_dmabuf,
       "Never try DMA-BUF export", NULL},
   {"simulate-dmabuf", 0, 0, G_OPTION_ARG_NONE, &opt_simulate_dmabuf,
-      "TESTS ONLY: serve resources as DMABUF backed by a memfd readback copy",
+        "TESTS ONLY: serve resources as DMABUF backed by a memfd readback copy",
       NULL},
   {"simulate-modifier", 0, 0, G_OPTION_ARG_STRING, &opt_simulate_modifier,
       "TESTS ONLY: the DRM modifier the simulated DMA-BUFs claim (default 0, "
-      "linear)", "HEX"},
+        "linear)", "HEX"},
   {"timeout-ms", 0, 0, G_OPTION_ARG_INT, &opt_timeout_ms,
       "Bound on every wait for the bridge", "MS"},
   {"scanouts", 0, 0, G_OPTION_ARG_INT, &opt_scanouts,
       "Report N scanouts to watchers (0..16; scanout 0 enabled)", "N"},
   {"scanout", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_scanout_specs,
       "Enable scanout K showing W x H, flipping at HZ (default 60, 0 = "
-      "static); repeatable", "K:WxH[@HZ]"},
+        "static); repeatable", "K:WxH[@HZ]"},
   {"hotplug-hz", 0, 0, G_OPTION_ARG_INT, &opt_hotplug_hz,
       "Flip rate of a scanout a watcher enables (default 0: static)", "HZ"},
   {NULL}
@@ -254,7 +254,7 @@ resource_new_format (StandIn * s, guint32 width, guint32 height,
   r->height = height;
   r->backing = g_malloc0 ((gsize) width * height * 4);
   r->iov.iov_base = r->backing;
-  r->iov.iov_len = (gsize) width * height * 4;
+  r->iov.iov_len = ((gsize) width) * height * 4;
   ret = virgl_renderer_resource_attach_iov (r->id, &r->iov, 1);
   if (ret != 0) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -316,8 +316,7 @@ scanout_report (Scanout * so)
 
   if (s->export)
     helix_export_scanout_update (s->export, so->index, so->enabled,
-        r ? r->id : 0, r ? r->width : 0, r ? r->height : 0,
-        r ? s->fourcc : 0);
+        r ? r->id : 0, r ? r->width : 0, r ? r->height : 0, r ? s->fourcc : 0);
 }
 
 /* A page flip: the next frame into the back buffer, shown, flushed. */
@@ -353,8 +352,7 @@ on_flip_timer (gpointer user_data)
 
   if (scanout_flip (so, &err))
     return G_SOURCE_CONTINUE;
-  g_printerr ("helix-standin-vmm: scanout %u: %s\n", so->index,
-      err->message);
+  g_printerr ("helix-standin-vmm: scanout %u: %s\n", so->index, err->message);
   so->timer = 0;
   return G_SOURCE_REMOVE;
 }
@@ -391,8 +389,7 @@ scanout_enable_full (Scanout * so, guint32 width, guint32 height, guint hz,
   Resource *fresh[2] = { NULL, NULL };
   guint i;
 
-  if (so->enabled && so->width == width && so->height == height
-      && !new_buffers) {
+  if (so->enabled && so->width == width && so->height == height && !new_buffers) {
     scanout_set_rate (so, hz);
     return TRUE;
   }
@@ -922,7 +919,7 @@ send_frame (StandIn * s, HxfrConn * conn, guint frame, gint64 timeout,
   req.format = s->fourcc;
   req.n_planes = 1;
   req.stride[0] = w * 4;
-  req.pts = (gint64) frame * G_GINT64_CONSTANT (33333333);
+  req.pts = ((gint64) frame) * G_GINT64_CONSTANT (33333333);
   req.duration = G_GINT64_CONSTANT (33333333);
   req.force_keyframe = frame == 0 || (opt_resize_at >= 0
       && frame == (guint) opt_resize_at);
@@ -945,8 +942,7 @@ take_answer (HxfrConn * conn, const HxfrLimits * limits, guint frame,
     return FALSE;
   if (msg.header.type == HXFR_MSG_ERROR) {
     g_set_error (error, HXFR_ERROR, msg.u.error.code,
-        "the bridge sent ERROR %d: %s", msg.u.error.code,
-        msg.u.error.message);
+        "the bridge sent ERROR %d: %s", msg.u.error.code, msg.u.error.message);
     return FALSE;
   }
   if (msg.header.type != HXFR_MSG_FRAME_RESPONSE2
@@ -960,8 +956,7 @@ take_answer (HxfrConn * conn, const HxfrLimits * limits, guint frame,
     case HXFR_STATUS_OK:{
       g_autofree guint8 *au = g_malloc (MAX (msg.tail_size, 1));
 
-      if (!hxfr_conn_read_exact (conn, au, msg.tail_size, timeout, NULL,
-              error))
+      if (!hxfr_conn_read_exact (conn, au, msg.tail_size, timeout, NULL, error))
         return FALSE;
       if (out && !g_output_stream_write_all (out, au, msg.tail_size, NULL,
               NULL, error))

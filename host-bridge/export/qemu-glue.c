@@ -110,8 +110,7 @@ set_options (HelixQemu * hq, HelixExportOptions * opts)
 }
 
 HelixQemu *
-helix_qemu_start (const char *path, const HelixQemuDevice * dev,
-    Error ** errp)
+helix_qemu_start (const char *path, const HelixQemuDevice * dev, Error ** errp)
 {
   HelixExportOptions opts;
   g_autoptr (GError) err = NULL;
@@ -170,8 +169,7 @@ helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
   /* a page flip only changes the id: the size, the format and whether
    * anything is shown are what is worth a log line */
   changed = s->width != width || s->height != height ||
-      s->fourcc != fourcc_of (virgl_format) ||
-      !s->resource_id != !resource_id;
+      s->fourcc != fourcc_of (virgl_format) || !s->resource_id != !resource_id;
   s->resource_id = resource_id;
   s->width = width;
   s->height = height;

@@ -96,8 +96,7 @@ set_dead (HxfrExportClient * c, const GError * why)
 
 static gboolean
 send_message (HxfrExportClient * c, guint8 type, guint32 request_id,
-    const guint8 * payload, gsize payload_len, gint64 deadline,
-    GError ** error)
+    const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   HxexHeader h = { type, 0, (guint32) payload_len, request_id };
@@ -133,8 +132,7 @@ send_message (HxfrExportClient * c, guint8 type, guint32 request_id,
       hxex_msg_type_name (type));
   /* half a message on the wire, or a broken socket: the stream can no
    * longer be trusted */
-  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR,
-          G_IO_ERROR_TIMED_OUT))
+  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
     set_dead (c, failure);
   g_propagate_error (error, failure);
   return FALSE;
@@ -225,8 +223,7 @@ send_release (HxfrExportClient * c, guint32 handle)
 }
 
 static gboolean
-do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline,
-    GError ** error)
+do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));

@@ -162,7 +162,7 @@ G_STATIC_ASSERT (sizeof (WireScanoutControlAck) ==
     HXEX_SCANOUT_CONTROL_ACK_SIZE);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
 
-G_DEFINE_QUARK (hxex-error-quark, hxex_error);
+G_DEFINE_QUARK (hxex - error - quark, hxex_error);
 
 const gchar *
 hxex_msg_type_name (guint type)
@@ -363,8 +363,7 @@ hxex_hello_write (const HxexHello * m, guint8 * out)
 }
 
 gboolean
-hxex_hello_parse (const guint8 * in, gsize len, HxexHello * m,
-    GError ** error)
+hxex_hello_parse (const guint8 * in, gsize len, HxexHello * m, GError ** error)
 {
   WireHello w;
 
@@ -668,8 +667,7 @@ hxex_flush_write (const HxexFlush * m, guint8 * out)
 }
 
 gboolean
-hxex_flush_parse (const guint8 * in, gsize len, HxexFlush * m,
-    GError ** error)
+hxex_flush_parse (const guint8 * in, gsize len, HxexFlush * m, GError ** error)
 {
   WireFlush w;
 
@@ -730,8 +728,7 @@ hxex_scanout_control_parse (const guint8 * in, gsize len,
 }
 
 gsize
-hxex_scanout_control_ack_write (const HxexScanoutControlAck * m,
-    guint8 * out)
+hxex_scanout_control_ack_write (const HxexScanoutControlAck * m, guint8 * out)
 {
   WireScanoutControlAck w;
 

@@ -82,8 +82,7 @@ set_dead (HxfrExportWatch * w, const GError * why)
 
 static gboolean
 send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
-    const guint8 * payload, gsize payload_len, gint64 deadline,
-    GError ** error)
+    const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   HxexHeader h = { type, 0, (guint32) payload_len, request_id };
@@ -113,8 +112,7 @@ send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
   g_prefix_error (&failure, "Sending %s to the helix export: ",
       hxex_msg_type_name (type));
   /* a half-sent message leaves the stream unusable */
-  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR,
-          G_IO_ERROR_TIMED_OUT))
+  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
     set_dead (w, failure);
   g_propagate_error (error, failure);
   return FALSE;
@@ -535,8 +533,7 @@ hxfr_export_watch_set_enabled (HxfrExportWatch * w, guint32 index,
     goto out;
   if (ack.index != index) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
-        "SCANOUT_CONTROL_ACK for scanout %u, asked for %u", ack.index,
-        index);
+        "SCANOUT_CONTROL_ACK for scanout %u, asked for %u", ack.index, index);
     goto out;
   }
   if (ack.status != 0) {

@@ -111,8 +111,7 @@ accept_hello_ack (HxfrGuestSession * s, const HxfrHelloAck * ack,
     s->info.host_max_width = ack->max_width;
   if (ack->max_height)
     s->info.host_max_height = ack->max_height;
-  g_strlcpy (s->info.host_encoder, ack->encoder,
-      sizeof (s->info.host_encoder));
+  g_strlcpy (s->info.host_encoder, ack->encoder, sizeof (s->info.host_encoder));
   return NEGOTIATED_V2;
 }
 
@@ -313,8 +312,7 @@ hxfr_guest_session_get_bytes_received (HxfrGuestSession * s)
 
 gboolean
 hxfr_guest_session_send_frame (HxfrGuestSession * s, HxfrFrameRequest * req,
-    const GOutputVector * pixels, guint n_pixels, gpointer tag,
-    GError ** error)
+    const GOutputVector * pixels, guint n_pixels, gpointer tag, GError ** error)
 {
   guint8 fixed[HXFR_MAX_FIXED_SIZE];
   InFlight *f = g_new0 (InFlight, 1);

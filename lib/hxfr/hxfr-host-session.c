@@ -291,8 +291,7 @@ wait_written (HxfrHostSession * s, gint64 deadline)
 }
 
 void
-hxfr_host_session_fail (HxfrHostSession * s, gint32 code,
-    const gchar * message)
+hxfr_host_session_fail (HxfrHostSession * s, gint32 code, const gchar * message)
 {
   gboolean send;
 
@@ -332,9 +331,11 @@ fail_for_error (HxfrHostSession * s, const GError * error)
   hxfr_host_session_fail (s, hxfr_host_error_code (error), error->message);
 }
 
+/* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
 static gboolean
 refuse (HxfrHostSession * s, gint32 code, GError ** error,
     const gchar * format, ...) G_GNUC_PRINTF (4, 5);
+/* *INDENT-ON* */
 
 static gboolean
 refuse (HxfrHostSession * s, gint32 code, GError ** error,
@@ -353,8 +354,7 @@ refuse (HxfrHostSession * s, gint32 code, GError ** error,
 }
 
 static void
-apply_settings (HxfrHostSession * s, guint32 mask,
-    const HxfrHostSettings * in)
+apply_settings (HxfrHostSession * s, guint32 mask, const HxfrHostSettings * in)
 {
   HxfrHostSettingsFunc func;
   gpointer data;
@@ -558,8 +558,7 @@ wake_writer (HxfrHostSession * s)
 
 gboolean
 hxfr_host_session_handshake (HxfrHostSession * s,
-    gint64 first_byte_timeout_us, GCancellable * cancellable,
-    GError ** error)
+    gint64 first_byte_timeout_us, GCancellable * cancellable, GError ** error)
 {
   HxfrMessage *msg = &s->held;
   GError *err = NULL;
@@ -614,8 +613,7 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       g_strlcpy (ack.encoder, s->cfg.encoder, sizeof (ack.encoder));
       len = hxfr_hello_ack_write (&ack, out);
       if (!hxfr_conn_send (s->conn, HXFR_MSG_HELLO_ACK, 0, s->session_id,
-              out, len, NULL, 0, s->cfg.write_timeout_us, cancellable,
-              error)) {
+              out, len, NULL, 0, s->cfg.write_timeout_us, cancellable, error)) {
         hxfr_conn_shutdown (s->conn);
         return FALSE;
       }
@@ -793,8 +791,7 @@ take_frame_request (HxfrHostSession * s, const HxfrMessage * msg,
     gchar *text = g_strdup_printf ("resource %u cannot be resolved here "
         "(no helix export)", msg->u.frame_request.resource_id);
 
-    queue_failed (s, &msg->u.frame_request, HXFR_ERR_RESOURCE_NOT_FOUND,
-        text);
+    queue_failed (s, &msg->u.frame_request, HXFR_ERR_RESOURCE_NOT_FOUND, text);
     g_free (text);
     return TAKEN_NO_EVENT;
   }

@@ -159,7 +159,7 @@ G_STATIC_ASSERT (offsetof (WireFrameResponse2, pts) == 8);
 G_STATIC_ASSERT (offsetof (WireFrameResponse2, error_code) == 32);
 G_STATIC_ASSERT (sizeof (WireControl) == HXFR_CONTROL_SIZE);
 
-G_DEFINE_QUARK (hxfr-error-quark, hxfr_error);
+G_DEFINE_QUARK (hxfr - error - quark, hxfr_error);
 
 void
 hxfr_limits_init_default (HxfrLimits * limits)
@@ -280,8 +280,7 @@ hxfr_header_write (guint8 out[HXFR_HEADER_SIZE], const HxfrHeader * h)
 }
 
 gboolean
-hxfr_token_equal (const guint8 * a, gsize a_len, const guint8 * b,
-    gsize b_len)
+hxfr_token_equal (const guint8 * a, gsize a_len, const guint8 * b, gsize b_len)
 {
   guint8 diff = a_len != b_len;
   gsize i, n = MAX (a_len, b_len);
@@ -383,8 +382,7 @@ hxfr_limits_max_frame_bytes (const HxfrLimits * limits)
 {
   guint64 dims = ((guint64) limits->max_width * 4 + 256) * limits->max_height;
 
-  return limits->max_frame_bytes ? MIN (dims, limits->max_frame_bytes) :
-      dims;
+  return limits->max_frame_bytes ? MIN (dims, limits->max_frame_bytes) : dims;
 }
 
 static gboolean
@@ -704,8 +702,7 @@ hxfr_hello_write (const HxfrHello * h, guint8 * out)
 }
 
 gboolean
-hxfr_hello_parse (const guint8 * in, gsize len, HxfrHello * h,
-    GError ** error)
+hxfr_hello_parse (const guint8 * in, gsize len, HxfrHello * h, GError ** error)
 {
   WireHello w;
 
@@ -724,8 +721,7 @@ hxfr_hello_parse (const guint8 * in, gsize len, HxfrHello * h,
   h->token_len = FROM_LE16 (w.token_len);
   if (h->token_len > HXFR_MAX_TOKEN) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-        "HELLO: token of %u bytes (at most %u)", h->token_len,
-        HXFR_MAX_TOKEN);
+        "HELLO: token of %u bytes (at most %u)", h->token_len, HXFR_MAX_TOKEN);
     return FALSE;
   }
   if (h->min_version > h->max_version || h->max_in_flight == 0) {
@@ -922,7 +918,7 @@ hxfr_format_plane_size (guint32 fourcc, guint plane, guint32 width,
       break;
     default:
       *rows = height;
-      *row_bytes = (guint64) width * 4;
+      *row_bytes = (guint64) width *4;
       break;
   }
   return TRUE;

@@ -209,8 +209,7 @@ hxfr_scanout_resp_write (guint32 scanout_id, gboolean success, guint8 * out)
   memset (&w, 0, sizeof (w));
   w.scanout_id = LE32 (scanout_id);
   w.success = LE32 (success ? 1 : 0);
-  g_snprintf (w.connector, sizeof (w.connector), "Virtual-%u",
-      scanout_id + 1);
+  g_snprintf (w.connector, sizeof (w.connector), "Virtual-%u", scanout_id + 1);
   memcpy (out, &w, sizeof (w));
   return sizeof (w);
 }

@@ -276,8 +276,7 @@ wait_condition (GSocket * sock, GIOCondition cond, gint64 deadline,
   gint64 left = hxfr_deadline_left (deadline);
 
   if (left == 0) {
-    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "timed out");
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out");
     return FALSE;
   }
   return g_socket_condition_timed_wait (sock, cond, left, cancellable, error);
@@ -842,8 +841,7 @@ check_frame_request (HxfrMessage * msg, const HxfrLimits * limits,
       g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
           "%" G_GSIZE_FORMAT " pixel bytes for a %ux%u %s frame with stride "
           "%u, which needs %" G_GSIZE_FORMAT, msg->tail_size, r->width,
-          r->height, hxfr_format_to_string (r->format), r->stride[0],
-          expected);
+          r->height, hxfr_format_to_string (r->format), r->stride[0], expected);
       return FALSE;
     }
   }
@@ -872,8 +870,7 @@ parse_fixed (HxfrMessage * msg, const guint8 * fixed, gsize fixed_len,
     case HXFR_MSG_HELLO:
       return hxfr_hello_parse (fixed, fixed_len, &msg->u.hello, error);
     case HXFR_MSG_HELLO_ACK:
-      return hxfr_hello_ack_parse (fixed, fixed_len, &msg->u.hello_ack,
-          error);
+      return hxfr_hello_ack_parse (fixed, fixed_len, &msg->u.hello_ack, error);
     case HXFR_MSG_CONTROL:
       return hxfr_control_parse (fixed, fixed_len, &msg->u.control, error);
     case HXFR_MSG_ERROR:
@@ -910,8 +907,7 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
 
   type = msg->header.type;
   hxfr_msg_fixed_size (type, &fixed_len, NULL);
-  if (!read_with_deadline (conn, fixed, fixed_len, deadline, cancellable,
-          error)
+  if (!read_with_deadline (conn, fixed, fixed_len, deadline, cancellable, error)
       || !parse_fixed (msg, fixed, fixed_len, error))
     return FALSE;
   msg->tail_size = msg->header.payload_size - fixed_len;
@@ -967,8 +963,8 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
                 msg->tail_size);
             return FALSE;
           }
-          if (!read_with_deadline (conn, (guint8 *) msg->text, msg->tail_size, deadline,
-                  cancellable, error))
+          if (!read_with_deadline (conn, (guint8 *) msg->text, msg->tail_size,
+                  deadline, cancellable, error))
             return FALSE;
           msg->text[msg->tail_size] = '\0';
           msg->tail_size = 0;

@@ -150,8 +150,7 @@ virgl_renderer_force_ctx_0 (void)
 int
 virgl_renderer_transfer_read_iov (uint32_t handle, uint32_t ctx_id,
     uint32_t level, uint32_t stride, uint32_t layer_stride,
-    struct virgl_box *box, uint64_t offset, struct iovec *iov,
-    int iovec_cnt)
+    struct virgl_box *box, uint64_t offset, struct iovec *iov, int iovec_cnt)
 {
   g_assert (iovec_cnt == 1);
   g_assert ((guint64) stride * box->h <= iov[0].iov_len);
@@ -260,8 +259,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
 
     if (pos < size) {
       gsize len = next_chunk (&seed, size - pos);
-      gint fd = (i < 8 && (fd_mask & (1u << i))) ?
-          new_memfd (MEMFD_SIZE) : -1;
+      gint fd = (i < 8 && (fd_mask & (1u << i))) ? new_memfd (MEMFD_SIZE) : -1;
 
       n = hxex_socket_send (sock, data + pos, len, fd >= 0 ? &fd : NULL,
           fd >= 0 ? 1 : 0, NULL);
@@ -276,8 +274,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
     }
     dispatch_once (pos < size ? 0 : 10);
     for (;;) {
-      n = g_socket_receive (sock, (gchar *) drain, sizeof (drain), NULL,
-          NULL);
+      n = g_socket_receive (sock, (gchar *) drain, sizeof (drain), NULL, NULL);
       if (n == 0)
         closed = TRUE;
       if (n <= 0)
@@ -439,8 +436,7 @@ play_watch (void)
   fuzz_messages_parsed++;
   g_assert (hxfr_export_watch_get_n_scanouts (w) >= 1);
   g_assert (hxfr_export_watch_get_n_scanouts (w) <= HXEX_MAX_SCANOUTS);
-  hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 64, 60, G_USEC_PER_SEC,
-      NULL);
+  hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 64, 60, G_USEC_PER_SEC, NULL);
   hxfr_export_watch_free (w);
 }
 

@@ -49,7 +49,6 @@ main (int argc, char **argv)
     n += replay_path (argv[i]);
   if (n == 0)
     g_error ("no input replayed");
-  g_print ("replayed %u inputs, %u messages parsed\n", n,
-      fuzz_messages_parsed);
+  g_print ("replayed %u inputs, %u messages parsed\n", n, fuzz_messages_parsed);
   return 0;
 }

@@ -266,15 +266,33 @@ parse_args (int argc, char **argv, Options * o)
   .device = "/dev/dri/card0",.frames = 60,.fps = 30,.hold_ms = 1000};
   while ((ch = getopt_long (argc, argv, "", lo, NULL)) != -1) {
     switch (ch) {
-      case 'd': o->device = optarg; break;
-      case 'c': o->connector = atoi (optarg); break;
-      case 'm': sscanf (optarg, "%ux%u", &o->want_w, &o->want_h); break;
-      case 'n': o->frames = atoi (optarg); break;
-      case 'f': o->fps = atof (optarg); break;
-      case 'H': o->hold_ms = atoi (optarg); break;
-      case 'w': o->wait_ms = atoi (optarg); break;
-      case 'M': o->setcrtc = !strcmp (optarg, "setcrtc"); break;
-      default: fprintf (stderr, "kms-flip: see the source's header\n"); exit (64);
+      case 'd':
+        o->device = optarg;
+        break;
+      case 'c':
+        o->connector = atoi (optarg);
+        break;
+      case 'm':
+        sscanf (optarg, "%ux%u", &o->want_w, &o->want_h);
+        break;
+      case 'n':
+        o->frames = atoi (optarg);
+        break;
+      case 'f':
+        o->fps = atof (optarg);
+        break;
+      case 'H':
+        o->hold_ms = atoi (optarg);
+        break;
+      case 'w':
+        o->wait_ms = atoi (optarg);
+        break;
+      case 'M':
+        o->setcrtc = !strcmp (optarg, "setcrtc");
+        break;
+      default:
+        fprintf (stderr, "kms-flip: see the source's header\n");
+        exit (64);
     }
   }
   if (o->frames < 1 || o->fps <= 0) {

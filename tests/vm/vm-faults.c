@@ -57,8 +57,8 @@ create_resource (int drm, guint32 * bo)
 static void
 close_bo (int drm, guint32 bo)
 {
-  struct drm_gem_close gc = { .handle = bo };
-  struct drm_virtgpu_3d_wait wait = { .handle = bo };
+  struct drm_gem_close gc = {.handle = bo };
+  struct drm_virtgpu_3d_wait wait = {.handle = bo };
 
   drmIoctl (drm, DRM_IOCTL_VIRTGPU_WAIT, &wait);
   drmIoctl (drm, DRM_IOCTL_GEM_CLOSE, &gc);
@@ -96,7 +96,7 @@ frame (HxfrConn * conn, const gchar * name, guint32 seq, guint32 id)
   req.format = HXFR_FORMAT_XRGB8888;
   req.n_planes = 1;
   req.stride[0] = W * 4;
-  req.pts = (gint64) seq * 33333333;
+  req.pts = (gint64) seq *33333333;
   req.duration = 33333333;
   req.force_keyframe = TRUE;
   len = hxfr_frame_request_write (&req, 2, fixed);
@@ -179,8 +179,8 @@ reset_gpu (void)
     g_free (dev);
     return FALSE;
   }
-  for (i = 0; i < 100 && g_file_test ("/dev/dri/renderD128", G_FILE_TEST_EXISTS);
-      i++)
+  for (i = 0;
+      i < 100 && g_file_test ("/dev/dri/renderD128", G_FILE_TEST_EXISTS); i++)
     g_usleep (100000);
   if (!write_attr ("/sys/bus/virtio/drivers/virtio_gpu/bind", dev)) {
     g_free (dev);

@@ -45,8 +45,7 @@ collect_frames (const gchar * format, guint w, guint h, guint n,
 
   fail_unless (p != NULL, "%s", desc);
   gst_element_set_state (p, GST_STATE_PLAYING);
-  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
-              PULL_TIMEOUT)))
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), PULL_TIMEOUT)))
     g_ptr_array_add (out, s);
   fail_unless_equals_int (out->len, n);
   gst_element_set_state (p, GST_STATE_NULL);
@@ -76,8 +75,8 @@ check_decoded (GPtrArray * decoded, GPtrArray * refs, const gchar * what)
     gdouble mse = video_compare_luma_mse (g_ptr_array_index (decoded, i),
         g_ptr_array_index (refs, i));
 
-    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB, "%s: frame %u luma MSE %.1f (PSNR below "
-        "30 dB)", what, i, mse);
+    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB,
+        "%s: frame %u luma MSE %.1f (PSNR below " "30 dB)", what, i, mse);
   }
 }
 
@@ -363,8 +362,7 @@ decode_aus (GPtrArray * aus)
     gst_app_src_push_buffer (GST_APP_SRC (src), b);
   }
   gst_app_src_end_of_stream (GST_APP_SRC (src));
-  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink),
-              PULL_TIMEOUT)))
+  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), PULL_TIMEOUT)))
     g_ptr_array_add (out, s);
   gst_element_set_state (p, GST_STATE_NULL);
   gst_object_unref (src);
@@ -796,8 +794,7 @@ GST_START_TEST (test_resource_id_without_export)
           fail_unless (guest_emu_receive (g, &a, NULL));
           if (k == 1 && version == 1) {
             fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
-            fail_unless_equals_int (a.error_code,
-                HXFR_ERR_RESOURCE_NOT_FOUND);
+            fail_unless_equals_int (a.error_code, HXFR_ERR_RESOURCE_NOT_FOUND);
           } else if (k == 1) {
             fail_unless_equals_int (a.type, HXFR_MSG_FRAME_RESPONSE2);
             fail_unless_equals_int (a.resp.status, HXFR_STATUS_FAILED);
@@ -984,8 +981,7 @@ GST_START_TEST (test_helix_pipeline)
   /* helix's value times 1000, as docs/deploy.md tells it to send */
   bps = run_helix_pipeline (r, "8294000", &warned);
   g_print ("HELIX: bitrate=8294000: %.0f bit/s\n", bps);
-  fail_unless (bps > 8294000 * 0.7 && bps < 8294000 * 1.3, "%.0f bit/s",
-      bps);
+  fail_unless (bps > 8294000 * 0.7 && bps < 8294000 * 1.3, "%.0f bit/s", bps);
   fail_if (warned);
 
   /* helix's value as it is today (kbit/s): applied, and said */
@@ -996,8 +992,7 @@ GST_START_TEST (test_helix_pipeline)
   /* 0: the bridge's own default (--bitrate 2000000), no GLib warning */
   bps = run_helix_pipeline (r, "0", &warned);
   g_print ("HELIX: bitrate=0: %.0f bit/s\n", bps);
-  fail_unless (bps > 2000000 * 0.7 && bps < 2000000 * 1.3, "%.0f bit/s",
-      bps);
+  fail_unless (bps > 2000000 * 0.7 && bps < 2000000 * 1.3, "%.0f bit/s", bps);
   bridge_runner_stop_checked (r);
 }
 
@@ -1201,8 +1196,7 @@ GST_START_TEST (test_metrics)
 
   fail_unless (r != NULL);
   /* logged once it listens */
-  fail_unless (bridge_runner_wait_log (r, "metrics on tcp:127.0.0.1:", 1,
-          10));
+  fail_unless (bridge_runner_wait_log (r, "metrics on tcp:127.0.0.1:", 1, 10));
   log = bridge_runner_get_log (r);
   p = strstr (log, "metrics on tcp:127.0.0.1:");
   port = atoi (p + strlen ("metrics on tcp:127.0.0.1:"));

@@ -316,8 +316,7 @@ GST_START_TEST (test_bridge_killed_reconnect)
   g_object_get (enc, "stats", &stats, NULL);
   fail_unless (gst_structure_get (stats, "reconnects", G_TYPE_UINT64,
           &reconnects, NULL));
-  fail_unless (reconnects >= 1, "%" G_GUINT64_FORMAT " reconnects",
-      reconnects);
+  fail_unless (reconnects >= 1, "%" G_GUINT64_FORMAT " reconnects", reconnects);
   gst_structure_free (stats);
   gst_object_unref (enc);
   g_print ("FAULTS: bridge SIGKILL, reconnect mode: first frame (IDR) %.0f ms "
@@ -455,8 +454,7 @@ frame_bytes (guint version, guint w, guint h)
   r.height = h;
   r.format = HXFR_FORMAT_NV12;
   if (version == 2) {
-    hxfr_frame_default_layout (r.format, w, h, &r.n_planes, r.stride,
-        r.offset);
+    hxfr_frame_default_layout (r.format, w, h, &r.n_planes, r.stride, r.offset);
   } else {
     r.stride[0] = w;
     hxfr_frame_v1_layout (r.format, h, w, &r.n_planes, r.stride, r.offset);
@@ -822,8 +820,7 @@ GST_START_TEST (test_hostile_input_keeps_rate)
 
       g_byte_array_append (in, f->data, f->len);
       for (j = 0; j < flips; j++)
-        in->data[g_rand_int_range (rand, from, from + 120)] =
-            g_rand_int (rand);
+        in->data[g_rand_int_range (rand, from, from + 120)] = g_rand_int (rand);
     }
     fail_unless (hostile_connection (bridge_runner_get_address (r), in->data,
             in->len, &err), "input %u: the host did not close within %u s",
@@ -1037,8 +1034,7 @@ fake_vmm_acceptor (gpointer data)
       continue;
     g_object_set_data (G_OBJECT (s), "vmm", v);
     g_mutex_lock (&v->lock);
-    g_ptr_array_add (v->threads, g_thread_new ("fake-vmm", fake_vmm_client,
-            s));
+    g_ptr_array_add (v->threads, g_thread_new ("fake-vmm", fake_vmm_client, s));
     g_mutex_unlock (&v->lock);
   }
   return NULL;
@@ -1204,7 +1200,7 @@ GST_START_TEST (test_soak)
       req.width = 64;
       req.height = 48;
       req.format = HXFR_FORMAT_NV12;
-      req.pts = (gint64) sent * 20000000;
+      req.pts = (gint64) sent *20000000;
       req.duration = 20000000;
       px[(sent * 7) % size] ^= 0x55;    /* not the same picture twice */
       fail_unless (guest_emu_send_frame (g, &req, px, size, NULL));

@@ -132,8 +132,7 @@ GST_START_TEST (test_keyframe_req_flood)
     fail_unless (receive_au (g), "the KEYFRAME_REQs gave no IDR");
     rss1 = proc_rss_kb (pid);
     send_small_frame (g, 4, FALSE);
-    fail_if (receive_au (g), "a second IDR: the requests did not "
-        "coalesce");
+    fail_if (receive_au (g), "a second IDR: the requests did not " "coalesce");
     guest_emu_free (g);
   }
   g_print ("HOSTILE: v%u KEYFRAME_REQ flood of %u messages (%u KB): bridge "
@@ -368,8 +367,7 @@ GST_START_TEST (test_message_deadline)
   fail_unless_equals_int (a.type, HXFR_MSG_ERROR);
   fail_unless_equals_int (a.error_code, HXFR_ERR_TIMEOUT);
   g_print ("HOSTILE: a message trickled in: ERROR -11 %.2f s after its "
-      "first byte (--idle-timeout %d)\n", (t_error - t0) / 1e6,
-      IDLE_TIMEOUT_S);
+      "first byte (--idle-timeout %d)\n", (t_error - t0) / 1e6, IDLE_TIMEOUT_S);
   /* one bound for the message (the old code gave the pixels one more:
    * 1.9 x the bound here); the slack is for a loaded machine */
   fail_unless (t_error - t0 < (gint64) IDLE_TIMEOUT_S * 3 / 2 *

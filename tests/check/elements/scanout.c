@@ -349,8 +349,7 @@ deployed_frame (Cl * c, Frame * f, gint64 timeout_us)
     msg_clear (&m);
     return r;
   }
-  fail_unless (m.type == 0x02, "a deployed subscriber got type 0x%02x",
-      m.type);
+  fail_unless (m.type == 0x02, "a deployed subscriber got type 0x%02x", m.type);
   fail_unless (m.size >= 28, "FRAME_RESPONSE of %u bytes", m.size);
   nal_count = le32 (m.payload + 20);
   nal_size = le32 (m.payload + 24);
@@ -1124,8 +1123,7 @@ GST_START_TEST (test_static_screen_repeats)
   t_end = t0 + 3 * G_USEC_PER_SEC;
   repeats = 0;
   while (g_get_monotonic_time () < t_end) {
-    fail_unless_equals_int (v2_frame (c, &f, 2 * G_USEC_PER_SEC, NULL),
-        RD_OK);
+    fail_unless_equals_int (v2_frame (c, &f, 2 * G_USEC_PER_SEC, NULL), RD_OK);
     check_au (&f);
     n++;
     if (f.flags & HXFR_SCANOUT_FRAME_REPEAT)
@@ -1161,13 +1159,11 @@ join_first_frame_us (Env * e, gboolean v2, Cl ** out)
 
   if (v2) {
     fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
-    fail_unless_equals_int (v2_frame (c, &f, 10 * G_USEC_PER_SEC, NULL),
-        RD_OK);
+    fail_unless_equals_int (v2_frame (c, &f, 10 * G_USEC_PER_SEC, NULL), RD_OK);
     fail_unless (f.flags & HXFR_SCANOUT_FRAME_DISCONT || f.seq == 0);
   } else {
     fail_unless_equals_int (deployed_subscribe (c, 1), 1);
-    fail_unless_equals_int (deployed_frame (c, &f, 10 * G_USEC_PER_SEC),
-        RD_OK);
+    fail_unless_equals_int (deployed_frame (c, &f, 10 * G_USEC_PER_SEC), RD_OK);
   }
   fail_unless (f.keyframe, "a late joiner's first frame is not an IDR");
   check_au (&f);
@@ -1354,10 +1350,8 @@ GST_START_TEST (test_enable_disable)
   fail_unless_equals_int (deployed_enable (e, 0, 320, 240), 0);
   fail_unless_equals_int (deployed_enable (e, 3, 100000, 100000), 0);
   fail_unless_equals_int (deployed_enable (e, 3, 0, 240), 0);
-  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 0"),
-      0);
-  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 3"),
-      0);
+  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 0"), 0);
+  fail_unless_equals_int (standin_runner_count_lines (e->vmm, "HOTPLUG 3"), 0);
 
   /* v2 subscribers of the hotplugged scanout 2 and of scanout 1 */
   v2c = cl_connect (e);
@@ -1382,8 +1376,7 @@ GST_START_TEST (test_enable_disable)
   fail_unless_equals_int (le32 (m.payload + 4), 1);
   msg_clear (&m);
   cl_close (dis);
-  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=0", 1,
-          10));
+  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=0", 1, 10));
   for (i = 0; i < 200; i++) {
     rd = v2_frame (v2c, &f, FRAME_TIMEOUT_US, &reason);
     frame_clear (&f);
@@ -1490,8 +1483,7 @@ GST_START_TEST (test_slow_subscriber)
   fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
       GST_STATE_CHANGE_FAILURE);
   for (i = 0; i < 4; i++)
-    fail_unless (reader_wait (rs[i], 20, 20), "subscriber %d gets nothing",
-        i);
+    fail_unless (reader_wait (rs[i], 20, 20), "subscriber %d gets nothing", i);
 
   count_window (rs, 4, 2.0, base);
   reader_pause (rs[2], TRUE);
@@ -1502,8 +1494,7 @@ GST_START_TEST (test_slow_subscriber)
   for (i = 0; i < 2; i++)
     /* 2x the time: about 2x the frames; at least 0.5 of that */
     fail_unless (during[i] >= base[i], "subscriber %d: %u frames in 4 s "
-        "with slow neighbours, %u in 2 s undisturbed", i, during[i],
-        base[i]);
+        "with slow neighbours, %u in 2 s undisturbed", i, during[i], base[i]);
   from_slow = reader_count (rs[2]);
   from_slow2 = reader_count (rs[3]);
   reader_pause (rs[2], FALSE);
@@ -2161,8 +2152,7 @@ GST_START_TEST (test_bitrate_takes_effect)
   fail_unless (cl_send (c, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
   high = mean_au_bytes (c, 15, 45);
   g_printerr ("bitrate: --bitrate 100000: %.0f bytes/frame; after "
-      "CONFIG_REQ 3000000: %.0f bytes/frame (x%.1f)\n", low, high,
-      high / low);
+      "CONFIG_REQ 3000000: %.0f bytes/frame (x%.1f)\n", low, high, high / low);
   fail_unless (high > 3 * low, "CONFIG_REQ 3 Mbit/s: %.0f bytes per frame, "
       "against %.0f at 100 kbit/s", high, low);
   cl_close (c);

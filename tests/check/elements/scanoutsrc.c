@@ -120,8 +120,7 @@ typedef struct
 } Host;
 
 static gboolean
-push_frame (Host * host, HxfrConn * conn, guint i, guint32 seq,
-    guint64 capture)
+push_frame (Host * host, HxfrConn * conn, guint i, guint32 seq, guint64 capture)
 {
   HxfrScanoutFrame f = { 0, };
   guint8 fixed[HXFR_SCANOUT_FRAME_SIZE];
@@ -609,8 +608,7 @@ GST_START_TEST (test_reconnect)
   const Script sc[] = {
     {.n_frames = 5,.after = AFTER_CLOSE},
     {.error = HXFR_ERR_NO_SCANOUT},
-    {.n_frames = 5,.after = AFTER_END,.end_reason =
-          HXFR_SCANOUT_END_DISABLED},
+    {.n_frames = 5,.after = AFTER_END,.end_reason = HXFR_SCANOUT_END_DISABLED},
     {.n_frames = 5,.after = AFTER_HOLD},
   };
   Host *host = host_new (sc, G_N_ELEMENTS (sc));
@@ -689,8 +687,7 @@ GST_START_TEST (test_lying_size)
   guest_start (&g, host, NULL, NULL);
   gst_sample_unref (pull (&g));
   gst_sample_unref (pull (&g));
-  expect_error (&g, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ,
-      "max-au-size");
+  expect_error (&g, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ, "max-au-size");
   fail_unless_equals_int (host->n_connections, 1);
   guest_stop (&g);
   host_free (host);

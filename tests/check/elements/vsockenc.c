@@ -768,8 +768,7 @@ GST_START_TEST (test_error_posted_first)
   fake_host_set_fault (host, FAKE_FAULT_ERROR, 2);
   desc = g_strdup_printf ("videotestsrc is-live=false ! "
       "video/x-raw,format=NV12,width=64,height=48,framerate=30/1 ! "
-      "vsockenc name=enc socket-path=%s ! fakesink",
-      fake_host_get_path (host));
+      "vsockenc name=enc socket-path=%s ! fakesink", fake_host_get_path (host));
   pipeline = gst_parse_launch (desc, NULL);
   g_free (desc);
   fail_unless (pipeline != NULL);
@@ -1082,8 +1081,7 @@ GST_START_TEST (test_reconnect_after_outage)
   fail_unless_equals_int (g_mkdir (dir, 0700), 0);
   back = fake_host_new_at (FAKE_HOST_V2, path);
   deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
-  while (fake_host_n_frames (back) == 0
-      && g_get_monotonic_time () < deadline) {
+  while (fake_host_n_frames (back) == 0 && g_get_monotonic_time () < deadline) {
     fail_unless_equals_int (gst_harness_push (f.h, make_frame (&f.info, i++)),
         GST_FLOW_OK);
     g_usleep (10 * G_TIME_SPAN_MILLISECOND);
@@ -1325,8 +1323,7 @@ check_dmabuf_caps (FakeHostMode mode, gboolean known, const gchar * caps)
     }
   }
   s = get_stats (f.enc);
-  fail_unless_equals_uint64 (stat_u64 (s, "resource-id-frames"),
-      known ? 5 : 0);
+  fail_unless_equals_uint64 (stat_u64 (s, "resource-id-frames"), known ? 5 : 0);
   fail_unless_equals_uint64 (stat_u64 (s, "pixel-frames"), known ? 0 : 5);
   gst_structure_free (s);
 
@@ -1495,8 +1492,8 @@ check_real_decode (FakeHostMode mode, const gchar * format)
         GST_BUFFER_PTS (gst_sample_get_buffer (b)));
     mse = video_compare_luma_mse (a, b);
     GST_INFO ("frame %u: luma MSE %.2f", n, mse);
-    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB, "frame %u: luma MSE %.2f (PSNR < 30 dB)", n,
-        mse);
+    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB,
+        "frame %u: luma MSE %.2f (PSNR < 30 dB)", n, mse);
     gst_sample_unref (a);
     gst_sample_unref (b);
     n++;

@@ -131,8 +131,7 @@ expect_answer (GuestEmu * g, guint8 type, HxfrFrameStatus status)
   GuestAnswer a;
   GError *err = NULL;
 
-  fail_unless (guest_emu_receive (g, &a, &err), "%s",
-      err ? err->message : "");
+  fail_unless (guest_emu_receive (g, &a, &err), "%s", err ? err->message : "");
   fail_unless_equals_int (a.type, type);
   if (type == HXFR_MSG_FRAME_RESPONSE2)
     fail_unless_equals_int (a.resp.status, status);
@@ -189,7 +188,7 @@ GST_START_TEST (test_v2_caps_meta_keyunit_renegotiate_eos)
   /* frame 0: padded rows (stride 80 for 64 pixels) */
   send_nv12 (g, 64, 48, 80, 0, 1000, FALSE, &pixels, NULL);
   expect_answer (g, HXFR_MSG_FRAME_RESPONSE2, HXFR_STATUS_DROPPED);
-  check_caps (f.h, "NV12", 64, 48, 30, 1);       /* framerate from HELLO */
+  check_caps (f.h, "NV12", 64, 48, 30, 1);      /* framerate from HELLO */
   buf = gst_harness_pull (f.h);
   fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), 1000);
   fail_unless_equals_uint64 (GST_BUFFER_DURATION (buf), 33333333);
@@ -217,8 +216,7 @@ GST_START_TEST (test_v2_caps_meta_keyunit_renegotiate_eos)
   gst_buffer_unref (buf);
 
   /* a KEYFRAME_REQ also becomes an event */
-  fail_unless (guest_emu_send_simple (g, HXFR_MSG_KEYFRAME_REQ, NULL, 0,
-          NULL));
+  fail_unless (guest_emu_send_simple (g, HXFR_MSG_KEYFRAME_REQ, NULL, 0, NULL));
   /* the guest changes size: new caps before the next buffer */
   send_nv12 (g, 96, 64, 96, 2, 3000, FALSE, &pixels, NULL);
   expect_answer (g, HXFR_MSG_FRAME_RESPONSE2, HXFR_STATUS_DROPPED);

@@ -401,8 +401,8 @@ run_standin_guest (ExportPath path)
     gdouble mse = video_compare_luma_mse (g_ptr_array_index (decoded, i),
         g_ptr_array_index (refs, i));
 
-    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB, "frame %u luma MSE %.1f (PSNR below 30 dB)",
-        i, mse);
+    fail_unless (mse <= VIDEO_COMPARE_MAX_MSE_30DB,
+        "frame %u luma MSE %.1f (PSNR below 30 dB)", i, mse);
   }
   g_ptr_array_unref (decoded);
   g_ptr_array_unref (refs);

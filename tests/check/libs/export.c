@@ -101,7 +101,8 @@ GST_START_TEST (test_codec_bytes)
 
   /* HELLO: versions, kinds */
   n = hxex_hello_write (&(HxexHello) {
-      1, 1, 0x6}, buf);
+      1, 1, 0x6}
+      , buf);
   fail_unless_equals_int (n, 16);
   fail_unless (buf[0] == 1 && buf[1] == 0 && buf[2] == 1 && buf[4] == 6);
   fail_unless (hxex_hello_parse (buf, 16, &hello, NULL));
@@ -458,7 +459,8 @@ GST_START_TEST (test_raw_protocol)
   HXEX_MSG_RESOLVE, 0, HXEX_RESOLVE_SIZE, 5};
   hxex_header_write (buf, &h);
   hxex_resolve_write (&(HxexResolve) {
-      1, 0}, buf + 16);
+      1, 0}
+      , buf + 16);
   fail_unless_equals_int (g_socket_send (sock, (gchar *) buf, 32, NULL, NULL),
       32);
   {
@@ -503,7 +505,8 @@ GST_START_TEST (test_raw_protocol)
     HXEX_MSG_HELLO, 0, HXEX_HELLO_SIZE, 0};
     hxex_header_write (buf, &h);
     hxex_hello_write (&(HxexHello) {
-        1, 1, HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)}, buf + 16);
+        1, 1, HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)}
+        , buf + 16);
     h = (HxexHeader) {
     HXEX_MSG_RELEASE, 0, HXEX_RELEASE_SIZE, 0};
     hxex_header_write (rel, &h);
@@ -743,7 +746,8 @@ GST_START_TEST (test_many_cycles_no_leak)
   c = connect_client (vmm);
   /* warm up (lazy allocations on both sides), then measure */
   cycle_thread (&(CycleJob) {
-      c, standin_runner_get_resource (vmm), 10, 0});
+      c, standin_runner_get_resource (vmm), 10, 0}
+  );
   fds_before = proc_count_fds (getpid ());
   vmm_fds_before = standin_runner_ask_stat (vmm, "fds");
 
@@ -1148,8 +1152,7 @@ GST_START_TEST (test_codec_scanouts)
     fail_if (hxex_header_parse (hdr, &h, NULL));
   }
   fail_unless_equals_int (hxex_msg_payload_size (HXEX_MSG_FLUSH), 32);
-  fail_unless_equals_int (hxex_msg_payload_size (HXEX_MSG_SCANOUT_CONTROL),
-      24);
+  fail_unless_equals_int (hxex_msg_payload_size (HXEX_MSG_SCANOUT_CONTROL), 24);
 }
 
 GST_END_TEST;
@@ -1199,8 +1202,7 @@ GST_START_TEST (test_watch_initial_state)
             g_get_monotonic_time () + LINE_TIMEOUT));
   g_mutex_unlock (&r->lock);
   fail_unless (r->closed_error->domain == G_IO_ERROR);
-  fail_if (hxfr_export_watch_set_enabled (w, 1, FALSE, 0, 0, 0, SECOND,
-          NULL));
+  fail_if (hxfr_export_watch_set_enabled (w, 1, FALSE, 0, 0, 0, SECOND, NULL));
   hxfr_export_watch_free (w);
   rec_free (r);
   standin_runner_stop_checked (vmm);

@@ -26,7 +26,8 @@ hexbytes (const gchar * hex, gsize * len)
     }
     fail_unless (n < sizeof (buf));
     buf[n++] = (guint8) g_ascii_strtoull ((gchar[3]) {
-        hex[0], hex[1], 0}, NULL, 16);
+        hex[0], hex[1], 0}
+        , NULL, 16);
     hex += 2;
   }
   *len = n;
@@ -621,8 +622,7 @@ static void
 pair_close (Pair * p)
 {
   const HxfrAddress *addr = hxfr_listener_get_address (p->listener);
-  gchar *path = addr->kind == HXFR_ADDRESS_UNIX ? g_strdup (addr->path) :
-      NULL;
+  gchar *path = addr->kind == HXFR_ADDRESS_UNIX ? g_strdup (addr->path) : NULL;
 
   hxfr_conn_unref (p->client);
   hxfr_conn_unref (p->server);
@@ -698,8 +698,7 @@ do_big_message (gboolean tcp)
   fail_unless (GPOINTER_TO_INT (g_thread_join (t)));
   fail_unless_equals_int (hxfr_conn_get_bytes_received (p.server),
       12 + 72 + size);
-  fail_unless_equals_int (hxfr_conn_get_bytes_sent (p.client),
-      12 + 72 + size);
+  fail_unless_equals_int (hxfr_conn_get_bytes_sent (p.client), 12 + 72 + size);
   pair_close (&p);
 }
 

@@ -117,8 +117,7 @@ bridge_runner_start (BridgeRunnerTransport transport,
 }
 
 static BridgeRunner *start_full (BridgeRunnerTransport transport,
-    const gchar * listen_opts, const gchar * const *extra_args,
-    guint fd_limit);
+    const gchar * listen_opts, const gchar * const *extra_args, guint fd_limit);
 
 BridgeRunner *
 bridge_runner_start_with_fd_limit (BridgeRunnerTransport transport,
@@ -255,8 +254,7 @@ bridge_runner_wait (BridgeRunner * r, gboolean * socket_left)
 static gint
 wait_exit (BridgeRunner * r, gboolean * socket_left)
 {
-  gint64 deadline = g_get_monotonic_time () +
-      STOP_TIMEOUT_S * G_USEC_PER_SEC;
+  gint64 deadline = g_get_monotonic_time () + STOP_TIMEOUT_S * G_USEC_PER_SEC;
   gint status = -1;
   gboolean eof;
 

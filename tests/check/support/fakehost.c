@@ -128,8 +128,9 @@ encoder_encode (Encoder * e, const FakeHostFrame * f, gboolean * keyframe)
         "appsink name=sink sync=false", NULL);
     e->src = gst_bin_get_by_name (GST_BIN (e->pipe), "src");
     e->sink = gst_bin_get_by_name (GST_BIN (e->pipe), "sink");
-    gst_video_info_set_format (&info, hxfr_video_format_from_fourcc (f->req.format),
-        f->req.width, f->req.height);
+    gst_video_info_set_format (&info,
+        hxfr_video_format_from_fourcc (f->req.format), f->req.width,
+        f->req.height);
     GST_VIDEO_INFO_FPS_N (&info) = 30;
     GST_VIDEO_INFO_FPS_D (&info) = 1;
     caps = gst_video_info_to_caps (&info);
@@ -147,12 +148,13 @@ encoder_encode (Encoder * e, const FakeHostFrame * f, gboolean * keyframe)
     strides[i] = f->req.stride[i];
   }
   gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE,
-      hxfr_video_format_from_fourcc (f->req.format), f->req.width, f->req.height,
-      f->req.n_planes, offsets, strides);
-  GST_BUFFER_PTS (buf) = f->req.pts >= 0 ? (GstClockTime) f->req.pts :
-      GST_CLOCK_TIME_NONE;
-  GST_BUFFER_DURATION (buf) = f->req.duration >= 0 ?
-      (GstClockTime) f->req.duration : GST_CLOCK_TIME_NONE;
+      hxfr_video_format_from_fourcc (f->req.format), f->req.width,
+      f->req.height, f->req.n_planes, offsets, strides);
+  GST_BUFFER_PTS (buf) =
+      f->req.pts >= 0 ? (GstClockTime) f->req.pts : GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION (buf) =
+      f->req.duration >=
+      0 ? (GstClockTime) f->req.duration : GST_CLOCK_TIME_NONE;
   if (f->req.force_keyframe)
     gst_element_send_event (e->src,
         gst_video_event_new_downstream_force_key_unit (GST_BUFFER_PTS (buf),
