@@ -392,6 +392,9 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
   GSource *timer = NULL;
   gulong handler = 0;
 
+  /* our protocol is not HTTP: no proxy (that would also open the proxy
+   * resolver and a network monitor, descriptors kept for the process) */
+  g_socket_client_set_enable_proxy (client, FALSE);
   target = addr->kind == HXFR_ADDRESS_UNIX ?
       G_SOCKET_CONNECTABLE (g_unix_socket_address_new (addr->path)) :
       g_network_address_new (addr->host, addr->port);
