@@ -3,7 +3,7 @@
  * real vsockenc (`appsrc ! vsockenc ! h264parse ! avdec_h264`, fed with
  * videotestsrc frames so that every decoded frame can be compared with its
  * source) or guests emulated on the core library (v1 exactly as
- * PROTOCOL-v1.md, v2, and malformed input).
+ * docs/protocol.md section 5, v2, and malformed input).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
