@@ -1,7 +1,8 @@
 /* Guests emulated on the core library, for the host-side tests (vsocksrc,
  * bridge): a v1 guest exactly as docs/protocol.md section 5 (no
  * handshake, one request in flight) and a v2 guest (HELLO,
- * FRAME_REQUEST2), plus raw bytes for the malformed-input cases. Header-only so that both test programs share it.
+ * FRAME_REQUEST2), plus raw bytes for the malformed-input cases.
+ * Header-only so that both test programs share it.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
