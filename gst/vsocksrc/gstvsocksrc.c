@@ -851,6 +851,8 @@ next_frame (GstVsockSrc * self, HxfrHostEvent * ev, GstBuffer ** buf,
   GstFlowReturn ret;
 
   for (;;) {
+    /* a resource frame that failed may have set it: this one decides */
+    *dmabuf_caps = FALSE;
     if (!hxfr_host_session_next (self->session, ev, self->cancellable, &err))
       return flow_for_error (self, err, "Guest protocol error");
     if (ev->type == HXFR_HOST_EVENT_EOS) {
