@@ -424,6 +424,11 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
 
   if (c.connection) {
     sock = socket_of_connection (c.connection, error);
+    /* closed now, not when GSocketClient drops its own references (later,
+     * maybe from another thread): while that descriptor lived, our close
+     * of the duplicate sent no FIN, and a bridge saw a guest that had left
+     * as still there */
+    g_io_stream_close (G_IO_STREAM (c.connection), NULL, NULL);
     g_object_unref (c.connection);
   } else if (c.timed_out) {
     g_clear_error (&c.error);
