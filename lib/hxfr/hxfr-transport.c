@@ -469,6 +469,9 @@ hxfr_conn_unref (HxfrConn * conn)
 {
   if (!conn || !g_atomic_int_dec_and_test (&conn->refcount))
     return;
+  /* the peer sees the end now, even if another descriptor of this socket
+   * still lives somewhere (close alone sends no FIN then) */
+  g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
   g_socket_close (conn->socket, NULL);
   g_object_unref (conn->socket);
   g_mutex_clear (&conn->write_lock);
