@@ -838,15 +838,110 @@ why_refused (Bridge * b, const gchar * peer)
   return NULL;
 }
 
+/* Under Bridge.lock: a session for @conn (taken), @peer (taken). */
+static void
+admit_locked (Bridge * b, HxfrConn * conn, gchar * peer, BridgeVm * vm,
+    gboolean deployed_ok)
+{
+  Session *s = g_new0 (Session, 1);
+
+  peer_sessions_add (b, peer, 1);
+  b->n_admitted++;
+  s->peer = peer;
+  s->bridge = b;
+  s->id = ++b->next_id;
+  s->conn = conn;
+  s->vm = vm;
+  s->deployed_ok = deployed_ok;
+  s->hs = hxfr_host_session_new (conn, &b->cfg);
+  s->cancellable = g_cancellable_new ();
+  s->t_start = g_get_monotonic_time ();
+  s->admitted = TRUE;
+  b->sessions = g_list_prepend (b->sessions, s);
+  b->n_sessions++;
+  b->sessions_total++;
+  s->thread = g_thread_new ("hx-session", session_thread, s);
+}
+
+/* A guest that reconnects at once may find its old session not yet seen
+ * as gone (its FIN not processed yet on a loaded machine): a connection
+ * over a limit is given a short grace, off the main loop, before it is
+ * refused. Bounded by MAX_REFUSALS like the refusals themselves. */
+#define ADMIT_GRACE_US (500 * 1000)
+#define ADMIT_RECHECK_US (10 * 1000)
+
+typedef struct
+{
+  Bridge *bridge;
+  HxfrConn *conn;
+  gchar *peer;
+  BridgeVm *vm;
+  gboolean deployed_ok;
+} Waiting;
+
+static gpointer
+admit_after_grace_thread (gpointer data)
+{
+  Waiting *w = data;
+  Bridge *b = w->bridge;
+  gint64 deadline = g_get_monotonic_time () + ADMIT_GRACE_US;
+  const gchar *why;
+  gint32 code;
+
+  g_mutex_lock (&b->lock);
+  /* woken by a session's end, else rechecked: a closed peer is seen by
+   * polling its socket, which sends no wakeup */
+  while ((why = why_refused (b, w->peer)) && !b->stopping
+      && g_get_monotonic_time () < deadline)
+    g_cond_wait_until (&b->cond, &b->lock, MIN (deadline,
+            g_get_monotonic_time () + ADMIT_RECHECK_US));
+  if (!why) {
+    admit_locked (b, w->conn, w->peer, w->vm, w->deployed_ok);
+    g_mutex_unlock (&b->lock);
+  } else {
+    code = b->stopping ? HXFR_ERR_SHUTDOWN : HXFR_ERR_TOO_MANY_SESSIONS;
+    g_mutex_unlock (&b->lock);
+    refuse (b, w->conn, code, why);
+    g_free (w->peer);
+  }
+  g_free (w);
+  g_atomic_int_add (&n_refusals, -1);
+  return NULL;
+}
+
+static void
+admit_after_grace (Bridge * b, HxfrConn * conn, gchar * peer, BridgeVm * vm,
+    gboolean deployed_ok)
+{
+  Waiting *w;
+
+  if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
+    g_atomic_int_add (&n_refusals, -1);
+    g_mutex_lock (&b->lock);
+    b->refusals_total++;
+    g_mutex_unlock (&b->lock);
+    hxfr_conn_shutdown (conn);
+    hxfr_conn_unref (conn);
+    g_free (peer);
+    return;
+  }
+  w = g_new0 (Waiting, 1);
+  w->bridge = b;
+  w->conn = conn;
+  w->peer = peer;
+  w->vm = vm;
+  w->deployed_ok = deployed_ok;
+  g_thread_unref (g_thread_new ("hx-admit", admit_after_grace_thread, w));
+}
+
 static gboolean
 on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 {
   Listener *l = user_data;
   Bridge *b = g_object_get_data (G_OBJECT (socket), "bridge");
   HxfrConn *conn;
-  Session *s;
   GError *err = NULL;
-  const gchar *not_allowed, *why;
+  const gchar *not_allowed;
   gchar *peer;
 
   conn = hxfr_listener_accept (l->listener, 0, NULL, &err);
@@ -886,32 +981,13 @@ on_incoming (GSocket * socket, GIOCondition cond, gpointer user_data)
 
   peer = hxfr_conn_get_peer_identity (conn);
   g_mutex_lock (&b->lock);
-  if ((why = why_refused (b, peer))) {
-    gint32 code = b->stopping ? HXFR_ERR_SHUTDOWN : HXFR_ERR_TOO_MANY_SESSIONS;
-
+  if (!why_refused (b, peer)) {
+    admit_locked (b, conn, peer, l->vm, l->deployed_ok);
     g_mutex_unlock (&b->lock);
-    refuse (b, conn, code, why);
-    g_free (peer);
     return G_SOURCE_CONTINUE;
   }
-  peer_sessions_add (b, peer, 1);
-  b->n_admitted++;
-  s = g_new0 (Session, 1);
-  s->peer = peer;
-  s->bridge = b;
-  s->id = ++b->next_id;
-  s->conn = conn;
-  s->vm = l->vm;
-  s->deployed_ok = l->deployed_ok;
-  s->hs = hxfr_host_session_new (conn, &b->cfg);
-  s->cancellable = g_cancellable_new ();
-  s->t_start = g_get_monotonic_time ();
-  s->admitted = TRUE;
-  b->sessions = g_list_prepend (b->sessions, s);
-  b->n_sessions++;
-  b->sessions_total++;
-  s->thread = g_thread_new ("hx-session", session_thread, s);
   g_mutex_unlock (&b->lock);
+  admit_after_grace (b, conn, peer, l->vm, l->deployed_ok);
   return G_SOURCE_CONTINUE;
 }
 
