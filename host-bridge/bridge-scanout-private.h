@@ -1,9 +1,9 @@
 /* Inside the scanout code: what bridge-scanout.c (the VM, its scanouts and
  * their encoders) and bridge-subscriber.c (one client connection) share.
  *
- * Locks: BridgeVm.lock guards every Scanout field marked "vm lock" and each
- * Subscriber's subscription fields; Subscriber.lock guards its output
- * queue. Order: BridgeVm.lock, then Subscriber.lock.
+ * Locks: BridgeVm.lock guards every Scanout field marked "vm lock" and
+ * each Subscriber's scanout; Subscriber.lock guards its output queue and
+ * what it was sent. Order: BridgeVm.lock, then Subscriber.lock.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -42,23 +42,27 @@ struct _Subscriber
   BridgeVm *vm;
   guint id;
   HxfrConn *conn;
+  gchar *peer;                  /* hxfr_conn_get_peer_identity () */
   gboolean v2;
+  gboolean proven;              /* presented the listener's token */
   guint16 session_id;           /* echoed in the headers we send */
 
   /* vm lock */
   Scanout *scanout;             /* NULL: not subscribed */
   guint32 scanout_index;        /* of scanout, once subscribed */
-  gboolean waiting_idr;         /* skip until an IDR */
-  gboolean discont;             /* frames were skipped since the last sent */
-  guint32 seq;
-  guint64 first_capture_ns;     /* v2 pts origin; 0 = no frame yet */
-  guint64 frames_sent, frames_skipped, frames_dropped;
 
-  /* Subscriber.lock: the writer's queue */
+  /* Subscriber.lock: the writer's queue and what this subscriber was sent */
   GMutex lock;
   GCond cond;
   GQueue out;                   /* Outgoing* */
   guint out_frames;
+  gboolean waiting_idr;         /* skip until an IDR */
+  gboolean idr_owed;            /* the writer skipped stale frames: the next
+                                 * offer asks the encoder for an IDR */
+  gboolean discont;             /* frames were skipped since the last sent */
+  guint32 seq;
+  guint64 first_capture_ns;     /* v2 pts origin; 0 = no frame yet */
+  guint64 frames_sent, frames_skipped, frames_dropped;
   gboolean closing;             /* nothing more is queued; the writer ends */
   gboolean writer_done;
   gchar *end_reason;            /* why, once known (first one wins) */
@@ -66,7 +70,20 @@ struct _Subscriber
 };
 
 /* Subscriber output (bridge-subscriber.c) */
-gboolean subscriber_queue_frame (Subscriber * sub, EncodedFrame * f);
+typedef enum
+{
+  SUBSCRIBER_QUEUED,            /* it will be sent */
+  SUBSCRIBER_SKIPPED,           /* not sent: it waits for an IDR */
+  SUBSCRIBER_NEEDS_IDR,         /* not sent: it lags; ask for an IDR */
+} SubscriberOffer;
+
+/* The whole skip policy: @f is queued for @sub, or skipped because it
+ * waits for an IDR, or it lags (its queue is full, or frames waited in it
+ * too long) and from now on it waits for an IDR, which the caller asks
+ * for. vm lock held (the subscriber list @sub is on). */
+SubscriberOffer subscriber_offer_frame (Subscriber * sub, EncodedFrame * f);
+/* A new subscription: nothing is sent until an IDR. */
+void subscriber_start (Subscriber * sub);
 /* Ends the subscription from the VM's side: v2 subscribers are sent
  * SCANOUT_END @reason first; the connection is then closed, which ends
  * bridge_vm_serve() for it. vm lock held. */
@@ -76,14 +93,19 @@ void subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
 const BridgeScanoutConfig *bridge_vm_config (BridgeVm * vm);
 GMutex *bridge_vm_lock (BridgeVm * vm);
 /* vm lock held. Subscribes @sub to scanout @index; FALSE with the HXFR
- * error code (NO_SCANOUT, TOO_MANY_SESSIONS) and text. */
+ * error code (NO_SCANOUT, TOO_MANY_SESSIONS) and text. Its first frame
+ * follows scanout_send_first_frame(). */
 gboolean scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
     gboolean v2, gint32 * code, gchar ** text);
+/* vm lock held, once the subscription's answer is queued: @sub's first
+ * frame, an IDR: the last one again if nothing was encoded since, else a
+ * new one asked for within the scanout's IDR rate limit. */
+void scanout_send_first_frame (Subscriber * sub);
 /* vm lock held */
 void scanout_unsubscribe (Subscriber * sub);
-/* vm lock held: the next frame of @sub's scanout is an IDR (rate-limited
- * unless @now) */
-void scanout_request_idr (Scanout * so, gboolean now);
+/* vm lock held: an IDR soon, at most one per IDR_REQUEST_INTERVAL_US per
+ * scanout, whoever asks (a request inside the interval is kept, not lost) */
+void scanout_request_idr (Scanout * so);
 /* vm lock held: 0 = the host's default */
 void scanout_set_bitrate (Scanout * so, guint32 bitrate);
 /* vm lock held: the scanout's current size (0 if it shows nothing) */

@@ -27,8 +27,10 @@ static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
 /* the encoder must answer a frame within this, else the scanout's
  * subscribers are ended (ENCODER) */
 #define ENCODE_TIMEOUT_US (5 * G_USEC_PER_SEC)
-/* an IDR asked for by a lagging or requesting subscriber: at most this
- * often per scanout (a new subscriber's is not limited) */
+/* an IDR asked for by a new, lagging or requesting subscriber: at most
+ * this often per scanout, whoever asks, so that no client can make the
+ * others receive more (a new subscriber is sent the last IDR again when
+ * nothing was encoded since) */
 #define IDR_REQUEST_INTERVAL_US (250 * 1000)
 /* a scanout without subscribers frees its encoder after this */
 #define IDLE_TEARDOWN_US (5 * G_USEC_PER_SEC)
@@ -54,6 +56,7 @@ struct _Scanout
   gint64 t_idr_requested;
   guint32 bitrate_wanted;       /* 0: the configured default */
   gint64 t_last_encode;         /* 0: nothing encoded by this encoder */
+  EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
   gint64 t_no_subscribers;
   GThread *thread;
 
@@ -153,9 +156,11 @@ on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
   so = &vm->scanouts[st->index];
   was_enabled = so->state.enabled;
   so->state = *st;
-  if (was_enabled && !st->enabled)
+  if (was_enabled && !st->enabled) {
     end_subscribers (so, HXFR_SCANOUT_END_DISABLED, "the scanout was "
         "disabled");
+    g_clear_pointer (&so->last_frame, encoded_frame_unref);
+  }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
 }
@@ -195,6 +200,7 @@ on_watch_closed (gpointer user_data, const GError * why)
     vm->scanouts[i].state.resource_id = 0;
     end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
         "the VM's helix export went away");
+    g_clear_pointer (&vm->scanouts[i].last_frame, encoded_frame_unref);
   }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
@@ -545,7 +551,7 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     return FALSE;
   if (so->idr_deferred) {
     if (now - so->t_idr_requested >= IDR_REQUEST_INTERVAL_US)
-      scanout_request_idr (so, TRUE);
+      scanout_request_idr (so);
     else
       *wait_until = so->t_idr_requested + IDR_REQUEST_INTERVAL_US;
   }
@@ -581,30 +587,30 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
 static void
 fan_out (Scanout * so, EncodedFrame * f)
 {
+  gboolean idr_wanted = FALSE;
   guint i;
 
   so->vm->stats.frames_encoded++;
   if (f->keyframe)
     so->idr_deferred = FALSE;
+  if (so->last_frame)
+    encoded_frame_unref (so->last_frame);
+  so->last_frame = encoded_frame_ref (f);
   for (i = 0; i < so->subscribers->len; i++) {
-    Subscriber *sub = g_ptr_array_index (so->subscribers, i);
-
-    if (sub->waiting_idr && !f->keyframe) {
-      sub->frames_skipped++;
-      so->vm->stats.frames_skipped++;
-      continue;
+    switch (subscriber_offer_frame (g_ptr_array_index (so->subscribers, i), f)) {
+      case SUBSCRIBER_QUEUED:
+        so->vm->stats.frames_sent++;
+        break;
+      case SUBSCRIBER_NEEDS_IDR:
+        idr_wanted = TRUE;
+        /* fall through */
+      case SUBSCRIBER_SKIPPED:
+        so->vm->stats.frames_skipped++;
+        break;
     }
-    if (!subscriber_queue_frame (sub, f)) {
-      /* it cannot keep up: nothing more until an IDR it can take */
-      sub->frames_dropped++;
-      sub->waiting_idr = TRUE;
-      sub->discont = TRUE;
-      scanout_request_idr (so, FALSE);
-      continue;
-    }
-    sub->waiting_idr = FALSE;
-    so->vm->stats.frames_sent++;
   }
+  if (idr_wanted)
+    scanout_request_idr (so);
 }
 
 static void
@@ -640,6 +646,7 @@ scanout_thread (gpointer data)
         teardown_encoder (so);
         g_mutex_lock (&vm->lock);
         so->t_last_encode = 0;
+        g_clear_pointer (&so->last_frame, encoded_frame_unref);
         continue;
       }
       g_cond_wait_until (&vm->cond, &vm->lock, wait_until);
@@ -656,6 +663,7 @@ scanout_thread (gpointer data)
       vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
           err->message);
       end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
+      g_clear_pointer (&so->last_frame, encoded_frame_unref);
       g_mutex_unlock (&vm->lock);
       teardown_encoder (so);
       g_mutex_lock (&vm->lock);
@@ -664,7 +672,7 @@ scanout_thread (gpointer data)
        * an IDR it owed is owed still (rate-limited: no busy retry) */
       log_failure (so, "reading its resource", err);
       if (w.force_idr)
-        scanout_request_idr (so, FALSE);
+        scanout_request_idr (so);
     }
     g_clear_error (&err);
   }
@@ -710,15 +718,26 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
   g_ptr_array_add (so->subscribers, sub);
   sub->scanout = so;
   sub->scanout_index = index;
-  sub->waiting_idr = TRUE;
-  sub->first_capture_ns = 0;
+  subscriber_start (sub);
   vm->stats.subscribers++;
-  /* its first frame is an IDR, at once: re-encoded now if the screen is
-   * static */
-  scanout_request_idr (so, TRUE);
   if (!so->thread)
     so->thread = g_thread_new ("hx-scanout", scanout_thread, so);
   return TRUE;
+}
+
+void
+scanout_send_first_frame (Subscriber * sub)
+{
+  Scanout *so = sub->scanout;
+
+  /* the encoder's latest output is an IDR: the same picture the others
+   * were sent, and what follows it refers to nothing older */
+  if (so->last_frame && so->last_frame->keyframe
+      && subscriber_offer_frame (sub, so->last_frame) == SUBSCRIBER_QUEUED)
+    return;
+  /* else a new one, rate-limited per scanout: a static screen is encoded
+   * again for it */
+  scanout_request_idr (so);
 }
 
 void
@@ -737,12 +756,11 @@ scanout_unsubscribe (Subscriber * sub)
 }
 
 void
-scanout_request_idr (Scanout * so, gboolean now)
+scanout_request_idr (Scanout * so)
 {
   gint64 t = g_get_monotonic_time ();
 
-  if (!now && so->t_idr_requested
-      && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US) {
+  if (so->t_idr_requested && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US) {
     /* not dropped: next_work() asks for it once the interval is over */
     so->idr_deferred = TRUE;
     return;
@@ -863,6 +881,7 @@ bridge_vm_free (BridgeVm * vm)
 
     if (so->thread)
       g_thread_join (so->thread);
+    g_clear_pointer (&so->last_frame, encoded_frame_unref);
     g_ptr_array_unref (so->subscribers);
   }
   if (vm->watch)

@@ -38,6 +38,9 @@ typedef struct
                                  * long is ended (it does not read) */
   GBytes *token;                /* v2 subscriptions must present it, or NULL */
   void (*log) (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
+  /* a line about a client that presented no token: rate-limited per
+   * @peer and in total (NULL: log) */
+  void (*log_unproven) (const gchar * peer, const gchar * line);
 } BridgeScanoutConfig;
 
 /* Starts watching the export at @export_path (a UNIX socket path),
@@ -53,12 +56,14 @@ void bridge_vm_stop (BridgeVm * vm);
 void bridge_vm_free (BridgeVm * vm);
 
 /* Serves one scanout client on @conn until it ends, on the caller's
- * thread. @first: the header of its first message (read, payload not).
- * @deployed_ok: the listener accepts deployed clients (no token). Returns
- * why it ended (g_free it). */
+ * thread. @first: the header of its first message (read, payload not);
+ * @first_deadline: when the rest of that message must have come (monotonic
+ * us; one deadline from its first byte). @deployed_ok: the listener
+ * accepts deployed clients (no token). Returns why it ended (g_free it);
+ * *@proven: the client presented the listener's token. */
 gchar *bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gboolean deployed_ok,
-    GCancellable * cancellable);
+    const HxfrHeader * first, gint64 first_deadline, gboolean deployed_ok,
+    GCancellable * cancellable, gboolean * proven);
 
 typedef struct
 {

@@ -24,6 +24,14 @@
 #define UNSUBSCRIBED_IDLE_US (60 * G_USEC_PER_SEC)
 /* Answers still queued when the connection ends: sent within this */
 #define END_FLUSH_US (2 * G_USEC_PER_SEC)
+/* A frame that waited this long in a subscriber's queue is not sent: the
+ * subscriber skips to the next IDR (docs/protocol.md 11.3) */
+#define MAX_QUEUE_WAIT_US (100 * 1000)
+/* The socket's send buffer: about two frames at the stream's bitrate at
+ * 60 Hz, within these bounds, so that frames a slow reader cannot take
+ * wait in our queue, where they can be skipped, not in the kernel's */
+#define MIN_SEND_BUFFER (16 * 1024)
+#define MAX_SEND_BUFFER (512 * 1024)
 
 typedef struct
 {
@@ -32,6 +40,9 @@ typedef struct
   guint8 fixed[HXFR_ERROR_SIZE];
   gsize fixed_len;
   EncodedFrame *frame;          /* its access unit follows, or NULL */
+  gint64 t_queued;
+  HxfrScanoutFrame sf;          /* v2 frames: written into fixed when sent,
+                                 * with the seq of what was sent */
 } Outgoing;
 
 static void
@@ -40,6 +51,30 @@ outgoing_free (Outgoing * o)
   if (o->frame)
     encoded_frame_unref (o->frame);
   g_free (o);
+}
+
+/* A log line about @sub: rate-limited while it has not presented a token
+ * (docs/security.md) */
+/* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
+static void
+subscriber_log (Subscriber * sub, const gchar * format, ...) G_GNUC_PRINTF (2, 3);
+/* *INDENT-ON* */
+
+static void
+subscriber_log (Subscriber * sub, const gchar * format, ...)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  va_list args;
+  gchar *line;
+
+  va_start (args, format);
+  line = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (sub->proven || !cfg->log_unproven)
+    cfg->log ("%s", line);
+  else
+    cfg->log_unproven (sub->peer, line);
+  g_free (line);
 }
 
 /* Writer */
@@ -64,9 +99,75 @@ send_one (Subscriber * sub, Outgoing * o, GError ** error)
     tail.buffer = g_bytes_get_data (o->frame->au, &size);
     tail.size = size;
   }
-  return hxfr_conn_send (sub->conn, o->type, 0, o->session_id, o->fixed,
-      o->fixed_len, o->frame ? &tail : NULL, o->frame ? 1 : 0,
-      cfg->write_timeout_us, NULL, error);
+  /* a reader slower than the stream is skipped, not cut off: only one
+   * that takes no bytes for the write timeout is */
+  return hxfr_conn_send_to_slow_reader (sub->conn, o->type, 0,
+      o->session_id, o->fixed, o->fixed_len, o->frame ? &tail : NULL,
+      o->frame ? 1 : 0, cfg->write_timeout_us, NULL, error);
+}
+
+/* Subscriber.lock held */
+static void
+drop_link (Subscriber * sub, GList * l)
+{
+  Outgoing *o = l->data;
+
+  g_queue_delete_link (&sub->out, l);
+  if (o->frame) {
+    sub->out_frames--;
+    sub->frames_dropped++;
+  }
+  outgoing_free (o);
+}
+
+/* Subscriber.lock held: what follows starts after a gap */
+static void
+drop_queued_frames (Subscriber * sub)
+{
+  GList *l = sub->out.head;
+
+  while (l) {
+    GList *next = l->next;
+
+    if (((Outgoing *) l->data)->frame)
+      drop_link (sub, l);
+    l = next;
+  }
+  sub->discont = TRUE;
+}
+
+/* Subscriber.lock held. Frames that waited too long are not sent: the
+ * queue resumes at the next IDR in it, or the subscriber waits for one
+ * (asked for by the next offer). So a frame's first byte leaves at most
+ * MAX_QUEUE_WAIT_US after it was encoded, however slowly the peer reads. */
+static void
+skip_stale_frames (Subscriber * sub)
+{
+  gint64 now = g_get_monotonic_time ();
+  GList *l = sub->out.head;
+  gboolean skipping = FALSE;
+
+  while (l) {
+    GList *next = l->next;
+    Outgoing *o = l->data;
+
+    if (o->frame && !skipping && now - o->t_queued > MAX_QUEUE_WAIT_US)
+      skipping = TRUE;
+    if (skipping && o->frame) {
+      if (o->frame->keyframe && now - o->t_queued <= MAX_QUEUE_WAIT_US) {
+        /* resumes here */
+        o->sf.frame_flags |= HXFR_SCANOUT_FRAME_DISCONT;
+        return;
+      }
+      drop_link (sub, l);
+    }
+    l = next;
+  }
+  if (skipping) {
+    sub->waiting_idr = TRUE;
+    sub->idr_owed = TRUE;
+    sub->discont = TRUE;
+  }
 }
 
 static gpointer
@@ -80,12 +181,17 @@ writer_thread (gpointer data)
     Outgoing *o;
     GError *err = NULL;
 
+    skip_stale_frames (sub);
     while (!sub->out.length && !sub->closing)
       g_cond_wait (&sub->cond, &sub->lock);
     if (!(o = g_queue_pop_head (&sub->out)))
       break;
     if (o->frame)
       sub->out_frames--;
+    if (o->frame && sub->v2) {
+      o->sf.seq = sub->seq++;
+      hxfr_scanout_frame_write (&o->sf, o->fixed);
+    }
     g_mutex_unlock (&sub->lock);
     if (!send_one (sub, o, &err)) {
       g_mutex_lock (&sub->lock);
@@ -147,56 +253,88 @@ queue_message (Subscriber * sub, guint8 type, guint16 session_id,
   return ok;
 }
 
-/* vm lock held (the subscription fields) */
-gboolean
-subscriber_queue_frame (Subscriber * sub, EncodedFrame * f)
+/* Subscriber.lock held: @f as the message its dialect sends */
+static Outgoing *
+frame_message (Subscriber * sub, EncodedFrame * f)
 {
-  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
-  Outgoing *o;
-  gsize au_size = g_bytes_get_size (f->au);
+  Outgoing *o = g_new0 (Outgoing, 1);
 
-  g_mutex_lock (&sub->lock);
-  if (sub->closing) {
-    g_mutex_unlock (&sub->lock);
-    return TRUE;
-  }
-  if (sub->out_frames >= cfg->queue_frames) {
-    g_mutex_unlock (&sub->lock);
-    return FALSE;
-  }
-  o = g_new0 (Outgoing, 1);
   o->frame = encoded_frame_ref (f);
+  o->t_queued = g_get_monotonic_time ();
   if (sub->v2) {
-    HxfrScanoutFrame sf = { 0, };
+    HxfrScanoutFrame *sf = &o->sf;
 
     if (!sub->first_capture_ns)
       sub->first_capture_ns = f->capture_ns;
-    sf.seq = sub->seq++;
-    sf.frame_flags = (f->keyframe ? HXFR_SCANOUT_FRAME_KEYFRAME : 0) |
+    sf->frame_flags = (f->keyframe ? HXFR_SCANOUT_FRAME_KEYFRAME : 0) |
         (f->repeat ? HXFR_SCANOUT_FRAME_REPEAT : 0) |
         (sub->discont ? HXFR_SCANOUT_FRAME_DISCONT : 0);
-    sf.width = f->width;
-    sf.height = f->height;
-    sf.pts = f->capture_ns >= sub->first_capture_ns ?
+    sf->width = f->width;
+    sf->height = f->height;
+    sf->pts = f->capture_ns >= sub->first_capture_ns ?
         (gint64) (f->capture_ns - sub->first_capture_ns) : 0;
-    sf.duration = -1;
-    sf.capture_time = f->capture_ns;
-    sf.encode_us = f->encode_us;
+    sf->duration = -1;
+    sf->capture_time = f->capture_ns;
+    sf->encode_us = f->encode_us;
     o->type = HXFR_MSG_SCANOUT_FRAME;
     o->session_id = sub->session_id;
-    o->fixed_len = hxfr_scanout_frame_write (&sf, o->fixed);
+    o->fixed_len = HXFR_SCANOUT_FRAME_SIZE;
   } else {
     /* as deployed: session_id is the scanout id, pts the frame counter */
     o->type = HXFR_MSG_FRAME_RESPONSE;
     o->session_id = (guint16) sub->scanout_index;
     o->fixed_len = hxfr_pushed_frame_write ((gint64) f->index *
-        DEPLOYED_PTS_STEP, f->keyframe, au_size, o->fixed);
+        DEPLOYED_PTS_STEP, f->keyframe, g_bytes_get_size (f->au), o->fixed);
   }
-  sub->discont = FALSE;
-  sub->frames_sent++;
-  push_locked (sub, o);
+  return o;
+}
+
+void
+subscriber_start (Subscriber * sub)
+{
+  g_mutex_lock (&sub->lock);
+  sub->waiting_idr = TRUE;
+  sub->idr_owed = FALSE;
+  sub->first_capture_ns = 0;
   g_mutex_unlock (&sub->lock);
-  return TRUE;
+}
+
+SubscriberOffer
+subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  SubscriberOffer result = SUBSCRIBER_QUEUED;
+
+  g_mutex_lock (&sub->lock);
+  if (sub->closing) {
+    result = SUBSCRIBER_SKIPPED;
+  } else if (f->keyframe) {
+    /* queued, whatever it waited for; in a full queue it replaces every
+     * frame, which are older and which nothing after it needs */
+    if (sub->out_frames >= cfg->queue_frames)
+      drop_queued_frames (sub);
+  } else if (sub->waiting_idr) {
+    sub->frames_skipped++;
+    result = SUBSCRIBER_SKIPPED;
+  } else if (sub->out_frames >= cfg->queue_frames) {
+    /* it cannot keep up: nothing more until an IDR */
+    sub->frames_dropped++;
+    sub->waiting_idr = TRUE;
+    sub->discont = TRUE;
+    result = SUBSCRIBER_NEEDS_IDR;
+  }
+  if (result == SUBSCRIBER_QUEUED) {
+    sub->waiting_idr = FALSE;
+    push_locked (sub, frame_message (sub, f));
+    sub->discont = FALSE;
+    sub->frames_sent++;
+  }
+  if (sub->idr_owed && result != SUBSCRIBER_QUEUED)
+    result = SUBSCRIBER_NEEDS_IDR;
+  if (result == SUBSCRIBER_NEEDS_IDR || f->keyframe)
+    sub->idr_owed = FALSE;
+  g_mutex_unlock (&sub->lock);
+  return result;
 }
 
 void
@@ -244,6 +382,13 @@ typedef struct
   gchar *reason;                /* set: the connection ends */
 } Reader;
 
+static gchar *
+read_timeout_reason (Reader * r)
+{
+  return g_strdup_printf ("a message begun was not whole within %.1f s",
+      bridge_vm_config (r->sub->vm)->idle_timeout_us / 1e6);
+}
+
 static gboolean
 read_payload (Reader * r, const HxfrHeader * h, guint8 * buf, gsize size,
     const gchar * what)
@@ -257,7 +402,10 @@ read_payload (Reader * r, const HxfrHeader * h, guint8 * buf, gsize size,
   }
   if (size && !hxfr_conn_read_exact (r->sub->conn, buf, size,
           hxfr_deadline_left (r->deadline), r->cancellable, &err)) {
-    r->reason = g_strdup_printf ("reading %s: %s", what, err->message);
+    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+      r->reason = read_timeout_reason (r);
+    else
+      r->reason = g_strdup_printf ("reading %s: %s", what, err->message);
     g_error_free (err);
     return FALSE;
   }
@@ -275,23 +423,40 @@ send_error_and_end (Reader * r, gint32 code, const gchar * text)
     r->reason = g_strdup (text);
 }
 
+/* About two frames at @bitrate (bit/s) at 60 Hz */
+static void
+size_send_buffer (Subscriber * sub, guint32 bitrate)
+{
+  hxfr_conn_set_send_buffer (sub->conn, CLAMP (bitrate / 8 / 30,
+          MIN_SEND_BUFFER, MAX_SEND_BUFFER), NULL);
+}
+
 static void
 handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
 {
   Subscriber *sub = r->sub;
   BridgeVm *vm = sub->vm;
+  const BridgeScanoutConfig *cfg = bridge_vm_config (vm);
   gint32 code = 0;
   gchar *text = NULL;
   guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
   HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, index };
-  gboolean ok, queued = TRUE;
+  gboolean ok, queued = TRUE, again;
 
   g_mutex_lock (bridge_vm_lock (vm));
-  /* deployed: the last SUBSCRIBE wins */
-  scanout_unsubscribe (sub);
-  ok = scanout_subscribe (vm, sub, index, v2, &code, &text);
+  /* deployed: the last SUBSCRIBE wins; the same one again changes nothing
+   * (no new IDR for everyone) but is answered, as deployed */
+  again = sub->scanout && sub->scanout_index == index;
+  if (again) {
+    ok = TRUE;
+  } else {
+    scanout_unsubscribe (sub);
+    ok = scanout_subscribe (vm, sub, index, v2, &code, &text);
+  }
   if (ok && bitrate)
     scanout_set_bitrate (sub->scanout, bitrate);
+  if (ok)
+    size_send_buffer (sub, bitrate ? bitrate : cfg->bitrate);
   /* the answer is queued before the lock goes: no frame can come first */
   if (v2 && ok) {
     scanout_get_size (sub->scanout, &ack.width, &ack.height);
@@ -304,10 +469,13 @@ handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
     queued = queue_message (sub, HXFR_MSG_SUBSCRIBE_RESP, (guint16) index,
         out, HXFR_SUBSCRIBE_RESP_SIZE);
   }
+  if (ok && !again)
+    scanout_send_first_frame (sub);
   g_mutex_unlock (bridge_vm_lock (vm));
 
-  bridge_vm_config (vm)->log ("subscriber %u: %s scanout %u%s%s", sub->id,
-      ok ? "subscribed to" : "refused", index, ok ? "" : ": ", ok ? "" : text);
+  subscriber_log (sub, "subscriber %u: %s scanout %u%s%s", sub->id,
+      !ok ? "refused" : again ? "subscribed again to" : "subscribed to",
+      index, ok ? "" : ": ", ok ? "" : text);
   if (v2 && !ok)
     send_error_and_end (r, code, text);
   else if (!queued)
@@ -329,13 +497,13 @@ handle_hotplug (Reader * r, const HxfrHeader * h, guint32 index,
   if (enable && (width == 0 || height == 0 || width > cfg->max_width
           || height > cfg->max_height || (width | height) & 1)) {
     ok = FALSE;
-    cfg->log ("subscriber %u: ENABLE_SCANOUT %u at %ux%u refused (1..%ux%u, "
-        "even sizes)", sub->id, index, width, height, cfg->max_width,
+    subscriber_log (sub, "subscriber %u: ENABLE_SCANOUT %u at %ux%u refused "
+        "(1..%ux%u, even sizes)", sub->id, index, width, height, cfg->max_width,
         cfg->max_height);
   } else {
     ok = bridge_vm_set_enabled (sub->vm, index, enable, width, height,
         refresh, &err);
-    cfg->log ("subscriber %u: %s scanout %u%s%s", sub->id,
+    subscriber_log (sub, "subscriber %u: %s scanout %u%s%s", sub->id,
         enable ? "enable" : "disable", index, ok ? "" : ": ",
         ok ? "" : err->message);
     g_clear_error (&err);
@@ -363,7 +531,7 @@ handle_common (Reader * r, const HxfrHeader * h)
       if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
         g_mutex_lock (bridge_vm_lock (sub->vm));
         if (sub->scanout)
-          scanout_request_idr (sub->scanout, FALSE);
+          scanout_request_idr (sub->scanout);
         g_mutex_unlock (bridge_vm_lock (sub->vm));
       }
       return TRUE;
@@ -469,6 +637,7 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
   } else if (s.codec != HXFR_CODEC_H264) {
     send_error_and_end (r, HXFR_ERR_UNSUPPORTED, "only H264 is encoded");
   } else {
+    r->sub->proven = cfg->token != NULL;
     handle_subscribe (r, s.scanout_id, TRUE, s.bitrate);
   }
 }
@@ -514,13 +683,14 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
 
 /* Waits for and reads the next header. A subscribed connection may stay
  * silent as long as it lives (deployed subscribers never send again); it
- * ends with the client, the bridge, or its writer. */
+ * ends with the client, the bridge, or its writer. From its first byte on,
+ * a message has the idle timeout to arrive whole. */
 static gboolean
 read_header (Reader * r, HxfrHeader * h)
 {
   const BridgeScanoutConfig *cfg = bridge_vm_config (r->sub->vm);
   guint8 bytes[HXFR_HEADER_SIZE];
-  gboolean subscribed;
+  gboolean subscribed, begun = FALSE;
   GError *err = NULL;
 
   g_mutex_lock (bridge_vm_lock (r->sub->vm));
@@ -529,6 +699,7 @@ read_header (Reader * r, HxfrHeader * h)
   if (!hxfr_conn_wait_readable (r->sub->conn, subscribed ? -1 :
           UNSUBSCRIBED_IDLE_US, r->cancellable, &err))
     goto failed;
+  begun = TRUE;
   r->deadline = g_get_monotonic_time () + cfg->idle_timeout_us;
   if (!hxfr_conn_read_exact (r->sub->conn, bytes, sizeof (bytes),
           hxfr_deadline_left (r->deadline), r->cancellable, &err)
@@ -539,6 +710,8 @@ read_header (Reader * r, HxfrHeader * h)
 failed:
   if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     r->reason = g_strdup ("the bridge is stopping");
+  else if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && begun)
+    r->reason = read_timeout_reason (r);
   else if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
     r->reason = g_strdup ("silent, not subscribed");
   else
@@ -556,6 +729,7 @@ subscriber_new (BridgeVm * vm, HxfrConn * conn, guint id,
   sub->vm = vm;
   sub->id = id;
   sub->conn = hxfr_conn_ref (conn);
+  sub->peer = hxfr_conn_get_peer_identity (conn);
   sub->v2 = first->type == HXFR_MSG_SUBSCRIBE2;
   sub->session_id = first->session_id;
   g_mutex_init (&sub->lock);
@@ -600,6 +774,7 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
       ")", sub->end_reason ? sub->end_reason : "ended", sub->frames_sent,
       sub->frames_skipped, sub->frames_dropped);
   g_free (sub->end_reason);
+  g_free (sub->peer);
   g_queue_clear_full (&sub->out, (GDestroyNotify) outgoing_free);
   hxfr_conn_unref (sub->conn);
   g_mutex_clear (&sub->lock);
@@ -610,9 +785,9 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
 
 gchar *
 bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gboolean deployed_ok, GCancellable * cancellable)
+    const HxfrHeader * first, gint64 first_deadline, gboolean deployed_ok,
+    GCancellable * cancellable, gboolean * proven)
 {
-  const BridgeScanoutConfig *cfg = bridge_vm_config (vm);
   Reader r = { 0, };
   HxfrHeader h = *first;
   gboolean is_first = TRUE;
@@ -620,7 +795,8 @@ bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
   bridge_vm_ensure_watching (vm);
   r.sub = subscriber_new (vm, conn, id, first);
   r.cancellable = cancellable;
-  r.deadline = g_get_monotonic_time () + cfg->idle_timeout_us;
+  /* the first message's deadline began with its first byte */
+  r.deadline = first_deadline;
   if (!r.sub->v2 && !deployed_ok) {
     /* helix-drm-manager shows an ERROR's text; desktop-bridge fails */
     send_error_and_end (&r, HXFR_ERR_UNAUTHORIZED, "deployed scanout "
@@ -636,5 +812,6 @@ bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
       handle_deployed (&r, &h);
     is_first = FALSE;
   }
+  *proven = r.sub->proven;
   return subscriber_finish (r.sub, r.reason);
 }

@@ -41,6 +41,7 @@
 #include "bridge-fds.h"
 #include "bridge-metrics.h"
 #include "bridge-scanout.h"
+#include "bridge-log-limit.h"
 #include "hxfr-scanout.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
@@ -81,6 +82,8 @@ typedef struct
   BridgeVm *vm;                 /* its listener's VM (helix export), or NULL */
   gboolean deployed_ok;         /* its listener takes deployed scanout clients */
   gboolean scanout_client;      /* served by bridge_vm_serve() */
+  gboolean proven;              /* a scanout client that presented the
+                                 * listener's token */
   GCancellable *cancellable;
   GThread *thread;
   GstElement *pipeline;         /* session thread only */
@@ -174,6 +177,26 @@ log_line (const gchar * format, ...)
   g_free (msg);
   g_free (ts);
   g_date_time_unref (now);
+}
+
+/* Lines about clients that presented no token (deployed scanout clients,
+ * v2 subscribers before their token is checked): every peer gets a burst
+ * of 20 and then 1 a second, all of them together 60 and 5 a second; a
+ * line let through says how many were not (docs/security.md) */
+static BridgeLogLimit *unproven_log_limit;
+
+static void
+log_unproven (const gchar * peer, const gchar * line)
+{
+  guint64 suppressed = 0;
+
+  if (!bridge_log_limit_take (unproven_log_limit, peer, &suppressed))
+    return;
+  if (suppressed)
+    log_line ("%s (suppressed %" G_GUINT64_FORMAT " lines of clients "
+        "without a token before this one)", line, suppressed);
+  else
+    log_line ("%s", line);
 }
 
 /* Session */
@@ -440,11 +463,17 @@ log_session_end (Session * s, const gchar * reason)
   hxfr_host_session_get_stats (s->hs, &st);
   secs = (g_get_monotonic_time () - s->t_start) / 1e6;
   if (s->scanout_client) {
-    log_line ("session %u end: peer=\"%s\" scanout client duration=%.1fs "
-        "bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
-        " reason=\"%s\"", s->id, s->peer, secs,
+    gchar *line = g_strdup_printf ("session %u end: peer=\"%s\" scanout "
+        "client duration=%.1fs bytes_in=%" G_GUINT64_FORMAT " bytes_out=%"
+        G_GUINT64_FORMAT " reason=\"%s\"", s->id, s->peer, secs,
         hxfr_conn_get_bytes_received (s->conn),
         hxfr_conn_get_bytes_sent (s->conn), reason);
+
+    if (s->proven)
+      log_line ("%s", line);
+    else
+      log_unproven (s->peer, line);
+    g_free (line);
     return;
   }
   if (s->t_last_frame > s->t_first_frame && st.answered_ok > 1)
@@ -504,6 +533,8 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
 {
   guint8 bytes[HXFR_HEADER_SIZE];
   HxfrHeader h;
+  gint64 first_deadline;
+  gchar *line;
 
   if (!hxfr_conn_peek (s->conn, bytes, sizeof (bytes), *first_timeout_us,
           s->bridge->cfg.idle_timeout_us, s->cancellable, NULL)) {
@@ -514,11 +545,16 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
       || !(HXFR_MSG_IS_DEPLOYED_SCANOUT (h.type)
           || h.type == HXFR_MSG_SUBSCRIBE2))
     return FALSE;
-  /* consumed: bridge_vm_serve() reads on from the payload */
+  /* consumed: bridge_vm_serve() reads on from the payload, within the
+   * deadline the message got with its first byte */
+  first_deadline = hxfr_conn_get_message_deadline (s->conn);
   hxfr_conn_read_exact (s->conn, bytes, sizeof (bytes), 0, NULL, NULL);
   s->scanout_client = TRUE;
-  log_line ("session %u start: peer=\"%s\" scanout client (%s)", s->id,
-      s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" : "deployed");
+  line = g_strdup_printf ("session %u start: peer=\"%s\" scanout client "
+      "(%s)", s->id, s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" :
+      "deployed");
+  log_unproven (s->peer, line);
+  g_free (line);
   if (!s->vm) {
     guint8 out[HXFR_ERROR_SIZE];
     gsize len = hxfr_error_write (HXFR_ERR_NO_SCANOUT, "this listener "
@@ -529,8 +565,8 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
     *reason = g_strdup ("scanout client on a listener without --export");
     return TRUE;
   }
-  *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, s->deployed_ok,
-      s->cancellable);
+  *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, first_deadline,
+      s->deployed_ok, s->cancellable, &s->proven);
   return TRUE;
 }
 
@@ -1116,6 +1152,9 @@ scanout_config_init (Bridge * b, gdouble quiet_interval, guint max_subscribers)
   c->write_timeout_us = b->cfg.write_timeout_us;
   c->token = b->cfg.token;
   c->log = log_line;
+  c->log_unproven = log_unproven;
+  if (!unproven_log_limit)
+    unproven_log_limit = bridge_log_limit_new (20, 1, 60, 5, 1024);
 }
 
 /* The VM served by @path (a UNIX socket path): one per export. */

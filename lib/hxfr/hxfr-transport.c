@@ -36,6 +36,7 @@ struct _HxfrConn
   /* hxfr_conn_peek(): bytes the next read returns first (reader only) */
   guint8 unread[HXFR_HEADER_SIZE];
   guint8 unread_len, unread_off;
+  gint64 unread_deadline;       /* the peeked message's, from its first byte */
 };
 
 struct _HxfrListener
@@ -566,6 +567,7 @@ hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
           error))
     return FALSE;
   deadline = deadline_from_timeout (idle_timeout_us);
+  conn->unread_deadline = deadline;
   /* read into the put-back buffer itself: whatever arrived stays there for
    * the next reader, even if the rest does not come */
   while (conn->unread_len < len) {
@@ -597,6 +599,12 @@ hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
   return TRUE;
 }
 
+
+gint64
+hxfr_conn_get_message_deadline (HxfrConn * conn)
+{
+  return conn->unread_off < conn->unread_len ? conn->unread_deadline : 0;
+}
 
 gboolean
 hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
@@ -644,11 +652,13 @@ hxfr_conn_wait_readable (HxfrConn * conn, gint64 timeout_us,
       deadline_from_timeout (timeout_us), cancellable, error);
 }
 
-gboolean
-hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
+/* @progress_bound: @timeout_us bounds each wait for the peer to take bytes
+ * (it restarts whenever some are taken), not the whole message */
+static gboolean
+send_message (HxfrConn * conn, guint8 type, guint8 flags,
     guint16 session_id, const void *fixed, gsize fixed_len,
     const GOutputVector * tail, guint n_tail, gint64 timeout_us,
-    GCancellable * cancellable, GError ** error)
+    gboolean progress_bound, GCancellable * cancellable, GError ** error)
 {
   guint8 header_bytes[HXFR_HEADER_SIZE];
   GOutputVector stack_vecs[8];
@@ -715,6 +725,8 @@ hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
       continue;
     }
     count_bytes (&conn->bytes_sent, n);
+    if (progress_bound && n > 0)
+      deadline = deadline_from_timeout (timeout_us);
     /* advance past what was written, possibly mid-vector */
     while (first < n_vecs && (gsize) n >= vecs[first].size) {
       n -= vecs[first].size;
@@ -732,6 +744,33 @@ hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
   if (vecs != stack_vecs)
     g_free (vecs);
   return ok;
+}
+
+gboolean
+hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
+    guint16 session_id, const void *fixed, gsize fixed_len,
+    const GOutputVector * tail, guint n_tail, gint64 timeout_us,
+    GCancellable * cancellable, GError ** error)
+{
+  return send_message (conn, type, flags, session_id, fixed, fixed_len, tail,
+      n_tail, timeout_us, FALSE, cancellable, error);
+}
+
+gboolean
+hxfr_conn_send_to_slow_reader (HxfrConn * conn, guint8 type, guint8 flags,
+    guint16 session_id, const void *fixed, gsize fixed_len,
+    const GOutputVector * tail, guint n_tail, gint64 stall_timeout_us,
+    GCancellable * cancellable, GError ** error)
+{
+  return send_message (conn, type, flags, session_id, fixed, fixed_len, tail,
+      n_tail, stall_timeout_us, TRUE, cancellable, error);
+}
+
+gboolean
+hxfr_conn_set_send_buffer (HxfrConn * conn, gint bytes, GError ** error)
+{
+  return g_socket_set_option (conn->socket, SOL_SOCKET, SO_SNDBUF, bytes,
+      error);
 }
 
 gboolean
@@ -908,8 +947,11 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
     return FALSE;
 
   /* From the first byte on, the rest of the message must arrive within the
-   * idle bound: a guest that sends half a message cannot hold us. */
-  deadline = deadline_from_timeout (idle_timeout_us);
+   * idle bound: a guest that sends half a message cannot hold us. A message
+   * begun in hxfr_conn_peek() keeps the deadline it got there. */
+  deadline = hxfr_conn_get_message_deadline (conn);
+  if (deadline == 0)
+    deadline = deadline_from_timeout (idle_timeout_us);
   if (!read_with_deadline (conn, header, sizeof (header), deadline,
           cancellable, error)
       || !hxfr_header_parse (header, &msg->header, error)

@@ -79,6 +79,11 @@ gboolean hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
 gboolean hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
     gint64 first_byte_timeout_us, gint64 idle_timeout_us,
     GCancellable * cancellable, GError ** error);
+/* The deadline (monotonic us) of the message whose first bytes
+ * hxfr_conn_peek() holds, set when its first byte came: the rest of that
+ * message must arrive within it, not within a fresh one. 0 when nothing
+ * peeked is unread. */
+gint64 hxfr_conn_get_message_deadline (HxfrConn * conn);
 /* Reads and throws away @len bytes. */
 gboolean hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
     GCancellable * cancellable, GError ** error);
@@ -92,6 +97,17 @@ gboolean hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
     guint16 session_id, const void *fixed, gsize fixed_len,
     const GOutputVector * tail, guint n_tail, gint64 timeout_us,
     GCancellable * cancellable, GError ** error);
+/* As hxfr_conn_send(), for a peer that may read slowly but steadily (a
+ * scanout subscriber): @stall_timeout_us bounds each wait for it to take
+ * bytes, not the whole message. */
+gboolean hxfr_conn_send_to_slow_reader (HxfrConn * conn, guint8 type,
+    guint8 flags, guint16 session_id, const void *fixed, gsize fixed_len,
+    const GOutputVector * tail, guint n_tail, gint64 stall_timeout_us,
+    GCancellable * cancellable, GError ** error);
+/* SO_SNDBUF: bounds what the kernel holds for a slow peer (the kernel
+ * doubles it for its bookkeeping). */
+gboolean hxfr_conn_set_send_buffer (HxfrConn * conn, gint bytes,
+    GError ** error);
 gboolean hxfr_conn_send_error (HxfrConn * conn, guint16 session_id,
     gint32 code, const gchar * message, gint64 timeout_us, GError ** error);
 
