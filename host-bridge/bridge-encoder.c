@@ -92,6 +92,12 @@ bridge_encoder_lookup (const gchar * name)
   return NULL;
 }
 
+const BridgeEncoder *
+bridge_encoder_get (guint i)
+{
+  return i < G_N_ELEMENTS (encoders) ? &encoders[i] : NULL;
+}
+
 const gchar *
 bridge_encoder_auto (void)
 {
