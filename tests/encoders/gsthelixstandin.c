@@ -45,10 +45,15 @@ plugin_init (GstPlugin * plugin)
 
     if (wanted && !g_strv_contains ((const gchar * const *) wanted, names[i]))
       continue;
+    /* (from the registry cache, the feature may be our own) */
     other = gst_registry_lookup_feature (gst_registry_get (), names[i]);
     if (other) {
+      gboolean ours = g_strcmp0 (gst_plugin_feature_get_plugin_name (other),
+          "helixstandin") == 0;
+
       gst_object_unref (other);
-      continue;
+      if (!ours)
+        continue;
     }
     t = standin_encoder_get_type (docs, names[i], NULL, &err);
     if (!t) {

@@ -248,8 +248,8 @@ log_value (StandinEnc * self, const gchar * name, const GValue * value)
 {
   gchar *s = gst_value_serialize (value);
 
-  g_printerr ("standin %s: %s=%s\n", STANDIN_INFO (self)->element, name,
-      s ? s : "?");
+  g_printerr ("standin %s: %s=%s (%s)\n", STANDIN_INFO (self)->element, name,
+      s ? s : "?", G_VALUE_TYPE_NAME (value));
   g_free (s);
 }
 

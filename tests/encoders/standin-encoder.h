@@ -3,7 +3,8 @@
  * that GStreamer documents for them (one version's
  * gst_plugins_cache.json, through gst-docs-extract.py), encoding with x264
  * inside. Each property set and each force-key-unit event is written to
- * stderr as "standin ELEMENT: ..." in the element's own terms, and the
+ * stderr as "standin ELEMENT: ..." in the element's own terms
+ * ("standin nvh264enc: bitrate=1500 (guint)"), and the
  * bitrate and keyframe interval reach x264enc converted from the
  * documented unit.
  *
