@@ -388,8 +388,10 @@ add_ghost (StandinEnc * self, GstElement * inner, const gchar * name)
   GstPad *ghost = gst_ghost_pad_new_from_template (name, target, templ);
 
   gst_pad_set_query_function (ghost, standin_pad_query);
-  gst_pad_add_probe (ghost, GST_PAD_PROBE_TYPE_EVENT_BOTH, on_event, self,
-      NULL);
+  /* the requests the element receives, not the ones x264enc passes on */
+  gst_pad_add_probe (ghost, GST_PAD_IS_SINK (ghost) ?
+      GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM : GST_PAD_PROBE_TYPE_EVENT_UPSTREAM,
+      on_event, self, NULL);
   gst_element_add_pad (GST_ELEMENT (self), ghost);
   gst_object_unref (target);
   return ghost;
