@@ -2,10 +2,13 @@
  *
  * Property names and units come from each element's documentation
  * (gstreamer.freedesktop.org/documentation/<plugin>/<element>.html); only
- * x264enc and openh264enc can run on our CI machines, the others are
- * written from their documented properties and untested here. Every
- * setting is applied only if the element has that property, so a renamed
- * or missing knob is skipped with a debug line instead of a warning.
+ * x264enc and openh264enc can run on our CI machines. The others are
+ * checked against GStreamer's machine-readable documentation of them and
+ * streamed through stand-ins with exactly those properties (the encoders
+ * test; docs/deploy.md, "Encoders: what is checked without the
+ * hardware"). Every setting is applied only if the element has that
+ * property, so a renamed or missing knob is skipped with a debug line
+ * instead of a warning.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -90,6 +93,12 @@ bridge_encoder_lookup (const gchar * name)
     if (g_str_equal (encoders[i].name, name))
       return &encoders[i];
   return NULL;
+}
+
+const BridgeEncoder *
+bridge_encoder_get (guint i)
+{
+  return i < G_N_ELEMENTS (encoders) ? &encoders[i] : NULL;
 }
 
 const gchar *

@@ -29,6 +29,9 @@ typedef struct
  * no mapping beyond "bitrate" in kbit/s). */
 const BridgeEncoder *bridge_encoder_lookup (const gchar * name);
 
+/* The @i-th entry of the table, NULL past its end. */
+const BridgeEncoder *bridge_encoder_get (guint i);
+
 /* The automatic choice: vtenc_h264_hw on macOS, else the first present of
  * nvh264enc, vah264enc, vah264lpenc, qsvh264enc, x264enc, openh264enc.
  * NULL if none is installed. */

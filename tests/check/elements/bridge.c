@@ -1364,6 +1364,194 @@ GST_START_TEST (test_non_loopback_warning)
 
 GST_END_TEST;
 
+/* The hardware encoders, as their stand-ins (tests/encoders: the
+ * documented interface of one GStreamer version, x264 inside), loaded only
+ * by tests/encoders/run-encoder-checks, which sets HELIX_STANDIN_DOCS. */
+
+static const gchar *const hw_names[] = {
+  "vtenc_h264_hw", "nvh264enc", "vah264enc", "vah264lpenc", "qsvh264enc",
+};
+
+/* bridge_encoder_auto()'s order on this system, hardware first */
+static const gchar *const hw_auto_order[] = {
+#ifdef __APPLE__
+  "vtenc_h264_hw",
+#endif
+  "nvh264enc", "vah264enc", "vah264lpenc", "qsvh264enc",
+};
+
+/* @bitrate bit/s as the stand-in of @name records it: in the unit its
+ * documentation gives */
+static gchar *
+hw_bitrate_in_own_terms (const gchar * name, guint bitrate)
+{
+  GKeyFile *docs = g_key_file_new ();
+  gchar *group = g_strdup_printf ("element %s", name);
+  gchar *unit, *out;
+
+  fail_unless (g_key_file_load_from_file (docs,
+          g_getenv ("HELIX_STANDIN_DOCS"), G_KEY_FILE_NONE, NULL));
+  unit = g_key_file_get_string (docs, group, "bitrate-unit", NULL);
+  fail_unless (unit != NULL, "%s: no documented bitrate unit", name);
+  out = g_strdup_printf ("standin %s: bitrate=%u (", name,
+      g_str_equal (unit, "kbit/s") ? bitrate / 1000 : bitrate);
+  g_free (unit);
+  g_free (group);
+  g_key_file_unref (docs);
+  return out;
+}
+
+/* A bridge running stand-in @name: a vsockenc guest's stream decodes to
+ * 30 dB or better; a keyframe request and a bitrate change reach the
+ * element, in its own terms. */
+static void
+hw_stream (BridgeRunner * r, const gchar * name)
+{
+  gchar *made = g_strdup_printf ("standin %s: made from GStreamer ", name);
+  gchar *key = g_strdup_printf ("standin %s: force-key-unit", name);
+  gchar *rate = hw_bitrate_in_own_terms (name, 1500000);
+  GuestEmu *g;
+  GuestAnswer a;
+  HxfrControl ctl = { 0, };
+  guint8 fixed[HXFR_MAX_FIXED_SIZE];
+  gsize size, len;
+  guint i, keys_before = 0;
+
+  g_print ("%s: streaming through the bridge\n", name);
+  roundtrip (bridge_runner_get_address (r), "NV12", 320, 240, 20);
+  roundtrip (bridge_runner_get_address (r), "BGRx", 320, 240, 10);
+  fail_unless (bridge_runner_count_log (r, made) >= 2, "%s: not the stand-in",
+      name);
+
+  g = connect_v2 (r, NULL);
+  for (i = 0; i < 12; i++) {
+    HxfrFrameRequest req = { 0, };
+    guint8 *px;
+
+    if (i == 5) {
+      keys_before = bridge_runner_count_log (r, key);
+      fail_unless (guest_emu_send_simple (g, HXFR_MSG_KEYFRAME_REQ, NULL, 0,
+              NULL));
+    }
+    if (i == 8) {
+      ctl.mask = HXFR_CONTROL_BITRATE;
+      ctl.bitrate = 1500000;
+      len = hxfr_control_write (&ctl, fixed);
+      fail_unless (guest_emu_send_simple (g, HXFR_MSG_CONTROL, fixed, len,
+              NULL));
+    }
+    px = guest_emu_make_nv12 (320, 240, 320, i, &size);
+    req.width = 320;
+    req.height = 240;
+    req.format = HXFR_FORMAT_NV12;
+    req.pts = i * 33333333;
+    req.duration = 33333333;
+    fail_unless (guest_emu_send_frame (g, &req, px, size, NULL));
+    g_free (px);
+    fail_unless (guest_emu_receive (g, &a, NULL));
+    fail_unless_equals_int (a.resp.status, HXFR_STATUS_OK);
+    fail_unless (i != 5 || a.resp.keyframe, "%s: the requested IDR is not "
+        "one", name);
+    guest_answer_clear (&a);
+  }
+  /* the request reached the element as a force-key-unit event (the frame
+   * it asked for is answered, so the event was before it) */
+  fail_unless (bridge_runner_wait_log (r, key, keys_before + 1, 10),
+      "%s: the keyframe request did not reach it", name);
+  fail_unless (bridge_runner_wait_log (r, rate, 1, 10),
+      "%s: no \"%s\"", name, rate);
+  g_print ("%s: \"%s\", %u force-key-unit events\n", name, rate,
+      bridge_runner_count_log (r, key));
+  guest_emu_free (g);
+  g_free (made);
+  g_free (key);
+  g_free (rate);
+}
+
+/* An element that is really installed wins over its stand-in:
+ * openh264enc is documented (so the stand-in plugin registers it too) and
+ * installed on the test machines. GStreamer's registry keeps the last
+ * feature added under a name, and a fresh scan takes GST_PLUGIN_PATH (the
+ * stand-ins) before the system's plugins. */
+GST_START_TEST (test_hwenc_real_wins)
+{
+  GstElementFactory *f = gst_element_factory_find ("openh264enc");
+  GstPlugin *plugin;
+
+  fail_unless (f != NULL, "openh264enc is not installed");
+  plugin = gst_plugin_feature_get_plugin (GST_PLUGIN_FEATURE (f));
+  fail_unless_equals_string (gst_plugin_get_name (plugin), "openh264");
+  gst_object_unref (plugin);
+  gst_object_unref (f);
+  f = gst_element_factory_find ("nvh264enc");
+  fail_unless (f != NULL);
+  plugin = gst_plugin_feature_get_plugin (GST_PLUGIN_FEATURE (f));
+  fail_unless_equals_string (gst_plugin_get_name (plugin), "helixstandin");
+  gst_object_unref (plugin);
+  gst_object_unref (f);
+}
+
+GST_END_TEST;
+
+/* Each name by --encoder */
+GST_START_TEST (test_hwenc_named)
+{
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (hw_names); i++) {
+    const gchar *args[] = { "--encoder", hw_names[i], NULL };
+    BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+
+    fail_unless (r != NULL, "%s", hw_names[i]);
+    hw_stream (r, hw_names[i]);
+    bridge_runner_stop_checked (r);
+  }
+}
+
+GST_END_TEST;
+
+/* Each name chosen automatically: only it and the names after it in the
+ * automatic order are installed (HELIX_STANDIN_ENCODERS) */
+GST_START_TEST (test_hwenc_auto)
+{
+  gchar *registry_base = g_strdup (g_getenv ("GST_REGISTRY"));
+  guint i, j;
+
+  fail_unless (registry_base != NULL);
+
+  for (i = 0; i < G_N_ELEMENTS (hw_auto_order); i++) {
+    GString *installed = g_string_new (NULL);
+    gchar *chosen = g_strdup_printf ("(encoder %s", hw_auto_order[i]);
+    gchar *registry;
+    BridgeRunner *r;
+
+    for (j = i; j < G_N_ELEMENTS (hw_auto_order); j++)
+      g_string_append_printf (installed, "%s%s", j > i ? "," : "",
+          hw_auto_order[j]);
+    g_setenv ("HELIX_STANDIN_ENCODERS", installed->str, TRUE);
+    /* a registry of its own, scanned afresh: a rescan of only the stand-in
+     * plugin (its names changed) would let it replace real elements */
+    registry = g_strdup_printf ("%s-auto-%u", registry_base, i);
+    g_unlink (registry);
+    g_setenv ("GST_REGISTRY", registry, TRUE);
+    r = bridge_runner_start (BRIDGE_RUNNER_UNIX, NULL);
+    fail_unless (r != NULL);
+    fail_unless (bridge_runner_count_log (r, chosen) == 1,
+        "installed %s: not %s", installed->str, chosen);
+    hw_stream (r, hw_auto_order[i]);
+    bridge_runner_stop_checked (r);
+    g_string_free (installed, TRUE);
+    g_free (chosen);
+    g_unlink (registry);
+    g_free (registry);
+  }
+  g_unsetenv ("HELIX_STANDIN_ENCODERS");
+  g_setenv ("GST_REGISTRY", registry_base, TRUE);
+  g_free (registry_base);
+}
+
+GST_END_TEST;
+
 static Suite *
 bridge_suite (void)
 {
@@ -1391,6 +1579,11 @@ bridge_suite (void)
   tcase_add_test (tc, test_null_encoder);
   tcase_add_test (tc, test_metrics);
   tcase_add_test (tc, test_non_loopback_warning);
+  if (g_getenv ("HELIX_STANDIN_DOCS")) {
+    tcase_add_test (tc, test_hwenc_real_wins);
+    tcase_add_test (tc, test_hwenc_named);
+    tcase_add_test (tc, test_hwenc_auto);
+  }
   return s;
 }
 
