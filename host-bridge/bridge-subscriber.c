@@ -16,8 +16,9 @@
  * serve are read and dropped up to this size (the deployed host drains any
  * below 64 MiB: nothing sends such messages on a scanout connection) */
 #define MAX_SKIPPED_PAYLOAD (64 * 1024)
-/* Control answers (PONG, SCANOUT_RESP) queued and not yet taken: more
- * means the client sends without reading */
+/* Control answers (PONG, SCANOUT_RESP) queued and not yet taken: at this
+ * many the client's next message is not read until the writer has sent
+ * one (it sends faster than it reads), for at most the write timeout */
 #define MAX_QUEUED_CONTROL 64
 /* A connection that has not subscribed may stay silent this long (a
  * subscribed one for ever: deployed subscribers send nothing more) */
@@ -191,6 +192,9 @@ writer_thread (gpointer data)
     if (o->frame && sub->v2) {
       o->sf.seq = sub->seq++;
       hxfr_scanout_frame_write (&o->sf, o->fixed);
+    } else if (!o->frame) {
+      /* room for another answer: the reader may wait for it */
+      g_cond_broadcast (&sub->cond);
     }
     g_mutex_unlock (&sub->lock);
     if (!send_one (sub, o, &err)) {
@@ -251,6 +255,25 @@ queue_message (Subscriber * sub, guint8 type, guint16 session_id,
   }
   g_mutex_unlock (&sub->lock);
   return ok;
+}
+
+/* Before each message is read: room for its answer. Only the reader
+ * queues answers, so the room is still there when it answers. FALSE: the
+ * client took none of its answers for the write timeout. */
+static gboolean
+wait_for_answer_room (Subscriber * sub)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  gint64 deadline = g_get_monotonic_time () + cfg->write_timeout_us;
+  gboolean room;
+
+  g_mutex_lock (&sub->lock);
+  while (!(room = sub->out.length - sub->out_frames < MAX_QUEUED_CONTROL)
+      && !sub->closing)
+    if (!g_cond_wait_until (&sub->cond, &sub->lock, deadline))
+      break;
+  g_mutex_unlock (&sub->lock);
+  return room;
 }
 
 /* Subscriber.lock held: @f as the message its dialect sends */
@@ -804,6 +827,10 @@ bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
         "',deployed' to its --listen)");
   }
   while (!r.reason) {
+    if (!wait_for_answer_room (r.sub)) {
+      r.reason = g_strdup ("the client does not read its answers");
+      break;
+    }
     if (!is_first && !read_header (&r, &h))
       break;
     if (r.sub->v2)

@@ -343,8 +343,7 @@ slow_reader_run (SlowReader * r, guint32 bitrate)
     now = g_get_monotonic_time ();
     /* the bridge and this test share CLOCK_MONOTONIC */
     age = now - (gint64) (sf.capture_time / 1000);
-    bound = stated_bound_us (sf.encode_us, size + 12, bitrate,
-        r->bytes_per_s);
+    bound = stated_bound_us (sf.encode_us, size + 12, bitrate, r->bytes_per_s);
     r->worst_age_us = MAX (r->worst_age_us, age);
     r->worst_excess_us = MAX (r->worst_excess_us, age - bound);
     r->longest_gap_us = MAX (r->longest_gap_us, now - t_last);
@@ -395,8 +394,7 @@ GST_START_TEST (test_slow_reader_is_skipped_not_cut_off)
     fail_unless_equals_int (v2_subscribe (m, 1, NULL, NULL, NULL), 0);
     t0 = g_get_monotonic_time ();
     while (g_get_monotonic_time () - t0 < 2 * G_USEC_PER_SEC) {
-      fail_unless_equals_int (v2_frame (m, &f, FRAME_TIMEOUT_US, NULL),
-          RD_OK);
+      fail_unless_equals_int (v2_frame (m, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
       rate_bytes += g_bytes_get_size (f.au) + 12 + HXFR_SCANOUT_FRAME_SIZE;
       frame_clear (&f);
     }
@@ -491,10 +489,8 @@ GST_START_TEST (test_first_message_has_one_deadline)
   g_printerr ("a first message trickled: closed %.2f s (SUBSCRIBE) and "
       "%.2f s (HELLO) after its first byte, --idle-timeout 2\n",
       dt_sub / 1e6, dt_hello / 1e6);
-  fail_unless (dt_sub < 3 * G_USEC_PER_SEC, "SUBSCRIBE: %.2f s",
-      dt_sub / 1e6);
-  fail_unless (dt_hello < 3 * G_USEC_PER_SEC, "HELLO: %.2f s",
-      dt_hello / 1e6);
+  fail_unless (dt_sub < 3 * G_USEC_PER_SEC, "SUBSCRIBE: %.2f s", dt_sub / 1e6);
+  fail_unless (dt_hello < 3 * G_USEC_PER_SEC, "HELLO: %.2f s", dt_hello / 1e6);
   fail_unless (bridge_runner_wait_log (e->bridge, "a message begun was not "
           "whole within 2.0 s", 1, 10), "the scanout client's end reason");
 
