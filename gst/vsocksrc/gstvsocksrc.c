@@ -112,7 +112,6 @@ struct _GstVsockSrc
 #define GST_TYPE_VSOCK_SRC (gst_vsock_src_get_type ())
 G_DECLARE_FINAL_TYPE (GstVsockSrc, gst_vsock_src, GST, VSOCK_SRC, GstPushSrc);
 G_DEFINE_TYPE (GstVsockSrc, gst_vsock_src, GST_TYPE_PUSH_SRC);
-GST_ELEMENT_REGISTER_DECLARE (vsocksrc);
 GST_ELEMENT_REGISTER_DEFINE_WITH_CODE (vsocksrc, "vsocksrc", GST_RANK_NONE,
     GST_TYPE_VSOCK_SRC, GST_DEBUG_CATEGORY_INIT (gst_vsock_src_debug,
         "vsocksrc", 0, "HXFR guest connection source"));
@@ -986,16 +985,3 @@ gst_vsock_src_register_in_process (void)
 {
   return GST_ELEMENT_REGISTER (vsocksrc, NULL);
 }
-
-#ifndef VSOCKSRC_IN_PROCESS
-static gboolean
-plugin_init (GstPlugin * plugin)
-{
-  return GST_ELEMENT_REGISTER (vsocksrc, plugin);
-}
-
-GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsocksrc,
-    "Host side of the helix encode offload: guest frames as raw video",
-    plugin_init, VERSION, "LGPL", "helix-encode-offload",
-    "https://example.invalid/helix")
-#endif

@@ -14,7 +14,7 @@
 /* larger than any scanout or encoder input we serve */
 #define MAX_DIMENSION 16384
 
-G_DEFINE_QUARK (hxfr-surface-error-quark, hxfr_surface_error);
+G_DEFINE_QUARK (hxfr - surface - error - quark, hxfr_surface_error);
 
 static GQuark
 surface_quark (void)
@@ -154,11 +154,13 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
   }
   if (!layout_readable (surface, access)) {
     g_set_error (error, HXFR_SURFACE_ERROR, HXFR_SURFACE_ERROR_MODIFIER,
-        "resource %u: DMA-BUF of format %" GST_FOURCC_FORMAT " with modifier 0x%016"
-        G_GINT64_MODIFIER "x, which %s", surface->resource_id,
-        GST_FOURCC_ARGS (surface->fourcc), surface->modifier,
-        access == HXFR_SURFACE_MAPPED ? "cannot be read by mapping (linear "
-        "only)" : "cannot be imported without naming the modifier");
+        "resource %u: DMA-BUF of format %" GST_FOURCC_FORMAT
+        " with modifier 0x%016" G_GINT64_MODIFIER "x, which %s",
+        surface->resource_id, GST_FOURCC_ARGS (surface->fourcc),
+        surface->modifier,
+        access ==
+        HXFR_SURFACE_MAPPED ? "cannot be read by mapping (linear " "only)" :
+        "cannot be imported without naming the modifier");
     hxfr_export_surface_free (surface);
     return NULL;
   }
