@@ -153,14 +153,15 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
     return NULL;
   }
   if (!layout_readable (surface, access)) {
+    const gchar *why = access == HXFR_SURFACE_MAPPED ?
+        "cannot be read by mapping (linear only)" :
+        "cannot be imported without naming the modifier";
+
     g_set_error (error, HXFR_SURFACE_ERROR, HXFR_SURFACE_ERROR_MODIFIER,
         "resource %u: DMA-BUF of format %" GST_FOURCC_FORMAT
         " with modifier 0x%016" G_GINT64_MODIFIER "x, which %s",
         surface->resource_id, GST_FOURCC_ARGS (surface->fourcc),
-        surface->modifier,
-        access ==
-        HXFR_SURFACE_MAPPED ? "cannot be read by mapping (linear " "only)" :
-        "cannot be imported without naming the modifier");
+        surface->modifier, why);
     hxfr_export_surface_free (surface);
     return NULL;
   }
