@@ -15,9 +15,6 @@
 GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 #define GST_CAT_DEFAULT scanout_debug
 
-/* the --encoder null answer: one access unit delimiter, Annex B */
-static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
-
 #define WATCH_TIMEOUT_US (2 * G_USEC_PER_SEC)
 #define WATCH_BACKOFF_MIN_US (100 * 1000)
 #define WATCH_BACKOFF_MAX_US (2 * G_USEC_PER_SEC)
@@ -473,7 +470,8 @@ produce_frame (Scanout * so, const Work * w, GError ** error)
   if (g_strcmp0 (so->vm->cfg.encoder_name, BRIDGE_ENCODER_NULL) == 0) {
     gst_buffer_unref (buf);
     f = g_atomic_rc_box_new0 (EncodedFrame);
-    f->au = g_bytes_new_static (null_au, sizeof (null_au));
+    /* the --encoder null answer: one access unit delimiter */
+    f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
     f->keyframe = TRUE;
   } else if (!(f = encode_frame (so, buf, &info, w, error))) {
     return NULL;
