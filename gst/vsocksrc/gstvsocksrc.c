@@ -53,7 +53,6 @@
 #include <gst/base/gstpushsrc.h>
 #include <gst/video/video.h>
 #include <gst/allocators/allocators.h>
-#include <unistd.h>
 
 #include "gstvsocksrc.h"
 #include "hxfr-host-session.h"
