@@ -145,13 +145,16 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
       || surface->height > MAX_DIMENSION
       || !gst_video_info_set_format (&default_info, format, surface->width,
           surface->height) || !planes_fit (surface, &default_info)) {
+    /* in hex: the VMM's fourcc may be anything, not even printable */
     g_set_error (error, HXFR_SURFACE_ERROR, HXFR_SURFACE_ERROR_LAYOUT,
-        "resource %u: unusable %ux%u surface of format %" GST_FOURCC_FORMAT
-        " with %u planes", surface->resource_id, surface->width,
-        surface->height, GST_FOURCC_ARGS (surface->fourcc), surface->n_planes);
+        "resource %u: unusable %ux%u surface of fourcc 0x%08x (%s) with %u "
+        "planes", surface->resource_id, surface->width, surface->height,
+        surface->fourcc, hxfr_format_to_string (surface->fourcc),
+        surface->n_planes);
     hxfr_export_surface_free (surface);
     return NULL;
   }
+  /* the format is one of ours from here: its fourcc is printable */
   if (!layout_readable (surface, access)) {
     const gchar *why = access == HXFR_SURFACE_MAPPED ?
         "cannot be read by mapping (linear only)" :
