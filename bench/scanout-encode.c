@@ -124,7 +124,7 @@ main (int argc, char **argv)
     return 1;
   }
   gst_video_info_set_format (&info, GST_VIDEO_FORMAT_BGRA, width, height);
-  /* as the bridge's wrap_surface: x264enc holds a frame back without one */
+  /* as the bridge's read_resource: x264enc holds a frame back without one */
   GST_VIDEO_INFO_FPS_N (&info) = 60;
   GST_VIDEO_INFO_FPS_D (&info) = 1;
   caps = gst_video_info_to_caps (&info);

@@ -6,19 +6,14 @@
  */
 #include "bridge-scanout-private.h"
 #include "hxfr-video.h"
+#include "hxfr-surface.h"
 
-#include <errno.h>
-#include <unistd.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/app/gstappsink.h>
-#include <gst/allocators/gstdmabuf.h>
 #include <gst/video/video.h>
 
 GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 #define GST_CAT_DEFAULT scanout_debug
-
-/* the --encoder null answer: one access unit delimiter, Annex B */
-static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
 
 #define WATCH_TIMEOUT_US (2 * G_USEC_PER_SEC)
 #define WATCH_BACKOFF_MIN_US (100 * 1000)
@@ -342,72 +337,15 @@ build_encoder (Scanout * so, GError ** error)
   return TRUE;
 }
 
-static GQuark
-surface_quark (void)
-{
-  return g_quark_from_static_string ("helix-scanout-surface");
-}
-
-/* The surface as a buffer, without a copy; the surface is released when
- * the buffer is freed. Takes @surface. */
-static GstBuffer *
-wrap_surface (HxfrExportSurface * surface, GstVideoInfo * info, GError ** error)
-{
-  GstVideoFormat format = hxfr_video_format_from_fourcc (surface->fourcc);
-  gsize offsets[GST_VIDEO_MAX_PLANES] = { 0, };
-  gint strides[GST_VIDEO_MAX_PLANES] = { 0, };
-  GstBuffer *buf;
-  guint i;
-
-  if (format == GST_VIDEO_FORMAT_UNKNOWN
-      || !gst_video_info_set_format (info, format, surface->width,
-          surface->height)
-      || surface->n_planes != GST_VIDEO_INFO_N_PLANES (info)) {
-    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
-        "resource %u: format 0x%08x with %u planes cannot be encoded",
-        surface->resource_id, surface->fourcc, surface->n_planes);
-    hxfr_export_surface_free (surface);
-    return NULL;
-  }
-  GST_VIDEO_INFO_FPS_N (info) = NOMINAL_FPS;
-  GST_VIDEO_INFO_FPS_D (info) = 1;
-  for (i = 0; i < surface->n_planes; i++) {
-    offsets[i] = surface->offset[i];
-    strides[i] = surface->stride[i];
-  }
-  if (surface->kind == HXEX_KIND_DMABUF) {
-    static GstAllocator *dmabuf;
-    gint fd = dup (surface->fd);
-
-    if (g_once_init_enter (&dmabuf))
-      g_once_init_leave (&dmabuf, gst_dmabuf_allocator_new ());
-    if (fd < 0) {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
-          "dup of a DMA-BUF: %s", g_strerror (errno));
-      hxfr_export_surface_free (surface);
-      return NULL;
-    }
-    buf = gst_buffer_new ();
-    gst_buffer_append_memory (buf, gst_dmabuf_allocator_alloc (dmabuf, fd,
-            surface->size));
-    gst_mini_object_set_qdata (GST_MINI_OBJECT (buf), surface_quark (),
-        surface, (GDestroyNotify) hxfr_export_surface_free);
-  } else {
-    buf = gst_buffer_new_wrapped_full (GST_MEMORY_FLAG_READONLY,
-        (gpointer) surface->data, surface->size, 0, surface->size, surface,
-        (GDestroyNotify) hxfr_export_surface_free);
-  }
-  gst_buffer_add_video_meta_full (buf, GST_VIDEO_FRAME_FLAG_NONE, format,
-      surface->width, surface->height, surface->n_planes, offsets, strides);
-  return buf;
-}
-
-/* Reads resource @resource_id as the encoder's next input. */
+/* Reads resource @resource_id as the encoder's next input: mapped, so a
+ * DMA-BUF only if linear (hxfr_surface_wrap()). */
 static GstBuffer *
 read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
     GError ** error)
 {
   HxfrExportSurface *surface;
+  GstBuffer *buf;
+  GError *err = NULL;
 
   if (so->export && !hxfr_export_client_is_connected (so->export))
     g_clear_pointer (&so->export, hxfr_export_client_unref);
@@ -420,7 +358,23 @@ read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
   }
   surface = hxfr_export_client_resolve (so->export, resource_id,
       RESOLVE_TIMEOUT_US, error);
-  return surface ? wrap_surface (surface, info, error) : NULL;
+  if (!surface)
+    return NULL;
+  buf = hxfr_surface_wrap (surface, HXFR_SURFACE_MAPPED, info, &err);
+  if (!buf) {
+    /* a format or layout nothing can encode ends the subscribers
+     * (ENCODER); a tiled DMA-BUF is logged and skipped like a resource
+     * that could not be read */
+    if (g_error_matches (err, HXFR_SURFACE_ERROR, HXFR_SURFACE_ERROR_LAYOUT)) {
+      err->domain = GST_STREAM_ERROR;
+      err->code = GST_STREAM_ERROR_FORMAT;
+    }
+    g_propagate_error (error, err);
+    return NULL;
+  }
+  GST_VIDEO_INFO_FPS_N (info) = NOMINAL_FPS;
+  GST_VIDEO_INFO_FPS_D (info) = 1;
+  return buf;
 }
 
 typedef struct
@@ -522,7 +476,8 @@ produce_frame (Scanout * so, const Work * w, GError ** error)
   if (g_strcmp0 (so->vm->cfg.encoder_name, BRIDGE_ENCODER_NULL) == 0) {
     gst_buffer_unref (buf);
     f = g_atomic_rc_box_new0 (EncodedFrame);
-    f->au = g_bytes_new_static (null_au, sizeof (null_au));
+    /* the --encoder null answer: one access unit delimiter */
+    f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
     f->keyframe = TRUE;
   } else if (!(f = encode_frame (so, buf, &info, w, error))) {
     return NULL;

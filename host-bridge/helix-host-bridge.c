@@ -43,6 +43,7 @@
 #include "bridge-scanout.h"
 #include "bridge-log-limit.h"
 #include "hxfr-scanout.h"
+#include "hxfr-video.h"
 
 GST_DEBUG_CATEGORY (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -66,9 +67,6 @@ GST_DEBUG_CATEGORY (bridge_debug);
 #define SETTINGS_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
 
 static GstStaticCaps h264_caps = GST_STATIC_CAPS ("video/x-h264");
-
-/* The --encoder null answer: one access unit delimiter NAL, Annex B. */
-static const guint8 null_au[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
 
 typedef struct _Bridge Bridge;
 
@@ -279,8 +277,9 @@ on_new_sample (GstAppSink * sink, gpointer user_data)
   GST_LOG ("session %u: access unit for %" GST_TIME_FORMAT, s->id,
       GST_TIME_ARGS (pts));
   if (s->bridge->null_encoder) {
-    ok = hxfr_host_session_answer (s->hs, pts, HXFR_STATUS_OK, null_au,
-        sizeof (null_au), FALSE, (gint64) pts, 0, NULL, &err);
+    /* the --encoder null answer: one access unit delimiter */
+    ok = hxfr_host_session_answer (s->hs, pts, HXFR_STATUS_OK, hxfr_video_aud,
+        sizeof (hxfr_video_aud), FALSE, (gint64) pts, 0, NULL, &err);
   } else {
     gst_buffer_map (buf, &map, GST_MAP_READ);
     ok = hxfr_host_session_answer (s->hs, pts, HXFR_STATUS_OK, map.data,

@@ -37,6 +37,7 @@
 #include <gst/gst.h>
 #include <gst/video/video.h>
 #include <gst/allocators/allocators.h>
+#include <gst/pbutils/pbutils.h>
 
 #include "gstvsockenc-priv.h"
 #include "hxfr-video.h"
@@ -114,26 +115,36 @@ record_flow (GstVsockEnc * self, GstFlowReturn ret)
   g_mutex_unlock (&self->lock);
 }
 
-/* Reader thread: the first keyframe's SPS names the profile in the caps.
- * Stream lock held. */
+/* Reader thread: the first keyframe's SPS names the profile and level in
+ * the caps. Stream lock held. */
 static void
 set_profile_from (GstVsockEnc * self, GstBuffer * au)
 {
-  const gchar *profile;
+  GstMapInfo map;
+  const guint8 *sps;
+  gsize sps_size = 0;
+  GstCaps *caps;
 
   if (self->profile_known || !self->input_state)
     return;
-  profile = vsockenc_au_profile (au);
   self->profile_known = TRUE;
-  if (profile) {
-    GstCaps *caps = gst_caps_new_simple ("video/x-h264",
-        "stream-format", G_TYPE_STRING, "byte-stream",
-        "alignment", G_TYPE_STRING, "au",
-        "profile", G_TYPE_STRING, profile, NULL);
-
+  if (!gst_buffer_map (au, &map, GST_MAP_READ))
+    return;
+  caps = gst_caps_new_simple ("video/x-h264",
+      "stream-format", G_TYPE_STRING, "byte-stream",
+      "alignment", G_TYPE_STRING, "au", NULL);
+  sps = hxfr_video_au_find_nal (map.data, map.size, 7, &sps_size);
+  /* profile_idc, the constraint flags and level_idc follow the NAL header
+   * byte */
+  if (sps && sps_size > 1)
+    gst_codec_utils_h264_caps_set_level_and_profile (caps, sps + 1,
+        sps_size - 1);
+  gst_buffer_unmap (au, &map);
+  if (gst_structure_has_field (gst_caps_get_structure (caps, 0), "profile"))
     gst_video_codec_state_unref (gst_video_encoder_set_output_state
         (GST_VIDEO_ENCODER (self), caps, self->input_state));
-  }
+  else
+    gst_caps_unref (caps);
 }
 
 /* Reader thread: the frame bookkeeping of one answer; self->lock held. */

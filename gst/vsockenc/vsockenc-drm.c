@@ -10,23 +10,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
-#include <sys/ioctl.h>
 
 #ifdef HAVE_LIBDRM
-#include <drm.h>
+#include <xf86drm.h>
 #include <virtgpu_drm.h>
-#endif
 
-#ifdef HAVE_LIBDRM
+/* libdrm answers -1 and errno (its drmIoctl retries EINTR and EAGAIN) */
 static gint
-real_ioctl (gint fd, unsigned long request, gpointer arg)
+negative_errno (gint ret)
 {
-  gint ret;
-
-  do {
-    ret = ioctl (fd, request, arg);
-  } while (ret < 0 && (errno == EINTR || errno == EAGAIN));
   return ret < 0 ? -errno : 0;
 }
 #endif
@@ -35,15 +27,8 @@ static gint
 real_prime_fd_to_handle (gpointer user_data, gint prime_fd, guint32 * handle)
 {
 #ifdef HAVE_LIBDRM
-  struct drm_prime_handle args = { 0, };
-  gint ret;
-
-  args.fd = prime_fd;
-  ret = real_ioctl (GPOINTER_TO_INT (user_data), DRM_IOCTL_PRIME_FD_TO_HANDLE,
-      &args);
-  if (ret == 0)
-    *handle = args.handle;
-  return ret;
+  return negative_errno (drmPrimeFDToHandle (GPOINTER_TO_INT (user_data),
+          prime_fd, handle));
 #else
   return -ENOTSUP;
 #endif
@@ -59,8 +44,8 @@ real_resource_info (gpointer user_data, guint32 handle, guint32 * res_handle)
   gint ret;
 
   args.bo_handle = handle;
-  ret = real_ioctl (GPOINTER_TO_INT (user_data),
-      DRM_IOCTL_VIRTGPU_RESOURCE_INFO, &args);
+  ret = negative_errno (drmIoctl (GPOINTER_TO_INT (user_data),
+          DRM_IOCTL_VIRTGPU_RESOURCE_INFO, &args));
   if (ret == 0)
     *res_handle = args.res_handle;
   return ret;
@@ -73,10 +58,8 @@ static gint
 real_gem_close (gpointer user_data, guint32 handle)
 {
 #ifdef HAVE_LIBDRM
-  struct drm_gem_close args = { 0, };
-
-  args.handle = handle;
-  return real_ioctl (GPOINTER_TO_INT (user_data), DRM_IOCTL_GEM_CLOSE, &args);
+  return negative_errno (drmCloseBufferHandle (GPOINTER_TO_INT (user_data),
+          handle));
 #else
   return -ENOTSUP;
 #endif

@@ -8,14 +8,9 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <linux/dma-buf.h>
-#endif
 
 #include <gst/allocators/allocators.h>
-#include <gst/pbutils/pbutils.h>
 
 #include "vsockenc-frames.h"
 #include "hxfr-video.h"
@@ -125,27 +120,6 @@ vsockenc_resources_lookup (VsockEncResources * r, GstElement * elem,
 
 /* Requests */
 
-static void
-dmabuf_sync (GstBuffer * buf, gboolean start)
-{
-#if defined(__linux__) && defined(DMA_BUF_IOCTL_SYNC)
-  guint i;
-
-  for (i = 0; i < gst_buffer_n_memory (buf); i++) {
-    GstMemory *mem = gst_buffer_peek_memory (buf, i);
-    struct dma_buf_sync sync = { 0, };
-
-    if (!gst_is_dmabuf_memory (mem))
-      continue;
-    sync.flags = DMA_BUF_SYNC_READ |
-        (start ? DMA_BUF_SYNC_START : DMA_BUF_SYNC_END);
-    /* not every exporter (memfd, for one) implements it: harmless */
-    while (ioctl (gst_dmabuf_memory_get_fd (mem), DMA_BUF_IOCTL_SYNC,
-            &sync) < 0 && (errno == EINTR || errno == EAGAIN));
-  }
-#endif
-}
-
 /* Whether the mapped planes can go as they are: every stride holds a row
  * and every plane lies in the buffer (v1: one stride for all planes). */
 static gboolean
@@ -175,33 +149,41 @@ static guint
 repack (VsockEncRequest * r, guint version)
 {
   HxfrFrameRequest *req = &r->req;
-  guint n = GST_VIDEO_FRAME_N_PLANES (&r->vf), p;
-  guint32 w = req->width, h = req->height;
+  GstVideoInfo info = r->vf.info;
+  GstVideoFrame dst;
+  GstBuffer *buf;
+  gboolean ok;
   gsize total;
+  guint p;
 
   if (version >= 2) {
-    total = hxfr_frame_default_layout (req->format, w, h, &req->n_planes,
-        req->stride, req->offset);
+    total = hxfr_frame_default_layout (req->format, req->width, req->height,
+        &req->n_planes, req->stride, req->offset);
   } else {
     guint32 stride = GST_ROUND_UP_4 (req->format == HXFR_FORMAT_NV12 ?
-        w : w * 4);
+        req->width : req->width * 4);
 
-    total = hxfr_frame_v1_layout (req->format, h, stride, &req->n_planes,
-        req->stride, req->offset);
+    total = hxfr_frame_v1_layout (req->format, req->height, stride,
+        &req->n_planes, req->stride, req->offset);
   }
-  if (total == 0)
+  if (total == 0 || req->n_planes != GST_VIDEO_INFO_N_PLANES (&info))
     return 0;
-  r->repacked = g_malloc0 (total);
-  for (p = 0; p < n; p++) {
-    guint64 rows, row_bytes, row;
-    const guint8 *src = GST_VIDEO_FRAME_PLANE_DATA (&r->vf, p);
-    gint sstride = GST_VIDEO_FRAME_PLANE_STRIDE (&r->vf, p);
-
-    hxfr_format_plane_size (req->format, p, w, h, &rows, &row_bytes);
-    for (row = 0; row < rows; row++)
-      memcpy (r->repacked + req->offset[p] + row * req->stride[p],
-          src + row * sstride, row_bytes);
+  for (p = 0; p < req->n_planes; p++) {
+    GST_VIDEO_INFO_PLANE_STRIDE (&info, p) = req->stride[p];
+    GST_VIDEO_INFO_PLANE_OFFSET (&info, p) = req->offset[p];
   }
+  GST_VIDEO_INFO_SIZE (&info) = total;
+  r->repacked = g_malloc0 (total);
+  buf = gst_buffer_new_wrapped_full (0, r->repacked, total, 0, total, NULL,
+      NULL);
+  ok = gst_video_frame_map (&dst, &info, buf, GST_MAP_WRITE);
+  if (ok) {
+    ok = gst_video_frame_copy (&dst, &r->vf);
+    gst_video_frame_unmap (&dst);
+  }
+  gst_buffer_unref (buf);
+  if (!ok)
+    return 0;
   r->vec[0].buffer = r->repacked;
   r->vec[0].size = total;
   return 1;
@@ -255,7 +237,8 @@ vsockenc_request_fill (VsockEncRequest * r, GstElement * elem,
     return GST_FLOW_OK;
   }
 
-  dmabuf_sync (r->input, TRUE);
+  /* GstDmaBufAllocator's map and unmap bracket the CPU access with
+   * DMA_BUF_IOCTL_SYNC */
   if (!gst_video_frame_map (&r->vf, (GstVideoInfo *) info, r->input,
           GST_MAP_READ)) {
     vsockenc_request_clear (r);
@@ -282,11 +265,7 @@ vsockenc_request_clear (VsockEncRequest * r)
     gst_video_frame_unmap (&r->vf);
     r->mapped = FALSE;
   }
-  if (r->input) {
-    if (!r->req.resource_id)
-      dmabuf_sync (r->input, FALSE);
-    gst_clear_buffer (&r->input);
-  }
+  gst_clear_buffer (&r->input);
   g_clear_pointer (&r->repacked, g_free);
 }
 
@@ -297,7 +276,6 @@ vsockenc_request_clear (VsockEncRequest * r)
 GstBuffer *
 vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud)
 {
-  static const guint8 aud_nal[] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
   GstMapInfo map;
   gsize aud_length = 0;
   gboolean has_aud = FALSE;
@@ -319,33 +297,7 @@ vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud)
   }
   if (want_aud && !has_aud)
     gst_buffer_prepend_memory (au, gst_memory_new_wrapped
-        (GST_MEMORY_FLAG_READONLY, (gpointer) aud_nal, sizeof (aud_nal), 0,
-            sizeof (aud_nal), NULL, NULL));
+        (GST_MEMORY_FLAG_READONLY, (gpointer) hxfr_video_aud,
+            sizeof (hxfr_video_aud), 0, sizeof (hxfr_video_aud), NULL, NULL));
   return au;
-}
-
-/* profile_idc and the constraint flags open the SPS (after its NAL header
- * byte), before any emulation prevention byte can occur: what
- * gst_codec_utils_h264_get_profile() reads. */
-const gchar *
-vsockenc_au_profile (GstBuffer * au)
-{
-  GstMapInfo map;
-  const gchar *profile = NULL;
-  gsize i;
-
-  if (!gst_buffer_map (au, &map, GST_MAP_READ))
-    return NULL;
-  for (i = 0; i + 5 < map.size; i++) {
-    if (map.data[i] == 0 && map.data[i + 1] == 0 && map.data[i + 2] == 1) {
-      if ((map.data[i + 3] & 0x1f) == 7) {
-        profile = gst_codec_utils_h264_get_profile (map.data + i + 4,
-            map.size - i - 4);
-        break;
-      }
-      i += 2;
-    }
-  }
-  gst_buffer_unmap (au, &map);
-  return profile;
 }

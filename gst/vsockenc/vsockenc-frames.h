@@ -59,7 +59,5 @@ void vsockenc_request_clear (VsockEncRequest * r);
 /* An access unit with its leading AUD removed (@want_aud FALSE) or added
  * (TRUE). */
 GstBuffer *vsockenc_au_set_aud (GstBuffer * au, gboolean want_aud);
-/* The profile of the access unit's first SPS, NULL if none. */
-const gchar *vsockenc_au_profile (GstBuffer * au);
 
 G_END_DECLS

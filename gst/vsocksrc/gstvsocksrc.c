@@ -53,16 +53,11 @@
 #include <gst/base/gstpushsrc.h>
 #include <gst/video/video.h>
 #include <gst/allocators/allocators.h>
-#include <unistd.h>
-
-#ifdef __APPLE__
-#include <IOSurface/IOSurface.h>
-#endif
 
 #include "gstvsocksrc.h"
 #include "hxfr-host-session.h"
 #include "hxfr-video.h"
-#include "hxfr-export-client.h"
+#include "hxfr-surface.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vsock_src_debug);
 #define GST_CAT_DEFAULT gst_vsock_src_debug
@@ -107,7 +102,6 @@ struct _GstVsockSrc
   /* a DMA-BUF of this session could not be used here: ask for readback
    * from then on instead of exporting each frame twice */
   gboolean dmabuf_unusable;
-  GstAllocator *dmabuf_allocator;
   gboolean downstream_meta;
   gboolean pushed;              /* a buffer went out since the last caps */
   GstClockTime last_pts;
@@ -117,7 +111,6 @@ struct _GstVsockSrc
 #define GST_TYPE_VSOCK_SRC (gst_vsock_src_get_type ())
 G_DECLARE_FINAL_TYPE (GstVsockSrc, gst_vsock_src, GST, VSOCK_SRC, GstPushSrc);
 G_DEFINE_TYPE (GstVsockSrc, gst_vsock_src, GST_TYPE_PUSH_SRC);
-GST_ELEMENT_REGISTER_DECLARE (vsocksrc);
 GST_ELEMENT_REGISTER_DEFINE_WITH_CODE (vsocksrc, "vsocksrc", GST_RANK_NONE,
     GST_TYPE_VSOCK_SRC, GST_DEBUG_CATEGORY_INIT (gst_vsock_src_debug,
         "vsocksrc", 0, "HXFR guest connection source"));
@@ -148,7 +141,6 @@ gst_vsock_src_init (GstVsockSrc * self)
   self->default_fps_n = 0;
   self->default_fps_d = 1;
   self->cancellable = g_cancellable_new ();
-  self->dmabuf_allocator = gst_dmabuf_allocator_new ();
 }
 
 static void
@@ -157,7 +149,6 @@ gst_vsock_src_finalize (GObject * object)
   GstVsockSrc *self = GST_VSOCK_SRC (object);
 
   g_free (self->listen_spec);
-  gst_object_unref (self->dmabuf_allocator);
   if (self->session_prop)
     hxfr_host_session_unref (self->session_prop);
   if (self->export_client)
@@ -541,40 +532,18 @@ push_force_key_unit (GstVsockSrc * self, GstClockTime pts)
 
 #define RESOLVE_TIMEOUT_US (2 * G_USEC_PER_SEC)
 
-/* TRUE if every plane of @r lies inside @size bytes. */
+/* Can downstream take @surface's frames as memory:DMABuf caps? (1.22
+ * style: the plain format, linear or implicit modifier.) */
 static gboolean
-surface_layout_fits (const HxfrFrameRequest * r, gsize size)
-{
-  GstVideoInfo info;
-  guint i;
-
-  if (!gst_video_info_set_format (&info,
-          hxfr_video_format_from_fourcc (r->format), r->width, r->height)
-      || r->n_planes != GST_VIDEO_INFO_N_PLANES (&info))
-    return FALSE;
-  for (i = 0; i < r->n_planes; i++) {
-    guint64 rows = GST_VIDEO_FORMAT_INFO_SCALE_HEIGHT (info.finfo,
-        GST_VIDEO_FORMAT_INFO_PLANE (info.finfo, i), r->height);
-
-    if (r->stride[i] < (guint) GST_VIDEO_INFO_PLANE_STRIDE (&info, i)
-        || (guint64) r->offset[i] + (guint64) r->stride[i] * rows > size)
-      return FALSE;
-  }
-  return TRUE;
-}
-
-/* Can downstream take this frame as memory:DMABuf caps? (1.22 style: the
- * plain format, linear or implicit modifier.) */
-static gboolean
-downstream_takes_dmabuf (GstVsockSrc * self, const HxfrFrameRequest * geom)
+downstream_takes_dmabuf (GstVsockSrc * self, const HxfrExportSurface * surface)
 {
   GstVideoInfo info;
   GstCaps *caps, *peer;
   gboolean ok;
 
   if (!gst_video_info_set_format (&info,
-          hxfr_video_format_from_fourcc (geom->format), geom->width,
-          geom->height))
+          hxfr_video_format_from_fourcc (surface->fourcc), surface->width,
+          surface->height))
     return FALSE;
   caps = gst_video_info_to_caps (&info);
   gst_caps_set_features_simple (caps,
@@ -587,57 +556,6 @@ downstream_takes_dmabuf (GstVsockSrc * self, const HxfrFrameRequest * geom)
   gst_caps_unref (caps);
   return ok;
 }
-
-static GQuark
-surface_quark (void)
-{
-  static GQuark q;
-
-  if (!q)
-    q = g_quark_from_static_string ("vsocksrc-export-surface");
-  return q;
-}
-
-#ifdef __APPLE__
-/* Not built or run here (no macOS machine): an IOSurface the VMM named,
- * locked read-only for as long as the memory lives. */
-typedef struct
-{
-  IOSurfaceRef surface;
-  HxfrExportSurface *export_surface;
-} IOSurfaceHold;
-
-static void
-iosurface_hold_free (IOSurfaceHold * h)
-{
-  IOSurfaceUnlock (h->surface, kIOSurfaceLockReadOnly, NULL);
-  CFRelease (h->surface);
-  hxfr_export_surface_free (h->export_surface);
-  g_free (h);
-}
-
-static GstMemory *
-wrap_iosurface (HxfrExportSurface * surface, HxfrFrameRequest * geom)
-{
-  IOSurfaceRef ios = IOSurfaceLookup (surface->iosurface_id);
-  IOSurfaceHold *h;
-
-  if (!ios)
-    return NULL;
-  if (IOSurfaceLock (ios, kIOSurfaceLockReadOnly, NULL) != KERN_SUCCESS) {
-    CFRelease (ios);
-    return NULL;
-  }
-  h = g_new0 (IOSurfaceHold, 1);
-  h->surface = ios;
-  h->export_surface = surface;
-  geom->stride[0] = IOSurfaceGetBytesPerRow (ios);
-  geom->offset[0] = 0;
-  return gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
-      IOSurfaceGetBaseAddress (ios), IOSurfaceGetAllocSize (ios), 0,
-      IOSurfaceGetAllocSize (ios), h, (GDestroyNotify) iosurface_hold_free);
-}
-#endif
 
 /* The export client to resolve with, referenced (NULL: none set). */
 static HxfrExportClient *
@@ -652,44 +570,11 @@ ref_export_client (GstVsockSrc * self)
   return client;
 }
 
-/* Resolves @resource_id to a surface this element can read. A DMA-BUF
- * that is neither linear nor (implicit modifier) wanted downstream as
- * memory:DMABuf cannot be read by mapping: it is asked for again as
- * readback, and from then on so is every frame of the session, rather
- * than exporting each twice. NULL: @failure (domain HXFR_ERROR, the code
- * the guest gets) says why. */
-static HxfrExportSurface *
-resolve_surface (GstVsockSrc * self, HxfrExportClient * client,
-    guint32 resource_id, GError ** failure)
+/* @err, from resolving @resource_id, as the guest's @failure (domain
+ * HXFR_ERROR). Takes @err. */
+static void
+set_resolve_failure (GError ** failure, guint32 resource_id, GError * err)
 {
-  HxfrExportSurface *surface;
-  HxfrFrameRequest geom = { 0, };
-  GError *err = NULL;
-
-  surface = hxfr_export_client_resolve_kinds (client, resource_id,
-      self->dmabuf_unusable ? HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) : 0,
-      RESOLVE_TIMEOUT_US, &err);
-  if (surface && surface->kind == HXEX_KIND_DMABUF
-      && surface->modifier != HXEX_DRM_FORMAT_MOD_LINEAR) {
-    geom.format = surface->fourcc;
-    geom.width = surface->width;
-    geom.height = surface->height;
-    if (surface->modifier != HXEX_DRM_FORMAT_MOD_INVALID
-        || !downstream_takes_dmabuf (self, &geom)) {
-      /* tiled, or a layout only an importer knows: we cannot read it by
-       * mapping, ask for a readback copy instead */
-      GST_INFO_OBJECT (self, "resource %u: DMA-BUF modifier 0x%"
-          G_GINT64_MODIFIER "x not usable here, readback from now on",
-          resource_id, surface->modifier);
-      self->dmabuf_unusable = TRUE;
-      hxfr_export_surface_free (surface);
-      surface = hxfr_export_client_resolve_kinds (client, resource_id,
-          HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);
-    }
-  }
-  if (surface)
-    return surface;
-
   /* only an unknown resource is the guest's mistake; the rest is ours */
   if (err->domain == G_IO_ERROR && err->code != G_IO_ERROR_TIMED_OUT)
     g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL, "resource %u: the "
@@ -700,133 +585,106 @@ resolve_surface (GstVsockSrc * self, HxfrExportClient * client,
             HXEX_ERR_UNKNOWN_RESOURCE) ? HXFR_ERR_RESOURCE_NOT_FOUND :
         HXFR_ERR_INTERNAL, "resource %u: %s", resource_id, err->message);
   g_error_free (err);
-  return NULL;
 }
 
-/* @geom (the request's seq, pts, flags kept) updated to @surface's
- * geometry; FALSE if the VMM described something no frame can be: an
- * unknown format, a size out of range, planes outside the surface. */
-static gboolean
-take_surface_geometry (const HxfrExportSurface * surface,
-    HxfrFrameRequest * geom)
+/* @surface as a buffer (hxfr_surface_wrap(), takes @surface). A DMA-BUF
+ * is imported when downstream takes it as memory:DMABuf (*dmabuf_caps),
+ * else mapped. */
+static GstBuffer *
+wrap_surface (GstVsockSrc * self, HxfrExportSurface * surface,
+    gboolean * dmabuf_caps, GError ** error)
 {
+  *dmabuf_caps = surface->kind == HXEX_KIND_DMABUF
+      && downstream_takes_dmabuf (self, surface);
+  return hxfr_surface_wrap (surface, *dmabuf_caps ? HXFR_SURFACE_IMPORTED :
+      HXFR_SURFACE_MAPPED, NULL, error);
+}
+
+/* Resolves @resource_id and wraps the surface. A DMA-BUF whose layout
+ * cannot be read here (tiled, or implicit with nobody downstream
+ * importing it) is asked for again as readback, and from then on so is
+ * every frame of the session, rather than exporting each twice. NULL:
+ * @failure (domain HXFR_ERROR, the code the guest gets) says why. */
+static GstBuffer *
+resolve_buffer (GstVsockSrc * self, HxfrExportClient * client,
+    guint32 resource_id, gboolean * dmabuf_caps, GError ** failure)
+{
+  HxfrExportSurface *surface;
+  GstBuffer *buf;
+  GError *err = NULL;
+
+  surface = hxfr_export_client_resolve_kinds (client, resource_id,
+      self->dmabuf_unusable ? HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) : 0,
+      RESOLVE_TIMEOUT_US, &err);
+  if (!surface) {
+    set_resolve_failure (failure, resource_id, err);
+    return NULL;
+  }
+  buf = wrap_surface (self, surface, dmabuf_caps, &err);
+  if (!buf && g_error_matches (err, HXFR_SURFACE_ERROR,
+          HXFR_SURFACE_ERROR_MODIFIER)) {
+    GST_INFO_OBJECT (self, "%s: readback from now on", err->message);
+    self->dmabuf_unusable = TRUE;
+    g_clear_error (&err);
+    surface = hxfr_export_client_resolve_kinds (client, resource_id,
+        HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);
+    if (!surface) {
+      set_resolve_failure (failure, resource_id, err);
+      return NULL;
+    }
+    buf = wrap_surface (self, surface, dmabuf_caps, &err);
+  }
+  if (!buf) {
+    g_set_error_literal (failure, HXFR_ERROR, HXFR_ERR_INTERNAL, err->message);
+    g_error_free (err);
+  }
+  return buf;
+}
+
+/* @req (its seq, pts, flags kept) takes the geometry of @buf's frame. */
+static void
+take_geometry (HxfrFrameRequest * req, GstBuffer * buf)
+{
+  GstVideoMeta *meta = gst_buffer_get_video_meta (buf);
   guint i;
 
-  geom->width = surface->width;
-  geom->height = surface->height;
-  geom->format = surface->fourcc;
-  geom->n_planes = MIN (surface->n_planes, HXFR_MAX_PLANES);
-  for (i = 0; i < geom->n_planes; i++) {
-    geom->stride[i] = surface->stride[i];
-    geom->offset[i] = surface->offset[i];
+  req->width = meta->width;
+  req->height = meta->height;
+  /* v2's fourccs: one per format */
+  req->format = hxfr_video_format_to_fourcc (meta->format, 2);
+  req->n_planes = MIN (meta->n_planes, HXFR_MAX_PLANES);
+  for (i = 0; i < req->n_planes; i++) {
+    req->stride[i] = meta->stride[i];
+    req->offset[i] = meta->offset[i];
   }
-  return hxfr_video_format_from_fourcc (geom->format) !=
-      GST_VIDEO_FORMAT_UNKNOWN && geom->width != 0 && geom->height != 0
-      && geom->width <= 16384 && geom->height <= 16384
-      && (surface->kind == HXEX_KIND_IOSURFACE
-      || surface_layout_fits (geom, surface->size));
-}
-
-/* @surface as memory, without a copy: the readback slot itself, the
- * DMA-BUF, or (macOS) the IOSurface. The memory then owns @surface (its
- * RELEASE goes with the memory, after the last reader); NULL: the caller
- * still does. *dmabuf_caps: whether downstream takes a DMA-BUF as such. */
-static GstMemory *
-wrap_surface (GstVsockSrc * self, HxfrExportSurface * surface,
-    HxfrFrameRequest * geom, gboolean * dmabuf_caps)
-{
-  GstMemory *mem = NULL;
-
-  switch (surface->kind) {
-    case HXEX_KIND_READBACK_SLOT:
-      mem = gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
-          (gpointer) surface->data, surface->size, 0, surface->size, surface,
-          (GDestroyNotify) hxfr_export_surface_free);
-      break;
-    case HXEX_KIND_DMABUF:
-      *dmabuf_caps = downstream_takes_dmabuf (self, geom);
-      /* the allocator owns the descriptor from here */
-      mem = gst_dmabuf_allocator_alloc (self->dmabuf_allocator, surface->fd,
-          surface->size);
-      if (mem) {
-        surface->fd = -1;
-        GST_MINI_OBJECT_FLAG_SET (mem, GST_MEMORY_FLAG_READONLY);
-        gst_mini_object_set_qdata (GST_MINI_OBJECT (mem), surface_quark (),
-            surface, (GDestroyNotify) hxfr_export_surface_free);
-      }
-      break;
-#ifdef __APPLE__
-    case HXEX_KIND_IOSURFACE:
-      mem = wrap_iosurface (surface, geom);
-      break;
-#endif
-    default:
-      break;
-  }
-  return mem;
-}
-
-/* The memory of the frame named by @req's resource id, @geom its
- * geometry. NULL: @failure (domain HXFR_ERROR) says why. */
-static GstMemory *
-resource_memory (GstVsockSrc * self, const HxfrFrameRequest * req,
-    HxfrFrameRequest * geom, gboolean * dmabuf_caps, GError ** failure)
-{
-  HxfrExportClient *client = ref_export_client (self);
-  HxfrExportSurface *surface;
-  GstMemory *mem;
-
-  if (!client) {
-    g_set_error (failure, HXFR_ERROR, HXFR_ERR_RESOURCE_NOT_FOUND,
-        "resource %u: no helix export", req->resource_id);
-    return NULL;
-  }
-  /* the surface holds a reference of its own */
-  surface = resolve_surface (self, client, req->resource_id, failure);
-  hxfr_export_client_unref (client);
-  if (!surface)
-    return NULL;
-
-  *geom = *req;
-  if (!take_surface_geometry (surface, geom)) {
-    g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL,
-        "resource %u: unusable %ux%u %s surface", req->resource_id,
-        geom->width, geom->height, hxfr_format_to_string (geom->format));
-    hxfr_export_surface_free (surface);
-    return NULL;
-  }
-  mem = wrap_surface (self, surface, geom, dmabuf_caps);
-  if (!mem) {
-    g_set_error (failure, HXFR_ERROR, HXFR_ERR_INTERNAL,
-        "resource %u: a %s surface cannot be wrapped here", req->resource_id,
-        hxex_kind_name (surface->kind));
-    hxfr_export_surface_free (surface);
-  }
-  return mem;
 }
 
 /* A frame named by resource id: resolved through the helix export and
- * wrapped without a copy (resource_memory()). Freeing the memory gives
- * the surface back to the VMM. @req is updated to the surface's geometry,
- * *dmabuf_caps says whether to announce memory:DMABuf. NULL in *out with
- * GST_FLOW_OK: that frame failed (answered FAILED in its turn), read the
- * next one. */
+ * wrapped without a copy (resolve_buffer()). Freeing the buffer gives
+ * the surface back to the VMM. @req is updated to the surface's
+ * geometry, *dmabuf_caps says whether to announce memory:DMABuf. NULL in
+ * *out with GST_FLOW_OK: that frame failed (answered FAILED in its
+ * turn), read the next one. */
 static GstFlowReturn
 resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
     gboolean * dmabuf_caps)
 {
-  HxfrFrameRequest geom;
-  GstMemory *mem;
+  HxfrExportClient *client = ref_export_client (self);
   GError *failure = NULL, *err = NULL;
   gboolean answered;
 
   *out = NULL;
   *dmabuf_caps = FALSE;
-  mem = resource_memory (self, req, &geom, dmabuf_caps, &failure);
-  if (mem) {
-    *out = gst_buffer_new ();
-    gst_buffer_append_memory (*out, mem);
-    *req = geom;
+  if (client) {
+    *out = resolve_buffer (self, client, req->resource_id, dmabuf_caps,
+        &failure);
+    hxfr_export_client_unref (client);
+  } else {
+    g_set_error (&failure, HXFR_ERROR, HXFR_ERR_RESOURCE_NOT_FOUND,
+        "resource %u: no helix export", req->resource_id);
+  }
+  if (*out) {
+    take_geometry (req, *out);
     return GST_FLOW_OK;
   }
 
@@ -1015,7 +873,9 @@ gst_vsock_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
   GST_BUFFER_DURATION (buf) = duration;
-  add_video_meta (self, buf, &ev.request);
+  /* a resolved resource carries the surface's already */
+  if (!gst_buffer_get_video_meta (buf))
+    add_video_meta (self, buf, &ev.request);
   if (!self->downstream_meta && !layout_is_default (self, &ev.request))
     buf = repack (self, buf);
 
@@ -1124,16 +984,3 @@ gst_vsock_src_register_in_process (void)
 {
   return GST_ELEMENT_REGISTER (vsocksrc, NULL);
 }
-
-#ifndef VSOCKSRC_IN_PROCESS
-static gboolean
-plugin_init (GstPlugin * plugin)
-{
-  return GST_ELEMENT_REGISTER (vsocksrc, plugin);
-}
-
-GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsocksrc,
-    "Host side of the helix encode offload: guest frames as raw video",
-    plugin_init, VERSION, "LGPL", "helix-encode-offload",
-    "https://example.invalid/helix")
-#endif

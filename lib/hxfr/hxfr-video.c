@@ -40,6 +40,8 @@ hxfr_video_format_from_fourcc (guint32 fourcc)
   return GST_VIDEO_FORMAT_UNKNOWN;
 }
 
+const guint8 hxfr_video_aud[6] = { 0x00, 0x00, 0x00, 0x01, 0x09, 0xf0 };
+
 /* Annex B start code length at @d (3 or 4), 0 if none. */
 static guint
 start_code_length (const guint8 * d, gsize size)
@@ -72,4 +74,30 @@ hxfr_video_au_aud_length (const guint8 * au, gsize size)
     if (start_code_length (au + i, size - i))
       return i;
   return 0;
+}
+
+const guint8 *
+hxfr_video_au_find_nal (const guint8 * au, gsize size, guint type,
+    gsize * nal_size)
+{
+  const guint8 *nal = NULL;
+  gsize i = 0, sc;
+
+  while (i < size) {
+    sc = start_code_length (au + i, size - i);
+    if (!sc) {
+      i++;
+      continue;
+    }
+    if (nal) {
+      *nal_size = au + i - nal;
+      return nal;
+    }
+    i += sc;
+    if (i < size && (au[i] & 0x1f) == type)
+      nal = au + i;
+  }
+  if (nal)
+    *nal_size = au + size - nal;
+  return nal;
 }

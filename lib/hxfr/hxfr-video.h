@@ -22,6 +22,17 @@ guint32 hxfr_video_format_to_fourcc (GstVideoFormat format, guint version);
 /* GST_VIDEO_FORMAT_UNKNOWN for a fourcc the protocol does not carry. */
 GstVideoFormat hxfr_video_format_from_fourcc (guint32 fourcc);
 
+/* An access unit delimiter NAL, Annex B with a 4-byte start code,
+ * primary_pic_type 7 (any slice type): what the encoders put in front of
+ * an access unit, and the whole answer of the bridge's null encoder. */
+extern const guint8 hxfr_video_aud[6];
+
+/* The first NAL unit of @type (nal_unit_type, e.g. 7 = SPS) in the Annex B
+ * access unit @au: a pointer to its header byte and, in *nal_size, its
+ * bytes up to the next start code or the end. NULL if there is none. */
+const guint8 *hxfr_video_au_find_nal (const guint8 * au, gsize size,
+    guint type, gsize * nal_size);
+
 /* Bytes of the access unit delimiter NAL that opens @au (start code
  * included), up to the next start code; 0 if @au does not begin with one,
  * or is nothing but one (the bridge's null encoder). */

@@ -744,6 +744,47 @@ GST_START_TEST (test_bad_index)
 
 GST_END_TEST;
 
+/* The scanout encoder maps what it reads: a linear DMA-BUF streams, a
+ * tiled one is never encoded as if it were linear (a wrong picture): each
+ * frame is skipped, and the log names the modifier. */
+GST_START_TEST (test_dmabuf_modifiers)
+{
+  const gchar *modifiers[] = { "0", "0100000000000001" };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (modifiers); i++) {
+    const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+      "--scanouts", "4", "--scanout", "1:160x120@60", "--simulate-dmabuf",
+      "--simulate-modifier", modifiers[i], NULL
+    };
+    Env *e = env_start (vmm_args, "deployed", NULL);
+    Frame f;
+    Cl *c;
+
+    if (!e)
+      return;
+    c = cl_connect (e);
+    fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+    if (i == 0) {
+      fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+      fail_unless (f.keyframe);
+      check_au (&f);
+      frame_clear (&f);
+    } else {
+      fail_unless (bridge_runner_wait_log (e->bridge,
+              "modifier 0x0100000000000001", 1, 10),
+          "no failure naming the modifier: %s",
+          bridge_runner_get_log (e->bridge));
+      /* that flip was skipped, not sent */
+      fail_unless_equals_int (deployed_frame (c, &f, 0), RD_TIMEOUT);
+    }
+    cl_close (c);
+    env_stop (e);
+  }
+}
+
+GST_END_TEST;
+
 /* a reading deployed subscriber of scanout 1 */
 static Reader *
 streaming_reader (Env * e)
@@ -1307,6 +1348,7 @@ scanout_suite (void)
   tcase_add_test (tc, test_never_reading_subscriber);
   tcase_add_test (tc, test_guest_element);
   tcase_add_test (tc, test_bad_index);
+  tcase_add_test (tc, test_dmabuf_modifiers);
   tcase_add_test (tc, test_lying_sizes);
   tcase_add_test (tc, test_config_flood);
   tcase_add_test (tc, test_bitrate_takes_effect);

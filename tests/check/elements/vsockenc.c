@@ -270,6 +270,7 @@ GST_START_TEST (test_encode_v2)
   fail_unless_equals_string (gst_structure_get_string (s, "alignment"), "au");
   profile = gst_structure_get_string (s, "profile");
   fail_unless (profile != NULL);
+  fail_unless (gst_structure_get_string (s, "level") != NULL);
   gst_caps_unref (caps);
 
   /* one frame of latency at 30 fps */

@@ -915,6 +915,37 @@ GST_START_TEST (test_listener_stale_and_live_socket)
 
 GST_END_TEST;
 
+/* NAL units found in an Annex B access unit, 3- and 4-byte start codes */
+GST_START_TEST (test_au_find_nal)
+{
+  static const guint8 au[] = {
+    0x00, 0x00, 0x00, 0x01, 0x09, 0xf0,
+    0x00, 0x00, 0x00, 0x01, 0x67, 0x64, 0x00, 0x1f, 0xac,
+    0x00, 0x00, 0x01, 0x68, 0xee,
+    0x00, 0x00, 0x01, 0x65, 0x88, 0x84,
+  };
+  const guint8 *nal;
+  gsize size = 0;
+
+  nal = hxfr_video_au_find_nal (au, sizeof (au), 7, &size);
+  fail_unless (nal == au + 10);
+  fail_unless_equals_int (size, 5);
+  nal = hxfr_video_au_find_nal (au, sizeof (au), 8, &size);
+  fail_unless (nal == au + 18);
+  fail_unless_equals_int (size, 2);
+  /* the last one ends with the access unit */
+  nal = hxfr_video_au_find_nal (au, sizeof (au), 5, &size);
+  fail_unless (nal == au + 23);
+  fail_unless_equals_int (size, 3);
+  fail_unless (hxfr_video_au_find_nal (au, sizeof (au), 6, &size) == NULL);
+  fail_unless (hxfr_video_au_find_nal (au, 3, 9, &size) == NULL);
+  /* the one AUD everybody uses is one */
+  fail_unless_equals_int (hxfr_video_au_aud_length (au, sizeof (au)), 6);
+  fail_unless (memcmp (au, hxfr_video_aud, sizeof (hxfr_video_aud)) == 0);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_formats)
 {
   guint64 rows, row_bytes;
@@ -967,6 +998,7 @@ hxfr_suite (void)
   tcase_add_test (tc, test_nal_list_unpack);
   tcase_add_test (tc, test_address_parse);
   tcase_add_test (tc, test_formats);
+  tcase_add_test (tc, test_au_find_nal);
   suite_add_tcase (s, tt);
   tcase_add_test (tt, test_transport_big_message_unix);
   tcase_add_test (tt, test_transport_big_message_tcp);
