@@ -927,15 +927,12 @@ GST_START_TEST (test_ping)
   while (!closed && g_get_monotonic_time () < deadline && sent < 10000000) {
     struct pollfd p = { c->fd, POLLOUT, 0 };
 
-    /* the bridge may stop reading: never block for ever */
-    if (poll (&p, 1, 500) == 0) {
-      /* nothing written for 0.5 s: has it closed? */
-      struct pollfd q = { c->fd, POLLIN, 0 };
-
-      if (poll (&q, 1, 0) > 0 && wait_eof (c, 2 * G_USEC_PER_SEC))
-        closed = TRUE;
+    /* the bridge stops reading while 64 PONGs wait (never block for
+     * ever); this client reads none of them, so it is closed once the
+     * bridge's writer has had no byte taken for the write timeout, which
+     * a write then finds (EPIPE) */
+    if (poll (&p, 1, 500) == 0)
       continue;
-    }
     if (!cl_write (c, pings, 12 * 1000))
       closed = TRUE;
     sent += 1000;
