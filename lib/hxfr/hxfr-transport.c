@@ -252,8 +252,8 @@ socket_for_address (const HxfrAddress * addr, GSocketAddress ** sockaddr,
   return sock;
 }
 
-static gint64
-deadline_from_timeout (gint64 timeout_us)
+gint64
+hxfr_deadline_from_timeout (gint64 timeout_us)
 {
   return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
 }
@@ -450,7 +450,7 @@ HxfrConn *
 hxfr_conn_connect (const HxfrAddress * addr, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   if (addr->kind == HXFR_ADDRESS_VSOCK)
     return connect_vsock (addr, deadline, cancellable, error);
@@ -549,7 +549,7 @@ gboolean
 hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
     gint64 timeout_us, GCancellable * cancellable, GError ** error)
 {
-  return read_with_deadline (conn, buf, len, deadline_from_timeout
+  return read_with_deadline (conn, buf, len, hxfr_deadline_from_timeout
       (timeout_us), cancellable, error);
 }
 
@@ -565,7 +565,7 @@ hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
   if (!hxfr_conn_wait_readable (conn, first_byte_timeout_us, cancellable,
           error))
     return FALSE;
-  deadline = deadline_from_timeout (idle_timeout_us);
+  deadline = hxfr_deadline_from_timeout (idle_timeout_us);
   /* read into the put-back buffer itself: whatever arrived stays there for
    * the next reader, even if the rest does not come */
   while (conn->unread_len < len) {
@@ -603,7 +603,7 @@ hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
   guint8 scratch[4096];
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   while (len > 0) {
     gsize n = MIN (len, sizeof (scratch));
@@ -641,7 +641,7 @@ hxfr_conn_wait_readable (HxfrConn * conn, gint64 timeout_us,
   if (conn->unread_off < conn->unread_len)
     return TRUE;
   return wait_condition (conn->socket, G_IO_IN,
-      deadline_from_timeout (timeout_us), cancellable, error);
+      hxfr_deadline_from_timeout (timeout_us), cancellable, error);
 }
 
 gboolean
@@ -656,7 +656,7 @@ hxfr_conn_send (HxfrConn * conn, guint8 type, guint8 flags,
   guint n_vecs = 0, first = 0, i;
   guint64 payload = fixed_len;
   HxfrHeader header;
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   gboolean ok = TRUE;
 
   for (i = 0; i < n_tail; i++)
@@ -909,7 +909,7 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
 
   /* From the first byte on, the rest of the message must arrive within the
    * idle bound: a guest that sends half a message cannot hold us. */
-  deadline = deadline_from_timeout (idle_timeout_us);
+  deadline = hxfr_deadline_from_timeout (idle_timeout_us);
   if (!read_with_deadline (conn, header, sizeof (header), deadline,
           cancellable, error)
       || !hxfr_header_parse (header, &msg->header, error)
@@ -1080,7 +1080,7 @@ HxfrConn *
 hxfr_listener_accept (HxfrListener * listener, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   for (;;) {
     GError *err = NULL;
