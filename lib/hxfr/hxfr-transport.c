@@ -8,7 +8,6 @@
 #include "hxfr-transport.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +27,9 @@ struct _HxfrConn
 {
   gint refcount;
   GSocket *socket;
+  /* what GSocketClient connected, or NULL: it owns @socket, and goes with
+   * the connection */
+  GSocketConnection *connection;
   GMutex write_lock;            /* serialises whole messages on the socket */
   gboolean write_failed;        /* under write_lock: a send failed, maybe
                                  * mid-message; nothing more may follow */
@@ -125,23 +127,23 @@ hxfr_address_parse (const gchar * spec, GError ** error)
   }
 
   if (g_str_has_prefix (spec, "tcp:")) {
-    const gchar *colon;
-    g_autofree gchar *host = NULL;
+    g_autoptr (GSocketConnectable) parsed = NULL;
+    const gchar *colon, *host;
     guint32 port;
 
+    /* GLib splits host and port ("[v6]:PORT" too); the port must be
+     * written, as a number (GLib would take a default or a service name) */
     rest = spec + 4;
     colon = strrchr (rest, ':');
-    if (!colon || colon == rest || !parse_u32 (colon + 1, 65535, &port))
+    if (!colon || !parse_u32 (colon + 1, 65535, &port))
       goto bad;
-    host = g_strndup (rest, colon - rest);
-    if (host[0] == '[') {
-      gsize n = strlen (host);
-
-      if (n < 3 || host[n - 1] != ']')
-        goto bad;
-      host[n - 1] = '\0';
-      memmove (host, host + 1, n - 1);
-    }
+    parsed = g_network_address_parse (rest, 0, NULL);
+    if (!parsed)
+      goto bad;
+    host = g_network_address_get_hostname (G_NETWORK_ADDRESS (parsed));
+    if (*host == '\0'
+        || g_network_address_get_port (G_NETWORK_ADDRESS (parsed)) != port)
+      goto bad;
     return hxfr_address_new_tcp (host, port);
   }
 
@@ -355,28 +357,6 @@ on_caller_cancelled (GCancellable * caller, gpointer data)
   g_cancellable_cancel (G_CANCELLABLE (data));
 }
 
-/* The descriptor of @connection, as a GSocket of its own (a duplicate:
- * the connection closes its socket when it goes). */
-static GSocket *
-socket_of_connection (GSocketConnection * connection, GError ** error)
-{
-  gint fd = fcntl (g_socket_get_fd (g_socket_connection_get_socket
-          (connection)), F_DUPFD_CLOEXEC, 0);
-  GSocket *sock;
-
-  if (fd < 0) {
-    int e = errno;
-
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-        "dup of a connected socket: %s", g_strerror (e));
-    return NULL;
-  }
-  sock = g_socket_new_from_fd (fd, error);
-  if (!sock)
-    close (fd);
-  return sock;
-}
-
 /* TCP and UNIX through GSocketClient, which tries every address a name
  * resolves to; the name lookup too is inside @deadline (the client's own
  * timeout covers neither, and counts whole seconds per attempt). */
@@ -387,8 +367,9 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
   g_autoptr (GSocketClient) client = g_socket_client_new ();
   g_autoptr (GSocketConnectable) target = NULL;
   g_autoptr (GMainContext) ctx = g_main_context_new ();
-  g_autoptr (GSocket) sock = NULL;
   Connecting c = { 0, };
+  GSocket *sock;
+  HxfrConn *conn;
   GSource *timer = NULL;
   gulong handler = 0;
 
@@ -422,28 +403,23 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
     g_cancellable_disconnect (cancellable, handler);
   g_object_unref (c.cancellable);
 
-  if (c.connection) {
-    sock = socket_of_connection (c.connection, error);
-    /* closed now, not when GSocketClient drops its own references (later,
-     * maybe from another thread): while that descriptor lived, our close
-     * of the duplicate sent no FIN, and a bridge saw a guest that had left
-     * as still there */
-    g_io_stream_close (G_IO_STREAM (c.connection), NULL, NULL);
-    g_object_unref (c.connection);
-  } else if (c.timed_out) {
-    g_clear_error (&c.error);
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "connecting to %s timed out", addr->kind == HXFR_ADDRESS_UNIX ?
-        addr->path : addr->host);
-  } else {
-    g_propagate_error (error, c.error);
-  }
-  if (!sock)
+  if (!c.connection) {
+    if (c.timed_out) {
+      g_clear_error (&c.error);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+          "connecting to %s timed out", addr->kind == HXFR_ADDRESS_UNIX ?
+          addr->path : addr->host);
+    } else {
+      g_propagate_error (error, c.error);
+    }
     return NULL;
+  }
+  sock = g_socket_connection_get_socket (c.connection);
   if (addr->kind == HXFR_ADDRESS_TCP)
     g_socket_set_option (sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-  g_socket_set_blocking (sock, FALSE);
-  return hxfr_conn_new (sock);
+  conn = hxfr_conn_new (sock);
+  conn->connection = c.connection;
+  return conn;
 }
 
 HxfrConn *
@@ -470,10 +446,13 @@ hxfr_conn_unref (HxfrConn * conn)
   if (!conn || !g_atomic_int_dec_and_test (&conn->refcount))
     return;
   /* the peer sees the end now, even if another descriptor of this socket
-   * still lives somewhere (close alone sends no FIN then) */
+   * still lives somewhere (close alone sends no FIN then); closed here, not
+   * when the last reference to the connection goes (GSocketClient may
+   * hold one a while longer) */
   g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
   g_socket_close (conn->socket, NULL);
   g_object_unref (conn->socket);
+  g_clear_object (&conn->connection);
   g_mutex_clear (&conn->write_lock);
   g_free (conn);
 }

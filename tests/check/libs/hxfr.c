@@ -562,6 +562,7 @@ GST_START_TEST (test_address_parse)
   hxfr_address_free (a);
   a = hxfr_address_parse ("tcp:[::1]:80", NULL);
   fail_unless_equals_string (a->host, "::1");
+  fail_unless_equals_int (a->port, 80);
   s = hxfr_address_to_string (a);
   fail_unless_equals_string (s, "tcp:[::1]:80");
   g_free (s);
@@ -576,6 +577,11 @@ GST_START_TEST (test_address_parse)
   fail_unless (err != NULL);
   g_clear_error (&err);
   fail_if (hxfr_address_parse ("tcp:host:99999", NULL));
+  fail_if (hxfr_address_parse ("tcp:[::1]", NULL));
+  fail_if (hxfr_address_parse ("tcp:[]:80", NULL));
+  fail_if (hxfr_address_parse ("tcp::80", NULL));
+  fail_if (hxfr_address_parse ("tcp:[::1:80", NULL));
+  fail_if (hxfr_address_parse ("tcp:localhost:http", NULL));
   fail_if (hxfr_address_parse ("vsock:", NULL));
   fail_if (hxfr_address_parse ("vsock:1:2:3", NULL));
   fail_if (hxfr_address_parse ("unix:", NULL));
