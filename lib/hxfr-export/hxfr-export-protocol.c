@@ -163,7 +163,13 @@ G_STATIC_ASSERT (sizeof (WireScanoutControlAck) ==
     HXEX_SCANOUT_CONTROL_ACK_SIZE);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
 
-G_DEFINE_QUARK (hxex - error - quark, hxex_error);
+/* not G_DEFINE_QUARK: gst-indent spaces out its unquoted name, and the
+ * quark's string with it */
+GQuark
+hxex_error_quark (void)
+{
+  return g_quark_from_static_string ("hxex-error-quark");
+}
 
 const gchar *
 hxex_msg_type_name (guint type)

@@ -109,6 +109,9 @@ GST_START_TEST (test_codec_bytes)
   buf[0] = 2;                   /* min > max */
   fail_if (hxex_hello_parse (buf, 16, &hello, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_PROTOCOL));
+  /* the domain's name as logs print it */
+  fail_unless_equals_string (g_quark_to_string (err->domain),
+      "hxex-error-quark");
   g_clear_error (&err);
 
   /* HELLO_ACK: slot_size is 64-bit at offset 16 */

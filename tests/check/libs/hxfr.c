@@ -73,6 +73,9 @@ GST_START_TEST (test_header_bytes)
   out[0] = 'X';
   fail_if (hxfr_header_parse (out, &back, &err));
   fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  /* the domain's name as logs print it */
+  fail_unless_equals_string (g_quark_to_string (err->domain),
+      "hxfr-error-quark");
   g_clear_error (&err);
 }
 
