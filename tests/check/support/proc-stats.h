@@ -1,5 +1,5 @@
 /* What a test can see of a process from outside, through /proc: its open
- * descriptors and resident memory. Header-only, like guest-emu.h.
+ * descriptors, threads and resident memory. Header-only, like guest-emu.h.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -14,6 +14,23 @@ static inline guint
 proc_count_fds (GPid pid)
 {
   gchar *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  GDir *dir = g_dir_open (path, 0, NULL);
+  guint n = 0;
+
+  if (dir) {
+    while (g_dir_read_name (dir))
+      n++;
+    g_dir_close (dir);
+  }
+  g_free (path);
+  return n;
+}
+
+/* Threads of @pid (0 if /proc cannot be read). */
+static inline guint
+proc_count_threads (GPid pid)
+{
+  gchar *path = g_strdup_printf ("/proc/%d/task", (int) pid);
   GDir *dir = g_dir_open (path, 0, NULL);
   guint n = 0;
 
