@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Open descriptors of @pid (0 if /proc cannot be read). */
+/* Entries of /proc/@pid/@dir_name (0 if it cannot be read). */
 static inline guint
-proc_count_fds (GPid pid)
+proc_count_entries (GPid pid, const gchar * dir_name)
 {
-  gchar *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  gchar *path = g_strdup_printf ("/proc/%d/%s", (int) pid, dir_name);
   GDir *dir = g_dir_open (path, 0, NULL);
   guint n = 0;
 
@@ -26,21 +26,18 @@ proc_count_fds (GPid pid)
   return n;
 }
 
+/* Open descriptors of @pid (0 if /proc cannot be read). */
+static inline guint
+proc_count_fds (GPid pid)
+{
+  return proc_count_entries (pid, "fd");
+}
+
 /* Threads of @pid (0 if /proc cannot be read). */
 static inline guint
 proc_count_threads (GPid pid)
 {
-  gchar *path = g_strdup_printf ("/proc/%d/task", (int) pid);
-  GDir *dir = g_dir_open (path, 0, NULL);
-  guint n = 0;
-
-  if (dir) {
-    while (g_dir_read_name (dir))
-      n++;
-    g_dir_close (dir);
-  }
-  g_free (path);
-  return n;
+  return proc_count_entries (pid, "task");
 }
 
 /* Resident set of @pid in KiB (0 if /proc cannot be read). */
