@@ -979,7 +979,8 @@ hxex_stream_send (HxexStream * s, guint8 type, guint32 request_id,
   g_mutex_unlock (&s->send_lock);
   if (broken)
     *broken = !ok && (done > 0
-        || !g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+        || !(g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)
+            || g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)));
   if (failure)
     g_propagate_error (error, failure);
   return ok;

@@ -307,8 +307,8 @@ gboolean hxex_stream_take_fds (HxexStream * stream, const HxexHeader * header,
 /* Sends one message whole, @fds (the caller keeps its own) with its first
  * byte, waiting for room until @deadline. On failure *@broken (may be
  * NULL) says whether the stream is lost: part of the message went out, or
- * the socket failed; a deadline that passed before the first byte leaves
- * it usable. */
+ * the socket failed; a deadline that passed (or HXEX_DEADLINE_NOW and a
+ * full socket) before the first byte leaves it usable. */
 gboolean hxex_stream_send (HxexStream * stream, guint8 type,
     guint32 request_id, const guint8 * payload, gsize payload_len,
     const gint * fds, guint n_fds, gint64 deadline, gboolean * broken,
