@@ -12,8 +12,9 @@
  *   queue's thread runs the encoder and appsink's new-sample callback, which
  *   writes each access unit back as the answer to its request
  *   (hxfr_host_session_answer pairs it by PTS, answers in order).
- * - a refused connection (limit, access control) gets a short-lived thread
- *   that sends ERROR and closes it without holding up the main loop.
+ * - a refused connection (limit, access control) is sent ERROR and closed,
+ *   and one over a session limit waits out its grace, on a small thread
+ *   pool (at most MAX_REFUSALS), without holding up the main loop.
  *
  * Bridge.lock protects sessions, n_sessions, the admission counts
  * (n_admitted, peer_sessions, Session.admitted) and stopping; lock order:
@@ -746,20 +747,58 @@ session_thread (gpointer data)
 
 /* Refusals */
 
-/* Refusals in progress; beyond the bound a connection is just closed, so
- * that a flood of connections cannot make us start threads without end. */
+/* Refusals (and graces, below) in progress: queued or running on the
+ * pool; beyond the bound a connection is just closed, so that a flood of
+ * connections cannot make us queue work without end. */
 #define MAX_REFUSALS 32
 static gint n_refusals;
 
+/* What the pool runs: each job struct begins with one. */
 typedef struct
 {
+  void (*run) (gpointer job);
+} OffLoopJob;
+
+static void
+run_off_loop_job (gpointer data, gpointer user_data)
+{
+  ((OffLoopJob *) data)->run (data);
+  g_atomic_int_add (&n_refusals, -1);
+}
+
+/* Takes a slot of MAX_REFUSALS for @job and queues it; FALSE (nothing
+ * queued) when none is free. */
+static gboolean
+off_loop (OffLoopJob * job)
+{
+  static GThreadPool *pool;
+  g_autoptr (GError) err = NULL;
+
+  if (g_once_init_enter (&pool))
+    g_once_init_leave (&pool, g_thread_pool_new (run_off_loop_job, NULL,
+            MAX_REFUSALS, FALSE, NULL));
+  if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
+    g_atomic_int_add (&n_refusals, -1);
+    return FALSE;
+  }
+  if (!g_thread_pool_push (pool, job, &err)) {
+    GST_WARNING ("no thread for a refusal: %s", err->message);
+    g_atomic_int_add (&n_refusals, -1);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct
+{
+  OffLoopJob job;
   HxfrHostSession *hs;
   gint32 code;
   gchar *message;
 } Refusal;
 
-static gpointer
-refuse_thread (gpointer data)
+static void
+refuse_job (gpointer data)
 {
   Refusal *r = data;
   gchar *peer = g_strdup (hxfr_host_session_get_peer (r->hs));
@@ -771,32 +810,28 @@ refuse_thread (gpointer data)
   g_free (peer);
   g_free (r->message);
   g_free (r);
-  g_atomic_int_add (&n_refusals, -1);
-  return NULL;
 }
 
-/* Takes @conn: ERROR @code and close, on a thread of its own. */
+/* Takes @conn: ERROR @code and close, off the main loop. */
 static void
 refuse (Bridge * b, HxfrConn * conn, gint32 code, const gchar * message)
 {
-  Refusal *r;
+  Refusal *r = g_new0 (Refusal, 1);
 
   g_mutex_lock (&b->lock);
   b->refusals_total++;
   g_mutex_unlock (&b->lock);
-  if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
-    g_atomic_int_add (&n_refusals, -1);
-    hxfr_conn_shutdown (conn);
-    hxfr_conn_unref (conn);
-    return;
-  }
-  r = g_new0 (Refusal, 1);
-
+  r->job.run = refuse_job;
   r->hs = hxfr_host_session_new (conn, &b->cfg);
-  hxfr_conn_unref (conn);
   r->code = code;
   r->message = g_strdup (message);
-  g_thread_unref (g_thread_new ("hx-refuse", refuse_thread, r));
+  if (!off_loop (&r->job)) {
+    hxfr_conn_shutdown (conn);
+    hxfr_host_session_unref (r->hs);
+    g_free (r->message);
+    g_free (r);
+  }
+  hxfr_conn_unref (conn);
 }
 
 static gboolean
@@ -907,6 +942,7 @@ admit_locked (Bridge * b, HxfrConn * conn, gchar * peer, BridgeVm * vm,
 
 typedef struct
 {
+  OffLoopJob job;
   Bridge *bridge;
   HxfrConn *conn;
   gchar *peer;
@@ -914,8 +950,8 @@ typedef struct
   gboolean deployed_ok;
 } Waiting;
 
-static gpointer
-admit_after_grace_thread (gpointer data)
+static void
+admit_after_grace_job (gpointer data)
 {
   Waiting *w = data;
   Bridge *b = w->bridge;
@@ -940,33 +976,29 @@ admit_after_grace_thread (gpointer data)
     g_free (w->peer);
   }
   g_free (w);
-  g_atomic_int_add (&n_refusals, -1);
-  return NULL;
 }
 
 static void
 admit_after_grace (Bridge * b, HxfrConn * conn, gchar * peer, BridgeVm * vm,
     gboolean deployed_ok)
 {
-  Waiting *w;
+  Waiting *w = g_new0 (Waiting, 1);
 
-  if (g_atomic_int_add (&n_refusals, 1) >= MAX_REFUSALS) {
-    g_atomic_int_add (&n_refusals, -1);
-    g_mutex_lock (&b->lock);
-    b->refusals_total++;
-    g_mutex_unlock (&b->lock);
-    hxfr_conn_shutdown (conn);
-    hxfr_conn_unref (conn);
-    g_free (peer);
-    return;
-  }
-  w = g_new0 (Waiting, 1);
+  w->job.run = admit_after_grace_job;
   w->bridge = b;
   w->conn = conn;
   w->peer = peer;
   w->vm = vm;
   w->deployed_ok = deployed_ok;
-  g_thread_unref (g_thread_new ("hx-admit", admit_after_grace_thread, w));
+  if (off_loop (&w->job))
+    return;
+  g_mutex_lock (&b->lock);
+  b->refusals_total++;
+  g_mutex_unlock (&b->lock);
+  hxfr_conn_shutdown (conn);
+  hxfr_conn_unref (conn);
+  g_free (peer);
+  g_free (w);
 }
 
 static gboolean

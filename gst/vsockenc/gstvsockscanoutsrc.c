@@ -76,8 +76,13 @@ typedef enum
 /* Errors of this element's own: a SCANOUT_END received, a host that broke
  * the protocol. */
 #define SCANOUT_SRC_ERROR (scanout_src_error_quark ())
-static GQuark scanout_src_error_quark (void);
-G_DEFINE_QUARK (vsockscanoutsrc - error, scanout_src_error);
+/* not G_DEFINE_QUARK: gst-indent spaces out its unquoted name */
+static GQuark
+scanout_src_error_quark (void)
+{
+  return g_quark_from_static_string ("vsockscanoutsrc-error");
+}
+
 enum
 {
   SCANOUT_SRC_ERROR_END,        /* message: the host's reason and text */

@@ -52,7 +52,6 @@ typedef struct
 {
   HelixExport *ex;
   HxfrConn *conn;
-  GSocket *socket;
   gint fd;
   gchar *peer;
 
@@ -63,9 +62,7 @@ typedef struct
    * safe point (never freed under a caller that may still hold it) */
   gboolean dead;
   guint32 kinds;
-  guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  gsize in_have;
-  GArray *in_fds;
+  HxexStream stream;
 
   gint ring_fd;
   guint8 *ring;
@@ -223,8 +220,7 @@ client_free (Client * c)
   if (c->ring_fd >= 0)
     close (c->ring_fd);
   g_free (c->slot_busy);
-  hxex_fds_clear (c->in_fds);
-  g_array_unref (c->in_fds);
+  hxex_stream_clear (&c->stream);
   g_debug ("helix export: %s disconnected", c->peer);
   g_free (c->peer);
   hxfr_conn_unref (c->conn);
@@ -244,27 +240,14 @@ static gboolean
 client_send (Client * c, guint8 type, guint32 request_id,
     const guint8 * payload, gsize payload_len, gint fd)
 {
-  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  HxexHeader h = { type, fd >= 0 ? 1 : 0, (guint32) payload_len, request_id };
-  gsize len = HXEX_HEADER_SIZE + payload_len, sent = 0;
+  g_autoptr (GError) err = NULL;
 
-  hxex_header_write (buf, &h);
-  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
-  while (sent < len) {
-    g_autoptr (GError) err = NULL;
-    gssize n = hxex_socket_send (c->socket, buf + sent, len - sent,
-        sent == 0 && fd >= 0 ? &fd : NULL, sent == 0 && fd >= 0 ? 1 : 0,
-        &err);
-
-    if (n <= 0) {
-      g_warning ("helix export: cannot send %s to %s (%s), disconnecting",
-          hxex_msg_type_name (type), c->peer, err ? err->message : "no "
-          "progress");
-      return FALSE;
-    }
-    sent += n;
-  }
-  return TRUE;
+  if (hxex_stream_send (&c->stream, type, request_id, payload, payload_len,
+          &fd, fd >= 0 ? 1 : 0, HXEX_DEADLINE_NOW, NULL, &err))
+    return TRUE;
+  g_warning ("helix export: cannot send %s to %s (%s), disconnecting",
+      hxex_msg_type_name (type), c->peer, err->message);
+  return FALSE;
 }
 
 /* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
@@ -896,13 +879,13 @@ message_misplaced (Client * c, guint8 type)
   return NULL;
 }
 
-/* One whole message in c->inbuf. FALSE = close the client. */
+/* One whole message, just read. FALSE = close the client. */
 static gboolean
 handle_message (Client * c, const HxexHeader * h)
 {
-  const guint8 *body = c->inbuf + HXEX_HEADER_SIZE;
+  const guint8 *body = hxex_stream_payload (&c->stream);
 
-  if (h->n_fds > 0 || c->in_fds->len > 0) {
+  if (h->n_fds > 0 || c->stream.fds->len > 0) {
     client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
         "clients do not send file descriptors");
     return FALSE;
@@ -944,30 +927,17 @@ client_readable (Client * c)
   while (handled < MAX_MESSAGES_PER_DISPATCH && !c->dead) {
     g_autoptr (GError) err = NULL;
     HxexHeader h;
-    gsize need = HXEX_HEADER_SIZE;
-    gssize n;
 
-    if (c->in_have >= HXEX_HEADER_SIZE) {
-      if (!hxex_header_parse (c->inbuf, &h, &err)) {
+    if (!hxex_stream_read (&c->stream, &h, HXEX_DEADLINE_NOW, &err)) {
+      if (err->domain == HXEX_ERROR) {
         client_send_error (c, 0, HXEX_ERR_PROTOCOL, "%s", err->message);
         return FALSE;
       }
-      need += h.payload_size;
-      if (c->in_have == need) {
-        c->in_have = 0;
-        if (!handle_message (c, &h) || c->dead)
-          return FALSE;
-        handled++;
-        continue;
-      }
-    }
-    n = hxex_socket_receive (c->socket, c->inbuf + c->in_have,
-        need - c->in_have, c->in_fds, &err);
-    if (n == 0)
-      return FALSE;
-    if (n < 0)
       return g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
-    c->in_have += n;
+    }
+    if (!handle_message (c, &h) || c->dead)
+      return FALSE;
+    handled++;
   }
   return !c->dead;
 }
@@ -991,16 +961,16 @@ accept_clients (HelixExport * ex)
     c = g_new0 (Client, 1);
     c->ex = ex;
     c->conn = conn;
-    c->socket = hxfr_conn_get_socket (conn);
-    c->fd = g_socket_get_fd (c->socket);
+    c->fd = g_socket_get_fd (hxfr_conn_get_socket (conn));
     c->peer = hxfr_conn_describe_peer (conn);
     c->ring_fd = -1;
-    c->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
+    hxex_stream_init (&c->stream, hxfr_conn_get_socket (conn),
+        "the client closed the helix export connection");
     c->handles = g_hash_table_new_full (NULL, NULL, NULL, g_free);
     if (!poller_add (ex, c->fd)) {
       g_warning ("helix export: cannot watch a client: %s", g_strerror (errno));
       g_hash_table_unref (c->handles);
-      g_array_unref (c->in_fds);
+      hxex_stream_clear (&c->stream);
       g_free (c->peer);
       g_free (c);
       hxfr_conn_unref (conn);

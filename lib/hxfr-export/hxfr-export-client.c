@@ -16,25 +16,21 @@
 #define MAX_SLOT_SIZE (G_GUINT64_CONSTANT (1) << 31)
 
 /* Locks: request_lock serialises request/answer cycles (held while
- * waiting for an answer, and while reading); write_lock serialises whole
- * messages on the socket (RELEASE takes only this one, so freeing a
- * buffer never waits for another thread's answer). Order: request_lock,
- * then write_lock. state_lock protects dead_error. */
+ * waiting for an answer, and while reading); the stream serialises whole
+ * messages on the socket (a RELEASE takes no other lock, so freeing a
+ * buffer never waits for another thread's answer). state_lock protects
+ * dead_error. */
 struct _HxfrExportClient
 {
   gint refcount;
   HxfrConn *conn;
-  GSocket *socket;
 
   GMutex request_lock;
-  GMutex write_lock;
   GMutex state_lock;
 
-  /* request_lock */
+  /* request_lock (the stream's reading side) */
   guint32 next_request_id;
-  guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  gsize in_have;
-  GArray *in_fds;               /* received, not yet claimed by a message */
+  HxexStream stream;
 
   /* state_lock */
   GError *dead_error;
@@ -46,29 +42,6 @@ struct _HxfrExportClient
   guint8 *ring;
   gsize ring_size;
 };
-
-static gint64
-deadline_from (gint64 timeout_us)
-{
-  return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
-}
-
-static gboolean
-wait_until (GSocket * socket, GIOCondition cond, gint64 deadline,
-    GError ** error)
-{
-  gint64 left = -1;
-
-  if (deadline >= 0) {
-    left = deadline - g_get_monotonic_time ();
-    if (left <= 0) {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-          "timed out waiting for the VMM's helix export");
-      return FALSE;
-    }
-  }
-  return g_socket_condition_timed_wait (socket, cond, left, NULL, error);
-}
 
 static gboolean
 get_dead_error (HxfrExportClient * c, GError ** error)
@@ -98,113 +71,35 @@ static gboolean
 send_message (HxfrExportClient * c, guint8 type, guint32 request_id,
     const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
-  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  HxexHeader h = { type, 0, (guint32) payload_len, request_id };
-  gsize len = HXEX_HEADER_SIZE + payload_len, sent = 0;
   GError *failure = NULL;
+  gboolean broken;
 
-  hxex_header_write (buf, &h);
-  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
-
-  g_mutex_lock (&c->write_lock);
-  while (sent < len) {
-    GError *err = NULL;
-    gssize n = hxex_socket_send (c->socket, buf + sent, len - sent, NULL, 0,
-        &err);
-
-    if (n > 0) {
-      sent += n;
-      continue;
-    }
-    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-      failure = err;
-      break;
-    }
-    g_error_free (err);
-    if (!wait_until (c->socket, G_IO_OUT, deadline, &failure))
-      break;
-  }
-  g_mutex_unlock (&c->write_lock);
-
-  if (!failure)
+  if (hxex_stream_send (&c->stream, type, request_id, payload, payload_len,
+          NULL, 0, deadline, &broken, &failure))
     return TRUE;
   g_prefix_error (&failure, "Sending %s to the helix export: ",
       hxex_msg_type_name (type));
-  /* half a message on the wire, or a broken socket: the stream can no
-   * longer be trusted */
-  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+  if (broken)
     set_dead (c, failure);
   g_propagate_error (error, failure);
   return FALSE;
 }
 
-/* Reads one whole message into c->inbuf (keeping what an earlier timed
- * out call had read), and claims its descriptors into @fds. Caller holds
- * request_lock. A transport or protocol failure kills the connection; a
- * timeout does not. */
+/* Reads one whole message (keeping what an earlier timed out call had
+ * read), and claims its descriptors into @fds. Caller holds request_lock.
+ * A transport or protocol failure kills the connection; a timeout does
+ * not. */
 static gboolean
 read_message (HxfrExportClient * c, HxexHeader * h, GArray * fds,
     gint64 deadline, GError ** error)
 {
-  gsize need = HXEX_HEADER_SIZE;
-  gboolean have_header = FALSE;
   GError *err = NULL;
-  guint i;
 
-  for (;;) {
-    gssize n;
-
-    if (c->in_have >= need) {
-      if (have_header)
-        break;
-      if (!hxex_header_parse (c->inbuf, h, &err))
-        goto dead;
-      have_header = TRUE;
-      need = HXEX_HEADER_SIZE + h->payload_size;
-      continue;
-    }
-    n = hxex_socket_receive (c->socket, c->inbuf + c->in_have,
-        need - c->in_have, c->in_fds, &err);
-    if (n > 0) {
-      c->in_have += n;
-      continue;
-    }
-    if (n == 0) {
-      g_set_error (&err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-          "the VMM closed the helix export connection%s",
-          c->in_have ? " in the middle of a message" : "");
-      goto dead;
-    }
-    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-      goto dead;
-    g_clear_error (&err);
-    if (!wait_until (c->socket, G_IO_IN, deadline, &err)) {
-      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-        g_propagate_error (error, err);
-        return FALSE;
-      }
-      goto dead;
-    }
-  }
-
-  if (c->in_fds->len < h->n_fds) {
-    g_set_error (&err, HXEX_ERROR, HXEX_ERR_PROTOCOL,
-        "%s announces %u file descriptors, %u arrived",
-        hxex_msg_type_name (h->type), h->n_fds, c->in_fds->len);
-    goto dead;
-  }
-  for (i = 0; i < h->n_fds; i++)
-    g_array_append_val (fds, g_array_index (c->in_fds, gint, i));
-  /* descriptors beyond what the message announces came with its bytes and
-   * belong to nothing: close them rather than hand them to a later one */
-  for (i = h->n_fds; i < c->in_fds->len; i++)
-    close (g_array_index (c->in_fds, gint, i));
-  g_array_set_size (c->in_fds, 0);
-  c->in_have = 0;
-  return TRUE;
-
-dead:
-  set_dead (c, err);
+  if (hxex_stream_read (&c->stream, h, deadline, &err)
+      && hxex_stream_take_fds (&c->stream, h, fds, &err))
+    return TRUE;
+  if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    set_dead (c, err);
   g_propagate_error (error, err);
   return FALSE;
 }
@@ -217,7 +112,7 @@ send_release (HxfrExportClient * c, guint32 handle)
 
   hxex_release_write (handle, payload);
   if (!send_message (c, HXEX_MSG_RELEASE, 0, payload, sizeof (payload),
-          deadline_from (G_USEC_PER_SEC), &err))
+          hxfr_deadline_from_timeout (G_USEC_PER_SEC), &err))
     g_debug ("helix export: could not release handle %u: %s", handle,
         err->message);
 }
@@ -241,7 +136,7 @@ do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline, GError ** error)
     return FALSE;
 
   if (h.type == HXEX_MSG_ERROR) {
-    if (hxex_error_parse (c->inbuf + HXEX_HEADER_SIZE, h.payload_size,
+    if (hxex_error_parse (hxex_stream_payload (&c->stream), h.payload_size,
             &emsg, error))
       g_set_error (error, HXEX_ERROR, emsg.code,
           "The VMM refused the helix export connection: %s (%s)",
@@ -253,7 +148,7 @@ do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline, GError ** error)
         "expected HELLO_ACK, got %s", hxex_msg_type_name (h.type));
     goto out;
   }
-  if (!hxex_hello_ack_parse (c->inbuf + HXEX_HEADER_SIZE, h.payload_size,
+  if (!hxex_hello_ack_parse (hxex_stream_payload (&c->stream), h.payload_size,
           &ack, error))
     goto out;
   if (ack.version != HXEX_VERSION) {
@@ -307,7 +202,7 @@ hxfr_export_client_connect (const gchar * path, guint32 kinds,
     gint64 timeout_us, GError ** error)
 {
   g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (path);
-  gint64 deadline = deadline_from (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   HxfrExportClient *c;
   HxfrConn *conn;
 
@@ -321,11 +216,10 @@ hxfr_export_client_connect (const gchar * path, guint32 kinds,
   c = g_new0 (HxfrExportClient, 1);
   c->refcount = 1;
   c->conn = conn;
-  c->socket = hxfr_conn_get_socket (conn);
+  hxex_stream_init (&c->stream, hxfr_conn_get_socket (conn),
+      "the VMM closed the helix export connection");
   g_mutex_init (&c->request_lock);
-  g_mutex_init (&c->write_lock);
   g_mutex_init (&c->state_lock);
-  c->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
   c->next_request_id = 1;
 
   if (!do_hello (c, kinds ? kinds : HXEX_KINDS_ALL, deadline, error)) {
@@ -354,11 +248,9 @@ hxfr_export_client_unref (HxfrExportClient * c)
   hxfr_conn_unref (c->conn);
   if (c->ring)
     munmap (c->ring, c->ring_size);
-  hxex_fds_clear (c->in_fds);
-  g_array_unref (c->in_fds);
+  hxex_stream_clear (&c->stream);
   g_clear_error (&c->dead_error);
   g_mutex_clear (&c->request_lock);
-  g_mutex_clear (&c->write_lock);
   g_mutex_clear (&c->state_lock);
   g_free (c);
 }
@@ -455,7 +347,7 @@ hxfr_export_client_resolve_kinds (HxfrExportClient * c, guint32 resource_id,
 {
   g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
-  gint64 deadline = deadline_from (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   HxexResolve req = { resource_id, kinds };
   HxfrExportSurface *out = NULL;
   guint32 id;
@@ -473,7 +365,7 @@ hxfr_export_client_resolve_kinds (HxfrExportClient * c, guint32 resource_id,
     goto out;
 
   for (;;) {
-    const guint8 *body = c->inbuf + HXEX_HEADER_SIZE;
+    const guint8 *body = hxex_stream_payload (&c->stream);
     GError *err = NULL;
     HxexHeader h;
     HxexSurface s;

@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "hxfr-export-protocol.h"
+#include "hxfr-transport.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -162,7 +163,13 @@ G_STATIC_ASSERT (sizeof (WireScanoutControlAck) ==
     HXEX_SCANOUT_CONTROL_ACK_SIZE);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
 
-G_DEFINE_QUARK (hxex - error - quark, hxex_error);
+/* not G_DEFINE_QUARK: gst-indent spaces out its unquoted name, and the
+ * quark's string with it */
+GQuark
+hxex_error_quark (void)
+{
+  return g_quark_from_static_string ("hxex-error-quark");
+}
 
 const gchar *
 hxex_msg_type_name (guint type)
@@ -766,7 +773,7 @@ hxex_fourcc_bpp (guint32 fourcc)
   return 0;
 }
 
-/* Transport helpers */
+/* Socket helpers */
 
 gssize
 hxex_socket_send (GSocket * socket, const guint8 * buf, gsize len,
@@ -828,4 +835,153 @@ hxex_fds_clear (GArray * fds)
   for (i = 0; i < fds->len; i++)
     close (g_array_index (fds, gint, i));
   g_array_set_size (fds, 0);
+}
+
+/* Framing */
+
+void
+hxex_stream_init (HxexStream * s, GSocket * socket, const gchar * peer_closed)
+{
+  memset (s, 0, sizeof (*s));
+  s->socket = socket;
+  s->peer_closed = peer_closed;
+  g_mutex_init (&s->send_lock);
+  s->fds = g_array_new (FALSE, FALSE, sizeof (gint));
+}
+
+void
+hxex_stream_clear (HxexStream * s)
+{
+  if (!s->fds)
+    return;
+  hxex_fds_clear (s->fds);
+  g_clear_pointer (&s->fds, g_array_unref);
+  g_mutex_clear (&s->send_lock);
+}
+
+/* After @failure of a send or receive: waits until @cond or the deadline
+ * if it was only a full (or empty) socket; FALSE with the reason if the
+ * call must fail. Takes @failure. */
+static gboolean
+stream_wait (HxexStream * s, GIOCondition cond, gint64 deadline,
+    GError * failure, GError ** error)
+{
+  gint64 left;
+
+  if (!g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)
+      || deadline == HXEX_DEADLINE_NOW) {
+    g_propagate_error (error, failure);
+    return FALSE;
+  }
+  g_error_free (failure);
+  left = hxfr_deadline_left (deadline);
+  if (left == 0) {
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+        "timed out waiting for the VMM's helix export");
+    return FALSE;
+  }
+  return g_socket_condition_timed_wait (s->socket, cond, left, NULL, error);
+}
+
+gboolean
+hxex_stream_read (HxexStream * s, HxexHeader * h, gint64 deadline,
+    GError ** error)
+{
+  for (;;) {
+    gsize need = HXEX_HEADER_SIZE +
+        (s->have_header ? s->header.payload_size : 0);
+    GError *err = NULL;
+    gssize n;
+
+    if (s->have >= need && s->have_header) {
+      *h = s->header;
+      s->have = 0;
+      s->have_header = FALSE;
+      return TRUE;
+    }
+    if (s->have >= need) {
+      if (!hxex_header_parse (s->buf, &s->header, error))
+        return FALSE;
+      s->have_header = TRUE;
+      continue;
+    }
+    n = hxex_socket_receive (s->socket, s->buf + s->have, need - s->have,
+        s->fds, &err);
+    if (n > 0) {
+      s->have += n;
+      continue;
+    }
+    if (n == 0) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED, "%s%s",
+          s->peer_closed, s->have ? " in the middle of a message" : "");
+      return FALSE;
+    }
+    if (!stream_wait (s, G_IO_IN, deadline, err, error))
+      return FALSE;
+  }
+}
+
+const guint8 *
+hxex_stream_payload (HxexStream * s)
+{
+  return s->buf + HXEX_HEADER_SIZE;
+}
+
+gboolean
+hxex_stream_take_fds (HxexStream * s, const HxexHeader * h, GArray * out,
+    GError ** error)
+{
+  guint i;
+
+  if (s->fds->len < h->n_fds) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s announces %u file descriptors, %u arrived",
+        hxex_msg_type_name (h->type), h->n_fds, s->fds->len);
+    return FALSE;
+  }
+  for (i = 0; i < h->n_fds; i++)
+    g_array_append_val (out, g_array_index (s->fds, gint, i));
+  for (i = h->n_fds; i < s->fds->len; i++)
+    close (g_array_index (s->fds, gint, i));
+  g_array_set_size (s->fds, 0);
+  return TRUE;
+}
+
+gboolean
+hxex_stream_send (HxexStream * s, guint8 type, guint32 request_id,
+    const guint8 * payload, gsize payload_len, const gint * fds,
+    guint n_fds, gint64 deadline, gboolean * broken, GError ** error)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h = { type, (guint8) n_fds, (guint32) payload_len, request_id };
+  gsize len = HXEX_HEADER_SIZE + payload_len, done = 0;
+  GError *failure = NULL;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (payload_len <= HXEX_MAX_PAYLOAD_SIZE, FALSE);
+  g_return_val_if_fail (n_fds <= HXEX_MAX_FDS, FALSE);
+  hxex_header_write (buf, &h);
+  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
+  g_mutex_lock (&s->send_lock);
+  while (ok && done < len) {
+    GError *err = NULL;
+    gssize n = hxex_socket_send (s->socket, buf + done, len - done,
+        done == 0 ? fds : NULL, done == 0 ? n_fds : 0, &err);
+
+    if (n > 0)
+      done += n;
+    else if (n == 0)
+      ok = stream_wait (s, G_IO_OUT, deadline, g_error_new_literal
+          (G_IO_ERROR, G_IO_ERROR_FAILED, "no progress"), &failure);
+    else
+      ok = stream_wait (s, G_IO_OUT, deadline, err, &failure);
+  }
+  g_mutex_unlock (&s->send_lock);
+  if (broken)
+    *broken = !ok && (done > 0
+        || !(g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)
+            || g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)));
+  if (failure)
+    g_propagate_error (error, failure);
+  return ok;
 }

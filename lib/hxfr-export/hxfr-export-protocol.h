@@ -238,7 +238,7 @@ gboolean hxex_scanout_control_ack_parse (const guint8 * in, gsize len,
  * (AR24, XR24, AB24, XB24), 0 for anything else. */
 guint hxex_fourcc_bpp (guint32 fourcc);
 
-/* Transport helpers shared by both ends. Both work on a non-blocking
+/* Socket helpers shared by both ends. Both work on a non-blocking
  * GSocket and never wait. */
 
 /* Sends @len bytes (header + payload) with @n_fds descriptors attached to
@@ -254,5 +254,64 @@ gssize hxex_socket_receive (GSocket * socket, guint8 * buf, gsize len,
     GArray * fds, GError ** error);
 /* Closes and removes every descriptor in @fds. */
 void hxex_fds_clear (GArray * fds);
+
+/* Framing: the message stream of one export connection, the same for the
+ * bridge's client and watch and for the VMM. Whole messages in and out,
+ * descriptors with the first byte of a message, every wait bounded by one
+ * deadline per message. Sends are serialised here (any thread may send,
+ * while another reads); the owner has one reader at a time. */
+
+/* A deadline (monotonic microseconds) that never waits: a read or send
+ * that would block fails with G_IO_ERROR_WOULD_BLOCK (the VMM's side,
+ * driven by its poll loop). -1 waits without bound. */
+#define HXEX_DEADLINE_NOW 0
+
+typedef struct
+{
+  GSocket *socket;              /* not owned */
+  const gchar *peer_closed;     /* error text when the peer closes */
+  GMutex send_lock;             /* one whole message at a time */
+  /* the message being read; after a read, until the next one, the one
+   * read (payload at HXEX_HEADER_SIZE) */
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  gsize have;
+  gboolean have_header;
+  HxexHeader header;
+  /* descriptors received and not taken (hxex_stream_take_fds) */
+  GArray *fds;
+} HxexStream;
+
+/* @peer_closed: e.g. "the VMM closed the helix export connection". */
+void hxex_stream_init (HxexStream * stream, GSocket * socket,
+    const gchar * peer_closed);
+/* Closes the descriptors not taken. The socket is the caller's. */
+void hxex_stream_clear (HxexStream * stream);
+
+/* Reads one whole message, its header checked (hxex_header_parse) before
+ * its payload is read; the payload is at hxex_stream_payload() until the
+ * next read, the descriptors that came with it in stream->fds. What
+ * arrived of a message that is not whole by @deadline is kept for the
+ * next call. Errors: G_IO_ERROR_TIMED_OUT (the deadline passed),
+ * G_IO_ERROR_WOULD_BLOCK (HXEX_DEADLINE_NOW), G_IO_ERROR_CONNECTION_CLOSED
+ * (the peer closed), another G_IO_ERROR (the socket), HXEX_ERROR (a bad
+ * header: the stream is lost). */
+gboolean hxex_stream_read (HxexStream * stream, HxexHeader * header,
+    gint64 deadline, GError ** error);
+const guint8 *hxex_stream_payload (HxexStream * stream);
+/* Moves the descriptors @header announces from stream->fds to @out and
+ * closes any beyond them (they belong to no message). HXEX_ERR_PROTOCOL
+ * if fewer arrived than announced. */
+gboolean hxex_stream_take_fds (HxexStream * stream, const HxexHeader * header,
+    GArray * out, GError ** error);
+
+/* Sends one message whole, @fds (the caller keeps its own) with its first
+ * byte, waiting for room until @deadline. On failure *@broken (may be
+ * NULL) says whether the stream is lost: part of the message went out, or
+ * the socket failed; a deadline that passed (or HXEX_DEADLINE_NOW and a
+ * full socket) before the first byte leaves it usable. */
+gboolean hxex_stream_send (HxexStream * stream, guint8 type,
+    guint32 request_id, const guint8 * payload, gsize payload_len,
+    const gint * fds, guint n_fds, gint64 deadline, gboolean * broken,
+    GError ** error);
 
 G_END_DECLS

@@ -13,20 +13,18 @@
  * readback ring for a connection that never resolves. */
 #define WATCH_KINDS 0x1u
 
-/* Locks: write_lock serialises whole messages on the socket (the reader
+/* Locks: the stream serialises whole messages on the socket (the reader
  * thread never writes); control_lock serialises set_enabled calls (one
  * SCANOUT_CONTROL in flight); lock protects the fields marked so and is
  * the one the reader thread hands an ACK over with. */
 struct _HxfrExportWatch
 {
   HxfrConn *conn;
-  GSocket *socket;
   HxfrExportWatchCallbacks cb;
   gpointer user_data;
   guint n_scanouts;
   GThread *reader;
 
-  GMutex write_lock;
   GMutex control_lock;
   GMutex lock;
   GCond cond;
@@ -39,34 +37,9 @@ struct _HxfrExportWatch
   gboolean pending_done;
   HxexScanoutControlAck pending_ack;
 
-  /* connect, then the reader thread only */
-  guint8 inbuf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  gsize in_have;
-  GArray *in_fds;
+  /* read at connect, then by the reader thread only */
+  HxexStream stream;
 };
-
-static gint64
-deadline_from (gint64 timeout_us)
-{
-  return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
-}
-
-static gboolean
-wait_until (GSocket * socket, GIOCondition cond, gint64 deadline,
-    GError ** error)
-{
-  gint64 left = -1;
-
-  if (deadline >= 0) {
-    left = deadline - g_get_monotonic_time ();
-    if (left <= 0) {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-          "timed out waiting for the VMM's helix export");
-      return FALSE;
-    }
-  }
-  return g_socket_condition_timed_wait (socket, cond, left, NULL, error);
-}
 
 /* The connection is over: remember why, wake a waiting set_enabled. */
 static void
@@ -84,85 +57,30 @@ static gboolean
 send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
     const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
-  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
-  HxexHeader h = { type, 0, (guint32) payload_len, request_id };
-  gsize len = HXEX_HEADER_SIZE + payload_len, sent = 0;
   GError *failure = NULL;
+  gboolean broken;
 
-  hxex_header_write (buf, &h);
-  memcpy (buf + HXEX_HEADER_SIZE, payload, payload_len);
-  g_mutex_lock (&w->write_lock);
-  while (sent < len && !failure) {
-    GError *err = NULL;
-    gssize n = hxex_socket_send (w->socket, buf + sent, len - sent, NULL, 0,
-        &err);
-
-    if (n > 0) {
-      sent += n;
-    } else if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-      failure = err;
-    } else {
-      g_error_free (err);
-      wait_until (w->socket, G_IO_OUT, deadline, &failure);
-    }
-  }
-  g_mutex_unlock (&w->write_lock);
-  if (!failure)
+  if (hxex_stream_send (&w->stream, type, request_id, payload, payload_len,
+          NULL, 0, deadline, &broken, &failure))
     return TRUE;
   g_prefix_error (&failure, "Sending %s to the helix export: ",
       hxex_msg_type_name (type));
-  /* a half-sent message leaves the stream unusable */
-  if (sent > 0 || !g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+  if (broken)
     set_dead (w, failure);
   g_propagate_error (error, failure);
   return FALSE;
 }
 
-/* One whole message into w->inbuf. No message a watch receives carries a
- * descriptor we use: any that arrive are closed. */
+/* One whole message. No message a watch receives carries a descriptor we
+ * use: any that arrive are closed. */
 static gboolean
 read_message (HxfrExportWatch * w, HxexHeader * h, gint64 deadline,
     GError ** error)
 {
-  gsize need = HXEX_HEADER_SIZE;
-  gboolean have_header = FALSE;
+  gboolean ok = hxex_stream_read (&w->stream, h, deadline, error);
 
-  for (;;) {
-    GError *err = NULL;
-    gssize n;
-
-    if (w->in_have >= need) {
-      if (have_header)
-        break;
-      if (!hxex_header_parse (w->inbuf, h, error))
-        return FALSE;
-      have_header = TRUE;
-      need = HXEX_HEADER_SIZE + h->payload_size;
-      continue;
-    }
-    n = hxex_socket_receive (w->socket, w->inbuf + w->in_have,
-        need - w->in_have, w->in_fds, &err);
-    hxex_fds_clear (w->in_fds);
-    if (n > 0) {
-      w->in_have += n;
-      continue;
-    }
-    if (n == 0) {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-          "the VMM closed the helix export watch%s",
-          w->in_have ? " in the middle of a message" : "");
-      return FALSE;
-    }
-    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-      g_propagate_error (error, err);
-      return FALSE;
-    }
-    g_clear_error (&err);
-    if (!wait_until (w->socket, G_IO_IN, deadline, error))
-      return FALSE;
-  }
-  w->in_have = 0;
-  return TRUE;
+  hxex_fds_clear (w->stream.fds);
+  return ok;
 }
 
 /* An ERROR from the VMM as a GError. */
@@ -181,7 +99,7 @@ static gboolean
 do_hello (HxfrExportWatch * w, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
-  const guint8 *body = w->inbuf + HXEX_HEADER_SIZE;
+  const guint8 *body = hxex_stream_payload (&w->stream);
   HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_SCANOUTS,
     WATCH_KINDS
   };
@@ -237,8 +155,8 @@ parse_scanout (HxfrExportWatch * w, const HxexHeader * h,
 {
   HxexScanout m;
 
-  if (!hxex_scanout_parse (w->inbuf + HXEX_HEADER_SIZE, h->payload_size, &m,
-          error))
+  if (!hxex_scanout_parse (hxex_stream_payload (&w->stream), h->payload_size,
+          &m, error))
     return FALSE;
   if (w->n_scanouts && m.n_scanouts != w->n_scanouts) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
@@ -272,7 +190,7 @@ do_watch (HxfrExportWatch * w, gint64 deadline, GError ** error)
     if (h.type == HXEX_MSG_ERROR && i == 0) {
       GError *err = NULL;
 
-      set_vmm_error (w->inbuf + HXEX_HEADER_SIZE, h.payload_size,
+      set_vmm_error (hxex_stream_payload (&w->stream), h.payload_size,
           "refused a scanout watch", &err);
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s",
           err->message);
@@ -314,7 +232,7 @@ handle_flush (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
   HxfrScanoutFlush f;
   HxexFlush m;
 
-  if (!hxex_flush_parse (w->inbuf + HXEX_HEADER_SIZE, h->payload_size, &m,
+  if (!hxex_flush_parse (hxex_stream_payload (&w->stream), h->payload_size, &m,
           error))
     return FALSE;
   if (m.index >= w->n_scanouts) {
@@ -341,7 +259,7 @@ handle_ack (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
 {
   HxexScanoutControlAck ack;
 
-  if (!hxex_scanout_control_ack_parse (w->inbuf + HXEX_HEADER_SIZE,
+  if (!hxex_scanout_control_ack_parse (hxex_stream_payload (&w->stream),
           h->payload_size, &ack, error))
     return FALSE;
   g_mutex_lock (&w->lock);
@@ -371,7 +289,7 @@ handle_event (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
     case HXEX_MSG_SCANOUT_CONTROL_ACK:
       return handle_ack (w, h, error);
     case HXEX_MSG_ERROR:
-      set_vmm_error (w->inbuf + HXEX_HEADER_SIZE, h->payload_size,
+      set_vmm_error (hxex_stream_payload (&w->stream), h->payload_size,
           "ended the scanout watch", error);
       return FALSE;
     default:
@@ -410,16 +328,15 @@ watch_alloc (HxfrConn * conn, const HxfrExportWatchCallbacks * callbacks,
   HxfrExportWatch *w = g_new0 (HxfrExportWatch, 1);
 
   w->conn = conn;
-  w->socket = hxfr_conn_get_socket (conn);
+  hxex_stream_init (&w->stream, hxfr_conn_get_socket (conn),
+      "the VMM closed the helix export watch");
   if (callbacks)
     w->cb = *callbacks;
   w->user_data = user_data;
-  g_mutex_init (&w->write_lock);
   g_mutex_init (&w->control_lock);
   g_mutex_init (&w->lock);
   g_cond_init (&w->cond);
   w->next_request_id = 1;
-  w->in_fds = g_array_new (FALSE, FALSE, sizeof (gint));
   return w;
 }
 
@@ -427,10 +344,8 @@ static void
 watch_dealloc (HxfrExportWatch * w)
 {
   hxfr_conn_unref (w->conn);
-  hxex_fds_clear (w->in_fds);
-  g_array_unref (w->in_fds);
+  hxex_stream_clear (&w->stream);
   g_clear_error (&w->dead_error);
-  g_mutex_clear (&w->write_lock);
   g_mutex_clear (&w->control_lock);
   g_mutex_clear (&w->lock);
   g_cond_clear (&w->cond);
@@ -443,7 +358,7 @@ hxfr_export_watch_new (const gchar * path,
     gint64 timeout_us, GError ** error)
 {
   g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (path);
-  gint64 deadline = deadline_from (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   HxfrExportWatch *w;
   HxfrConn *conn;
 
@@ -501,7 +416,7 @@ hxfr_export_watch_set_enabled (HxfrExportWatch * w, guint32 index,
     gboolean enable, guint32 width, guint32 height, guint32 refresh_hz,
     gint64 timeout_us, GError ** error)
 {
-  gint64 deadline = deadline_from (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   /* g_cond_wait_until needs a real deadline: "forever" is a long one */
   gint64 wait_deadline = deadline < 0 ? G_MAXINT64 : deadline;
   guint8 payload[HXEX_SCANOUT_CONTROL_SIZE];

@@ -159,7 +159,13 @@ G_STATIC_ASSERT (offsetof (WireFrameResponse2, pts) == 8);
 G_STATIC_ASSERT (offsetof (WireFrameResponse2, error_code) == 32);
 G_STATIC_ASSERT (sizeof (WireControl) == HXFR_CONTROL_SIZE);
 
-G_DEFINE_QUARK (hxfr - error - quark, hxfr_error);
+/* not G_DEFINE_QUARK: gst-indent spaces out its unquoted name, and the
+ * quark's string with it */
+GQuark
+hxfr_error_quark (void)
+{
+  return g_quark_from_static_string ("hxfr-error-quark");
+}
 
 void
 hxfr_limits_init_default (HxfrLimits * limits)

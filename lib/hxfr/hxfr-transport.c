@@ -8,7 +8,6 @@
 #include "hxfr-transport.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +27,9 @@ struct _HxfrConn
 {
   gint refcount;
   GSocket *socket;
+  /* what GSocketClient connected, or NULL: it owns @socket, and goes with
+   * the connection */
+  GSocketConnection *connection;
   GMutex write_lock;            /* serialises whole messages on the socket */
   gboolean write_failed;        /* under write_lock: a send failed, maybe
                                  * mid-message; nothing more may follow */
@@ -126,23 +128,23 @@ hxfr_address_parse (const gchar * spec, GError ** error)
   }
 
   if (g_str_has_prefix (spec, "tcp:")) {
-    const gchar *colon;
-    g_autofree gchar *host = NULL;
+    g_autoptr (GSocketConnectable) parsed = NULL;
+    const gchar *colon, *host;
     guint32 port;
 
+    /* GLib splits host and port ("[v6]:PORT" too); the port must be
+     * written, as a number (GLib would take a default or a service name) */
     rest = spec + 4;
     colon = strrchr (rest, ':');
-    if (!colon || colon == rest || !parse_u32 (colon + 1, 65535, &port))
+    if (!colon || !parse_u32 (colon + 1, 65535, &port))
       goto bad;
-    host = g_strndup (rest, colon - rest);
-    if (host[0] == '[') {
-      gsize n = strlen (host);
-
-      if (n < 3 || host[n - 1] != ']')
-        goto bad;
-      host[n - 1] = '\0';
-      memmove (host, host + 1, n - 1);
-    }
+    parsed = g_network_address_parse (rest, 0, NULL);
+    if (!parsed)
+      goto bad;
+    host = g_network_address_get_hostname (G_NETWORK_ADDRESS (parsed));
+    if (*host == '\0'
+        || g_network_address_get_port (G_NETWORK_ADDRESS (parsed)) != port)
+      goto bad;
     return hxfr_address_new_tcp (host, port);
   }
 
@@ -253,8 +255,8 @@ socket_for_address (const HxfrAddress * addr, GSocketAddress ** sockaddr,
   return sock;
 }
 
-static gint64
-deadline_from_timeout (gint64 timeout_us)
+gint64
+hxfr_deadline_from_timeout (gint64 timeout_us)
 {
   return timeout_us < 0 ? -1 : g_get_monotonic_time () + timeout_us;
 }
@@ -356,28 +358,6 @@ on_caller_cancelled (GCancellable * caller, gpointer data)
   g_cancellable_cancel (G_CANCELLABLE (data));
 }
 
-/* The descriptor of @connection, as a GSocket of its own (a duplicate:
- * the connection closes its socket when it goes). */
-static GSocket *
-socket_of_connection (GSocketConnection * connection, GError ** error)
-{
-  gint fd = fcntl (g_socket_get_fd (g_socket_connection_get_socket
-          (connection)), F_DUPFD_CLOEXEC, 0);
-  GSocket *sock;
-
-  if (fd < 0) {
-    int e = errno;
-
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-        "dup of a connected socket: %s", g_strerror (e));
-    return NULL;
-  }
-  sock = g_socket_new_from_fd (fd, error);
-  if (!sock)
-    close (fd);
-  return sock;
-}
-
 /* TCP and UNIX through GSocketClient, which tries every address a name
  * resolves to; the name lookup too is inside @deadline (the client's own
  * timeout covers neither, and counts whole seconds per attempt). */
@@ -388,8 +368,9 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
   g_autoptr (GSocketClient) client = g_socket_client_new ();
   g_autoptr (GSocketConnectable) target = NULL;
   g_autoptr (GMainContext) ctx = g_main_context_new ();
-  g_autoptr (GSocket) sock = NULL;
   Connecting c = { 0, };
+  GSocket *sock;
+  HxfrConn *conn;
   GSource *timer = NULL;
   gulong handler = 0;
 
@@ -423,35 +404,30 @@ connect_with_client (const HxfrAddress * addr, gint64 deadline,
     g_cancellable_disconnect (cancellable, handler);
   g_object_unref (c.cancellable);
 
-  if (c.connection) {
-    sock = socket_of_connection (c.connection, error);
-    /* closed now, not when GSocketClient drops its own references (later,
-     * maybe from another thread): while that descriptor lived, our close
-     * of the duplicate sent no FIN, and a bridge saw a guest that had left
-     * as still there */
-    g_io_stream_close (G_IO_STREAM (c.connection), NULL, NULL);
-    g_object_unref (c.connection);
-  } else if (c.timed_out) {
-    g_clear_error (&c.error);
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-        "connecting to %s timed out", addr->kind == HXFR_ADDRESS_UNIX ?
-        addr->path : addr->host);
-  } else {
-    g_propagate_error (error, c.error);
-  }
-  if (!sock)
+  if (!c.connection) {
+    if (c.timed_out) {
+      g_clear_error (&c.error);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+          "connecting to %s timed out", addr->kind == HXFR_ADDRESS_UNIX ?
+          addr->path : addr->host);
+    } else {
+      g_propagate_error (error, c.error);
+    }
     return NULL;
+  }
+  sock = g_socket_connection_get_socket (c.connection);
   if (addr->kind == HXFR_ADDRESS_TCP)
     g_socket_set_option (sock, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
-  g_socket_set_blocking (sock, FALSE);
-  return hxfr_conn_new (sock);
+  conn = hxfr_conn_new (sock);
+  conn->connection = c.connection;
+  return conn;
 }
 
 HxfrConn *
 hxfr_conn_connect (const HxfrAddress * addr, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   if (addr->kind == HXFR_ADDRESS_VSOCK)
     return connect_vsock (addr, deadline, cancellable, error);
@@ -471,10 +447,13 @@ hxfr_conn_unref (HxfrConn * conn)
   if (!conn || !g_atomic_int_dec_and_test (&conn->refcount))
     return;
   /* the peer sees the end now, even if another descriptor of this socket
-   * still lives somewhere (close alone sends no FIN then) */
+   * still lives somewhere (close alone sends no FIN then); closed here, not
+   * when the last reference to the connection goes (GSocketClient may
+   * hold one a while longer) */
   g_socket_shutdown (conn->socket, TRUE, TRUE, NULL);
   g_socket_close (conn->socket, NULL);
   g_object_unref (conn->socket);
+  g_clear_object (&conn->connection);
   g_mutex_clear (&conn->write_lock);
   g_free (conn);
 }
@@ -550,7 +529,7 @@ gboolean
 hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
     gint64 timeout_us, GCancellable * cancellable, GError ** error)
 {
-  return read_with_deadline (conn, buf, len, deadline_from_timeout
+  return read_with_deadline (conn, buf, len, hxfr_deadline_from_timeout
       (timeout_us), cancellable, error);
 }
 
@@ -566,7 +545,7 @@ hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
   if (!hxfr_conn_wait_readable (conn, first_byte_timeout_us, cancellable,
           error))
     return FALSE;
-  deadline = deadline_from_timeout (idle_timeout_us);
+  deadline = hxfr_deadline_from_timeout (idle_timeout_us);
   conn->unread_deadline = deadline;
   /* read into the put-back buffer itself: whatever arrived stays there for
    * the next reader, even if the rest does not come */
@@ -611,7 +590,7 @@ hxfr_conn_skip (HxfrConn * conn, gsize len, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
   guint8 scratch[4096];
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   while (len > 0) {
     gsize n = MIN (len, sizeof (scratch));
@@ -649,7 +628,7 @@ hxfr_conn_wait_readable (HxfrConn * conn, gint64 timeout_us,
   if (conn->unread_off < conn->unread_len)
     return TRUE;
   return wait_condition (conn->socket, G_IO_IN,
-      deadline_from_timeout (timeout_us), cancellable, error);
+      hxfr_deadline_from_timeout (timeout_us), cancellable, error);
 }
 
 /* @progress_bound: @timeout_us bounds each wait for the peer to take bytes
@@ -666,7 +645,7 @@ send_message (HxfrConn * conn, guint8 type, guint8 flags,
   guint n_vecs = 0, first = 0, i;
   guint64 payload = fixed_len;
   HxfrHeader header;
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   gboolean ok = TRUE;
 
   for (i = 0; i < n_tail; i++)
@@ -726,7 +705,7 @@ send_message (HxfrConn * conn, guint8 type, guint8 flags,
     }
     count_bytes (&conn->bytes_sent, n);
     if (progress_bound && n > 0)
-      deadline = deadline_from_timeout (timeout_us);
+      deadline = hxfr_deadline_from_timeout (timeout_us);
     /* advance past what was written, possibly mid-vector */
     while (first < n_vecs && (gsize) n >= vecs[first].size) {
       n -= vecs[first].size;
@@ -951,7 +930,7 @@ hxfr_conn_receive (HxfrConn * conn, HxfrRole role, const HxfrLimits * limits,
    * begun in hxfr_conn_peek() keeps the deadline it got there. */
   deadline = hxfr_conn_get_message_deadline (conn);
   if (deadline == 0)
-    deadline = deadline_from_timeout (idle_timeout_us);
+    deadline = hxfr_deadline_from_timeout (idle_timeout_us);
   if (!read_with_deadline (conn, header, sizeof (header), deadline,
           cancellable, error)
       || !hxfr_header_parse (header, &msg->header, error)
@@ -1122,7 +1101,7 @@ HxfrConn *
 hxfr_listener_accept (HxfrListener * listener, gint64 timeout_us,
     GCancellable * cancellable, GError ** error)
 {
-  gint64 deadline = deadline_from_timeout (timeout_us);
+  gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
 
   for (;;) {
     GError *err = NULL;

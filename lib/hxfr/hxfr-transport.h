@@ -47,6 +47,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrAddress, hxfr_address_free);
  * any thread may send; one thread at a time reads. */
 typedef struct _HxfrConn HxfrConn;
 
+/* The deadline of a phase that may take @timeout_us from now (monotonic,
+ * microseconds); -1 for -1 (no bound). */
+gint64 hxfr_deadline_from_timeout (gint64 timeout_us);
 /* What is left of @deadline (monotonic, microseconds), 0 once it has
  * passed; -1 for -1 (no deadline). Pass it as the timeout of each call of
  * a phase (a handshake, one message) so the phase has one bound. */

@@ -12,6 +12,9 @@
  *   first byte, not one for the header and one more for the pixels;
  * - a guest that reconnects at once, 150 times, under
  *   --max-sessions-per-peer 1: never refused by its own old session;
+ * - 80 connections at once over --max-sessions 1: each is closed, the
+ *   bridge's threads stay within its bound on refusals in progress (32),
+ *   the session it serves goes on;
  * - a small frame claiming a large buffer through its plane offsets, and a
  *   frame over --max-frame-mb: refused.
  *
@@ -421,6 +424,60 @@ GST_START_TEST (test_reconnect_per_peer_limit)
 
 GST_END_TEST;
 
+/* ---- a flood of connections over the session limit ---- */
+
+#define FLOOD_GUESTS 80
+/* the bridge's bound on refusals in progress (MAX_REFUSALS) */
+#define MAX_REFUSALS 32
+/* threads the bridge may add besides its refusals (GLib's pool spawner,
+ * a GStreamer task) */
+#define THREAD_SLACK 4
+
+GST_START_TEST (test_refusal_flood)
+{
+  const gchar *args[] = { "--encoder", "null", "--max-sessions", "1", NULL };
+  BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  GuestEmu *held, *flood[FLOOD_GUESTS];
+  guint i, threads0, threads_max;
+  GPid pid;
+
+  fail_unless (r != NULL);
+  pid = bridge_runner_get_pid (r);
+  /* the one session: streaming, so its threads are all there */
+  held = guest_start (r, 2, 1);
+  send_small_frame (held, 0, FALSE);
+  receive_au (held);
+  threads0 = threads_max = proc_count_threads (pid);
+  fail_unless (threads0 > 0);
+
+  for (i = 0; i < FLOOD_GUESTS; i++) {
+    flood[i] = guest_emu_connect (bridge_runner_get_address (r), NULL);
+    fail_unless (flood[i] != NULL, "guest %u of the flood could not connect",
+        i);
+    threads_max = MAX (threads_max, proc_count_threads (pid));
+  }
+  /* each one ends: ERROR -10 after the grace, or closed at once beyond
+   * the bound */
+  for (i = 0; i < FLOOD_GUESTS; i++) {
+    threads_max = MAX (threads_max, proc_count_threads (pid));
+    fail_unless (guest_emu_wait_closed (flood[i]), "guest %u of the flood "
+        "is still connected", i);
+    guest_emu_free (flood[i]);
+  }
+  fail_unless (threads_max <= threads0 + MAX_REFUSALS + THREAD_SLACK,
+      "%u threads during the flood, %u before", threads_max, threads0);
+
+  send_small_frame (held, 1, FALSE);
+  receive_au (held);
+  g_print ("HOSTILE: %u connections at once over --max-sessions 1: each "
+      "closed, bridge threads %u -> at most %u, the session still served\n",
+      FLOOD_GUESTS, threads0, threads_max);
+  guest_emu_free (held);
+  bridge_runner_stop_checked (r);
+}
+
+GST_END_TEST;
+
 /* ---- what one frame may make the bridge hold ---- */
 
 /* Sends a v2 frame of @pixel_bytes with the plane layout in @req; returns
@@ -497,6 +554,7 @@ hostile_suite (void)
   tcase_add_test (tc, test_message_deadline);
   tcase_add_test (tc, test_frame_memory_bounds);
   tcase_add_loop_test (tc, test_reconnect_per_peer_limit, 0, 2);
+  tcase_add_test (tc, test_refusal_flood);
   return s;
 }
 

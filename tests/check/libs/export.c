@@ -9,6 +9,8 @@
 #include <string.h>
 #include <signal.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 
 #include "hxfr-export-client.h"
 #include "standin-runner.h"
@@ -109,6 +111,9 @@ GST_START_TEST (test_codec_bytes)
   buf[0] = 2;                   /* min > max */
   fail_if (hxex_hello_parse (buf, 16, &hello, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_PROTOCOL));
+  /* the domain's name as logs print it */
+  fail_unless_equals_string (g_quark_to_string (err->domain),
+      "hxex-error-quark");
   g_clear_error (&err);
 
   /* HELLO_ACK: slot_size is 64-bit at offset 16 */
@@ -435,6 +440,167 @@ GST_START_TEST (test_unknown_and_released)
 
 GST_END_TEST;
 
+/* ---- the framing both ends share (HxexStream), over a socket pair ---- */
+
+static void
+stream_pair (HxexStream * tx, HxexStream * rx)
+{
+  gint sv[2];
+  GSocket *a, *b;
+
+  fail_unless (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  a = g_socket_new_from_fd (sv[0], NULL);
+  b = g_socket_new_from_fd (sv[1], NULL);
+  fail_unless (a && b);
+  g_socket_set_blocking (a, FALSE);
+  g_socket_set_blocking (b, FALSE);
+  hxex_stream_init (tx, a, "the receiver closed the stream");
+  hxex_stream_init (rx, b, "the sender closed the stream");
+}
+
+static void
+stream_pair_free (HxexStream * tx, HxexStream * rx)
+{
+  g_object_unref (tx->socket);
+  g_object_unref (rx->socket);
+  hxex_stream_clear (tx);
+  hxex_stream_clear (rx);
+}
+
+static gint64
+deadline_in_ms (gint ms)
+{
+  return g_get_monotonic_time () + ms * 1000;
+}
+
+/* A message cut by a timeout is finished by the next read; descriptors
+ * travel with a message, the announced ones are taken and the rest closed;
+ * a peer gone mid-message is said so; a send that did not start leaves the
+ * stream usable, one to a closed peer does not. */
+GST_START_TEST (test_stream_framing)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE] = { 0, };
+  guint8 zeros[HXEX_MAX_PAYLOAD_SIZE] = { 0, };
+  g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
+  HxexHeader h = { HXEX_MSG_RESOLVE, 0, HXEX_RESOLVE_SIZE, 7 }, got;
+  HxexStream tx, rx;
+  HxexResolve req;
+  GError *err = NULL;
+  gboolean broken;
+  gint pipefd[2];
+  gchar c;
+
+  stream_pair (&tx, &rx);
+
+  /* nothing there: a read that may not wait says so */
+  fail_if (hxex_stream_read (&rx, &got, HXEX_DEADLINE_NOW, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK));
+  g_clear_error (&err);
+
+  /* 20 of 32 bytes, a timeout, the other 12: one whole message */
+  hxex_header_write (buf, &h);
+  hxex_resolve_write (&(HxexResolve) {
+      42, 0}
+      , buf + HXEX_HEADER_SIZE);
+  fail_unless_equals_int (g_socket_send (tx.socket, (gchar *) buf, 20, NULL,
+          NULL), 20);
+  fail_if (hxex_stream_read (&rx, &got, deadline_in_ms (50), &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+  g_clear_error (&err);
+  fail_unless_equals_int (g_socket_send (tx.socket, (gchar *) buf + 20, 12,
+          NULL, NULL), 12);
+  fail_unless (hxex_stream_read (&rx, &got, deadline_in_ms (5000), NULL));
+  fail_unless_equals_int (got.type, HXEX_MSG_RESOLVE);
+  fail_unless_equals_int (got.request_id, 7);
+  fail_unless (hxex_resolve_parse (hxex_stream_payload (&rx),
+          got.payload_size, &req, NULL));
+  fail_unless_equals_int (req.resource_id, 42);
+
+  /* a SURFACE announcing one descriptor, sent with two (a pipe's ends):
+   * the first is taken, the second closed, so the pipe reads its end */
+  fail_unless (pipe (pipefd) == 0);
+  h = (HxexHeader) {
+  HXEX_MSG_SURFACE, 1, HXEX_SURFACE_SIZE, 8};
+  memset (buf, 0, sizeof (buf));
+  hxex_header_write (buf, &h);
+  fail_unless_equals_int (hxex_socket_send (tx.socket, buf,
+          HXEX_HEADER_SIZE + HXEX_SURFACE_SIZE, pipefd, 2, NULL),
+      HXEX_HEADER_SIZE + HXEX_SURFACE_SIZE);
+  close (pipefd[0]);
+  close (pipefd[1]);
+  fail_unless (hxex_stream_read (&rx, &got, deadline_in_ms (5000), NULL));
+  fail_unless (hxex_stream_take_fds (&rx, &got, fds, NULL));
+  fail_unless_equals_int (fds->len, 1);
+  fail_unless_equals_int (rx.fds->len, 0);
+  fail_unless (fcntl (g_array_index (fds, gint, 0), F_SETFL, O_NONBLOCK) == 0);
+  fail_unless_equals_int (read (g_array_index (fds, gint, 0), &c, 1), 0);
+  hxex_fds_clear (fds);
+
+  /* announced, not sent: a protocol error */
+  fail_unless (hxex_stream_send (&tx, HXEX_MSG_SURFACE, 9, zeros,
+          HXEX_SURFACE_SIZE, NULL, 0, deadline_in_ms (5000), NULL, NULL));
+  fail_unless (hxex_stream_read (&rx, &got, deadline_in_ms (5000), NULL));
+  fail_unless_equals_int (got.n_fds, 0);
+  h = (HxexHeader) {
+  HXEX_MSG_SURFACE, 1, HXEX_SURFACE_SIZE, 10};
+  hxex_header_write (buf, &h);
+  fail_unless_equals_int (g_socket_send (tx.socket, (gchar *) buf,
+          HXEX_HEADER_SIZE + HXEX_SURFACE_SIZE, NULL, NULL),
+      HXEX_HEADER_SIZE + HXEX_SURFACE_SIZE);
+  fail_unless (hxex_stream_read (&rx, &got, deadline_in_ms (5000), NULL));
+  fail_if (hxex_stream_take_fds (&rx, &got, fds, &err));
+  fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_PROTOCOL));
+  g_clear_error (&err);
+
+  /* hxex_stream_send: the descriptor goes with the message */
+  fail_unless (pipe (pipefd) == 0);
+  fail_unless (hxex_stream_send (&tx, HXEX_MSG_SURFACE, 11, zeros,
+          HXEX_SURFACE_SIZE, &pipefd[1], 1, deadline_in_ms (5000), NULL, NULL));
+  close (pipefd[1]);
+  fail_unless (hxex_stream_read (&rx, &got, deadline_in_ms (5000), NULL));
+  fail_unless_equals_int (got.request_id, 11);
+  fail_unless (hxex_stream_take_fds (&rx, &got, fds, NULL));
+  fail_unless_equals_int (fds->len, 1);
+  fail_unless_equals_int (write (g_array_index (fds, gint, 0), "x", 1), 1);
+  fail_unless_equals_int (read (pipefd[0], &c, 1), 1);
+  close (pipefd[0]);
+  hxex_fds_clear (fds);
+
+  /* a full socket: a send that could not start leaves the stream usable */
+  while (g_socket_send (tx.socket, (gchar *) zeros, 1, NULL, NULL) == 1);
+  fail_if (hxex_stream_send (&tx, HXEX_MSG_RELEASE, 0, zeros,
+          HXEX_RELEASE_SIZE, NULL, 0, HXEX_DEADLINE_NOW, &broken, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK));
+  fail_if (broken);
+  g_clear_error (&err);
+  fail_if (hxex_stream_send (&tx, HXEX_MSG_RELEASE, 0, zeros,
+          HXEX_RELEASE_SIZE, NULL, 0, deadline_in_ms (50), &broken, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+  fail_if (broken);
+  g_clear_error (&err);
+  stream_pair_free (&tx, &rx);
+
+  /* the sender goes after half a header */
+  stream_pair (&tx, &rx);
+  fail_unless_equals_int (g_socket_send (tx.socket, (gchar *) buf, 10, NULL,
+          NULL), 10);
+  g_socket_close (tx.socket, NULL);
+  fail_if (hxex_stream_read (&rx, &got, deadline_in_ms (5000), &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED));
+  fail_unless_equals_string (err->message,
+      "the sender closed the stream in the middle of a message");
+  g_clear_error (&err);
+  /* and a send to it fails for good */
+  fail_if (hxex_stream_send (&rx, HXEX_MSG_RELEASE, 0, zeros,
+          HXEX_RELEASE_SIZE, NULL, 0, deadline_in_ms (5000), &broken, &err));
+  fail_unless (err != NULL);
+  fail_unless (broken);
+  g_clear_error (&err);
+  stream_pair_free (&tx, &rx);
+}
+
+GST_END_TEST;
+
 /* A client that speaks the wire directly: RELEASE of a handle it does not
  * hold is ignored (counted), a malformed message closes the connection. */
 GST_START_TEST (test_raw_protocol)
@@ -531,6 +697,35 @@ GST_START_TEST (test_raw_protocol)
     hxex_fds_clear (fds);
     fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 1);
     fail_unless_equals_int (standin_runner_ask_stat (vmm, "clients"), 1);
+  }
+  g_socket_close (sock, NULL);
+
+  /* 16 bytes that are no header: ERROR PROTOCOL, then closed */
+  {
+    HxexStream st;
+    HxexErrorMsg emsg;
+    GError *err = NULL;
+
+    g_clear_object (&sock);
+    sock = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, NULL);
+    fail_unless (g_socket_connect (sock, addr, NULL, NULL));
+    g_socket_set_blocking (sock, FALSE);
+    hxex_stream_init (&st, sock, "the VMM closed the connection");
+    memset (buf, 0xff, HXEX_HEADER_SIZE);
+    fail_unless_equals_int (g_socket_send (sock, (gchar *) buf,
+            HXEX_HEADER_SIZE, NULL, NULL), HXEX_HEADER_SIZE);
+    fail_unless (hxex_stream_read (&st, &h, g_get_monotonic_time () +
+            LINE_TIMEOUT, NULL));
+    fail_unless_equals_int (h.type, HXEX_MSG_ERROR);
+    fail_unless (hxex_error_parse (hxex_stream_payload (&st), h.payload_size,
+            &emsg, NULL));
+    fail_unless_equals_int (emsg.code, HXEX_ERR_PROTOCOL);
+    fail_if (hxex_stream_read (&st, &h, g_get_monotonic_time () +
+            LINE_TIMEOUT, &err));
+    fail_unless (g_error_matches (err, G_IO_ERROR,
+            G_IO_ERROR_CONNECTION_CLOSED));
+    g_clear_error (&err);
+    hxex_stream_clear (&st);
   }
   g_socket_close (sock, NULL);
   standin_runner_stop_checked (vmm);
@@ -1597,6 +1792,7 @@ export_suite (void)
 
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_codec_bytes);
+  tcase_add_test (tc, test_stream_framing);
   tcase_add_test (tc, test_connect_failures);
   tcase_add_test (tc, test_resolve_pixels);
   tcase_add_test (tc, test_rgbx_format);

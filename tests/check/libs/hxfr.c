@@ -73,6 +73,9 @@ GST_START_TEST (test_header_bytes)
   out[0] = 'X';
   fail_if (hxfr_header_parse (out, &back, &err));
   fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
+  /* the domain's name as logs print it */
+  fail_unless_equals_string (g_quark_to_string (err->domain),
+      "hxfr-error-quark");
   g_clear_error (&err);
 }
 
@@ -562,6 +565,7 @@ GST_START_TEST (test_address_parse)
   hxfr_address_free (a);
   a = hxfr_address_parse ("tcp:[::1]:80", NULL);
   fail_unless_equals_string (a->host, "::1");
+  fail_unless_equals_int (a->port, 80);
   s = hxfr_address_to_string (a);
   fail_unless_equals_string (s, "tcp:[::1]:80");
   g_free (s);
@@ -576,6 +580,11 @@ GST_START_TEST (test_address_parse)
   fail_unless (err != NULL);
   g_clear_error (&err);
   fail_if (hxfr_address_parse ("tcp:host:99999", NULL));
+  fail_if (hxfr_address_parse ("tcp:[::1]", NULL));
+  fail_if (hxfr_address_parse ("tcp:[]:80", NULL));
+  fail_if (hxfr_address_parse ("tcp::80", NULL));
+  fail_if (hxfr_address_parse ("tcp:[::1:80", NULL));
+  fail_if (hxfr_address_parse ("tcp:localhost:http", NULL));
   fail_if (hxfr_address_parse ("vsock:", NULL));
   fail_if (hxfr_address_parse ("vsock:1:2:3", NULL));
   fail_if (hxfr_address_parse ("unix:", NULL));

@@ -1,5 +1,5 @@
 /* What a test can see of a process from outside, through /proc: its open
- * descriptors and resident memory. Header-only, like guest-emu.h.
+ * descriptors, threads and resident memory. Header-only, like guest-emu.h.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Open descriptors of @pid (0 if /proc cannot be read). */
+/* Entries of /proc/@pid/@dir_name (0 if it cannot be read). */
 static inline guint
-proc_count_fds (GPid pid)
+proc_count_entries (GPid pid, const gchar * dir_name)
 {
-  gchar *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  gchar *path = g_strdup_printf ("/proc/%d/%s", (int) pid, dir_name);
   GDir *dir = g_dir_open (path, 0, NULL);
   guint n = 0;
 
@@ -24,6 +24,20 @@ proc_count_fds (GPid pid)
   }
   g_free (path);
   return n;
+}
+
+/* Open descriptors of @pid (0 if /proc cannot be read). */
+static inline guint
+proc_count_fds (GPid pid)
+{
+  return proc_count_entries (pid, "fd");
+}
+
+/* Threads of @pid (0 if /proc cannot be read). */
+static inline guint
+proc_count_threads (GPid pid)
+{
+  return proc_count_entries (pid, "task");
 }
 
 /* Resident set of @pid in KiB (0 if /proc cannot be read). */
