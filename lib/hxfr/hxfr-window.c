@@ -8,6 +8,9 @@
 
 /* the weight of a new answer in the moving averages */
 #define EWMA_WEIGHT (1.0 / 8)
+/* a measurement is noisy (16 answers on a busy machine): the side the
+ * model prefers wins unless it measured this much worse */
+#define MODEL_BENEFIT 0.1
 /* answers between tries of a step that did not pay, doubling */
 #define HOLD_MIN 64
 #define HOLD_MAX 1024
@@ -53,7 +56,11 @@ judge (HxfrWindow * w, gdouble power)
   gboolean up = w->phase == HXFR_WINDOW_TRIED_UP;
   gdouble deep = up ? power : w->power_before;
   gdouble shallow = up ? w->power_before : power;
-  gboolean pays = deep > shallow;
+  guint d = up ? w->window : w->window + 1;
+  gdouble s = w->service_us, l = MAX (w->link_us, 0);
+  gboolean model_deep = model_power (s, l, d) > model_power (s, l, d - 1);
+  gboolean pays = deep * (model_deep ? 1 + MODEL_BENEFIT : 1 - MODEL_BENEFIT)
+      > shallow;
 
   g_debug ("window %u %s: power %.4g against %.4g: %s", w->window,
       up ? "tried up" : "tried down", power, w->power_before,

@@ -21,10 +21,12 @@
  * misses a host that works on several frames at once and a "link" that
  * takes the encoder's CPU (both ends on one machine's cores). A step is
  * kept only if it pays, measured: the rate and mean round trip over the
- * HXFR_WINDOW_HISTORY answers of frames sent under each window. Else the
- * window goes back, and the same step waits twice as long before its next
- * try (64 answers, doubling to 1024). Between 1 and the granted maximum;
- * S and L are moving averages (1/8 per answer).
+ * HXFR_WINDOW_HISTORY answers of frames sent under each window, the side
+ * the model prefers winning unless it measured 10 % worse (16 answers on a
+ * busy machine are noisy). Else the window goes back, and the same step
+ * waits twice as long before its next try (64 answers, doubling to 1024).
+ * Between 1 and the granted maximum; S and L are moving averages (1/8 per
+ * answer).
  *
  * Pure arithmetic on the numbers given: no clock, no lock (the guest
  * session calls it under its own lock).
