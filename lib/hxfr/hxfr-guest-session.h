@@ -12,8 +12,10 @@
  *   hxfr_guest_session_connect(), before the reader thread exists, and
  *   never after: any thread holding a reference reads it without a lock.
  * - session->lock guards the requests in flight (their seq, send time and
- *   deadline, the caller's tag), the next seq and the closed flag. No
- *   socket I/O and no callback runs with it held.
+ *   deadline, the caller's tag), the next seq, the closed flag and the
+ *   adaptive window's estimates (hxfr-window.h; the window itself is an
+ *   atomic, read by senders without the lock). No socket I/O and no
+ *   callback runs with it held.
  * - Sends may come from any thread (HxfrConn serialises writes); the
  *   reader thread is the only one that reads.
  * - The callbacks run on the reader thread with no session lock held.
