@@ -61,6 +61,7 @@ typedef struct
   gchar *tcp_host;
   gint tcp_port;
   gint max_in_flight;
+  gboolean pin_window;          /* vsockenc adaptive-window=false */
   gint sessions;
   gint frames;
   gint warmup;
@@ -91,6 +92,7 @@ typedef struct
   GCond cond;
   gint64 *in_at;                /* monotonic ns, by frame index */
   gint64 *out_at;
+  gint *k_at;                   /* vsockenc's window as the frame entered */
   gint n_out;                   /* protected by lock */
   gint n_sent;                  /* frames pushed, final once pushed_all */
   gint window;                  /* K in the latency formula */
@@ -153,8 +155,13 @@ in_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   guint64 i = GST_BUFFER_PTS (buf) / frame_duration;
 
   /* the main thread reads it after the answer is counted under the lock */
-  if (i < (guint64) opt.frames)
+  if (i < (guint64) opt.frames) {
     s->in_at[i] = now;
+    /* the frame waits for room in the window it meets: that wait is the
+     * source running ahead, not latency (see the formula in main) */
+    if (s->enc)
+      g_object_get (s->enc, "window", &s->k_at[i], NULL);
+  }
   return GST_PAD_PROBE_OK;
 }
 
@@ -369,10 +376,10 @@ pipeline_description (void)
           opt.tcp_port);
 
       desc = g_strdup_printf ("appsrc name=src caps=\"%s\" ! vsockenc "
-          "name=enc %s max-in-flight=%d timeout=%d bitrate=%d "
-          "keyframe-interval=%d ! fakesink name=sink sync=false", caps, addr,
-          opt.max_in_flight, opt.timeout_s * 1000, opt.bitrate,
-          opt.keyframe_interval);
+          "name=enc %s max-in-flight=%d adaptive-window=%s timeout=%d "
+          "bitrate=%d keyframe-interval=%d ! fakesink name=sink sync=false",
+          caps, addr, opt.max_in_flight, opt.pin_window ? "false" : "true",
+          opt.timeout_s * 1000, opt.bitrate, opt.keyframe_interval);
       g_free (addr);
       break;
     }
@@ -506,7 +513,7 @@ run_sender (void)
   gint64 t0, t1 = 0, end;
   gdouble cpu0, cpu1;
   GArray *lat = g_array_new (FALSE, FALSE, sizeof (gdouble));
-  guint64 bytes = 0, n_total = 0;
+  guint64 bytes = 0, n_total = 0, k_sum = 0;
   gint k, i;
   gboolean ok = TRUE;
   GString *json;
@@ -521,6 +528,7 @@ run_sender (void)
     g_cond_init (&s->cond);
     s->in_at = g_new0 (gint64, opt.frames);
     s->out_at = g_new0 (gint64, opt.frames);
+    s->k_at = g_new0 (gint, opt.frames);
     build (s);
     s->appsrc = gst_bin_get_by_name (GST_BIN (s->pipeline), "src");
     /* block=true and room for two frames: appsrc paces the pusher */
@@ -616,13 +624,16 @@ run_sender (void)
       s->window = 1;
     for (i = opt.warmup; i < s->n_sent; i++) {
       gint64 start = s->in_at[i];
+      /* K: the window the frame met (vsockenc's moves), else the fixed one */
+      gint kw = s->k_at[i] > 0 ? s->k_at[i] : s->window;
       gdouble ms;
 
       if (!s->in_at[i] || !s->out_at[i])
         continue;               /* dropped by the host: no access unit */
-      if (i >= s->window && s->out_at[i - s->window] > start)
-        start = s->out_at[i - s->window];
+      if (i >= kw && s->out_at[i - kw] > start)
+        start = s->out_at[i - kw];
       ms = (s->out_at[i] - start) / 1e6;
+      k_sum += kw;
       g_array_append_val (lat, ms);
       t1 = MAX (t1, s->out_at[i]);
       n_total++;
@@ -649,12 +660,13 @@ run_sender (void)
   g_string_append_printf (json, "{\"frames\": %" G_GUINT64_FORMAT
       ", \"seconds\": %.6f, \"fps\": %.3f, \"p50_ms\": %.4f, "
       "\"p99_ms\": %.4f, \"cpu_s_per_frame\": %.9f, \"frame_bytes\": %"
-      G_GSIZE_FORMAT ", \"in_flight\": %d, \"bytes_per_frame\": ", n_total,
+      G_GSIZE_FORMAT ", \"in_flight\": %d, \"window_mean\": %.2f, "
+      "\"bytes_per_frame\": ", n_total,
       (t1 - t0) / 1e9, n_total / ((t1 - t0) / 1e9),
       g_array_index (lat, gdouble, lat->len / 2),
       g_array_index (lat, gdouble, MIN (lat->len * 99 / 100, lat->len - 1)),
       (cpu1 - cpu0) / n_total, GST_VIDEO_INFO_SIZE (&vinfo),
-      sessions[0].window);
+      sessions[0].window, (gdouble) k_sum / n_total);
   if (opt.mode == MODE_VSOCKENC)
     g_string_append_printf (json, "%.1f", (gdouble) bytes / n_total);
   else if (opt.mode == MODE_GDP_SEND)
@@ -706,6 +718,8 @@ main (int argc, char **argv)
         "vsockenc tcp-port, gdp port", "PORT"},
     {"max-in-flight", 0, 0, G_OPTION_ARG_INT, &opt.max_in_flight,
         "vsockenc max-in-flight", "N"},
+    {"pin-window", 0, 0, G_OPTION_ARG_NONE, &opt.pin_window,
+        "vsockenc adaptive-window=false: always max-in-flight", NULL},
     {"sessions", 0, 0, G_OPTION_ARG_INT, &opt.sessions,
         "Concurrent pipelines (vsockenc)", "N"},
     {"frames", 0, 0, G_OPTION_ARG_INT, &opt.frames,

@@ -15,7 +15,10 @@
  * Frames are pushed at HZ (default 60: the flips of the scanout rows), each
  * waited for before the next, as the bridge's one-frame-in-the-encoder.
  * The pattern is filled before the clock starts for each frame. Prints one
- * line of JSON.
+ * line of JSON: push to access unit (the encode time), and its two parts
+ * (issue 23): push to the encoder's sink pad (videoconvert's BGRA to
+ * I420 or NV12, in the streaming thread) and from there to the access unit
+ * (the encoder, and h264parse).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -38,6 +41,18 @@ cmp_double (const void *a, const void *b)
   double x = *(const double *) a, y = *(const double *) b;
 
   return x < y ? -1 : x > y;
+}
+
+/* when the frame in the pipeline reached the encoder: one frame at a time,
+ * so one value; written by the streaming thread before the access unit is
+ * out, read after it was pulled */
+static gint64 at_encoder;
+
+static GstPadProbeReturn
+encoder_in (GstPad * pad, GstPadProbeInfo * info, gpointer unused)
+{
+  at_encoder = g_get_monotonic_time ();
+  return GST_PAD_PROBE_OK;
 }
 
 static GstElement *
@@ -64,8 +79,9 @@ main (int argc, char **argv)
   GstCaps *caps;
   GstVideoInfo info;
   const BridgeEncoder *desc;
-  double *ms;
+  double *ms, *conv_ms, *enc_ms;
   guint n = 0, cap;
+  GstPad *pad;
   gint64 t0, next, end;
   double cpu0, cpu1;
   guint64 bytes = 0;
@@ -133,6 +149,11 @@ main (int argc, char **argv)
 
   cap = (guint) (seconds * hz) + warmup + 16;
   ms = g_new (double, cap);
+  conv_ms = g_new (double, cap);
+  enc_ms = g_new (double, cap);
+  pad = gst_element_get_static_pad (enc, "sink");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, encoder_in, NULL, NULL);
+  gst_object_unref (pad);
   t0 = g_get_monotonic_time ();
   next = t0;
   end = -1;
@@ -176,7 +197,11 @@ main (int argc, char **argv)
       return 1;
     }
     if (i >= warmup) {
-      ms[n++] = (g_get_monotonic_time () - t) / 1e3;
+      gint64 out = g_get_monotonic_time ();
+
+      conv_ms[n] = (at_encoder - t) / 1e3;
+      enc_ms[n] = (out - at_encoder) / 1e3;
+      ms[n++] = (out - t) / 1e3;
       bytes += gst_buffer_get_size (gst_sample_get_buffer (sample));
     }
     gst_sample_unref (sample);
@@ -201,12 +226,18 @@ main (int argc, char **argv)
     for (k = 0; k < n; k++)
       sum += ms[k];
     qsort (ms, n, sizeof (double), cmp_double);
+    qsort (conv_ms, n, sizeof (double), cmp_double);
+    qsort (enc_ms, n, sizeof (double), cmp_double);
+#define P50(a) (a)[MIN (n - 1, n / 2)]
+#define P99(a) (a)[MIN (n - 1, (guint) (0.99 * n))]
     printf ("{\"encoder\": \"%s\", \"frames\": %u, \"hz\": %d, "
         "\"mean_ms\": %.3f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
-        "\"max_ms\": %.3f, \"cpu_ms_per_frame_incl_fill\": %.3f, "
-        "\"bytes_per_frame\": %.0f}\n", encoder, n, hz, sum / n,
-        ms[MIN (n - 1, n / 2)], ms[MIN (n - 1, (guint) (0.99 * n))],
-        ms[n - 1], (cpu1 - cpu0) * 1e3 / n, (double) bytes / n);
+        "\"max_ms\": %.3f, \"convert_p50_ms\": %.3f, "
+        "\"convert_p99_ms\": %.3f, \"encoder_p50_ms\": %.3f, "
+        "\"encoder_p99_ms\": %.3f, \"cpu_ms_per_frame_incl_fill\": %.3f, "
+        "\"bytes_per_frame\": %.0f}\n", encoder, n, hz, sum / n, P50 (ms),
+        P99 (ms), ms[n - 1], P50 (conv_ms), P99 (conv_ms), P50 (enc_ms),
+        P99 (enc_ms), (cpu1 - cpu0) * 1e3 / n, (double) bytes / n);
   }
   return 0;
 }

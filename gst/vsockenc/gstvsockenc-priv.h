@@ -70,6 +70,7 @@ struct _GstVsockEnc
   gint bitrate;
   gint keyframe_interval;
   guint max_in_flight;
+  gboolean adaptive_window;
   guint timeout_ms;
   GstVsockEncOnDisconnect on_disconnect;
   GstVsockEncProtocol protocol;
@@ -143,6 +144,7 @@ G_DECLARE_FINAL_TYPE (GstVsockEnc, gst_vsock_enc, GST, VSOCK_ENC,
 #define DEFAULT_BITRATE 4000000
 #define DEFAULT_KEYFRAME_INTERVAL 60
 #define DEFAULT_MAX_IN_FLIGHT 4
+#define DEFAULT_ADAPTIVE_WINDOW TRUE
 #define DEFAULT_TIMEOUT 5000
 #define DEFAULT_ON_DISCONNECT GST_VSOCK_ENC_ON_DISCONNECT_ERROR
 #define DEFAULT_PROTOCOL GST_VSOCK_ENC_PROTOCOL_AUTO
@@ -176,6 +178,8 @@ enum
   PROP_AUD,
   PROP_STATS,
   PROP_STATS_INTERVAL,
+  PROP_ADAPTIVE_WINDOW,
+  PROP_WINDOW,
   N_PROPERTIES
 };
 

@@ -397,10 +397,18 @@ apply_reconfigure (GstVsockEnc * self, HxfrGuestSession * session,
   return ok;
 }
 
+/* Frames that may be in flight now; self->lock held. */
+static guint
+window_locked (GstVsockEnc * self)
+{
+  return self->session ? hxfr_guest_session_get_window (self->session) : 1;
+}
+
 /* Streaming thread, stream lock held on entry and exit; released while
- * waiting. Waits until fewer than @max frames are in flight (@max 1:
- * until none, for drain's last wait each wait is bounded anew when one is
- * answered). */
+ * waiting. Waits until fewer than @max frames are in flight, or with @max
+ * 0 fewer than the session's window, which answers may move meanwhile
+ * (@max 1: until none, for drain's last wait each wait is bounded anew
+ * when one is answered). */
 static GstFlowReturn
 wait_in_flight_below (GstVsockEnc * self, guint max)
 {
@@ -415,8 +423,9 @@ wait_in_flight_below (GstVsockEnc * self, guint max)
   last_len = self->pending.length;
   /* the reader enforces the per-answer timeout; this is a backstop */
   deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
-  while (self->pending.length >= max && !self->flushing && !self->stopping
-      && !self->conn_lost && self->flow_ret == GST_FLOW_OK) {
+  while (self->pending.length >= (max ? max : window_locked (self))
+      && !self->flushing && !self->stopping && !self->conn_lost
+      && self->flow_ret == GST_FLOW_OK) {
     if (self->pending.length < last_len) {
       last_len = self->pending.length;
       deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
@@ -459,6 +468,7 @@ gst_vsock_enc_init (GstVsockEnc * self)
   self->bitrate = DEFAULT_BITRATE;
   self->keyframe_interval = DEFAULT_KEYFRAME_INTERVAL;
   self->max_in_flight = DEFAULT_MAX_IN_FLIGHT;
+  self->adaptive_window = DEFAULT_ADAPTIVE_WINDOW;
   self->timeout_ms = DEFAULT_TIMEOUT;
   self->on_disconnect = DEFAULT_ON_DISCONNECT;
   self->protocol = DEFAULT_PROTOCOL;
@@ -921,7 +931,7 @@ gst_vsock_enc_handle_frame (GstVideoEncoder * enc, GstVideoCodecFrame * frame)
     return gst_vsock_enc_flow_after_send_failure (self);
   }
 
-  ret = wait_in_flight_below (self, info->in_flight_max);
+  ret = wait_in_flight_below (self, 0);
   if (ret == GST_FLOW_OK && gst_vsock_enc_session_lost (self, session)) {
     /* reconnect mode: the frame goes with the others lost in flight */
     hxfr_guest_session_unref (session);

@@ -58,6 +58,7 @@ gst_vsock_enc_connect_session (GstVsockEnc * self, GError ** error)
   config.v1_only = self->protocol == GST_VSOCK_ENC_PROTOCOL_V1;
   token = g_strdup (self->token);
   config.max_in_flight = self->max_in_flight;
+  config.adaptive_window = self->adaptive_window;
   config.resource_ids = self->zero_copy;
   config.bitrate = MAX (self->bitrate, 0);
   config.keyframe_interval = MAX (self->keyframe_interval, 0);
@@ -117,7 +118,8 @@ gst_vsock_enc_build_stats (GstVsockEnc * self)
   static const HxfrGuestInfo none = { 0, };
   const HxfrGuestInfo *info = &none;
   GstStructure *s;
-  guint64 sent, received;
+  guint64 sent, received, service_us = 0, link_us = 0;
+  guint window = 0;
 
   g_mutex_lock (&self->lock);
   sent = self->bytes_sent_done;
@@ -126,6 +128,9 @@ gst_vsock_enc_build_stats (GstVsockEnc * self)
     sent += hxfr_guest_session_get_bytes_sent (self->session);
     received += hxfr_guest_session_get_bytes_received (self->session);
     info = hxfr_guest_session_get_info (self->session);
+    window = hxfr_guest_session_get_window (self->session);
+    hxfr_guest_session_get_window_estimates (self->session, &service_us,
+        &link_us);
   }
   s = gst_structure_new ("application/x-vsockenc-stats",
       "frames-sent", G_TYPE_UINT64, self->frames_sent,
@@ -142,6 +147,9 @@ gst_vsock_enc_build_stats (GstVsockEnc * self)
       "rtt-last-us", G_TYPE_UINT64, self->rtt_last,
       "protocol-version", G_TYPE_UINT, info->version,
       "max-in-flight", G_TYPE_UINT, info->in_flight_max,
+      "window", G_TYPE_UINT, window,
+      "host-service-us", G_TYPE_UINT64, service_us,
+      "link-rtt-us", G_TYPE_UINT64, link_us,
       "host-encoder", G_TYPE_STRING, info->host_encoder,
       "resource-id-frames", G_TYPE_UINT64, self->resource_frames,
       "pixel-frames", G_TYPE_UINT64, self->pixel_frames,
@@ -207,6 +215,7 @@ gst_vsock_enc_set_property (GObject * object, guint prop_id,
     case PROP_PROTOCOL:
     case PROP_TOKEN:
     case PROP_MAX_IN_FLIGHT:
+    case PROP_ADAPTIVE_WINDOW:
       if (!address_settable (self, pspec))
         return;
       break;
@@ -243,6 +252,9 @@ gst_vsock_enc_set_property (GObject * object, guint prop_id,
       break;
     case PROP_MAX_IN_FLIGHT:
       self->max_in_flight = g_value_get_uint (value);
+      break;
+    case PROP_ADAPTIVE_WINDOW:
+      self->adaptive_window = g_value_get_boolean (value);
       break;
     case PROP_TIMEOUT:
       self->timeout_ms = g_value_get_uint (value);
@@ -287,6 +299,13 @@ gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
     g_value_take_boxed (value, gst_vsock_enc_build_stats (self));
     return;
   }
+  if (prop_id == PROP_WINDOW) {
+    g_mutex_lock (&self->lock);
+    g_value_set_uint (value, self->session ?
+        hxfr_guest_session_get_window (self->session) : 0);
+    g_mutex_unlock (&self->lock);
+    return;
+  }
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -313,6 +332,9 @@ gst_vsock_enc_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_MAX_IN_FLIGHT:
       g_value_set_uint (value, self->max_in_flight);
+      break;
+    case PROP_ADAPTIVE_WINDOW:
+      g_value_set_boolean (value, self->adaptive_window);
       break;
     case PROP_TIMEOUT:
       g_value_set_uint (value, self->timeout_ms);
@@ -414,13 +436,40 @@ gst_vsock_enc_install_properties (GObjectClass * gobject_class)
    * GstVsockEnc:max-in-flight:
    *
    * Frames sent and not yet answered at most (the host may grant fewer; a
-   * v1 host always gets 1).
+   * v1 host always gets 1). With #GstVsockEnc:adaptive-window the window
+   * moves below this bound; without, it is the window.
    */
   properties[PROP_MAX_IN_FLIGHT] = g_param_spec_uint ("max-in-flight",
       "Max frames in flight", "Frames sent to the host and not yet answered, "
       "at most (in frames; the host may grant fewer, v1 hosts get 1)",
       1, 64, DEFAULT_MAX_IN_FLIGHT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockEnc:adaptive-window:
+   *
+   * Keep as few frames in flight as keep the host's encoder busy: the
+   * window starts at 1 and follows the round trip and the host's time per
+   * frame that every v2 answer reports, between 1 and the granted
+   * #GstVsockEnc:max-in-flight (the rule: docs/architecture.md, "The
+   * window"). A frame more than the link needs only waits in front of the
+   * encoder, which adds its encode time to every frame's latency. FALSE:
+   * always the granted maximum (set max-in-flight to pin the window). A v1
+   * host gets one frame in flight either way.
+   */
+  properties[PROP_ADAPTIVE_WINDOW] = g_param_spec_boolean ("adaptive-window",
+      "Adaptive window", "Keep only as many frames in flight (up to "
+      "max-in-flight) as the link and the host's encoder need; FALSE: always "
+      "max-in-flight", DEFAULT_ADAPTIVE_WINDOW,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockEnc:window:
+   *
+   * Frames that may be in flight now: the adaptive window, else the granted
+   * maximum; 0 when not connected.
+   */
+  properties[PROP_WINDOW] = g_param_spec_uint ("window", "Window",
+      "Frames that may be in flight now (in frames; 0 when not connected)",
+      0, 64, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   /**
    * GstVsockEnc:timeout:
    *
@@ -478,13 +527,17 @@ gst_vsock_enc_install_properties (GObjectClass * gobject_class)
    * frames-in-flight, bytes-sent, bytes-received (bytes, every connection),
    * rtt-min-us, rtt-avg-us, rtt-max-us, rtt-last-us (request sent to answer
    * read, microseconds), protocol-version (0 = not connected),
-   * max-in-flight (granted), host-encoder, resource-id-frames,
+   * max-in-flight (granted), window (frames that may be in flight now),
+   * host-service-us and link-rtt-us (the adaptive window's estimates of
+   * the host's time per frame and of the link's part of a round trip,
+   * microseconds; 0 when not adaptive), host-encoder, resource-id-frames,
    * pixel-frames, reconnects.
    */
   properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
       "Frames sent/answered/dropped/failed, bytes sent/received, round-trip "
       "times in microseconds (min/avg/max/last), negotiated protocol version, "
-      "host encoder, resource-id vs pixel frames, reconnects",
+      "frames in flight allowed now (window), host encoder, resource-id vs "
+      "pixel frames, reconnects",
       GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   /**
    * GstVsockEnc:stats-interval:

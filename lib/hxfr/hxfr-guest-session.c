@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "hxfr-guest-session.h"
+#include "hxfr-window.h"
 
 #include <string.h>
 
@@ -36,11 +37,17 @@ struct _HxfrGuestSession
   gpointer user_data;
   GThread *reader;
 
-  /* lock: the requests in flight, next_seq, closed. */
+  /* Set by connect, before the reader exists; immutable after. */
+  gboolean adaptive;            /* the window follows hxfr-window.h */
+
+  /* lock: the requests in flight, next_seq, closed, the window's
+   * estimates. window: atomic (read on every frame, by the sender). */
   GMutex lock;
   GQueue in_flight;             /* of InFlight, oldest first */
   guint32 next_seq;
   gboolean closed;
+  HxfrWindow estimates;
+  gint window;
 };
 
 /* Negotiation */
@@ -259,6 +266,10 @@ hxfr_guest_session_connect (const HxfrGuestConfig * config, GError ** error)
     s->info.host_resource_ids = TRUE;
     s->info.host_encoder[0] = '\0';
   }
+  /* v1 answers carry no host time: nothing to adapt to, one in flight */
+  s->adaptive = config->adaptive_window && s->info.version >= 2;
+  hxfr_window_init (&s->estimates, s->info.in_flight_max);
+  s->window = s->adaptive ? s->estimates.window : s->info.in_flight_max;
   return s;
 
 failed:
@@ -306,6 +317,22 @@ guint64
 hxfr_guest_session_get_bytes_received (HxfrGuestSession * s)
 {
   return hxfr_conn_get_bytes_received (s->conn);
+}
+
+guint
+hxfr_guest_session_get_window (HxfrGuestSession * s)
+{
+  return g_atomic_int_get (&s->window);
+}
+
+void
+hxfr_guest_session_get_window_estimates (HxfrGuestSession * s,
+    guint64 * service_us, guint64 * link_us)
+{
+  g_mutex_lock (&s->lock);
+  *service_us = s->adaptive ? (guint64) s->estimates.service_us : 0;
+  *link_us = s->adaptive ? (guint64) MAX (s->estimates.link_us, 0) : 0;
+  g_mutex_unlock (&s->lock);
 }
 
 /* Sending */
@@ -410,6 +437,7 @@ handle_response (HxfrGuestSession * s, HxfrMessage * msg, GError ** error)
   gboolean v2 = msg->header.type == HXFR_MSG_FRAME_RESPONSE2;
   HxfrGuestAnswer a = { 0, };
   InFlight *f;
+  gint64 now;
   gboolean ok;
 
   if ((v2) != (s->info.version >= 2)) {
@@ -443,7 +471,17 @@ handle_response (HxfrGuestSession * s, HxfrMessage * msg, GError ** error)
   a.seq = f->seq;
   a.status = v2 ? r->status : HXFR_STATUS_OK;
   a.keyframe = r->keyframe;
-  a.rtt_us = g_get_monotonic_time () - f->sent_us;
+  now = g_get_monotonic_time ();
+  a.rtt_us = now - f->sent_us;
+  a.host_us = v2 ? (gint64) r->host_time_us : -1;
+  /* a dropped or failed frame was not encoded: its host time says
+   * nothing of the encoder's */
+  if (s->adaptive && a.status == HXFR_STATUS_OK) {
+    g_mutex_lock (&s->lock);
+    g_atomic_int_set (&s->window, hxfr_window_update (&s->estimates, now,
+            a.rtt_us, a.host_us));
+    g_mutex_unlock (&s->lock);
+  }
   a.error_code = r->error_code;
   a.text = msg->text;
   ok = s->callbacks.answer (s, &a, f->tag, s->user_data, error);
@@ -477,6 +515,7 @@ handle_error (HxfrGuestSession * s, HxfrMessage * msg, GError ** error)
     a.status = HXFR_STATUS_FAILED;
     a.v1_error = TRUE;
     a.rtt_us = g_get_monotonic_time () - f->sent_us;
+    a.host_us = -1;
     a.error_code = e->code;
     a.text = e->message;
     ok = s->callbacks.answer (s, &a, f->tag, s->user_data, error);

@@ -12,8 +12,10 @@
  *   hxfr_guest_session_connect(), before the reader thread exists, and
  *   never after: any thread holding a reference reads it without a lock.
  * - session->lock guards the requests in flight (their seq, send time and
- *   deadline, the caller's tag), the next seq and the closed flag. No
- *   socket I/O and no callback runs with it held.
+ *   deadline, the caller's tag), the next seq, the closed flag and the
+ *   adaptive window's estimates (hxfr-window.h; the window itself is an
+ *   atomic, read by senders without the lock). No socket I/O and no
+ *   callback runs with it held.
  * - Sends may come from any thread (HxfrConn serialises writes); the
  *   reader thread is the only one that reads.
  * - The callbacks run on the reader thread with no session lock held.
@@ -34,6 +36,9 @@ typedef struct
   const HxfrAddress *address;
   gboolean v1_only;             /* no HELLO: speak v1 as deployed guests do */
   guint max_in_flight;          /* asked for, >= 1 */
+  gboolean adaptive_window;     /* v2: frames in flight follow the link and
+                                 * the host (hxfr-window.h), up to what was
+                                 * granted; else always what was granted */
   guint32 bitrate;              /* bit/s, for HELLO */
   guint32 keyframe_interval;    /* for HELLO */
   gboolean resource_ids;        /* HELLO guest flag: may send resource ids */
@@ -62,6 +67,7 @@ typedef struct
   gboolean v1_error;            /* FAILED from a v1 ERROR (no round trip
                                  * time: v1 ERRORs were never timed) */
   gint64 rtt_us;                /* request sent to answer read */
+  gint64 host_us;               /* v2: of that, in the host; -1 in v1 */
   gint32 error_code;            /* FAILED */
   const gchar *text;            /* FAILED: the host's message */
   guint8 *data;                 /* OK: the access unit (Annex B), owned by
@@ -95,6 +101,15 @@ const HxfrGuestInfo *hxfr_guest_session_get_info (HxfrGuestSession *
     session);
 guint64 hxfr_guest_session_get_bytes_sent (HxfrGuestSession * session);
 guint64 hxfr_guest_session_get_bytes_received (HxfrGuestSession * session);
+
+/* Frames that may be in flight now: the adaptive window, or what was
+ * granted (v1: 1). Any thread. */
+guint hxfr_guest_session_get_window (HxfrGuestSession * session);
+/* The adaptive window's estimates (hxfr-window.h), 0 until measured or
+ * when the window is not adaptive: the host's service time per frame and
+ * the link's part of a round trip, µs. Any thread. */
+void hxfr_guest_session_get_window_estimates (HxfrGuestSession * session,
+    guint64 * service_us, guint64 * link_us);
 
 /* Starts the reader thread; once per session. */
 void hxfr_guest_session_start (HxfrGuestSession * session,

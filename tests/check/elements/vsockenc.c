@@ -318,7 +318,8 @@ GST_START_TEST (test_eos_drains)
   Fixture f;
   guint i, max_outstanding = 0;
 
-  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=4", NV12_CAPS);
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=4 adaptive-window=false",
+      NV12_CAPS);
   fake_host_set_delay (f.host, 3);
   push_frames (&f, 0, 120);
   fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
@@ -348,7 +349,8 @@ GST_START_TEST (test_flush)
   GstBuffer *out;
   GstSegment seg;
 
-  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=4", NV12_CAPS);
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=4 adaptive-window=false",
+      NV12_CAPS);
   fake_host_set_hold (f.host, TRUE);
   push_frames (&f, 0, 3);
   fail_unless (fake_host_wait_frames (f.host, 3, WAIT_US));
@@ -559,9 +561,9 @@ GST_START_TEST (test_v1_fallback)
 {
   Fixture f;
   GstStructure *s;
-  guint i, version = 0;
+  guint i, version = 0, window = 0;
 
-  fixture_init (&f, FAKE_HOST_V1, "max-in-flight=4",
+  fixture_init (&f, FAKE_HOST_V1, "max-in-flight=4 adaptive-window=false",
       "video/x-raw,format=BGRx,width=62,height=48,framerate=30/1");
   fake_host_set_delay (f.host, 5);
   push_frames (&f, 0, 8);
@@ -583,6 +585,9 @@ GST_START_TEST (test_v1_fallback)
   s = get_stats (f.enc);
   fail_unless (gst_structure_get_uint (s, "protocol-version", &version));
   fail_unless_equals_int (version, 1);
+  /* a v1 host: one in flight, pinned or not */
+  fail_unless (gst_structure_get_uint (s, "window", &window));
+  fail_unless_equals_int (window, 1);
   gst_structure_free (s);
   fixture_clear (&f);
 }
@@ -843,7 +848,8 @@ GST_START_TEST (test_grant)
   GstStructure *s;
   guint i, granted = 0;
 
-  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=8", NULL);
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=8 adaptive-window=false",
+      NULL);
   fake_host_set_grant (f.host, 2);
   f.h = gst_harness_new_with_element (f.enc, "sink", "src");
   gst_harness_set_src_caps_str (f.h, NV12_CAPS);
@@ -858,6 +864,90 @@ GST_START_TEST (test_grant)
   fail_unless (gst_structure_get_uint (s, "max-in-flight", &granted));
   fail_unless_equals_int (granted, 2);
   gst_structure_free (s);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+static guint
+stats_window (GstElement * enc)
+{
+  GstStructure *s = get_stats (enc);
+  guint window = 0, prop = 0;
+
+  fail_unless (gst_structure_get_uint (s, "window", &window));
+  gst_structure_free (s);
+  g_object_get (enc, "window", &prop, NULL);
+  fail_unless_equals_int (prop, window);
+  return window;
+}
+
+/* The adaptive window (the default) against a host whose encoder takes
+ * 30 ms a frame over an instant link: more frames in flight would only wait
+ * in front of the encoder, and the window stays at 1 (2 at most while it
+ * tries one more). */
+GST_START_TEST (test_window_slow_host)
+{
+  Fixture f;
+  guint window;
+
+  fixture_init (&f, FAKE_HOST_V2, NULL, NV12_CAPS);
+  fake_host_set_service_time (f.host, 30);
+  push_frames (&f, 0, 40);
+  window = stats_window (f.enc);
+  fail_unless (window >= 1 && window <= 2, "window %u", window);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 40);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* A link that takes 24 ms in front of a 4 ms encoder: one frame at a time
+ * would leave the encoder idle most of the time, and the window grows
+ * (the host sees frames overlap). */
+GST_START_TEST (test_window_link_delay)
+{
+  Fixture f;
+  guint window, i, most = 0;
+
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=8", NV12_CAPS);
+  fake_host_set_service_time (f.host, 4);
+  fake_host_set_link_delay (f.host, 24);
+  push_frames (&f, 0, 80);
+  window = stats_window (f.enc);
+  fail_unless (window >= 3 && window <= 8, "window %u", window);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), 80);
+  for (i = 0; i < 80; i++)
+    most = MAX (most, fake_host_get_frame (f.host, i).outstanding);
+  fail_unless (most >= 2, "at most %u frames ahead of another", most);
+  fixture_clear (&f);
+}
+
+GST_END_TEST;
+
+/* adaptive-window=false pins the window at what was granted, also where
+ * the adaptive one would stay at 1; not connected, it reads 0 */
+GST_START_TEST (test_window_pinned)
+{
+  Fixture f;
+  guint window = 99, i, most = 0;
+
+  fixture_init (&f, FAKE_HOST_V2, "max-in-flight=4 adaptive-window=false",
+      NULL);
+  g_object_get (f.enc, "window", &window, NULL);
+  fail_unless_equals_int (window, 0);
+  f.h = gst_harness_new_with_element (f.enc, "sink", "src");
+  gst_harness_set_src_caps_str (f.h, NV12_CAPS);
+  gst_video_info_set_format (&f.info, GST_VIDEO_FORMAT_NV12, W, H);
+  fake_host_set_service_time (f.host, 10);
+  push_frames (&f, 0, 20);
+  fail_unless_equals_int (stats_window (f.enc), 4);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  for (i = 0; i < 20; i++)
+    most = MAX (most, fake_host_get_frame (f.host, i).outstanding);
+  fail_unless_equals_int (most, 3);
   fixture_clear (&f);
 }
 
@@ -1557,6 +1647,9 @@ vsockenc_suite (void)
   tcase_add_test (tc, test_token);
   tcase_add_test (tc, test_protocol_v1);
   tcase_add_test (tc, test_grant);
+  tcase_add_test (tc, test_window_slow_host);
+  tcase_add_test (tc, test_window_link_delay);
+  tcase_add_test (tc, test_window_pinned);
   tcase_add_loop_test (tc, test_faults, 0, G_N_ELEMENTS (fault_cases));
   tcase_add_test (tc, test_reconnect);
   tcase_add_test (tc, test_reconnect_after_outage);

@@ -12,6 +12,7 @@
 #include "hxfr-scanout.h"
 #include "hxfr-transport.h"
 #include "hxfr-video.h"
+#include "hxfr-window.h"
 
 static const guint8 *
 hexbytes (const gchar * hex, gsize * len)
@@ -988,6 +989,110 @@ GST_START_TEST (test_formats)
 
 GST_END_TEST;
 
+/* The adaptive window against a simulated guest that always has a frame to
+ * send: a link of @link_us round trip (half each way, as many frames at
+ * once as it is given), a host whose one encoder takes @service_us per
+ * frame after @read_us of reading the request. @shared: the reading and
+ * the encoding take turns on one core (guest, host and encoder on the same
+ * machine), so that nothing overlaps. @at counts the answers taken under
+ * each window (up to 16). No clock: the times are the model's. */
+typedef struct
+{
+  gint64 sent, answer, host;
+} SimFrame;
+
+typedef struct
+{
+  SimFrame q[16];
+  guint head, len;
+  gint64 now, host_free;
+} Sim;
+
+static void
+simulate (Sim * sim, HxfrWindow * w, guint answers, gint64 service_us,
+    gint64 link_us, gint64 read_us, gboolean shared, guint at[17])
+{
+  guint n;
+
+  for (n = 0; n < answers; n++) {
+    SimFrame *f;
+
+    while (sim->len < w->window) {
+      gint64 arrive = sim->now + link_us / 2, read_done, start;
+
+      f = &sim->q[(sim->head + sim->len) % G_N_ELEMENTS (sim->q)];
+      if (shared) {
+        read_done = MAX (arrive, sim->host_free) + read_us;
+        start = read_done;
+      } else {
+        read_done = arrive + read_us;
+        start = MAX (read_done, sim->host_free);
+      }
+      sim->host_free = start + service_us;
+      f->sent = sim->now;
+      f->host = sim->host_free - read_done;
+      f->answer = sim->host_free + link_us / 2;
+      sim->len++;
+    }
+    f = &sim->q[sim->head];
+    sim->head = (sim->head + 1) % G_N_ELEMENTS (sim->q);
+    sim->len--;
+    sim->now = MAX (sim->now, f->answer);
+    at[hxfr_window_update (w, sim->now, sim->now - f->sent, f->host)]++;
+  }
+}
+
+GST_START_TEST (test_window_adapts)
+{
+  HxfrWindow w;
+  Sim sim;
+  guint at[17], i;
+
+  /* the encoder is the bottleneck, the link short: one frame in flight,
+   * but for the seldom tries of a second */
+  memset (&sim, 0, sizeof (sim));
+  memset (at, 0, sizeof (at));
+  hxfr_window_init (&w, 4);
+  simulate (&sim, &w, 4000, 10000, 200, 800, FALSE, at);
+  fail_unless (at[1] >= 4000 * 95 / 100, "%u of 4000 at 1", at[1]);
+  fail_unless_equals_int (at[3] + at[4], 0);
+
+  /* a 15 ms link, 5 ms per frame: 4 in flight fill it (20 ms of round
+   * trip, 4 encodes), a fifth would only queue: 4, though 8 are granted,
+   * but for the seldom tries of 3 and 5 */
+  memset (&sim, 0, sizeof (sim));
+  memset (at, 0, sizeof (at));
+  hxfr_window_init (&w, 8);
+  simulate (&sim, &w, 4000, 5000, 15000, 0, FALSE, at);
+  fail_unless (at[4] >= 4000 * 90 / 100, "%u of 4000 at 4", at[4]);
+  for (i = 6; i <= 8; i++)
+    fail_unless_equals_int (at[i], 0);
+
+  /* the link goes away: back to one */
+  memset (at, 0, sizeof (at));
+  simulate (&sim, &w, 4000, 5000, 0, 0, FALSE, at);
+  fail_unless_equals_int (w.window, 1);
+  fail_unless (at[1] >= 4000 * 50 / 100, "%u of 4000 at 1", at[1]);
+
+  /* a host that answers at once over a 1 ms link: the whole grant */
+  memset (&sim, 0, sizeof (sim));
+  memset (at, 0, sizeof (at));
+  hxfr_window_init (&w, 4);
+  simulate (&sim, &w, 4000, 50, 1000, 300, FALSE, at);
+  fail_unless (at[4] >= 4000 * 90 / 100, "%u of 4000 at 4", at[4]);
+
+  /* reading and encoding share one core: the model sees a link of 3 ms
+   * against 7 ms of encoding and asks for 2, but 2 only queue */
+  memset (&sim, 0, sizeof (sim));
+  memset (at, 0, sizeof (at));
+  hxfr_window_init (&w, 4);
+  simulate (&sim, &w, 4000, 7000, 0, 3000, TRUE, at);
+  fail_unless (at[1] >= 4000 * 95 / 100, "%u of 4000 at 1", at[1]);
+  fail_unless (w.service_us > 6000 && w.service_us < 8000);
+}
+
+GST_END_TEST;
+
 static Suite *
 hxfr_suite (void)
 {
@@ -1008,6 +1113,7 @@ hxfr_suite (void)
   tcase_add_test (tc, test_address_parse);
   tcase_add_test (tc, test_formats);
   tcase_add_test (tc, test_au_find_nal);
+  tcase_add_test (tc, test_window_adapts);
   suite_add_tcase (s, tt);
   tcase_add_test (tt, test_transport_big_message_unix);
   tcase_add_test (tt, test_transport_big_message_tcp);

@@ -29,6 +29,8 @@ struct _FakeHost
   guint grant;
   gboolean hold;
   guint delay_ms;
+  guint service_ms;
+  guint link_delay_ms;
   gboolean real_encoder;
   gchar *token;
   gchar *hello_token;
@@ -182,7 +184,8 @@ send_raw (HxfrConn * conn, const guint8 * data, gsize len)
 typedef struct
 {
   guint index;                  /* into host->frames */
-  gint64 due_us;
+  gint64 due_us;                /* sent then */
+  gint64 done_us;               /* the host's part ends then */
   gint64 received_us;
 } Answer;
 
@@ -214,7 +217,8 @@ answer (FakeHost * host, HxfrConn * conn, Encoder * enc, const Answer * a,
   r.dts = f.req.pts;
   r.duration = f.req.duration;
   r.status = HXFR_STATUS_OK;
-  r.host_time_us = (guint32) (g_get_monotonic_time () - a->received_us);
+  r.host_time_us = (guint32) (MIN (g_get_monotonic_time (), a->done_us) -
+      a->received_us);
   h.session_id = session;
   h.flags = 0;
   h.type = v2 ? HXFR_MSG_FRAME_RESPONSE2 : HXFR_MSG_FRAME_RESPONSE;
@@ -379,6 +383,7 @@ serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
   HxfrMessage msg;
   GQueue answers = G_QUEUE_INIT;
   Encoder enc = { 0, };
+  gint64 encoder_free_us = 0;   /* service time: the encoder's next start */
   gboolean v2 = FALSE, silent = FALSE;
   guint16 session = 1;
   GError *err = NULL;
@@ -487,7 +492,13 @@ serve (FakeHost * host, HxfrConn * conn, guint connection, gboolean v1_only)
         a->received_us = g_get_monotonic_time ();
         g_mutex_lock (&host->lock);
         a->index = host->frames->len;
-        a->due_us = a->received_us + host->delay_ms * 1000;
+        a->done_us = a->received_us + host->delay_ms * 1000;
+        if (host->service_ms) {
+          a->done_us = MAX (a->done_us, encoder_free_us) +
+              host->service_ms * 1000;
+          encoder_free_us = a->done_us;
+        }
+        a->due_us = a->done_us + host->link_delay_ms * 1000;
         g_array_append_val (host->frames, f);
         g_cond_broadcast (&host->cond);
         g_mutex_unlock (&host->lock);
@@ -691,6 +702,22 @@ fake_host_set_delay (FakeHost * host, guint delay_ms)
 {
   g_mutex_lock (&host->lock);
   host->delay_ms = delay_ms;
+  g_mutex_unlock (&host->lock);
+}
+
+void
+fake_host_set_service_time (FakeHost * host, guint service_ms)
+{
+  g_mutex_lock (&host->lock);
+  host->service_ms = service_ms;
+  g_mutex_unlock (&host->lock);
+}
+
+void
+fake_host_set_link_delay (FakeHost * host, guint delay_ms)
+{
+  g_mutex_lock (&host->lock);
+  host->link_delay_ms = delay_ms;
   g_mutex_unlock (&host->lock);
 }
 

@@ -78,6 +78,13 @@ void fake_host_set_grant (FakeHost * host, guint grant);
 void fake_host_set_hold (FakeHost * host, gboolean hold);
 /* Each answer goes out this long after its request (default 0). */
 void fake_host_set_delay (FakeHost * host, guint delay_ms);
+/* An encoder that takes this long per frame, one frame at a time: a frame
+ * waits for the ones before it, and its host_time_us says so (default 0:
+ * none). */
+void fake_host_set_service_time (FakeHost * host, guint service_ms);
+/* Answers go out this long after the host is done with them, time that
+ * host_time_us does not count: a link's delay (default 0). */
+void fake_host_set_link_delay (FakeHost * host, guint delay_ms);
 /* HELLO must carry this token, else ERROR -7 and close (NULL: any). */
 void fake_host_set_token (FakeHost * host, const gchar * token);
 /* The token of the last HELLO, NULL if none (free with g_free). */
