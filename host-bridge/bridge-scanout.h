@@ -56,13 +56,13 @@ void bridge_vm_stop (BridgeVm * vm);
 void bridge_vm_free (BridgeVm * vm);
 
 /* Serves one scanout client on @conn until it ends, on the caller's
- * thread. @first: the header of its first message (read, payload not);
- * @first_deadline: when the rest of that message must have come (monotonic
- * us; one deadline from its first byte). @deployed_ok: the listener
- * accepts deployed clients (no token). Returns why it ended (g_free it);
+ * thread. @first: the header of its first message, peeked
+ * (hxfr_conn_peek), not read: the message is read here, within the
+ * deadline its first byte started. @deployed_ok: the listener accepts
+ * deployed clients (no token). Returns why it ended (g_free it);
  * *@proven: the client presented the listener's token. */
 gchar *bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gint64 first_deadline, gboolean deployed_ok,
+    const HxfrHeader * first, gboolean deployed_ok,
     GCancellable * cancellable, gboolean * proven);
 
 typedef struct

@@ -401,37 +401,23 @@ typedef struct
   Subscriber *sub;
   GCancellable *cancellable;
   gboolean deployed_ok;
-  gint64 deadline;              /* this message's: one phase, one deadline */
+  GBytes *payload;              /* the message being handled's, or NULL */
   gchar *reason;                /* set: the connection ends */
 } Reader;
 
-static gchar *
-read_timeout_reason (Reader * r)
-{
-  return g_strdup_printf ("a message begun was not whole within %.1f s",
-      bridge_vm_config (r->sub->vm)->idle_timeout_us / 1e6);
-}
-
+/* The message's payload into @buf, if it is exactly @size bytes (deployed
+ * QEMU reads fixed sizes: any other size would put it out of step). */
 static gboolean
 read_payload (Reader * r, const HxfrHeader * h, guint8 * buf, gsize size,
     const gchar * what)
 {
-  GError *err = NULL;
-
   if (h->payload_size != size) {
     r->reason = g_strdup_printf ("%s with a %u-byte payload (it is %"
         G_GSIZE_FORMAT ")", what, h->payload_size, size);
     return FALSE;
   }
-  if (size && !hxfr_conn_read_exact (r->sub->conn, buf, size,
-          hxfr_deadline_left (r->deadline), r->cancellable, &err)) {
-    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
-      r->reason = read_timeout_reason (r);
-    else
-      r->reason = g_strdup_printf ("reading %s: %s", what, err->message);
-    g_error_free (err);
-    return FALSE;
-  }
+  if (size)
+    memcpy (buf, g_bytes_get_data (r->payload, NULL), size);
   return TRUE;
 }
 
@@ -614,15 +600,7 @@ handle_deployed (Reader * r, const HxfrHeader * h)
       g_mutex_unlock (bridge_vm_lock (sub->vm));
       break;
     default:
-      if (h->payload_size > MAX_SKIPPED_PAYLOAD) {
-        r->reason = g_strdup_printf ("%s (0x%02x) with a %u-byte payload on "
-            "a scanout connection", hxfr_msg_type_name (h->type), h->type,
-            h->payload_size);
-      } else if (!hxfr_conn_skip (sub->conn, h->payload_size,
-              hxfr_deadline_left (r->deadline), r->cancellable, &err)) {
-        r->reason = g_strdup_printf ("reading a %s: %s",
-            hxfr_msg_type_name (h->type), err->message);
-      }
+      /* read whole (at most MAX_SKIPPED_PAYLOAD) and ignored */
       break;
   }
   if (err && !r->reason)
@@ -704,39 +682,39 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
   }
 }
 
-/* Waits for and reads the next header. A subscribed connection may stay
- * silent as long as it lives (deployed subscribers never send again); it
- * ends with the client, the bridge, or its writer. From its first byte on,
- * a message has the idle timeout to arrive whole. */
+/* Reads the next message whole. A subscribed connection may stay silent as
+ * long as it lives (deployed subscribers never send again); it ends with
+ * the client, the bridge, or its writer. From its first byte on (for the
+ * first message: the first byte the session thread peeked), a message has
+ * the idle timeout to arrive whole. */
 static gboolean
-read_header (Reader * r, HxfrHeader * h)
+read_next_message (Reader * r, HxfrHeader * h)
 {
   const BridgeScanoutConfig *cfg = bridge_vm_config (r->sub->vm);
-  guint8 bytes[HXFR_HEADER_SIZE];
-  gboolean subscribed, begun = FALSE;
+  gboolean subscribed, begun;
   GError *err = NULL;
 
   g_mutex_lock (bridge_vm_lock (r->sub->vm));
   subscribed = r->sub->scanout != NULL;
   g_mutex_unlock (bridge_vm_lock (r->sub->vm));
-  if (!hxfr_conn_wait_readable (r->sub->conn, subscribed ? -1 :
-          UNSUBSCRIBED_IDLE_US, r->cancellable, &err))
-    goto failed;
-  begun = TRUE;
-  r->deadline = g_get_monotonic_time () + cfg->idle_timeout_us;
-  if (!hxfr_conn_read_exact (r->sub->conn, bytes, sizeof (bytes),
-          hxfr_deadline_left (r->deadline), r->cancellable, &err)
-      || !hxfr_header_parse (bytes, h, &err))
-    goto failed;
-  return TRUE;
+  if (hxfr_conn_read_message (r->sub->conn, MAX_SKIPPED_PAYLOAD, subscribed ?
+          -1 : UNSUBSCRIBED_IDLE_US, cfg->idle_timeout_us, h, &r->payload,
+          &begun, r->cancellable, &err))
+    return TRUE;
 
-failed:
   if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     r->reason = g_strdup ("the bridge is stopping");
   else if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && begun)
-    r->reason = read_timeout_reason (r);
+    r->reason = g_strdup_printf ("a message begun was not whole within "
+        "%.1f s", cfg->idle_timeout_us / 1e6);
   else if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
     r->reason = g_strdup ("silent, not subscribed");
+  else if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_LIMIT) && r->sub->v2)
+    send_error_and_end (r, HXFR_ERR_INVALID, err->message);
+  else if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_LIMIT))
+    r->reason = g_strdup_printf ("%s (0x%02x) with a %u-byte payload on a "
+        "scanout connection (at most %u)", hxfr_msg_type_name (h->type),
+        h->type, h->payload_size, MAX_SKIPPED_PAYLOAD);
   else
     r->reason = g_strdup (err->message);
   g_error_free (err);
@@ -808,18 +786,16 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
 
 gchar *
 bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gint64 first_deadline, gboolean deployed_ok,
+    const HxfrHeader * first, gboolean deployed_ok,
     GCancellable * cancellable, gboolean * proven)
 {
   Reader r = { 0, };
-  HxfrHeader h = *first;
+  HxfrHeader h;
   gboolean is_first = TRUE;
 
   bridge_vm_ensure_watching (vm);
   r.sub = subscriber_new (vm, conn, id, first);
   r.cancellable = cancellable;
-  /* the first message's deadline began with its first byte */
-  r.deadline = first_deadline;
   if (!r.sub->v2 && !deployed_ok) {
     /* helix-drm-manager shows an ERROR's text; desktop-bridge fails */
     send_error_and_end (&r, HXFR_ERR_UNAUTHORIZED, "deployed scanout "
@@ -831,14 +807,16 @@ bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
       r.reason = g_strdup ("the client does not read its answers");
       break;
     }
-    if (!is_first && !read_header (&r, &h))
+    if (!read_next_message (&r, &h))
       break;
     if (r.sub->v2)
       handle_v2 (&r, &h, is_first);
     else
       handle_deployed (&r, &h);
+    g_clear_pointer (&r.payload, g_bytes_unref);
     is_first = FALSE;
   }
+  g_clear_pointer (&r.payload, g_bytes_unref);
   *proven = r.sub->proven;
   return subscriber_finish (r.sub, r.reason);
 }

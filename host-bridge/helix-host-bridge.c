@@ -531,24 +531,23 @@ static gboolean
 serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
     gchar ** reason)
 {
-  guint8 bytes[HXFR_HEADER_SIZE];
   HxfrHeader h;
-  gint64 first_deadline;
   gchar *line;
+  GError *err = NULL;
 
-  if (!hxfr_conn_peek (s->conn, bytes, sizeof (bytes), *first_timeout_us,
-          s->bridge->cfg.idle_timeout_us, s->cancellable, NULL)) {
-    *first_timeout_us = 0;
+  if (!hxfr_conn_peek_header (s->conn, *first_timeout_us,
+          s->bridge->cfg.idle_timeout_us, &h, s->cancellable, &err)) {
+    /* a bad magic is the frame session's to answer */
+    if (err->domain == G_IO_ERROR)
+      *first_timeout_us = 0;
+    g_error_free (err);
     return FALSE;
   }
-  if (!hxfr_header_parse (bytes, &h, NULL)
-      || !(HXFR_MSG_IS_DEPLOYED_SCANOUT (h.type)
+  if (!(HXFR_MSG_IS_DEPLOYED_SCANOUT (h.type)
           || h.type == HXFR_MSG_SUBSCRIBE2))
     return FALSE;
-  /* consumed: bridge_vm_serve() reads on from the payload, within the
-   * deadline the message got with its first byte */
-  first_deadline = hxfr_conn_get_message_deadline (s->conn);
-  hxfr_conn_read_exact (s->conn, bytes, sizeof (bytes), 0, NULL, NULL);
+  /* left unread: bridge_vm_serve() reads the message, within the deadline
+   * its first byte started */
   s->scanout_client = TRUE;
   line = g_strdup_printf ("session %u start: peer=\"%s\" scanout client "
       "(%s)", s->id, s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" :
@@ -565,8 +564,8 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
     *reason = g_strdup ("scanout client on a listener without --export");
     return TRUE;
   }
-  *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, first_deadline,
-      s->deployed_ok, s->cancellable, &s->proven);
+  *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, s->deployed_ok,
+      s->cancellable, &s->proven);
   return TRUE;
 }
 

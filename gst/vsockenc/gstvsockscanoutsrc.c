@@ -54,10 +54,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_scanout_src_debug);
  * sink must wait beyond the timestamps (they follow capture spacing from
  * the first frame's arrival, so later frames may arrive a little late). */
 #define LATENCY (20 * GST_MSECOND)
-/* The largest fixed part we read: SCANOUT_END with its longest text. */
-#define MAX_FIXED (HXFR_SCANOUT_END_SIZE + HXFR_ERROR_TEXT_SIZE)
-/* The largest message of a type we do not know that we skip over. */
-#define MAX_UNKNOWN_PAYLOAD (64 * 1024)
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS,
@@ -265,52 +261,41 @@ protocol_error (GError ** error, const gchar * what, const HxfrHeader * h)
   return FALSE;
 }
 
-/* How much of a message's payload read_message() reads: SCANOUT_FRAME's
- * fixed part (the AU is read into its buffer), the whole of the small
- * known messages (the caller checks their sizes), nothing of unknown ones
- * (skipped). */
-static gsize
-fixed_part (const HxfrHeader * h)
-{
-  switch (h->type) {
-    case HXFR_MSG_SCANOUT_FRAME:
-      return MIN (h->payload_size, HXFR_SCANOUT_FRAME_SIZE);
-    case HXFR_MSG_SUBSCRIBE2_ACK:
-    case HXFR_MSG_SCANOUT_END:
-    case HXFR_MSG_ERROR:
-    case HXFR_MSG_PING:
-    case HXFR_MSG_PONG:
-      return MIN (h->payload_size, MAX_FIXED);
-    default:
-      return 0;
-  }
-}
-
-/* Reads the header and the fixed part (fixed_part()) of the next message
- * into @fixed (MAX_FIXED bytes); the caller reads or skips the rest by
- * @deadline. @first_us bounds the wait for its first byte; @deadline
- * stays -1 when that wait failed. */
+/* Reads the next message whole (lib/hxfr: one deadline from its first
+ * byte), at most an access unit of max-au-size with its frame header.
+ * @first_us bounds the wait for its first byte; *@begun says whether a
+ * byte came. */
 static gboolean
 read_message (GstVsockScanoutSrc * self, HxfrConn * conn, HxfrHeader * h,
-    guint8 * fixed, gsize * fixed_len, gint64 first_us, gint64 * deadline,
-    GError ** error)
+    GBytes ** payload, gint64 first_us, gboolean * begun, GError ** error)
 {
-  guint8 hdr[HXFR_HEADER_SIZE];
+  guint max_au;
 
-  *deadline = -1;
-  if (!hxfr_conn_wait_readable (conn, first_us, self->cancellable, error))
-    return FALSE;
-  *deadline = g_get_monotonic_time () + self->timeout_us;
-  if (!hxfr_conn_read_exact (conn, hdr, sizeof (hdr),
-          hxfr_deadline_left (*deadline), self->cancellable, error)
-      || !hxfr_header_parse (hdr, h, error))
-    return FALSE;
-  *fixed_len = fixed_part (h);
-  if (*fixed_len && *fixed_len < h->payload_size
-      && h->type != HXFR_MSG_SCANOUT_FRAME)
-    return protocol_error (error, "message too long for its type", h);
-  return hxfr_conn_read_exact (conn, fixed, *fixed_len,
-      hxfr_deadline_left (*deadline), self->cancellable, error);
+  GST_OBJECT_LOCK (self);
+  max_au = self->max_au_size;
+  GST_OBJECT_UNLOCK (self);
+  if (hxfr_conn_read_message (conn, (gsize) max_au + HXFR_SCANOUT_FRAME_SIZE,
+          first_us, self->timeout_us, h, payload, begun, self->cancellable,
+          error))
+    return TRUE;
+  if (g_error_matches (*error, HXFR_ERROR, HXFR_ERR_LIMIT))
+    g_prefix_error (error, "the host sent more than an access unit of "
+        "max-au-size (%u bytes): ", max_au);
+  return FALSE;
+}
+
+/* @payload's bytes if it is between @min and @max long, else NULL and a
+ * protocol error naming @what */
+static const guint8 *
+payload_of (GBytes * payload, const HxfrHeader * h, gsize min, gsize max,
+    const gchar * what, gsize * len, GError ** error)
+{
+  *len = h->payload_size;
+  if (*len < min || *len > max) {
+    protocol_error (error, what, h);
+    return NULL;
+  }
+  return payload ? g_bytes_get_data (payload, NULL) : (const guint8 *) "";
 }
 
 /* The host's ERROR as a GError (domain HXFR_ERROR, the host's code). */
@@ -366,8 +351,6 @@ check_ack (GstVsockScanoutSrc * self, const guint8 * fixed, gsize len,
   HxfrSubscribe2Ack a;
   guint scanout;
 
-  if (h->payload_size != HXFR_SUBSCRIBE2_ACK_SIZE)
-    return protocol_error (error, "SUBSCRIBE2_ACK of the wrong size", h);
   if (!hxfr_subscribe2_ack_parse (fixed, len, &a, error))
     return FALSE;
   GST_OBJECT_LOCK (self);
@@ -391,31 +374,38 @@ wait_ack (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
 {
   while (TRUE) {
     HxfrHeader h;
-    guint8 fixed[MAX_FIXED];
+    GBytes *payload = NULL;
+    const guint8 *data;
     gsize len;
-    gint64 msg_deadline;
+    gboolean begun, ok = FALSE, done = TRUE;
 
-    if (!read_message (self, conn, &h, fixed, &len,
-            hxfr_deadline_left (deadline), &msg_deadline, error))
+    if (!read_message (self, conn, &h, &payload,
+            hxfr_deadline_left (deadline), &begun, error))
       return FALSE;
     switch (h.type) {
       case HXFR_MSG_SUBSCRIBE2_ACK:
-        return check_ack (self, fixed, len, &h, error);
+        data = payload_of (payload, &h, HXFR_SUBSCRIBE2_ACK_SIZE,
+            HXFR_SUBSCRIBE2_ACK_SIZE, "SUBSCRIBE2_ACK of the wrong size",
+            &len, error);
+        ok = data && check_ack (self, data, len, &h, error);
+        break;
       case HXFR_MSG_ERROR:
-        if (h.payload_size != HXFR_ERROR_SIZE)
-          return protocol_error (error, "ERROR of the wrong size", &h);
-        set_host_error (fixed, len, error);
-        return FALSE;
+        if ((data = payload_of (payload, &h, HXFR_ERROR_SIZE, HXFR_ERROR_SIZE,
+                    "ERROR of the wrong size", &len, error)))
+          set_host_error (data, len, error);
+        break;
       case HXFR_MSG_PING:
-        if (h.payload_size != 0)
-          return protocol_error (error, "PING with a payload", &h);
-        if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0, NULL, 0,
-                hxfr_deadline_left (deadline), self->cancellable, error))
-          return FALSE;
+        done = !payload_of (payload, &h, 0, 0, "PING with a payload", &len,
+            error) || !hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0,
+            NULL, 0, hxfr_deadline_left (deadline), self->cancellable, error);
         break;
       default:
-        return protocol_error (error, "not an answer to SUBSCRIBE2", &h);
+        protocol_error (error, "not an answer to SUBSCRIBE2", &h);
+        break;
     }
+    g_clear_pointer (&payload, g_bytes_unref);
+    if (done)
+      return ok;
   }
 }
 
@@ -570,46 +560,27 @@ finish_buffer (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f,
   g_mutex_unlock (&self->lock);
 }
 
-/* SCANOUT_FRAME: checks the sizes before allocating, reads the AU. */
+/* SCANOUT_FRAME: its access unit as the buffer, without a copy. */
 static GstBuffer *
-read_frame (GstVsockScanoutSrc * self, HxfrConn * conn, const HxfrHeader * h,
-    const guint8 * fixed, gsize len, gint64 deadline, GError ** error)
+read_frame (GstVsockScanoutSrc * self, const HxfrHeader * h,
+    GBytes * payload, GError ** error)
 {
   HxfrScanoutFrame f;
   GstBuffer *buf;
-  GstMapInfo map;
-  gsize au_size;
-  guint max_au;
-  gboolean ok;
+  const guint8 *data;
+  gsize len;
 
-  if (h->payload_size <= HXFR_SCANOUT_FRAME_SIZE)
-    return (protocol_error (error, "SCANOUT_FRAME without an access unit",
-            h), NULL);
-  au_size = h->payload_size - HXFR_SCANOUT_FRAME_SIZE;
-  GST_OBJECT_LOCK (self);
-  max_au = self->max_au_size;
-  GST_OBJECT_UNLOCK (self);
-  if (au_size > max_au) {
-    g_set_error (error, HXFR_ERROR, HXFR_ERR_LIMIT, "the host sent an "
-        "access unit of %" G_GSIZE_FORMAT " bytes, over max-au-size (%u)",
-        au_size, max_au);
-    return NULL;
-  }
-  if (!hxfr_scanout_frame_parse (fixed, len, &f, error))
+  /* read_message() bounded the access unit by max-au-size already */
+  if (!(data = payload_of (payload, h, HXFR_SCANOUT_FRAME_SIZE + 1,
+              G_MAXUINT32, "SCANOUT_FRAME without an access unit", &len, error))
+      || !hxfr_scanout_frame_parse (data, HXFR_SCANOUT_FRAME_SIZE, &f, error))
     return NULL;
   if (f.width == 0 || f.height == 0 || f.width > HXFR_DEFAULT_MAX_DIMENSION
       || f.height > HXFR_DEFAULT_MAX_DIMENSION)
     return (protocol_error (error, "a frame size of 0 or over 8192", h), NULL);
-
-  buf = gst_buffer_new_allocate (NULL, au_size, NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  ok = hxfr_conn_read_exact (conn, map.data, au_size,
-      hxfr_deadline_left (deadline), self->cancellable, error);
-  gst_buffer_unmap (buf, &map);
-  if (!ok) {
-    gst_buffer_unref (buf);
-    return NULL;
-  }
+  buf = gst_buffer_new_wrapped_bytes (payload);
+  gst_buffer_resize (buf, HXFR_SCANOUT_FRAME_SIZE, len -
+      HXFR_SCANOUT_FRAME_SIZE);
   finish_buffer (self, &f, buf);
   return buf;
 }
@@ -650,13 +621,15 @@ next_frame (GstVsockScanoutSrc * self, HxfrConn * conn, GError ** error)
 {
   while (TRUE) {
     HxfrHeader h;
-    guint8 fixed[MAX_FIXED];
+    GBytes *payload = NULL;
+    GstBuffer *buf = NULL;
+    const guint8 *data;
     gsize len;
-    gint64 deadline;
+    gboolean begun, done = TRUE;
 
-    if (!read_message (self, conn, &h, fixed, &len, self->timeout_us,
-            &deadline, error)) {
-      if (deadline == -1 && g_error_matches (*error, G_IO_ERROR,
+    if (!read_message (self, conn, &h, &payload, self->timeout_us, &begun,
+            error)) {
+      if (!begun && g_error_matches (*error, G_IO_ERROR,
               G_IO_ERROR_TIMED_OUT) && handle_silence (self, conn, error))
         continue;
       return NULL;
@@ -664,36 +637,35 @@ next_frame (GstVsockScanoutSrc * self, HxfrConn * conn, GError ** error)
     self->pinged = FALSE;
     switch (h.type) {
       case HXFR_MSG_SCANOUT_FRAME:
-        return read_frame (self, conn, &h, fixed, len, deadline, error);
+        buf = read_frame (self, &h, payload, error);
+        break;
       case HXFR_MSG_SCANOUT_END:
-        if (h.payload_size > HXFR_SCANOUT_END_SIZE + HXFR_ERROR_TEXT_SIZE)
-          return (protocol_error (error, "SCANOUT_END too long", &h), NULL);
-        set_end_error (fixed, len, error);
-        return NULL;
+        if ((data = payload_of (payload, &h, HXFR_SCANOUT_END_SIZE,
+                    HXFR_SCANOUT_END_SIZE + HXFR_ERROR_TEXT_SIZE,
+                    "SCANOUT_END of the wrong size", &len, error)))
+          set_end_error (data, len, error);
+        break;
       case HXFR_MSG_ERROR:
-        if (h.payload_size != HXFR_ERROR_SIZE)
-          return (protocol_error (error, "ERROR of the wrong size", &h), NULL);
-        set_host_error (fixed, len, error);
-        return NULL;
+        if ((data = payload_of (payload, &h, HXFR_ERROR_SIZE, HXFR_ERROR_SIZE,
+                    "ERROR of the wrong size", &len, error)))
+          set_host_error (data, len, error);
+        break;
       case HXFR_MSG_PING:
-        if (!hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0, NULL, 0,
-                self->timeout_us, self->cancellable, error))
-          return NULL;
+        done = !hxfr_conn_send (conn, HXFR_MSG_PONG, 0, 0, NULL, 0, NULL, 0,
+            self->timeout_us, self->cancellable, error);
         break;
       case HXFR_MSG_PONG:
+        done = FALSE;
         break;
       default:
-        /* a newer host's message: skipped, within a bound */
-        if (h.payload_size > MAX_UNKNOWN_PAYLOAD)
-          return (protocol_error (error, "unknown message too large", &h),
-              NULL);
-        if (h.payload_size > len && !hxfr_conn_skip (conn,
-                h.payload_size - len, hxfr_deadline_left (deadline),
-                self->cancellable, error))
-          return NULL;
+        /* a newer host's message: read (bounded) and skipped */
         GST_DEBUG_OBJECT (self, "skipped message 0x%02x", h.type);
+        done = FALSE;
         break;
     }
+    g_clear_pointer (&payload, g_bytes_unref);
+    if (done)
+      return buf;
   }
 }
 

@@ -579,6 +579,18 @@ hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
 }
 
 
+gboolean
+hxfr_conn_peek_header (HxfrConn * conn, gint64 first_byte_timeout_us,
+    gint64 idle_timeout_us, HxfrHeader * header, GCancellable * cancellable,
+    GError ** error)
+{
+  guint8 bytes[HXFR_HEADER_SIZE];
+
+  return hxfr_conn_peek (conn, bytes, sizeof (bytes), first_byte_timeout_us,
+      idle_timeout_us, cancellable, error)
+      && hxfr_header_parse (bytes, header, error);
+}
+
 gint64
 hxfr_conn_get_message_deadline (HxfrConn * conn)
 {
@@ -907,6 +919,47 @@ parse_fixed (HxfrMessage * msg, const guint8 * fixed, gsize fixed_len,
     default:
       return TRUE;
   }
+}
+
+gboolean
+hxfr_conn_read_message (HxfrConn * conn, gsize max_payload,
+    gint64 first_byte_timeout_us, gint64 idle_timeout_us, HxfrHeader * header,
+    GBytes ** payload, gboolean * begun, GCancellable * cancellable,
+    GError ** error)
+{
+  guint8 bytes[HXFR_HEADER_SIZE];
+  gint64 deadline;
+  guint8 *data;
+
+  *payload = NULL;
+  *begun = FALSE;
+  if (!hxfr_conn_wait_readable (conn, first_byte_timeout_us, cancellable,
+          error))
+    return FALSE;
+  *begun = TRUE;
+  deadline = hxfr_conn_get_message_deadline (conn);
+  if (deadline == 0)
+    deadline = hxfr_deadline_from_timeout (idle_timeout_us);
+  if (!read_with_deadline (conn, bytes, sizeof (bytes), deadline, cancellable,
+          error) || !hxfr_header_parse (bytes, header, error))
+    return FALSE;
+  if (header->payload_size > max_payload) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_LIMIT, "%s (0x%02x) with a %u-"
+        "byte payload (at most %" G_GSIZE_FORMAT " here)",
+        hxfr_msg_type_name (header->type), header->type,
+        header->payload_size, max_payload);
+    return FALSE;
+  }
+  if (!header->payload_size)
+    return TRUE;
+  data = g_malloc (header->payload_size);
+  if (!read_with_deadline (conn, data, header->payload_size, deadline,
+          cancellable, error)) {
+    g_free (data);
+    return FALSE;
+  }
+  *payload = g_bytes_new_take (data, header->payload_size);
+  return TRUE;
 }
 
 gboolean

@@ -82,6 +82,11 @@ gboolean hxfr_conn_read_exact (HxfrConn * conn, gpointer buf, gsize len,
 gboolean hxfr_conn_peek (HxfrConn * conn, guint8 * out, gsize len,
     gint64 first_byte_timeout_us, gint64 idle_timeout_us,
     GCancellable * cancellable, GError ** error);
+/* hxfr_conn_peek() of a whole header, parsed (magic checked): what kind of
+ * client this is, told by its first message, which stays unread. */
+gboolean hxfr_conn_peek_header (HxfrConn * conn, gint64 first_byte_timeout_us,
+    gint64 idle_timeout_us, HxfrHeader * header, GCancellable * cancellable,
+    GError ** error);
 /* The deadline (monotonic us) of the message whose first bytes
  * hxfr_conn_peek() holds, set when its first byte came: the rest of that
  * message must arrive within it, not within a fresh one. 0 when nothing
@@ -153,6 +158,20 @@ typedef struct
    * one deadline); -1: none */
   gint64 deadline;
 } HxfrMessage;
+
+/* Reads the next message whole, for the protocols whose messages are read
+ * entire (scanout subscriptions): its header (magic checked) and its
+ * payload, at most @max_payload bytes, checked before anything is
+ * allocated (a larger one: HXFR_ERR_LIMIT, and the connection is out of
+ * step). Waits up to @first_byte_timeout_us (-1: for ever) for it to begin;
+ * from its first byte, or from the first byte hxfr_conn_peek() saw, it has
+ * @idle_timeout_us to arrive whole. *@payload: NULL for an empty one.
+ * *@begun: whether a byte of it had come (a timeout then is a peer
+ * stalling mid-message, not a silent one). */
+gboolean hxfr_conn_read_message (HxfrConn * conn, gsize max_payload,
+    gint64 first_byte_timeout_us, gint64 idle_timeout_us, HxfrHeader * header,
+    GBytes ** payload, gboolean * begun, GCancellable * cancellable,
+    GError ** error);
 
 /* Reads the next message @role may receive, checking magic, type, every
  * size against @limits, and for frame requests the geometry against the
