@@ -89,27 +89,42 @@ void subscriber_start (Subscriber * sub);
  * bridge_vm_serve() for it. vm lock held. */
 void subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
 
-/* The VM side (bridge-scanout.c), vm lock NOT held unless said */
+/* The VM side (bridge-scanout.c): each call takes the VM's lock itself */
 const BridgeScanoutConfig *bridge_vm_config (BridgeVm * vm);
-GMutex *bridge_vm_lock (BridgeVm * vm);
-/* vm lock held. Subscribes @sub to scanout @index; FALSE with the HXFR
- * error code (NO_SCANOUT, TOO_MANY_SESSIONS) and text. Its first frame
- * follows scanout_send_first_frame(). */
-gboolean scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
-    gboolean v2, gint32 * code, gchar ** text);
-/* vm lock held, once the subscription's answer is queued: @sub's first
- * frame, an IDR: the last one again if nothing was encoded since, else a
- * new one asked for within the scanout's IDR rate limit. */
-void scanout_send_first_frame (Subscriber * sub);
-/* vm lock held */
-void scanout_unsubscribe (Subscriber * sub);
-/* vm lock held: an IDR soon, at most one per IDR_REQUEST_INTERVAL_US per
- * scanout, whoever asks (a request inside the interval is kept, not lost) */
-void scanout_request_idr (Scanout * so);
-/* vm lock held: 0 = the host's default */
-void scanout_set_bitrate (Scanout * so, guint32 bitrate);
-/* vm lock held: the scanout's current size (0 if it shows nothing) */
-void scanout_get_size (Scanout * so, guint32 * width, guint32 * height);
+
+/* A subscription asked for, and what became of it */
+typedef struct
+{
+  guint32 index;
+  gboolean v2;
+  guint32 bitrate;              /* 0: leave the scanout's */
+  gboolean again;               /* out: already on that scanout: nothing
+                                 * changed, no new IDR */
+  guint32 width, height;        /* out: what the scanout shows now */
+  gint32 code;                  /* out, refused: the HXFR error code */
+  gchar *text;                  /* out, refused: why (g_free it) */
+} BridgeSubscription;
+
+/* Queues the answer to a subscription (@ok: granted); FALSE if it could
+ * not be queued. */
+typedef gboolean (*BridgeSubscriptionAnswer) (Subscriber * sub,
+    const BridgeSubscription * s, gboolean ok);
+
+/* Subscribes @sub to scanout @s->index (leaving the one it was on). The
+ * answer is queued by @answer under the VM's lock, before the first frame
+ * can be: an IDR, the scanout's last one again if nothing was encoded
+ * since, else a new one within the scanout's IDR limit. Returns whether it
+ * was granted; *@queued: what @answer returned. */
+gboolean bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
+    BridgeSubscriptionAnswer answer, gboolean * queued);
+void bridge_vm_unsubscribe (Subscriber * sub);
+gboolean bridge_vm_is_subscribed (Subscriber * sub);
+/* KEYFRAME_REQ: an IDR within the scanout's limit (none if not
+ * subscribed) */
+void bridge_vm_request_idr (Subscriber * sub);
+/* CONFIG_REQ, CONTROL: @bitrate (bit/s, > 0) for the scanout @sub is on,
+ * applied before its next frame (nothing if not subscribed) */
+void bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate);
 /* Enables or disables a scanout through the VMM (a hotplug); blocks up to
  * a few seconds. vm lock NOT held. */
 gboolean bridge_vm_set_enabled (BridgeVm * vm, guint32 index,

@@ -84,6 +84,10 @@ struct _BridgeVm
   BridgeVmStats stats;
 };
 
+/* vm lock held: an IDR soon, at most one per IDR_REQUEST_INTERVAL_US per
+ * scanout, whoever asks (one asked inside the interval is kept, not lost) */
+static void scanout_request_idr (Scanout * so);
+
 EncodedFrame *
 encoded_frame_ref (EncodedFrame * f)
 {
@@ -106,12 +110,6 @@ const BridgeScanoutConfig *
 bridge_vm_config (BridgeVm * vm)
 {
   return &vm->cfg;
-}
-
-GMutex *
-bridge_vm_lock (BridgeVm * vm)
-{
-  return &vm->lock;
 }
 
 const gchar *
@@ -638,7 +636,7 @@ scanout_thread (gpointer data)
 
 /* Subscriptions (vm lock held) */
 
-gboolean
+static gboolean
 scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
     gboolean v2, gint32 * code, gchar ** text)
 {
@@ -680,7 +678,7 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
   return TRUE;
 }
 
-void
+static void
 scanout_send_first_frame (Subscriber * sub)
 {
   Scanout *so = sub->scanout;
@@ -695,7 +693,7 @@ scanout_send_first_frame (Subscriber * sub)
   scanout_request_idr (so);
 }
 
-void
+static void
 scanout_unsubscribe (Subscriber * sub)
 {
   Scanout *so = sub->scanout;
@@ -710,7 +708,7 @@ scanout_unsubscribe (Subscriber * sub)
   g_cond_broadcast (&so->vm->cond);
 }
 
-void
+static void
 scanout_request_idr (Scanout * so)
 {
   gint64 t = g_get_monotonic_time ();
@@ -726,17 +724,74 @@ scanout_request_idr (Scanout * so)
   g_cond_broadcast (&so->vm->cond);
 }
 
-void
-scanout_set_bitrate (Scanout * so, guint32 bitrate)
+/* The subscriber's side, each under the VM's lock */
+
+gboolean
+bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
+    BridgeSubscriptionAnswer answer, gboolean * queued)
 {
-  so->bitrate_wanted = bitrate;
+  BridgeVm *vm = sub->vm;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&vm->lock);
+  /* deployed: the last SUBSCRIBE wins; the same one again changes nothing
+   * (no new IDR for everyone) but is answered, as deployed */
+  s->again = sub->scanout && sub->scanout_index == s->index;
+  if (!s->again) {
+    scanout_unsubscribe (sub);
+    ok = scanout_subscribe (vm, sub, s->index, s->v2, &s->code, &s->text);
+  }
+  if (ok) {
+    Scanout *so = sub->scanout;
+
+    if (s->bitrate)
+      so->bitrate_wanted = s->bitrate;
+    s->width = so->state.resource_id ? so->state.width : 0;
+    s->height = so->state.resource_id ? so->state.height : 0;
+  }
+  /* queued before the lock goes: no frame can come first */
+  *queued = answer (sub, s, ok);
+  if (ok && !s->again)
+    scanout_send_first_frame (sub);
+  g_mutex_unlock (&vm->lock);
+  return ok;
 }
 
 void
-scanout_get_size (Scanout * so, guint32 * width, guint32 * height)
+bridge_vm_unsubscribe (Subscriber * sub)
 {
-  *width = so->state.resource_id ? so->state.width : 0;
-  *height = so->state.resource_id ? so->state.height : 0;
+  g_mutex_lock (&sub->vm->lock);
+  scanout_unsubscribe (sub);
+  g_mutex_unlock (&sub->vm->lock);
+}
+
+gboolean
+bridge_vm_is_subscribed (Subscriber * sub)
+{
+  gboolean subscribed;
+
+  g_mutex_lock (&sub->vm->lock);
+  subscribed = sub->scanout != NULL;
+  g_mutex_unlock (&sub->vm->lock);
+  return subscribed;
+}
+
+void
+bridge_vm_request_idr (Subscriber * sub)
+{
+  g_mutex_lock (&sub->vm->lock);
+  if (sub->scanout)
+    scanout_request_idr (sub->scanout);
+  g_mutex_unlock (&sub->vm->lock);
+}
+
+void
+bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate)
+{
+  g_mutex_lock (&sub->vm->lock);
+  if (sub->scanout && bitrate)
+    sub->scanout->bitrate_wanted = bitrate;
+  g_mutex_unlock (&sub->vm->lock);
 }
 
 gboolean

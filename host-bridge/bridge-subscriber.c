@@ -440,56 +440,50 @@ size_send_buffer (Subscriber * sub, guint32 bitrate)
           MIN_SEND_BUFFER, MAX_SEND_BUFFER), NULL);
 }
 
+/* Under the VM's lock (bridge_vm_subscribe): the answer before any frame */
+static gboolean
+queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
+    gboolean ok)
+{
+  guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
+
+  if (s->v2 && ok) {
+    HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, s->index, s->width,
+      s->height
+    };
+
+    g_strlcpy (ack.encoder, bridge_vm_encoder_name (sub->vm),
+        sizeof (ack.encoder));
+    hxfr_subscribe2_ack_write (&ack, out);
+    return queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id, out,
+        HXFR_SUBSCRIBE2_ACK_SIZE);
+  }
+  if (s->v2)                    /* refused: ERROR, by the reader */
+    return TRUE;
+  hxfr_subscribe_resp_write (s->index, ok, out);
+  return queue_message (sub, HXFR_MSG_SUBSCRIBE_RESP, (guint16) s->index,
+      out, HXFR_SUBSCRIBE_RESP_SIZE);
+}
+
 static void
 handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
 {
   Subscriber *sub = r->sub;
-  BridgeVm *vm = sub->vm;
-  const BridgeScanoutConfig *cfg = bridge_vm_config (vm);
-  gint32 code = 0;
-  gchar *text = NULL;
-  guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
-  HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, index };
-  gboolean ok, queued = TRUE, again;
+  BridgeSubscription s = { index, v2, bitrate };
+  gboolean ok, queued;
 
-  g_mutex_lock (bridge_vm_lock (vm));
-  /* deployed: the last SUBSCRIBE wins; the same one again changes nothing
-   * (no new IDR for everyone) but is answered, as deployed */
-  again = sub->scanout && sub->scanout_index == index;
-  if (again) {
-    ok = TRUE;
-  } else {
-    scanout_unsubscribe (sub);
-    ok = scanout_subscribe (vm, sub, index, v2, &code, &text);
-  }
-  if (ok && bitrate)
-    scanout_set_bitrate (sub->scanout, bitrate);
+  ok = bridge_vm_subscribe (sub, &s, queue_subscription_answer, &queued);
   if (ok)
-    size_send_buffer (sub, bitrate ? bitrate : cfg->bitrate);
-  /* the answer is queued before the lock goes: no frame can come first */
-  if (v2 && ok) {
-    scanout_get_size (sub->scanout, &ack.width, &ack.height);
-    g_strlcpy (ack.encoder, bridge_vm_encoder_name (vm), sizeof (ack.encoder));
-    hxfr_subscribe2_ack_write (&ack, out);
-    queued = queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id,
-        out, HXFR_SUBSCRIBE2_ACK_SIZE);
-  } else if (!v2) {
-    hxfr_subscribe_resp_write (index, ok, out);
-    queued = queue_message (sub, HXFR_MSG_SUBSCRIBE_RESP, (guint16) index,
-        out, HXFR_SUBSCRIBE_RESP_SIZE);
-  }
-  if (ok && !again)
-    scanout_send_first_frame (sub);
-  g_mutex_unlock (bridge_vm_lock (vm));
-
+    size_send_buffer (sub, bitrate ? bitrate :
+        bridge_vm_config (sub->vm)->bitrate);
   subscriber_log (sub, "subscriber %u: %s scanout %u%s%s", sub->id,
-      !ok ? "refused" : again ? "subscribed again to" : "subscribed to",
-      index, ok ? "" : ": ", ok ? "" : text);
+      !ok ? "refused" : s.again ? "subscribed again to" : "subscribed to",
+      index, ok ? "" : ": ", ok ? "" : s.text);
   if (v2 && !ok)
-    send_error_and_end (r, code, text);
+    send_error_and_end (r, s.code, s.text);
   else if (!queued)
     r->reason = g_strdup ("the subscriber does not read");
-  g_free (text);
+  g_free (s.text);
 }
 
 /* ENABLE_SCANOUT / DISABLE_SCANOUT: a connector hotplug in the guest */
@@ -520,7 +514,7 @@ handle_hotplug (Reader * r, const HxfrHeader * h, guint32 index,
   /* deployed QEMU answers ENABLE only; helix-drm-manager also waits for an
    * answer to DISABLE (10 s), which is safe to give on a connection that
    * has not subscribed */
-  if (!enable && sub->scanout)
+  if (!enable && bridge_vm_is_subscribed (sub))
     return;
   hxfr_scanout_resp_write (index, ok, out);
   if (!queue_message (sub, HXFR_MSG_SCANOUT_RESP, h->session_id, out,
@@ -538,10 +532,7 @@ handle_common (Reader * r, const HxfrHeader * h)
     case HXFR_MSG_KEYFRAME_REQ:
       /* deployed QEMU ignores it; we honour it (rate-limited, not lost) */
       if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
-        g_mutex_lock (bridge_vm_lock (sub->vm));
-        if (sub->scanout)
-          scanout_request_idr (sub->scanout);
-        g_mutex_unlock (bridge_vm_lock (sub->vm));
+        bridge_vm_request_idr (sub);
       }
       return TRUE;
     case HXFR_MSG_PING:
@@ -594,10 +585,8 @@ handle_deployed (Reader * r, const HxfrHeader * h)
         break;
       /* no answer, as deployed; applied before the next frame, so a flood
        * costs nothing but the reading */
-      g_mutex_lock (bridge_vm_lock (sub->vm));
-      if (sub->scanout && config.bitrate)
-        scanout_set_bitrate (sub->scanout, config.bitrate);
-      g_mutex_unlock (bridge_vm_lock (sub->vm));
+      if (config.bitrate)
+        bridge_vm_set_bitrate (sub, config.bitrate);
       break;
     default:
       /* read whole (at most MAX_SKIPPED_PAYLOAD) and ignored */
@@ -666,10 +655,8 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
         g_error_free (err);
         break;
       }
-      g_mutex_lock (bridge_vm_lock (sub->vm));
-      if (sub->scanout && (c.mask & HXFR_CONTROL_BITRATE) && c.bitrate)
-        scanout_set_bitrate (sub->scanout, c.bitrate);
-      g_mutex_unlock (bridge_vm_lock (sub->vm));
+      if ((c.mask & HXFR_CONTROL_BITRATE) && c.bitrate)
+        bridge_vm_set_bitrate (sub, c.bitrate);
       break;
     default:{
       gchar *text = g_strdup_printf ("%s (0x%02x) is not valid on a "
@@ -694,9 +681,7 @@ read_next_message (Reader * r, HxfrHeader * h)
   gboolean subscribed, begun;
   GError *err = NULL;
 
-  g_mutex_lock (bridge_vm_lock (r->sub->vm));
-  subscribed = r->sub->scanout != NULL;
-  g_mutex_unlock (bridge_vm_lock (r->sub->vm));
+  subscribed = bridge_vm_is_subscribed (r->sub);
   if (hxfr_conn_read_message (r->sub->conn, MAX_SKIPPED_PAYLOAD, subscribed ?
           -1 : UNSUBSCRIBED_IDLE_US, cfg->idle_timeout_us, h, &r->payload,
           &begun, r->cancellable, &err))
@@ -748,9 +733,7 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
   gchar *reason;
   gint64 deadline;
 
-  g_mutex_lock (bridge_vm_lock (sub->vm));
-  scanout_unsubscribe (sub);
-  g_mutex_unlock (bridge_vm_lock (sub->vm));
+  bridge_vm_unsubscribe (sub);
 
   g_mutex_lock (&sub->lock);
   if (!sub->closing) {
