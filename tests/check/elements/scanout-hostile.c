@@ -149,7 +149,6 @@ GST_START_TEST (test_resubscribe_and_churn_no_idr_flood)
   const gchar *vmm_args[] = STANDIN_ARGS ("60");
   Env *e = env_start (vmm_args, "deployed", NULL);
   Reader *viewer;
-  Cl *c;
   guint from, base_frames, base_idrs, frames, idrs, max_idrs;
   guint64 resubscribes, churns;
   gint64 t0, dt;
@@ -157,10 +156,7 @@ GST_START_TEST (test_resubscribe_and_churn_no_idr_flood)
 
   if (!e)
     return;
-  c = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
-  viewer = reader_start (c, TRUE);
-  fail_unless (reader_wait (viewer, 30, 20), "the viewer gets nothing");
+  viewer = streaming_reader (e, TRUE);
 
   from = reader_count (viewer);
   g_usleep (2 * G_USEC_PER_SEC);
@@ -205,16 +201,12 @@ GST_START_TEST (test_joiners_get_an_idr_within_the_limit)
   const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
   Env *e = env_start (vmm_args, "deployed", bridge_args);
   Reader *viewer;
-  Cl *c;
   guint i, n, idrs, from;
   gint64 worst = 0;
 
   if (!e)
     return;
-  c = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
-  viewer = reader_start (c, TRUE);
-  fail_unless (reader_wait (viewer, 30, 20));
+  viewer = streaming_reader (e, TRUE);
 
   for (gint pass = 0; pass < 2; pass++) {
     if (pass == 1) {
@@ -369,7 +361,6 @@ GST_START_TEST (test_slow_reader_is_skipped_not_cut_off)
   Env *e = env_start (vmm_args, "deployed", bridge_args);
   Reader *viewer;
   SlowReader slow = { 0, };
-  Cl *c;
   guint base, during, from;
   guint64 rate_bytes;
   gint64 t0;
@@ -377,10 +368,7 @@ GST_START_TEST (test_slow_reader_is_skipped_not_cut_off)
   if (!e)
     return;
   /* the stream's byte rate, from an honest v2 viewer's frames */
-  c = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
-  viewer = reader_start (c, TRUE);
-  fail_unless (reader_wait (viewer, 30, 20), "the viewer gets nothing");
+  viewer = streaming_reader (e, TRUE);
   from = reader_count (viewer);
   rate_bytes = 0;
   g_usleep (2 * G_USEC_PER_SEC);

@@ -785,19 +785,6 @@ GST_START_TEST (test_dmabuf_modifiers)
 
 GST_END_TEST;
 
-/* a reading deployed subscriber of scanout 1 */
-static Reader *
-streaming_reader (Env * e)
-{
-  Cl *c = cl_connect (e);
-  Reader *r;
-
-  fail_unless_equals_int (deployed_subscribe (c, 1), 1);
-  r = reader_start (c, FALSE);
-  fail_unless (reader_wait (r, 20, 20));
-  return r;
-}
-
 GST_START_TEST (test_lying_sizes)
 {
   const gchar *vmm_args[] = STANDIN_ARGS ("60");
@@ -810,7 +797,7 @@ GST_START_TEST (test_lying_sizes)
 
   if (!e)
     return;
-  ra = streaming_reader (e);
+  ra = streaming_reader (e, FALSE);
   /* SUBSCRIBE declaring 7 bytes: closed, nothing answered */
   c = cl_connect (e);
   fail_unless (cl_send (c, 0x30, 1, p, 7, 7));
@@ -846,7 +833,7 @@ GST_START_TEST (test_config_flood)
 
   if (!e)
     return;
-  ra = streaming_reader (e);
+  ra = streaming_reader (e, FALSE);
   b = cl_connect (e);
   fail_unless_equals_int (deployed_subscribe (b, 1), 1);
   rb = reader_start (b, FALSE);
@@ -907,7 +894,7 @@ GST_START_TEST (test_ping)
 
   if (!e)
     return;
-  ra = streaming_reader (e);
+  ra = streaming_reader (e, FALSE);
   /* a scanout client (its first message a SUBSCRIBE, refused) */
   c = cl_connect (e);
   fail_unless_equals_int (deployed_subscribe (c, 9), 0);

@@ -864,6 +864,23 @@ reader_stop (Reader * r)
   g_free (r);
 }
 
+Reader *
+streaming_reader (Env * e, gboolean v2)
+{
+  Cl *c = cl_connect (e);
+  Reader *r;
+
+  if (v2) {
+    fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  } else {
+    fail_unless_equals_int (deployed_subscribe (c, 1), 1);
+  }
+  r = reader_start (c, v2);
+  fail_unless (reader_wait (r, 20, 20), "a subscriber of scanout 1 gets "
+      "nothing");
+  return r;
+}
+
 /* Frames of @readers counted over @seconds (a measuring window). */
 void
 count_window (Reader ** readers, guint n, gdouble seconds, guint * counts)

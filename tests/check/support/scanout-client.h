@@ -212,6 +212,11 @@ reader_wait (Reader * r, guint n, guint timeout_s);
 void
 reader_stop (Reader * r);
 
+/* A subscriber of scanout 1 (deployed, or v2) reading on a thread, once it
+ * has 20 frames */
+Reader *
+streaming_reader (Env * e, gboolean v2);
+
 /* Frames of @readers counted over @seconds (a measuring window). */
 void
 count_window (Reader ** readers, guint n, gdouble seconds, guint * counts);
