@@ -27,6 +27,10 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
  * others receive more (a new subscriber is sent the last IDR again when
  * nothing was encoded since) */
 #define IDR_REQUEST_INTERVAL_US (250 * 1000)
+/* hotplugs (ENABLE/DISABLE_SCANOUT) of one scanout: at most one per this
+ * (a later one waits); the same one again, while the VMM still reports
+ * it done, is a no-op */
+#define HOTPLUG_INTERVAL_US (500 * 1000)
 /* a scanout without subscribers frees its encoder after this */
 #define IDLE_TEARDOWN_US (5 * G_USEC_PER_SEC)
 /* failures to read a scanout: one log line per this */
@@ -52,6 +56,8 @@ struct _Scanout
   guint32 bitrate_wanted;       /* 0: the configured default */
   gint64 t_last_encode;         /* 0: nothing encoded by this encoder */
   EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
+  gint64 t_hotplug;             /* the last hotplug asked of the VMM */
+  guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
   gint64 t_no_subscribers;
   GThread *thread;
 
@@ -794,18 +800,44 @@ bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate)
   g_mutex_unlock (&sub->vm->lock);
 }
 
+/* vm lock held: the VMM reports @so as a hotplug of this mode left it */
+static gboolean
+hotplug_is_done (Scanout * so, gboolean enable, const guint32 mode[3])
+{
+  if (!so->t_hotplug || so->state.enabled != enable)
+    return FALSE;
+  return !enable || memcmp (mode, so->hotplug_mode, sizeof
+      (so->hotplug_mode)) == 0;
+}
+
 gboolean
 bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
     guint32 width, guint32 height, guint32 refresh, GError ** error)
 {
+  const guint32 mode[3] = { width, height, refresh };
+  Scanout *so = index < BRIDGE_MAX_SCANOUTS ? &vm->scanouts[index] : NULL;
   HxfrExportWatch *w;
   gboolean ok;
 
-  /* counted: the watch thread frees a lost watch only when unused */
   g_mutex_lock (&vm->lock);
+  if (so && hotplug_is_done (so, enable, mode)) {
+    /* a token-less client repeating itself: no hotplug event in the guest
+     * for each */
+    g_mutex_unlock (&vm->lock);
+    return TRUE;
+  }
+  /* one hotplug per interval per scanout (bounded wait, on the asking
+   * client's own thread) */
+  while (so && so->t_hotplug && !vm->stopping
+      && g_get_monotonic_time () < so->t_hotplug + HOTPLUG_INTERVAL_US)
+    g_cond_wait_until (&vm->cond, &vm->lock, so->t_hotplug +
+        HOTPLUG_INTERVAL_US);
+  /* counted: the watch thread frees a lost watch only when unused */
   w = vm->watch_lost ? NULL : vm->watch;
   if (w)
     vm->watch_users++;
+  if (so)
+    so->t_hotplug = g_get_monotonic_time ();
   g_mutex_unlock (&vm->lock);
   if (!w) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
@@ -815,6 +847,8 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
   ok = hxfr_export_watch_set_enabled (w, index, enable, width, height,
       refresh, WATCH_TIMEOUT_US, error);
   g_mutex_lock (&vm->lock);
+  if (ok && so)
+    memcpy (so->hotplug_mode, mode, sizeof (so->hotplug_mode));
   vm->watch_users--;
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);

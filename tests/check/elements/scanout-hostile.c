@@ -8,7 +8,9 @@
  *   waited 8 s in the kernel;
  * - a first message had one idle timeout for its header and another for
  *   the rest;
- * - every SUBSCRIBE and ENABLE wrote a log line.
+ * - every SUBSCRIBE and ENABLE wrote a log line;
+ * - every ENABLE_SCANOUT, the same one again too, was a hotplug in the
+ *   guest.
  *
  * The built helix-host-bridge (x264enc) against the stand-in VMM, raw
  * clients from scanout-client.h. Waits are bounded and wait for events;
@@ -563,6 +565,69 @@ GST_START_TEST (test_token_less_log_lines_are_limited)
 
 GST_END_TEST;
 
+/* ------------------------------------------------------------------ */
+/* 5. Hotplugs                                                          */
+
+/* ENABLE_SCANOUT (@enable) or DISABLE_SCANOUT of @index on @c, and its
+ * SCANOUT_RESP's success */
+static guint32
+hotplug (Cl * c, guint32 index, gboolean enable)
+{
+  guint8 p[16];
+  Msg m;
+  guint32 success;
+
+  put_le32 (p, index);
+  put_le32 (p + 4, 320);
+  put_le32 (p + 8, 240);
+  put_le32 (p + 12, 60);
+  fail_unless (cl_send (c, enable ? 0x20 : 0x21, 0, p, enable ? 16 : 4,
+          enable ? 16 : 4));
+  fail_unless_equals_int (rd_msg (c, &m, 10 * G_USEC_PER_SEC), RD_OK);
+  fail_unless (m.type == 0x22, "answer to a hotplug: 0x%02x", m.type);
+  fail_unless_equals_int (le32 (m.payload), index);
+  success = le32 (m.payload + 4);
+  msg_clear (&m);
+  return success;
+}
+
+GST_START_TEST (test_repeated_hotplugs_are_limited)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, "deployed", NULL);
+  guint i, enables;
+  gint64 t0, dt;
+  Cl *c;
+
+  if (!e)
+    return;
+  c = cl_connect (e);
+  /* the same ENABLE 200 times: one hotplug in the guest */
+  for (i = 0; i < 200; i++)
+    fail_unless_equals_int (hotplug (c, 2, TRUE), 1);
+  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=1", 1, 10));
+  enables = standin_runner_count_lines (e->vmm, "HOTPLUG 2 enabled=1");
+  /* changes go through, one per half second */
+  t0 = g_get_monotonic_time ();
+  for (i = 0; i < 4; i++) {
+    fail_unless_equals_int (hotplug (c, 2, FALSE), 1);
+    fail_unless_equals_int (hotplug (c, 2, TRUE), 1);
+  }
+  dt = g_get_monotonic_time () - t0;
+  g_printerr ("hotplugs: 200 identical ENABLEs made %u; 8 changes took "
+      "%.1f s\n", enables, dt / 1e6);
+  /* a second one may pass before the VMM's report of the first arrives */
+  fail_unless (enables <= 2, "200 identical ENABLEs made %u hotplugs", enables);
+  fail_unless (standin_runner_wait_line (e->vmm, "HOTPLUG 2 enabled=0", 4,
+          10), "the changes did not all reach the VMM");
+  fail_unless (dt >= 7 * 500 * 1000 - 50 * 1000, "8 hotplugs of one "
+      "scanout in %.2f s", dt / 1e6);
+  cl_close (c);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 static Suite *
 scanout_hostile_suite (void)
 {
@@ -576,6 +641,7 @@ scanout_hostile_suite (void)
   tcase_add_test (tc, test_slow_reader_is_skipped_not_cut_off);
   tcase_add_test (tc, test_first_message_has_one_deadline);
   tcase_add_test (tc, test_token_less_log_lines_are_limited);
+  tcase_add_test (tc, test_repeated_hotplugs_are_limited);
   return s;
 }
 
