@@ -168,6 +168,7 @@ make_pspec (GKeyFile * docs, const gchar * element, const gchar * name)
   gchar *max = g_key_file_get_string (docs, group, "max", NULL);
   gchar *def = g_key_file_get_string (docs, group, "default", NULL);
   gchar *blurb = g_key_file_get_string (docs, group, "blurb", NULL);
+  const gchar *interned_blurb;
   GParamFlags flags = 0;
   GParamSpec *p = NULL;
   GType t;
@@ -180,55 +181,55 @@ make_pspec (GKeyFile * docs, const gchar * element, const gchar * name)
     flags |= G_PARAM_CONSTRUCT_ONLY;
   flags |= G_PARAM_STATIC_STRINGS;
   name = g_intern_string (name);
-  blurb = blurb ? blurb : g_strdup ("");
   /* GParamSpec keeps pointers to nick and blurb with STATIC_STRINGS */
-  blurb = (gchar *) g_intern_string (blurb);
+  interned_blurb = g_intern_string (blurb ? blurb : "");
+  g_free (blurb);
 
 #define NUM(x) ((x) ? (x) : "0")
   if (!type) {
   } else if (g_str_equal (type, "gboolean")) {
-    p = g_param_spec_boolean (name, name, blurb, g_strcmp0 (def, "true") == 0,
-        flags);
+    p = g_param_spec_boolean (name, name, interned_blurb, g_strcmp0 (def,
+            "true") == 0, flags);
   } else if (g_str_equal (type, "gint")) {
-    p = g_param_spec_int (name, name, blurb, g_ascii_strtoll (NUM (min), NULL,
-            10), g_ascii_strtoll (NUM (max), NULL, 10),
-        g_ascii_strtoll (NUM (def), NULL, 10), flags);
+    p = g_param_spec_int (name, name, interned_blurb,
+        g_ascii_strtoll (NUM (min), NULL, 10), g_ascii_strtoll (NUM (max), NULL,
+            10), g_ascii_strtoll (NUM (def), NULL, 10), flags);
   } else if (g_str_equal (type, "guint")) {
     /* the cache prints G_MAXUINT as -1 */
-    p = g_param_spec_uint (name, name, blurb,
+    p = g_param_spec_uint (name, name, interned_blurb,
         (guint) g_ascii_strtoll (NUM (min), NULL, 10),
         (guint) g_ascii_strtoll (NUM (max), NULL, 10),
         (guint) g_ascii_strtoll (NUM (def), NULL, 10), flags);
   } else if (g_str_equal (type, "gint64")) {
-    p = g_param_spec_int64 (name, name, blurb, g_ascii_strtoll (NUM (min),
-            NULL, 10), g_ascii_strtoll (NUM (max), NULL, 10),
-        g_ascii_strtoll (NUM (def), NULL, 10), flags);
+    p = g_param_spec_int64 (name, name, interned_blurb,
+        g_ascii_strtoll (NUM (min), NULL, 10), g_ascii_strtoll (NUM (max), NULL,
+            10), g_ascii_strtoll (NUM (def), NULL, 10), flags);
   } else if (g_str_equal (type, "guint64")) {
-    p = g_param_spec_uint64 (name, name, blurb, g_ascii_strtoull (NUM (min),
-            NULL, 10), g_ascii_strtoull (NUM (max), NULL, 10),
-        g_ascii_strtoull (NUM (def), NULL, 10), flags);
+    p = g_param_spec_uint64 (name, name, interned_blurb,
+        g_ascii_strtoull (NUM (min), NULL, 10), g_ascii_strtoull (NUM (max),
+            NULL, 10), g_ascii_strtoull (NUM (def), NULL, 10), flags);
   } else if (g_str_equal (type, "gfloat")) {
-    p = g_param_spec_float (name, name, blurb, g_ascii_strtod (NUM (min),
-            NULL), g_ascii_strtod (NUM (max), NULL), g_ascii_strtod (NUM (def),
-            NULL), flags);
+    p = g_param_spec_float (name, name, interned_blurb,
+        g_ascii_strtod (NUM (min), NULL), g_ascii_strtod (NUM (max), NULL),
+        g_ascii_strtod (NUM (def), NULL), flags);
   } else if (g_str_equal (type, "gdouble")) {
-    p = g_param_spec_double (name, name, blurb, g_ascii_strtod (NUM (min),
-            NULL), g_ascii_strtod (NUM (max), NULL), g_ascii_strtod (NUM (def),
-            NULL), flags);
+    p = g_param_spec_double (name, name, interned_blurb,
+        g_ascii_strtod (NUM (min), NULL), g_ascii_strtod (NUM (max), NULL),
+        g_ascii_strtod (NUM (def), NULL), flags);
   } else if (g_str_equal (type, "gchararray")) {
-    p = g_param_spec_string (name, name, blurb, g_strcmp0 (def, "NULL") == 0 ?
-        NULL : def, flags);
+    p = g_param_spec_string (name, name, interned_blurb, g_strcmp0 (def,
+            "NULL") == 0 ? NULL : def, flags);
   } else if ((t = register_enum (docs, type))) {
     if (G_TYPE_IS_FLAGS (t))
-      p = g_param_spec_flags (name, name, blurb, t, flags_default (t, def),
-          flags);
+      p = g_param_spec_flags (name, name, interned_blurb, t, flags_default (t,
+              def), flags);
     else
-      p = g_param_spec_enum (name, name, blurb, t, enum_default (t, def),
-          flags);
+      p = g_param_spec_enum (name, name, interned_blurb, t, enum_default (t,
+              def), flags);
   } else if ((t = g_type_from_name (type)) && G_TYPE_IS_BOXED (t)) {
-    p = g_param_spec_boxed (name, name, blurb, t, flags);
+    p = g_param_spec_boxed (name, name, interned_blurb, t, flags);
   } else if (t && G_TYPE_IS_OBJECT (t)) {
-    p = g_param_spec_object (name, name, blurb, t, flags);
+    p = g_param_spec_object (name, name, interned_blurb, t, flags);
   }
 #undef NUM
   g_free (group);
