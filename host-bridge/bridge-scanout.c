@@ -815,12 +815,22 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
     guint32 width, guint32 height, guint32 refresh, GError ** error)
 {
   const guint32 mode[3] = { width, height, refresh };
-  Scanout *so = index < BRIDGE_MAX_SCANOUTS ? &vm->scanouts[index] : NULL;
+  Scanout *so = &vm->scanouts[MIN (index, BRIDGE_MAX_SCANOUTS - 1)];
   HxfrExportWatch *w;
   gboolean ok;
 
   g_mutex_lock (&vm->lock);
-  if (so && hotplug_is_done (so, enable, mode)) {
+  /* what the VMM always refuses is refused here, without a request, a
+   * wait or a line in the VMM's log */
+  if (index == 0 || index >= BRIDGE_MAX_SCANOUTS
+      || (vm->n_scanouts && index >= vm->n_scanouts)) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_NO_SCANOUT, "scanout %u cannot "
+        "be hotplugged (0 is the console; this VM has %u)", index,
+        vm->n_scanouts);
+    g_mutex_unlock (&vm->lock);
+    return FALSE;
+  }
+  if (hotplug_is_done (so, enable, mode)) {
     /* a token-less client repeating itself: no hotplug event in the guest
      * for each */
     g_mutex_unlock (&vm->lock);
@@ -828,7 +838,7 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
   }
   /* one hotplug per interval per scanout (bounded wait, on the asking
    * client's own thread) */
-  while (so && so->t_hotplug && !vm->stopping
+  while (so->t_hotplug && !vm->stopping
       && g_get_monotonic_time () < so->t_hotplug + HOTPLUG_INTERVAL_US)
     g_cond_wait_until (&vm->cond, &vm->lock, so->t_hotplug +
         HOTPLUG_INTERVAL_US);
@@ -836,8 +846,7 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
   w = vm->watch_lost ? NULL : vm->watch;
   if (w)
     vm->watch_users++;
-  if (so)
-    so->t_hotplug = g_get_monotonic_time ();
+  so->t_hotplug = g_get_monotonic_time ();
   g_mutex_unlock (&vm->lock);
   if (!w) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
@@ -847,7 +856,7 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
   ok = hxfr_export_watch_set_enabled (w, index, enable, width, height,
       refresh, WATCH_TIMEOUT_US, error);
   g_mutex_lock (&vm->lock);
-  if (ok && so)
+  if (ok)
     memcpy (so->hotplug_mode, mode, sizeof (so->hotplug_mode));
   vm->watch_users--;
   g_cond_broadcast (&vm->cond);
