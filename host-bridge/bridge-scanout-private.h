@@ -33,8 +33,8 @@ typedef struct
   guint32 encode_us;
 } EncodedFrame;
 
-EncodedFrame *encoded_frame_ref (EncodedFrame * f);
-void encoded_frame_unref (EncodedFrame * f);
+EncodedFrame *bridge_encoded_frame_ref (EncodedFrame * f);
+void bridge_encoded_frame_unref (EncodedFrame * f);
 
 struct _Subscriber
 {
@@ -72,22 +72,22 @@ struct _Subscriber
 /* Subscriber output (bridge-subscriber.c) */
 typedef enum
 {
-  SUBSCRIBER_QUEUED,            /* it will be sent */
-  SUBSCRIBER_SKIPPED,           /* not sent: it waits for an IDR */
-  SUBSCRIBER_NEEDS_IDR,         /* not sent: it lags; ask for an IDR */
-} SubscriberOffer;
+  BRIDGE_SUBSCRIBER_QUEUED,            /* it will be sent */
+  BRIDGE_SUBSCRIBER_SKIPPED,           /* not sent: it waits for an IDR */
+  BRIDGE_SUBSCRIBER_NEEDS_IDR,         /* not sent: it lags; ask for an IDR */
+} BridgeSubscriberOffer;
 
 /* The whole skip policy: @f is queued for @sub, or skipped because it
  * waits for an IDR, or it lags (its queue is full, or frames waited in it
  * too long) and from now on it waits for an IDR, which the caller asks
  * for. vm lock held (the subscriber list @sub is on). */
-SubscriberOffer subscriber_offer_frame (Subscriber * sub, EncodedFrame * f);
+BridgeSubscriberOffer bridge_subscriber_offer_frame (Subscriber * sub, EncodedFrame * f);
 /* A new subscription: nothing is sent until an IDR. */
-void subscriber_start (Subscriber * sub);
+void bridge_subscriber_start (Subscriber * sub);
 /* Ends the subscription from the VM's side: v2 subscribers are sent
  * SCANOUT_END @reason first; the connection is then closed, which ends
  * bridge_vm_serve() for it. vm lock held. */
-void subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
+void bridge_subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
 
 /* The VM side (bridge-scanout.c): each call takes the VM's lock itself */
 const BridgeScanoutConfig *bridge_vm_config (BridgeVm * vm);

@@ -95,21 +95,21 @@ struct _BridgeVm
 static void scanout_request_idr (Scanout * so);
 
 EncodedFrame *
-encoded_frame_ref (EncodedFrame * f)
+bridge_encoded_frame_ref (EncodedFrame * f)
 {
   return g_atomic_rc_box_acquire (f);
 }
 
 static void
-encoded_frame_clear (EncodedFrame * f)
+bridge_encoded_frame_clear (EncodedFrame * f)
 {
   g_bytes_unref (f->au);
 }
 
 void
-encoded_frame_unref (EncodedFrame * f)
+bridge_encoded_frame_unref (EncodedFrame * f)
 {
-  g_atomic_rc_box_release_full (f, (GDestroyNotify) encoded_frame_clear);
+  g_atomic_rc_box_release_full (f, (GDestroyNotify) bridge_encoded_frame_clear);
 }
 
 const BridgeScanoutConfig *
@@ -137,7 +137,8 @@ end_subscribers (Scanout * so, guint32 reason, const gchar * text)
   guint i;
 
   for (i = 0; i < so->subscribers->len; i++)
-    subscriber_end (g_ptr_array_index (so->subscribers, i), reason, text);
+    bridge_subscriber_end (g_ptr_array_index (so->subscribers, i), reason,
+        text);
 }
 
 /* The watch's callbacks: the watch's reader thread */
@@ -158,7 +159,7 @@ on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
   if (was_enabled && !st->enabled) {
     end_subscribers (so, HXFR_SCANOUT_END_DISABLED, "the scanout was "
         "disabled");
-    g_clear_pointer (&so->last_frame, encoded_frame_unref);
+    g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
   }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
@@ -199,7 +200,7 @@ on_watch_closed (gpointer user_data, const GError * why)
     vm->scanouts[i].state.resource_id = 0;
     end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
         "the VM's helix export went away");
-    g_clear_pointer (&vm->scanouts[i].last_frame, encoded_frame_unref);
+    g_clear_pointer (&vm->scanouts[i].last_frame, bridge_encoded_frame_unref);
   }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
@@ -553,17 +554,18 @@ fan_out (Scanout * so, EncodedFrame * f)
   if (f->keyframe)
     so->idr_deferred = FALSE;
   if (so->last_frame)
-    encoded_frame_unref (so->last_frame);
-  so->last_frame = encoded_frame_ref (f);
+    bridge_encoded_frame_unref (so->last_frame);
+  so->last_frame = bridge_encoded_frame_ref (f);
   for (i = 0; i < so->subscribers->len; i++) {
-    switch (subscriber_offer_frame (g_ptr_array_index (so->subscribers, i), f)) {
-      case SUBSCRIBER_QUEUED:
+    switch (bridge_subscriber_offer_frame (g_ptr_array_index (so->subscribers,
+                i), f)) {
+      case BRIDGE_SUBSCRIBER_QUEUED:
         so->vm->stats.frames_sent++;
         break;
-      case SUBSCRIBER_NEEDS_IDR:
+      case BRIDGE_SUBSCRIBER_NEEDS_IDR:
         idr_wanted = TRUE;
         /* fall through */
-      case SUBSCRIBER_SKIPPED:
+      case BRIDGE_SUBSCRIBER_SKIPPED:
         so->vm->stats.frames_skipped++;
         break;
     }
@@ -605,7 +607,7 @@ scanout_thread (gpointer data)
         teardown_encoder (so);
         g_mutex_lock (&vm->lock);
         so->t_last_encode = 0;
-        g_clear_pointer (&so->last_frame, encoded_frame_unref);
+        g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
         continue;
       }
       g_cond_wait_until (&vm->cond, &vm->lock, wait_until);
@@ -617,12 +619,12 @@ scanout_thread (gpointer data)
     so->t_last_encode = g_get_monotonic_time ();
     if (f) {
       fan_out (so, f);
-      encoded_frame_unref (f);
+      bridge_encoded_frame_unref (f);
     } else if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR) {
       vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
           err->message);
       end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
-      g_clear_pointer (&so->last_frame, encoded_frame_unref);
+      g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
       g_mutex_unlock (&vm->lock);
       teardown_encoder (so);
       g_mutex_lock (&vm->lock);
@@ -677,7 +679,7 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
   g_ptr_array_add (so->subscribers, sub);
   sub->scanout = so;
   sub->scanout_index = index;
-  subscriber_start (sub);
+  bridge_subscriber_start (sub);
   vm->stats.subscribers++;
   if (!so->thread)
     so->thread = g_thread_new ("hx-scanout", scanout_thread, so);
@@ -692,7 +694,8 @@ scanout_send_first_frame (Subscriber * sub)
   /* the encoder's latest output is an IDR: the same picture the others
    * were sent, and what follows it refers to nothing older */
   if (so->last_frame && so->last_frame->keyframe
-      && subscriber_offer_frame (sub, so->last_frame) == SUBSCRIBER_QUEUED)
+      && bridge_subscriber_offer_frame (sub,
+          so->last_frame) == BRIDGE_SUBSCRIBER_QUEUED)
     return;
   /* else a new one, rate-limited per scanout: a static screen is encoded
    * again for it */
@@ -934,7 +937,7 @@ bridge_vm_free (BridgeVm * vm)
 
     if (so->thread)
       g_thread_join (so->thread);
-    g_clear_pointer (&so->last_frame, encoded_frame_unref);
+    g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
     g_ptr_array_unref (so->subscribers);
   }
   if (vm->watch)

@@ -50,7 +50,7 @@ static void
 outgoing_free (Outgoing * o)
 {
   if (o->frame)
-    encoded_frame_unref (o->frame);
+    bridge_encoded_frame_unref (o->frame);
   g_free (o);
 }
 
@@ -282,7 +282,7 @@ frame_message (Subscriber * sub, EncodedFrame * f)
 {
   Outgoing *o = g_new0 (Outgoing, 1);
 
-  o->frame = encoded_frame_ref (f);
+  o->frame = bridge_encoded_frame_ref (f);
   o->t_queued = g_get_monotonic_time ();
   if (sub->v2) {
     HxfrScanoutFrame *sf = &o->sf;
@@ -313,7 +313,7 @@ frame_message (Subscriber * sub, EncodedFrame * f)
 }
 
 void
-subscriber_start (Subscriber * sub)
+bridge_subscriber_start (Subscriber * sub)
 {
   g_mutex_lock (&sub->lock);
   sub->waiting_idr = TRUE;
@@ -322,15 +322,15 @@ subscriber_start (Subscriber * sub)
   g_mutex_unlock (&sub->lock);
 }
 
-SubscriberOffer
-subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
+BridgeSubscriberOffer
+bridge_subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
 {
   const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
-  SubscriberOffer result = SUBSCRIBER_QUEUED;
+  BridgeSubscriberOffer result = BRIDGE_SUBSCRIBER_QUEUED;
 
   g_mutex_lock (&sub->lock);
   if (sub->closing) {
-    result = SUBSCRIBER_SKIPPED;
+    result = BRIDGE_SUBSCRIBER_SKIPPED;
   } else if (f->keyframe) {
     /* queued, whatever it waited for; in a full queue it replaces every
      * frame, which are older and which nothing after it needs */
@@ -338,30 +338,30 @@ subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
       drop_queued_frames (sub);
   } else if (sub->waiting_idr) {
     sub->frames_skipped++;
-    result = SUBSCRIBER_SKIPPED;
+    result = BRIDGE_SUBSCRIBER_SKIPPED;
   } else if (sub->out_frames >= cfg->queue_frames) {
     /* it cannot keep up: nothing more until an IDR */
     sub->frames_dropped++;
     sub->waiting_idr = TRUE;
     sub->discont = TRUE;
-    result = SUBSCRIBER_NEEDS_IDR;
+    result = BRIDGE_SUBSCRIBER_NEEDS_IDR;
   }
-  if (result == SUBSCRIBER_QUEUED) {
+  if (result == BRIDGE_SUBSCRIBER_QUEUED) {
     sub->waiting_idr = FALSE;
     push_locked (sub, frame_message (sub, f));
     sub->discont = FALSE;
     sub->frames_sent++;
   }
-  if (sub->idr_owed && result != SUBSCRIBER_QUEUED)
-    result = SUBSCRIBER_NEEDS_IDR;
-  if (result == SUBSCRIBER_NEEDS_IDR || f->keyframe)
+  if (sub->idr_owed && result != BRIDGE_SUBSCRIBER_QUEUED)
+    result = BRIDGE_SUBSCRIBER_NEEDS_IDR;
+  if (result == BRIDGE_SUBSCRIBER_NEEDS_IDR || f->keyframe)
     sub->idr_owed = FALSE;
   g_mutex_unlock (&sub->lock);
   return result;
 }
 
 void
-subscriber_end (Subscriber * sub, guint32 reason, const gchar * text)
+bridge_subscriber_end (Subscriber * sub, guint32 reason, const gchar * text)
 {
   g_mutex_lock (&sub->lock);
   if (!sub->closing) {
