@@ -112,6 +112,9 @@ with open(out_path, "wb") as out:
             c.write(f"{frames}\n")
         os.replace(count_path + ".tmp", count_path)
 t_end = time.monotonic()
+# told to stop once is enough: a second signal must not end the report
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 idle = [a for a in arrivals if idle_mark is not None and a >= idle_mark]
 marks = ([idle_mark] if idle_mark is not None else []) + idle + [t_end]
 report(subscribed="yes", frames=frames, keyframes=keyframes,
