@@ -5,9 +5,11 @@
  * compositor's scanout by its number. Then it goes away and leaves the
  * compositor's own desktop, a static scene.
  *
- *   desk-client [--frames N] [--fps F] [--hold-ms MS] [--timeout-ms MS]
+ *   desk-client [--frames N] [--first K] [--fps F] [--hold-ms MS]
+ *               [--timeout-ms MS]
  *
- * The size is what the compositor's fullscreen configure says (the
+ * The frames are numbered K to K+N-1 (--first, default 0), so that a
+ * second run can be told from the first. The size is what the compositor's fullscreen configure says (the
  * output's). Each frame is committed after the previous one's frame
  * callback (the compositor is ready for another), at most at --fps; the
  * last stays up for --hold-ms. Every wait is bounded by --timeout-ms in
@@ -236,10 +238,10 @@ int
 main (int argc, char **argv)
 {
   static const struct option opts[] = {
-    {"frames", 1, NULL, 'n'}, {"fps", 1, NULL, 'f'},
+    {"frames", 1, NULL, 'n'}, {"first", 1, NULL, 'k'}, {"fps", 1, NULL, 'f'},
     {"hold-ms", 1, NULL, 'h'}, {"timeout-ms", 1, NULL, 't'}, {0}
   };
-  unsigned frames = 120, k;
+  unsigned frames = 120, first = 0, k;
   double fps = 30, hold_ms = 1000, timeout_ms = 60000, t0, deadline;
   App a = { 0 };
   Buffer bufs[2] = { 0 };
@@ -255,6 +257,9 @@ main (int argc, char **argv)
       case 'n':
         frames = strtoul (optarg, NULL, 10);
         break;
+      case 'k':
+        first = strtoul (optarg, NULL, 10);
+        break;
       case 'f':
         fps = atof (optarg);
         break;
@@ -265,8 +270,8 @@ main (int argc, char **argv)
         timeout_ms = atof (optarg);
         break;
       default:
-        fprintf (stderr, "usage: desk-client [--frames N] [--fps F] "
-            "[--hold-ms MS] [--timeout-ms MS]\n");
+        fprintf (stderr, "usage: desk-client [--frames N] [--first K] "
+            "[--fps F] [--hold-ms MS] [--timeout-ms MS]\n");
         return 64;
     }
   }
@@ -322,7 +327,7 @@ main (int argc, char **argv)
       fprintf (stderr, "desk-client: buffer %u never released\n", k & 1);
       break;
     }
-    fill (b->map, a.width, a.height, k);
+    fill (b->map, a.width, a.height, first + k);
     b->free = 0;
     a.frame_done = 0;
     wl_surface_attach (surface, b->buffer, 0, 0);

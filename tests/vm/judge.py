@@ -351,6 +351,13 @@ def judge_desktop():
     j["desktop_planes_static"] = lines_of(name, "planes_static")
     mods = sorted(set(re.findall(r"modifier=(0x[0-9a-f]+)", " ".join(planes))))
     j["desktop_modifiers"] = mods
+    rn = int(num(d, "resume_client_frames", 0))
+    check(name, d.get("resume_client_rc") == "0" and rn == 10,
+          f"after the idle time the client flipped again: {rn}/10 frames "
+          f"(1000..1009), {d.get('resume_client_fps')} fps")
+    waits = {k: v for k, v in d.items() if k.startswith("idle_repeats")}
+    check(name, not waits, "every wait for frames on the static desktop was "
+          f"met (6, 6 after the second run, 3 after the shot): {waits or 'yes'}")
     check(name, bool(fourccs) and bool(mods),
           f"what weston scans out: export fourcc {', '.join(fourccs) or 'none'}; "
           f"KMS planes: "
@@ -406,19 +413,26 @@ def judge_desktop():
         ks, other = [], 0
         for f in decoded:
             k, bad = classify(read_cells(f, w, h))
-            if bad == 0 and k < want:
+            if bad == 0 and (k < want or 1000 <= k < 1010):
                 ks.append(k)
             else:
                 other += 1
-        distinct = sorted(set(ks))
+        first_run = [k for k in ks if k < want]
+        resumed = sorted(set(k for k in ks if k >= 1000))
+        distinct = sorted(set(first_run))
         backwards = sum(b < a for a, b in zip(ks, ks[1:]))
         j[f"desktop_{jk}_frames"] = len(distinct) if backwards == 0 else 0
         j[f"desktop_{jk}_decoded"] = len(decoded)
+        j[f"desktop_{jk}_resumed_frames"] = len(resumed)
         check(label, len(distinct) >= 60 and backwards == 0,
-              f"decoded {len(decoded)} frames: {len(ks)} the client's pattern "
+              f"decoded {len(decoded)} frames: {len(first_run)} the client's pattern "
               f"exactly, {len(distinct)}/{want} distinct, in order ({backwards} "
-              f"steps backwards), first {ks[0] if ks else '-'}, last "
-              f"{ks[-1] if ks else '-'}; {other} others (desktop)")
+              f"steps backwards over both runs), first {first_run[0] if first_run else '-'}, "
+              f"last {first_run[-1] if first_run else '-'}; {other} others (desktop)")
+        check(label, len(resumed) >= 5 and 1009 in resumed,
+              f"after the idle time: {len(resumed)}/10 distinct frames of the "
+              f"second run (>= 5, the last one, 1009, included: "
+              f"{'yes' if 1009 in resumed else 'no'})")
         # for a human: the last decoded frame, next to desktop-shot.png
         with open(os.path.join(out, sub + "-last.ppm"), "wb") as f:
             f.write(b"P6 %d %d 255\n" % (w, h) + decoded[-1])
