@@ -358,8 +358,15 @@ def judge_desktop():
     waits = {k: v for k, v in d.items() if k.startswith("idle_repeats")}
     check(name, not waits, "every wait for frames on the static desktop was "
           f"met (6, 6 after the second run, 3 after the shot): {waits or 'yes'}")
-    check(name, bool(fourccs) and bool(mods),
+    try:
+        blog = open(os.path.join(run, "bridge-desktop.log"), errors="replace").read()
+    except FileNotFoundError:
+        blog = ""
+    bformats = sorted(set(re.findall(r"scanouts: scanout 0 shows (\d+x\d+ \S+)", blog)))
+    j["desktop_bridge_formats"] = bformats
+    check(name, bool(fourccs) and bool(mods) and bformats,
           f"what weston scans out: export fourcc {', '.join(fourccs) or 'none'}; "
+          f"the bridge logged {', '.join(bformats) or 'nothing'}; "
           f"KMS planes: "
           f"{'; '.join(planes) or 'none seen'}")
     m = re.match(r"(\d+)x(\d+)$", d.get("client_size", ""))
