@@ -35,6 +35,9 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 #define IDLE_TEARDOWN_US (5 * G_USEC_PER_SEC)
 /* failures to read a scanout: one log line per this */
 #define FAILURE_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
+/* a scanout's size or format changes: at most one log line per this (a
+ * guest flipping between sizes must not flood the log) */
+#define FORMAT_LOG_INTERVAL_US (1 * G_USEC_PER_SEC)
 /* the encoder's nominal rate: x264enc delays every frame by one in
  * variable-framerate mode */
 #define NOMINAL_FPS 60
@@ -59,6 +62,8 @@ struct _Scanout
   gint64 t_hotplug;             /* the last hotplug asked of the VMM */
   guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
   gint64 t_no_subscribers;
+  gint64 t_format_logged;
+  guint format_changes_unlogged;
   GThread *thread;
 
   /* encoder thread only */
@@ -143,6 +148,33 @@ end_subscribers (Scanout * so, guint32 reason, const gchar * text)
 
 /* The watch's callbacks: the watch's reader thread */
 
+/* What the guest's compositor scans out (size and DRM fourcc, as the VMM
+ * reports them), when it changes; rate-limited. vm lock held. */
+static void
+log_format_change (BridgeVm * vm, Scanout * so, const HxfrScanoutState * st)
+{
+  gint64 now = g_get_monotonic_time ();
+  gchar cc[5];
+  guint i;
+
+  if (so->t_format_logged && now - so->t_format_logged < FORMAT_LOG_INTERVAL_US) {
+    so->format_changes_unlogged++;
+    return;
+  }
+  for (i = 0; i < 4; i++) {
+    guint8 c = (st->fourcc >> (8 * i)) & 0xff;
+
+    cc[i] = g_ascii_isprint (c) ? c : '?';
+  }
+  cc[4] = 0;
+  vm->cfg.log ("scanouts: scanout %u shows %ux%u %s (fourcc 0x%08x), "
+      "resource %u%s", st->index, st->width, st->height, cc, st->fourcc,
+      st->resource_id, so->format_changes_unlogged ? " (earlier changes "
+      "not logged: more than one a second)" : "");
+  so->format_changes_unlogged = 0;
+  so->t_format_logged = now;
+}
+
 static void
 on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
 {
@@ -155,6 +187,9 @@ on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
   g_mutex_lock (&vm->lock);
   so = &vm->scanouts[st->index];
   was_enabled = so->state.enabled;
+  if (st->resource_id && (st->width != so->state.width ||
+          st->height != so->state.height || st->fourcc != so->state.fourcc))
+    log_format_change (vm, so, st);
   so->state = *st;
   if (was_enabled && !st->enabled) {
     end_subscribers (so, HXFR_SCANOUT_END_DISABLED, "the scanout was "

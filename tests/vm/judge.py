@@ -21,8 +21,8 @@ def read(name):
         with open(os.path.join(out, name + ".txt")) as f:
             for line in f:
                 k, _, v = line.rstrip("\n").partition("=")
-                if k == "stats":
-                    d["stats"] = {m[0]: m[1] for m in re.findall(
+                if k == "stats" or k.endswith("_stats"):
+                    d[k] = {m[0]: m[1] for m in re.findall(
                         r"([a-z-]+)=\([a-z0-9]+\)\"?([^,;\"]*)", v)}
                 elif k:
                     d.setdefault(k, v)
@@ -283,6 +283,183 @@ if "scanout-hotplug" in scenarios:
     check("scanout-hotplug", "helix-export: scanout 1 enabled (640x480@60)" in qemu_log(),
           "QEMU connected output 1 (hotplug) at the bridge's request")
     judge_scanout("scanout-hotplug", 1)
+
+def lines_of(name, key):
+    """every value of KEY in out/NAME.txt (read() keeps the first)"""
+    try:
+        with open(os.path.join(out, name + ".txt")) as f:
+            return [l.rstrip("\n").partition("=")[2] for l in f
+                    if l.startswith(key + "=")]
+    except FileNotFoundError:
+        return []
+
+
+def luma(rgb):
+    """BT.601 luma of packed RGB bytes"""
+    return [(66 * r + 129 * g + 25 * b + 128 >> 8) + 16
+            for r, g, b in zip(rgb[0::3], rgb[1::3], rgb[2::3])]
+
+
+def luma_psnr(a, b):
+    ya, yb = luma(a), luma(b)
+    se = sum((x - y) * (x - y) for x, y in zip(ya, yb))
+    return 99.0 if se == 0 else round(10 * __import__("math").log10(
+        255.0 * 255 * len(ya) / se), 2)
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR, or None"""
+    try:
+        with open(path, "rb") as f:
+            h = f.read(24)
+    except FileNotFoundError:
+        return None
+    if h[:8] != b"\x89PNG\r\n\x1a\n" or h[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(h[16:20], "big"), int.from_bytes(h[20:24], "big")
+
+
+def judge_desktop():
+    """weston on scanout 0: an animated client, then its static desktop,
+    through the desktop bridge to a v2 subscriber (token) and a deployed
+    one; the picture against weston's own screenshot."""
+    name = "desktop"
+    d = read(name)
+    if not d:
+        check(name, False, "no results (the guest did not get this far)")
+        return
+    want = frames * 2
+    j["desktop_compositor"] = d.get("compositor")
+    j["desktop_renderer"] = d.get("renderer")
+    j["desktop_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
+    j["desktop_weston_start_s"] = round(num(d, "weston_start_ms", 0) / 1e3, 1)
+    n = int(num(d, "client_frames", 0))
+    j["desktop_client_fps"] = num(d, "client_fps")
+    check(name, d.get("compositor", "").startswith("weston") and
+          d.get("client_rc") == "0" and n == want,
+          f"{d.get('compositor')} ({d.get('renderer')} renderer) showed the "
+          f"fullscreen client's {n}/{want} frames at {d.get('client_size')}, "
+          f"{d.get('client_fps')} fps (client rc={d.get('client_rc')})")
+    qlog = qemu_log()
+    shows = re.findall(r"helix-export: scanout 0 shows resource (\d+), (\d+x\d+), "
+                       r"fourcc (0x[0-9a-f]+)", qlog)
+    fourccs = sorted(set(f"{s[1]} {bytes.fromhex(s[2][2:])[::-1].decode('ascii', 'replace')}"
+                         for s in shows if s[2] != "0x00000000"))
+    j["desktop_export_formats"] = fourccs
+    planes = lines_of(name, "planes_animating") + lines_of(name, "planes_static")
+    j["desktop_planes"] = lines_of(name, "planes_animating")
+    j["desktop_planes_static"] = lines_of(name, "planes_static")
+    mods = sorted(set(re.findall(r"modifier=(0x[0-9a-f]+)", " ".join(planes))))
+    j["desktop_modifiers"] = mods
+    rn = int(num(d, "resume_client_frames", 0))
+    check(name, d.get("resume_client_rc") == "0" and rn == 10,
+          f"after the idle time the client flipped again: {rn}/10 frames "
+          f"(1000..1009), {d.get('resume_client_fps')} fps")
+    waits = {k: v for k, v in d.items() if k.startswith("idle_repeats")}
+    check(name, not waits, "every wait for frames on the static desktop was "
+          f"met (6, 6 after the second run, 3 after the shot): {waits or 'yes'}")
+    try:
+        blog = open(os.path.join(run, "bridge-desktop.log"), errors="replace").read()
+    except FileNotFoundError:
+        blog = ""
+    bformats = sorted(set(re.findall(r"scanouts: scanout 0 shows (\d+x\d+ \S+)", blog)))
+    j["desktop_bridge_formats"] = bformats
+    check(name, bool(fourccs) and bool(mods) and bformats,
+          f"what weston scans out: export fourcc {', '.join(fourccs) or 'none'}; "
+          f"the bridge logged {', '.join(bformats) or 'nothing'}; "
+          f"KMS planes: "
+          f"{'; '.join(planes) or 'none seen'}")
+    m = re.match(r"(\d+)x(\d+)$", d.get("client_size", ""))
+    if not m:
+        check(name, False, "no output size from the client")
+        return
+    w, h = int(m.group(1)), int(m.group(2))
+    shot_size = png_size(os.path.join(out, "desktop-shot.png"))
+    shot = None
+    try:
+        with open(os.path.join(out, "desktop-shot.rgb"), "rb") as f:
+            shot = f.read()
+    except FileNotFoundError:
+        pass
+    check(name, shot_size == (w, h) and shot is not None and len(shot) == w * h * 3,
+          f"weston's screenshot of its output: {shot_size} (rc "
+          f"{d.get('screenshooter_rc')}), {len(shot) if shot else 0} bytes of RGB")
+    for sub, jk in (("desktop", "scanout"), ("desktop-deployed", "deployed")):
+        label = f"{name} ({'v2, token' if jk == 'scanout' else 'deployed'})"
+        if jk == "scanout":
+            st = d.get("v2_stats", {})
+            check(label, d.get("subscriber_rc") == "0" and "v2_error" not in d
+                  and st.get("reconnects") == "0",
+                  f"vsockscanoutsrc ended cleanly at EOS (rc={d.get('subscriber_rc')}"
+                  f"{' ' + d['v2_error'] if 'v2_error' in d else ''}), reconnects "
+                  f"{st.get('reconnects')}, frames {st.get('frames')}, keyframes "
+                  f"{st.get('keyframes')}, host-dropped {st.get('host-dropped')}")
+            rep = int(st.get("repeats", -1))
+            j["desktop_scanout_repeats"] = rep
+            check(label, rep >= 6, f"{rep} quiet-interval repeats (REPEAT) while "
+                  "the desktop was static (>= 6)")
+        else:
+            idle, gap = int(num(d, "deployed_idle_frames", 0)), num(d, "deployed_idle_max_gap_ms")
+            j["desktop_deployed_idle_frames"] = idle
+            j["desktop_deployed_idle_max_gap_ms"] = gap
+            check(label, d.get("deployed_rc") == "0" and d.get("deployed_end") == "stopped",
+                  f"deployed client ended when told (rc={d.get('deployed_rc')}, "
+                  f"{d.get('deployed_end')}): {d.get('deployed_frames')} frames, "
+                  f"{d.get('deployed_keyframes')} IDRs, counter gaps "
+                  f"{d.get('deployed_counter_gaps')}, backwards "
+                  f"{d.get('deployed_counter_steps_backwards')}")
+            check(label, idle >= 9 and gap is not None and gap <= 1500,
+                  f"{idle} frames while the desktop was static "
+                  f"({d.get('deployed_idle_s')} s), none more than {gap} ms "
+                  "apart (quiet interval 500 ms; <= 1500)")
+        decoded, err = decode_scanout(os.path.join(out, sub + ".h264"), w, h)
+        if decoded is None or not decoded:
+            check(label, False, f"host decode failed: {err or 'no frames'}")
+            j[f"desktop_{jk}_frames"] = 0
+            continue
+        ks, other = [], 0
+        for f in decoded:
+            k, bad = classify(read_cells(f, w, h))
+            if bad == 0 and (k < want or 1000 <= k < 1010):
+                ks.append(k)
+            else:
+                other += 1
+        first_run = [k for k in ks if k < want]
+        resumed = sorted(set(k for k in ks if k >= 1000))
+        distinct = sorted(set(first_run))
+        backwards = sum(b < a for a, b in zip(ks, ks[1:]))
+        j[f"desktop_{jk}_frames"] = len(distinct) if backwards == 0 else 0
+        j[f"desktop_{jk}_decoded"] = len(decoded)
+        j[f"desktop_{jk}_resumed_frames"] = len(resumed)
+        check(label, len(distinct) >= 60 and backwards == 0,
+              f"decoded {len(decoded)} frames: {len(first_run)} the client's pattern "
+              f"exactly, {len(distinct)}/{want} distinct, in order ({backwards} "
+              f"steps backwards over both runs), first {first_run[0] if first_run else '-'}, "
+              f"last {first_run[-1] if first_run else '-'}; {other} others (desktop)")
+        check(label, len(resumed) >= 5 and 1009 in resumed,
+              f"after the idle time: {len(resumed)}/10 distinct frames of the "
+              f"second run (>= 5, the last one, 1009, included: "
+              f"{'yes' if 1009 in resumed else 'no'})")
+        # for a human: the last decoded frame, next to desktop-shot.png
+        with open(os.path.join(out, sub + "-last.ppm"), "wb") as f:
+            f.write(b"P6 %d %d 255\n" % (w, h) + decoded[-1])
+        ok_shot = shot is not None and len(shot) == w * h * 3
+        p = luma_psnr(decoded[-1], shot) if ok_shot else 0
+        j[f"desktop_{'' if jk == 'scanout' else 'deployed_'}static_psnr"] = p
+        # the same measure on a frame that is not the desktop (the client's
+        # last): low, or the comparison could not tell pictures apart
+        last_k = max((i for i, f in enumerate(decoded)
+                      if classify(read_cells(f, w, h))[1] == 0), default=None)
+        ctl = luma_psnr(decoded[last_k], shot) if ok_shot and last_k is not None else None
+        if jk == "scanout":
+            j["desktop_static_psnr_control"] = ctl
+        check(label, p >= 30 and ctl is not None and ctl < 20,
+              f"last decoded frame vs weston's screenshot: luma PSNR {p} dB "
+              f"(>= 30; the client's last frame vs the same screenshot: {ctl} dB, < 20)")
+
+
+if "desktop" in scenarios:
+    judge_desktop()
 
 serial = ""
 try:

@@ -8,12 +8,23 @@
  * "stats" property (vsockenc), "stats=" with that structure, read at EOS
  * while the element is still running. Exit 0 at EOS, 1 on an error
  * message, 2 when SECONDS pass first (the pipeline is then torn down).
+ * SIGINT or SIGTERM sends EOS (a live source's end: its stats are still
+ * read at EOS).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <gst/gst.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal (int sig)
+{
+  stop = 1;
+}
 
 static double
 cpu_ms (void)
@@ -34,7 +45,7 @@ main (int argc, char **argv)
   GstMessage *msg;
   gint64 t0, deadline;
   double c0;
-  int rc = 2;
+  int rc = 2, eos_sent = 0;
 
   gst_init (&argc, &argv);
   if (argc != 3) {
@@ -51,6 +62,8 @@ main (int argc, char **argv)
   t0 = g_get_monotonic_time ();
   c0 = cpu_ms ();
   deadline = t0 + (gint64) (atof (argv[1]) * G_USEC_PER_SEC);
+  signal (SIGINT, on_signal);
+  signal (SIGTERM, on_signal);
   gst_element_set_state (pipeline, GST_STATE_PLAYING);
   for (;;) {
     gint64 left = deadline - g_get_monotonic_time ();
@@ -59,7 +72,12 @@ main (int argc, char **argv)
       g_print ("error=timeout after %s s\n", argv[1]);
       break;
     }
-    msg = gst_bus_timed_pop_filtered (bus, left * GST_USECOND,
+    if (stop && !eos_sent) {
+      gst_element_send_event (pipeline, gst_event_new_eos ());
+      eos_sent = 1;
+    }
+    /* short waits: a signal is noticed within 100 ms */
+    msg = gst_bus_timed_pop_filtered (bus, MIN (left, 100000) * GST_USECOND,
         GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING);
     if (!msg)
       continue;
