@@ -7,6 +7,7 @@
 #include "bridge-scanout-private.h"
 #include "hxfr-video.h"
 #include "hxfr-surface.h"
+#include "bridge-pipeline.h"
 
 #include <gst/app/gstappsrc.h>
 #include <gst/app/gstappsink.h>
@@ -123,7 +124,7 @@ bridge_vm_get_export_path (BridgeVm * vm)
 const gchar *
 bridge_vm_encoder_name (BridgeVm * vm)
 {
-  return vm->cfg.encoder_name;
+  return vm->cfg.encoder.name;
 }
 
 /* Ends every subscriber of @so. vm lock held. */
@@ -275,51 +276,31 @@ teardown_encoder (Scanout * so)
   }
 }
 
-/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! h264parse ! appsink: SPS and
- * PPS before every IDR, one access unit per buffer. */
+/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! parser ! appsink
+ * (bridge-pipeline.h): headers before every keyframe, one access unit per
+ * buffer. */
 static gboolean
 build_encoder (Scanout * so, GError ** error)
 {
   const BridgeScanoutConfig *cfg = &so->vm->cfg;
-  GstElement *p = gst_pipeline_new (NULL), *convert = NULL, *yuv = NULL,
-      *parse, *filter, *last;
-  GstCaps *caps;
+  GstElement *p = gst_pipeline_new (NULL), *first, *last;
 
   so->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
-  if (cfg->need_convert) {
-    convert = bridge_bin_add (p, "videoconvert", NULL, error);
-    yuv = bridge_bin_add (p, "capsfilter", NULL, error);
-  }
-  so->encoder = bridge_bin_add (p, cfg->encoder_name, NULL, error);
-  parse = bridge_bin_add (p, "h264parse", NULL, error);
-  filter = bridge_bin_add (p, "capsfilter", NULL, error);
   so->appsink = bridge_bin_add (p, "appsink", NULL, error);
-  if (!so->appsrc || (cfg->need_convert && (!convert || !yuv))
-      || !so->encoder || !parse || !filter || !so->appsink) {
+  if (!so->appsrc || !so->appsink
+      || !bridge_pipeline_add_encoder (p, &cfg->encoder, cfg->bitrate, NULL,
+          &first, &so->encoder, &last, error)) {
     gst_object_unref (p);
     return FALSE;
   }
   g_object_set (so->appsrc, "format", GST_FORMAT_TIME, "is-live", TRUE,
       "block", FALSE, "max-buffers", (guint64) 2, NULL);
-  if (yuv) {
-    caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
-    g_object_set (yuv, "caps", caps, NULL);
-    gst_caps_unref (caps);
-  }
-  bridge_encoder_configure (so->encoder, cfg->encoder, cfg->bitrate);
   so->bitrate_applied = cfg->bitrate;
-  g_object_set (parse, "config-interval", -1, NULL);
-  caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
-      "alignment=au");
-  g_object_set (filter, "caps", caps, NULL);
-  gst_caps_unref (caps);
   g_object_set (so->appsink, "sync", FALSE, "async", FALSE,
       "enable-last-sample", FALSE, NULL);
 
-  last = convert ? yuv : so->appsrc;
-  if ((convert && !gst_element_link_many (so->appsrc, convert, yuv, NULL))
-      || !gst_element_link_many (last, so->encoder, parse, filter,
-          so->appsink, NULL)) {
+  if (!gst_element_link (so->appsrc, first)
+      || !gst_element_link (last, so->appsink)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
         "could not link the scanout encoder");
     gst_object_unref (p);
@@ -327,7 +308,7 @@ build_encoder (Scanout * so, GError ** error)
   }
   if (gst_element_set_state (p, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
-        "the scanout encoder %s did not start", cfg->encoder_name);
+        "the scanout encoder %s did not start", cfg->encoder.name);
     gst_element_set_state (p, GST_STATE_NULL);
     gst_object_unref (p);
     return FALSE;
@@ -419,7 +400,7 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
     idr = TRUE;
   }
   if (w->bitrate != so->bitrate_applied) {
-    bridge_encoder_set_bitrate (so->encoder, cfg->encoder, w->bitrate);
+    bridge_encoder_set_bitrate (so->encoder, cfg->encoder.desc, w->bitrate);
     so->bitrate_applied = w->bitrate;
   }
   if (idr) {
@@ -440,7 +421,7 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
       ENCODE_TIMEOUT_US * GST_USECOND);
   if (!sample) {
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
-        "%s gave no access unit within %d s", cfg->encoder_name,
+        "%s gave no access unit within %d s", cfg->encoder.name,
         (gint) (ENCODE_TIMEOUT_US / G_USEC_PER_SEC));
     return NULL;
   }
@@ -473,7 +454,7 @@ produce_frame (Scanout * so, const Work * w, GError ** error)
 
   if (!buf)
     return NULL;
-  if (g_strcmp0 (so->vm->cfg.encoder_name, BRIDGE_ENCODER_NULL) == 0) {
+  if (g_strcmp0 (so->vm->cfg.encoder.name, BRIDGE_ENCODER_NULL) == 0) {
     gst_buffer_unref (buf);
     f = g_atomic_rc_box_new0 (EncodedFrame);
     /* the --encoder null answer: one access unit delimiter */

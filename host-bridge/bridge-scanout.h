@@ -25,9 +25,7 @@ typedef struct _BridgeVm BridgeVm;
 
 typedef struct
 {
-  const gchar *encoder_name;    /* factory name, or BRIDGE_ENCODER_NULL */
-  const BridgeEncoder *encoder; /* its property mapping, or NULL */
-  gboolean need_convert;        /* videoconvert to 4:2:0 in front of it */
+  BridgeEncoderChoice encoder;  /* H.264's; name BRIDGE_ENCODER_NULL: none */
   guint32 bitrate;              /* bit/s until a subscriber asks for one */
   gint64 quiet_interval_us;     /* re-encode a static screen; 0: never */
   guint max_subscribers_per_scanout;
