@@ -101,14 +101,18 @@ static const gchar *const svtav1_settings[] = {
 
 /* av1enc (libaom, gst-plugins-bad): target-bitrate kbit/s,
  * keyframe-max-dist frames. libaom's real-time mode at its fastest
- * setting for it (cpu-used 10), no frames held back, constant bitrate,
- * and keyframes only when forced. max-quantizer: the element's default of
- * 0 hands libaom a quantizer range of [0, 0], on which its real-time CBR
- * aborts the process (an assertion in rc_pick_q_and_bounds_no_stats_cbr,
- * bookworm's libaom 3.6); 63 is libaom's own default. */
+ * setting for it (cpu-used 10), no frames held back, constant bitrate.
+ * max-quantizer: the element's default of 0 hands libaom a quantizer
+ * range of [0, 0], on which its real-time CBR aborts the process (an
+ * assertion in rc_pick_q_and_bounds_no_stats_cbr, bookworm's libaom 3.6);
+ * 63 is libaom's own default. Keyframes: GStreamer 1.22's av1enc ignores
+ * keyframe requests (force-key-unit events: checked, none came), so it
+ * makes one every AV1ENC_KEYFRAME_DISTANCE frames itself, and a request
+ * is served by the next of those. */
+#define AV1ENC_KEYFRAME_DISTANCE 60
 static const gchar *const av1enc_settings[] = {
   "usage-profile=realtime", "cpu-used=10", "lag-in-frames=0",
-  "end-usage=cbr", "keyframe-mode=disabled", "row-mt=true",
+  "end-usage=cbr", "keyframe-mode=auto", "row-mt=true",
   "min-quantizer=0", "max-quantizer=63", NULL
 };
 
@@ -150,7 +154,7 @@ static const BridgeEncoder encoders[] = {
   {"svtav1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "intra-period-length",
       -1, svtav1_settings},
   {"av1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "keyframe-max-dist",
-      G_MAXINT64, av1enc_settings},
+      AV1ENC_KEYFRAME_DISTANCE, av1enc_settings},
 };
 
 /* the automatic choice, per codec: hardware first, then software */

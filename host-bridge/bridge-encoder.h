@@ -19,7 +19,8 @@ typedef struct
   guint bitrate_divisor;        /* 1000: the property is in kbit/s */
   const gchar *gop_prop;        /* maximum distance between IDRs */
   gint64 gop_unlimited;         /* value meaning "only when forced"; G_MAXINT64:
-                                 * the property's maximum */
+                                 * the property's maximum (av1enc: a bounded
+                                 * distance, bridge-encoder.c says why) */
   const gchar *const *settings; /* "property=value" for low latency and no
                                  * B-frames, each set only if it exists */
 } BridgeEncoder;
