@@ -3,9 +3,10 @@
  * Threads:
  * - the main thread runs a GMainLoop: one GSource per listening socket
  *   (accept, access control, session limit), SIGINT/SIGTERM.
- * - one thread per session: handshake (hxfr_host_session_handshake), then
- *   it builds and owns the session's pipeline
- *     vsocksrc ! queue ! [videoconvert] ! ENCODER ! h264parse ! capsfilter ! appsink
+ * - one thread per session: handshake (hxfr_host_session_handshake, which
+ *   asks choose_codec() for the guest's codec), then it builds and owns the
+ *   session's pipeline (the encoder chain: bridge-pipeline.c)
+ *     vsocksrc ! queue ! [videoconvert] ! ENCODER ! PARSER ! capsfilter ! appsink
  *   and waits on the pipeline's bus until EOS (guest left, or we drain on
  *   shutdown) or an error, then tears it down and logs the session's end.
  * - inside each pipeline: vsocksrc's streaming thread reads requests; the
@@ -1327,10 +1328,17 @@ static const gchar description[] =
     "                      guest's connection to port P on <uds_path>_P:\n"
     "                      serve them with unix:<uds_path>_P\n"
     "\n"
-    "Encoders (--encoder): vtenc_h264_hw, nvh264enc, vah264enc, vah264lpenc,\n"
-    "qsvh264enc, x264enc, openh264enc (auto: the first installed, in this\n"
-    "order; vtenc_h264_hw on macOS), or 'null' for benchmarks only: every\n"
-    "frame is answered with a fixed 6-byte access unit, nothing is encoded.\n"
+    "Encoders (--encoder), per codec the guest asks for (auto: the first\n"
+    "installed of each, in this order; VideoToolbox only on macOS):\n"
+    "  H.264 (vsockenc, v1 guests, scanouts): vtenc_h264_hw, nvh264enc,\n"
+    "    vah264enc, vah264lpenc, qsvh264enc, x264enc, openh264enc\n"
+    "  H.265 (vsockh265enc): vtenc_h265_hw, nvh265enc, vah265enc,\n"
+    "    vah265lpenc, qsvh265enc, x265enc\n"
+    "  AV1 (vsockav1enc): nvav1enc, vaav1enc, qsvav1enc, svtav1enc, av1enc\n"
+    "A codec with no encoder is refused (ERROR -8, naming it); auto needs an\n"
+    "H.264 one. --encoder NAME serves NAME's codec only. 'null' is for\n"
+    "benchmarks only: every H.264 frame is answered with a fixed 6-byte\n"
+    "access unit, nothing is encoded.\n"
     "\n"
     "Zero copy: with --export unix:PATH (the helix export of the VMM, e.g.\n"
     "QEMU with virtio-gpu-gl), frames a guest names by virtio-gpu resource\n"
@@ -1415,7 +1423,9 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
         "The VMM's helix export socket (unix:PATH): resource-id frames are "
           "resolved there, without a copy", "ADDR"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &o->encoder,
-          "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
+          "Encoder element (H.264, H.265 or AV1: only its codec is then "
+          "served), 'auto' (default: one per codec, hardware first) or "
+          "'null' (bench only)",
         "NAME"},
     {"bitrate", 'b', 0, G_OPTION_ARG_INT, &o->bitrate,
           "Bitrate in bit/s until the guest asks for one (default 4000000)",
@@ -1709,6 +1719,16 @@ choose_encoder (Bridge * b, const Options * o)
   }
   b->encoder_name = g_strdup (b->encoders[h264].name ? b->encoders[h264].name
       : encoder);
+  {
+    GString *line = g_string_new ("encoders:");
+
+    for (i = 0; i < BRIDGE_N_CODECS; i++)
+      g_string_append_printf (line, "%s %s %s", i ? "," : "",
+          bridge_codec_name (bridge_codec_get (i)), b->encoders[i].name ?
+          b->encoders[i].name : "none");
+    log_line ("%s", line->str);
+    g_string_free (line, TRUE);
+  }
   g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
   return TRUE;
 }

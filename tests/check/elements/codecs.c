@@ -38,6 +38,10 @@ typedef struct
   guint n_frames;
 } Codec;
 
+static const Codec h264 = { "vsockenc", "h264parse", "avdec_h264",
+  "video/x-h264", "byte-stream", "au", 0, 30
+};
+
 /* x265enc makes the frame asked for a keyframe */
 static const Codec h265 = { "vsockh265enc", "h265parse", "avdec_h265",
   "video/x-h265", "byte-stream", "au", 0, 30
@@ -358,7 +362,7 @@ refusal (BridgeRunner * r, const Codec * codec)
 
 /* A bridge that encodes H.264 only (--encoder x264enc): each other codec
  * is refused with an error that names it and says why; the bridge goes
- * on serving. */
+ * on serving. And an H.265-only one refuses H.264. */
 GST_START_TEST (test_unsupported_codec)
 {
   const gchar *args[] = { "--encoder", "x264enc", NULL };
@@ -376,6 +380,16 @@ GST_START_TEST (test_unsupported_codec)
   g_free (text);
   fail_unless (bridge_runner_wait_log (r, "H.265 cannot be encoded here", 1,
           10));
+  bridge_runner_stop_checked (r);
+  /* and the other way round: H.264 from an H.265-only bridge */
+  args[1] = "x265enc";
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, args);
+  fail_unless (r != NULL);
+  text = refusal (r, &h264);
+  fail_unless (strstr (text, "H.264 cannot be encoded here: this bridge "
+          "runs with --encoder x265enc, which encodes H.265 only") != NULL,
+      "%s", text);
+  g_free (text);
   bridge_runner_stop_checked (r);
 }
 
