@@ -19,6 +19,7 @@
 
 #include "bridge-runner.h"
 #include "video-compare.h"
+#include "test-frames.h"
 
 #define PULL_TIMEOUT (20 * GST_SECOND)
 /* the frame before which the test asks for a keyframe */
@@ -64,30 +65,12 @@ typedef struct
   const Codec *codec;
 } Seen;
 
-/* @n frames of videotestsrc (moving SMPTE bars), NV12 or I420 */
+/* @n frames of videotestsrc, NV12 320x240, or I420 (the reference) */
 static GPtrArray *
 collect_frames (const gchar * format, guint n)
 {
-  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
-      gst_sample_unref);
-  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=%u "
-      "horizontal-speed=4 ! video/x-raw,format=NV12,width=320,height=240,"
-      "framerate=30/1 ! videoconvert ! video/x-raw,format=%s ! "
-      "appsink name=sink sync=false", n, format);
-  GstElement *p = gst_parse_launch (desc, NULL);
-  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
-  GstSample *s;
-
-  fail_unless (p != NULL, "%s", desc);
-  gst_element_set_state (p, GST_STATE_PLAYING);
-  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), PULL_TIMEOUT)))
-    g_ptr_array_add (out, s);
-  fail_unless_equals_int (out->len, n);
-  gst_element_set_state (p, GST_STATE_NULL);
-  gst_object_unref (sink);
-  gst_object_unref (p);
-  g_free (desc);
-  return out;
+  return test_frames_collect ("NV12", 320, 240, n, g_str_equal (format,
+          "I420"));
 }
 
 /* Whether the access unit has a VPS, an SPS and a PPS (H.265), or the
