@@ -10,6 +10,8 @@
  */
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
 #include <gst/check/gstcheck.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/app/gstappsink.h>
@@ -378,6 +380,80 @@ GST_START_TEST (test_unsupported_codec)
 
 GST_END_TEST;
 
+/* A bridge on a machine without x265enc and av1enc (the system plugins
+ * seen through a directory of links to all but theirs): H.265 and AV1
+ * guests are told no encoder for their codec is installed, and which
+ * ones would do. */
+GST_START_TEST (test_no_encoder_installed)
+{
+  const gchar *system = g_getenv ("GST_PLUGIN_SYSTEM_PATH_1_0");
+  gchar *old_registry = g_strdup (g_getenv ("GST_REGISTRY"));
+  gchar *dir = g_dir_make_tmp ("hxcodecs-XXXXXX", NULL);
+  gchar *registry = g_build_filename (dir, "registry.bin", NULL);
+  gchar *old_system = g_strdup (system);
+  GDir *d;
+  const gchar *name;
+  BridgeRunner *r;
+  gchar *text;
+
+  fail_unless (system != NULL && dir != NULL);
+  d = g_dir_open (system, 0, NULL);
+  fail_unless (d != NULL, "%s", system);
+  while ((name = g_dir_read_name (d))) {
+    gchar *from, *to;
+
+    if (g_str_equal (name, "libgstx265.so") || g_str_equal (name,
+            "libgstaom.so") || g_str_equal (name, "libgstsvtav1.so"))
+      continue;
+    from = g_build_filename (system, name, NULL);
+    to = g_build_filename (dir, name, NULL);
+    fail_unless (symlink (from, to) == 0, "%s", to);
+    g_free (from);
+    g_free (to);
+  }
+  g_dir_close (d);
+  /* the bridge's environment, not this process's (its registry is read) */
+  g_setenv ("GST_PLUGIN_SYSTEM_PATH_1_0", dir, TRUE);
+  g_setenv ("GST_REGISTRY", registry, TRUE);
+  r = bridge_runner_start (BRIDGE_RUNNER_UNIX, NULL);
+  g_setenv ("GST_PLUGIN_SYSTEM_PATH_1_0", old_system, TRUE);
+  if (old_registry)
+    g_setenv ("GST_REGISTRY", old_registry, TRUE);
+  else
+    g_unsetenv ("GST_REGISTRY");
+  fail_unless (r != NULL);
+  fail_unless (bridge_runner_wait_log (r, "encoders: H.264 x264enc, H.265 "
+          "none, AV1 none", 1, 10));
+
+  text = refusal (r, &h265);
+  fail_unless (strstr (text, "H.265 cannot be encoded here: no H.265 "
+          "encoder is installed (") != NULL, "%s", text);
+  fail_unless (strstr (text, "x265enc)") != NULL, "%s", text);
+  g_free (text);
+  text = refusal (r, &av1);
+  fail_unless (strstr (text, "AV1 cannot be encoded here: no AV1 encoder "
+          "is installed (") != NULL, "%s", text);
+  fail_unless (strstr (text, "av1enc)") != NULL, "%s", text);
+  g_free (text);
+  bridge_runner_stop_checked (r);
+
+  d = g_dir_open (dir, 0, NULL);
+  while ((name = g_dir_read_name (d))) {
+    gchar *path = g_build_filename (dir, name, NULL);
+
+    g_unlink (path);
+    g_free (path);
+  }
+  g_dir_close (d);
+  g_rmdir (dir);
+  g_free (dir);
+  g_free (registry);
+  g_free (old_system);
+  g_free (old_registry);
+}
+
+GST_END_TEST;
+
 static Suite *
 codecs_suite (void)
 {
@@ -389,6 +465,7 @@ codecs_suite (void)
   tcase_add_test (tc, test_h265);
   tcase_add_test (tc, test_av1);
   tcase_add_test (tc, test_unsupported_codec);
+  tcase_add_test (tc, test_no_encoder_installed);
   return s;
 }
 
