@@ -17,8 +17,11 @@
 G_BEGIN_DECLS
 
 #define BRIDGE_MAX_SCANOUTS 16
+/* encoders per scanout: one per codec its subscribers ask for */
+#define BRIDGE_MAX_RENDITIONS 4
 
 typedef struct _Scanout Scanout;
+typedef struct _Rendition Rendition;
 typedef struct _Subscriber Subscriber;
 
 /* One access unit, shared by every subscriber it is sent to. */
@@ -49,6 +52,8 @@ struct _Subscriber
 
   /* vm lock */
   Scanout *scanout;             /* NULL: not subscribed */
+  Rendition *rendition;         /* its encoder, when subscribed */
+  guint32 codec;                /* of that encoder (HXFR_CODEC_*) */
   guint32 scanout_index;        /* of scanout, once subscribed */
 
   /* Subscriber.lock: the writer's queue and what this subscriber was sent */
@@ -92,22 +97,27 @@ void subscriber_end (Subscriber * sub, guint32 reason, const gchar * text);
 /* The VM side (bridge-scanout.c), vm lock NOT held unless said */
 const BridgeScanoutConfig *bridge_vm_config (BridgeVm * vm);
 GMutex *bridge_vm_lock (BridgeVm * vm);
-/* vm lock held. Subscribes @sub to scanout @index; FALSE with the HXFR
- * error code (NO_SCANOUT, TOO_MANY_SESSIONS) and text. Its first frame
+/* vm lock held. Subscribes @sub to scanout @index in @codec
+ * (HXFR_CODEC_*), the scanout's encoder of that codec, started for it if
+ * there is none yet; FALSE with the HXFR error code (NO_SCANOUT,
+ * TOO_MANY_SESSIONS, UNSUPPORTED: no encoder for the codec, LIMIT: the
+ * scanout has BRIDGE_MAX_RENDITIONS encoders) and text. Its first frame
  * follows scanout_send_first_frame(). */
 gboolean scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
-    gboolean v2, gint32 * code, gchar ** text);
+    gboolean v2, guint32 codec, gint32 * code, gchar ** text);
 /* vm lock held, once the subscription's answer is queued: @sub's first
  * frame, an IDR: the last one again if nothing was encoded since, else a
  * new one asked for within the scanout's IDR rate limit. */
 void scanout_send_first_frame (Subscriber * sub);
 /* vm lock held */
 void scanout_unsubscribe (Subscriber * sub);
-/* vm lock held: an IDR soon, at most one per IDR_REQUEST_INTERVAL_US per
- * scanout, whoever asks (a request inside the interval is kept, not lost) */
-void scanout_request_idr (Scanout * so);
-/* vm lock held: 0 = the host's default */
-void scanout_set_bitrate (Scanout * so, guint32 bitrate);
+/* vm lock held: an IDR soon from encoder @r, at most one per
+ * IDR_REQUEST_INTERVAL_US per encoder, whoever asks (a request inside the
+ * interval is kept, not lost) */
+void scanout_request_idr (Rendition * r);
+/* vm lock held: 0 = the host's default; the last one asked applies to
+ * every subscriber of @r */
+void scanout_set_bitrate (Rendition * r, guint32 bitrate);
 /* vm lock held: the scanout's current size (0 if it shows nothing) */
 void scanout_get_size (Scanout * so, guint32 * width, guint32 * height);
 /* Enables or disables a scanout through the VMM (a hotplug); blocks up to
@@ -115,7 +125,8 @@ void scanout_get_size (Scanout * so, guint32 * width, guint32 * height);
 gboolean bridge_vm_set_enabled (BridgeVm * vm, guint32 index,
     gboolean enable, guint32 width, guint32 height, guint32 refresh,
     GError ** error);
-const gchar *bridge_vm_encoder_name (BridgeVm * vm);
+/* vm lock held: the name of @sub's encoder ("" if not subscribed) */
+const gchar *subscriber_encoder_name (Subscriber * sub);
 /* Starts the watch on the first call; waits (bounded) for its first
  * attempt to connect. */
 void bridge_vm_ensure_watching (BridgeVm * vm);

@@ -455,7 +455,8 @@ size_send_buffer (Subscriber * sub, guint32 bitrate)
 }
 
 static void
-handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
+handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 codec,
+    guint32 bitrate)
 {
   Subscriber *sub = r->sub;
   BridgeVm *vm = sub->vm;
@@ -463,27 +464,28 @@ handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
   gint32 code = 0;
   gchar *text = NULL;
   guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
-  HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, index };
+  HxfrSubscribe2Ack ack = { 2, codec, index };
   gboolean ok, queued = TRUE, again;
 
   g_mutex_lock (bridge_vm_lock (vm));
   /* deployed: the last SUBSCRIBE wins; the same one again changes nothing
    * (no new IDR for everyone) but is answered, as deployed */
-  again = sub->scanout && sub->scanout_index == index;
+  again = sub->scanout && sub->scanout_index == index && sub->codec == codec;
   if (again) {
     ok = TRUE;
   } else {
     scanout_unsubscribe (sub);
-    ok = scanout_subscribe (vm, sub, index, v2, &code, &text);
+    ok = scanout_subscribe (vm, sub, index, v2, codec, &code, &text);
   }
   if (ok && bitrate)
-    scanout_set_bitrate (sub->scanout, bitrate);
+    scanout_set_bitrate (sub->rendition, bitrate);
   if (ok)
     size_send_buffer (sub, bitrate ? bitrate : cfg->bitrate);
   /* the answer is queued before the lock goes: no frame can come first */
   if (v2 && ok) {
     scanout_get_size (sub->scanout, &ack.width, &ack.height);
-    g_strlcpy (ack.encoder, bridge_vm_encoder_name (vm), sizeof (ack.encoder));
+    g_strlcpy (ack.encoder, subscriber_encoder_name (sub),
+        sizeof (ack.encoder));
     hxfr_subscribe2_ack_write (&ack, out);
     queued = queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id,
         out, HXFR_SUBSCRIBE2_ACK_SIZE);
@@ -554,7 +556,7 @@ handle_common (Reader * r, const HxfrHeader * h)
       if (read_payload (r, h, NULL, 0, "KEYFRAME_REQ")) {
         g_mutex_lock (bridge_vm_lock (sub->vm));
         if (sub->scanout)
-          scanout_request_idr (sub->scanout);
+          scanout_request_idr (sub->rendition);
         g_mutex_unlock (bridge_vm_lock (sub->vm));
       }
       return TRUE;
@@ -584,7 +586,7 @@ handle_deployed (Reader * r, const HxfrHeader * h)
     case HXFR_MSG_SUBSCRIBE:
       if (read_payload (r, h, buf, HXFR_SUBSCRIBE_SIZE, "SUBSCRIBE")) {
         hxfr_subscribe_parse (buf, HXFR_SUBSCRIBE_SIZE, &index, NULL);
-        handle_subscribe (r, index, FALSE, 0);
+        handle_subscribe (r, index, FALSE, HXFR_CODEC_H264, 0);
       }
       break;
     case HXFR_MSG_ENABLE_SCANOUT:
@@ -610,7 +612,7 @@ handle_deployed (Reader * r, const HxfrHeader * h)
        * costs nothing but the reading */
       g_mutex_lock (bridge_vm_lock (sub->vm));
       if (sub->scanout && config.bitrate)
-        scanout_set_bitrate (sub->scanout, config.bitrate);
+        scanout_set_bitrate (sub->rendition, config.bitrate);
       g_mutex_unlock (bridge_vm_lock (sub->vm));
       break;
     default:
@@ -657,11 +659,9 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
               NULL), g_bytes_get_size (cfg->token), buf +
           HXFR_SUBSCRIBE2_SIZE, s.token_len)) {
     send_error_and_end (r, HXFR_ERR_UNAUTHORIZED, "missing or wrong token");
-  } else if (s.codec != HXFR_CODEC_H264) {
-    send_error_and_end (r, HXFR_ERR_UNSUPPORTED, "only H264 is encoded");
   } else {
     r->sub->proven = cfg->token != NULL;
-    handle_subscribe (r, s.scanout_id, TRUE, s.bitrate);
+    handle_subscribe (r, s.scanout_id, TRUE, s.codec, s.bitrate);
   }
 }
 
@@ -690,7 +690,7 @@ handle_v2 (Reader * r, const HxfrHeader * h, gboolean first)
       }
       g_mutex_lock (bridge_vm_lock (sub->vm));
       if (sub->scanout && (c.mask & HXFR_CONTROL_BITRATE) && c.bitrate)
-        scanout_set_bitrate (sub->scanout, c.bitrate);
+        scanout_set_bitrate (sub->rendition, c.bitrate);
       g_mutex_unlock (bridge_vm_lock (sub->vm));
       break;
     default:{

@@ -1151,8 +1151,12 @@ static void
 scanout_config_init (Bridge * b, gdouble quiet_interval, guint max_subscribers)
 {
   BridgeScanoutConfig *c = &b->scanout_cfg;
+  guint i;
 
-  c->encoder = b->encoders[bridge_codec_index (HXFR_CODEC_H264)];
+  for (i = 0; i < BRIDGE_N_CODECS; i++) {
+    c->encoders[i] = b->encoders[i];
+    c->no_encoder[i] = b->no_encoder[i];
+  }
   c->bitrate = b->bitrate;
   c->quiet_interval_us = (gint64) (quiet_interval * G_USEC_PER_SEC);
   c->max_subscribers_per_scanout = max_subscribers;
