@@ -1356,10 +1356,11 @@ static const gchar description[] =
     "scanout (v2 SUBSCRIBE2, or helix's deployed SUBSCRIBE/ENABLE_SCANOUT/\n"
     "DISABLE_SCANOUT) is served from the VM's export (the listener's\n"
     "export=unix:PATH, else --export): the bridge encodes what the scanout\n"
-    "shows on every flush, one encoder per scanout shared by its\n"
-    "subscribers, an IDR for each new one, the last image again after\n"
-    "--scanout-quiet-interval on a static screen. Deployed clients have no\n"
-    "token: a listener takes them only with ',deployed', e.g.\n"
+    "shows on every flush, one encoder per scanout and codec (SUBSCRIBE2's;\n"
+    "at most 4) shared by its subscribers, an IDR for each new one, the\n"
+    "last image again after --scanout-quiet-interval on a static screen.\n"
+    "Deployed clients (H.264) have no token: a listener takes them only\n"
+    "with ',deployed', e.g.\n"
     "  --listen 'tcp:127.0.0.1:15937,deployed,export=unix:/run/helix/vm1-export.sock'\n"
     "See docs/protocol.md section 11 and docs/deploy.md.\n"
     "\n"
@@ -1645,19 +1646,6 @@ set_encoder (Bridge * b, const gchar * name)
   return TRUE;
 }
 
-/* Whether a VM's scanouts are served (they are H.264: the scanout
- * dialect's subscribers know no other codec). */
-static gboolean
-serves_scanouts (const Options * o)
-{
-  guint i;
-
-  for (i = 0; o->listen && o->listen[i]; i++)
-    if (strstr (o->listen[i], "export="))
-      return TRUE;
-  return o->export != NULL;
-}
-
 /* --encoder NAME: that encoder, and only its codec is served; auto: for
  * each codec the first installed of the table's (H.264 required). Says
  * why on stderr if it cannot. */
@@ -1715,11 +1703,6 @@ choose_encoder (Bridge * b, const Options * o)
         "encoder is installed (%s)", bridge_codec_name (codec),
         bridge_codec_name (codec), tried);
     g_free (tried);
-  }
-  if (!b->encoders[h264].name && serves_scanouts (o)) {
-    g_printerr ("helix-host-bridge: scanouts are streamed as H.264, and "
-        "--encoder %s is not an H.264 encoder\n", encoder);
-    return FALSE;
   }
   b->encoder_name = g_strdup (b->encoders[h264].name ? b->encoders[h264].name
       : encoder);
