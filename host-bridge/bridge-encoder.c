@@ -107,8 +107,10 @@ static const gchar *const svtav1_settings[] = {
  * assertion in rc_pick_q_and_bounds_no_stats_cbr, bookworm's libaom 3.6);
  * 63 is libaom's own default. Keyframes: GStreamer 1.22's av1enc ignores
  * keyframe requests (force-key-unit events: checked, none came), so it
- * makes one every AV1ENC_KEYFRAME_DISTANCE frames itself, and a request
- * is served by the next of those. */
+ * makes one every AV1ENC_KEYFRAME_DISTANCE frames itself, and a frame
+ * session's request is served by the next of those; a scanout restarts
+ * it instead (keyframes_by_restart: its first frame is a keyframe), since
+ * a static screen is encoded only every quiet interval. */
 #define AV1ENC_KEYFRAME_DISTANCE 60
 static const gchar *const av1enc_settings[] = {
   "usage-profile=realtime", "cpu-used=10", "lag-in-frames=0",
@@ -154,7 +156,7 @@ static const BridgeEncoder encoders[] = {
   {"svtav1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "intra-period-length",
       -1, svtav1_settings},
   {"av1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "keyframe-max-dist",
-      AV1ENC_KEYFRAME_DISTANCE, av1enc_settings},
+      AV1ENC_KEYFRAME_DISTANCE, av1enc_settings, TRUE},
 };
 
 /* the automatic choice, per codec: hardware first, then software */

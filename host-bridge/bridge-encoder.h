@@ -23,6 +23,8 @@ typedef struct
                                  * distance, bridge-encoder.c says why) */
   const gchar *const *settings; /* "property=value" for low latency and no
                                  * B-frames, each set only if it exists */
+  gboolean keyframes_by_restart;        /* it ignores keyframe requests: a
+                                         * scanout restarts it for one */
 } BridgeEncoder;
 
 /* The bench-only encoder: answers every frame with a fixed tiny access

@@ -417,6 +417,11 @@ encode_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
   GstBuffer *out;
   EncodedFrame *f;
 
+  /* an encoder that ignores keyframe requests starts afresh: its first
+   * frame is one */
+  if (idr && r->pipeline && encoder->desc
+      && encoder->desc->keyframes_by_restart)
+    teardown_encoder (r);
   if (!r->pipeline && !build_encoder (r, encoder, w->bitrate[i], error)) {
     gst_buffer_unref (buf);
     return NULL;

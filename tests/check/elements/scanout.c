@@ -785,6 +785,73 @@ GST_START_TEST (test_guest_element_codecs)
 
 GST_END_TEST;
 
+static GstElement *
+start_guest (Env * e, const gchar * codec_and_chain, GstElement ** sink)
+{
+  gchar *desc = g_strdup_printf ("vsockscanoutsrc address=%s scanout=1 %s ! "
+      "videoconvert ! video/x-raw,format=I420 ! appsink name=sink "
+      "sync=false max-buffers=100", bridge_runner_get_address (e->bridge),
+      codec_and_chain);
+  GstElement *pipe = gst_parse_launch (desc, NULL);
+
+  fail_unless (pipe != NULL, "%s", desc);
+  g_free (desc);
+  *sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  return pipe;
+}
+
+/* An AV1 late joiner on a static screen gets its first picture as soon as
+ * an H.264 one would (GStreamer 1.22's av1enc ignores keyframe requests:
+ * the bridge restarts it for one), not at its next periodic keyframe, 60
+ * quiet intervals away. */
+GST_START_TEST (test_av1_late_joiner)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  const gchar *bridge_args[] = { "--encoder", "auto",
+    "--scanout-quiet-interval", "30", NULL
+  };
+  Env *e = env_start (vmm_args, NULL, bridge_args);
+  const gchar *chain = "codec=av1 ! av1parse ! av1dec";
+  GstElement *a, *b, *sink_a, *sink_b;
+  GstSample *s;
+  GPtrArray *decoded;
+  gint64 t0;
+  guint i;
+
+  if (!e)
+    return;
+  a = start_guest (e, chain, &sink_a);
+  for (i = 0; i < 10; i++) {
+    s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink_a), 20 * GST_SECOND);
+    fail_unless (s != NULL, "the first subscriber gets nothing");
+    gst_sample_unref (s);
+  }
+  /* a static screen: nothing flips, the quiet interval is 30 s away */
+  standin_runner_command_expect (e->vmm, "rate 1 0", "RATE 1 hz=0");
+  t0 = g_get_monotonic_time ();
+  b = start_guest (e, chain, &sink_b);
+  s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink_b), 5 * GST_SECOND);
+  fail_unless (s != NULL, "the AV1 late joiner got no picture within 5 s");
+  g_print ("AV1 late joiner (static screen): first picture after %.0f ms\n",
+      (g_get_monotonic_time () - t0) / 1000.0);
+  decoded = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  g_ptr_array_add (decoded, s);
+  check_pattern (decoded, 1, flips (e, 1) + 5);
+  g_ptr_array_unref (decoded);
+  gst_element_set_state (a, GST_STATE_NULL);
+  gst_element_set_state (b, GST_STATE_NULL);
+  gst_object_unref (sink_a);
+  gst_object_unref (sink_b);
+  gst_object_unref (a);
+  gst_object_unref (b);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 /* A codec the bridge has no encoder for (it runs --encoder x264enc): the
  * subscription is refused with an error naming it. */
 GST_START_TEST (test_guest_element_codec_refused)
@@ -1458,6 +1525,7 @@ scanout_suite (void)
   tcase_add_test (tc, test_guest_element);
   tcase_add_test (tc, test_guest_element_codecs);
   tcase_add_test (tc, test_guest_element_codec_refused);
+  tcase_add_test (tc, test_av1_late_joiner);
   tcase_add_test (tc, test_bad_index);
   tcase_add_test (tc, test_dmabuf_modifiers);
   tcase_add_test (tc, test_lying_sizes);
