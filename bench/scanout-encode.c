@@ -7,9 +7,9 @@
  *
  * The same pipeline as host-bridge/bridge-scanout.c builds,
  *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! ENCODER !
- *   h264parse config-interval=-1 ! video/x-h264,byte-stream,au ! appsink,
- * with the same encoder settings (bridge-encoder.c: bridge_encoder_configure,
- * linked in), the same caps (BGRA, 60/1 as the bridge's nominal rate; PTS
+ *   PARSER ! the codec's caps ! appsink,
+ * by the same code (bridge-pipeline.c: bridge_pipeline_add_encoder, linked
+ * in, with the encoder's settings of bridge-encoder.c), the same caps (BGRA, 60/1 as the bridge's nominal rate; PTS
  * from the clock, duration 1/60 s), the same GOP (one IDR, the first frame), and the
  * stand-in VMM's test frames (helix-test-pattern.h, a new one per frame).
  * Frames are pushed at HZ (default 60: the flips of the scanout rows), each
@@ -18,11 +18,11 @@
  * line of JSON: push to access unit (the encode time), and its two parts
  * (issue 23): push to the encoder's sink pad (videoconvert's BGRA to
  * I420 or NV12, in the streaming thread) and from there to the access unit
- * (the encoder, and h264parse).
+ * (the encoder, and the parser).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include "bridge-encoder.h"
+#include "bridge-pipeline.h"
 #include "helix-test-pattern.h"
 
 #include <gst/app/gstappsink.h>
@@ -75,10 +75,11 @@ main (int argc, char **argv)
   int width = 1920, height = 1080, hz = 60, warmup = 10, i;
   double seconds = 5;
   guint bitrate = 4000000;
-  GstElement *p, *src, *conv, *yuv, *enc, *parse, *filter, *sink;
+  GstElement *p, *src, *first, *enc, *last, *sink;
   GstCaps *caps;
   GstVideoInfo info;
-  const BridgeEncoder *desc;
+  BridgeEncoderChoice choice;
+  GError *err = NULL;
   double *ms, *conv_ms, *enc_ms;
   guint n = 0, cap;
   GstPad *pad;
@@ -111,30 +112,25 @@ main (int argc, char **argv)
         "[--hz HZ] [--seconds S] [--warmup N] [--bitrate BPS]\n", argv[0]);
     return 1;
   }
-  desc = bridge_encoder_lookup (encoder);
+  choice.desc = bridge_encoder_lookup (encoder);
+  choice.codec = choice.desc ? choice.desc->codec : HXFR_CODEC_H264;
+  choice.name = encoder;
+  choice.need_convert = TRUE;
   p = gst_pipeline_new (NULL);
   src = add (p, "appsrc");
-  conv = add (p, "videoconvert");
-  yuv = add (p, "capsfilter");
-  enc = add (p, encoder);
-  parse = add (p, "h264parse");
-  filter = add (p, "capsfilter");
   sink = add (p, "appsink");
   g_object_set (src, "format", GST_FORMAT_TIME, "is-live", TRUE, "block",
       FALSE, "max-buffers", (guint64) 2, NULL);
-  caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
-  g_object_set (yuv, "caps", caps, NULL);
-  gst_caps_unref (caps);
-  bridge_encoder_configure (enc, desc, bitrate);
-  g_object_set (parse, "config-interval", -1, NULL);
-  caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
-      "alignment=au");
-  g_object_set (filter, "caps", caps, NULL);
-  gst_caps_unref (caps);
+  if (!bridge_pipeline_add_encoder (p, &choice, bitrate, NULL, &first, &enc,
+          &last, &err)) {
+    fprintf (stderr, "could not build the %s pipeline: %s\n", encoder,
+        err->message);
+    return 1;
+  }
   g_object_set (sink, "sync", FALSE, "async", FALSE, "enable-last-sample",
       FALSE, NULL);
-  if (!gst_element_link_many (src, conv, yuv, enc, parse, filter, sink,
-          NULL) || gst_element_set_state (p, GST_STATE_PLAYING) ==
+  if (!gst_element_link (src, first) || !gst_element_link (last, sink)
+      || gst_element_set_state (p, GST_STATE_PLAYING) ==
       GST_STATE_CHANGE_FAILURE) {
     fprintf (stderr, "could not start the %s pipeline\n", encoder);
     return 1;

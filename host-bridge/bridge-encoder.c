@@ -2,7 +2,7 @@
  *
  * Property names and units come from each element's documentation
  * (gstreamer.freedesktop.org/documentation/<plugin>/<element>.html); only
- * x264enc and openh264enc can run on our CI machines. The others are
+ * x264enc, openh264enc, x265enc and av1enc can run on our CI machines. The others are
  * checked against GStreamer's machine-readable documentation of them and
  * streamed through stand-ins with exactly those properties (the encoders
  * test; docs/deploy.md, "Encoders: what is checked without the
@@ -58,31 +58,200 @@ static const gchar *const qsv_settings[] = {
 };
 
 /* vtenc_h264_hw (applemedia): bitrate kbit/s, max-keyframe-interval frames
- * (0 = automatic); frame reordering is on by default and means B-frames */
+ * (0 = automatic); frame reordering is on by default and means B-frames.
+ * vtenc_h265_hw: the same properties. */
 static const gchar *const vtenc_settings[] = {
   "realtime=true", "allow-frame-reordering=false", NULL
 };
 
-static const BridgeEncoder encoders[] = {
-  {"vtenc_h264_hw", "bitrate", 1000, "max-keyframe-interval", G_MAXINT64,
-      vtenc_settings},
-  {"vtenc_h264", "bitrate", 1000, "max-keyframe-interval", G_MAXINT64,
-      vtenc_settings},
-  {"nvh264enc", "bitrate", 1000, "gop-size", -1, nvh264_settings},
-  {"vah264enc", "bitrate", 1000, "key-int-max", G_MAXINT64, va_settings},
-  {"vah264lpenc", "bitrate", 1000, "key-int-max", G_MAXINT64, va_settings},
-  {"qsvh264enc", "bitrate", 1000, "gop-size", G_MAXINT64, qsv_settings},
-  {"x264enc", "bitrate", 1000, "key-int-max", 1 << 30, x264_settings},
-  {"openh264enc", "bitrate", 1, "gop-size", 1 << 30, openh264_settings},
+/* nvh265enc: nvh264enc's properties (GstNvBaseEnc) */
+#define nvh265_settings nvh264_settings
+
+/* qsvh265enc: no low-latency property */
+static const gchar *const qsvh265_settings[] = {
+  "b-frames=0", "rate-control=cbr", "target-usage=7", NULL
 };
 
+/* qsvav1enc (1.22): no B-frames in its AV1 encoding at all */
+static const gchar *const qsvav1_settings[] = {
+  "rate-control=cbr", "target-usage=7", NULL
+};
+
+/* nvav1enc (nvcodec, GStreamer 1.24: the newer NVENC family's properties,
+ * not GstNvBaseEnc's) */
+static const gchar *const nvav1_settings[] = {
+  "b-frames=0", "rc-mode=cbr", "preset=p1", "tune=ultra-low-latency",
+  "rc-lookahead=0", NULL
+};
+
+/* x265enc (gst-plugins-bad): bitrate kbit/s, key-int-max frames (0 = x265's
+ * default of 250). zerolatency is x265's own low-latency tune: no
+ * B-frames, no lookahead, no scene-cut keyframes, one frame thread. */
+static const gchar *const x265_settings[] = {
+  "tune=zerolatency", "speed-preset=ultrafast", NULL
+};
+
+/* svtav1enc (trixie; gst-plugins-bad from 1.24): target-bitrate kbit/s,
+ * intra-period-length frames (-1 = no periodic keyframes). Its fastest
+ * preset, and SVT-AV1's low-delay prediction structure (no frame is
+ * coded before one it shows after). Not on bookworm: unchecked here. */
+static const gchar *const svtav1_settings[] = {
+  "preset=12", "parameters-string=pred-struct=1", NULL
+};
+
+/* av1enc (libaom, gst-plugins-bad): target-bitrate kbit/s,
+ * keyframe-max-dist frames. libaom's real-time mode at its fastest
+ * setting for it (cpu-used 10), no frames held back, constant bitrate.
+ * max-quantizer: the element's default of 0 hands libaom a quantizer
+ * range of [0, 0], on which its real-time CBR aborts the process (an
+ * assertion in rc_pick_q_and_bounds_no_stats_cbr, bookworm's libaom 3.6);
+ * 63 is libaom's own default. Keyframes: GStreamer 1.22's av1enc ignores
+ * keyframe requests (force-key-unit events: checked, none came), so it
+ * makes one every AV1ENC_KEYFRAME_DISTANCE frames itself, and a frame
+ * session's request is served by the next of those; a scanout restarts
+ * it instead (keyframes_by_restart: its first frame is a keyframe), since
+ * a static screen is encoded only every quiet interval. */
+#define AV1ENC_KEYFRAME_DISTANCE 60
+static const gchar *const av1enc_settings[] = {
+  "usage-profile=realtime", "cpu-used=10", "lag-in-frames=0",
+  "end-usage=cbr", "keyframe-mode=auto", "row-mt=true",
+  "min-quantizer=0", "max-quantizer=63", NULL
+};
+
+static const BridgeEncoder encoders[] = {
+  {"vtenc_h264_hw", HXFR_CODEC_H264, "bitrate", 1000, "max-keyframe-interval",
+      G_MAXINT64, vtenc_settings},
+  {"vtenc_h264", HXFR_CODEC_H264, "bitrate", 1000, "max-keyframe-interval",
+      G_MAXINT64, vtenc_settings},
+  {"nvh264enc", HXFR_CODEC_H264, "bitrate", 1000, "gop-size", -1,
+      nvh264_settings},
+  {"vah264enc", HXFR_CODEC_H264, "bitrate", 1000, "key-int-max", G_MAXINT64,
+      va_settings},
+  {"vah264lpenc", HXFR_CODEC_H264, "bitrate", 1000, "key-int-max", G_MAXINT64,
+      va_settings},
+  {"qsvh264enc", HXFR_CODEC_H264, "bitrate", 1000, "gop-size", G_MAXINT64,
+      qsv_settings},
+  {"x264enc", HXFR_CODEC_H264, "bitrate", 1000, "key-int-max", 1 << 30,
+      x264_settings},
+  {"openh264enc", HXFR_CODEC_H264, "bitrate", 1, "gop-size", 1 << 30,
+      openh264_settings},
+  {"vtenc_h265_hw", HXFR_CODEC_H265, "bitrate", 1000, "max-keyframe-interval",
+      G_MAXINT64, vtenc_settings},
+  {"nvh265enc", HXFR_CODEC_H265, "bitrate", 1000, "gop-size", -1,
+      nvh265_settings},
+  {"vah265enc", HXFR_CODEC_H265, "bitrate", 1000, "key-int-max", G_MAXINT64,
+      va_settings},
+  {"vah265lpenc", HXFR_CODEC_H265, "bitrate", 1000, "key-int-max",
+      G_MAXINT64, va_settings},
+  {"qsvh265enc", HXFR_CODEC_H265, "bitrate", 1000, "gop-size", G_MAXINT64,
+      qsvh265_settings},
+  {"x265enc", HXFR_CODEC_H265, "bitrate", 1000, "key-int-max", G_MAXINT64,
+      x265_settings},
+  {"nvav1enc", HXFR_CODEC_AV1, "bitrate", 1000, "gop-size", -1,
+      nvav1_settings},
+  {"vaav1enc", HXFR_CODEC_AV1, "bitrate", 1000, "key-int-max", G_MAXINT64,
+      va_settings},
+  {"qsvav1enc", HXFR_CODEC_AV1, "bitrate", 1000, "gop-size", G_MAXINT64,
+      qsvav1_settings},
+  {"svtav1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "intra-period-length",
+      -1, svtav1_settings},
+  {"av1enc", HXFR_CODEC_AV1, "target-bitrate", 1000, "keyframe-max-dist",
+      AV1ENC_KEYFRAME_DISTANCE, av1enc_settings, TRUE},
+};
+
+/* the automatic choice, per codec: hardware first, then software */
 static const gchar *const auto_order[] = {
 #ifdef __APPLE__
-  "vtenc_h264_hw",
+  "vtenc_h264_hw", "vtenc_h265_hw",
 #endif
   "nvh264enc", "vah264enc", "vah264lpenc", "qsvh264enc", "x264enc",
   "openh264enc",
+  "nvh265enc", "vah265enc", "vah265lpenc", "qsvh265enc", "x265enc",
+  "nvav1enc", "vaav1enc", "qsvav1enc", "svtav1enc", "av1enc",
 };
+
+static const struct
+{
+  guint32 codec;
+  const gchar *name;
+  const gchar *id;
+  const gchar *media_type;
+} codecs[] = {
+  {HXFR_CODEC_H264, "H.264", "h264", "video/x-h264"},
+  {HXFR_CODEC_H265, "H.265", "h265", "video/x-h265"},
+  {HXFR_CODEC_AV1, "AV1", "av1", "video/x-av1"},
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (codecs) == BRIDGE_N_CODECS);
+
+gint
+bridge_codec_index (guint32 codec)
+{
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (codecs); i++)
+    if (codecs[i].codec == codec)
+      return i;
+  return -1;
+}
+
+guint32
+bridge_codec_get (guint i)
+{
+  g_return_val_if_fail (i < G_N_ELEMENTS (codecs), 0);
+  return codecs[i].codec;
+}
+
+const gchar *
+bridge_codec_name (guint32 codec)
+{
+  gint i = bridge_codec_index (codec);
+
+  return i < 0 ? NULL : codecs[i].name;
+}
+
+guint32
+bridge_codec_from_string (const gchar * s)
+{
+  guint i;
+
+  for (i = 0; s && i < G_N_ELEMENTS (codecs); i++)
+    if (g_ascii_strcasecmp (codecs[i].id, s) == 0)
+      return codecs[i].codec;
+  return 0;
+}
+
+guint32
+bridge_encoder_codec_of (GstElementFactory * factory)
+{
+  const BridgeEncoder *desc =
+      bridge_encoder_lookup (gst_plugin_feature_get_name (factory));
+  const GList *l;
+  guint i;
+
+  if (desc)
+    return desc->codec;
+  for (l = gst_element_factory_get_static_pad_templates (factory); l;
+      l = l->next) {
+    GstStaticPadTemplate *t = l->data;
+    GstCaps *tcaps;
+    guint32 codec = 0;
+
+    if (t->direction != GST_PAD_SRC)
+      continue;
+    tcaps = gst_static_caps_get (&t->static_caps);
+    for (i = 0; i < G_N_ELEMENTS (codecs) && !codec; i++) {
+      GstCaps *c = gst_caps_new_empty_simple (codecs[i].media_type);
+
+      if (gst_caps_can_intersect (c, tcaps))
+        codec = codecs[i].codec;
+      gst_caps_unref (c);
+    }
+    gst_caps_unref (tcaps);
+    return codec;
+  }
+  return 0;
+}
 
 const BridgeEncoder *
 bridge_encoder_lookup (const gchar * name)
@@ -102,12 +271,16 @@ bridge_encoder_get (guint i)
 }
 
 const gchar *
-bridge_encoder_auto (void)
+bridge_encoder_auto (guint32 codec)
 {
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (auto_order); i++) {
-    GstElementFactory *f = gst_element_factory_find (auto_order[i]);
+    GstElementFactory *f;
+
+    if (bridge_encoder_lookup (auto_order[i])->codec != codec)
+      continue;
+    f = gst_element_factory_find (auto_order[i]);
 
     if (f) {
       gst_object_unref (f);
@@ -115,6 +288,18 @@ bridge_encoder_auto (void)
     }
   }
   return NULL;
+}
+
+gchar *
+bridge_encoder_auto_list (guint32 codec)
+{
+  GString *s = g_string_new (NULL);
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (auto_order); i++)
+    if (bridge_encoder_lookup (auto_order[i])->codec == codec)
+      g_string_append_printf (s, "%s%s", s->len ? ", " : "", auto_order[i]);
+  return g_string_free (s, FALSE);
 }
 
 static void

@@ -17,8 +17,11 @@
 G_BEGIN_DECLS
 
 #define BRIDGE_MAX_SCANOUTS 16
+/* encoders per scanout: one per codec its subscribers ask for */
+#define BRIDGE_MAX_RENDITIONS 4
 
 typedef struct _Scanout Scanout;
+typedef struct _Rendition Rendition;
 typedef struct _Subscriber Subscriber;
 
 /* One access unit, shared by every subscriber it is sent to. */
@@ -49,6 +52,8 @@ struct _Subscriber
 
   /* vm lock */
   Scanout *scanout;             /* NULL: not subscribed */
+  Rendition *rendition;         /* its encoder, when subscribed */
+  guint32 codec;                /* of that encoder (HXFR_CODEC_*) */
   guint32 scanout_index;        /* of scanout, once subscribed */
 
   /* Subscriber.lock: the writer's queue and what this subscriber was sent */
@@ -97,40 +102,45 @@ typedef struct
 {
   guint32 index;
   gboolean v2;
-  guint32 bitrate;              /* 0: leave the scanout's */
-  gboolean again;               /* out: already on that scanout: nothing
-                                 * changed, no new IDR */
+  guint32 codec;                /* HXFR_CODEC_* */
+  guint32 bitrate;              /* 0: leave the encoder's */
+  gboolean again;               /* out: already there: nothing changed, no
+                                 * new IDR */
   guint32 width, height;        /* out: what the scanout shows now */
+  const gchar *encoder;         /* out: the encoder's name, granted */
   gint32 code;                  /* out, refused: the HXFR error code */
   gchar *text;                  /* out, refused: why (g_free it) */
 } BridgeSubscription;
 
 /* Queues the answer to a subscription (@ok: granted); FALSE if it could
- * not be queued. */
+ * not be queued. Called under the VM's lock. */
 typedef gboolean (*BridgeSubscriptionAnswer) (Subscriber * sub,
     const BridgeSubscription * s, gboolean ok);
 
-/* Subscribes @sub to scanout @s->index (leaving the one it was on). The
- * answer is queued by @answer under the VM's lock, before the first frame
- * can be: an IDR, the scanout's last one again if nothing was encoded
- * since, else a new one within the scanout's IDR limit. Returns whether it
- * was granted; *@queued: what @answer returned. */
+/* Subscribes @sub to scanout @s->index in @s->codec: the scanout's encoder
+ * of that codec, started for it if there is none yet (refused: NO_SCANOUT,
+ * TOO_MANY_SESSIONS, UNSUPPORTED: no encoder for the codec, LIMIT: the
+ * scanout has BRIDGE_MAX_RENDITIONS encoders). The answer is queued by
+ * @answer under the VM's lock, before the first frame can be: an IDR, the
+ * encoder's last one again if nothing was encoded since, else a new one
+ * within its IDR limit. Returns whether it was granted; *@queued: what
+ * @answer returned. */
 gboolean bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
     BridgeSubscriptionAnswer answer, gboolean * queued);
 void bridge_vm_unsubscribe (Subscriber * sub);
 gboolean bridge_vm_is_subscribed (Subscriber * sub);
-/* KEYFRAME_REQ: an IDR within the scanout's limit (none if not
+/* KEYFRAME_REQ: an IDR within the encoder's limit (none if not
  * subscribed) */
 void bridge_vm_request_idr (Subscriber * sub);
-/* CONFIG_REQ, CONTROL: @bitrate (bit/s, > 0) for the scanout @sub is on,
- * applied before its next frame (nothing if not subscribed) */
+/* CONFIG_REQ, CONTROL: @bitrate (bit/s, > 0) for the encoder @sub is on,
+ * applied before its next frame; the last one asked applies to every
+ * subscriber of that encoder (nothing if not subscribed) */
 void bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate);
 /* Enables or disables a scanout through the VMM (a hotplug); blocks up to
  * a few seconds. vm lock NOT held. */
 gboolean bridge_vm_set_enabled (BridgeVm * vm, guint32 index,
     gboolean enable, guint32 width, guint32 height, guint32 refresh,
     GError ** error);
-const gchar *bridge_vm_encoder_name (BridgeVm * vm);
 /* Starts the watch on the first call; waits (bounded) for its first
  * attempt to connect. */
 void bridge_vm_ensure_watching (BridgeVm * vm);

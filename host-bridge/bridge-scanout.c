@@ -7,6 +7,7 @@
 #include "bridge-scanout-private.h"
 #include "hxfr-video.h"
 #include "hxfr-surface.h"
+#include "bridge-pipeline.h"
 
 #include <gst/app/gstappsrc.h>
 #include <gst/app/gstappsink.h>
@@ -42,6 +43,30 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
  * variable-framerate mode */
 #define NOMINAL_FPS 60
 
+/* One encoder of a scanout and the subscribers it serves: one per codec
+ * asked for (at most BRIDGE_MAX_RENDITIONS per scanout). */
+struct _Rendition
+{
+  Scanout *so;
+
+  /* vm lock */
+  const BridgeEncoderChoice *encoder;   /* NULL: a free slot */
+  GPtrArray *subscribers;       /* Subscriber*, not owned */
+  gboolean want_idr;            /* the next frame is an IDR */
+  gboolean idr_deferred;        /* asked for within the rate limit: owed */
+  gint64 t_idr_requested;
+  guint32 bitrate_wanted;       /* 0: the configured default */
+  EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
+  gint64 t_no_subscribers;
+
+  /* encoder thread only */
+  GstElement *pipeline, *appsrc, *encoder_element, *appsink;
+  GstVideoInfo info;
+  gboolean have_info;
+  guint32 bitrate_applied;
+  gint64 t0;
+};
+
 struct _Scanout
 {
   BridgeVm *vm;
@@ -49,31 +74,22 @@ struct _Scanout
 
   /* vm lock */
   HxfrScanoutState state;
-  GPtrArray *subscribers;       /* Subscriber*, not owned */
+  guint n_subscribers;          /* of all its renditions */
+  Rendition renditions[BRIDGE_MAX_RENDITIONS];
   gboolean flush_pending;
   guint32 pending_resource;
   guint64 pending_time_ns;
-  gboolean want_idr;            /* the next frame is an IDR */
-  gboolean idr_deferred;        /* asked for within the rate limit: owed */
-  gint64 t_idr_requested;
-  guint32 bitrate_wanted;       /* 0: the configured default */
-  gint64 t_last_encode;         /* 0: nothing encoded by this encoder */
-  EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
-  gint64 t_hotplug;             /* the last hotplug asked of the VMM */
-  guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
-  gint64 t_no_subscribers;
+  gint64 t_last_encode;         /* 0: nothing encoded since the encoders
+                                 * started */
   gint64 t_format_logged;
   guint format_changes_unlogged;
+  gint64 t_hotplug;             /* the last hotplug asked of the VMM */
+  guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
   GThread *thread;
 
   /* encoder thread only */
   HxfrExportClient *export;
-  GstElement *pipeline, *appsrc, *encoder, *appsink;
-  GstVideoInfo info;
-  gboolean have_info;
-  guint32 bitrate_applied;
   guint64 frame_counter;
-  gint64 t0;
   gint64 t_failure_logged;
 };
 
@@ -95,9 +111,10 @@ struct _BridgeVm
   BridgeVmStats stats;
 };
 
-/* vm lock held: an IDR soon, at most one per IDR_REQUEST_INTERVAL_US per
- * scanout, whoever asks (one asked inside the interval is kept, not lost) */
-static void scanout_request_idr (Scanout * so);
+/* vm lock held: an IDR soon from encoder @r, at most one per
+ * IDR_REQUEST_INTERVAL_US per encoder, whoever asks (a request inside the
+ * interval is kept, not lost) */
+static void scanout_request_idr (Rendition * r);
 
 EncodedFrame *
 bridge_encoded_frame_ref (EncodedFrame * f)
@@ -129,10 +146,15 @@ bridge_vm_get_export_path (BridgeVm * vm)
   return vm->export_path;
 }
 
-const gchar *
-bridge_vm_encoder_name (BridgeVm * vm)
+/* Ends every subscriber of @r. vm lock held. */
+static void
+end_rendition (Rendition * r, guint32 reason, const gchar * text)
 {
-  return vm->cfg.encoder_name;
+  guint i;
+
+  for (i = 0; i < r->subscribers->len; i++)
+    bridge_subscriber_end (g_ptr_array_index (r->subscribers, i), reason, text);
+  g_clear_pointer (&r->last_frame, bridge_encoded_frame_unref);
 }
 
 /* Ends every subscriber of @so. vm lock held. */
@@ -141,9 +163,8 @@ end_subscribers (Scanout * so, guint32 reason, const gchar * text)
 {
   guint i;
 
-  for (i = 0; i < so->subscribers->len; i++)
-    bridge_subscriber_end (g_ptr_array_index (so->subscribers, i), reason,
-        text);
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    end_rendition (&so->renditions[i], reason, text);
 }
 
 /* The watch's callbacks: the watch's reader thread */
@@ -191,11 +212,9 @@ on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
           st->height != so->state.height || st->fourcc != so->state.fourcc))
     log_format_change (vm, so, st);
   so->state = *st;
-  if (was_enabled && !st->enabled) {
+  if (was_enabled && !st->enabled)
     end_subscribers (so, HXFR_SCANOUT_END_DISABLED, "the scanout was "
         "disabled");
-    g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
-  }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
 }
@@ -214,7 +233,7 @@ on_scanout_flush (gpointer user_data, const HxfrScanoutFlush * f)
   so->flush_pending = TRUE;
   so->pending_resource = f->resource_id;
   so->pending_time_ns = f->time_ns;
-  if (so->subscribers->len)
+  if (so->n_subscribers)
     g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
 }
@@ -235,7 +254,6 @@ on_watch_closed (gpointer user_data, const GError * why)
     vm->scanouts[i].state.resource_id = 0;
     end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
         "the VM's helix export went away");
-    g_clear_pointer (&vm->scanouts[i].last_frame, bridge_encoded_frame_unref);
   }
   g_cond_broadcast (&vm->cond);
   g_mutex_unlock (&vm->lock);
@@ -301,65 +319,50 @@ watch_thread (gpointer data)
 /* The encoder of one scanout */
 
 static void
-teardown_encoder (Scanout * so)
+teardown_encoder (Rendition * r)
 {
-  if (so->pipeline) {
-    gst_element_set_state (so->pipeline, GST_STATE_NULL);
-    gst_clear_object (&so->pipeline);
+  if (r->pipeline) {
+    gst_element_set_state (r->pipeline, GST_STATE_NULL);
+    gst_clear_object (&r->pipeline);
   }
-  so->appsrc = so->encoder = so->appsink = NULL;
-  so->have_info = FALSE;
+  r->appsrc = r->encoder_element = r->appsink = NULL;
+  r->have_info = FALSE;
+}
+
+static void
+close_export (Scanout * so)
+{
   if (so->export) {
     hxfr_export_client_close (so->export);
     g_clear_pointer (&so->export, hxfr_export_client_unref);
   }
 }
 
-/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! h264parse ! appsink: SPS and
- * PPS before every IDR, one access unit per buffer. */
+/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! parser ! appsink
+ * (bridge-pipeline.h): headers before every keyframe, one access unit per
+ * buffer. @encoder and @bitrate: read under the vm lock. */
 static gboolean
-build_encoder (Scanout * so, GError ** error)
+build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
+    guint32 bitrate, GError ** error)
 {
-  const BridgeScanoutConfig *cfg = &so->vm->cfg;
-  GstElement *p = gst_pipeline_new (NULL), *convert = NULL, *yuv = NULL,
-      *parse, *filter, *last;
-  GstCaps *caps;
+  GstElement *p = gst_pipeline_new (NULL), *first, *last;
 
-  so->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
-  if (cfg->need_convert) {
-    convert = bridge_bin_add (p, "videoconvert", NULL, error);
-    yuv = bridge_bin_add (p, "capsfilter", NULL, error);
-  }
-  so->encoder = bridge_bin_add (p, cfg->encoder_name, NULL, error);
-  parse = bridge_bin_add (p, "h264parse", NULL, error);
-  filter = bridge_bin_add (p, "capsfilter", NULL, error);
-  so->appsink = bridge_bin_add (p, "appsink", NULL, error);
-  if (!so->appsrc || (cfg->need_convert && (!convert || !yuv))
-      || !so->encoder || !parse || !filter || !so->appsink) {
+  r->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
+  r->appsink = bridge_bin_add (p, "appsink", NULL, error);
+  if (!r->appsrc || !r->appsink
+      || !bridge_pipeline_add_encoder (p, encoder, bitrate, NULL, &first,
+          &r->encoder_element, &last, error)) {
     gst_object_unref (p);
     return FALSE;
   }
-  g_object_set (so->appsrc, "format", GST_FORMAT_TIME, "is-live", TRUE,
+  g_object_set (r->appsrc, "format", GST_FORMAT_TIME, "is-live", TRUE,
       "block", FALSE, "max-buffers", (guint64) 2, NULL);
-  if (yuv) {
-    caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
-    g_object_set (yuv, "caps", caps, NULL);
-    gst_caps_unref (caps);
-  }
-  bridge_encoder_configure (so->encoder, cfg->encoder, cfg->bitrate);
-  so->bitrate_applied = cfg->bitrate;
-  g_object_set (parse, "config-interval", -1, NULL);
-  caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
-      "alignment=au");
-  g_object_set (filter, "caps", caps, NULL);
-  gst_caps_unref (caps);
-  g_object_set (so->appsink, "sync", FALSE, "async", FALSE,
+  r->bitrate_applied = bitrate;
+  g_object_set (r->appsink, "sync", FALSE, "async", FALSE,
       "enable-last-sample", FALSE, NULL);
 
-  last = convert ? yuv : so->appsrc;
-  if ((convert && !gst_element_link_many (so->appsrc, convert, yuv, NULL))
-      || !gst_element_link_many (last, so->encoder, parse, filter,
-          so->appsink, NULL)) {
+  if (!gst_element_link (r->appsrc, first)
+      || !gst_element_link (last, r->appsink)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
         "could not link the scanout encoder");
     gst_object_unref (p);
@@ -367,13 +370,13 @@ build_encoder (Scanout * so, GError ** error)
   }
   if (gst_element_set_state (p, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
-        "the scanout encoder %s did not start", cfg->encoder_name);
+        "the scanout encoder %s did not start", encoder->name);
     gst_element_set_state (p, GST_STATE_NULL);
     gst_object_unref (p);
     return FALSE;
   }
-  so->pipeline = p;
-  so->t0 = g_get_monotonic_time ();
+  r->pipeline = p;
+  r->t0 = g_get_monotonic_time ();
   return TRUE;
 }
 
@@ -417,13 +420,17 @@ read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
   return buf;
 }
 
+/* What one turn of the encoder thread does: read one resource, and
+ * encode it for each rendition marked active. */
 typedef struct
 {
   guint32 resource_id;
   guint64 capture_ns;
   gboolean repeat;
-  gboolean force_idr;
-  guint32 bitrate;
+  gboolean active[BRIDGE_MAX_RENDITIONS];
+  gboolean force_idr[BRIDGE_MAX_RENDITIONS];
+  guint32 bitrate[BRIDGE_MAX_RENDITIONS];
+  BridgeEncoderChoice encoder[BRIDGE_MAX_RENDITIONS];
 } Work;
 
 static guint64
@@ -433,54 +440,60 @@ monotonic_ns (void)
 }
 
 /* Pushes one frame and waits for its access unit (one frame in, one out:
- * the encoders run in low-latency mode). */
+ * the encoders run in low-latency mode). Takes @buf. */
 static EncodedFrame *
-encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
+encode_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
     const Work * w, GError ** error)
 {
-  const BridgeScanoutConfig *cfg = &so->vm->cfg;
-  gboolean idr = w->force_idr;
+  const BridgeEncoderChoice *encoder = &w->encoder[i];
+  gboolean idr = w->force_idr[i];
   GstSample *sample;
   GstBuffer *out;
   EncodedFrame *f;
 
-  if (!so->pipeline && !build_encoder (so, error)) {
+  /* an encoder that ignores keyframe requests starts afresh: its first
+   * frame is one */
+  if (idr && r->pipeline && encoder->desc
+      && encoder->desc->keyframes_by_restart)
+    teardown_encoder (r);
+  if (!r->pipeline && !build_encoder (r, encoder, w->bitrate[i], error)) {
     gst_buffer_unref (buf);
     return NULL;
   }
-  if (!so->have_info || !gst_video_info_is_equal (info, &so->info)) {
+  if (!r->have_info || !gst_video_info_is_equal (info, &r->info)) {
     GstCaps *caps = gst_video_info_to_caps (info);
 
     /* a resize: new caps, and an IDR with the new SPS */
-    gst_app_src_set_caps (GST_APP_SRC (so->appsrc), caps);
+    gst_app_src_set_caps (GST_APP_SRC (r->appsrc), caps);
     gst_caps_unref (caps);
-    so->info = *info;
-    so->have_info = TRUE;
+    r->info = *info;
+    r->have_info = TRUE;
     idr = TRUE;
   }
-  if (w->bitrate != so->bitrate_applied) {
-    bridge_encoder_set_bitrate (so->encoder, cfg->encoder, w->bitrate);
-    so->bitrate_applied = w->bitrate;
+  if (w->bitrate[i] != r->bitrate_applied) {
+    bridge_encoder_set_bitrate (r->encoder_element, encoder->desc,
+        w->bitrate[i]);
+    r->bitrate_applied = w->bitrate[i];
   }
   if (idr) {
-    GstPad *pad = gst_element_get_static_pad (so->encoder, "src");
+    GstPad *pad = gst_element_get_static_pad (r->encoder_element, "src");
 
     gst_pad_send_event (pad, gst_video_event_new_upstream_force_key_unit
         (GST_CLOCK_TIME_NONE, TRUE, 0));
     gst_object_unref (pad);
   }
-  GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - so->t0) * GST_USECOND;
+  GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - r->t0) * GST_USECOND;
   GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
-  if (gst_app_src_push_buffer (GST_APP_SRC (so->appsrc), buf) != GST_FLOW_OK) {
+  if (gst_app_src_push_buffer (GST_APP_SRC (r->appsrc), buf) != GST_FLOW_OK) {
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
         "the scanout encoder refused a frame");
     return NULL;
   }
-  sample = gst_app_sink_try_pull_sample (GST_APP_SINK (so->appsink),
+  sample = gst_app_sink_try_pull_sample (GST_APP_SINK (r->appsink),
       ENCODE_TIMEOUT_US * GST_USECOND);
   if (!sample) {
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
-        "%s gave no access unit within %d s", cfg->encoder_name,
+        "%s gave no access unit within %d s", encoder->name,
         (gint) (ENCODE_TIMEOUT_US / G_USEC_PER_SEC));
     return NULL;
   }
@@ -488,13 +501,13 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
   f = g_atomic_rc_box_new0 (EncodedFrame);
   {
     GstMapInfo map;
-
-    gsize aud;
+    gsize aud = 0;
 
     gst_buffer_map (out, &map, GST_MAP_READ);
     /* as deployed: no AUD (h264parse puts one in front of every access
      * unit in byte-stream output) */
-    aud = hxfr_video_au_aud_length (map.data, map.size);
+    if (encoder->codec == HXFR_CODEC_H264)
+      aud = hxfr_video_au_aud_length (map.data, map.size);
     f->au = g_bytes_new (map.data + aud, map.size - aud);
     gst_buffer_unmap (out, &map);
   }
@@ -503,33 +516,51 @@ encode_frame (Scanout * so, GstBuffer * buf, GstVideoInfo * info,
   return f;
 }
 
-/* Reads, encodes (or, with the null encoder, only reads) one frame. */
-static EncodedFrame *
-produce_frame (Scanout * so, const Work * w, GError ** error)
+/* Reads one frame and encodes it (with the null encoder: only reads it)
+ * for each active rendition: out[i], NULL where not active. FALSE with
+ * @error if the resource could not be read (nothing encoded), or with
+ * *@failed set to the first rendition whose encoder failed. */
+static gboolean
+produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
+    gint * failed, GError ** error)
 {
   GstVideoInfo info;
-  GstBuffer *buf = read_resource (so, w->resource_id, &info, error);
-  EncodedFrame *f;
+  GstBuffer *buf;
+  guint i;
 
+  *failed = -1;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    out[i] = NULL;
+  buf = read_resource (so, w->resource_id, &info, error);
   if (!buf)
-    return NULL;
-  if (g_strcmp0 (so->vm->cfg.encoder_name, BRIDGE_ENCODER_NULL) == 0) {
-    gst_buffer_unref (buf);
-    f = g_atomic_rc_box_new0 (EncodedFrame);
-    /* the --encoder null answer: one access unit delimiter */
-    f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
-    f->keyframe = TRUE;
-  } else if (!(f = encode_frame (so, buf, &info, w, error))) {
-    return NULL;
+    return FALSE;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    EncodedFrame *f;
+
+    if (!w->active[i])
+      continue;
+    if (g_strcmp0 (w->encoder[i].name, BRIDGE_ENCODER_NULL) == 0) {
+      f = g_atomic_rc_box_new0 (EncodedFrame);
+      /* the --encoder null answer: one access unit delimiter */
+      f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
+      f->keyframe = TRUE;
+    } else if (!(f = encode_frame (&so->renditions[i], i, gst_buffer_ref (buf),
+                &info, w, error))) {
+      *failed = i;
+      break;
+    }
+    f->repeat = w->repeat;
+    f->width = GST_VIDEO_INFO_WIDTH (&info);
+    f->height = GST_VIDEO_INFO_HEIGHT (&info);
+    f->capture_ns = w->capture_ns;
+    f->index = so->frame_counter + 1;
+    f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
+        G_MAXUINT32);
+    out[i] = f;
   }
-  f->repeat = w->repeat;
-  f->width = GST_VIDEO_INFO_WIDTH (&info);
-  f->height = GST_VIDEO_INFO_HEIGHT (&info);
-  f->capture_ns = w->capture_ns;
-  f->index = ++so->frame_counter;
-  f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
-      G_MAXUINT32);
-  return f;
+  so->frame_counter++;
+  gst_buffer_unref (buf);
+  return *failed < 0;
 }
 
 /* vm lock held: what to do next, or FALSE and *wait_until (monotonic us)
@@ -540,24 +571,34 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
   const BridgeScanoutConfig *cfg = &so->vm->cfg;
   gint64 now = g_get_monotonic_time ();
   guint32 resource = so->state.resource_id;
+  gboolean want_idr = FALSE, quiet, any = FALSE;
+  guint i;
 
   *wait_until = now + G_USEC_PER_SEC;
-  if (!so->subscribers->len || !so->state.enabled)
+  if (!so->n_subscribers || !so->state.enabled)
     return FALSE;
-  if (so->idr_deferred) {
-    if (now - so->t_idr_requested >= IDR_REQUEST_INTERVAL_US)
-      scanout_request_idr (so);
-    else
-      *wait_until = so->t_idr_requested + IDR_REQUEST_INTERVAL_US;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    if (!r->subscribers->len)
+      continue;
+    if (r->idr_deferred) {
+      if (now - r->t_idr_requested >= IDR_REQUEST_INTERVAL_US)
+        scanout_request_idr (r);
+      else
+        *wait_until = MIN (*wait_until, r->t_idr_requested +
+            IDR_REQUEST_INTERVAL_US);
+    }
+    want_idr |= r->want_idr;
   }
+  quiet = cfg->quiet_interval_us && so->t_last_encode
+      && now - so->t_last_encode >= cfg->quiet_interval_us;
   if (so->flush_pending) {
     so->flush_pending = FALSE;
     resource = so->pending_resource;
     w->capture_ns = so->pending_time_ns;
     w->repeat = FALSE;
-  } else if (resource && (so->want_idr || (cfg->quiet_interval_us
-              && so->t_last_encode
-              && now - so->t_last_encode >= cfg->quiet_interval_us))) {
+  } else if (resource && (want_idr || quiet)) {
     /* a new subscriber's IDR, or a static screen: what it shows now */
     w->capture_ns = monotonic_ns ();
     w->repeat = so->t_last_encode != 0;
@@ -572,41 +613,52 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
   if (!resource)
     return FALSE;
   w->resource_id = resource;
-  w->force_idr = so->want_idr;
-  so->want_idr = FALSE;
-  w->bitrate = so->bitrate_wanted ? so->bitrate_wanted : cfg->bitrate;
-  return TRUE;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    /* a repeat for one rendition's IDR is not encoded for the others */
+    w->active[i] = r->subscribers->len && (!w->repeat || quiet || r->want_idr);
+    if (!w->active[i])
+      continue;
+    any = TRUE;
+    w->force_idr[i] = r->want_idr;
+    r->want_idr = FALSE;
+    w->bitrate[i] = r->bitrate_wanted ? r->bitrate_wanted : cfg->bitrate;
+    w->encoder[i] = *r->encoder;
+  }
+  return any;
 }
 
-/* vm lock held: @f to every subscriber that can take it. */
+/* vm lock held: @f to every subscriber of @r that can take it. */
 static void
-fan_out (Scanout * so, EncodedFrame * f)
+fan_out (Rendition * r, EncodedFrame * f)
 {
+  BridgeVm *vm = r->so->vm;
   gboolean idr_wanted = FALSE;
   guint i;
 
-  so->vm->stats.frames_encoded++;
+  vm->stats.frames_encoded++;
   if (f->keyframe)
-    so->idr_deferred = FALSE;
-  if (so->last_frame)
-    bridge_encoded_frame_unref (so->last_frame);
-  so->last_frame = bridge_encoded_frame_ref (f);
-  for (i = 0; i < so->subscribers->len; i++) {
-    switch (bridge_subscriber_offer_frame (g_ptr_array_index (so->subscribers,
+    r->idr_deferred = FALSE;
+  if (r->last_frame)
+    bridge_encoded_frame_unref (r->last_frame);
+  r->last_frame = bridge_encoded_frame_ref (f);
+  for (i = 0; i < r->subscribers->len; i++) {
+    switch (bridge_subscriber_offer_frame (g_ptr_array_index (r->subscribers,
                 i), f)) {
       case BRIDGE_SUBSCRIBER_QUEUED:
-        so->vm->stats.frames_sent++;
+        vm->stats.frames_sent++;
         break;
       case BRIDGE_SUBSCRIBER_NEEDS_IDR:
         idr_wanted = TRUE;
         /* fall through */
       case BRIDGE_SUBSCRIBER_SKIPPED:
-        so->vm->stats.frames_skipped++;
+        vm->stats.frames_skipped++;
         break;
     }
   }
   if (idr_wanted)
-    scanout_request_idr (so);
+    scanout_request_idr (r);
 }
 
 static void
@@ -621,69 +673,148 @@ log_failure (Scanout * so, const gchar * what, const GError * err)
   so->vm->cfg.log ("scanout %u: %s: %s", so->index, what, err->message);
 }
 
+/* vm lock held: renditions without subscribers for long lose their
+ * encoder (the lock is let go meanwhile) and free their slot. */
+static void
+teardown_idle (Scanout * so)
+{
+  gint64 now = g_get_monotonic_time ();
+  guint i;
+
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    if (!r->encoder || r->subscribers->len
+        || now - r->t_no_subscribers <= IDLE_TEARDOWN_US)
+      continue;
+    g_clear_pointer (&r->last_frame, bridge_encoded_frame_unref);
+    r->encoder = NULL;
+    r->want_idr = r->idr_deferred = FALSE;
+    r->t_idr_requested = 0;
+    r->bitrate_wanted = 0;
+    g_mutex_unlock (&so->vm->lock);
+    teardown_encoder (r);
+    g_mutex_lock (&so->vm->lock);
+  }
+  if (!so->n_subscribers && so->export
+      && now - so->t_last_encode > IDLE_TEARDOWN_US) {
+    g_mutex_unlock (&so->vm->lock);
+    close_export (so);
+    g_mutex_lock (&so->vm->lock);
+    so->t_last_encode = 0;
+  }
+}
+
 static gpointer
 scanout_thread (gpointer data)
 {
   Scanout *so = data;
   BridgeVm *vm = so->vm;
+  guint i;
 
   g_mutex_lock (&vm->lock);
   while (!vm->stopping) {
-    Work w;
+    Work w = { 0, };
     gint64 wait_until;
-    EncodedFrame *f;
+    EncodedFrame *out[BRIDGE_MAX_RENDITIONS];
     GError *err = NULL;
+    gint failed;
+    gboolean ok;
 
     if (!next_work (so, &w, &wait_until)) {
-      if (!so->subscribers->len && so->pipeline
-          && g_get_monotonic_time () - so->t_no_subscribers >
-          IDLE_TEARDOWN_US) {
-        g_mutex_unlock (&vm->lock);
-        teardown_encoder (so);
-        g_mutex_lock (&vm->lock);
-        so->t_last_encode = 0;
-        g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
-        continue;
-      }
-      g_cond_wait_until (&vm->cond, &vm->lock, wait_until);
+      teardown_idle (so);
+      g_cond_wait_until (&vm->cond, &vm->lock, MIN (wait_until,
+              g_get_monotonic_time () + IDLE_TEARDOWN_US));
       continue;
     }
     g_mutex_unlock (&vm->lock);
-    f = produce_frame (so, &w, &err);
+    ok = produce_frames (so, &w, out, &failed, &err);
     g_mutex_lock (&vm->lock);
     so->t_last_encode = g_get_monotonic_time ();
-    if (f) {
-      fan_out (so, f);
-      bridge_encoded_frame_unref (f);
-    } else if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR) {
+    if (ok || failed >= 0) {
+      /* what was encoded goes out, also when a later rendition failed */
+      for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+        if (!w.active[i] || (gint) i == failed || !out[i])
+          continue;
+        if (failed < 0 || (gint) i < failed)
+          fan_out (&so->renditions[i], out[i]);
+        bridge_encoded_frame_unref (out[i]);
+      }
+    }
+    if (failed >= 0) {
+      Rendition *r = &so->renditions[failed];
+
+      vm->cfg.log ("scanout %u: the %s encoder failed: %s", so->index,
+          r->encoder ? r->encoder->name : "?", err->message);
+      end_rendition (r, HXFR_SCANOUT_END_ENCODER, err->message);
+      g_mutex_unlock (&vm->lock);
+      teardown_encoder (r);
+      g_mutex_lock (&vm->lock);
+    } else if (!ok && (err->domain == GST_STREAM_ERROR
+            || err->domain == GST_CORE_ERROR)) {
+      /* a format nothing can encode */
       vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
           err->message);
       end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
-      g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
-      g_mutex_unlock (&vm->lock);
-      teardown_encoder (so);
-      g_mutex_lock (&vm->lock);
-    } else {
+    } else if (!ok) {
       /* resource gone, export busy or away: the next flush tries again;
        * an IDR it owed is owed still (rate-limited: no busy retry) */
       log_failure (so, "reading its resource", err);
-      if (w.force_idr)
-        scanout_request_idr (so);
+      for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+        if (w.active[i] && w.force_idr[i])
+          scanout_request_idr (&so->renditions[i]);
     }
     g_clear_error (&err);
   }
   g_mutex_unlock (&vm->lock);
-  teardown_encoder (so);
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    teardown_encoder (&so->renditions[i]);
+  close_export (so);
   return NULL;
 }
 
 /* Subscriptions (vm lock held) */
 
+/* vm lock held: @so's rendition of @codec, a free slot given to it if it
+ * has none; NULL with the HXFR error code and text if it cannot have one. */
+static Rendition *
+rendition_for (Scanout * so, guint32 codec, gint32 * code, gchar ** text)
+{
+  const BridgeScanoutConfig *cfg = &so->vm->cfg;
+  gint c = bridge_codec_index (codec);
+  Rendition *free_slot = NULL;
+  guint i;
+
+  if (c < 0 || !cfg->encoders[c].name) {
+    *code = HXFR_ERR_UNSUPPORTED;
+    *text = g_strdup (c < 0 ? "this bridge encodes H264, H265 and AV01 "
+        "only" : cfg->no_encoder[c]);
+    return NULL;
+  }
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    if (r->encoder && r->encoder->codec == codec)
+      return r;
+    if (!r->encoder && !free_slot)
+      free_slot = r;
+  }
+  if (!free_slot) {
+    *code = HXFR_ERR_LIMIT;
+    *text = g_strdup_printf ("scanout %u has its maximum of %u encoders",
+        so->index, BRIDGE_MAX_RENDITIONS);
+    return NULL;
+  }
+  free_slot->encoder = &cfg->encoders[c];
+  return free_slot;
+}
+
 static gboolean
 scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
-    gboolean v2, gint32 * code, gchar ** text)
+    gboolean v2, guint32 codec, gint32 * code, gchar ** text)
 {
   Scanout *so;
+  Rendition *r;
 
   if (vm->stopping) {
     *code = HXFR_ERR_SHUTDOWN;
@@ -705,14 +836,19 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
         "disabled" : "not known yet (the VM's export is not connected)");
     return FALSE;
   }
-  if (so->subscribers->len >= vm->cfg.max_subscribers_per_scanout) {
+  if (so->n_subscribers >= vm->cfg.max_subscribers_per_scanout) {
     *code = HXFR_ERR_TOO_MANY_SESSIONS;
     *text = g_strdup_printf ("scanout %u has its maximum of %u subscribers",
         index, vm->cfg.max_subscribers_per_scanout);
     return FALSE;
   }
-  g_ptr_array_add (so->subscribers, sub);
+  if (!(r = rendition_for (so, codec, code, text)))
+    return FALSE;
+  g_ptr_array_add (r->subscribers, sub);
+  so->n_subscribers++;
   sub->scanout = so;
+  sub->rendition = r;
+  sub->codec = codec;
   sub->scanout_index = index;
   bridge_subscriber_start (sub);
   vm->stats.subscribers++;
@@ -724,48 +860,64 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
 static void
 scanout_send_first_frame (Subscriber * sub)
 {
-  Scanout *so = sub->scanout;
+  Rendition *r = sub->rendition;
 
   /* the encoder's latest output is an IDR: the same picture the others
    * were sent, and what follows it refers to nothing older */
-  if (so->last_frame && so->last_frame->keyframe
+  if (r->last_frame && r->last_frame->keyframe
       && bridge_subscriber_offer_frame (sub,
-          so->last_frame) == BRIDGE_SUBSCRIBER_QUEUED)
+          r->last_frame) == BRIDGE_SUBSCRIBER_QUEUED)
     return;
-  /* else a new one, rate-limited per scanout: a static screen is encoded
+  /* else a new one, rate-limited per encoder: a static screen is encoded
    * again for it */
-  scanout_request_idr (so);
+  scanout_request_idr (r);
 }
 
 static void
 scanout_unsubscribe (Subscriber * sub)
 {
   Scanout *so = sub->scanout;
+  Rendition *r = sub->rendition;
 
   if (!so)
     return;
-  g_ptr_array_remove_fast (so->subscribers, sub);
+  g_ptr_array_remove_fast (r->subscribers, sub);
+  so->n_subscribers--;
   sub->scanout = NULL;
+  sub->rendition = NULL;
   so->vm->stats.subscribers--;
-  if (!so->subscribers->len)
-    so->t_no_subscribers = g_get_monotonic_time ();
+  if (!r->subscribers->len)
+    r->t_no_subscribers = g_get_monotonic_time ();
   g_cond_broadcast (&so->vm->cond);
 }
 
 static void
-scanout_request_idr (Scanout * so)
+scanout_request_idr (Rendition * r)
 {
   gint64 t = g_get_monotonic_time ();
 
-  if (so->t_idr_requested && t - so->t_idr_requested < IDR_REQUEST_INTERVAL_US) {
+  if (r->t_idr_requested && t - r->t_idr_requested < IDR_REQUEST_INTERVAL_US) {
     /* not dropped: next_work() asks for it once the interval is over */
-    so->idr_deferred = TRUE;
+    r->idr_deferred = TRUE;
     return;
   }
-  so->idr_deferred = FALSE;
-  so->t_idr_requested = t;
-  so->want_idr = TRUE;
-  g_cond_broadcast (&so->vm->cond);
+  r->idr_deferred = FALSE;
+  r->t_idr_requested = t;
+  r->want_idr = TRUE;
+  g_cond_broadcast (&r->so->vm->cond);
+}
+
+static void
+scanout_set_bitrate (Rendition * r, guint32 bitrate)
+{
+  r->bitrate_wanted = bitrate;
+}
+
+static void
+scanout_get_size (Scanout * so, guint32 * width, guint32 * height)
+{
+  *width = so->state.resource_id ? so->state.width : 0;
+  *height = so->state.resource_id ? so->state.height : 0;
 }
 
 /* The subscriber's side, each under the VM's lock */
@@ -780,18 +932,18 @@ bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
   g_mutex_lock (&vm->lock);
   /* deployed: the last SUBSCRIBE wins; the same one again changes nothing
    * (no new IDR for everyone) but is answered, as deployed */
-  s->again = sub->scanout && sub->scanout_index == s->index;
+  s->again = sub->scanout && sub->scanout_index == s->index
+      && sub->codec == s->codec;
   if (!s->again) {
     scanout_unsubscribe (sub);
-    ok = scanout_subscribe (vm, sub, s->index, s->v2, &s->code, &s->text);
+    ok = scanout_subscribe (vm, sub, s->index, s->v2, s->codec, &s->code,
+        &s->text);
   }
   if (ok) {
-    Scanout *so = sub->scanout;
-
     if (s->bitrate)
-      so->bitrate_wanted = s->bitrate;
-    s->width = so->state.resource_id ? so->state.width : 0;
-    s->height = so->state.resource_id ? so->state.height : 0;
+      scanout_set_bitrate (sub->rendition, s->bitrate);
+    scanout_get_size (sub->scanout, &s->width, &s->height);
+    s->encoder = sub->rendition->encoder->name;
   }
   /* queued before the lock goes: no frame can come first */
   *queued = answer (sub, s, ok);
@@ -825,7 +977,7 @@ bridge_vm_request_idr (Subscriber * sub)
 {
   g_mutex_lock (&sub->vm->lock);
   if (sub->scanout)
-    scanout_request_idr (sub->scanout);
+    scanout_request_idr (sub->rendition);
   g_mutex_unlock (&sub->vm->lock);
 }
 
@@ -834,7 +986,7 @@ bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate)
 {
   g_mutex_lock (&sub->vm->lock);
   if (sub->scanout && bitrate)
-    sub->scanout->bitrate_wanted = bitrate;
+    scanout_set_bitrate (sub->rendition, bitrate);
   g_mutex_unlock (&sub->vm->lock);
 }
 
@@ -920,9 +1072,14 @@ bridge_vm_new (const gchar * export_path, const BridgeScanoutConfig * cfg)
   g_mutex_init (&vm->lock);
   g_cond_init (&vm->cond);
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
+    guint k;
+
     vm->scanouts[i].vm = vm;
     vm->scanouts[i].index = i;
-    vm->scanouts[i].subscribers = g_ptr_array_new ();
+    for (k = 0; k < BRIDGE_MAX_RENDITIONS; k++) {
+      vm->scanouts[i].renditions[k].so = &vm->scanouts[i];
+      vm->scanouts[i].renditions[k].subscribers = g_ptr_array_new ();
+    }
   }
   return vm;
 }
@@ -970,10 +1127,15 @@ bridge_vm_free (BridgeVm * vm)
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
     Scanout *so = &vm->scanouts[i];
 
+    guint k;
+
     if (so->thread)
       g_thread_join (so->thread);
-    g_clear_pointer (&so->last_frame, bridge_encoded_frame_unref);
-    g_ptr_array_unref (so->subscribers);
+    for (k = 0; k < BRIDGE_MAX_RENDITIONS; k++) {
+      g_clear_pointer (&so->renditions[k].last_frame,
+          bridge_encoded_frame_unref);
+      g_ptr_array_unref (so->renditions[k].subscribers);
+    }
   }
   if (vm->watch)
     hxfr_export_watch_free (vm->watch);

@@ -25,9 +25,10 @@ typedef struct _BridgeVm BridgeVm;
 
 typedef struct
 {
-  const gchar *encoder_name;    /* factory name, or BRIDGE_ENCODER_NULL */
-  const BridgeEncoder *encoder; /* its property mapping, or NULL */
-  gboolean need_convert;        /* videoconvert to 4:2:0 in front of it */
+  /* per codec (bridge_codec_index()): its encoder (name NULL: none; for
+   * H.264 BRIDGE_ENCODER_NULL with --encoder null), or why there is none */
+  BridgeEncoderChoice encoders[BRIDGE_N_CODECS];
+  const gchar *no_encoder[BRIDGE_N_CODECS];
   guint32 bitrate;              /* bit/s until a subscriber asks for one */
   gint64 quiet_interval_us;     /* re-encode a static screen; 0: never */
   guint max_subscribers_per_scanout;

@@ -448,12 +448,9 @@ queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
   guint8 out[HXFR_SUBSCRIBE2_ACK_SIZE];
 
   if (s->v2 && ok) {
-    HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, s->index, s->width,
-      s->height
-    };
+    HxfrSubscribe2Ack ack = { 2, s->codec, s->index, s->width, s->height };
 
-    g_strlcpy (ack.encoder, bridge_vm_encoder_name (sub->vm),
-        sizeof (ack.encoder));
+    g_strlcpy (ack.encoder, s->encoder, sizeof (ack.encoder));
     hxfr_subscribe2_ack_write (&ack, out);
     return queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id, out,
         HXFR_SUBSCRIBE2_ACK_SIZE);
@@ -466,10 +463,11 @@ queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
 }
 
 static void
-handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 bitrate)
+handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 codec,
+    guint32 bitrate)
 {
   Subscriber *sub = r->sub;
-  BridgeSubscription s = { index, v2, bitrate };
+  BridgeSubscription s = { index, v2, codec, bitrate };
   gboolean ok, queued;
 
   ok = bridge_vm_subscribe (sub, &s, queue_subscription_answer, &queued);
@@ -561,7 +559,7 @@ handle_deployed (Reader * r, const HxfrHeader * h)
     case HXFR_MSG_SUBSCRIBE:
       if (read_payload (r, h, buf, HXFR_SUBSCRIBE_SIZE, "SUBSCRIBE")) {
         hxfr_subscribe_parse (buf, HXFR_SUBSCRIBE_SIZE, &index, NULL);
-        handle_subscribe (r, index, FALSE, 0);
+        handle_subscribe (r, index, FALSE, HXFR_CODEC_H264, 0);
       }
       break;
     case HXFR_MSG_ENABLE_SCANOUT:
@@ -624,11 +622,9 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
               NULL), g_bytes_get_size (cfg->token), buf +
           HXFR_SUBSCRIBE2_SIZE, s.token_len)) {
     send_error_and_end (r, HXFR_ERR_UNAUTHORIZED, "missing or wrong token");
-  } else if (s.codec != HXFR_CODEC_H264) {
-    send_error_and_end (r, HXFR_ERR_UNSUPPORTED, "only H264 is encoded");
   } else {
     r->sub->proven = cfg->token != NULL;
-    handle_subscribe (r, s.scanout_id, TRUE, s.bitrate);
+    handle_subscribe (r, s.scanout_id, TRUE, s.codec, s.bitrate);
   }
 }
 

@@ -3,9 +3,10 @@
  * Threads:
  * - the main thread runs a GMainLoop: one GSource per listening socket
  *   (accept, access control, session limit), SIGINT/SIGTERM.
- * - one thread per session: handshake (hxfr_host_session_handshake), then
- *   it builds and owns the session's pipeline
- *     vsocksrc ! queue ! [videoconvert] ! ENCODER ! h264parse ! capsfilter ! appsink
+ * - one thread per session: handshake (hxfr_host_session_handshake, which
+ *   asks choose_codec() for the guest's codec), then it builds and owns the
+ *   session's pipeline (the encoder chain: bridge-pipeline.c)
+ *     vsocksrc ! queue ! [videoconvert] ! ENCODER ! PARSER ! capsfilter ! appsink
  *   and waits on the pipeline's bus until EOS (guest left, or we drain on
  *   shutdown) or an error, then tears it down and logs the session's end.
  * - inside each pipeline: vsocksrc's streaming thread reads requests; the
@@ -38,6 +39,7 @@
 #include "gstvsocksrc.h"
 #include "hxfr-export-client.h"
 #include "bridge-encoder.h"
+#include "bridge-pipeline.h"
 #include "bridge-notify.h"
 #include "bridge-fds.h"
 #include "bridge-metrics.h"
@@ -67,7 +69,6 @@ GST_DEBUG_CATEGORY (bridge_debug);
 /* at most one "guest bitrate" line per session in this time */
 #define SETTINGS_LOG_INTERVAL_US (10 * G_USEC_PER_SEC)
 
-static GstStaticCaps h264_caps = GST_STATIC_CAPS ("video/x-h264");
 
 typedef struct _Bridge Bridge;
 
@@ -88,6 +89,7 @@ typedef struct
   GstElement *pipeline;         /* session thread only */
   GstElement *src;
   GstElement *encoder;
+  const BridgeEncoderChoice *enc;       /* the codec's, once handshaken */
   gint64 t_start;
   gint64 t_first_frame;
   gint64 t_last_frame;
@@ -119,10 +121,12 @@ struct _Bridge
   gchar *export_path;           /* --export: the VMM's helix export socket */
   GPtrArray *vms;               /* BridgeVm*, one per export path */
   BridgeScanoutConfig scanout_cfg;
-  gchar *encoder_name;
-  const BridgeEncoder *encoder;
+  gchar *encoder_name;          /* H.264's (scanouts, v1), else --encoder's */
+  /* per codec (bridge_codec_index()): its encoder (name NULL: none), or
+   * why there is none, for the guest's ERROR */
+  BridgeEncoderChoice encoders[BRIDGE_N_CODECS];
+  gchar *no_encoder[BRIDGE_N_CODECS];
   gboolean null_encoder;
-  gboolean need_convert;
   guint bitrate;
   guint max_sessions;
   guint max_sessions_per_peer;  /* 0: no per-peer limit */
@@ -206,7 +210,7 @@ on_settings (HxfrHostSession * hs, guint32 mask,
 {
   Session *s = user_data;
 
-  const BridgeEncoder *desc = s->bridge->encoder;
+  const BridgeEncoder *desc = s->enc->desc;
   const gchar *prop = desc ? desc->bitrate_prop : "bitrate";
   GValue v = G_VALUE_INIT;
   GParamSpec *pspec;
@@ -234,11 +238,11 @@ on_settings (HxfrHostSession * hs, guint32 mask,
   now = g_strdup_value_contents (&v);
   if (s->settings_unlogged)
     log_line ("session %u: guest bitrate %u bit/s, %s %s=%s (%u more "
-        "changes not logged)", s->id, st->bitrate, s->bridge->encoder_name,
+        "changes not logged)", s->id, st->bitrate, s->enc->name,
         prop, now, s->settings_unlogged);
   else
     log_line ("session %u: guest bitrate %u bit/s, %s %s=%s", s->id,
-        st->bitrate, s->bridge->encoder_name, prop, now);
+        st->bitrate, s->enc->name, prop, now);
   s->t_settings_logged = t;
   s->settings_unlogged = 0;
   g_free (now);
@@ -301,7 +305,7 @@ on_new_sample (GstAppSink * sink, gpointer user_data)
   return GST_FLOW_OK;
 }
 
-/* H.264 encoders take 4:2:0 frames of even width and height: refuse an
+/* The encoders take 4:2:0 frames of even width and height: refuse an
  * odd size with a clear error rather than let the encoder fail to open
  * (x264enc: "Can not initialize x264 encoder"). */
 static GstPadProbeReturn
@@ -321,7 +325,7 @@ on_src_event (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
     return GST_PAD_PROBE_OK;
   msg = g_strdup_printf ("%dx%d frames: %s encodes even widths and heights "
       "only", GST_VIDEO_INFO_WIDTH (&vi), GST_VIDEO_INFO_HEIGHT (&vi),
-      s->bridge->encoder_name);
+      s->enc->name);
   hxfr_host_session_fail (s->hs, HXFR_ERR_UNSUPPORTED, msg);
   GST_ELEMENT_ERROR (s->src, STREAM, FORMAT, ("%s", msg), (NULL));
   g_free (msg);
@@ -332,9 +336,7 @@ static gboolean
 build_pipeline (Session * s, GError ** error)
 {
   Bridge *b = s->bridge;
-  GstElement *pipeline, *src, *queue = NULL, *convert = NULL, *yuv420 =
-      NULL, *enc = NULL, *parse = NULL, *filter = NULL, *sink;
-  GstCaps *caps;
+  GstElement *pipeline, *src, *queue, *first, *enc = NULL, *last, *sink;
   HxfrHostSettings st;
   gchar name[32];
   GstAppSinkCallbacks callbacks = { NULL, };
@@ -353,50 +355,25 @@ build_pipeline (Session * s, GError ** error)
       "default-framerate", 30, 1, "export-client", s->export, NULL);
 
   if (!b->null_encoder) {
+    GstPad *pad;
+
     hxfr_host_session_get_settings (s->hs, &st);
     queue = bridge_bin_add (pipeline, "queue", NULL, error);
-    if (b->need_convert) {
-      convert = bridge_bin_add (pipeline, "videoconvert", NULL, error);
-      yuv420 = bridge_bin_add (pipeline, "capsfilter", NULL, error);
-    }
-    enc = bridge_bin_add (pipeline, b->encoder_name, "encoder", error);
-    parse = bridge_bin_add (pipeline, "h264parse", NULL, error);
-    filter = bridge_bin_add (pipeline, "capsfilter", NULL, error);
-    if (!queue || (b->need_convert && (!convert || !yuv420)) || !enc
-        || !parse || !filter) {
+    if (!queue || !bridge_pipeline_add_encoder (pipeline, s->enc,
+            st.bitrate ? st.bitrate : b->bitrate, "encoder", &first, &enc,
+            &last, error)) {
       gst_object_unref (pipeline);
       return FALSE;
     }
     /* bounded: as many frames as the guest may have in flight */
     g_object_set (queue, "max-size-buffers", b->max_in_flight,
         "max-size-bytes", 0, "max-size-time", (guint64) 0, NULL);
-    bridge_encoder_configure (enc, b->encoder,
-        st.bitrate ? st.bitrate : b->bitrate);
-    g_object_set (parse, "config-interval", -1, NULL);
-    caps = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,"
-        "alignment=au");
-    g_object_set (filter, "caps", caps, NULL);
-    gst_caps_unref (caps);
-    {
-      GstPad *pad = gst_element_get_static_pad (src, "src");
-
-      gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-          on_src_event, s, NULL);
-      gst_object_unref (pad);
-    }
-    if (convert) {
-      /* RGB guests become 4:2:0, not the first format the encoder lists
-       * (x264enc: Y444, a High 4:4:4 stream most decoders cannot play);
-       * NV12 and I420 guests pass through untouched */
-      caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
-      g_object_set (yuv420, "caps", caps, NULL);
-      gst_caps_unref (caps);
-    }
-    if (!gst_element_link (src, queue)
-        || (convert && !gst_element_link_many (queue, convert, yuv420, enc,
-                NULL))
-        || (!convert && !gst_element_link (queue, enc))
-        || !gst_element_link_many (enc, parse, filter, sink, NULL)) {
+    pad = gst_element_get_static_pad (src, "src");
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+        on_src_event, s, NULL);
+    gst_object_unref (pad);
+    if (!gst_element_link_many (src, queue, first, NULL)
+        || !gst_element_link (last, sink)) {
       g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
           "could not link the session pipeline");
       gst_object_unref (pipeline);
@@ -484,9 +461,10 @@ log_session_end (Session * s, const gchar * reason)
       " bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
       " errors=%" G_GUINT64_FORMAT " bitrate_changes=%u reason=\"%s\"",
       s->id, hxfr_host_session_get_peer (s->hs),
-      hxfr_host_session_get_version (s->hs), s->bridge->encoder_name,
-      st.requests, st.answered_ok, st.dropped, st.failed, fps, secs,
-      st.bytes_in, st.bytes_out, st.errors, s->settings_changes, reason);
+      hxfr_host_session_get_version (s->hs), s->enc ? s->enc->name :
+      s->bridge->encoder_name, st.requests, st.answered_ok, st.dropped,
+      st.failed, fps, secs, st.bytes_in, st.bytes_out, st.errors,
+      s->settings_changes, reason);
 }
 
 /* Sessions of one peer, under Bridge.lock. */
@@ -610,9 +588,13 @@ session_handshake (Session * s, gint64 first_timeout_us)
 
   if (hxfr_host_session_handshake (s->hs, first_timeout_us, s->cancellable,
           &err)) {
-    log_line ("session %u start: peer=\"%s\" version=%u encoder=%s", s->id,
-        hxfr_host_session_get_peer (s->hs),
-        hxfr_host_session_get_version (s->hs), b->encoder_name);
+    /* the codec was accepted by choose_codec(): it has an encoder */
+    s->enc = &b->encoders[bridge_codec_index (hxfr_host_session_get_codec
+            (s->hs))];
+    log_line ("session %u start: peer=\"%s\" version=%u encoder=%s "
+        "codec=%s", s->id, hxfr_host_session_get_peer (s->hs),
+        hxfr_host_session_get_version (s->hs), s->enc->name,
+        bridge_codec_name (s->enc->codec));
     return NULL;
   }
   if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -1168,10 +1150,12 @@ static void
 scanout_config_init (Bridge * b, gdouble quiet_interval, guint max_subscribers)
 {
   BridgeScanoutConfig *c = &b->scanout_cfg;
+  guint i;
 
-  c->encoder_name = b->encoder_name;
-  c->encoder = b->encoder;
-  c->need_convert = b->need_convert;
+  for (i = 0; i < BRIDGE_N_CODECS; i++) {
+    c->encoders[i] = b->encoders[i];
+    c->no_encoder[i] = b->no_encoder[i];
+  }
   c->bitrate = b->bitrate;
   c->quiet_interval_us = (gint64) (quiet_interval * G_USEC_PER_SEC);
   c->max_subscribers_per_scanout = max_subscribers;
@@ -1347,10 +1331,17 @@ static const gchar description[] =
     "                      guest's connection to port P on <uds_path>_P:\n"
     "                      serve them with unix:<uds_path>_P\n"
     "\n"
-    "Encoders (--encoder): vtenc_h264_hw, nvh264enc, vah264enc, vah264lpenc,\n"
-    "qsvh264enc, x264enc, openh264enc (auto: the first installed, in this\n"
-    "order; vtenc_h264_hw on macOS), or 'null' for benchmarks only: every\n"
-    "frame is answered with a fixed 6-byte access unit, nothing is encoded.\n"
+    "Encoders (--encoder), per codec the guest asks for (auto: the first\n"
+    "installed of each, in this order; VideoToolbox only on macOS):\n"
+    "  H.264 (vsockenc, v1 guests, scanouts): vtenc_h264_hw, nvh264enc,\n"
+    "    vah264enc, vah264lpenc, qsvh264enc, x264enc, openh264enc\n"
+    "  H.265 (vsockh265enc): vtenc_h265_hw, nvh265enc, vah265enc,\n"
+    "    vah265lpenc, qsvh265enc, x265enc\n"
+    "  AV1 (vsockav1enc): nvav1enc, vaav1enc, qsvav1enc, svtav1enc, av1enc\n"
+    "A codec with no encoder is refused (ERROR -8, naming it); auto needs an\n"
+    "H.264 one. --encoder NAME serves NAME's codec only. 'null' is for\n"
+    "benchmarks only: every H.264 frame is answered with a fixed 6-byte\n"
+    "access unit, nothing is encoded.\n"
     "\n"
     "Zero copy: with --export unix:PATH (the helix export of the VMM, e.g.\n"
     "QEMU with virtio-gpu-gl), frames a guest names by virtio-gpu resource\n"
@@ -1364,10 +1355,11 @@ static const gchar description[] =
     "scanout (v2 SUBSCRIBE2, or helix's deployed SUBSCRIBE/ENABLE_SCANOUT/\n"
     "DISABLE_SCANOUT) is served from the VM's export (the listener's\n"
     "export=unix:PATH, else --export): the bridge encodes what the scanout\n"
-    "shows on every flush, one encoder per scanout shared by its\n"
-    "subscribers, an IDR for each new one, the last image again after\n"
-    "--scanout-quiet-interval on a static screen. Deployed clients have no\n"
-    "token: a listener takes them only with ',deployed', e.g.\n"
+    "shows on every flush, one encoder per scanout and codec (SUBSCRIBE2's;\n"
+    "at most 4) shared by its subscribers, an IDR for each new one, the\n"
+    "last image again after --scanout-quiet-interval on a static screen.\n"
+    "Deployed clients (H.264) have no token: a listener takes them only\n"
+    "with ',deployed', e.g.\n"
     "  --listen 'tcp:127.0.0.1:15937,deployed,export=unix:/run/helix/vm1-export.sock'\n"
     "See docs/protocol.md section 11 and docs/deploy.md.\n"
     "\n"
@@ -1435,7 +1427,9 @@ parse_options (Options * o, int *argc, char ***argv, GError ** error)
         "The VMM's helix export socket (unix:PATH): resource-id frames are "
           "resolved there, without a copy", "ADDR"},
     {"encoder", 'e', 0, G_OPTION_ARG_STRING, &o->encoder,
-          "H.264 encoder element, 'auto' (default) or 'null' (bench only)",
+          "Encoder element (H.264, H.265 or AV1: only its codec is then "
+          "served), 'auto' (default: one per codec, hardware first) or "
+          "'null' (bench only)",
         "NAME"},
     {"bitrate", 'b', 0, G_OPTION_ARG_INT, &o->bitrate,
           "Bitrate in bit/s until the guest asks for one (default 4000000)",
@@ -1595,49 +1589,134 @@ apply_options (Bridge * b, Options * o, GError ** error)
   return TRUE;
 }
 
-/* --encoder: installed, and producing H.264. Says why on stderr if not. */
-static gboolean
-choose_encoder (Bridge * b, const gchar * encoder)
+/* HxfrHostConfig.codec_func: the session's codec has an encoder here. */
+static const gchar *
+choose_codec (guint32 codec, gpointer user_data, GError ** error)
 {
-  GstElementFactory *factory;
-  GstCaps *h264;
-  gboolean is_h264;
+  Bridge *b = user_data;
+  gint i = bridge_codec_index (codec);
+  gchar fourcc[5];
+  guint k;
 
-  if (!encoder || g_str_equal (encoder, "auto")) {
-    const gchar *name = bridge_encoder_auto ();
+  if (i >= 0 && b->encoders[i].name)
+    return b->encoders[i].name;
+  if (i >= 0) {
+    g_set_error_literal (error, HXFR_ERROR, HXFR_ERR_UNSUPPORTED,
+        b->no_encoder[i]);
+    return NULL;
+  }
+  for (k = 0; k < 4; k++) {
+    gchar c = (codec >> (8 * k)) & 0xff;
 
-    if (!name) {
-      g_printerr ("helix-host-bridge: no H.264 encoder installed (tried "
-          "nvh264enc, vah264enc, vah264lpenc, qsvh264enc, x264enc, "
-          "openh264enc)\n");
-      return FALSE;
-    }
-    encoder = name;
+    fourcc[k] = g_ascii_isprint (c) ? c : '?';
   }
-  b->encoder_name = g_strdup (encoder);
-  g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
-  if (g_str_equal (b->encoder_name, BRIDGE_ENCODER_NULL)) {
-    b->null_encoder = TRUE;
-    return TRUE;
-  }
-  factory = gst_element_factory_find (b->encoder_name);
+  fourcc[4] = '\0';
+  g_set_error (error, HXFR_ERROR, HXFR_ERR_UNSUPPORTED, "codec %s "
+      "(0x%08x) is none this bridge knows (H264, H265, AV01)", fourcc, codec);
+  return NULL;
+}
+
+/* @name as the encoder of its codec. Says why on stderr if it cannot be. */
+static gboolean
+set_encoder (Bridge * b, const gchar * name)
+{
+  GstElementFactory *factory = gst_element_factory_find (name);
+  BridgeEncoderChoice *c;
+  guint32 codec;
+
   if (!factory) {
-    g_printerr ("helix-host-bridge: encoder %s is not installed\n",
-        b->encoder_name);
+    g_printerr ("helix-host-bridge: encoder %s is not installed\n", name);
     return FALSE;
   }
-  h264 = gst_static_caps_get (&h264_caps);
-  is_h264 = gst_element_factory_can_src_any_caps (factory, h264);
-  gst_caps_unref (h264);
-  if (is_h264) {
-    b->encoder = bridge_encoder_lookup (b->encoder_name);
-    b->need_convert = !bridge_encoder_takes_all_formats (factory);
-  } else {
-    g_printerr ("helix-host-bridge: %s does not produce H.264\n",
-        b->encoder_name);
+  codec = bridge_encoder_codec_of (factory);
+  if (!codec) {
+    g_printerr ("helix-host-bridge: %s produces none of H.264, H.265 and "
+        "AV1\n", name);
+    gst_object_unref (factory);
+    return FALSE;
   }
+  c = &b->encoders[bridge_codec_index (codec)];
+  c->codec = codec;
+  c->name = gst_plugin_feature_get_name (factory);
+  c->desc = bridge_encoder_lookup (name);
+  c->need_convert = !bridge_encoder_takes_all_formats (factory);
+  /* the name is the factory's, which the registry keeps */
   gst_object_unref (factory);
-  return is_h264;
+  return TRUE;
+}
+
+/* --encoder NAME: that encoder, and only its codec is served; auto: for
+ * each codec the first installed of the table's (H.264 required). Says
+ * why on stderr if it cannot. */
+static gboolean
+choose_encoder (Bridge * b, const Options * o)
+{
+  const gchar *encoder = o->encoder;
+  gint h264 = bridge_codec_index (HXFR_CODEC_H264);
+  const gchar *served = NULL;
+  guint i;
+
+  b->cfg.codec_func = choose_codec;
+  b->cfg.codec_data = b;
+  if (encoder && g_str_equal (encoder, BRIDGE_ENCODER_NULL)) {
+    b->null_encoder = TRUE;
+    b->encoders[h264].codec = HXFR_CODEC_H264;
+    b->encoders[h264].name = BRIDGE_ENCODER_NULL;
+  } else if (encoder && !g_str_equal (encoder, "auto")) {
+    if (!set_encoder (b, encoder))
+      return FALSE;
+  } else {
+    for (i = 0; i < BRIDGE_N_CODECS; i++) {
+      guint32 codec = bridge_codec_get (i);
+      const gchar *name = bridge_encoder_auto (codec);
+
+      if (name && !set_encoder (b, name))
+        return FALSE;
+    }
+    if (!b->encoders[h264].name) {
+      gchar *tried = bridge_encoder_auto_list (HXFR_CODEC_H264);
+
+      g_printerr ("helix-host-bridge: no H.264 encoder installed (tried "
+          "%s)\n", tried);
+      g_free (tried);
+      return FALSE;
+    }
+  }
+  for (i = 0; i < BRIDGE_N_CODECS; i++)
+    if (b->encoders[i].name)
+      served = bridge_codec_name (b->encoders[i].codec);
+  for (i = 0; i < BRIDGE_N_CODECS; i++) {
+    guint32 codec = bridge_codec_get (i);
+    gchar *tried;
+
+    if (b->encoders[i].name)
+      continue;
+    if (encoder && !g_str_equal (encoder, "auto")) {
+      b->no_encoder[i] = g_strdup_printf ("%s cannot be encoded here: this "
+          "bridge runs with --encoder %s, which encodes %s only",
+          bridge_codec_name (codec), encoder, served);
+      continue;
+    }
+    tried = bridge_encoder_auto_list (codec);
+    b->no_encoder[i] = g_strdup_printf ("%s cannot be encoded here: no %s "
+        "encoder is installed (%s)", bridge_codec_name (codec),
+        bridge_codec_name (codec), tried);
+    g_free (tried);
+  }
+  b->encoder_name = g_strdup (b->encoders[h264].name ? b->encoders[h264].name
+      : encoder);
+  {
+    GString *line = g_string_new ("encoders:");
+
+    for (i = 0; i < BRIDGE_N_CODECS; i++)
+      g_string_append_printf (line, "%s %s %s", i ? "," : "",
+          bridge_codec_name (bridge_codec_get (i)), b->encoders[i].name ?
+          b->encoders[i].name : "none");
+    log_line ("%s", line->str);
+    g_string_free (line, TRUE);
+  }
+  g_strlcpy (b->cfg.encoder, b->encoder_name, sizeof (b->cfg.encoder));
+  return TRUE;
 }
 
 static gboolean
@@ -1703,6 +1782,8 @@ serve (Bridge * b, Options * o)
 static void
 bridge_clear (Bridge * b)
 {
+  guint i;
+
   if (b->loop && b->n_sessions == 0) {
     /* sessions that outlived the drain still use these: then the process
      * exit frees them */
@@ -1721,6 +1802,8 @@ bridge_clear (Bridge * b)
     g_array_unref (b->allow_cid);
   g_strfreev (b->listen);
   g_free (b->encoder_name);
+  for (i = 0; i < BRIDGE_N_CODECS; i++)
+    g_free (b->no_encoder[i]);
   g_free (b->export_path);
 }
 
@@ -1755,7 +1838,7 @@ main (int argc, char **argv)
     /* our own vsocksrc, built in: the session and export client handed to
      * it are of this build, whatever plugins the registry holds */
     g_printerr ("helix-host-bridge: could not register vsocksrc\n");
-  } else if (choose_encoder (b, o.encoder)) {
+  } else if (choose_encoder (b, &o)) {
     check_fd_limit (b);
     if (serve (b, &o))
       ret = 0;

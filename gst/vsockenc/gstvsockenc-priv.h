@@ -132,9 +132,31 @@ struct _GstVsockEnc
 };
 
 
+/* vsockenc is H.264; vsockh265enc and vsockav1enc (gstvsockenc-codecs.c)
+ * are the same element for another codec: subclasses that set @codec and
+ * their src pad template, and nothing else. */
+struct _GstVsockEncClass
+{
+  GstVideoEncoderClass parent_class;
+  guint32 codec;                /* HXFR_CODEC_* asked of the host */
+};
+
+typedef struct _GstVsockEnc GstVsockEnc;
+/* (by hand, not G_DECLARE_DERIVABLE_TYPE: that would define the instance
+ * struct as its parent alone) */
+typedef struct _GstVsockEncClass GstVsockEncClass;
+GType gst_vsock_enc_get_type (void);
 #define GST_TYPE_VSOCK_ENC (gst_vsock_enc_get_type ())
-G_DECLARE_FINAL_TYPE (GstVsockEnc, gst_vsock_enc, GST, VSOCK_ENC,
-    GstVideoEncoder);
+#define GST_VSOCK_ENC(obj) \
+  (G_TYPE_CHECK_INSTANCE_CAST ((obj), GST_TYPE_VSOCK_ENC, GstVsockEnc))
+#define GST_VSOCK_ENC_CLASS(klass) \
+  (G_TYPE_CHECK_CLASS_CAST ((klass), GST_TYPE_VSOCK_ENC, GstVsockEncClass))
+#define GST_VSOCK_ENC_GET_CLASS(obj) \
+  (G_TYPE_INSTANCE_GET_CLASS ((obj), GST_TYPE_VSOCK_ENC, GstVsockEncClass))
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GstVsockEnc, gst_object_unref)
+
+/* The codec of @self's class. */
+#define GST_VSOCK_ENC_CODEC(self) (GST_VSOCK_ENC_GET_CLASS (self)->codec)
 
 #define DEFAULT_SOCKET_PATH NULL
 #define DEFAULT_CID HXFR_VSOCK_CID_HOST

@@ -77,6 +77,8 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
 
 G_DEFINE_TYPE (GstVsockEnc, gst_vsock_enc, GST_TYPE_VIDEO_ENCODER);
 GST_ELEMENT_REGISTER_DECLARE (vsockenc);
+GST_ELEMENT_REGISTER_DECLARE (vsockh265enc);
+GST_ELEMENT_REGISTER_DECLARE (vsockav1enc);
 GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
     GST_TYPE_VSOCK_ENC);
 
@@ -115,14 +117,67 @@ record_flow (GstVsockEnc * self, GstFlowReturn ret)
   g_mutex_unlock (&self->lock);
 }
 
+/* The src caps of @self's codec, before any profile is known. */
+static GstCaps *
+output_caps (GstVsockEnc * self)
+{
+  switch (GST_VSOCK_ENC_CODEC (self)) {
+    case HXFR_CODEC_H265:
+      return gst_caps_new_simple ("video/x-h265",
+          "stream-format", G_TYPE_STRING, "byte-stream",
+          "alignment", G_TYPE_STRING, "au", NULL);
+    case HXFR_CODEC_AV1:
+      return gst_caps_new_simple ("video/x-av1",
+          "stream-format", G_TYPE_STRING, "obu-stream",
+          "alignment", G_TYPE_STRING, "tu", NULL);
+    default:
+      return gst_caps_new_simple ("video/x-h264",
+          "stream-format", G_TYPE_STRING, "byte-stream",
+          "alignment", G_TYPE_STRING, "au", NULL);
+  }
+}
+
+/* The profile (and level, tier) of the first SPS in @au into @caps. */
+static void
+caps_set_profile (GstVsockEnc * self, GstCaps * caps, const guint8 * au,
+    gsize size)
+{
+  const guint8 *sps;
+  gsize sps_size = 0, len;
+  guint8 ptl[16];
+
+  switch (GST_VSOCK_ENC_CODEC (self)) {
+    case HXFR_CODEC_H264:
+      sps = hxfr_video_au_find_nal (au, size, 7, &sps_size);
+      /* profile_idc, the constraint flags and level_idc follow the NAL
+       * header byte */
+      if (sps && sps_size > 1)
+        gst_codec_utils_h264_caps_set_level_and_profile (caps, sps + 1,
+            sps_size - 1);
+      break;
+    case HXFR_CODEC_H265:
+      sps = hxfr_video_au_find_h265_nal (au, size, 33, &sps_size);
+      /* profile_tier_level() follows the two header bytes and one of
+       * parameter set id and sub-layer count: 12 bytes, escaped like the
+       * rest (its many zero flags make a 00 00 03 common) */
+      if (!sps || sps_size <= 3)
+        break;
+      len = hxfr_video_nal_unescape (sps + 3, sps_size - 3, ptl, sizeof (ptl));
+      if (len >= 12)
+        gst_codec_utils_h265_caps_set_level_tier_and_profile (caps, ptl, len);
+      break;
+    default:
+      /* AV1: av1parse reads the sequence header */
+      break;
+  }
+}
+
 /* Reader thread: the first keyframe's SPS names the profile and level in
  * the caps. Stream lock held. */
 static void
 set_profile_from (GstVsockEnc * self, GstBuffer * au)
 {
   GstMapInfo map;
-  const guint8 *sps;
-  gsize sps_size = 0;
   GstCaps *caps;
 
   if (self->profile_known || !self->input_state)
@@ -130,15 +185,8 @@ set_profile_from (GstVsockEnc * self, GstBuffer * au)
   self->profile_known = TRUE;
   if (!gst_buffer_map (au, &map, GST_MAP_READ))
     return;
-  caps = gst_caps_new_simple ("video/x-h264",
-      "stream-format", G_TYPE_STRING, "byte-stream",
-      "alignment", G_TYPE_STRING, "au", NULL);
-  sps = hxfr_video_au_find_nal (map.data, map.size, 7, &sps_size);
-  /* profile_idc, the constraint flags and level_idc follow the NAL header
-   * byte */
-  if (sps && sps_size > 1)
-    gst_codec_utils_h264_caps_set_level_and_profile (caps, sps + 1,
-        sps_size - 1);
+  caps = output_caps (self);
+  caps_set_profile (self, caps, map.data, map.size);
   gst_buffer_unmap (au, &map);
   if (gst_structure_has_field (gst_caps_get_structure (caps, 0), "profile"))
     gst_video_codec_state_unref (gst_video_encoder_set_output_state
@@ -184,8 +232,10 @@ on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
     GST_OBJECT_LOCK (self);
     want_aud = self->aud;
     GST_OBJECT_UNLOCK (self);
-    au = vsockenc_au_set_aud (gst_buffer_new_wrapped (a->data, a->size),
-        want_aud);
+    au = gst_buffer_new_wrapped (a->data, a->size);
+    /* the aud property is H.264's (an H.264 NAL unit) */
+    if (GST_VSOCK_ENC_CODEC (self) == HXFR_CODEC_H264)
+      au = vsockenc_au_set_aud (au, want_aud);
     a->data = NULL;
   }
 
@@ -754,9 +804,7 @@ gst_vsock_enc_set_format (GstVideoEncoder * enc, GstVideoCodecState * state)
   self->profile_known = FALSE;
   g_atomic_int_set (&self->reconfigure, TRUE);
 
-  caps = gst_caps_new_simple ("video/x-h264",
-      "stream-format", G_TYPE_STRING, "byte-stream",
-      "alignment", G_TYPE_STRING, "au", NULL);
+  caps = output_caps (self);
   out = gst_video_encoder_set_output_state (enc, caps, state);
   gst_video_codec_state_unref (out);
 
@@ -984,6 +1032,7 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
 
   gobject_class->finalize = gst_vsock_enc_finalize;
   gst_vsock_enc_install_properties (gobject_class);
+  klass->codec = HXFR_CODEC_H264;
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1016,10 +1065,12 @@ plugin_init (GstPlugin * plugin)
   GST_ELEMENT_REGISTER_DECLARE (vsockscanoutsrc);
 
   return GST_ELEMENT_REGISTER (vsockenc, plugin)
+      && GST_ELEMENT_REGISTER (vsockh265enc, plugin)
+      && GST_ELEMENT_REGISTER (vsockav1enc, plugin)
       && GST_ELEMENT_REGISTER (vsockscanoutsrc, plugin);
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsockenc,
-    "Guest side of the H.264 encode offload to the VM host",
+    "Guest side of the H.264, H.265 and AV1 encode offload to the VM host",
     plugin_init, PACKAGE_VERSION, GST_LICENSE, GST_PACKAGE_NAME,
     GST_PACKAGE_ORIGIN)

@@ -17,12 +17,21 @@
  * host is lost the element reconnects with back-off (see
  * #GstVsockScanoutSrc:reconnect) and resumes with an IDR marked DISCONT.
  *
+ * #GstVsockScanoutSrc:codec asks for H.264 (the default), H.265 or AV1:
+ * the host runs one encoder per scanout and codec, shared by the
+ * subscribers asking for the same, and refuses a codec it has no encoder
+ * for (an error naming it). The caps are that codec's: byte-stream access
+ * units for H.264 and H.265, an OBU stream of temporal units for AV1.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 vsockscanoutsrc address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink
  * ]|
  * |[
  * gst-launch-1.0 vsockscanoutsrc scanout=1 bitrate=8000000 ! h264parse ! avdec_h264 ! videoconvert ! autovideosink
+ * ]|
+ * |[
+ * gst-launch-1.0 vsockscanoutsrc scanout=1 codec=h265 ! h265parse ! avdec_h265 ! videoconvert ! autovideosink
  * ]|
  */
 #ifdef HAVE_CONFIG_H
@@ -58,7 +67,51 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_scanout_src_debug);
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS ("video/x-h264, stream-format = (string) byte-stream, "
-        "alignment = (string) au"));
+        "alignment = (string) au; "
+        "video/x-h265, stream-format = (string) byte-stream, "
+        "alignment = (string) au; "
+        "video/x-av1, stream-format = (string) obu-stream, "
+        "alignment = (string) tu"));
+
+/* The codec property: the stream the host is asked for. */
+typedef enum
+{
+  CODEC_H264,
+  CODEC_H265,
+  CODEC_AV1,
+} Codec;
+
+static const struct
+{
+  guint32 fourcc;
+  const gchar *name;
+  const gchar *caps;
+} codecs[] = {
+  {HXFR_CODEC_H264, "H.264",
+      "video/x-h264, stream-format=byte-stream, alignment=au"},
+  {HXFR_CODEC_H265, "H.265",
+      "video/x-h265, stream-format=byte-stream, alignment=au"},
+  {HXFR_CODEC_AV1, "AV1",
+      "video/x-av1, stream-format=obu-stream, alignment=tu"},
+};
+
+#define GST_TYPE_VSOCK_SCANOUT_SRC_CODEC (codec_get_type ())
+static GType
+codec_get_type (void)
+{
+  static GType type;
+  static const GEnumValue values[] = {
+    {CODEC_H264, "H.264", "h264"},
+    {CODEC_H265, "H.265 (HEVC)", "h265"},
+    {CODEC_AV1, "AV1", "av1"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static
+        ("GstVsockScanoutSrcCodec", values));
+  return type;
+}
 
 /* How a failure ends the current subscription. */
 typedef enum
@@ -92,6 +145,7 @@ struct _GstVsockScanoutSrc
   /* Properties: object lock */
   gchar *address_prop;
   guint scanout;
+  Codec codec;
   gchar *token;
   guint bitrate;
   guint timeout_ms;
@@ -147,6 +201,7 @@ enum
   PROP_0,
   PROP_ADDRESS,
   PROP_SCANOUT,
+  PROP_CODEC,
   PROP_TOKEN,
   PROP_BITRATE,
   PROP_TIMEOUT,
@@ -328,11 +383,11 @@ send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
   token = g_strdup (self->token);
   s.scanout_id = self->scanout;
   s.bitrate = self->bitrate;
+  s.codec = codecs[self->codec].fourcc;
   GST_OBJECT_UNLOCK (self);
   *bitrate = s.bitrate;
   s.min_version = 2;
   s.max_version = 2;
-  s.codec = HXFR_CODEC_H264;
   s.token_len = token ? MIN (strlen (token), HXFR_MAX_TOKEN) : 0;
   len = hxfr_subscribe2_write (&s, fixed);
   tail.buffer = token;
@@ -350,13 +405,15 @@ check_ack (GstVsockScanoutSrc * self, const guint8 * fixed, gsize len,
 {
   HxfrSubscribe2Ack a;
   guint scanout;
+  guint32 codec;
 
   if (!hxfr_subscribe2_ack_parse (fixed, len, &a, error))
     return FALSE;
   GST_OBJECT_LOCK (self);
   scanout = self->scanout;
+  codec = codecs[self->codec].fourcc;
   GST_OBJECT_UNLOCK (self);
-  if (a.version != 2 || a.codec != HXFR_CODEC_H264 || a.scanout_id != scanout)
+  if (a.version != 2 || a.codec != codec || a.scanout_id != scanout)
     return protocol_error (error, "SUBSCRIBE2_ACK for another version, "
         "codec or scanout", h);
   GST_INFO_OBJECT (self, "subscribed to scanout %u at %s: %ux%u, host "
@@ -480,9 +537,10 @@ update_caps (GstVsockScanoutSrc * self, guint32 width, guint32 height)
 
   if (width == self->width && height == self->height)
     return;
-  caps = gst_caps_new_simple ("video/x-h264",
-      "stream-format", G_TYPE_STRING, "byte-stream",
-      "alignment", G_TYPE_STRING, "au",
+  GST_OBJECT_LOCK (self);
+  caps = gst_caps_from_string (codecs[self->codec].caps);
+  GST_OBJECT_UNLOCK (self);
+  gst_caps_set_simple (caps,
       "width", G_TYPE_INT, (gint) width, "height", G_TYPE_INT, (gint) height,
       "framerate", GST_TYPE_FRACTION, 0, 1, NULL);
   GST_INFO_OBJECT (self, "scanout size %ux%u: %" GST_PTR_FORMAT, width,
@@ -675,9 +733,11 @@ static void
 post_fatal (GstVsockScanoutSrc * self, const GError * err)
 {
   guint scanout;
+  const gchar *codec;
 
   GST_OBJECT_LOCK (self);
   scanout = self->scanout;
+  codec = codecs[self->codec].name;
   GST_OBJECT_UNLOCK (self);
   if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNAUTHORIZED))
     GST_ELEMENT_ERROR (self, RESOURCE, NOT_AUTHORIZED,
@@ -686,10 +746,11 @@ post_fatal (GstVsockScanoutSrc * self, const GError * err)
             scanout), ("%s", err->message));
   else if (g_error_matches (err, HXFR_ERROR, HXFR_ERR_UNSUPPORTED)
       || g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID))
+    /* the host's text says why (the codec, the version) */
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("The host bridge at %s does not support H.264 scanout "
-            "subscriptions (v2) for scanout %u", self->address_str, scanout),
-        ("%s", err->message));
+        ("The host bridge at %s does not support %s scanout subscriptions "
+            "(v2) for scanout %u: %s", self->address_str, codec, scanout,
+            err->message), ("%s", err->message));
   else
     GST_ELEMENT_ERROR (self, RESOURCE, READ,
         ("Scanout %u from the host bridge at %s failed: %s", scanout,
@@ -851,6 +912,23 @@ gst_vsock_scanout_src_unlock_stop (GstBaseSrc * src)
   return TRUE;
 }
 
+/* The codec's caps (any size): what this element can output now. */
+static GstCaps *
+gst_vsock_scanout_src_get_caps (GstBaseSrc * src, GstCaps * filter)
+{
+  GstVsockScanoutSrc *self = GST_VSOCK_SCANOUT_SRC (src);
+  GstCaps *caps, *out;
+
+  GST_OBJECT_LOCK (self);
+  caps = gst_caps_from_string (codecs[self->codec].caps);
+  GST_OBJECT_UNLOCK (self);
+  if (!filter)
+    return caps;
+  out = gst_caps_intersect_full (filter, caps, GST_CAPS_INTERSECT_FIRST);
+  gst_caps_unref (caps);
+  return out;
+}
+
 /* The caps come from the frames (update_caps), not from negotiation. */
 static gboolean
 gst_vsock_scanout_src_negotiate (GstBaseSrc * src)
@@ -929,6 +1007,9 @@ gst_vsock_scanout_src_set_property (GObject * object, guint prop_id,
     case PROP_SCANOUT:
       self->scanout = g_value_get_uint (value);
       break;
+    case PROP_CODEC:
+      self->codec = g_value_get_enum (value);
+      break;
     case PROP_TOKEN:
       g_free (self->token);
       self->token = g_value_dup_string (value);
@@ -978,6 +1059,9 @@ gst_vsock_scanout_src_get_property (GObject * object, guint prop_id,
       break;
     case PROP_SCANOUT:
       g_value_set_uint (value, self->scanout);
+      break;
+    case PROP_CODEC:
+      g_value_set_enum (value, self->codec);
       break;
     case PROP_TOKEN:
       g_value_set_string (value, self->token);
@@ -1045,6 +1129,11 @@ install_properties (GObjectClass * gobject_class)
       "Index of the virtio-gpu scanout to receive (1 = the first desktop "
       "scanout)", 0, G_MAXUINT32, DEFAULT_SCANOUT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_CODEC] = g_param_spec_enum ("codec", "Codec",
+      "The stream to ask the host for (SUBSCRIBE2's codec); a host with no "
+      "encoder for it refuses the subscription with an error naming it",
+      GST_TYPE_VSOCK_SCANOUT_SRC_CODEC, CODEC_H264,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_TOKEN] = g_param_spec_string ("token", "Token",
       "Access token sent in SUBSCRIBE2 (at most 256 bytes; NULL = none)",
       DEFAULT_TOKEN,
@@ -1100,8 +1189,9 @@ gst_vsock_scanout_src_class_init (GstVsockScanoutSrcClass * klass)
   gst_element_class_add_static_pad_template (element_class, &src_template);
   gst_element_class_set_static_metadata (element_class,
       "Host-encoded virtio-gpu scanout source", "Source/Video/Network",
-      "Receives H.264 of a virtio-gpu scanout of this VM, encoded by the "
-      "host bridge on every page flip, over vsock, TCP or a UNIX socket "
+      "Receives H.264 (or H.265, AV1: codec) of a virtio-gpu scanout of "
+      "this VM, encoded by the host bridge on every page flip, over vsock, "
+      "TCP or a UNIX socket "
       "(HXFR v2 subscription). Example: vsockscanoutsrc "
       "address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink",
       "Helix encode offload");
@@ -1112,10 +1202,12 @@ gst_vsock_scanout_src_class_init (GstVsockScanoutSrcClass * klass)
   bsrc_class->unlock_stop =
       GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_unlock_stop);
   bsrc_class->negotiate = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_negotiate);
+  bsrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_get_caps);
   bsrc_class->event = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_event);
   bsrc_class->query = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_query);
   psrc_class->create = GST_DEBUG_FUNCPTR (gst_vsock_scanout_src_create);
 
+  gst_type_mark_as_plugin_api (GST_TYPE_VSOCK_SCANOUT_SRC_CODEC, 0);
   GST_DEBUG_CATEGORY_INIT (gst_vsock_scanout_src_debug, "vsockscanoutsrc", 0,
       "Host-encoded virtio-gpu scanout source");
 }

@@ -55,6 +55,7 @@ gst_vsock_enc_connect_session (GstVsockEnc * self, GError ** error)
   gchar *token;
 
   GST_OBJECT_LOCK (self);
+  config.codec = GST_VSOCK_ENC_CODEC (self);
   config.v1_only = self->protocol == GST_VSOCK_ENC_PROTOCOL_V1;
   token = g_strdup (self->token);
   config.max_in_flight = self->max_in_flight;

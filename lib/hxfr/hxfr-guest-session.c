@@ -86,7 +86,7 @@ send_hello (HxfrGuestSession * s, const HxfrGuestConfig * config,
 
   hello.min_version = 2;
   hello.max_version = 2;
-  hello.codec = HXFR_CODEC_H264;
+  hello.codec = s->info.codec;
   hello.max_in_flight = config->max_in_flight;
   hello.bitrate = config->bitrate;
   hello.keyframe_interval = config->keyframe_interval;
@@ -105,10 +105,10 @@ static Negotiation
 accept_hello_ack (HxfrGuestSession * s, const HxfrHelloAck * ack,
     guint asked_in_flight, GError ** error)
 {
-  if (ack->version != 2 || ack->codec != HXFR_CODEC_H264) {
+  if (ack->version != 2 || ack->codec != s->info.codec) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
-        "host accepted version %u codec 0x%08x, asked for 2 and H264",
-        ack->version, ack->codec);
+        "host accepted version %u codec 0x%08x, asked for 2 and 0x%08x",
+        ack->version, ack->codec, s->info.codec);
     return NEGOTIATION_FAILED;
   }
   s->info.version = 2;
@@ -241,6 +241,7 @@ hxfr_guest_session_connect (const HxfrGuestConfig * config, GError ** error)
   s->cancellable = config->cancellable ? g_object_ref (config->cancellable) :
       NULL;
   s->timeout_us = config->timeout_us;
+  s->info.codec = config->codec ? config->codec : HXFR_CODEC_H264;
   s->info.host_resource_ids = TRUE;
   s->info.host_max_width = HXFR_DEFAULT_MAX_DIMENSION;
   s->info.host_max_height = HXFR_DEFAULT_MAX_DIMENSION;
@@ -252,6 +253,14 @@ hxfr_guest_session_connect (const HxfrGuestConfig * config, GError ** error)
 
   result = config->v1_only ? FALL_BACK_V1 :
       negotiate_v2 (s, config, deadline, error);
+  if ((result == FALL_BACK_V1 || result == FALL_BACK_V1_RECONNECT)
+      && s->info.codec != HXFR_CODEC_H264) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_UNSUPPORTED, "%s",
+        config->v1_only ? "HXFR v1 carries H.264 only: another codec needs "
+        "HXFR v2" : "the host speaks HXFR v1 only, which carries H.264 "
+        "only: another codec needs a v2 host bridge");
+    goto failed;
+  }
   if (result == FALL_BACK_V1_RECONNECT) {
     g_clear_pointer (&s->conn, hxfr_conn_unref);
     s->conn = hxfr_conn_connect (s->address, hxfr_deadline_left (deadline),

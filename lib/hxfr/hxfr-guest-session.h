@@ -34,6 +34,8 @@ G_BEGIN_DECLS
 typedef struct
 {
   const HxfrAddress *address;
+  guint32 codec;                /* HXFR_CODEC_*; 0: H264. Not H264: v2 only
+                                 * (HXFR v1 is H.264) */
   gboolean v1_only;             /* no HELLO: speak v1 as deployed guests do */
   guint max_in_flight;          /* asked for, >= 1 */
   gboolean adaptive_window;     /* v2: frames in flight follow the link and
@@ -51,6 +53,7 @@ typedef struct
 typedef struct
 {
   guint version;                /* 1 or 2 */
+  guint32 codec;                /* HXFR_CODEC_*, as asked */
   guint in_flight_max;          /* granted (v1: 1) */
   gboolean host_resource_ids;   /* the host can resolve resource ids */
   guint32 host_max_width;

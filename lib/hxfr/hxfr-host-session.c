@@ -51,6 +51,7 @@ struct _HxfrHostSession
   /* Set by the handshake before the writer starts, constant after it: the
    * writer reads them without the lock. */
   guint version;
+  guint32 codec;
   guint16 session_id;           /* echoed from the guest's header */
 
   /* Everything below is under @lock. Nothing is written to the socket while
@@ -165,6 +166,12 @@ hxfr_host_session_set_settings_func (HxfrHostSession * s,
   s->settings_data = user_data;
   s->settings_notify = notify;
   g_mutex_unlock (&s->lock);
+}
+
+guint32
+hxfr_host_session_get_codec (HxfrHostSession * s)
+{
+  return s->codec;
 }
 
 guint
@@ -556,6 +563,31 @@ wake_writer (HxfrHostSession * s)
   g_cond_signal (&s->work_cond);
 }
 
+/* The codec the guest asks for, if the host encodes it (@encoder: the
+ * encoder's name for HELLO_ACK, or NULL); else refused. */
+static gboolean
+accept_codec (HxfrHostSession * s, guint32 codec,
+    gchar encoder[HXFR_ENCODER_NAME_SIZE], GError ** error)
+{
+  const gchar *name;
+  GError *err = NULL;
+
+  if (!s->cfg.codec_func) {
+    if (codec != HXFR_CODEC_H264)
+      return refuse (s, HXFR_ERR_UNSUPPORTED, error,
+          "codec 0x%08x not supported (only H264)", codec);
+    name = s->cfg.encoder;
+  } else if (!(name = s->cfg.codec_func (codec, s->cfg.codec_data, &err))) {
+    refuse (s, HXFR_ERR_UNSUPPORTED, error, "%s", err->message);
+    g_error_free (err);
+    return FALSE;
+  }
+  if (encoder)
+    g_strlcpy (encoder, name, HXFR_ENCODER_NAME_SIZE);
+  s->codec = codec;
+  return TRUE;
+}
+
 gboolean
 hxfr_host_session_handshake (HxfrHostSession * s,
     gint64 first_byte_timeout_us, GCancellable * cancellable, GError ** error)
@@ -580,6 +612,7 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       HxfrHelloAck ack = { 0, };
       HxfrHostSettings st = { 0, };
       guint8 out[HXFR_MAX_FIXED_SIZE];
+      gchar encoder[HXFR_ENCODER_NAME_SIZE];
       gsize len;
 
       if (h->min_version > 2 || h->max_version < 2)
@@ -594,9 +627,8 @@ hxfr_host_session_handshake (HxfrHostSession * s,
           return refuse (s, HXFR_ERR_UNAUTHORIZED, error,
               "missing or wrong token");
       }
-      if (h->codec != HXFR_CODEC_H264)
-        return refuse (s, HXFR_ERR_UNSUPPORTED, error,
-            "codec 0x%08x not supported (only H264)", h->codec);
+      if (!accept_codec (s, h->codec, encoder, error))
+        return FALSE;
 
       g_mutex_lock (&s->lock);
       s->version = 2;
@@ -604,13 +636,13 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       g_mutex_unlock (&s->lock);
 
       ack.version = 2;
-      ack.codec = HXFR_CODEC_H264;
+      ack.codec = h->codec;
       ack.max_in_flight = s->max_in_flight;
       ack.max_width = s->cfg.limits.max_width;
       ack.max_height = s->cfg.limits.max_height;
       ack.host_flags = s->cfg.host_flags |
           (s->resolves ? HXFR_HOST_RESOURCE_IDS : 0);
-      g_strlcpy (ack.encoder, s->cfg.encoder, sizeof (ack.encoder));
+      g_strlcpy (ack.encoder, encoder, sizeof (ack.encoder));
       len = hxfr_hello_ack_write (&ack, out);
       if (!hxfr_conn_send (s->conn, HXFR_MSG_HELLO_ACK, 0, s->session_id,
               out, len, NULL, 0, s->cfg.write_timeout_us, cancellable, error)) {
@@ -635,6 +667,9 @@ hxfr_host_session_handshake (HxfrHostSession * s,
       if (s->cfg.token)
         return refuse (s, HXFR_ERR_UNAUTHORIZED, error, "%s",
             HXFR_V1_TOKEN_REFUSAL);
+      /* v1 is H.264 */
+      if (!accept_codec (s, HXFR_CODEC_H264, NULL, error))
+        return FALSE;
       g_mutex_lock (&s->lock);
       s->version = 1;
       g_mutex_unlock (&s->lock);

@@ -23,13 +23,23 @@ G_BEGIN_DECLS
  * (vsocksrc's max-in-flight, the bridge's --max-in-flight). */
 #define HXFR_HOST_DEFAULT_MAX_IN_FLIGHT 8
 
+/* Whether the host encodes @codec (HXFR_CODEC_*: the v2 HELLO's, H264 for
+ * a v1 guest): the name of the encoder that will (HELLO_ACK's encoder), or
+ * NULL with @error set, its message saying why (the ERROR UNSUPPORTED the
+ * guest gets; at most HXFR_ERROR_TEXT_SIZE - 1 bytes are sent). Called on
+ * the handshake's thread. */
+typedef const gchar *(*HxfrHostCodecFunc) (guint32 codec, gpointer user_data,
+    GError ** error);
+
 typedef struct
 {
   HxfrLimits limits;
   guint max_in_flight;          /* granted to v2 guests at most; also the
                                  * bound for v1 guests */
   GBytes *token;                /* NULL: no token required */
-  gchar encoder[HXFR_ENCODER_NAME_SIZE];
+  gchar encoder[HXFR_ENCODER_NAME_SIZE];        /* when codec_func is NULL */
+  HxfrHostCodecFunc codec_func; /* NULL: H264 only, by @encoder */
+  gpointer codec_data;
   guint32 host_flags;
   gint64 idle_timeout_us;       /* rest of a begun message */
   gint64 write_timeout_us;      /* one answer */
@@ -110,6 +120,8 @@ void hxfr_host_session_set_settings_func (HxfrHostSession * s,
 
 /* 0 before the handshake, then 1 or 2. */
 guint hxfr_host_session_get_version (HxfrHostSession * s);
+/* After the handshake: the codec the session encodes (HXFR_CODEC_*). */
+guint32 hxfr_host_session_get_codec (HxfrHostSession * s);
 void hxfr_host_session_get_settings (HxfrHostSession * s,
     HxfrHostSettings * settings);
 void hxfr_host_session_get_stats (HxfrHostSession * s, HxfrHostStats * stats);

@@ -76,8 +76,8 @@ hxfr_video_au_aud_length (const guint8 * au, gsize size)
   return 0;
 }
 
-const guint8 *
-hxfr_video_au_find_nal (const guint8 * au, gsize size, guint type,
+static const guint8 *
+find_nal (const guint8 * au, gsize size, gboolean h265, guint type,
     gsize * nal_size)
 {
   const guint8 *nal = NULL;
@@ -94,10 +94,42 @@ hxfr_video_au_find_nal (const guint8 * au, gsize size, guint type,
       return nal;
     }
     i += sc;
-    if (i < size && (au[i] & 0x1f) == type)
+    if (i < size && (h265 ? (au[i] >> 1) & 0x3f : au[i] & 0x1f) == type)
       nal = au + i;
   }
   if (nal)
     *nal_size = au + size - nal;
   return nal;
+}
+
+const guint8 *
+hxfr_video_au_find_nal (const guint8 * au, gsize size, guint type,
+    gsize * nal_size)
+{
+  return find_nal (au, size, FALSE, type, nal_size);
+}
+
+const guint8 *
+hxfr_video_au_find_h265_nal (const guint8 * au, gsize size, guint type,
+    gsize * nal_size)
+{
+  return find_nal (au, size, TRUE, type, nal_size);
+}
+
+gsize
+hxfr_video_nal_unescape (const guint8 * nal, gsize size, guint8 * out,
+    gsize out_size)
+{
+  gsize i, n = 0;
+  guint zeros = 0;
+
+  for (i = 0; i < size && n < out_size; i++) {
+    if (zeros >= 2 && nal[i] == 3) {
+      zeros = 0;
+      continue;
+    }
+    zeros = nal[i] == 0 ? zeros + 1 : 0;
+    out[n++] = nal[i];
+  }
+  return n;
 }

@@ -33,6 +33,17 @@ extern const guint8 hxfr_video_aud[6];
 const guint8 *hxfr_video_au_find_nal (const guint8 * au, gsize size,
     guint type, gsize * nal_size);
 
+/* The same for H.265 (its nal_unit_type, e.g. 33 = SPS; the pointer is to
+ * the first of its two header bytes). */
+const guint8 *hxfr_video_au_find_h265_nal (const guint8 * au, gsize size,
+    guint type, gsize * nal_size);
+
+/* Copies at most @out_size bytes of NAL payload @nal into @out without its
+ * emulation prevention bytes (the 3 of 00 00 03), as codec-utils' parsers
+ * of profile and level want them. Returns the bytes written. */
+gsize hxfr_video_nal_unescape (const guint8 * nal, gsize size, guint8 * out,
+    gsize out_size);
+
 /* Bytes of the access unit delimiter NAL that opens @au (start code
  * included), up to the next start code; 0 if @au does not begin with one,
  * or is nothing but one (the bridge's null encoder). */

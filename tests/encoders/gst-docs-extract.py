@@ -17,7 +17,10 @@ import re
 import sys
 
 # what the interval between keyframes is called, by element family
-KEYFRAME_PROPERTIES = ("gop-size", "key-int-max", "max-keyframe-interval")
+KEYFRAME_PROPERTIES = ("gop-size", "key-int-max", "max-keyframe-interval",
+                       "keyframe-max-dist", "intra-period-length")
+# and the bitrate (av1enc, svtav1enc: target-bitrate)
+BITRATE_PROPERTIES = ("bitrate", "target-bitrate")
 
 
 def caps_string(text):
@@ -42,7 +45,7 @@ def caps_string(text):
 def bitrate_unit(blurb):
     """What a bitrate property's description says it counts in."""
     blurb = blurb.lower()
-    if re.search(r"kbit|kbps|kb/s", blurb):
+    if re.search(r"kbit|kbps|kb/s|kilobits", blurb):
         return "kbit/s"
     if re.search(r"bits per second|bit/s|bits/s|\bbps\b", blurb):
         return "bit/s"
@@ -67,7 +70,9 @@ def main():
                 plugin_of[ename] = pname
 
     for ename in wanted:
-        if documented_as[ename]:
+        # (an alias of an element this version does not document is missing
+        # too)
+        if documented_as[ename] and documented_as[ename] in elements:
             elements[ename] = elements.get(documented_as[ename])
             plugin_of[ename] = plugin_of.get(documented_as[ename])
     lines = ["[docs]", "version=%s" % version_dir.name,
@@ -91,9 +96,11 @@ def main():
                   "properties=%s;" % ";".join(sorted(props))]
         if documented_as[ename]:
             lines.append("documented-as=%s" % documented_as[ename])
-        if "bitrate" in props and bitrate_unit(props["bitrate"]["blurb"]):
-            lines.append("bitrate-unit=%s" % bitrate_unit(
-                props["bitrate"]["blurb"]))
+        for name in BITRATE_PROPERTIES:
+            if name in props and bitrate_unit(props[name]["blurb"]):
+                lines.append("bitrate-unit=%s" % bitrate_unit(
+                    props[name]["blurb"]))
+                break
         for name in KEYFRAME_PROPERTIES:
             if name in props:
                 lines.append("keyframe-interval-property=%s" % name)

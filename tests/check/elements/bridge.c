@@ -17,6 +17,7 @@
 
 #include "bridge-runner.h"
 #include "video-compare.h"
+#include "test-frames.h"
 #include "guest-emu.h"
 #include "streamer.h"
 #include "text-number.h"
@@ -26,34 +27,6 @@
 static const gchar *const x264_args[] = { "--encoder", "x264enc", NULL };
 
 /* Frames */
-
-/* @n frames of videotestsrc (moving SMPTE bars) as @format, optionally
- * converted to I420 (the reference the decoded frames are compared with). */
-static GPtrArray *
-collect_frames (const gchar * format, guint w, guint h, guint n,
-    gboolean as_i420)
-{
-  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify)
-      gst_sample_unref);
-  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=%u "
-      "horizontal-speed=4 ! video/x-raw,format=%s,width=%u,height=%u,"
-      "framerate=30/1 ! %s appsink name=sink sync=false", n, format, w, h,
-      as_i420 ? "videoconvert ! video/x-raw,format=I420 !" : "");
-  GstElement *p = gst_parse_launch (desc, NULL);
-  GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
-  GstSample *s;
-
-  fail_unless (p != NULL, "%s", desc);
-  gst_element_set_state (p, GST_STATE_PLAYING);
-  while ((s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink), PULL_TIMEOUT)))
-    g_ptr_array_add (out, s);
-  fail_unless_equals_int (out->len, n);
-  gst_element_set_state (p, GST_STATE_NULL);
-  gst_object_unref (sink);
-  gst_object_unref (p);
-  g_free (desc);
-  return out;
-}
 
 static void
 append_frames (GPtrArray * to, GPtrArray * from)
@@ -192,8 +165,8 @@ static void
 roundtrip (const gchar * address, const gchar * format, guint w, guint h,
     guint n)
 {
-  GPtrArray *frames = collect_frames (format, w, h, n, FALSE);
-  GPtrArray *refs = collect_frames (format, w, h, n, TRUE);
+  GPtrArray *frames = test_frames_collect (format, w, h, n, FALSE);
+  GPtrArray *refs = test_frames_collect (format, w, h, n, TRUE);
   gchar *what = g_strdup_printf ("%s %ux%u", format, w, h);
   gchar *error = NULL;
   GPtrArray *decoded = guest_finish (guest_start (address, frames, NULL),
@@ -249,7 +222,7 @@ GST_START_TEST (test_odd_size)
   gchar *error = NULL;
 
   fail_unless (r != NULL);
-  frames = collect_frames ("NV12", 321, 241, 4, FALSE);
+  frames = test_frames_collect ("NV12", 321, 241, 4, FALSE);
   decoded = guest_finish (guest_start (bridge_runner_get_address (r), frames,
           NULL), &error);
   fail_unless (error != NULL, "odd size neither refused nor decoded");
@@ -277,10 +250,10 @@ GST_START_TEST (test_resolution_change)
   guint i;
 
   fail_unless (r != NULL);
-  append_frames (frames, collect_frames ("NV12", 320, 240, 5, FALSE));
-  append_frames (frames, collect_frames ("NV12", 640, 360, 5, FALSE));
-  append_frames (refs, collect_frames ("NV12", 320, 240, 5, TRUE));
-  append_frames (refs, collect_frames ("NV12", 640, 360, 5, TRUE));
+  append_frames (frames, test_frames_collect ("NV12", 320, 240, 5, FALSE));
+  append_frames (frames, test_frames_collect ("NV12", 640, 360, 5, FALSE));
+  append_frames (refs, test_frames_collect ("NV12", 320, 240, 5, TRUE));
+  append_frames (refs, test_frames_collect ("NV12", 640, 360, 5, TRUE));
   /* the second half continues the timeline of the first */
   for (i = 5; i < frames->len; i++) {
     GstSample *s = g_ptr_array_index (frames, i);
@@ -316,9 +289,10 @@ GST_START_TEST (test_several_guests)
 
   fail_unless (r != NULL);
   for (i = 0; i < 3; i++) {
-    frames[i] = collect_frames (formats[i], sizes[i][0], sizes[i][1], 15,
+    frames[i] = test_frames_collect (formats[i], sizes[i][0], sizes[i][1], 15,
         FALSE);
-    refs[i] = collect_frames (formats[i], sizes[i][0], sizes[i][1], 15, TRUE);
+    refs[i] =
+        test_frames_collect (formats[i], sizes[i][0], sizes[i][1], 15, TRUE);
   }
   for (i = 0; i < 3; i++)
     guests[i] = guest_start (bridge_runner_get_address (r), frames[i], NULL);
@@ -376,8 +350,8 @@ decode_aus (GPtrArray * aus)
 GST_START_TEST (test_v1_guest)
 {
   BridgeRunner *r = bridge_runner_start (BRIDGE_RUNNER_UNIX, x264_args);
-  GPtrArray *frames = collect_frames ("NV12", 320, 240, 10, FALSE);
-  GPtrArray *refs = collect_frames ("NV12", 320, 240, 10, TRUE);
+  GPtrArray *frames = test_frames_collect ("NV12", 320, 240, 10, FALSE);
+  GPtrArray *refs = test_frames_collect ("NV12", 320, 240, 10, TRUE);
   GPtrArray *aus = g_ptr_array_new ();
   GPtrArray *decoded;
   GuestEmu *g;
@@ -468,8 +442,8 @@ GST_START_TEST (test_vsockenc_v1_mode)
 
   fail_unless (r != NULL);
   for (i = 0; i < G_N_ELEMENTS (formats); i++) {
-    GPtrArray *frames = collect_frames (formats[i], 320, 240, 6, FALSE);
-    GPtrArray *refs = collect_frames (formats[i], 320, 240, 6, TRUE);
+    GPtrArray *frames = test_frames_collect (formats[i], 320, 240, 6, FALSE);
+    GPtrArray *refs = test_frames_collect (formats[i], 320, 240, 6, TRUE);
     gchar *error = NULL;
     GPtrArray *decoded = guest_finish (guest_start (bridge_runner_get_address
             (r), frames, "protocol=v1"), &error);

@@ -1,0 +1,99 @@
+/* The encoder chain. See bridge-pipeline.h.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "bridge-pipeline.h"
+
+GST_DEBUG_CATEGORY_EXTERN (bridge_debug);
+#define GST_CAT_DEFAULT bridge_debug
+
+static const struct
+{
+  guint32 codec;
+  const gchar *parser;
+  gboolean config_interval;     /* the parser repeats the headers itself */
+  const gchar *caps;
+} chains[] = {
+  /* config-interval=-1: SPS/PPS (and VPS) before every IDR, so a
+   * subscriber or a guest joining at any keyframe can decode it */
+  {HXFR_CODEC_H264, "h264parse", TRUE,
+      "video/x-h264,stream-format=byte-stream,alignment=au"},
+  {HXFR_CODEC_H265, "h265parse", TRUE,
+      "video/x-h265,stream-format=byte-stream,alignment=au"},
+  /* av1parse cannot insert a sequence header: the encoders write one with
+   * every keyframe themselves (libaom, SVT-AV1 and the hardware ones) */
+  {HXFR_CODEC_AV1, "av1parse", FALSE,
+      "video/x-av1,stream-format=obu-stream,alignment=tu"},
+};
+
+static gint
+chain_index (guint32 codec)
+{
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (chains); i++)
+    if (chains[i].codec == codec)
+      return i;
+  return -1;
+}
+
+GstCaps *
+bridge_pipeline_output_caps (guint32 codec)
+{
+  gint i = chain_index (codec);
+
+  return i < 0 ? NULL : gst_caps_from_string (chains[i].caps);
+}
+
+gboolean
+bridge_pipeline_add_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate,
+    const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
+    GstElement ** last, GError ** error)
+{
+  GstElement *convert = NULL, *yuv420 = NULL, *enc, *parse, *filter;
+  GstCaps *caps;
+  gint i = chain_index (choice->codec);
+
+  if (i < 0) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+        "no encoder chain for codec 0x%08x", choice->codec);
+    return FALSE;
+  }
+  if (choice->need_convert) {
+    convert = bridge_bin_add (bin, "videoconvert", NULL, error);
+    yuv420 = bridge_bin_add (bin, "capsfilter", NULL, error);
+  }
+  enc = bridge_bin_add (bin, choice->name, encoder_name, error);
+  parse = bridge_bin_add (bin, chains[i].parser, NULL, error);
+  filter = bridge_bin_add (bin, "capsfilter", NULL, error);
+  if ((choice->need_convert && (!convert || !yuv420)) || !enc || !parse
+      || !filter)
+    return FALSE;
+
+  if (yuv420) {
+    /* RGB guests become 4:2:0, not the first format the encoder lists
+     * (x264enc: Y444, a High 4:4:4 stream most decoders cannot play);
+     * NV12 and I420 guests pass through untouched */
+    caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
+    g_object_set (yuv420, "caps", caps, NULL);
+    gst_caps_unref (caps);
+  }
+  bridge_encoder_configure (enc, choice->desc, bitrate);
+  if (chains[i].config_interval)
+    g_object_set (parse, "config-interval", -1, NULL);
+  caps = gst_caps_from_string (chains[i].caps);
+  g_object_set (filter, "caps", caps, NULL);
+  gst_caps_unref (caps);
+
+  if ((convert && !gst_element_link_many (convert, yuv420, enc, NULL))
+      || !gst_element_link_many (enc, parse, filter, NULL)) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+        "could not link %s ! %s", choice->name, chains[i].parser);
+    return FALSE;
+  }
+  *first = convert ? convert : enc;
+  *encoder = enc;
+  *last = filter;
+  return TRUE;
+}
