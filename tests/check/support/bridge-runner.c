@@ -109,6 +109,33 @@ set_fd_limit (gpointer data)
   setrlimit (RLIMIT_NOFILE, &rl);
 }
 
+/* The bridge registers a vsocksrc of its own build. A bridge that scans a
+ * fresh registry in its own process (a sanitizer build does) would load
+ * the vsocksrc plugin too, whose type clashes with it: not on its path. */
+static void
+drop_vsocksrc_plugin (GSubprocessLauncher * launcher)
+{
+  const gchar *path = g_getenv ("GST_PLUGIN_PATH_1_0");
+  gchar **dirs;
+  GString *kept = g_string_new (NULL);
+  guint i;
+
+  if (!path)
+    return;
+  dirs = g_strsplit (path, G_SEARCHPATH_SEPARATOR_S, -1);
+  for (i = 0; dirs[i]; i++) {
+    if (g_str_has_suffix (dirs[i], G_DIR_SEPARATOR_S "vsocksrc"))
+      continue;
+    if (kept->len)
+      g_string_append (kept, G_SEARCHPATH_SEPARATOR_S);
+    g_string_append (kept, dirs[i]);
+  }
+  g_subprocess_launcher_setenv (launcher, "GST_PLUGIN_PATH_1_0", kept->str,
+      TRUE);
+  g_string_free (kept, TRUE);
+  g_strfreev (dirs);
+}
+
 BridgeRunner *
 bridge_runner_start (BridgeRunnerTransport transport,
     const gchar * const *extra_args)
@@ -167,6 +194,7 @@ start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
   g_ptr_array_add (argv, NULL);
 
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  drop_vsocksrc_plugin (launcher);
   if (fd_limit)
     g_subprocess_launcher_set_child_setup (launcher, set_fd_limit,
         GUINT_TO_POINTER (fd_limit), NULL);
