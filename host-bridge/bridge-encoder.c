@@ -171,7 +171,10 @@ static const gchar *const auto_order[] = {
   "nvh264enc", "vah264enc", "vah264lpenc", "qsvh264enc", "x264enc",
   "openh264enc",
   "nvh265enc", "vah265enc", "vah265lpenc", "qsvh265enc", "x265enc",
-  "nvav1enc", "vaav1enc", "qsvav1enc", "svtav1enc", "av1enc",
+  /* not svtav1enc: trixie's gave 1 access unit for 20 frames in its
+   * low-delay CBR mode (check-newer-gst); --encoder svtav1enc still
+   * chooses it */
+  "nvav1enc", "vaav1enc", "qsvav1enc", "av1enc",
 };
 
 static const struct
