@@ -60,11 +60,10 @@ void bridge_vm_free (BridgeVm * vm);
  * thread. @first: the header of its first message, peeked
  * (hxfr_conn_peek), not read: the message is read here, within the
  * deadline its first byte started. @deployed_ok: the listener accepts
- * deployed clients (no token). Returns why it ended (g_free it);
- * *@proven: the client presented the listener's token. */
+ * deployed clients (no token). Returns why it ended (g_free it). */
 gchar *bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
     const HxfrHeader * first, gboolean deployed_ok,
-    GCancellable * cancellable, gboolean * proven);
+    GCancellable * cancellable);
 
 typedef struct
 {

@@ -765,8 +765,7 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
 
 gchar *
 bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gboolean deployed_ok,
-    GCancellable * cancellable, gboolean * proven)
+    const HxfrHeader * first, gboolean deployed_ok, GCancellable * cancellable)
 {
   Reader r = { 0, };
   HxfrHeader h;
@@ -796,6 +795,5 @@ bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
     is_first = FALSE;
   }
   g_clear_pointer (&r.payload, g_bytes_unref);
-  *proven = r.sub->proven;
   return subscriber_finish (r.sub, r.reason);
 }

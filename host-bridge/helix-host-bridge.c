@@ -82,8 +82,6 @@ typedef struct
   BridgeVm *vm;                 /* its listener's VM (helix export), or NULL */
   gboolean deployed_ok;         /* its listener takes deployed scanout clients */
   gboolean scanout_client;      /* served by bridge_vm_serve() */
-  gboolean proven;              /* a scanout client that presented the
-                                 * listener's token */
   GCancellable *cancellable;
   GThread *thread;
   GstElement *pipeline;         /* session thread only */
@@ -182,10 +180,10 @@ log_line (const gchar * format, ...)
   g_date_time_unref (now);
 }
 
-/* Lines about clients that presented no token (deployed scanout clients,
- * v2 subscribers before their token is checked): every peer gets a burst
- * of 20 and then 1 a second, all of them together 60 and 5 a second; a
- * line let through says how many were not (docs/security.md) */
+/* Lines about what scanout clients without a token repeat (SUBSCRIBE,
+ * ENABLE/DISABLE, their refusals): every peer gets a burst of 20 and then
+ * 1 a second, all of them together 60 and 5 a second; a line let through
+ * says how many were not (docs/security.md) */
 static BridgeLogLimit *unproven_log_limit;
 
 static void
@@ -440,17 +438,11 @@ log_session_end (Session * s, const gchar * reason)
   hxfr_host_session_get_stats (s->hs, &st);
   secs = (g_get_monotonic_time () - s->t_start) / 1e6;
   if (s->scanout_client) {
-    gchar *line = g_strdup_printf ("session %u end: peer=\"%s\" scanout "
-        "client duration=%.1fs bytes_in=%" G_GUINT64_FORMAT " bytes_out=%"
-        G_GUINT64_FORMAT " reason=\"%s\"", s->id, s->peer, secs,
+    log_line ("session %u end: peer=\"%s\" scanout client duration=%.1fs "
+        "bytes_in=%" G_GUINT64_FORMAT " bytes_out=%" G_GUINT64_FORMAT
+        " reason=\"%s\"", s->id, s->peer, secs,
         hxfr_conn_get_bytes_received (s->conn),
         hxfr_conn_get_bytes_sent (s->conn), reason);
-
-    if (s->proven)
-      log_line ("%s", line);
-    else
-      log_unproven (s->peer, line);
-    g_free (line);
     return;
   }
   if (s->t_last_frame > s->t_first_frame && st.answered_ok > 1)
@@ -510,7 +502,6 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
     gchar ** reason)
 {
   HxfrHeader h;
-  gchar *line;
   GError *err = NULL;
 
   if (!hxfr_conn_peek_header (s->conn, *first_timeout_us,
@@ -527,11 +518,10 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
   /* left unread: bridge_vm_serve() reads the message, within the deadline
    * its first byte started */
   s->scanout_client = TRUE;
-  line = g_strdup_printf ("session %u start: peer=\"%s\" scanout client "
-      "(%s)", s->id, s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" :
-      "deployed");
-  log_unproven (s->peer, line);
-  g_free (line);
+  /* one start and one end line per connection, as for frame sessions;
+   * what a connection can repeat is rate-limited (bridge-subscriber.c) */
+  log_line ("session %u start: peer=\"%s\" scanout client (%s)", s->id,
+      s->peer, h.type == HXFR_MSG_SUBSCRIBE2 ? "v2" : "deployed");
   if (!s->vm) {
     guint8 out[HXFR_ERROR_SIZE];
     gsize len = hxfr_error_write (HXFR_ERR_NO_SCANOUT, "this listener "
@@ -543,7 +533,7 @@ serve_if_scanout_client (Session * s, gint64 * first_timeout_us,
     return TRUE;
   }
   *reason = bridge_vm_serve (s->vm, s->conn, s->id, &h, s->deployed_ok,
-      s->cancellable, &s->proven);
+      s->cancellable);
   return TRUE;
 }
 
