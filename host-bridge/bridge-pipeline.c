@@ -51,7 +51,8 @@ bridge_pipeline_add_encoder (GstElement * bin,
     const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
     GstElement ** last, GError ** error)
 {
-  GstElement *convert = NULL, *yuv420 = NULL, *enc, *parse, *filter;
+  GstElement *convert = NULL, *yuv420 = NULL, *handover = NULL, *enc, *parse,
+      *filter;
   GstCaps *caps;
   gint i = chain_index (choice->codec);
 
@@ -63,12 +64,15 @@ bridge_pipeline_add_encoder (GstElement * bin,
   if (choice->need_convert) {
     convert = bridge_bin_add (bin, "videoconvert", NULL, error);
     yuv420 = bridge_bin_add (bin, "capsfilter", NULL, error);
+    /* the encoder on a thread of its own: the next frame is converted
+     * while this one is encoded */
+    handover = bridge_bin_add (bin, "queue", NULL, error);
   }
   enc = bridge_bin_add (bin, choice->name, encoder_name, error);
   parse = bridge_bin_add (bin, chains[i].parser, NULL, error);
   filter = bridge_bin_add (bin, "capsfilter", NULL, error);
-  if ((choice->need_convert && (!convert || !yuv420)) || !enc || !parse
-      || !filter)
+  if ((choice->need_convert && (!convert || !yuv420 || !handover)) || !enc
+      || !parse || !filter)
     return FALSE;
 
   if (yuv420) {
@@ -78,6 +82,10 @@ bridge_pipeline_add_encoder (GstElement * bin,
     caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
     g_object_set (yuv420, "caps", caps, NULL);
     gst_caps_unref (caps);
+    /* one converted frame waits at most: a caller that keeps more in
+     * flight waits in front of the conversion, not behind it */
+    g_object_set (handover, "max-size-buffers", 1, "max-size-bytes", 0,
+        "max-size-time", (guint64) 0, NULL);
   }
   bridge_encoder_configure (enc, choice->desc, bitrate);
   if (chains[i].config_interval)
@@ -86,7 +94,7 @@ bridge_pipeline_add_encoder (GstElement * bin,
   g_object_set (filter, "caps", caps, NULL);
   gst_caps_unref (caps);
 
-  if ((convert && !gst_element_link_many (convert, yuv420, enc, NULL))
+  if ((convert && !gst_element_link_many (convert, yuv420, handover, enc, NULL))
       || !gst_element_link_many (enc, parse, filter, NULL)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
         "could not link %s ! %s", choice->name, chains[i].parser);

@@ -23,6 +23,10 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 /* the encoder must answer a frame within this, else the scanout's
  * subscribers are ended (ENCODER) */
 #define ENCODE_TIMEOUT_US (5 * G_USEC_PER_SEC)
+/* frames given to one encoder and not yet out: one being converted while
+ * the one before it is encoded (a flip never waits for a conversion); a
+ * deeper queue would only add latency, since the latest flip wins */
+#define ENCODER_DEPTH 2
 /* an IDR asked for by a new, lagging or requesting subscriber: at most
  * this often per scanout, whoever asks, so that no client can make the
  * others receive more (a new subscriber is sent the last IDR again when
@@ -61,10 +65,16 @@ struct _Rendition
 
   /* encoder thread only */
   GstElement *pipeline, *appsrc, *encoder_element, *appsink;
+  guint32 codec;                /* of the pipeline */
   GstVideoInfo info;
   gboolean have_info;
   guint32 bitrate_applied;
   gint64 t0;
+  /* the frames pushed whose access unit is not out yet, oldest first:
+   * everything but the access unit filled in */
+  EncodedFrame *in_flight[ENCODER_DEPTH];
+  guint n_in_flight;
+  gint64 t_oldest_pushed;
 };
 
 struct _Scanout
@@ -85,6 +95,7 @@ struct _Scanout
   guint format_changes_unlogged;
   gint64 t_hotplug;             /* the last hotplug asked of the VMM */
   guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
+  gboolean output_ready;        /* an encoder has an access unit out */
   GThread *thread;
 
   /* encoder thread only */
@@ -318,6 +329,9 @@ watch_thread (gpointer data)
 
 /* The encoder of one scanout */
 
+/* vm lock not held: the encoder's streaming threads take it
+ * (output_ready) and stopping the pipeline waits for them. Frames still in
+ * it are lost. */
 static void
 teardown_encoder (Rendition * r)
 {
@@ -327,6 +341,21 @@ teardown_encoder (Rendition * r)
   }
   r->appsrc = r->encoder_element = r->appsink = NULL;
   r->have_info = FALSE;
+  while (r->n_in_flight)
+    bridge_encoded_frame_unref (r->in_flight[--r->n_in_flight]);
+}
+
+/* The appsink's streaming thread: an access unit is out. */
+static GstFlowReturn
+encoder_output_ready (GstAppSink * appsink, gpointer data)
+{
+  Scanout *so = ((Rendition *) data)->so;
+
+  g_mutex_lock (&so->vm->lock);
+  so->output_ready = TRUE;
+  g_cond_broadcast (&so->vm->cond);
+  g_mutex_unlock (&so->vm->lock);
+  return GST_FLOW_OK;
 }
 
 static void
@@ -338,9 +367,10 @@ close_export (Scanout * so)
   }
 }
 
-/* appsrc ! [videoconvert ! 4:2:0] ! encoder ! parser ! appsink
+/* appsrc ! [videoconvert ! 4:2:0 ! queue] ! encoder ! parser ! appsink
  * (bridge-pipeline.h): headers before every keyframe, one access unit per
- * buffer. @encoder and @bitrate: read under the vm lock. */
+ * buffer, each announced by encoder_output_ready(). @encoder and @bitrate:
+ * read under the vm lock. */
 static gboolean
 build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
     guint32 bitrate, GError ** error)
@@ -360,6 +390,11 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
   r->bitrate_applied = bitrate;
   g_object_set (r->appsink, "sync", FALSE, "async", FALSE,
       "enable-last-sample", FALSE, NULL);
+  {
+    GstAppSinkCallbacks callbacks = {.new_sample = encoder_output_ready };
+
+    gst_app_sink_set_callbacks (GST_APP_SINK (r->appsink), &callbacks, r, NULL);
+  }
 
   if (!gst_element_link (r->appsrc, first)
       || !gst_element_link (last, r->appsink)) {
@@ -376,6 +411,7 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
     return FALSE;
   }
   r->pipeline = p;
+  r->codec = encoder->codec;
   r->t0 = g_get_monotonic_time ();
   return TRUE;
 }
@@ -439,27 +475,23 @@ monotonic_ns (void)
   return (guint64) g_get_monotonic_time () * 1000;
 }
 
-/* Pushes one frame and waits for its access unit (one frame in, one out:
- * the encoders run in low-latency mode). Takes @buf. */
-static EncodedFrame *
-encode_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
-    const Work * w, GError ** error)
+/* Gives one frame to encoder @r (built on first use); its access unit
+ * comes out later (collect_output()). @frame: its description, filled in
+ * but for the access unit. Takes @buf and @frame. */
+static gboolean
+push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
+    const Work * w, EncodedFrame * frame, GError ** error)
 {
   const BridgeEncoderChoice *encoder = &w->encoder[i];
   gboolean idr = w->force_idr[i];
-  GstSample *sample;
-  GstBuffer *out;
-  EncodedFrame *f;
 
   /* an encoder that ignores keyframe requests starts afresh: its first
-   * frame is one */
+   * frame is one (encoders_have_room() let its frames out first) */
   if (idr && r->pipeline && encoder->desc
       && encoder->desc->keyframes_by_restart)
     teardown_encoder (r);
-  if (!r->pipeline && !build_encoder (r, encoder, w->bitrate[i], error)) {
-    gst_buffer_unref (buf);
-    return NULL;
-  }
+  if (!r->pipeline && !build_encoder (r, encoder, w->bitrate[i], error))
+    goto refused;
   if (!r->have_info || !gst_video_info_is_equal (info, &r->info)) {
     GstCaps *caps = gst_video_info_to_caps (info);
 
@@ -485,41 +517,53 @@ encode_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
   GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - r->t0) * GST_USECOND;
   GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
   if (gst_app_src_push_buffer (GST_APP_SRC (r->appsrc), buf) != GST_FLOW_OK) {
+    buf = NULL;
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
         "the scanout encoder refused a frame");
-    return NULL;
+    goto refused;
   }
-  sample = gst_app_sink_try_pull_sample (GST_APP_SINK (r->appsink),
-      ENCODE_TIMEOUT_US * GST_USECOND);
-  if (!sample) {
-    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
-        "%s gave no access unit within %d s", encoder->name,
-        (gint) (ENCODE_TIMEOUT_US / G_USEC_PER_SEC));
-    return NULL;
-  }
-  out = gst_sample_get_buffer (sample);
-  f = g_atomic_rc_box_new0 (EncodedFrame);
-  {
-    GstMapInfo map;
-    gsize aud = 0;
+  if (!r->n_in_flight)
+    r->t_oldest_pushed = g_get_monotonic_time ();
+  r->in_flight[r->n_in_flight++] = frame;
+  return TRUE;
 
-    gst_buffer_map (out, &map, GST_MAP_READ);
-    /* as deployed: no AUD (h264parse puts one in front of every access
-     * unit in byte-stream output) */
-    if (encoder->codec == HXFR_CODEC_H264)
-      aud = hxfr_video_au_aud_length (map.data, map.size);
-    f->au = g_bytes_new (map.data + aud, map.size - aud);
-    gst_buffer_unmap (out, &map);
-  }
+refused:
+  if (buf)
+    gst_buffer_unref (buf);
+  bridge_encoded_frame_unref (frame);
+  return FALSE;
+}
+
+/* The oldest frame in flight in @r, with the access unit of @sample. */
+static EncodedFrame *
+complete_frame (Rendition * r, GstSample * sample)
+{
+  GstBuffer *out = gst_sample_get_buffer (sample);
+  EncodedFrame *f = r->in_flight[0];
+  GstMapInfo map;
+  gsize aud = 0;
+
+  r->n_in_flight--;
+  memmove (r->in_flight, r->in_flight + 1, r->n_in_flight * sizeof (f));
+  r->t_oldest_pushed = g_get_monotonic_time ();
+  gst_buffer_map (out, &map, GST_MAP_READ);
+  /* as deployed: no AUD (h264parse puts one in front of every access
+   * unit in byte-stream output) */
+  if (r->codec == HXFR_CODEC_H264)
+    aud = hxfr_video_au_aud_length (map.data, map.size);
+  f->au = g_bytes_new (map.data + aud, map.size - aud);
+  gst_buffer_unmap (out, &map);
   f->keyframe = !GST_BUFFER_FLAG_IS_SET (out, GST_BUFFER_FLAG_DELTA_UNIT);
-  gst_sample_unref (sample);
+  f->encode_us = (guint32) MIN ((monotonic_ns () - f->capture_ns) / 1000,
+      G_MAXUINT32);
   return f;
 }
 
-/* Reads one frame and encodes it (with the null encoder: only reads it)
- * for each active rendition: out[i], NULL where not active. FALSE with
- * @error if the resource could not be read (nothing encoded), or with
- * *@failed set to the first rendition whose encoder failed. */
+/* Reads one frame and gives it to each active rendition's encoder (with
+ * the null encoder: only reads it, and its "access unit" is out[i] at
+ * once). FALSE with @error if the resource could not be read (nothing
+ * pushed), or with *@failed set to the first rendition whose encoder
+ * failed. */
 static gboolean
 produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
     gint * failed, GError ** error)
@@ -539,24 +583,24 @@ produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
 
     if (!w->active[i])
       continue;
-    if (g_strcmp0 (w->encoder[i].name, BRIDGE_ENCODER_NULL) == 0) {
-      f = g_atomic_rc_box_new0 (EncodedFrame);
-      /* the --encoder null answer: one access unit delimiter */
-      f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
-      f->keyframe = TRUE;
-    } else if (!(f = encode_frame (&so->renditions[i], i, gst_buffer_ref (buf),
-                &info, w, error))) {
-      *failed = i;
-      break;
-    }
+    f = g_atomic_rc_box_new0 (EncodedFrame);
     f->repeat = w->repeat;
     f->width = GST_VIDEO_INFO_WIDTH (&info);
     f->height = GST_VIDEO_INFO_HEIGHT (&info);
     f->capture_ns = w->capture_ns;
     f->index = so->frame_counter + 1;
-    f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
-        G_MAXUINT32);
-    out[i] = f;
+    if (g_strcmp0 (w->encoder[i].name, BRIDGE_ENCODER_NULL) == 0) {
+      /* the --encoder null answer: one access unit delimiter */
+      f->au = g_bytes_new_static (hxfr_video_aud, sizeof (hxfr_video_aud));
+      f->keyframe = TRUE;
+      f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
+          G_MAXUINT32);
+      out[i] = f;
+    } else if (!push_frame (&so->renditions[i], i, gst_buffer_ref (buf),
+            &info, w, f, error)) {
+      *failed = i;
+      break;
+    }
   }
   so->frame_counter++;
   gst_buffer_unref (buf);
@@ -705,6 +749,143 @@ teardown_idle (Scanout * so)
   }
 }
 
+/* vm lock held (let go meanwhile): encoder @r failed; its subscribers are
+ * ended (ENCODER) and it is torn down. */
+static void
+fail_encoder (Rendition * r, const gchar * why)
+{
+  BridgeVm *vm = r->so->vm;
+
+  vm->cfg.log ("scanout %u: the %s encoder failed: %s", r->so->index,
+      r->encoder ? r->encoder->name : "?", why);
+  end_rendition (r, HXFR_SCANOUT_END_ENCODER, why);
+  g_mutex_unlock (&vm->lock);
+  teardown_encoder (r);
+  g_mutex_lock (&vm->lock);
+}
+
+/* vm lock held: whether every encoder can take the next frame. One that
+ * restarts for its IDR lets its frames out first. */
+static gboolean
+encoders_have_room (Scanout * so)
+{
+  guint i;
+
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+    gboolean restarts = r->want_idr && r->encoder && r->encoder->desc
+        && r->encoder->desc->keyframes_by_restart;
+
+    if (r->n_in_flight >= (restarts ? 1 : ENCODER_DEPTH))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* When the oldest frame in an encoder is overdue (G_MAXINT64: none in
+ * flight). */
+static gint64
+encoders_due (Scanout * so)
+{
+  gint64 due = G_MAXINT64;
+  guint i;
+
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    if (r->n_in_flight)
+      due = MIN (due, r->t_oldest_pushed + ENCODE_TIMEOUT_US);
+  }
+  return due;
+}
+
+/* vm lock held (let go meanwhile): every access unit the encoders have
+ * out goes to its subscribers; an encoder that kept a frame past
+ * ENCODE_TIMEOUT_US fails. */
+static void
+collect_output (Scanout * so)
+{
+  EncodedFrame *out[BRIDGE_MAX_RENDITIONS][ENCODER_DEPTH];
+  guint n[BRIDGE_MAX_RENDITIONS] = { 0, };
+  gint64 now;
+  guint i, j;
+
+  so->output_ready = FALSE;
+  /* not under the vm lock: the appsink's thread takes it after its own */
+  g_mutex_unlock (&so->vm->lock);
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+    GstSample *sample;
+
+    while (r->n_in_flight && (sample =
+            gst_app_sink_try_pull_sample (GST_APP_SINK (r->appsink), 0))) {
+      out[i][n[i]++] = complete_frame (r, sample);
+      gst_sample_unref (sample);
+    }
+  }
+  g_mutex_lock (&so->vm->lock);
+  now = g_get_monotonic_time ();
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    Rendition *r = &so->renditions[i];
+
+    for (j = 0; j < n[i]; j++) {
+      fan_out (r, out[i][j]);
+      bridge_encoded_frame_unref (out[i][j]);
+    }
+    if (r->n_in_flight && now - r->t_oldest_pushed >= ENCODE_TIMEOUT_US) {
+      gchar *why = g_strdup_printf ("no access unit within %d s",
+          (gint) (ENCODE_TIMEOUT_US / G_USEC_PER_SEC));
+
+      fail_encoder (r, why);
+      g_free (why);
+    }
+  }
+}
+
+/* vm lock held (let go meanwhile): reads @w's frame and gives it to the
+ * encoders. */
+static void
+encode_work (Scanout * so, const Work * w)
+{
+  BridgeVm *vm = so->vm;
+  EncodedFrame *out[BRIDGE_MAX_RENDITIONS];
+  GError *err = NULL;
+  gint failed;
+  gboolean ok;
+  guint i;
+
+  g_mutex_unlock (&vm->lock);
+  ok = produce_frames (so, w, out, &failed, &err);
+  g_mutex_lock (&vm->lock);
+  so->t_last_encode = g_get_monotonic_time ();
+  /* the null encoder's, out at once; also when a later rendition failed */
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
+    if (out[i]) {
+      fan_out (&so->renditions[i], out[i]);
+      bridge_encoded_frame_unref (out[i]);
+    }
+  }
+  if (failed >= 0) {
+    fail_encoder (&so->renditions[failed], err->message);
+  } else if (!ok && (err->domain == GST_STREAM_ERROR
+          || err->domain == GST_CORE_ERROR)) {
+    /* a format nothing can encode */
+    vm->cfg.log ("scanout %u: the encoder failed: %s", so->index, err->message);
+    end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
+  } else if (!ok) {
+    /* resource gone, export busy or away: the next flush tries again;
+     * an IDR it owed is owed still (rate-limited: no busy retry) */
+    log_failure (so, "reading its resource", err);
+    for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+      if (w->active[i] && w->force_idr[i])
+        scanout_request_idr (&so->renditions[i]);
+  }
+  g_clear_error (&err);
+}
+
+/* One per subscribed scanout: reads each flip's resource and gives it to
+ * the encoders while they encode the one before; their access units go
+ * out as they come (encoder_output_ready() wakes it). */
 static gpointer
 scanout_thread (gpointer data)
 {
@@ -714,57 +895,24 @@ scanout_thread (gpointer data)
 
   g_mutex_lock (&vm->lock);
   while (!vm->stopping) {
+    gint64 due = encoders_due (so), wait_until;
     Work w = { 0, };
-    gint64 wait_until;
-    EncodedFrame *out[BRIDGE_MAX_RENDITIONS];
-    GError *err = NULL;
-    gint failed;
-    gboolean ok;
 
+    if (so->output_ready || g_get_monotonic_time () >= due) {
+      collect_output (so);
+      continue;
+    }
+    if (!encoders_have_room (so)) {
+      g_cond_wait_until (&vm->cond, &vm->lock, due);
+      continue;
+    }
     if (!next_work (so, &w, &wait_until)) {
       teardown_idle (so);
-      g_cond_wait_until (&vm->cond, &vm->lock, MIN (wait_until,
+      g_cond_wait_until (&vm->cond, &vm->lock, MIN (MIN (wait_until, due),
               g_get_monotonic_time () + IDLE_TEARDOWN_US));
       continue;
     }
-    g_mutex_unlock (&vm->lock);
-    ok = produce_frames (so, &w, out, &failed, &err);
-    g_mutex_lock (&vm->lock);
-    so->t_last_encode = g_get_monotonic_time ();
-    if (ok || failed >= 0) {
-      /* what was encoded goes out, also when a later rendition failed */
-      for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
-        if (!w.active[i] || (gint) i == failed || !out[i])
-          continue;
-        if (failed < 0 || (gint) i < failed)
-          fan_out (&so->renditions[i], out[i]);
-        bridge_encoded_frame_unref (out[i]);
-      }
-    }
-    if (failed >= 0) {
-      Rendition *r = &so->renditions[failed];
-
-      vm->cfg.log ("scanout %u: the %s encoder failed: %s", so->index,
-          r->encoder ? r->encoder->name : "?", err->message);
-      end_rendition (r, HXFR_SCANOUT_END_ENCODER, err->message);
-      g_mutex_unlock (&vm->lock);
-      teardown_encoder (r);
-      g_mutex_lock (&vm->lock);
-    } else if (!ok && (err->domain == GST_STREAM_ERROR
-            || err->domain == GST_CORE_ERROR)) {
-      /* a format nothing can encode */
-      vm->cfg.log ("scanout %u: the encoder failed: %s", so->index,
-          err->message);
-      end_subscribers (so, HXFR_SCANOUT_END_ENCODER, err->message);
-    } else if (!ok) {
-      /* resource gone, export busy or away: the next flush tries again;
-       * an IDR it owed is owed still (rate-limited: no busy retry) */
-      log_failure (so, "reading its resource", err);
-      for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
-        if (w.active[i] && w.force_idr[i])
-          scanout_request_idr (&so->renditions[i]);
-    }
-    g_clear_error (&err);
+    encode_work (so, &w);
   }
   g_mutex_unlock (&vm->lock);
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
