@@ -87,8 +87,10 @@ typedef enum
  * too long) and from now on it waits for an IDR, which the caller asks
  * for. vm lock held (the subscriber list @sub is on). */
 BridgeSubscriberOffer bridge_subscriber_offer_frame (Subscriber * sub, EncodedFrame * f);
-/* A new subscription: nothing is sent until an IDR. */
-void bridge_subscriber_start (Subscriber * sub);
+/* A new subscription, or (@same_stream) the same one served by another
+ * encoder from now on: nothing is sent until an IDR; the same stream keeps
+ * its timestamps going. */
+void bridge_subscriber_start (Subscriber * sub, gboolean same_stream);
 /* Ends the subscription from the VM's side: v2 subscribers are sent
  * SCANOUT_END @reason first; the connection is then closed, which ends
  * bridge_vm_serve() for it. vm lock held. */

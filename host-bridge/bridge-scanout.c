@@ -48,7 +48,8 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 #define NOMINAL_FPS 60
 
 /* One encoder of a scanout and the subscribers it serves: one per codec
- * asked for (at most BRIDGE_MAX_RENDITIONS per scanout). */
+ * and bitrate asked for (at most BRIDGE_MAX_RENDITIONS per scanout; past
+ * that a subscriber shares the nearest bitrate of its codec). */
 struct _Rendition
 {
   Scanout *so;
@@ -59,7 +60,7 @@ struct _Rendition
   gboolean want_idr;            /* the next frame is an IDR */
   gboolean idr_deferred;        /* asked for within the rate limit: owed */
   gint64 t_idr_requested;
-  guint32 bitrate_wanted;       /* 0: the configured default */
+  guint32 bitrate;              /* bit/s, never 0 */
   EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
   gint64 t_no_subscribers;
 
@@ -667,7 +668,7 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     any = TRUE;
     w->force_idr[i] = r->want_idr;
     r->want_idr = FALSE;
-    w->bitrate[i] = r->bitrate_wanted ? r->bitrate_wanted : cfg->bitrate;
+    w->bitrate[i] = r->bitrate;
     w->encoder[i] = *r->encoder;
   }
   return any;
@@ -735,7 +736,7 @@ teardown_idle (Scanout * so)
     r->encoder = NULL;
     r->want_idr = r->idr_deferred = FALSE;
     r->t_idr_requested = 0;
-    r->bitrate_wanted = 0;
+    r->bitrate = 0;
     g_mutex_unlock (&so->vm->lock);
     teardown_encoder (r);
     g_mutex_lock (&so->vm->lock);
@@ -923,14 +924,25 @@ scanout_thread (gpointer data)
 
 /* Subscriptions (vm lock held) */
 
-/* vm lock held: @so's rendition of @codec, a free slot given to it if it
- * has none; NULL with the HXFR error code and text if it cannot have one. */
+/* How far apart two bitrates are: the larger over the smaller (a viewer
+ * at 1 Mbit/s is nearer 2 than 0.25) */
+static gdouble
+bitrate_distance (guint32 a, guint32 b)
+{
+  return (gdouble) MAX (a, b) / MIN (a, b);
+}
+
+/* vm lock held: @so's rendition of @codec at @bitrate (0: the configured
+ * default): the one there is, else a free slot given to it, else the one
+ * of @codec nearest in bitrate; NULL with the HXFR error code and text if
+ * @codec has none and no slot is free. */
 static Rendition *
-rendition_for (Scanout * so, guint32 codec, gint32 * code, gchar ** text)
+rendition_for (Scanout * so, guint32 codec, guint32 bitrate, gint32 * code,
+    gchar ** text)
 {
   const BridgeScanoutConfig *cfg = &so->vm->cfg;
   gint c = bridge_codec_index (codec);
-  Rendition *free_slot = NULL;
+  Rendition *free_slot = NULL, *nearest = NULL;
   guint i;
 
   if (c < 0 || !cfg->encoders[c].name) {
@@ -939,27 +951,59 @@ rendition_for (Scanout * so, guint32 codec, gint32 * code, gchar ** text)
         "only" : cfg->no_encoder[c]);
     return NULL;
   }
+  if (!bitrate)
+    bitrate = cfg->bitrate;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
     Rendition *r = &so->renditions[i];
 
-    if (r->encoder && r->encoder->codec == codec)
+    if (!r->encoder) {
+      free_slot = free_slot ? free_slot : r;
+      continue;
+    }
+    if (r->encoder->codec != codec)
+      continue;
+    if (r->bitrate == bitrate)
       return r;
-    if (!r->encoder && !free_slot)
-      free_slot = r;
+    if (!nearest || bitrate_distance (r->bitrate, bitrate) <
+        bitrate_distance (nearest->bitrate, bitrate))
+      nearest = r;
   }
-  if (!free_slot) {
-    *code = HXFR_ERR_LIMIT;
-    *text = g_strdup_printf ("scanout %u has its maximum of %u encoders",
-        so->index, BRIDGE_MAX_RENDITIONS);
-    return NULL;
+  if (free_slot) {
+    free_slot->encoder = &cfg->encoders[c];
+    free_slot->bitrate = bitrate;
+    return free_slot;
   }
-  free_slot->encoder = &cfg->encoders[c];
-  return free_slot;
+  if (nearest)
+    return nearest;
+  *code = HXFR_ERR_LIMIT;
+  *text = g_strdup_printf ("scanout %u has its maximum of %u encoders",
+      so->index, BRIDGE_MAX_RENDITIONS);
+  return NULL;
+}
+
+/* vm lock held: @sub served by @r from now on */
+static void
+rendition_add (Rendition * r, Subscriber * sub)
+{
+  g_ptr_array_add (r->subscribers, sub);
+  sub->rendition = r;
+}
+
+/* vm lock held: @sub no longer served by its rendition */
+static void
+rendition_remove (Subscriber * sub)
+{
+  Rendition *r = sub->rendition;
+
+  g_ptr_array_remove_fast (r->subscribers, sub);
+  sub->rendition = NULL;
+  if (!r->subscribers->len)
+    r->t_no_subscribers = g_get_monotonic_time ();
 }
 
 static gboolean
 scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
-    gboolean v2, guint32 codec, gint32 * code, gchar ** text)
+    gboolean v2, guint32 codec, guint32 bitrate, gint32 * code, gchar ** text)
 {
   Scanout *so;
   Rendition *r;
@@ -990,15 +1034,14 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
         index, vm->cfg.max_subscribers_per_scanout);
     return FALSE;
   }
-  if (!(r = rendition_for (so, codec, code, text)))
+  if (!(r = rendition_for (so, codec, bitrate, code, text)))
     return FALSE;
-  g_ptr_array_add (r->subscribers, sub);
+  rendition_add (r, sub);
   so->n_subscribers++;
   sub->scanout = so;
-  sub->rendition = r;
   sub->codec = codec;
   sub->scanout_index = index;
-  bridge_subscriber_start (sub);
+  bridge_subscriber_start (sub, FALSE);
   vm->stats.subscribers++;
   if (!so->thread)
     so->thread = g_thread_new ("hx-scanout", scanout_thread, so);
@@ -1025,17 +1068,13 @@ static void
 scanout_unsubscribe (Subscriber * sub)
 {
   Scanout *so = sub->scanout;
-  Rendition *r = sub->rendition;
 
   if (!so)
     return;
-  g_ptr_array_remove_fast (r->subscribers, sub);
+  rendition_remove (sub);
   so->n_subscribers--;
   sub->scanout = NULL;
-  sub->rendition = NULL;
   so->vm->stats.subscribers--;
-  if (!r->subscribers->len)
-    r->t_no_subscribers = g_get_monotonic_time ();
   g_cond_broadcast (&so->vm->cond);
 }
 
@@ -1055,10 +1094,26 @@ scanout_request_idr (Rendition * r)
   g_cond_broadcast (&r->so->vm->cond);
 }
 
+/* vm lock held: @sub's stream at @bitrate from now on, from the encoder
+ * of that bitrate (rendition_for()) and its next IDR; the others it shared
+ * an encoder with keep theirs. Repeating it is a no-op; moving back and
+ * forth asks IDRs of the same bounded set of encoders, each at most one
+ * per IDR_REQUEST_INTERVAL_US. */
 static void
-scanout_set_bitrate (Rendition * r, guint32 bitrate)
+scanout_set_bitrate (Subscriber * sub, guint32 bitrate)
 {
-  r->bitrate_wanted = bitrate;
+  Rendition *to;
+  gint32 code;
+  gchar *text = NULL;
+
+  to = rendition_for (sub->scanout, sub->codec, bitrate, &code, &text);
+  g_free (text);
+  if (!to || to == sub->rendition)
+    return;
+  rendition_remove (sub);
+  rendition_add (to, sub);
+  bridge_subscriber_start (sub, TRUE);
+  scanout_send_first_frame (sub);
 }
 
 static void
@@ -1084,12 +1139,12 @@ bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
       && sub->codec == s->codec;
   if (!s->again) {
     scanout_unsubscribe (sub);
-    ok = scanout_subscribe (vm, sub, s->index, s->v2, s->codec, &s->code,
-        &s->text);
+    ok = scanout_subscribe (vm, sub, s->index, s->v2, s->codec, s->bitrate,
+        &s->code, &s->text);
   }
   if (ok) {
-    if (s->bitrate)
-      scanout_set_bitrate (sub->rendition, s->bitrate);
+    if (s->again && s->bitrate)
+      scanout_set_bitrate (sub, s->bitrate);
     scanout_get_size (sub->scanout, &s->width, &s->height);
     s->encoder = sub->rendition->encoder->name;
   }
@@ -1134,7 +1189,7 @@ bridge_vm_set_bitrate (Subscriber * sub, guint32 bitrate)
 {
   g_mutex_lock (&sub->vm->lock);
   if (sub->scanout && bitrate)
-    scanout_set_bitrate (sub->rendition, bitrate);
+    scanout_set_bitrate (sub, bitrate);
   g_mutex_unlock (&sub->vm->lock);
 }
 

@@ -313,12 +313,13 @@ frame_message (Subscriber * sub, EncodedFrame * f)
 }
 
 void
-bridge_subscriber_start (Subscriber * sub)
+bridge_subscriber_start (Subscriber * sub, gboolean same_stream)
 {
   g_mutex_lock (&sub->lock);
   sub->waiting_idr = TRUE;
   sub->idr_owed = FALSE;
-  sub->first_capture_ns = 0;
+  if (!same_stream)
+    sub->first_capture_ns = 0;
   g_mutex_unlock (&sub->lock);
 }
 

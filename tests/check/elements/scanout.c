@@ -1439,6 +1439,196 @@ GST_START_TEST (test_bitrate_takes_effect)
 
 GST_END_TEST;
 
+/* One v2 subscriber's access units, by flip */
+typedef struct
+{
+  guint64 capture_time;
+  gboolean keyframe;
+  GBytes *au;
+} FlipAu;
+
+static void
+flip_au_clear (FlipAu * a)
+{
+  g_bytes_unref (a->au);
+}
+
+static GArray *
+flip_aus_new (void)
+{
+  GArray *a = g_array_new (FALSE, FALSE, sizeof (FlipAu));
+
+  g_array_set_clear_func (a, (GDestroyNotify) flip_au_clear);
+  return a;
+}
+
+/* @rounds frames from each of @n v2 subscribers, one of each in turn (they
+ * are sent the same flips at the same time), appended to out[k]. */
+static void
+read_in_turn (Cl ** c, GArray ** out, guint n, guint rounds)
+{
+  guint i, k;
+
+  for (i = 0; i < rounds; i++)
+    for (k = 0; k < n; k++) {
+      Frame f;
+      FlipAu a;
+
+      fail_unless_equals_int (v2_frame (c[k], &f, FRAME_TIMEOUT_US, NULL),
+          RD_OK);
+      a.capture_time = f.capture_time;
+      a.keyframe = f.keyframe;
+      a.au = g_bytes_ref (f.au);
+      g_array_append_val (out[k], a);
+      frame_clear (&f);
+    }
+}
+
+/* Of the flips both @a and @b received: how many (*@common), and how many
+ * as the same bytes (returned): one encoder's output, shared. */
+static guint
+same_aus (GArray * a, GArray * b, guint * common)
+{
+  guint i, j, same = 0;
+
+  *common = 0;
+  for (i = 0; i < a->len; i++)
+    for (j = 0; j < b->len; j++) {
+      FlipAu *x = &g_array_index (a, FlipAu, i);
+      FlipAu *y = &g_array_index (b, FlipAu, j);
+
+      if (x->capture_time != y->capture_time)
+        continue;
+      (*common)++;
+      same += g_bytes_equal (x->au, y->au);
+    }
+  return same;
+}
+
+/* Mean bytes of the delta frames from @from on */
+static gdouble
+mean_delta_bytes (GArray * a, guint from)
+{
+  guint64 bytes = 0;
+  guint i, n = 0;
+
+  for (i = from; i < a->len; i++) {
+    FlipAu *x = &g_array_index (a, FlipAu, i);
+
+    if (x->keyframe)
+      continue;
+    bytes += g_bytes_get_size (x->au);
+    n++;
+  }
+  fail_unless (n > 0, "no delta frames");
+  return (gdouble) bytes / n;
+}
+
+/* Renditions by bitrate: subscribers asking different bitrates each get
+ * their own encoder and rate; one asking the same as another shares its
+ * encoder (the same bytes for the same flips); a deployed client's
+ * CONFIG_REQ moves it alone; past the bound of 4 encoders a subscriber
+ * shares the nearest bitrate. */
+GST_START_TEST (test_renditions_by_bitrate)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "2", "--scanout", "1:320x240@30", NULL
+  };
+  const gchar *bridge_args[] = { "--bitrate", "100000", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  guint8 cfg[HXFR_CONFIG_REQ_SIZE] = { 0, };
+  Cl *c[3], *d, *extra[3];
+  GArray *aus[3], *after[2];
+  guint common, same, k;
+  gdouble low, high, low_after;
+  Reader *dep;
+
+  if (!e)
+    return;
+  /* A: the default (100 kbit/s); B: 3 Mbit/s; C: 100 kbit/s asked */
+  c[0] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (c[0], 1, 0, NULL, NULL, NULL), 0);
+  c[1] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (c[1], 1, 3000000, NULL, NULL,
+          NULL), 0);
+  c[2] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (c[2], 1, 100000, NULL, NULL,
+          NULL), 0);
+  for (k = 0; k < 3; k++)
+    aus[k] = flip_aus_new ();
+  read_in_turn (c, aus, 3, 60);
+  same = same_aus (aus[0], aus[2], &common);
+  low = mean_delta_bytes (aus[0], 15);
+  high = mean_delta_bytes (aus[1], 15);
+  g_printerr ("renditions: A (default 100 kbit/s) %.0f bytes/frame, B (3 "
+      "Mbit/s) %.0f; C (100 kbit/s) the same bytes as A on %u of %u "
+      "flips, B on %u\n", low, high, same, common,
+      same_aus (aus[0], aus[1], &k));
+  fail_unless (high > 3 * low, "B at 3 Mbit/s: %.0f bytes per frame, A at "
+      "100 kbit/s: %.0f", high, low);
+  fail_unless (common >= 30, "A and C had only %u flips in common", common);
+  fail_unless_equals_int (same, common);
+  fail_unless_equals_int (same_aus (aus[0], aus[1], &common), 0);
+
+  /* a deployed client at the default asks 3 Mbit/s: A's stream stays */
+  d = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (d, 1), 1);
+  dep = reader_start (d, FALSE);
+  put_le32 (cfg, 320);
+  put_le32 (cfg + 4, 240);
+  put_le32 (cfg + 8, 3000000);
+  put_le32 (cfg + 12, 30);
+  put_le32 (cfg + 16, 1);
+  fail_unless (cl_send (d, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
+  after[0] = flip_aus_new ();
+  after[1] = flip_aus_new ();
+  read_in_turn (c, after, 2, 60);
+  low_after = mean_delta_bytes (after[0], 15);
+  g_printerr ("after a deployed CONFIG_REQ of 3 Mbit/s: A %.0f bytes/frame "
+      "(%.0f before)\n", low_after, low);
+  fail_unless (low_after < 1.5 * low, "a deployed CONFIG_REQ changed A's "
+      "stream from %.0f to %.0f bytes per frame", low, low_after);
+  fail_unless (reader_wait (dep, 20, 20));
+  fail_unless (!dep->eof);
+
+  /* 500 kbit/s and 1 Mbit/s: the bound (4 encoders) is reached; 2 Mbit/s
+   * then shares B's (3 Mbit/s, the nearest) */
+  extra[0] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (extra[0], 1, 500000, NULL, NULL,
+          NULL), 0);
+  extra[1] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (extra[1], 1, 1000000, NULL, NULL,
+          NULL), 0);
+  extra[2] = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_at (extra[2], 1, 2000000, NULL, NULL,
+          NULL), 0);
+  {
+    Cl *pair[2] = { c[1], extra[2] };
+    GArray *got[2] = { flip_aus_new (), flip_aus_new () };
+
+    /* the others are not read: their queues skip, which costs B nothing */
+    read_in_turn (pair, got, 2, 60);
+    same = same_aus (got[0], got[1], &common);
+    g_printerr ("past the bound: 2 Mbit/s shares 3 Mbit/s's encoder: the "
+        "same bytes on %u of %u flips\n", same, common);
+    fail_unless (common >= 30, "only %u flips in common", common);
+    fail_unless_equals_int (same, common);
+    g_array_unref (got[0]);
+    g_array_unref (got[1]);
+  }
+  for (k = 0; k < 3; k++) {
+    cl_close (extra[k]);
+    cl_close (c[k]);
+    g_array_unref (aus[k]);
+  }
+  g_array_unref (after[0]);
+  g_array_unref (after[1]);
+  reader_stop (dep);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 /* One bridge, two VMs: each listener serves its own VM's scanouts. The two
  * stand-ins show scanout 1 at different sizes, which the SPS tells. */
 GST_START_TEST (test_two_vms)
@@ -1518,6 +1708,7 @@ scanout_suite (void)
   tcase_add_test (tc, test_lying_sizes);
   tcase_add_test (tc, test_config_flood);
   tcase_add_test (tc, test_bitrate_takes_effect);
+  tcase_add_test (tc, test_renditions_by_bitrate);
   tcase_add_test (tc, test_two_vms);
   tcase_add_test (tc, test_ping);
   tcase_add_test (tc, test_huge_unknown_payload);

@@ -161,6 +161,11 @@ gint32
 v2_subscribe (Cl * c, guint32 index, const gchar * token,
     HxfrSubscribe2Ack * ack, gchar ** text);
 
+/* The same, asking for @bitrate (bit/s; 0: the host's default). */
+gint32
+v2_subscribe_at (Cl * c, guint32 index, guint32 bitrate, const gchar * token,
+    HxfrSubscribe2Ack * ack, gchar ** text);
+
 /* RD_OK with a frame; RD_EOF also after a SCANOUT_END (*end_reason set,
  * else 0) or an ERROR (-code in *end_reason). */
 Rd
