@@ -45,14 +45,17 @@ bridge_pipeline_output_caps (guint32 codec)
   return i < 0 ? NULL : gst_caps_from_string (chains[i].caps);
 }
 
-gboolean
-bridge_pipeline_add_encoder (GstElement * bin,
-    const BridgeEncoderChoice * choice, guint32 bitrate,
-    const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
-    GstElement ** last, GError ** error)
+/* @size_filter: NULL, or a scaler goes in and *@size_filter is the
+ * capsfilter behind it */
+static gboolean
+add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
+    guint32 bitrate, const gchar * encoder_name, GstElement ** first,
+    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
+    GError ** error)
 {
-  GstElement *convert = NULL, *yuv420 = NULL, *handover = NULL, *enc, *parse,
-      *filter;
+  GstElement *convert = NULL, *scale = NULL, *yuv420 = NULL, *handover = NULL,
+      *enc, *parse, *filter;
+  gboolean to_yuv420 = choice->need_convert || size_filter;
   GstCaps *caps;
   gint i = chain_index (choice->codec);
 
@@ -61,8 +64,11 @@ bridge_pipeline_add_encoder (GstElement * bin,
         "no encoder chain for codec 0x%08x", choice->codec);
     return FALSE;
   }
-  if (choice->need_convert) {
+  if (to_yuv420) {
     convert = bridge_bin_add (bin, "videoconvert", NULL, error);
+    if (size_filter && !(scale = bridge_bin_add (bin, "videoscale", NULL,
+                error)))
+      return FALSE;
     yuv420 = bridge_bin_add (bin, "capsfilter", NULL, error);
     /* the encoder on a thread of its own: the next frame is converted
      * while this one is encoded */
@@ -71,8 +77,8 @@ bridge_pipeline_add_encoder (GstElement * bin,
   enc = bridge_bin_add (bin, choice->name, encoder_name, error);
   parse = bridge_bin_add (bin, chains[i].parser, NULL, error);
   filter = bridge_bin_add (bin, "capsfilter", NULL, error);
-  if ((choice->need_convert && (!convert || !yuv420 || !handover)) || !enc
-      || !parse || !filter)
+  if ((to_yuv420 && (!convert || !yuv420 || !handover)) || !enc || !parse
+      || !filter)
     return FALSE;
 
   if (yuv420) {
@@ -94,7 +100,9 @@ bridge_pipeline_add_encoder (GstElement * bin,
   g_object_set (filter, "caps", caps, NULL);
   gst_caps_unref (caps);
 
-  if ((convert && !gst_element_link_many (convert, yuv420, handover, enc, NULL))
+  if ((scale && !gst_element_link_many (convert, scale, yuv420, NULL))
+      || (convert && !scale && !gst_element_link (convert, yuv420))
+      || (convert && !gst_element_link_many (yuv420, handover, enc, NULL))
       || !gst_element_link_many (enc, parse, filter, NULL)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
         "could not link %s ! %s", choice->name, chains[i].parser);
@@ -103,5 +111,40 @@ bridge_pipeline_add_encoder (GstElement * bin,
   *first = convert ? convert : enc;
   *encoder = enc;
   *last = filter;
+  if (size_filter)
+    *size_filter = yuv420;
   return TRUE;
+}
+
+gboolean
+bridge_pipeline_add_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate,
+    const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
+    GstElement ** last, GError ** error)
+{
+  return add_chain (bin, choice, bitrate, encoder_name, first, encoder, last,
+      NULL, error);
+}
+
+gboolean
+bridge_pipeline_add_scaling_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate, GstElement ** first,
+    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
+    GError ** error)
+{
+  return add_chain (bin, choice, bitrate, NULL, first, encoder, last,
+      size_filter, error);
+}
+
+void
+bridge_pipeline_set_size (GstElement * size_filter, guint32 width,
+    guint32 height)
+{
+  GstCaps *caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
+
+  gst_caps_set_simple (caps, "width", G_TYPE_INT, (gint) width, "height",
+      G_TYPE_INT, (gint) height, "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1,
+      NULL);
+  g_object_set (size_filter, "caps", caps, NULL);
+  gst_caps_unref (caps);
 }

@@ -12,7 +12,8 @@
 G_BEGIN_DECLS
 
 /* Adds to @bin and links
- *   [videoconvert ! capsfilter (NV12/I420)] ! encoder ! parser ! capsfilter
+ *   [videoconvert ! capsfilter (NV12/I420) ! queue] ! encoder ! parser !
+ *   capsfilter
  * for @choice (its codec's parser, headers before every keyframe, and the
  * codec's output form: byte-stream access units for H.264 and H.265, an
  * OBU stream of temporal units for AV1), the encoder configured at
@@ -25,6 +26,20 @@ gboolean bridge_pipeline_add_encoder (GstElement * bin,
     const BridgeEncoderChoice * choice, guint32 bitrate,
     const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
     GstElement ** last, GError ** error);
+
+/* The same, scaled: videoconvert ! videoscale ! *@size_filter (NV12/I420)
+ * ! queue ! encoder ..., whatever formats the encoder takes; the size is
+ * set with bridge_pipeline_set_size() before the first frame and on each
+ * change. */
+gboolean bridge_pipeline_add_scaling_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate, GstElement ** first,
+    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
+    GError ** error);
+
+/* What @size_filter lets through: 4:2:0 at @width x @height, square
+ * pixels. */
+void bridge_pipeline_set_size (GstElement * size_filter, guint32 width,
+    guint32 height);
 
 /* The caps bridge_pipeline_add_encoder()'s chain outputs for @codec
  * (HXFR_CODEC_*), or NULL for a codec it cannot make. */

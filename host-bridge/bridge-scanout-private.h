@@ -105,7 +105,8 @@ typedef struct
   guint32 index;
   gboolean v2;
   guint32 codec;                /* HXFR_CODEC_* */
-  guint32 bitrate;              /* 0: leave the encoder's */
+  guint32 bitrate;              /* 0: the host's default */
+  guint32 max_width, max_height;        /* scaled down to fit; 0: as shown */
   gboolean again;               /* out: already there: nothing changed, no
                                  * new IDR */
   guint32 width, height;        /* out: what the scanout shows now */

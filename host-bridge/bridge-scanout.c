@@ -47,28 +47,38 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
  * variable-framerate mode */
 #define NOMINAL_FPS 60
 
-/* One encoder of a scanout and the subscribers it serves: one per codec
- * and bitrate asked for (at most BRIDGE_MAX_RENDITIONS per scanout; past
- * that a subscriber shares the nearest bitrate of its codec). */
+/* What subscribers asking the same share: one encoder */
+typedef struct
+{
+  guint32 codec;
+  guint32 bitrate;              /* bit/s, never 0 */
+  guint32 max_width, max_height;        /* scaled down to fit; 0: as shown */
+} RenditionKey;
+
+/* One encoder of a scanout and the subscribers it serves: one per key
+ * asked for (at most BRIDGE_MAX_RENDITIONS per scanout; past that a
+ * subscriber shares the nearest of its codec). */
 struct _Rendition
 {
   Scanout *so;
 
   /* vm lock */
   const BridgeEncoderChoice *encoder;   /* NULL: a free slot */
+  RenditionKey key;
   GPtrArray *subscribers;       /* Subscriber*, not owned */
   gboolean want_idr;            /* the next frame is an IDR */
   gboolean idr_deferred;        /* asked for within the rate limit: owed */
   gint64 t_idr_requested;
-  guint32 bitrate;              /* bit/s, never 0 */
   EncodedFrame *last_frame;     /* the encoder's latest output, or NULL */
   gint64 t_no_subscribers;
 
   /* encoder thread only */
   GstElement *pipeline, *appsrc, *encoder_element, *appsink;
+  GstElement *size_filter;      /* scaled renditions only */
   guint32 codec;                /* of the pipeline */
   GstVideoInfo info;
   gboolean have_info;
+  guint32 out_width, out_height;        /* what it encodes */
   guint32 bitrate_applied;
   gint64 t0;
   /* the frames pushed whose access unit is not out yet, oldest first:
@@ -340,7 +350,7 @@ teardown_encoder (Rendition * r)
     gst_element_set_state (r->pipeline, GST_STATE_NULL);
     gst_clear_object (&r->pipeline);
   }
-  r->appsrc = r->encoder_element = r->appsink = NULL;
+  r->appsrc = r->encoder_element = r->appsink = r->size_filter = NULL;
   r->have_info = FALSE;
   while (r->n_in_flight)
     bridge_encoded_frame_unref (r->in_flight[--r->n_in_flight]);
@@ -374,15 +384,17 @@ close_export (Scanout * so)
  * read under the vm lock. */
 static gboolean
 build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
-    guint32 bitrate, GError ** error)
+    guint32 bitrate, gboolean scaled, GError ** error)
 {
   GstElement *p = gst_pipeline_new (NULL), *first, *last;
 
   r->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
   r->appsink = bridge_bin_add (p, "appsink", NULL, error);
-  if (!r->appsrc || !r->appsink
-      || !bridge_pipeline_add_encoder (p, encoder, bitrate, NULL, &first,
-          &r->encoder_element, &last, error)) {
+  if (!r->appsrc || !r->appsink || !(scaled ?
+          bridge_pipeline_add_scaling_encoder (p, encoder, bitrate, &first,
+              &r->encoder_element, &last, &r->size_filter, error) :
+          bridge_pipeline_add_encoder (p, encoder, bitrate, NULL, &first,
+              &r->encoder_element, &last, error))) {
     gst_object_unref (p);
     return FALSE;
   }
@@ -466,9 +478,29 @@ typedef struct
   gboolean repeat;
   gboolean active[BRIDGE_MAX_RENDITIONS];
   gboolean force_idr[BRIDGE_MAX_RENDITIONS];
-  guint32 bitrate[BRIDGE_MAX_RENDITIONS];
+  RenditionKey key[BRIDGE_MAX_RENDITIONS];
   BridgeEncoderChoice encoder[BRIDGE_MAX_RENDITIONS];
 } Work;
+
+/* @width x @height scaled down to fit @key's maximum, keeping the aspect,
+ * in even numbers (4:2:0); as it is if it fits */
+static void
+fit_size (const RenditionKey * key, guint32 width, guint32 height,
+    guint32 * out_width, guint32 * out_height)
+{
+  gdouble scale = 1.0;
+
+  if (key->max_width && width > key->max_width)
+    scale = (gdouble) key->max_width / width;
+  if (key->max_height && height > key->max_height)
+    scale = MIN (scale, (gdouble) key->max_height / height);
+  *out_width = width;
+  *out_height = height;
+  if (scale < 1.0) {
+    *out_width = MAX (2, (guint32) (width * scale) & ~1u);
+    *out_height = MAX (2, (guint32) (height * scale) & ~1u);
+  }
+}
 
 static guint64
 monotonic_ns (void)
@@ -484,6 +516,7 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
     const Work * w, EncodedFrame * frame, GError ** error)
 {
   const BridgeEncoderChoice *encoder = &w->encoder[i];
+  const RenditionKey *key = &w->key[i];
   gboolean idr = w->force_idr[i];
 
   /* an encoder that ignores keyframe requests starts afresh: its first
@@ -491,23 +524,30 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
   if (idr && r->pipeline && encoder->desc
       && encoder->desc->keyframes_by_restart)
     teardown_encoder (r);
-  if (!r->pipeline && !build_encoder (r, encoder, w->bitrate[i], error))
+  if (!r->pipeline && !build_encoder (r, encoder, key->bitrate,
+          key->max_width || key->max_height, error))
     goto refused;
   if (!r->have_info || !gst_video_info_is_equal (info, &r->info)) {
     GstCaps *caps = gst_video_info_to_caps (info);
 
     /* a resize: new caps, and an IDR with the new SPS */
+    fit_size (key, GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info),
+        &r->out_width, &r->out_height);
+    if (r->size_filter)
+      bridge_pipeline_set_size (r->size_filter, r->out_width, r->out_height);
     gst_app_src_set_caps (GST_APP_SRC (r->appsrc), caps);
     gst_caps_unref (caps);
     r->info = *info;
     r->have_info = TRUE;
     idr = TRUE;
   }
-  if (w->bitrate[i] != r->bitrate_applied) {
+  if (key->bitrate != r->bitrate_applied) {
     bridge_encoder_set_bitrate (r->encoder_element, encoder->desc,
-        w->bitrate[i]);
-    r->bitrate_applied = w->bitrate[i];
+        key->bitrate);
+    r->bitrate_applied = key->bitrate;
   }
+  frame->width = r->out_width;
+  frame->height = r->out_height;
   if (idr) {
     GstPad *pad = gst_element_get_static_pad (r->encoder_element, "src");
 
@@ -668,7 +708,7 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     any = TRUE;
     w->force_idr[i] = r->want_idr;
     r->want_idr = FALSE;
-    w->bitrate[i] = r->bitrate;
+    w->key[i] = r->key;
     w->encoder[i] = *r->encoder;
   }
   return any;
@@ -736,7 +776,7 @@ teardown_idle (Scanout * so)
     r->encoder = NULL;
     r->want_idr = r->idr_deferred = FALSE;
     r->t_idr_requested = 0;
-    r->bitrate = 0;
+    memset (&r->key, 0, sizeof (r->key));
     g_mutex_unlock (&so->vm->lock);
     teardown_encoder (r);
     g_mutex_lock (&so->vm->lock);
@@ -924,24 +964,31 @@ scanout_thread (gpointer data)
 
 /* Subscriptions (vm lock held) */
 
-/* How far apart two bitrates are: the larger over the smaller (a viewer
- * at 1 Mbit/s is nearer 2 than 0.25) */
+/* How far apart two renditions are: the larger over the smaller, of the
+ * bitrates times of the sizes' limits (a viewer at 1 Mbit/s is nearer 2
+ * than 0.25) */
 static gdouble
-bitrate_distance (guint32 a, guint32 b)
+key_distance (const RenditionKey * a, const RenditionKey * b)
 {
-  return (gdouble) MAX (a, b) / MIN (a, b);
+  /* no limit: as large as a scanout can be */
+  gdouble area_a = (gdouble) (a->max_width ? a->max_width : G_MAXUINT16) *
+      (a->max_height ? a->max_height : G_MAXUINT16);
+  gdouble area_b = (gdouble) (b->max_width ? b->max_width : G_MAXUINT16) *
+      (b->max_height ? b->max_height : G_MAXUINT16);
+
+  return (gdouble) MAX (a->bitrate, b->bitrate) / MIN (a->bitrate, b->bitrate)
+      * MAX (area_a, area_b) / MIN (area_a, area_b);
 }
 
-/* vm lock held: @so's rendition of @codec at @bitrate (0: the configured
+/* vm lock held: @so's rendition of @want (a bitrate of 0: the configured
  * default): the one there is, else a free slot given to it, else the one
- * of @codec nearest in bitrate; NULL with the HXFR error code and text if
- * @codec has none and no slot is free. */
+ * of its codec nearest to it; NULL with the HXFR error code and text if
+ * the codec has none and no slot is free. */
 static Rendition *
-rendition_for (Scanout * so, guint32 codec, guint32 bitrate, gint32 * code,
-    gchar ** text)
+rendition_for (Scanout * so, RenditionKey want, gint32 * code, gchar ** text)
 {
   const BridgeScanoutConfig *cfg = &so->vm->cfg;
-  gint c = bridge_codec_index (codec);
+  gint c = bridge_codec_index (want.codec);
   Rendition *free_slot = NULL, *nearest = NULL;
   guint i;
 
@@ -951,8 +998,8 @@ rendition_for (Scanout * so, guint32 codec, guint32 bitrate, gint32 * code,
         "only" : cfg->no_encoder[c]);
     return NULL;
   }
-  if (!bitrate)
-    bitrate = cfg->bitrate;
+  if (!want.bitrate)
+    want.bitrate = cfg->bitrate;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
     Rendition *r = &so->renditions[i];
 
@@ -960,17 +1007,17 @@ rendition_for (Scanout * so, guint32 codec, guint32 bitrate, gint32 * code,
       free_slot = free_slot ? free_slot : r;
       continue;
     }
-    if (r->encoder->codec != codec)
+    if (r->key.codec != want.codec)
       continue;
-    if (r->bitrate == bitrate)
+    if (memcmp (&r->key, &want, sizeof (want)) == 0)
       return r;
-    if (!nearest || bitrate_distance (r->bitrate, bitrate) <
-        bitrate_distance (nearest->bitrate, bitrate))
+    if (!nearest || key_distance (&r->key, &want) <
+        key_distance (&nearest->key, &want))
       nearest = r;
   }
   if (free_slot) {
     free_slot->encoder = &cfg->encoders[c];
-    free_slot->bitrate = bitrate;
+    free_slot->key = want;
     return free_slot;
   }
   if (nearest)
@@ -1002,9 +1049,12 @@ rendition_remove (Subscriber * sub)
 }
 
 static gboolean
-scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
-    gboolean v2, guint32 codec, guint32 bitrate, gint32 * code, gchar ** text)
+scanout_subscribe (BridgeVm * vm, Subscriber * sub, BridgeSubscription * s)
 {
+  guint32 index = s->index;
+  gint32 *code = &s->code;
+  gchar **text = &s->text;
+  RenditionKey want = { s->codec, s->bitrate, s->max_width, s->max_height };
   Scanout *so;
   Rendition *r;
 
@@ -1022,7 +1072,7 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
   so = &vm->scanouts[index];
   /* deployed clients may subscribe before the connector is enabled (as
    * against helix's QEMU); a v2 client learns it and retries */
-  if (v2 && !so->state.enabled) {
+  if (s->v2 && !so->state.enabled) {
     *code = HXFR_ERR_NO_SCANOUT;
     *text = g_strdup_printf ("scanout %u is %s", index, vm->n_scanouts ?
         "disabled" : "not known yet (the VM's export is not connected)");
@@ -1034,12 +1084,12 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, guint32 index,
         index, vm->cfg.max_subscribers_per_scanout);
     return FALSE;
   }
-  if (!(r = rendition_for (so, codec, bitrate, code, text)))
+  if (!(r = rendition_for (so, want, code, text)))
     return FALSE;
   rendition_add (r, sub);
   so->n_subscribers++;
   sub->scanout = so;
-  sub->codec = codec;
+  sub->codec = s->codec;
   sub->scanout_index = index;
   bridge_subscriber_start (sub, FALSE);
   vm->stats.subscribers++;
@@ -1102,11 +1152,13 @@ scanout_request_idr (Rendition * r)
 static void
 scanout_set_bitrate (Subscriber * sub, guint32 bitrate)
 {
+  RenditionKey want = sub->rendition->key;
   Rendition *to;
   gint32 code;
   gchar *text = NULL;
 
-  to = rendition_for (sub->scanout, sub->codec, bitrate, &code, &text);
+  want.bitrate = bitrate;
+  to = rendition_for (sub->scanout, want, &code, &text);
   g_free (text);
   if (!to || to == sub->rendition)
     return;
@@ -1117,10 +1169,13 @@ scanout_set_bitrate (Subscriber * sub, guint32 bitrate)
 }
 
 static void
-scanout_get_size (Scanout * so, guint32 * width, guint32 * height)
+scanout_get_size (Rendition * r, guint32 * width, guint32 * height)
 {
-  *width = so->state.resource_id ? so->state.width : 0;
-  *height = so->state.resource_id ? so->state.height : 0;
+  const HxfrScanoutState *state = &r->so->state;
+
+  *width = *height = 0;
+  if (state->resource_id)
+    fit_size (&r->key, state->width, state->height, width, height);
 }
 
 /* The subscriber's side, each under the VM's lock */
@@ -1139,13 +1194,12 @@ bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
       && sub->codec == s->codec;
   if (!s->again) {
     scanout_unsubscribe (sub);
-    ok = scanout_subscribe (vm, sub, s->index, s->v2, s->codec, s->bitrate,
-        &s->code, &s->text);
+    ok = scanout_subscribe (vm, sub, s);
   }
   if (ok) {
     if (s->again && s->bitrate)
       scanout_set_bitrate (sub, s->bitrate);
-    scanout_get_size (sub->scanout, &s->width, &s->height);
+    scanout_get_size (sub->rendition, &s->width, &s->height);
     s->encoder = sub->rendition->encoder->name;
   }
   /* queued before the lock goes: no frame can come first */

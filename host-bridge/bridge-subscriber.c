@@ -463,13 +463,13 @@ queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
       out, HXFR_SUBSCRIBE_RESP_SIZE);
 }
 
+/* @s: what is asked (index, v2, codec, bitrate, max size) */
 static void
-handle_subscribe (Reader * r, guint32 index, gboolean v2, guint32 codec,
-    guint32 bitrate)
+handle_subscribe (Reader * r, BridgeSubscription s)
 {
   Subscriber *sub = r->sub;
-  BridgeSubscription s = { index, v2, codec, bitrate };
-  gboolean ok, queued;
+  guint32 index = s.index, bitrate = s.bitrate;
+  gboolean v2 = s.v2, ok, queued;
 
   ok = bridge_vm_subscribe (sub, &s, queue_subscription_answer, &queued);
   if (ok)
@@ -560,7 +560,9 @@ handle_deployed (Reader * r, const HxfrHeader * h)
     case HXFR_MSG_SUBSCRIBE:
       if (read_payload (r, h, buf, HXFR_SUBSCRIBE_SIZE, "SUBSCRIBE")) {
         hxfr_subscribe_parse (buf, HXFR_SUBSCRIBE_SIZE, &index, NULL);
-        handle_subscribe (r, index, FALSE, HXFR_CODEC_H264, 0);
+        handle_subscribe (r, (BridgeSubscription) {
+            .index = index,.codec = HXFR_CODEC_H264}
+        );
       }
       break;
     case HXFR_MSG_ENABLE_SCANOUT:
@@ -625,7 +627,10 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
     send_error_and_end (r, HXFR_ERR_UNAUTHORIZED, "missing or wrong token");
   } else {
     r->sub->proven = cfg->token != NULL;
-    handle_subscribe (r, s.scanout_id, TRUE, s.codec, s.bitrate);
+    handle_subscribe (r, (BridgeSubscription) {
+        .index = s.scanout_id,.v2 = TRUE,.codec = s.codec,.bitrate =
+          s.bitrate,.max_width = s.max_width,.max_height = s.max_height}
+    );
   }
 }
 

@@ -148,6 +148,7 @@ struct _GstVsockScanoutSrc
   Codec codec;
   gchar *token;
   guint bitrate;
+  guint max_width, max_height;
   guint timeout_ms;
   gboolean reconnect;
   guint max_backoff_ms;
@@ -204,6 +205,8 @@ enum
   PROP_CODEC,
   PROP_TOKEN,
   PROP_BITRATE,
+  PROP_MAX_WIDTH,
+  PROP_MAX_HEIGHT,
   PROP_TIMEOUT,
   PROP_RECONNECT,
   PROP_MAX_BACKOFF,
@@ -383,6 +386,8 @@ send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
   token = g_strdup (self->token);
   s.scanout_id = self->scanout;
   s.bitrate = self->bitrate;
+  s.max_width = self->max_width;
+  s.max_height = self->max_height;
   s.codec = codecs[self->codec].fourcc;
   GST_OBJECT_UNLOCK (self);
   *bitrate = s.bitrate;
@@ -1019,6 +1024,12 @@ gst_vsock_scanout_src_set_property (GObject * object, guint prop_id,
       bitrate_changed = bitrate != self->bitrate;
       self->bitrate = bitrate;
       break;
+    case PROP_MAX_WIDTH:
+      self->max_width = g_value_get_uint (value);
+      break;
+    case PROP_MAX_HEIGHT:
+      self->max_height = g_value_get_uint (value);
+      break;
     case PROP_TIMEOUT:
       self->timeout_ms = g_value_get_uint (value);
       break;
@@ -1077,6 +1088,12 @@ gst_vsock_scanout_src_get_property (GObject * object, guint prop_id,
       break;
     case PROP_MAX_BACKOFF:
       g_value_set_uint (value, self->max_backoff_ms);
+      break;
+    case PROP_MAX_WIDTH:
+      g_value_set_uint (value, self->max_width);
+      break;
+    case PROP_MAX_HEIGHT:
+      g_value_set_uint (value, self->max_height);
       break;
     case PROP_MAX_AU_SIZE:
       g_value_set_uint (value, self->max_au_size);
@@ -1143,6 +1160,16 @@ install_properties (GObjectClass * gobject_class)
       "change while playing is sent at once)", 0, G_MAXUINT32,
       DEFAULT_BITRATE, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
       GST_PARAM_MUTABLE_PLAYING);
+  properties[PROP_MAX_WIDTH] = g_param_spec_uint ("max-width",
+      "Maximum width", "Ask the host to scale the scanout down to at most "
+      "this width, keeping its aspect (0 = as shown; subscribers asking the "
+      "same size, codec and bitrate share one encoder on the host)", 0,
+      G_MAXUINT16, 0,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_MAX_HEIGHT] = g_param_spec_uint ("max-height",
+      "Maximum height", "Ask the host to scale the scanout down to at most "
+      "this height, keeping its aspect (0 = as shown)", 0, G_MAXUINT16, 0,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
       "Bound on connecting and subscribing and on the rest of a message "
       "once begun, in milliseconds; after this long without a message a "

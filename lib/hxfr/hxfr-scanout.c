@@ -51,7 +51,9 @@ typedef struct HXFR_PACKED
   guint32 bitrate;
   guint32 flags;
   guint16 token_len;
-  guint8 reserved[10];
+  guint16 max_width;
+  guint16 max_height;
+  guint8 reserved[6];
 } WireSubscribe2;
 
 typedef struct HXFR_PACKED
@@ -262,6 +264,8 @@ hxfr_subscribe2_write (const HxfrSubscribe2 * s, guint8 * out)
   w.bitrate = LE32 (s->bitrate);
   w.flags = LE32 (s->flags);
   w.token_len = LE16 (s->token_len);
+  w.max_width = LE16 (s->max_width);
+  w.max_height = LE16 (s->max_height);
   memcpy (out, &w, sizeof (w));
   return sizeof (w);
 }
@@ -287,6 +291,8 @@ hxfr_subscribe2_parse (const guint8 * in, gsize len, HxfrSubscribe2 * s,
   s->bitrate = FROM_LE32 (w.bitrate);
   s->flags = FROM_LE32 (w.flags);
   s->token_len = FROM_LE16 (w.token_len);
+  s->max_width = FROM_LE16 (w.max_width);
+  s->max_height = FROM_LE16 (w.max_height);
   if (s->token_len > HXFR_MAX_TOKEN) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
         "SUBSCRIBE2 token of %u bytes (at most %u)", s->token_len,

@@ -90,6 +90,8 @@ typedef struct
   guint32 bitrate;              /* bit/s, 0 = the host's default */
   guint32 flags;                /* reserved, 0 */
   guint16 token_len;            /* <= HXFR_MAX_TOKEN; the token follows */
+  guint16 max_width;            /* scaled down to fit, keeping its aspect; */
+  guint16 max_height;           /* 0: the scanout's own */
 } HxfrSubscribe2;
 
 typedef struct

@@ -802,6 +802,66 @@ start_guest (Env * e, const gchar * codec_and_chain, GstElement ** sink)
   return pipe;
 }
 
+/* Renditions by size: a subscriber asking at most 80x60 of a 160x120
+ * scanout gets 80x60 (caps, and each frame's size), its own encoder,
+ * while another gets the full size from the same flips; scaled back up,
+ * its frames are the scanout's pattern at 30 dB or better. */
+GST_START_TEST (test_renditions_by_size)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("60");
+  Env *e = env_start (vmm_args, NULL, NULL);
+  GstElement *full, *small, *sink_full, *sink_small;
+  GPtrArray *decoded = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_sample_unref);
+  GstVideoInfo info;
+  GstSample *s;
+  guint i;
+
+  if (!e)
+    return;
+  full = start_guest (e, "! h264parse ! avdec_h264", &sink_full);
+  small = start_guest (e, "max-width=80 max-height=60 ! h264parse ! "
+      "avdec_h264 ! identity name=scaled ! videoscale ! "
+      "video/x-raw,width=160,height=120", &sink_small);
+  for (i = 0; i < 20; i++) {
+    s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink_full),
+        20 * GST_SECOND);
+    fail_unless (s != NULL, "full size: no decoded frame %u", i);
+    fail_unless (gst_video_info_from_caps (&info, gst_sample_get_caps (s)));
+    fail_unless_equals_int (info.width, 160);
+    gst_sample_unref (s);
+    s = gst_app_sink_try_pull_sample (GST_APP_SINK (sink_small),
+        20 * GST_SECOND);
+    fail_unless (s != NULL, "80x60: no decoded frame %u", i);
+    g_ptr_array_add (decoded, s);
+  }
+  {
+    GstElement *scaled = gst_bin_get_by_name (GST_BIN (small), "scaled");
+    GstPad *pad = gst_element_get_static_pad (scaled, "src");
+    GstCaps *caps = gst_pad_get_current_caps (pad);
+
+    fail_unless (gst_video_info_from_caps (&info, caps));
+    g_print ("max-width=80 max-height=60 of a 160x120 scanout: decoded at "
+        "%dx%d\n", info.width, info.height);
+    fail_unless_equals_int (info.width, 80);
+    fail_unless_equals_int (info.height, 60);
+    gst_caps_unref (caps);
+    gst_object_unref (pad);
+    gst_object_unref (scaled);
+  }
+  check_pattern (decoded, 1, flips (e, 1) + 5);
+  g_ptr_array_unref (decoded);
+  gst_element_set_state (full, GST_STATE_NULL);
+  gst_element_set_state (small, GST_STATE_NULL);
+  gst_object_unref (sink_full);
+  gst_object_unref (sink_small);
+  gst_object_unref (full);
+  gst_object_unref (small);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 /* An AV1 late joiner on a static screen gets its first picture as soon as
  * an H.264 one would (GStreamer 1.22's av1enc ignores keyframe requests:
  * the bridge restarts it for one), not at its next periodic keyframe, 60
@@ -1709,6 +1769,7 @@ scanout_suite (void)
   tcase_add_test (tc, test_config_flood);
   tcase_add_test (tc, test_bitrate_takes_effect);
   tcase_add_test (tc, test_renditions_by_bitrate);
+  tcase_add_test (tc, test_renditions_by_size);
   tcase_add_test (tc, test_two_vms);
   tcase_add_test (tc, test_ping);
   tcase_add_test (tc, test_huge_unknown_payload);

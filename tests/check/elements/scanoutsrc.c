@@ -456,7 +456,8 @@ GST_START_TEST (test_access_units)
   GstClockTime min, max;
   guint i;
 
-  guest_start (&g, host, "bitrate=3000000", NULL);
+  guest_start (&g, host, "bitrate=3000000 max-width=1280 max-height=720",
+      NULL);
   for (i = 0; i < N_AU; i++) {
     GstSample *s = pull (&g);
     GstBuffer *b = gst_sample_get_buffer (s);
@@ -494,6 +495,8 @@ GST_START_TEST (test_access_units)
   fail_unless_equals_int (host->sub.codec, HXFR_CODEC_H264);
   fail_unless_equals_int (host->sub.scanout_id, 1);
   fail_unless_equals_int (host->sub.bitrate, 3000000);
+  fail_unless_equals_int (host->sub.max_width, 1280);
+  fail_unless_equals_int (host->sub.max_height, 720);
   fail_unless_equals_int (host->sub.flags, 0);
   fail_unless_equals_string (host->token, "secret");
   g_mutex_unlock (&host->lock);

@@ -282,7 +282,7 @@ GST_START_TEST (test_scanout_bytes)
   HxfrHeader h = { HXFR_MSG_SUBSCRIBE, 0, 1, HXFR_SUBSCRIBE_SIZE };
   HxfrEnableScanout en;
   HxfrScanoutResp resp;
-  HxfrSubscribe2 sub = { 2, 2, HXFR_CODEC_H264, 3, 5000000, 0, 3 };
+  HxfrSubscribe2 sub = { 2, 2, HXFR_CODEC_H264, 3, 5000000, 0, 3, 1280, 720 };
   HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, 3, 1920, 1080, "x264enc" };
   HxfrScanoutFrame f = { 7, HXFR_SCANOUT_FRAME_KEYFRAME, 640, 480,
     16666667, -1, G_GUINT64_CONSTANT (0x0102030405060708), 1234
@@ -329,10 +329,11 @@ GST_START_TEST (test_scanout_bytes)
   n = hxfr_subscribe2_write (&sub, out);
   memcpy (out + n, "abc", 3);
   assert_bytes (out, n, "0200 0200 48323634 03000000 404b4c00 00000000 "
-      "0300 00000000000000000000");
+      "0300 0005 d002 000000000000");
   fail_unless (hxfr_subscribe2_parse (out, n + 3, &sub2, NULL));
   fail_unless (sub2.scanout_id == 3 && sub2.token_len == 3
-      && sub2.bitrate == 5000000);
+      && sub2.bitrate == 5000000 && sub2.max_width == 1280
+      && sub2.max_height == 720);
   /* a token that overruns the payload, or a longer one than allowed */
   fail_if (hxfr_subscribe2_parse (out, n + 2, &sub2, &err));
   fail_unless (g_error_matches (err, HXFR_ERROR, HXFR_ERR_INVALID));
