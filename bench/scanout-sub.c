@@ -2,7 +2,10 @@
  * section 11.2) in one process, one thread each, timing every frame.
  *
  *   bench-scanout-sub --connect unix:PATH [--scanout K] [--subscribers N]
- *                     [--bitrate BPS] [--timeout S]
+ *                     [--bitrate BPS] [--bitrate-step BPS] [--timeout S]
+ *
+ * --bitrate-step: subscriber i asks BPS + i * STEP, so that each has an
+ * encoder of its own on the bridge (a rendition; issue 22).
  *
  * Each subscriber reads SCANOUT_FRAME messages; a frame's latency is
  * clock_gettime(CLOCK_MONOTONIC) once its last byte is read minus its
@@ -332,7 +335,7 @@ int
 main (int argc, char **argv)
 {
   const char *addr = NULL;
-  guint32 scanout = 0, bitrate = 0;
+  guint32 scanout = 0, bitrate = 0, bitrate_step = 0;
   guint timeout = 120;
   pthread_t th[MAX_SUBS], wd;
   char line[128];
@@ -347,6 +350,8 @@ main (int argc, char **argv)
       n_subs = CLAMP (atoi (argv[i + 1]), 1, MAX_SUBS);
     else if (!strcmp (argv[i], "--bitrate"))
       bitrate = atoi (argv[i + 1]);
+    else if (!strcmp (argv[i], "--bitrate-step"))
+      bitrate_step = atoi (argv[i + 1]);
     else if (!strcmp (argv[i], "--timeout"))
       timeout = atoi (argv[i + 1]);
     else
@@ -354,7 +359,8 @@ main (int argc, char **argv)
   }
   if (i < argc || !addr || strncmp (addr, "unix:", 5)) {
     fprintf (stderr, "usage: %s --connect unix:PATH [--scanout K] "
-        "[--subscribers N] [--bitrate BPS] [--timeout S]\n", argv[0]);
+        "[--subscribers N] [--bitrate BPS] [--bitrate-step BPS] "
+        "[--timeout S]\n", argv[0]);
     return 1;
   }
   pthread_create (&wd, NULL, watchdog, GUINT_TO_POINTER (timeout));
@@ -369,7 +375,7 @@ main (int argc, char **argv)
       fprintf (stderr, "connect %s: %s\n", addr, strerror (errno));
       return 1;
     }
-    if (!subscribe (s, scanout, bitrate))
+    if (!subscribe (s, scanout, bitrate + i * bitrate_step))
       return 1;
   }
   for (i = 0; i < n_subs; i++)
