@@ -1464,6 +1464,21 @@ mean_au_bytes (Cl * c, guint settle, guint n)
   return (gdouble) bytes / n;
 }
 
+/* CONFIG_REQ as a deployed client sends it, for the 320x240 scanout at
+ * 30 Hz of the bitrate tests */
+static void
+send_bitrate_config (Cl * c, guint32 bitrate)
+{
+  guint8 cfg[HXFR_CONFIG_REQ_SIZE] = { 0, };
+
+  put_le32 (cfg, 320);
+  put_le32 (cfg + 4, 240);
+  put_le32 (cfg + 8, bitrate);
+  put_le32 (cfg + 12, 30);
+  put_le32 (cfg + 16, 1);
+  fail_unless (cl_send (c, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
+}
+
 /* CONFIG_REQ's bitrate reaches the scanout's encoder: 30 times the bitrate
  * gives clearly bigger access units on the same flips. */
 GST_START_TEST (test_bitrate_takes_effect)
@@ -1473,7 +1488,6 @@ GST_START_TEST (test_bitrate_takes_effect)
   };
   const gchar *bridge_args[] = { "--bitrate", "100000", NULL };
   Env *e = env_start (vmm_args, "deployed", bridge_args);
-  guint8 cfg[HXFR_CONFIG_REQ_SIZE] = { 0, };
   gdouble low, high;
   Cl *c;
 
@@ -1482,12 +1496,7 @@ GST_START_TEST (test_bitrate_takes_effect)
   c = cl_connect (e);
   fail_unless_equals_int (deployed_subscribe (c, 1), 1);
   low = mean_au_bytes (c, 15, 45);
-  put_le32 (cfg, 320);
-  put_le32 (cfg + 4, 240);
-  put_le32 (cfg + 8, 3000000);
-  put_le32 (cfg + 12, 30);
-  put_le32 (cfg + 16, 1);
-  fail_unless (cl_send (c, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
+  send_bitrate_config (c, 3000000);
   high = mean_au_bytes (c, 15, 45);
   g_printerr ("bitrate: --bitrate 100000: %.0f bytes/frame; after "
       "CONFIG_REQ 3000000: %.0f bytes/frame (x%.1f)\n", low, high, high / low);
@@ -1584,6 +1593,16 @@ mean_delta_bytes (GArray * a, guint from)
   return (gdouble) bytes / n;
 }
 
+/* A v2 subscriber of scanout 1 at @bitrate */
+static Cl *
+subscribe_at (Env * e, guint32 bitrate)
+{
+  Cl *c = cl_connect (e);
+
+  fail_unless_equals_int (v2_subscribe_at (c, 1, bitrate, NULL, NULL, NULL), 0);
+  return c;
+}
+
 /* Renditions by bitrate: subscribers asking different bitrates each get
  * their own encoder and rate; one asking the same as another shares its
  * encoder (the same bytes for the same flips); a deployed client's
@@ -1595,8 +1614,9 @@ GST_START_TEST (test_renditions_by_bitrate)
     "--scanouts", "2", "--scanout", "1:320x240@30", NULL
   };
   const gchar *bridge_args[] = { "--bitrate", "100000", NULL };
+  /* A, B, C; then three more past the first ones */
+  const guint32 bitrates[] = { 0, 3000000, 100000, 500000, 1000000, 2000000 };
   Env *e = env_start (vmm_args, "deployed", bridge_args);
-  guint8 cfg[HXFR_CONFIG_REQ_SIZE] = { 0, };
   Cl *c[3], *d, *extra[3];
   GArray *aus[3], *after[2];
   guint common, same, k;
@@ -1606,16 +1626,10 @@ GST_START_TEST (test_renditions_by_bitrate)
   if (!e)
     return;
   /* A: the default (100 kbit/s); B: 3 Mbit/s; C: 100 kbit/s asked */
-  c[0] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (c[0], 1, 0, NULL, NULL, NULL), 0);
-  c[1] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (c[1], 1, 3000000, NULL, NULL,
-          NULL), 0);
-  c[2] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (c[2], 1, 100000, NULL, NULL,
-          NULL), 0);
-  for (k = 0; k < 3; k++)
+  for (k = 0; k < 3; k++) {
+    c[k] = subscribe_at (e, bitrates[k]);
     aus[k] = flip_aus_new ();
+  }
   read_in_turn (c, aus, 3, 60);
   same = same_aus (aus[0], aus[2], &common);
   low = mean_delta_bytes (aus[0], 15);
@@ -1634,12 +1648,7 @@ GST_START_TEST (test_renditions_by_bitrate)
   d = cl_connect (e);
   fail_unless_equals_int (deployed_subscribe (d, 1), 1);
   dep = reader_start (d, FALSE);
-  put_le32 (cfg, 320);
-  put_le32 (cfg + 4, 240);
-  put_le32 (cfg + 8, 3000000);
-  put_le32 (cfg + 12, 30);
-  put_le32 (cfg + 16, 1);
-  fail_unless (cl_send (d, 0x04, 1, cfg, sizeof (cfg), sizeof (cfg)));
+  send_bitrate_config (d, 3000000);
   after[0] = flip_aus_new ();
   after[1] = flip_aus_new ();
   read_in_turn (c, after, 2, 60);
@@ -1653,15 +1662,8 @@ GST_START_TEST (test_renditions_by_bitrate)
 
   /* 500 kbit/s and 1 Mbit/s: the bound (4 encoders) is reached; 2 Mbit/s
    * then shares B's (3 Mbit/s, the nearest) */
-  extra[0] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (extra[0], 1, 500000, NULL, NULL,
-          NULL), 0);
-  extra[1] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (extra[1], 1, 1000000, NULL, NULL,
-          NULL), 0);
-  extra[2] = cl_connect (e);
-  fail_unless_equals_int (v2_subscribe_at (extra[2], 1, 2000000, NULL, NULL,
-          NULL), 0);
+  for (k = 0; k < 3; k++)
+    extra[k] = subscribe_at (e, bitrates[3 + k]);
   {
     Cl *pair[2] = { c[1], extra[2] };
     GArray *got[2] = { flip_aus_new (), flip_aus_new () };

@@ -456,8 +456,7 @@ GST_START_TEST (test_access_units)
   GstClockTime min, max;
   guint i;
 
-  guest_start (&g, host, "bitrate=3000000 max-width=1280 max-height=720",
-      NULL);
+  guest_start (&g, host, "bitrate=3000000 max-width=1280 max-height=720", NULL);
   for (i = 0; i < N_AU; i++) {
     GstSample *s = pull (&g);
     GstBuffer *b = gst_sample_get_buffer (s);
