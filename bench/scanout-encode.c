@@ -6,14 +6,15 @@
  *       [--height H] [--hz HZ] [--seconds S] [--warmup N] [--bitrate BPS]
  *
  * The same pipeline as host-bridge/bridge-scanout.c builds,
- *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! ENCODER !
+ *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! queue ! ENCODER !
  *   PARSER ! the codec's caps ! appsink,
  * by the same code (bridge-pipeline.c: bridge_pipeline_add_encoder, linked
  * in, with the encoder's settings of bridge-encoder.c), the same caps (BGRA, 60/1 as the bridge's nominal rate; PTS
  * from the clock, duration 1/60 s), the same GOP (one IDR, the first frame), and the
  * stand-in VMM's test frames (helix-test-pattern.h, a new one per frame).
  * Frames are pushed at HZ (default 60: the flips of the scanout rows), each
- * waited for before the next, as the bridge's one-frame-in-the-encoder.
+ * waited for before the next: one frame's own time (the bridge overlaps
+ * the next frame's conversion with this one's encode).
  * The pattern is filled before the clock starts for each frame. Prints one
  * line of JSON: push to access unit (the encode time), and its two parts
  * (issue 23): push to the encoder's sink pad (videoconvert's BGRA to
