@@ -122,8 +122,8 @@ main (int argc, char **argv)
   sink = add (p, "appsink");
   g_object_set (src, "format", GST_FORMAT_TIME, "is-live", TRUE, "block",
       FALSE, "max-buffers", (guint64) 2, NULL);
-  if (!bridge_pipeline_add_encoder (p, &choice, bitrate, NULL, &first, &enc,
-          &last, &err)) {
+  if (!bridge_pipeline_add_scanout_encoder (p, &choice, bitrate, FALSE,
+          &first, &enc, &last, NULL, &err)) {
     fprintf (stderr, "could not build the %s pipeline: %s\n", encoder,
         err->message);
     return 1;

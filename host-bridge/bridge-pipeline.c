@@ -45,16 +45,16 @@ bridge_pipeline_output_caps (guint32 codec)
   return i < 0 ? NULL : gst_caps_from_string (chains[i].caps);
 }
 
-/* @size_filter: NULL, or a scaler goes in and *@size_filter is the
- * capsfilter behind it */
+/* @scanout: a hand-over queue after the conversion, and with @size_filter
+ * a scaler before it (*@size_filter: the capsfilter behind it) */
 static gboolean
 add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
-    guint32 bitrate, const gchar * encoder_name, GstElement ** first,
-    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
-    GError ** error)
+    guint32 bitrate, const gchar * encoder_name, gboolean scanout,
+    GstElement ** first, GstElement ** encoder, GstElement ** last,
+    GstElement ** size_filter, GError ** error)
 {
   GstElement *convert = NULL, *scale = NULL, *yuv420 = NULL, *handover = NULL,
-      *enc, *parse, *filter;
+      *enc, *parse, *filter, *to_encoder;
   gboolean to_yuv420 = choice->need_convert || size_filter;
   GstCaps *caps;
   gint i = chain_index (choice->codec);
@@ -70,15 +70,16 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
                 error)))
       return FALSE;
     yuv420 = bridge_bin_add (bin, "capsfilter", NULL, error);
-    /* the encoder on a thread of its own: the next frame is converted
-     * while this one is encoded */
-    handover = bridge_bin_add (bin, "queue", NULL, error);
+    /* a scanout's encoder on a thread of its own: the next flip is
+     * converted while this one is encoded (a session's window already
+     * keeps its own queue in front) */
+    if (scanout && !(handover = bridge_bin_add (bin, "queue", NULL, error)))
+      return FALSE;
   }
   enc = bridge_bin_add (bin, choice->name, encoder_name, error);
   parse = bridge_bin_add (bin, chains[i].parser, NULL, error);
   filter = bridge_bin_add (bin, "capsfilter", NULL, error);
-  if ((to_yuv420 && (!convert || !yuv420 || !handover)) || !enc || !parse
-      || !filter)
+  if ((to_yuv420 && (!convert || !yuv420)) || !enc || !parse || !filter)
     return FALSE;
 
   if (yuv420) {
@@ -88,8 +89,10 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
     caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
     g_object_set (yuv420, "caps", caps, NULL);
     gst_caps_unref (caps);
-    /* one converted frame waits at most: a caller that keeps more in
-     * flight waits in front of the conversion, not behind it */
+  }
+  if (handover) {
+    /* one converted frame waits at most: more in flight wait in front of
+     * the conversion, not behind it */
     g_object_set (handover, "max-size-buffers", 1, "max-size-bytes", 0,
         "max-size-time", (guint64) 0, NULL);
   }
@@ -100,9 +103,11 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
   g_object_set (filter, "caps", caps, NULL);
   gst_caps_unref (caps);
 
+  to_encoder = handover ? handover : yuv420;
   if ((scale && !gst_element_link_many (convert, scale, yuv420, NULL))
       || (convert && !scale && !gst_element_link (convert, yuv420))
-      || (convert && !gst_element_link_many (yuv420, handover, enc, NULL))
+      || (handover && !gst_element_link (yuv420, handover))
+      || (to_encoder && !gst_element_link (to_encoder, enc))
       || !gst_element_link_many (enc, parse, filter, NULL)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
         "could not link %s ! %s", choice->name, chains[i].parser);
@@ -122,18 +127,20 @@ bridge_pipeline_add_encoder (GstElement * bin,
     const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
     GstElement ** last, GError ** error)
 {
-  return add_chain (bin, choice, bitrate, encoder_name, first, encoder, last,
-      NULL, error);
+  return add_chain (bin, choice, bitrate, encoder_name, FALSE, first, encoder,
+      last, NULL, error);
 }
 
 gboolean
-bridge_pipeline_add_scaling_encoder (GstElement * bin,
-    const BridgeEncoderChoice * choice, guint32 bitrate, GstElement ** first,
-    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
-    GError ** error)
+bridge_pipeline_add_scanout_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate, gboolean scaled,
+    GstElement ** first, GstElement ** encoder, GstElement ** last,
+    GstElement ** size_filter, GError ** error)
 {
-  return add_chain (bin, choice, bitrate, NULL, first, encoder, last,
-      size_filter, error);
+  if (size_filter)
+    *size_filter = NULL;
+  return add_chain (bin, choice, bitrate, NULL, TRUE, first, encoder, last,
+      scaled ? size_filter : NULL, error);
 }
 
 void

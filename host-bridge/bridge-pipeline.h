@@ -12,8 +12,7 @@
 G_BEGIN_DECLS
 
 /* Adds to @bin and links
- *   [videoconvert ! capsfilter (NV12/I420) ! queue] ! encoder ! parser !
- *   capsfilter
+ *   [videoconvert ! capsfilter (NV12/I420)] ! encoder ! parser ! capsfilter
  * for @choice (its codec's parser, headers before every keyframe, and the
  * codec's output form: byte-stream access units for H.264 and H.265, an
  * OBU stream of temporal units for AV1), the encoder configured at
@@ -27,14 +26,16 @@ gboolean bridge_pipeline_add_encoder (GstElement * bin,
     const gchar * encoder_name, GstElement ** first, GstElement ** encoder,
     GstElement ** last, GError ** error);
 
-/* The same, scaled: videoconvert ! videoscale ! *@size_filter (NV12/I420)
- * ! queue ! encoder ..., whatever formats the encoder takes; the size is
- * set with bridge_pipeline_set_size() before the first frame and on each
- * change. */
-gboolean bridge_pipeline_add_scaling_encoder (GstElement * bin,
-    const BridgeEncoderChoice * choice, guint32 bitrate, GstElement ** first,
-    GstElement ** encoder, GstElement ** last, GstElement ** size_filter,
-    GError ** error);
+/* The same for a scanout's encoder: a queue hands the converted frame to
+ * the encoder's own thread, and with @scaled a videoscale goes before the
+ * 4:2:0 capsfilter, *@size_filter, whose size is set with
+ * bridge_pipeline_set_size() before the first frame and on each change
+ * (*@size_filter NULL when not @scaled):
+ *   videoconvert ! [videoscale !] capsfilter ! queue ! encoder ! ... */
+gboolean bridge_pipeline_add_scanout_encoder (GstElement * bin,
+    const BridgeEncoderChoice * choice, guint32 bitrate, gboolean scaled,
+    GstElement ** first, GstElement ** encoder, GstElement ** last,
+    GstElement ** size_filter, GError ** error);
 
 /* What @size_filter lets through: 4:2:0 at @width x @height, square
  * pixels. */

@@ -390,11 +390,9 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
 
   r->appsrc = bridge_bin_add (p, "appsrc", NULL, error);
   r->appsink = bridge_bin_add (p, "appsink", NULL, error);
-  if (!r->appsrc || !r->appsink || !(scaled ?
-          bridge_pipeline_add_scaling_encoder (p, encoder, bitrate, &first,
-              &r->encoder_element, &last, &r->size_filter, error) :
-          bridge_pipeline_add_encoder (p, encoder, bitrate, NULL, &first,
-              &r->encoder_element, &last, error))) {
+  if (!r->appsrc || !r->appsink
+      || !bridge_pipeline_add_scanout_encoder (p, encoder, bitrate, scaled,
+          &first, &r->encoder_element, &last, &r->size_filter, error)) {
     gst_object_unref (p);
     return FALSE;
   }
