@@ -5,7 +5,7 @@
  *   bench-scanout-encode --encoder x264enc|openh264enc [--width W]
  *       [--height H] [--hz HZ] [--seconds S] [--warmup N] [--bitrate BPS]
  *
- * The same pipeline as host-bridge/bridge-scanout.c builds,
+ * The same pipeline as bridge/bridge-scanout.c builds,
  *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! ENCODER !
  *   PARSER ! the codec's caps ! appsink,
  * by the same code (bridge-pipeline.c: bridge_pipeline_add_encoder, linked

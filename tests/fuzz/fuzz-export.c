@@ -2,7 +2,7 @@
  * both ends, over real UNIX sockets so partial reads and descriptor
  * passing are exercised.
  *
- * FUZZ_EXPORT_VMM: the VMM module (host-bridge/export/helix-export.c)
+ * FUZZ_EXPORT_VMM: the VMM module (vmm/export/helix-export.c)
  *   parses what a client sends. The input is cut into chunks (sizes from
  *   the input) written to a client connection while the module
  *   dispatches; some chunks carry a descriptor. virglrenderer is replaced

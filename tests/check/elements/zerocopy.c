@@ -1,5 +1,5 @@
 /* Zero copy end to end: the built helix-host-bridge (--export unix:PATH)
- * against the stand-in VMM (host-bridge/export/helix-standin-vmm: a real
+ * against the stand-in VMM (tests/standin/helix-standin-vmm: a real
  * virglrenderer on surfaceless EGL, llvmpipe here) serving its resources
  * through the helix export. The guest is either the stand-in itself
  * (--bridge) or emulated on the core library, naming resources by id.
