@@ -353,10 +353,10 @@ connect_session_export (Session * s, const gchar * export_path)
 #ifdef __APPLE__
   kinds |= HXEX_KIND_BIT (HXEX_KIND_IOSURFACE);
 #endif
-  s->export = hxfr_export_client_connect (export_path, kinds,
+  s->export = hxex_client_connect (export_path, kinds,
       2 * G_USEC_PER_SEC, &err);
   if (s->export) {
-    guint slots = hxfr_export_client_get_n_slots (s->export);
+    guint slots = hxex_client_get_n_slots (s->export);
 
     /* in flight, plus what the encoder and the queue hold, must fit the
      * slots */
@@ -480,8 +480,8 @@ session_free (Session * s)
     gst_object_unref (s->pipeline);
   hxfr_host_session_unref (s->hs);
   if (s->export) {
-    hxfr_export_client_close (s->export);
-    hxfr_export_client_unref (s->export);
+    hxex_client_close (s->export);
+    hxex_client_unref (s->export);
   }
   hxfr_conn_unref (s->conn);
   g_object_unref (s->cancellable);

@@ -19,7 +19,7 @@ typedef struct
   guint id;
   HxfrConn *conn;
   HxfrHostSession *hs;
-  HxfrExportClient *export;     /* this session's own, or NULL */
+  HxexClient *export;     /* this session's own, or NULL */
   BridgeVm *vm;                 /* its listener's VM (helix export), or NULL */
   gboolean deployed_ok;         /* its listener takes deployed scanout clients */
   gboolean scanout_client;      /* served by bridge_vm_serve() */
