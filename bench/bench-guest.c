@@ -384,7 +384,7 @@ pipeline_description (void)
       break;
     }
     case MODE_X264:
-      /* what helix-host-bridge sets (host-bridge/bridge-encoder.c), with
+      /* what helix-host-bridge sets (bridge/bridge-encoder.c), with
        * vsockenc's default bitrate and keyframe interval; x264enc takes no
        * RGB: the bridge converts first, and so do we */
       desc = g_strdup_printf ("appsrc name=src caps=\"%s\" ! %s x264enc "

@@ -5,10 +5,10 @@
  *   bench-scanout-encode --encoder x264enc|openh264enc [--width W]
  *       [--height H] [--hz HZ] [--seconds S] [--warmup N] [--bitrate BPS]
  *
- * The same pipeline as host-bridge/bridge-scanout.c builds,
+ * The same pipeline as bridge/bridge-scanout.c builds,
  *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! queue ! ENCODER !
  *   PARSER ! the codec's caps ! appsink,
- * by the same code (bridge-pipeline.c: bridge_pipeline_add_encoder, linked
+ * by the same code (bridge-pipeline.c: bridge_pipeline_add_scanout_encoder, linked
  * in, with the encoder's settings of bridge-encoder.c), the same caps (BGRA, 60/1 as the bridge's nominal rate; PTS
  * from the clock, duration 1/60 s), the same GOP (one IDR, the first frame), and the
  * stand-in VMM's test frames (helix-test-pattern.h, a new one per frame).

@@ -20,7 +20,7 @@
  * messages on the socket (a RELEASE takes no other lock, so freeing a
  * buffer never waits for another thread's answer). state_lock protects
  * dead_error. */
-struct _HxfrExportClient
+struct _HxexClient
 {
   gint refcount;
   HxfrConn *conn;
@@ -44,7 +44,7 @@ struct _HxfrExportClient
 };
 
 static gboolean
-get_dead_error (HxfrExportClient * c, GError ** error)
+get_dead_error (HxexClient * c, GError ** error)
 {
   gboolean dead;
 
@@ -58,7 +58,7 @@ get_dead_error (HxfrExportClient * c, GError ** error)
 
 /* The connection is unusable from now on: remember why, and close. */
 static void
-set_dead (HxfrExportClient * c, const GError * why)
+set_dead (HxexClient * c, const GError * why)
 {
   g_mutex_lock (&c->state_lock);
   if (!c->dead_error)
@@ -68,7 +68,7 @@ set_dead (HxfrExportClient * c, const GError * why)
 }
 
 static gboolean
-send_message (HxfrExportClient * c, guint8 type, guint32 request_id,
+send_message (HxexClient * c, guint8 type, guint32 request_id,
     const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
   GError *failure = NULL;
@@ -90,7 +90,7 @@ send_message (HxfrExportClient * c, guint8 type, guint32 request_id,
  * A transport or protocol failure kills the connection; a timeout does
  * not. */
 static gboolean
-read_message (HxfrExportClient * c, HxexHeader * h, GArray * fds,
+read_message (HxexClient * c, HxexHeader * h, GArray * fds,
     gint64 deadline, GError ** error)
 {
   GError *err = NULL;
@@ -105,7 +105,7 @@ read_message (HxfrExportClient * c, HxexHeader * h, GArray * fds,
 }
 
 static void
-send_release (HxfrExportClient * c, guint32 handle)
+send_release (HxexClient * c, guint32 handle)
 {
   guint8 payload[HXEX_RELEASE_SIZE];
   g_autoptr (GError) err = NULL;
@@ -118,7 +118,7 @@ send_release (HxfrExportClient * c, guint32 handle)
 }
 
 static gboolean
-do_hello (HxfrExportClient * c, guint32 kinds, gint64 deadline, GError ** error)
+do_hello (HxexClient * c, guint32 kinds, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
@@ -197,13 +197,13 @@ out:
   return ok;
 }
 
-HxfrExportClient *
-hxfr_export_client_connect (const gchar * path, guint32 kinds,
+HxexClient *
+hxex_client_connect (const gchar * path, guint32 kinds,
     gint64 timeout_us, GError ** error)
 {
   g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (path);
   gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
-  HxfrExportClient *c;
+  HxexClient *c;
   HxfrConn *conn;
 
   conn = hxfr_conn_connect (addr, timeout_us, NULL, error);
@@ -213,7 +213,7 @@ hxfr_export_client_connect (const gchar * path, guint32 kinds,
     return NULL;
   }
 
-  c = g_new0 (HxfrExportClient, 1);
+  c = g_new0 (HxexClient, 1);
   c->refcount = 1;
   c->conn = conn;
   hxex_stream_init (&c->stream, hxfr_conn_get_socket (conn),
@@ -224,24 +224,24 @@ hxfr_export_client_connect (const gchar * path, guint32 kinds,
 
   if (!do_hello (c, kinds ? kinds : HXEX_KINDS_ALL, deadline, error)) {
     g_prefix_error (error, "Helix export at %s: ", path);
-    hxfr_export_client_unref (c);
+    hxex_client_unref (c);
     return NULL;
   }
   return c;
 }
 
-G_DEFINE_BOXED_TYPE (HxfrExportClient, hxfr_export_client,
-    hxfr_export_client_ref, hxfr_export_client_unref);
+G_DEFINE_BOXED_TYPE (HxexClient, hxex_client,
+    hxex_client_ref, hxex_client_unref);
 
-HxfrExportClient *
-hxfr_export_client_ref (HxfrExportClient * client)
+HxexClient *
+hxex_client_ref (HxexClient * client)
 {
   g_atomic_int_inc (&client->refcount);
   return client;
 }
 
 void
-hxfr_export_client_unref (HxfrExportClient * c)
+hxex_client_unref (HxexClient * c)
 {
   if (!c || !g_atomic_int_dec_and_test (&c->refcount))
     return;
@@ -256,7 +256,7 @@ hxfr_export_client_unref (HxfrExportClient * c)
 }
 
 void
-hxfr_export_client_close (HxfrExportClient * c)
+hxex_client_close (HxexClient * c)
 {
   GError *err = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CLOSED,
       "the helix export connection was closed");
@@ -266,36 +266,36 @@ hxfr_export_client_close (HxfrExportClient * c)
 }
 
 gboolean
-hxfr_export_client_is_connected (HxfrExportClient * c)
+hxex_client_is_connected (HxexClient * c)
 {
   return !get_dead_error (c, NULL);
 }
 
 guint
-hxfr_export_client_get_n_slots (HxfrExportClient * c)
+hxex_client_get_n_slots (HxexClient * c)
 {
   return c->n_slots;
 }
 
 guint64
-hxfr_export_client_get_slot_size (HxfrExportClient * c)
+hxex_client_get_slot_size (HxexClient * c)
 {
   return c->slot_size;
 }
 
 guint32
-hxfr_export_client_get_kinds (HxfrExportClient * c)
+hxex_client_get_kinds (HxexClient * c)
 {
   return c->kinds;
 }
 
 /* Checks a SURFACE against what this connection agreed on and builds the
  * caller's struct. Takes ownership of the descriptors in @fds. */
-static HxfrExportSurface *
-surface_from_wire (HxfrExportClient * c, guint32 resource_id,
+static HxexClientSurface *
+surface_from_wire (HxexClient * c, guint32 resource_id,
     const HxexSurface * s, GArray * fds, GError ** error)
 {
-  HxfrExportSurface *out;
+  HxexClientSurface *out;
   guint expected_fds = s->kind == HXEX_KIND_DMABUF ? 1 : 0;
 
   if (fds->len != expected_fds
@@ -308,7 +308,7 @@ surface_from_wire (HxfrExportClient * c, guint32 resource_id,
     return NULL;
   }
 
-  out = g_new0 (HxfrExportSurface, 1);
+  out = g_new0 (HxexClientSurface, 1);
   out->kind = s->kind;
   out->resource_id = resource_id;
   out->handle = s->handle;
@@ -329,27 +329,26 @@ surface_from_wire (HxfrExportClient * c, guint32 resource_id,
     out->fd = g_array_index (fds, gint, 0);
     g_array_set_size (fds, 0);
   }
-  out->client = hxfr_export_client_ref (c);
+  out->client = hxex_client_ref (c);
   return out;
 }
 
-HxfrExportSurface *
-hxfr_export_client_resolve (HxfrExportClient * c, guint32 resource_id,
+HxexClientSurface *
+hxex_client_resolve (HxexClient * c, guint32 resource_id,
     gint64 timeout_us, GError ** error)
 {
-  return hxfr_export_client_resolve_kinds (c, resource_id, 0, timeout_us,
-      error);
+  return hxex_client_resolve_kinds (c, resource_id, 0, timeout_us, error);
 }
 
-HxfrExportSurface *
-hxfr_export_client_resolve_kinds (HxfrExportClient * c, guint32 resource_id,
+HxexClientSurface *
+hxex_client_resolve_kinds (HxexClient * c, guint32 resource_id,
     guint32 kinds, gint64 timeout_us, GError ** error)
 {
   g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
   HxexResolve req = { resource_id, kinds };
-  HxfrExportSurface *out = NULL;
+  HxexClientSurface *out = NULL;
   guint32 id;
 
   g_mutex_lock (&c->request_lock);
@@ -414,7 +413,7 @@ out:
 }
 
 gboolean
-hxfr_export_surface_release (HxfrExportSurface * surface, GError ** error)
+hxex_client_surface_release (HxexClientSurface * surface, GError ** error)
 {
   if (!g_atomic_int_compare_and_exchange (&surface->released, 0, 1)) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_RELEASED,
@@ -429,14 +428,14 @@ hxfr_export_surface_release (HxfrExportSurface * surface, GError ** error)
 }
 
 void
-hxfr_export_surface_free (HxfrExportSurface * surface)
+hxex_client_surface_free (HxexClientSurface * surface)
 {
   if (!surface)
     return;
   if (!g_atomic_int_get (&surface->released))
-    hxfr_export_surface_release (surface, NULL);
+    hxex_client_surface_release (surface, NULL);
   if (surface->fd >= 0)
     close (surface->fd);
-  hxfr_export_client_unref (surface->client);
+  hxex_client_unref (surface->client);
   g_free (surface);
 }

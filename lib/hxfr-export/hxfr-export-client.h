@@ -15,9 +15,9 @@
 
 G_BEGIN_DECLS
 
-typedef struct _HxfrExportClient HxfrExportClient;
+typedef struct _HxexClient HxexClient;
 
-/* One resolved resource, valid until hxfr_export_surface_free(). Planes:
+/* One resolved resource, valid until hxex_client_surface_free(). Planes:
  * READBACK_SLOT: @data points at the first byte of the slot, a plane is
  *   at @data + offset[i] (read-only mapping, shared with the VMM; stays
  *   mapped while any surface or the client lives);
@@ -43,28 +43,28 @@ typedef struct
   guint32 slot;                 /* READBACK_SLOT */
 
   /*< private > */
-  HxfrExportClient *client;
+  HxexClient *client;
   gint released;
-} HxfrExportSurface;
+} HxexClientSurface;
 
 /* Connects to the export socket at @path and completes the HELLO
  * exchange (mapping the ring of readback slots), all within @timeout_us.
  * @kinds: HXEX_KIND_BIT mask of surface kinds this client can use
  * (0 = all). */
-HxfrExportClient *hxfr_export_client_connect (const gchar * path,
+HxexClient *hxex_client_connect (const gchar * path,
     guint32 kinds, gint64 timeout_us, GError ** error);
 /* A boxed type (ref/unref): vsocksrc takes it as a typed property. */
-#define HXFR_TYPE_EXPORT_CLIENT (hxfr_export_client_get_type ())
-GType hxfr_export_client_get_type (void);
-HxfrExportClient *hxfr_export_client_ref (HxfrExportClient * client);
-void hxfr_export_client_unref (HxfrExportClient * client);
+#define HXEX_TYPE_CLIENT (hxex_client_get_type ())
+GType hxex_client_get_type (void);
+HxexClient *hxex_client_ref (HxexClient * client);
+void hxex_client_unref (HxexClient * client);
 /* Ends the connection: a thread waiting in resolve wakes with an error.
  * Surfaces already handed out stay valid until freed. */
-void hxfr_export_client_close (HxfrExportClient * client);
-gboolean hxfr_export_client_is_connected (HxfrExportClient * client);
-guint hxfr_export_client_get_n_slots (HxfrExportClient * client);
-guint64 hxfr_export_client_get_slot_size (HxfrExportClient * client);
-guint32 hxfr_export_client_get_kinds (HxfrExportClient * client);
+void hxex_client_close (HxexClient * client);
+gboolean hxex_client_is_connected (HxexClient * client);
+guint hxex_client_get_n_slots (HxexClient * client);
+guint64 hxex_client_get_slot_size (HxexClient * client);
+guint32 hxex_client_get_kinds (HxexClient * client);
 
 /* Asks the VMM for resource @resource_id. NULL with a GError:
  * HXEX_ERROR (HxexErrorCode, e.g. UNKNOWN_RESOURCE, BUSY: every slot is
@@ -72,25 +72,25 @@ guint32 hxfr_export_client_get_kinds (HxfrExportClient * client);
  * usable; G_IO_ERROR_TIMED_OUT when no answer came in time (a late
  * answer is released automatically); G_IO_ERROR_CONNECTION_CLOSED (or
  * another G_IO_ERROR) when the VMM went away. */
-HxfrExportSurface *hxfr_export_client_resolve (HxfrExportClient * client,
+HxexClientSurface *hxex_client_resolve (HxexClient * client,
     guint32 resource_id, gint64 timeout_us, GError ** error);
 /* The same, accepting only the surface kinds in @kinds (HXEX_KIND_BIT
  * mask, 0 = any agreed at connect), e.g. readback after a DMA-BUF the
  * caller turned out not to be able to read. */
-HxfrExportSurface *hxfr_export_client_resolve_kinds (HxfrExportClient *
+HxexClientSurface *hxex_client_resolve_kinds (HxexClient *
     client, guint32 resource_id, guint32 kinds, gint64 timeout_us,
     GError ** error);
 
 /* Gives the surface back to the VMM (its slot becomes free). Does not
  * wait for the VMM. FALSE with HXEX_ERR_RELEASED if it was already
  * released; TRUE (nothing to do) if the VMM is gone. The surface itself
- * stays allocated until hxfr_export_surface_free(). */
-gboolean hxfr_export_surface_release (HxfrExportSurface * surface,
+ * stays allocated until hxex_client_surface_free(). */
+gboolean hxex_client_surface_release (HxexClientSurface * surface,
     GError ** error);
 /* Releases (if not done yet), closes the DMA-BUF fd, frees. */
-void hxfr_export_surface_free (HxfrExportSurface * surface);
+void hxex_client_surface_free (HxexClientSurface * surface);
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrExportClient, hxfr_export_client_unref);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrExportSurface, hxfr_export_surface_free);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxexClient, hxex_client_unref);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxexClientSurface, hxex_client_surface_free);
 
 G_END_DECLS

@@ -17,10 +17,10 @@
  * thread never writes); control_lock serialises set_enabled calls (one
  * SCANOUT_CONTROL in flight); lock protects the fields marked so and is
  * the one the reader thread hands an ACK over with. */
-struct _HxfrExportWatch
+struct _HxexWatch
 {
   HxfrConn *conn;
-  HxfrExportWatchCallbacks cb;
+  HxexWatchCallbacks cb;
   gpointer user_data;
   guint n_scanouts;
   GThread *reader;
@@ -43,7 +43,7 @@ struct _HxfrExportWatch
 
 /* The connection is over: remember why, wake a waiting set_enabled. */
 static void
-set_dead (HxfrExportWatch * w, const GError * why)
+set_dead (HxexWatch * w, const GError * why)
 {
   g_mutex_lock (&w->lock);
   if (!w->dead_error)
@@ -54,7 +54,7 @@ set_dead (HxfrExportWatch * w, const GError * why)
 }
 
 static gboolean
-send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
+send_message (HxexWatch * w, guint8 type, guint32 request_id,
     const guint8 * payload, gsize payload_len, gint64 deadline, GError ** error)
 {
   GError *failure = NULL;
@@ -74,8 +74,7 @@ send_message (HxfrExportWatch * w, guint8 type, guint32 request_id,
 /* One whole message. No message a watch receives carries a descriptor we
  * use: any that arrive are closed. */
 static gboolean
-read_message (HxfrExportWatch * w, HxexHeader * h, gint64 deadline,
-    GError ** error)
+read_message (HxexWatch * w, HxexHeader * h, gint64 deadline, GError ** error)
 {
   gboolean ok = hxex_stream_read (&w->stream, h, deadline, error);
 
@@ -96,7 +95,7 @@ set_vmm_error (const guint8 * body, gsize len, const gchar * what,
 }
 
 static gboolean
-do_hello (HxfrExportWatch * w, gint64 deadline, GError ** error)
+do_hello (HxexWatch * w, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   const guint8 *body = hxex_stream_payload (&w->stream);
@@ -150,7 +149,7 @@ state_from_wire (const HxexScanout * m, HxfrScanoutState * st)
 
 /* A SCANOUT must agree with the count the first one gave. */
 static gboolean
-parse_scanout (HxfrExportWatch * w, const HxexHeader * h,
+parse_scanout (HxexWatch * w, const HxexHeader * h,
     HxfrScanoutState * st, GError ** error)
 {
   HxexScanout m;
@@ -172,7 +171,7 @@ parse_scanout (HxfrExportWatch * w, const HxexHeader * h,
 
 /* WATCH, then one SCANOUT per scanout, in index order. */
 static gboolean
-do_watch (HxfrExportWatch * w, gint64 deadline, GError ** error)
+do_watch (HxexWatch * w, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_WATCH_SIZE];
   guint i;
@@ -216,7 +215,7 @@ do_watch (HxfrExportWatch * w, gint64 deadline, GError ** error)
 }
 
 static gboolean
-callbacks_allowed (HxfrExportWatch * w)
+callbacks_allowed (HxexWatch * w)
 {
   gboolean ok;
 
@@ -227,7 +226,7 @@ callbacks_allowed (HxfrExportWatch * w)
 }
 
 static gboolean
-handle_flush (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+handle_flush (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxfrScanoutFlush f;
   HxexFlush m;
@@ -255,7 +254,7 @@ handle_flush (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
 /* Hands the ACK to the set_enabled call waiting for it; one nobody waits
  * for any more (it timed out) is dropped. */
 static gboolean
-handle_ack (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+handle_ack (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxexScanoutControlAck ack;
 
@@ -273,7 +272,7 @@ handle_ack (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
 }
 
 static gboolean
-handle_event (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
+handle_event (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxfrScanoutState st;
 
@@ -302,7 +301,7 @@ handle_event (HxfrExportWatch * w, const HxexHeader * h, GError ** error)
 static gpointer
 reader_thread (gpointer data)
 {
-  HxfrExportWatch *w = data;
+  HxexWatch *w = data;
   GError *err = NULL;
 
   for (;;) {
@@ -321,11 +320,11 @@ reader_thread (gpointer data)
   return NULL;
 }
 
-static HxfrExportWatch *
-watch_alloc (HxfrConn * conn, const HxfrExportWatchCallbacks * callbacks,
+static HxexWatch *
+watch_alloc (HxfrConn * conn, const HxexWatchCallbacks * callbacks,
     gpointer user_data)
 {
-  HxfrExportWatch *w = g_new0 (HxfrExportWatch, 1);
+  HxexWatch *w = g_new0 (HxexWatch, 1);
 
   w->conn = conn;
   hxex_stream_init (&w->stream, hxfr_conn_get_socket (conn),
@@ -341,7 +340,7 @@ watch_alloc (HxfrConn * conn, const HxfrExportWatchCallbacks * callbacks,
 }
 
 static void
-watch_dealloc (HxfrExportWatch * w)
+watch_dealloc (HxexWatch * w)
 {
   hxfr_conn_unref (w->conn);
   hxex_stream_clear (&w->stream);
@@ -352,14 +351,14 @@ watch_dealloc (HxfrExportWatch * w)
   g_free (w);
 }
 
-HxfrExportWatch *
-hxfr_export_watch_new (const gchar * path,
-    const HxfrExportWatchCallbacks * callbacks, gpointer user_data,
+HxexWatch *
+hxex_watch_new (const gchar * path,
+    const HxexWatchCallbacks * callbacks, gpointer user_data,
     gint64 timeout_us, GError ** error)
 {
   g_autoptr (HxfrAddress) addr = hxfr_address_new_unix (path);
   gint64 deadline = hxfr_deadline_from_timeout (timeout_us);
-  HxfrExportWatch *w;
+  HxexWatch *w;
   HxfrConn *conn;
 
   conn = hxfr_conn_connect (addr, timeout_us, NULL, error);
@@ -379,7 +378,7 @@ hxfr_export_watch_new (const gchar * path,
 }
 
 guint
-hxfr_export_watch_get_n_scanouts (HxfrExportWatch * w)
+hxex_watch_get_n_scanouts (HxexWatch * w)
 {
   return w->n_scanouts;
 }
@@ -387,7 +386,7 @@ hxfr_export_watch_get_n_scanouts (HxfrExportWatch * w)
 /* Waits for the reader thread to hand over the ACK of @id. Caller holds
  * control_lock. */
 static gboolean
-wait_ack (HxfrExportWatch * w, guint32 id, gint64 deadline,
+wait_ack (HxexWatch * w, guint32 id, gint64 deadline,
     HxexScanoutControlAck * ack, GError ** error)
 {
   gboolean ok = FALSE;
@@ -412,7 +411,7 @@ wait_ack (HxfrExportWatch * w, guint32 id, gint64 deadline,
 }
 
 gboolean
-hxfr_export_watch_set_enabled (HxfrExportWatch * w, guint32 index,
+hxex_watch_set_enabled (HxexWatch * w, guint32 index,
     gboolean enable, guint32 width, guint32 height, guint32 refresh_hz,
     gint64 timeout_us, GError ** error)
 {
@@ -469,7 +468,7 @@ out:
 }
 
 void
-hxfr_export_watch_free (HxfrExportWatch * w)
+hxex_watch_free (HxexWatch * w)
 {
   if (!w)
     return;

@@ -22,7 +22,7 @@
 
 G_BEGIN_DECLS
 
-typedef struct _HxfrExportWatch HxfrExportWatch;
+typedef struct _HxexWatch HxexWatch;
 
 typedef struct
 {
@@ -45,35 +45,35 @@ typedef struct
 typedef struct
 {
   /* a scanout's state changed; also once per scanout before
-   * hxfr_export_watch_new() returns */
+   * hxex_watch_new() returns */
   void (*state) (gpointer user_data, const HxfrScanoutState * state);
   void (*flush) (gpointer user_data, const HxfrScanoutFlush * flush);
   /* the VMM closed the watch or broke the protocol; no callback follows */
   void (*closed) (gpointer user_data, const GError * why);
-} HxfrExportWatchCallbacks;
+} HxexWatchCallbacks;
 
 /* Connects to the export at @path, negotiates version 2, asks for scanout
  * events and reads the initial state of every scanout (calling
  * callbacks->state for each, on this thread), all within @timeout_us; then
  * starts the reader thread. A VMM whose export has no scanouts (version 1)
  * fails with G_IO_ERROR_NOT_SUPPORTED. */
-HxfrExportWatch *hxfr_export_watch_new (const gchar * path,
-    const HxfrExportWatchCallbacks * callbacks, gpointer user_data,
+HxexWatch *hxex_watch_new (const gchar * path,
+    const HxexWatchCallbacks * callbacks, gpointer user_data,
     gint64 timeout_us, GError ** error);
 /* The VMM's number of scanouts (QEMU: max_outputs). */
-guint hxfr_export_watch_get_n_scanouts (HxfrExportWatch * watch);
+guint hxex_watch_get_n_scanouts (HxexWatch * watch);
 /* Enables (a connector hotplug with a preferred mode of @width x @height
  * at @refresh_hz) or disables scanout @index, waiting up to @timeout_us
  * for the VMM's answer. FALSE with HXEX_ERROR (e.g. HXEX_ERR_REFUSED for
  * scanout 0, an index out of range, a size above the VMM's maximum) or a
  * G_IO_ERROR. Not from a callback. */
-gboolean hxfr_export_watch_set_enabled (HxfrExportWatch * watch,
+gboolean hxex_watch_set_enabled (HxexWatch * watch,
     guint32 index, gboolean enable, guint32 width, guint32 height,
     guint32 refresh_hz, gint64 timeout_us, GError ** error);
 /* Closes the connection and joins the reader thread: no callback runs
  * after it returns. Not from a callback. */
-void hxfr_export_watch_free (HxfrExportWatch * watch);
+void hxex_watch_free (HxexWatch * watch);
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxfrExportWatch, hxfr_export_watch_free);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HxexWatch, hxex_watch_free);
 
 G_END_DECLS

@@ -25,7 +25,7 @@ surface_quark (void)
 /* Whether a consumer reading as @access gets the right picture out of
  * @surface. Only DMA-BUFs have a layout of their own. */
 static gboolean
-layout_readable (const HxfrExportSurface * surface, HxfrSurfaceAccess access)
+layout_readable (const HxexClientSurface * surface, HxfrSurfaceAccess access)
 {
   if (surface->kind != HXEX_KIND_DMABUF
       || surface->modifier == HXEX_DRM_FORMAT_MOD_LINEAR)
@@ -38,7 +38,7 @@ layout_readable (const HxfrExportSurface * surface, HxfrSurfaceAccess access)
 
 /* TRUE if @surface's planes are @info's and lie inside the surface. */
 static gboolean
-planes_fit (const HxfrExportSurface * surface, const GstVideoInfo * info)
+planes_fit (const HxexClientSurface * surface, const GstVideoInfo * info)
 {
   guint i;
 
@@ -60,15 +60,15 @@ planes_fit (const HxfrExportSurface * surface, const GstVideoInfo * info)
 }
 
 static GstMemory *
-wrap_readback_slot (HxfrExportSurface * surface)
+wrap_readback_slot (HxexClientSurface * surface)
 {
   return gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
       (gpointer) surface->data, surface->size, 0, surface->size, surface,
-      (GDestroyNotify) hxfr_export_surface_free);
+      (GDestroyNotify) hxex_client_surface_free);
 }
 
 static GstMemory *
-wrap_dmabuf (HxfrExportSurface * surface)
+wrap_dmabuf (HxexClientSurface * surface)
 {
   static GstAllocator *allocator;
   GstMemory *mem;
@@ -82,7 +82,7 @@ wrap_dmabuf (HxfrExportSurface * surface)
   surface->fd = -1;
   GST_MINI_OBJECT_FLAG_SET (mem, GST_MEMORY_FLAG_READONLY);
   gst_mini_object_set_qdata (GST_MINI_OBJECT (mem), surface_quark (),
-      surface, (GDestroyNotify) hxfr_export_surface_free);
+      surface, (GDestroyNotify) hxex_client_surface_free);
   return mem;
 }
 
@@ -92,7 +92,7 @@ wrap_dmabuf (HxfrExportSurface * surface)
 typedef struct
 {
   IOSurfaceRef surface;
-  HxfrExportSurface *export_surface;
+  HxexClientSurface *export_surface;
 } IOSurfaceHold;
 
 static void
@@ -100,13 +100,13 @@ iosurface_hold_free (IOSurfaceHold * h)
 {
   IOSurfaceUnlock (h->surface, kIOSurfaceLockReadOnly, NULL);
   CFRelease (h->surface);
-  hxfr_export_surface_free (h->export_surface);
+  hxex_client_surface_free (h->export_surface);
   g_free (h);
 }
 
 /* The stride is the IOSurface's: @surface's first plane is updated. */
 static GstMemory *
-wrap_iosurface (HxfrExportSurface * surface)
+wrap_iosurface (HxexClientSurface * surface)
 {
   IOSurfaceRef ios = IOSurfaceLookup (surface->iosurface_id);
   IOSurfaceHold *h;
@@ -129,7 +129,7 @@ wrap_iosurface (HxfrExportSurface * surface)
 #endif
 
 GstBuffer *
-hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
+hxfr_surface_wrap (HxexClientSurface * surface, HxfrSurfaceAccess access,
     GstVideoInfo * info, GError ** error)
 {
   GstVideoFormat format = hxfr_video_format_from_fourcc (surface->fourcc);
@@ -151,7 +151,7 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
         "planes", surface->resource_id, surface->width, surface->height,
         surface->fourcc, hxfr_format_to_string (surface->fourcc),
         surface->n_planes);
-    hxfr_export_surface_free (surface);
+    hxex_client_surface_free (surface);
     return NULL;
   }
   /* the format is one of ours from here: its fourcc is printable */
@@ -165,7 +165,7 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
         " with modifier 0x%016" G_GINT64_MODIFIER "x, which %s",
         surface->resource_id, GST_FOURCC_ARGS (surface->fourcc),
         surface->modifier, why);
-    hxfr_export_surface_free (surface);
+    hxex_client_surface_free (surface);
     return NULL;
   }
 
@@ -188,7 +188,7 @@ hxfr_surface_wrap (HxfrExportSurface * surface, HxfrSurfaceAccess access,
     g_set_error (error, HXFR_SURFACE_ERROR, HXFR_SURFACE_ERROR_UNSUPPORTED,
         "resource %u: a %s surface cannot be wrapped here",
         surface->resource_id, hxex_kind_name (surface->kind));
-    hxfr_export_surface_free (surface);
+    hxex_client_surface_free (surface);
     return NULL;
   }
 

@@ -46,7 +46,7 @@ typedef enum
  * the VMM), or it is freed here on failure. A DMA-BUF whose modifier
  * @access cannot read fails with HXFR_SURFACE_ERROR_MODIFIER, never a
  * wrong picture. Every error names the resource. */
-GstBuffer *hxfr_surface_wrap (HxfrExportSurface * surface,
+GstBuffer *hxfr_surface_wrap (HxexClientSurface * surface,
     HxfrSurfaceAccess access, GstVideoInfo * info, GError ** error);
 
 G_END_DECLS

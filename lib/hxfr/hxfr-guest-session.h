@@ -2,7 +2,7 @@
  * the v1 fallbacks of docs/protocol.md section 6), send requests, and a
  * reader thread that matches every answer to its request, answers PINGs,
  * maps v1 ERRORs and bounds every wait for an answer. Plus the reconnect
- * back-off. GLib/GIO only: vsockenc (gst/vsockenc/gstvsockenc.c) is its
+ * back-off. GLib/GIO only: vsockenc (gst/guest/gstvsockenc.c) is its
  * user and keeps everything that is GStreamer (frames, caps, the bus).
  *
  * One HxfrGuestSession is one connection: a reconnect is a new session.

@@ -2,7 +2,7 @@
  * both ends, over real UNIX sockets so partial reads and descriptor
  * passing are exercised.
  *
- * FUZZ_EXPORT_VMM: the VMM module (host-bridge/export/helix-export.c)
+ * FUZZ_EXPORT_VMM: the VMM module (vmm/export/helix-export.c)
  *   parses what a client sends. The input is cut into chunks (sizes from
  *   the input) written to a client connection while the module
  *   dispatches; some chunks carry a descriptor. virglrenderer is replaced
@@ -396,7 +396,7 @@ fake_vmm (gpointer user_data)
 
 /* Reads every byte of every plane the surface describes. */
 static guint
-touch_surface (const HxfrExportSurface * s)
+touch_surface (const HxexClientSurface * s)
 {
   guint sum = 0, i;
   guint64 b;
@@ -443,20 +443,20 @@ watch_closed (gpointer user_data, const GError * why)
 static void
 play_watch (void)
 {
-  static const HxfrExportWatchCallbacks cb = {
+  static const HxexWatchCallbacks cb = {
     watch_state, watch_flush, watch_closed
   };
   guint events = 0;
-  HxfrExportWatch *w = hxfr_export_watch_new (vmm_path, &cb, &events,
+  HxexWatch *w = hxex_watch_new (vmm_path, &cb, &events,
       2 * G_USEC_PER_SEC, NULL);
 
   if (!w)
     return;
   fuzz_messages_parsed++;
-  g_assert (hxfr_export_watch_get_n_scanouts (w) >= 1);
-  g_assert (hxfr_export_watch_get_n_scanouts (w) <= HXEX_MAX_SCANOUTS);
-  hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 64, 60, G_USEC_PER_SEC, NULL);
-  hxfr_export_watch_free (w);
+  g_assert (hxex_watch_get_n_scanouts (w) >= 1);
+  g_assert (hxex_watch_get_n_scanouts (w) <= HXEX_MAX_SCANOUTS);
+  hxex_watch_set_enabled (w, 1, TRUE, 64, 64, 60, G_USEC_PER_SEC, NULL);
+  hxex_watch_free (w);
 }
 
 int
@@ -464,7 +464,7 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
 {
   FakeVmm v;
   GThread *thread;
-  HxfrExportClient *c;
+  HxexClient *c;
   guint fds_before, i;
 
   if (size < 3 || size > 64 * 1024)
@@ -484,23 +484,23 @@ LLVMFuzzerTestOneInput (const guint8 * data, size_t size)
   if (v.fd_mask & 0x80)
     play_watch ();
   else
-    c = hxfr_export_client_connect (vmm_path, 0, 2 * G_USEC_PER_SEC, NULL);
+    c = hxex_client_connect (vmm_path, 0, 2 * G_USEC_PER_SEC, NULL);
   if (c) {
     fuzz_messages_parsed++;
     /* the VMM hangs up after its bytes, so no resolve waits long */
-    for (i = 0; i < 4 && hxfr_export_client_is_connected (c); i++) {
-      HxfrExportSurface *s = hxfr_export_client_resolve (c, i + 1,
+    for (i = 0; i < 4 && hxex_client_is_connected (c); i++) {
+      HxexClientSurface *s = hxex_client_resolve (c, i + 1,
           2 * G_USEC_PER_SEC, NULL);
 
       if (s) {
         fuzz_messages_parsed++;
         touch_surface (s);
         if (i & 1)
-          hxfr_export_surface_release (s, NULL);
-        hxfr_export_surface_free (s);
+          hxex_client_surface_release (s, NULL);
+        hxex_client_surface_free (s);
       }
     }
-    hxfr_export_client_unref (c);
+    hxex_client_unref (c);
   }
   g_thread_join (thread);
   /* the ring, DMA-BUFs and stray descriptors are all closed */

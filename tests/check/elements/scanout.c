@@ -1,5 +1,5 @@
 /* Scanout subscriptions end to end: the built helix-host-bridge (x264enc)
- * against the stand-in VMM (host-bridge/export/helix-standin-vmm), whose
+ * against the stand-in VMM (tests/standin/helix-standin-vmm), whose
  * scanouts page-flip the test pattern, subscribed to by
  * - a deployed helix client written here from ../shared/PROTOCOL-scanout.md
  *   (sections 2-5, 8, 12): raw socket reads of the 12-byte header, exactly
@@ -32,7 +32,7 @@
 #include "scanout-client.h"
 #include "proc-stats.h"
 #include "hxfr-protocol.h"
-#include "../../../host-bridge/export/helix-test-pattern.h"
+#include "../../standin/helix-test-pattern.h"
 
 /* ------------------------------------------------------------------ */
 /* 1. The deployed client                                               */

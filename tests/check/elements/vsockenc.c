@@ -20,7 +20,7 @@
 #include "video-compare.h"
 #include "elements.h"
 #include "proc-stats.h"
-#include "../../../gst/vsockenc/vsockenc-drm.h"
+#include "../../../gst/guest/vsockenc-drm.h"
 
 #define W 64
 #define H 48

@@ -1,5 +1,5 @@
 /* Zero copy end to end: the built helix-host-bridge (--export unix:PATH)
- * against the stand-in VMM (host-bridge/export/helix-standin-vmm: a real
+ * against the stand-in VMM (tests/standin/helix-standin-vmm: a real
  * virglrenderer on surfaceless EGL, llvmpipe here) serving its resources
  * through the helix export. The guest is either the stand-in itself
  * (--bridge) or emulated on the core library, naming resources by id.
@@ -475,7 +475,7 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     GstElement *pl = gst_parse_launch (desc, NULL);
     GstElement *src = gst_bin_get_by_name (GST_BIN (pl), "src");
     GstElement *sink = gst_bin_get_by_name (GST_BIN (pl), "sink");
-    HxfrExportClient *client;
+    HxexClient *client;
     GstCapsFeatures *features;
     GError *err = NULL;
     GstSample *smp;
@@ -488,7 +488,7 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     gchar *addr, *stats;
     guint x, y, b, bad = 0;
 
-    client = hxfr_export_client_connect (standin_runner_get_socket_path (v), 0,
+    client = hxex_client_connect (standin_runner_get_socket_path (v), 0,
         5 * G_USEC_PER_SEC, &err);
     fail_unless (client != NULL, "%s", err ? err->message : "");
     g_object_set (src, "export-client", client, NULL);
@@ -550,8 +550,8 @@ GST_START_TEST (test_vsocksrc_dmabuf_caps)
     g_free (vmm_wait_stat (v, "handles_held", 0));
 
     guest_emu_free (g);
-    hxfr_export_client_close (client);
-    hxfr_export_client_unref (client);
+    hxex_client_close (client);
+    hxex_client_unref (client);
     g_unlink (sock);
     g_rmdir (dir);
     g_free (addr);

@@ -31,7 +31,7 @@ expected_pixel (guint32 x, guint32 y, guint32 frame, guint8 px[4])
 }
 
 static gboolean
-surface_matches_frame (const HxfrExportSurface * s, guint32 frame)
+surface_matches_frame (const HxexClientSurface * s, guint32 frame)
 {
   guint32 x, y;
 
@@ -56,12 +56,11 @@ surface_matches_frame (const HxfrExportSurface * s, guint32 frame)
 /* The stand-in VMM is support/standin-runner, read line by line in order
  * (standin_runner_ask): these tests read every line it says. */
 
-static HxfrExportClient *
+static HxexClient *
 connect_client (StandinRunner * vmm)
 {
   g_autoptr (GError) err = NULL;
-  HxfrExportClient *c =
-      hxfr_export_client_connect (standin_runner_get_socket_path (vmm), 0,
+  HxexClient *c = hxex_client_connect (standin_runner_get_socket_path (vmm), 0,
       5 * SECOND, &err);
 
   fail_unless (c != NULL, "connect: %s", err ? err->message : "");
@@ -253,7 +252,7 @@ GST_START_TEST (test_connect_failures)
   g_autoptr (GError) err = NULL;
   gint64 start;
 
-  fail_if (hxfr_export_client_connect (path, 0, SECOND, &err));
+  fail_if (hxex_client_connect (path, 0, SECOND, &err));
   fail_unless (err != NULL && err->domain == G_IO_ERROR);
   fail_unless (strstr (err->message, path) != NULL, "%s", err->message);
   g_clear_error (&err);
@@ -263,7 +262,7 @@ GST_START_TEST (test_connect_failures)
   fail_unless (g_socket_bind (mute, addr, TRUE, NULL));
   fail_unless (g_socket_listen (mute, NULL));
   start = g_get_monotonic_time ();
-  fail_if (hxfr_export_client_connect (path, 0, SECOND / 2, &err));
+  fail_if (hxex_client_connect (path, 0, SECOND / 2, &err));
   fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT), "%s",
       err->message);
   fail_unless (g_get_monotonic_time () - start < 3 * SECOND);
@@ -281,17 +280,17 @@ GST_START_TEST (test_resolve_pixels)
   const gchar *extra[] = { "--width", "320", "--height", "240", NULL };
   g_autoptr (GError) err = NULL;
   g_autofree gchar *reply = NULL;
-  HxfrExportClient *c;
-  HxfrExportSurface *s, *s2;
+  HxexClient *c;
+  HxexClientSurface *s, *s2;
   StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
-  fail_unless (hxfr_export_client_get_n_slots (c) > 0);
-  fail_unless (hxfr_export_client_get_slot_size (c) >= 320 * 240 * 4);
+  fail_unless (hxex_client_get_n_slots (c) > 0);
+  fail_unless (hxex_client_get_slot_size (c) >= 320 * 240 * 4);
 
-  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   /* no GPU here: DMA-BUF export fails and the module falls back */
@@ -309,7 +308,7 @@ GST_START_TEST (test_resolve_pixels)
    * the old content */
   reply = standin_runner_ask (vmm, "frame 37");
   fail_unless_equals_string (reply, "OK");
-  s2 = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s2 = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (s2 != NULL, "%s", err ? err->message : "");
   fail_unless (s2->slot != s->slot);
@@ -321,14 +320,14 @@ GST_START_TEST (test_resolve_pixels)
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "dmabufs"), 0);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "dmabuf_failures"), 1);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "readbacks"), 2);
-  fail_unless (hxfr_export_surface_release (s, NULL));
-  hxfr_export_surface_free (s);
-  hxfr_export_surface_free (s2);        /* releases too */
+  fail_unless (hxex_client_surface_release (s, NULL));
+  hxex_client_surface_free (s);
+  hxex_client_surface_free (s2);        /* releases too */
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
-  hxfr_export_client_unref (c);
+  hxex_client_unref (c);
   standin_runner_stop_checked (vmm);
 }
 
@@ -340,24 +339,24 @@ GST_START_TEST (test_rgbx_format)
     "rgbx", "--no-dmabuf", NULL
   };
   g_autoptr (GError) err = NULL;
-  HxfrExportClient *c;
-  HxfrExportSurface *s;
+  HxexClient *c;
+  HxexClientSurface *s;
   StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
   /* the VMM offers only what it can do */
-  fail_unless_equals_int (hxfr_export_client_get_kinds (c),
+  fail_unless_equals_int (hxex_client_get_kinds (c),
       HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT));
-  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   fail_unless_equals_int (s->fourcc, GUINT32_FROM_LE (*(guint32 *) "XB24"));
   fail_unless_equals_int (s->stride[0], 96 * 4);
   fail_unless (surface_matches_frame (s, 0));
-  hxfr_export_surface_free (s);
-  hxfr_export_client_unref (c);
+  hxex_client_surface_free (s);
+  hxex_client_unref (c);
   standin_runner_stop_checked (vmm);
 }
 
@@ -368,8 +367,8 @@ GST_START_TEST (test_unknown_and_released)
   g_autoptr (GError) err = NULL;
   g_autofree gchar *created = NULL;
   g_autofree gchar *destroyed = NULL;
-  HxfrExportClient *c;
-  HxfrExportSurface *s;
+  HxexClient *c;
+  HxexClientSurface *s;
   guint32 id;
   StandinRunner *vmm = standin_runner_start (NULL);
 
@@ -377,22 +376,22 @@ GST_START_TEST (test_unknown_and_released)
     return;
   c = connect_client (vmm);
 
-  s = hxfr_export_client_resolve (c, 999, 5 * SECOND, &err);
+  s = hxex_client_resolve (c, 999, 5 * SECOND, &err);
   fail_unless (s == NULL);
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE),
       "%s", err->message);
   fail_unless (strstr (err->message, "999") != NULL, "%s", err->message);
   g_clear_error (&err);
-  s = hxfr_export_client_resolve (c, 0, 5 * SECOND, &err);
+  s = hxex_client_resolve (c, 0, 5 * SECOND, &err);
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE));
   g_clear_error (&err);
   /* the connection carries on */
-  fail_unless (hxfr_export_client_is_connected (c));
+  fail_unless (hxex_client_is_connected (c));
 
   /* a resource the guest destroyed is unknown from then on */
   created = standin_runner_ask (vmm, "create 48 32");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
-  s = hxfr_export_client_resolve (c, id, 5 * SECOND, &err);
+  s = hxex_client_resolve (c, id, 5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   fail_unless_equals_int (s->width, 48);
   fail_unless (surface_matches_frame (s, 0));
@@ -402,7 +401,7 @@ GST_START_TEST (test_unknown_and_released)
   fail_unless_equals_string (created, "OK");
   /* the copy in the slot outlives the resource */
   fail_unless (surface_matches_frame (s, 0));
-  fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
+  fail_if (hxex_client_resolve (c, id, 5 * SECOND, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_UNKNOWN_RESOURCE));
   g_clear_error (&err);
 
@@ -410,7 +409,7 @@ GST_START_TEST (test_unknown_and_released)
   g_free (created);
   created = standin_runner_ask (vmm, "create 32 32 64");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
-  fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
+  fail_if (hxex_client_resolve (c, id, 5 * SECOND, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR,
           HXEX_ERR_UNSUPPORTED_FORMAT), "%s", err->message);
   g_clear_error (&err);
@@ -419,22 +418,22 @@ GST_START_TEST (test_unknown_and_released)
   g_free (created);
   created = standin_runner_ask (vmm, "create 4096 2304");
   fail_unless (sscanf (created, "CREATED %u", &id) == 1, "%s", created);
-  fail_if (hxfr_export_client_resolve (c, id, 5 * SECOND, &err));
+  fail_if (hxex_client_resolve (c, id, 5 * SECOND, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_TOO_LARGE), "%s",
       err->message);
   g_clear_error (&err);
-  fail_unless (hxfr_export_client_is_connected (c));
+  fail_unless (hxex_client_is_connected (c));
 
   /* double release */
-  fail_unless (hxfr_export_surface_release (s, &err));
-  fail_if (hxfr_export_surface_release (s, &err));
+  fail_unless (hxex_client_surface_release (s, &err));
+  fail_if (hxex_client_surface_release (s, &err));
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_RELEASED));
   g_clear_error (&err);
-  hxfr_export_surface_free (s);
+  hxex_client_surface_free (s);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
-  hxfr_export_client_unref (c);
+  hxex_client_unref (c);
   standin_runner_stop_checked (vmm);
 }
 
@@ -652,15 +651,15 @@ GST_START_TEST (test_raw_protocol)
 
   /* the export still serves others */
   {
-    HxfrExportClient *c = connect_client (vmm);
-    HxfrExportSurface *s =
-        hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+    HxexClient *c = connect_client (vmm);
+    HxexClientSurface *s =
+        hxex_client_resolve (c, standin_runner_get_resource (vmm),
         5 * SECOND, NULL);
     guint8 rel[HXEX_HEADER_SIZE + HXEX_RELEASE_SIZE];
 
     fail_unless (s != NULL);
-    hxfr_export_surface_free (s);
-    hxfr_export_client_unref (c);
+    hxex_client_surface_free (s);
+    hxex_client_unref (c);
 
     /* RELEASE of a handle never handed out: no answer, counted */
     g_clear_object (&sock);
@@ -737,23 +736,23 @@ GST_START_TEST (test_busy)
 {
   const gchar *extra[] = { "--slots", "3", NULL };
   g_autoptr (GError) err = NULL;
-  HxfrExportSurface *held[3];
-  HxfrExportClient *c;
-  HxfrExportSurface *s;
+  HxexClientSurface *held[3];
+  HxexClient *c;
+  HxexClientSurface *s;
   guint i;
   StandinRunner *vmm = standin_runner_start (extra);
 
   if (!vmm)
     return;
   c = connect_client (vmm);
-  fail_unless_equals_int (hxfr_export_client_get_n_slots (c), 3);
+  fail_unless_equals_int (hxex_client_get_n_slots (c), 3);
   for (i = 0; i < 3; i++) {
     held[i] =
-        hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+        hxex_client_resolve (c, standin_runner_get_resource (vmm),
         5 * SECOND, &err);
     fail_unless (held[i] != NULL, "%s", err ? err->message : "");
   }
-  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (s == NULL);
   fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_BUSY), "%s",
@@ -761,28 +760,28 @@ GST_START_TEST (test_busy)
   g_clear_error (&err);
 
   /* one back, one more out */
-  hxfr_export_surface_free (held[1]);
+  hxex_client_surface_free (held[1]);
   held[1] =
-      hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (held[1] != NULL, "%s", err ? err->message : "");
 
   /* slots belong to a connection: another client has its own ring */
   {
-    HxfrExportClient *c2 = connect_client (vmm);
+    HxexClient *c2 = connect_client (vmm);
 
-    s = hxfr_export_client_resolve (c2, standin_runner_get_resource (vmm),
+    s = hxex_client_resolve (c2, standin_runner_get_resource (vmm),
         5 * SECOND, &err);
     fail_unless (s != NULL, "%s", err ? err->message : "");
     fail_unless (surface_matches_frame (s, 0));
     fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 4);
-    hxfr_export_surface_free (s);
-    hxfr_export_client_unref (c2);
+    hxex_client_surface_free (s);
+    hxex_client_unref (c2);
   }
 
   /* a client that goes away gives all its slots back, while what it
    * holds stays readable on its side */
-  hxfr_export_client_close (c);
+  hxex_client_close (c);
   fail_unless (surface_matches_frame (held[0], 0));
   {
     gint64 deadline = g_get_monotonic_time () + 10 * SECOND;
@@ -794,8 +793,8 @@ GST_START_TEST (test_busy)
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 0);
   for (i = 0; i < 3; i++)
-    hxfr_export_surface_free (held[i]);
-  hxfr_export_client_unref (c);
+    hxex_client_surface_free (held[i]);
+  hxex_client_unref (c);
   standin_runner_stop_checked (vmm);
 }
 
@@ -803,7 +802,7 @@ GST_END_TEST;
 
 typedef struct
 {
-  HxfrExportClient *client;
+  HxexClient *client;
   guint32 resource_id;
   GError *error;
   gint64 elapsed;
@@ -814,11 +813,11 @@ resolve_thread (gpointer data)
 {
   ResolveJob *job = data;
   gint64 start = g_get_monotonic_time ();
-  HxfrExportSurface *s = hxfr_export_client_resolve (job->client,
+  HxexClientSurface *s = hxex_client_resolve (job->client,
       job->resource_id, 30 * SECOND, &job->error);
 
   job->elapsed = g_get_monotonic_time () - start;
-  hxfr_export_surface_free (s);
+  hxex_client_surface_free (s);
   return NULL;
 }
 
@@ -826,8 +825,8 @@ GST_START_TEST (test_vmm_stalls_then_dies)
 {
   g_autoptr (GError) err = NULL;
   g_autofree gchar *reply = NULL;
-  HxfrExportClient *c;
-  HxfrExportSurface *s, *kept;
+  HxexClient *c;
+  HxexClientSurface *s, *kept;
   ResolveJob job = { 0 };
   GThread *t;
   gint64 start, elapsed;
@@ -837,7 +836,7 @@ GST_START_TEST (test_vmm_stalls_then_dies)
     return;
   c = connect_client (vmm);
   kept =
-      hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+      hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (kept != NULL);
 
@@ -846,7 +845,7 @@ GST_START_TEST (test_vmm_stalls_then_dies)
   fail_unless_equals_string (reply, "STALLING");
   g_clear_pointer (&reply, g_free);
   start = g_get_monotonic_time ();
-  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       SECOND / 2, &err);
   elapsed = g_get_monotonic_time () - start;
   fail_unless (s == NULL);
@@ -858,11 +857,11 @@ GST_START_TEST (test_vmm_stalls_then_dies)
   fail_unless_equals_string (reply, "OK");
 
   /* the late answer is given back; the next request gets its own */
-  s = hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  s = hxex_client_resolve (c, standin_runner_get_resource (vmm),
       5 * SECOND, &err);
   fail_unless (s != NULL, "%s", err ? err->message : "");
   fail_unless (surface_matches_frame (s, 0));
-  hxfr_export_surface_free (s);
+  hxex_client_surface_free (s);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "handles_held"), 1);
 
   /* the VMM dies while a request waits on it */
@@ -883,18 +882,18 @@ GST_START_TEST (test_vmm_stalls_then_dies)
   fail_unless (job.elapsed < 10 * SECOND);
   GST_INFO ("after the VMM died: %s", job.error->message);
   g_clear_error (&job.error);
-  fail_if (hxfr_export_client_is_connected (c));
+  fail_if (hxex_client_is_connected (c));
 
   /* later calls fail at once; what was handed out stays readable */
   start = g_get_monotonic_time ();
-  fail_if (hxfr_export_client_resolve (c, standin_runner_get_resource (vmm),
+  fail_if (hxex_client_resolve (c, standin_runner_get_resource (vmm),
           5 * SECOND, &err));
   fail_unless (err != NULL);
   fail_unless (g_get_monotonic_time () - start < SECOND);
   fail_unless (surface_matches_frame (kept, 0));
-  fail_unless (hxfr_export_surface_release (kept, NULL));
-  hxfr_export_surface_free (kept);
-  hxfr_export_client_unref (c);
+  fail_unless (hxex_client_surface_release (kept, NULL));
+  hxex_client_surface_free (kept);
+  hxex_client_unref (c);
   standin_runner_stop_checked (vmm);
 }
 
@@ -902,7 +901,7 @@ GST_END_TEST;
 
 typedef struct
 {
-  HxfrExportClient *client;
+  HxexClient *client;
   guint32 resource_id;
   guint cycles;
   guint failures;
@@ -915,12 +914,12 @@ cycle_thread (gpointer data)
   guint i;
 
   for (i = 0; i < job->cycles; i++) {
-    HxfrExportSurface *s = hxfr_export_client_resolve (job->client,
+    HxexClientSurface *s = hxex_client_resolve (job->client,
         job->resource_id, 10 * SECOND, NULL);
 
     if (!s || s->data[3] != 255)
       job->failures++;
-    hxfr_export_surface_free (s);
+    hxex_client_surface_free (s);
   }
   return NULL;
 }
@@ -932,7 +931,7 @@ GST_START_TEST (test_many_cycles_no_leak)
   };
   CycleJob jobs[4];
   GThread *threads[4];
-  HxfrExportClient *c;
+  HxexClient *c;
   guint fds_before, vmm_fds_before, i;
   StandinRunner *vmm = standin_runner_start (extra);
 
@@ -969,7 +968,7 @@ GST_START_TEST (test_many_cycles_no_leak)
       10 + 2000 + 4 * 500);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 0);
 
-  hxfr_export_client_unref (c);
+  hxex_client_unref (c);
   /* the ring's descriptor was closed once mapped: only the socket goes */
   fail_unless_equals_int (proc_count_fds (getpid ()), fds_before - 1);
   standin_runner_stop_checked (vmm);
@@ -1037,7 +1036,7 @@ rec_closed (gpointer user_data, const GError * why)
   g_mutex_unlock (&r->lock);
 }
 
-static const HxfrExportWatchCallbacks rec_callbacks = {
+static const HxexWatchCallbacks rec_callbacks = {
   rec_state, rec_flush, rec_closed
 };
 
@@ -1107,12 +1106,11 @@ rec_wait_flushes (WatchRec * r, guint n)
   g_mutex_unlock (&r->lock);
 }
 
-static HxfrExportWatch *
+static HxexWatch *
 watch_new (StandinRunner * vmm, WatchRec * r)
 {
   g_autoptr (GError) err = NULL;
-  HxfrExportWatch *w =
-      hxfr_export_watch_new (standin_runner_get_socket_path (vmm),
+  HxexWatch *w = hxex_watch_new (standin_runner_get_socket_path (vmm),
       &rec_callbacks, r, 10 * SECOND, &err);
 
   fail_unless (w != NULL, "watch: %s", err ? err->message : "");
@@ -1139,17 +1137,16 @@ resolve_matches (StandinRunner * vmm, guint32 resource_id, guint32 frame,
     guint32 width, guint32 height)
 {
   g_autoptr (GError) err = NULL;
-  HxfrExportClient *c = connect_client (vmm);
-  HxfrExportSurface *s =
-      hxfr_export_client_resolve (c, resource_id, 5 * SECOND, &err);
+  HxexClient *c = connect_client (vmm);
+  HxexClientSurface *s = hxex_client_resolve (c, resource_id, 5 * SECOND, &err);
   gboolean ok;
 
   fail_unless (s != NULL, "resolve %u: %s", resource_id,
       err ? err->message : "");
   ok = s->width == width && s->height == height
       && surface_matches_frame (s, frame);
-  hxfr_export_surface_free (s);
-  hxfr_export_client_unref (c);
+  hxex_client_surface_free (s);
+  hxex_client_unref (c);
   return ok;
 }
 
@@ -1359,7 +1356,7 @@ GST_START_TEST (test_watch_initial_state)
   };
   g_autofree gchar *reply = NULL;
   WatchRec *r = rec_new ();
-  HxfrExportWatch *w;
+  HxexWatch *w;
   WatchEvent *ev;
   StandinRunner *vmm = standin_runner_start (extra);
 
@@ -1368,7 +1365,7 @@ GST_START_TEST (test_watch_initial_state)
     return;
   }
   w = watch_new (vmm, r);
-  fail_unless_equals_int (hxfr_export_watch_get_n_scanouts (w), 3);
+  fail_unless_equals_int (hxex_watch_get_n_scanouts (w), 3);
   /* every scanout's state, in order, before new() returned */
   fail_unless_equals_int (r->events->len, 3);
   ev = &g_array_index (r->events, WatchEvent, 0);
@@ -1397,8 +1394,8 @@ GST_START_TEST (test_watch_initial_state)
             g_get_monotonic_time () + LINE_TIMEOUT));
   g_mutex_unlock (&r->lock);
   fail_unless (r->closed_error->domain == G_IO_ERROR);
-  fail_if (hxfr_export_watch_set_enabled (w, 1, FALSE, 0, 0, 0, SECOND, NULL));
-  hxfr_export_watch_free (w);
+  fail_if (hxex_watch_set_enabled (w, 1, FALSE, 0, 0, 0, SECOND, NULL));
+  hxex_watch_free (w);
   rec_free (r);
   standin_runner_stop_checked (vmm);
 }
@@ -1413,7 +1410,7 @@ GST_START_TEST (test_watch_flip)
   gint64 before_ns = g_get_monotonic_time () * 1000;
   g_autofree gchar *reply = NULL;
   WatchRec *r = rec_new ();
-  HxfrExportWatch *w;
+  HxexWatch *w;
   WatchEvent st, fl;
   guint32 frames, id, id0, cursor = 2, i;
   StandinRunner *vmm = standin_runner_start (extra);
@@ -1477,7 +1474,7 @@ GST_START_TEST (test_watch_flip)
   fail_unless (standin_runner_ask_stat (vmm, "flips1") >= 3 + 5);
   fail_unless (standin_runner_ask_stat (vmm, "flushes_sent") >= 4 + 1 + 5);
 
-  hxfr_export_watch_free (w);
+  hxex_watch_free (w);
   rec_free (r);
   standin_runner_stop_checked (vmm);
 }
@@ -1490,7 +1487,7 @@ GST_START_TEST (test_watch_hotplug)
   g_autoptr (GError) err = NULL;
   g_autofree gchar *line = NULL;
   WatchRec *r = rec_new ();
-  HxfrExportWatch *w;
+  HxexWatch *w;
   WatchEvent st, fl;
   guint cursor = 3;
   StandinRunner *vmm = standin_runner_start (extra);
@@ -1512,7 +1509,7 @@ GST_START_TEST (test_watch_hotplug)
   fail_if (g_array_index (r->events, WatchEvent, 2).state.enabled);
 
   /* connect scanout 2: shown, one flip, the VMM says so */
-  fail_unless (hxfr_export_watch_set_enabled (w, 2, TRUE, 320, 200, 60,
+  fail_unless (hxex_watch_set_enabled (w, 2, TRUE, 320, 200, 60,
           10 * SECOND, &err), "%s", err ? err->message : "");
   line = vmm_wait_line (vmm, "HOTPLUG ");
   fail_unless_equals_string (line, "HOTPLUG 2 enabled=1 320x200");
@@ -1524,7 +1521,7 @@ GST_START_TEST (test_watch_hotplug)
   fail_unless (resolve_matches (vmm, st.state.resource_id, 128, 320, 200));
 
   /* and disconnect it */
-  fail_unless (hxfr_export_watch_set_enabled (w, 2, FALSE, 0, 0, 0,
+  fail_unless (hxex_watch_set_enabled (w, 2, FALSE, 0, 0, 0,
           10 * SECOND, &err), "%s", err ? err->message : "");
   g_free (line);
   line = vmm_wait_line (vmm, "HOTPLUG ");
@@ -1534,14 +1531,14 @@ GST_START_TEST (test_watch_hotplug)
 
   /* scanout 0, out of range, absurd sizes: refused, the watch goes on */
   for (i = 0; i < G_N_ELEMENTS (refused); i++) {
-    fail_if (hxfr_export_watch_set_enabled (w, refused[i].index,
+    fail_if (hxex_watch_set_enabled (w, refused[i].index,
             refused[i].enable, refused[i].width, refused[i].height, 60,
             10 * SECOND, &err), "case %u", i);
     fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_REFUSED),
         "case %u: %s", i, err->message);
     g_clear_error (&err);
   }
-  fail_unless (hxfr_export_watch_set_enabled (w, 1, TRUE, 64, 32, 0,
+  fail_unless (hxex_watch_set_enabled (w, 1, TRUE, 64, 32, 0,
           10 * SECOND, &err), "%s", err ? err->message : "");
   g_free (line);
   line = vmm_wait_line (vmm, "HOTPLUG ");
@@ -1554,7 +1551,7 @@ GST_START_TEST (test_watch_hotplug)
   fail_if (r->closed);
   g_mutex_unlock (&r->lock);
 
-  hxfr_export_watch_free (w);
+  hxex_watch_free (w);
   rec_free (r);
   standin_runner_stop_checked (vmm);
 }
@@ -1641,7 +1638,7 @@ GST_START_TEST (test_watch_never_reads)
   g_autofree gchar *reply = NULL;
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   WatchRec *r = rec_new ();
-  HxfrExportWatch *w;
+  HxexWatch *w;
   GSocket *mute;
   HxexHeader h;
   guint rounds, flips = 0, frames, id, cursor;
@@ -1691,7 +1688,7 @@ GST_START_TEST (test_watch_never_reads)
   fail_if (r->closed);
   g_mutex_unlock (&r->lock);
 
-  hxfr_export_watch_free (w);
+  hxex_watch_free (w);
   rec_free (r);
   standin_runner_stop_checked (vmm);
 }
@@ -1759,7 +1756,7 @@ GST_START_TEST (test_watch_no_scanouts)
 
   if (!vmm)
     return;
-  fail_if (hxfr_export_watch_new (standin_runner_get_socket_path (vmm),
+  fail_if (hxex_watch_new (standin_runner_get_socket_path (vmm),
           &rec_callbacks, NULL, 10 * SECOND, &err));
   fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED),
       "%s", err->message);

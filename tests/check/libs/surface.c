@@ -23,10 +23,10 @@
 
 static guint8 pixels[SIZE];
 
-static HxfrExportSurface *
+static HxexClientSurface *
 new_surface (HxexKind kind, guint64 modifier)
 {
-  HxfrExportSurface *s = g_new0 (HxfrExportSurface, 1);
+  HxexClientSurface *s = g_new0 (HxexClientSurface, 1);
   guint i;
 
   for (i = 0; i < SIZE; i++)
@@ -85,7 +85,7 @@ check_picture (GstBuffer * buf, const GstVideoInfo * info)
 
 GST_START_TEST (test_readback_slot)
 {
-  HxfrExportSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
+  HxexClientSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
   GError *err = NULL;
   GstVideoInfo info;
   GstBuffer *buf;
@@ -110,7 +110,7 @@ GST_START_TEST (test_dmabuf_linear)
   HxfrSurfaceAccess access;
 
   for (access = HXFR_SURFACE_MAPPED; access <= HXFR_SURFACE_IMPORTED; access++) {
-    HxfrExportSurface *s = new_surface (HXEX_KIND_DMABUF,
+    HxexClientSurface *s = new_surface (HXEX_KIND_DMABUF,
         HXEX_DRM_FORMAT_MOD_LINEAR);
     gint fd = s->fd;
     GError *err = NULL;
@@ -138,7 +138,7 @@ GST_START_TEST (test_dmabuf_tiled_refused)
   HxfrSurfaceAccess access;
 
   for (access = HXFR_SURFACE_MAPPED; access <= HXFR_SURFACE_IMPORTED; access++) {
-    HxfrExportSurface *s = new_surface (HXEX_KIND_DMABUF, MOD_TILED);
+    HxexClientSurface *s = new_surface (HXEX_KIND_DMABUF, MOD_TILED);
     gint fd = s->fd;
     GError *err = NULL;
 
@@ -161,7 +161,7 @@ GST_END_TEST;
  * the exporter meant) gets it; mapping it could be a wrong picture. */
 GST_START_TEST (test_dmabuf_implicit)
 {
-  HxfrExportSurface *s = new_surface (HXEX_KIND_DMABUF,
+  HxexClientSurface *s = new_surface (HXEX_KIND_DMABUF,
       HXEX_DRM_FORMAT_MOD_INVALID);
   GError *err = NULL;
   GstBuffer *buf;
@@ -201,7 +201,7 @@ GST_START_TEST (test_bad_layout)
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (cases); i++) {
-    HxfrExportSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
+    HxexClientSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
     GError *err = NULL;
 
     s->fourcc = cases[i].fourcc;
@@ -224,7 +224,7 @@ GST_END_TEST;
 #ifndef __APPLE__
 GST_START_TEST (test_iosurface_unsupported)
 {
-  HxfrExportSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
+  HxexClientSurface *s = new_surface (HXEX_KIND_READBACK_SLOT, 0);
   GError *err = NULL;
 
   s->kind = HXEX_KIND_IOSURFACE;

@@ -111,7 +111,8 @@ set_fd_limit (gpointer data)
 
 /* The bridge registers a vsocksrc of its own build. A bridge that scans a
  * fresh registry in its own process (a sanitizer build does) would load
- * the vsocksrc plugin too, whose type clashes with it: not on its path. */
+ * the vsocksrc plugin (gst/host) too, whose type clashes with it: not on
+ * its path. */
 static void
 drop_vsocksrc_plugin (GSubprocessLauncher * launcher)
 {
@@ -124,7 +125,8 @@ drop_vsocksrc_plugin (GSubprocessLauncher * launcher)
     return;
   dirs = g_strsplit (path, G_SEARCHPATH_SEPARATOR_S, -1);
   for (i = 0; dirs[i]; i++) {
-    if (g_str_has_suffix (dirs[i], G_DIR_SEPARATOR_S "vsocksrc"))
+    if (g_str_has_suffix (dirs[i], G_DIR_SEPARATOR_S "gst" G_DIR_SEPARATOR_S
+            "host"))
       continue;
     if (kept->len)
       g_string_append (kept, G_SEARCHPATH_SEPARATOR_S);
@@ -185,7 +187,7 @@ start_full (BridgeRunnerTransport transport, const gchar * listen_opts,
     listen = l;
   }
 
-  g_ptr_array_add (argv, g_build_filename (root ? root : ".", "host-bridge",
+  g_ptr_array_add (argv, g_build_filename (root ? root : ".", "bridge",
           "helix-host-bridge", NULL));
   g_ptr_array_add (argv, g_strdup ("--listen"));
   g_ptr_array_add (argv, listen);

@@ -19,7 +19,7 @@ typedef enum
   BRIDGE_RUNNER_TCP,
 } BridgeRunnerTransport;
 
-/* Starts $HXFR_BUILD_ROOT/host-bridge/helix-host-bridge with @extra_args
+/* Starts $HXFR_BUILD_ROOT/bridge/helix-host-bridge with @extra_args
  * (NULL-terminated, may be NULL) and waits (bounded) until it listens.
  * NULL, with the bridge's output in the failure message, if it does not. */
 BridgeRunner *bridge_runner_start (BridgeRunnerTransport transport,

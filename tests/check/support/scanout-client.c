@@ -14,7 +14,7 @@
 #include <gst/app/gstappsink.h>
 
 #include "hxfr-protocol.h"
-#include "../../../host-bridge/export/helix-test-pattern.h"
+#include "../../standin/helix-test-pattern.h"
 
 /* ------------------------------------------------------------------ */
 /* Environment: stand-in + bridge                                      */

@@ -38,7 +38,7 @@ gchar *
 standin_runner_path (void)
 {
   const gchar *root = g_getenv ("HXFR_BUILD_ROOT");
-  gchar *exe = g_build_filename (root ? root : ".", "host-bridge", "export",
+  gchar *exe = g_build_filename (root ? root : ".", "tests", "standin",
       "helix-standin-vmm", NULL);
 
   if (!g_file_test (exe, G_FILE_TEST_IS_EXECUTABLE)) {

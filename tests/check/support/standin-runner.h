@@ -1,4 +1,4 @@
-/* Runs the built stand-in VMM (host-bridge/export/helix-standin-vmm) in
+/* Runs the built stand-in VMM (tests/standin/helix-standin-vmm) in
  * --serve-only mode for the end-to-end tests: its helix export on a UNIX
  * socket in a temporary directory, commands on its stdin, every stdout
  * line kept (support/line-reader) so that a test can wait (bounded) for a

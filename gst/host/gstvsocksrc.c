@@ -87,7 +87,7 @@ struct _GstVsockSrc
   guint max_in_flight;
   guint pool_size;
   gint default_fps_n, default_fps_d;
-  HxfrExportClient *export_client;      /* resolves resource ids */
+  HxexClient *export_client;    /* resolves resource ids */
 
   GCancellable *cancellable;
   HxfrListener *listener;
@@ -152,7 +152,7 @@ gst_vsock_src_finalize (GObject * object)
   if (self->session_prop)
     hxfr_host_session_unref (self->session_prop);
   if (self->export_client)
-    hxfr_export_client_unref (self->export_client);
+    hxex_client_unref (self->export_client);
   g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (gst_vsock_src_parent_class)->finalize (object);
 }
@@ -186,7 +186,7 @@ gst_vsock_src_set_property (GObject * object, guint prop_id,
       break;
     case PROP_EXPORT_CLIENT:
       if (self->export_client)
-        hxfr_export_client_unref (self->export_client);
+        hxex_client_unref (self->export_client);
       self->export_client = g_value_dup_boxed (value);
       break;
     default:
@@ -535,7 +535,7 @@ push_force_key_unit (GstVsockSrc * self, GstClockTime pts)
 /* Can downstream take @surface's frames as memory:DMABuf caps? (1.22
  * style: the plain format, linear or implicit modifier.) */
 static gboolean
-downstream_takes_dmabuf (GstVsockSrc * self, const HxfrExportSurface * surface)
+downstream_takes_dmabuf (GstVsockSrc * self, const HxexClientSurface * surface)
 {
   GstVideoInfo info;
   GstCaps *caps, *peer;
@@ -558,14 +558,13 @@ downstream_takes_dmabuf (GstVsockSrc * self, const HxfrExportSurface * surface)
 }
 
 /* The export client to resolve with, referenced (NULL: none set). */
-static HxfrExportClient *
+static HxexClient *
 ref_export_client (GstVsockSrc * self)
 {
-  HxfrExportClient *client;
+  HxexClient *client;
 
   GST_OBJECT_LOCK (self);
-  client = self->export_client ?
-      hxfr_export_client_ref (self->export_client) : NULL;
+  client = self->export_client ? hxex_client_ref (self->export_client) : NULL;
   GST_OBJECT_UNLOCK (self);
   return client;
 }
@@ -591,7 +590,7 @@ set_resolve_failure (GError ** failure, guint32 resource_id, GError * err)
  * is imported when downstream takes it as memory:DMABuf (*dmabuf_caps),
  * else mapped. */
 static GstBuffer *
-wrap_surface (GstVsockSrc * self, HxfrExportSurface * surface,
+wrap_surface (GstVsockSrc * self, HxexClientSurface * surface,
     gboolean * dmabuf_caps, GError ** error)
 {
   *dmabuf_caps = surface->kind == HXEX_KIND_DMABUF
@@ -606,14 +605,14 @@ wrap_surface (GstVsockSrc * self, HxfrExportSurface * surface,
  * every frame of the session, rather than exporting each twice. NULL:
  * @failure (domain HXFR_ERROR, the code the guest gets) says why. */
 static GstBuffer *
-resolve_buffer (GstVsockSrc * self, HxfrExportClient * client,
+resolve_buffer (GstVsockSrc * self, HxexClient * client,
     guint32 resource_id, gboolean * dmabuf_caps, GError ** failure)
 {
-  HxfrExportSurface *surface;
+  HxexClientSurface *surface;
   GstBuffer *buf;
   GError *err = NULL;
 
-  surface = hxfr_export_client_resolve_kinds (client, resource_id,
+  surface = hxex_client_resolve_kinds (client, resource_id,
       self->dmabuf_unusable ? HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) : 0,
       RESOLVE_TIMEOUT_US, &err);
   if (!surface) {
@@ -626,7 +625,7 @@ resolve_buffer (GstVsockSrc * self, HxfrExportClient * client,
     GST_INFO_OBJECT (self, "%s: readback from now on", err->message);
     self->dmabuf_unusable = TRUE;
     g_clear_error (&err);
-    surface = hxfr_export_client_resolve_kinds (client, resource_id,
+    surface = hxex_client_resolve_kinds (client, resource_id,
         HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), RESOLVE_TIMEOUT_US, &err);
     if (!surface) {
       set_resolve_failure (failure, resource_id, err);
@@ -669,7 +668,7 @@ static GstFlowReturn
 resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
     gboolean * dmabuf_caps)
 {
-  HxfrExportClient *client = ref_export_client (self);
+  HxexClient *client = ref_export_client (self);
   GError *failure = NULL, *err = NULL;
   gboolean answered;
 
@@ -678,7 +677,7 @@ resource_buffer (GstVsockSrc * self, HxfrFrameRequest * req, GstBuffer ** out,
   if (client) {
     *out = resolve_buffer (self, client, req->resource_id, dmabuf_caps,
         &failure);
-    hxfr_export_client_unref (client);
+    hxex_client_unref (client);
   } else {
     g_set_error (&failure, HXFR_ERROR, HXFR_ERR_RESOURCE_NOT_FOUND,
         "resource %u: no helix export", req->resource_id);
@@ -952,15 +951,15 @@ gst_vsock_src_class_init (GstVsockSrcClass * klass)
   /**
    * GstVsockSrc:export-client:
    *
-   * An `HxfrExportClient` (boxed) connected to the VMM's helix export
+   * An `HxexClient` (boxed) connected to the VMM's helix export
    * (helix-host-bridge --export sets it): frames the guest names by
    * virtio-gpu resource id are resolved through it and wrapped without a
    * copy (the shared readback slot itself), released back to the VMM when
    * the buffer is freed. Without it such frames fail one by one.
    */
   properties[PROP_EXPORT_CLIENT] = g_param_spec_boxed ("export-client",
-      "Export client", "HxfrExportClient resolving resource ids "
-      "(API use only)", HXFR_TYPE_EXPORT_CLIENT,
+      "Export client", "HxexClient resolving resource ids "
+      "(API use only)", HXEX_TYPE_CLIENT,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
 
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);

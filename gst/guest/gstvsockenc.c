@@ -77,8 +77,6 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
 
 G_DEFINE_TYPE (GstVsockEnc, gst_vsock_enc, GST_TYPE_VIDEO_ENCODER);
 GST_ELEMENT_REGISTER_DECLARE (vsockenc);
-GST_ELEMENT_REGISTER_DECLARE (vsockh265enc);
-GST_ELEMENT_REGISTER_DECLARE (vsockav1enc);
 GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
     GST_TYPE_VSOCK_ENC);
 
@@ -1058,19 +1056,3 @@ gst_vsock_enc_class_init (GstVsockEncClass * klass)
   GST_DEBUG_CATEGORY_INIT (gst_vsock_enc_debug, "vsockenc", 0,
       "Host-offloaded H.264 encoder");
 }
-
-static gboolean
-plugin_init (GstPlugin * plugin)
-{
-  GST_ELEMENT_REGISTER_DECLARE (vsockscanoutsrc);
-
-  return GST_ELEMENT_REGISTER (vsockenc, plugin)
-      && GST_ELEMENT_REGISTER (vsockh265enc, plugin)
-      && GST_ELEMENT_REGISTER (vsockav1enc, plugin)
-      && GST_ELEMENT_REGISTER (vsockscanoutsrc, plugin);
-}
-
-GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, vsockenc,
-    "Guest side of the H.264, H.265 and AV1 encode offload to the VM host",
-    plugin_init, PACKAGE_VERSION, GST_LICENSE, GST_PACKAGE_NAME,
-    GST_PACKAGE_ORIGIN)

@@ -56,15 +56,6 @@ void bridge_vm_stop (BridgeVm * vm);
 /* After bridge_vm_stop() and after every bridge_vm_serve() returned. */
 void bridge_vm_free (BridgeVm * vm);
 
-/* Serves one scanout client on @conn until it ends, on the caller's
- * thread. @first: the header of its first message, peeked
- * (hxfr_conn_peek), not read: the message is read here, within the
- * deadline its first byte started. @deployed_ok: the listener accepts
- * deployed clients (no token). Returns why it ended (g_free it). */
-gchar *bridge_vm_serve (BridgeVm * vm, HxfrConn * conn, guint id,
-    const HxfrHeader * first, gboolean deployed_ok,
-    GCancellable * cancellable);
-
 typedef struct
 {
   guint subscribers;            /* now */

@@ -110,7 +110,7 @@ struct _Scanout
   GThread *thread;
 
   /* encoder thread only */
-  HxfrExportClient *export;
+  HxexClient *export;
   guint64 frame_counter;
   gint64 t_failure_logged;
 };
@@ -123,7 +123,7 @@ struct _BridgeVm
   GMutex lock;
   GCond cond;                   /* scanout threads and the watch thread */
   gboolean stopping;
-  HxfrExportWatch *watch;       /* set and freed by the watch thread */
+  HxexWatch *watch;             /* set and freed by the watch thread */
   guint watch_users;            /* bridge_vm_set_enabled() calls using it */
   gboolean watch_lost;
   gboolean watch_tried;         /* the first connection attempt is over */
@@ -281,7 +281,7 @@ on_watch_closed (gpointer user_data, const GError * why)
   g_mutex_unlock (&vm->lock);
 }
 
-static const HxfrExportWatchCallbacks watch_callbacks = {
+static const HxexWatchCallbacks watch_callbacks = {
   on_scanout_state, on_scanout_flush, on_watch_closed
 };
 
@@ -296,7 +296,7 @@ watch_thread (gpointer data)
 
   g_mutex_lock (&vm->lock);
   while (!vm->stopping) {
-    HxfrExportWatch *w;
+    HxexWatch *w;
     GError *err = NULL;
 
     if (vm->watch && !vm->watch_lost) {
@@ -309,8 +309,8 @@ watch_thread (gpointer data)
     vm->watch = NULL;
     g_mutex_unlock (&vm->lock);
     if (w)
-      hxfr_export_watch_free (w);
-    w = hxfr_export_watch_new (vm->export_path, &watch_callbacks, vm,
+      hxex_watch_free (w);
+    w = hxex_watch_new (vm->export_path, &watch_callbacks, vm,
         WATCH_TIMEOUT_US, &err);
     g_mutex_lock (&vm->lock);
     vm->watch_tried = TRUE;
@@ -318,8 +318,7 @@ watch_thread (gpointer data)
     if (w) {
       vm->watch = w;
       vm->watch_lost = FALSE;
-      vm->n_scanouts = MIN (hxfr_export_watch_get_n_scanouts (w),
-          BRIDGE_MAX_SCANOUTS);
+      vm->n_scanouts = MIN (hxex_watch_get_n_scanouts (w), BRIDGE_MAX_SCANOUTS);
       vm->cfg.log ("scanouts: watching %u scanouts of %s", vm->n_scanouts,
           vm->export_path);
       backoff = WATCH_BACKOFF_MIN_US;
@@ -373,8 +372,8 @@ static void
 close_export (Scanout * so)
 {
   if (so->export) {
-    hxfr_export_client_close (so->export);
-    g_clear_pointer (&so->export, hxfr_export_client_unref);
+    hxex_client_close (so->export);
+    g_clear_pointer (&so->export, hxex_client_unref);
   }
 }
 
@@ -433,20 +432,20 @@ static GstBuffer *
 read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
     GError ** error)
 {
-  HxfrExportSurface *surface;
+  HxexClientSurface *surface;
   GstBuffer *buf;
   GError *err = NULL;
 
-  if (so->export && !hxfr_export_client_is_connected (so->export))
-    g_clear_pointer (&so->export, hxfr_export_client_unref);
+  if (so->export && !hxex_client_is_connected (so->export))
+    g_clear_pointer (&so->export, hxex_client_unref);
   if (!so->export) {
-    so->export = hxfr_export_client_connect (so->vm->export_path,
+    so->export = hxex_client_connect (so->vm->export_path,
         HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT) |
         HXEX_KIND_BIT (HXEX_KIND_DMABUF), RESOLVE_TIMEOUT_US, error);
     if (!so->export)
       return NULL;
   }
-  surface = hxfr_export_client_resolve (so->export, resource_id,
+  surface = hxex_client_resolve (so->export, resource_id,
       RESOLVE_TIMEOUT_US, error);
   if (!surface)
     return NULL;
@@ -1261,7 +1260,7 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
 {
   const guint32 mode[3] = { width, height, refresh };
   Scanout *so = &vm->scanouts[MIN (index, BRIDGE_MAX_SCANOUTS - 1)];
-  HxfrExportWatch *w;
+  HxexWatch *w;
   gboolean ok;
 
   g_mutex_lock (&vm->lock);
@@ -1298,7 +1297,7 @@ bridge_vm_set_enabled (BridgeVm * vm, guint32 index, gboolean enable,
         "the VM's helix export %s is not connected", vm->export_path);
     return FALSE;
   }
-  ok = hxfr_export_watch_set_enabled (w, index, enable, width, height,
+  ok = hxex_watch_set_enabled (w, index, enable, width, height,
       refresh, WATCH_TIMEOUT_US, error);
   g_mutex_lock (&vm->lock);
   if (ok)
@@ -1393,7 +1392,7 @@ bridge_vm_free (BridgeVm * vm)
     }
   }
   if (vm->watch)
-    hxfr_export_watch_free (vm->watch);
+    hxex_watch_free (vm->watch);
   if (vm->cfg.token)
     g_bytes_unref (vm->cfg.token);
   g_mutex_clear (&vm->lock);

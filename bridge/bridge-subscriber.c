@@ -7,6 +7,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "bridge-scanout-private.h"
+#include "bridge-subscriber.h"
 
 #include <string.h>
 

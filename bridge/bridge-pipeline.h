@@ -1,5 +1,5 @@
 /* The encoder chain both kinds of pipeline share: a guest's frames
- * (helix-host-bridge.c, vsocksrc in front) and a VM's scanout
+ * (bridge-session.c, vsocksrc in front) and a VM's scanout
  * (bridge-scanout.c, appsrc in front).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
