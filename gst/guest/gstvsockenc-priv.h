@@ -219,8 +219,28 @@ void gst_vsock_enc_warn_if_bitrate_implausible (GstVsockEnc * self,
 HxfrGuestSession *gst_vsock_enc_connect_session (GstVsockEnc * self,
     GError ** error);
 
-/* gstvsockenc.c: frees @p and the references it holds */
-void gst_vsock_enc_pending_frame_free (PendingFrame * p);
+/* vsockenc-in-flight.c: the frames in flight, self->lock held by the
+ * caller of each but gst_vsock_enc_in_flight_free() and _done() */
+/* @frame (taken) and a reference to @input, in flight from now on */
+PendingFrame *gst_vsock_enc_in_flight_add (GstVsockEnc * self,
+    GstVideoCodecFrame * frame, GstBuffer * input);
+/* The oldest frame in flight, removed, if it is @tag (the answer's);
+ * NULL if the frames were released meanwhile */
+PendingFrame *gst_vsock_enc_in_flight_answered (GstVsockEnc * self,
+    gpointer tag);
+guint gst_vsock_enc_in_flight_count (GstVsockEnc * self);
+/* A flush: the entries stay, so that the host's answers are matched and
+ * discarded; the frames go */
+void gst_vsock_enc_in_flight_forget_frames (GstVsockEnc * self);
+/* Every frame in flight, removed: free them with _free() without the
+ * lock */
+GQueue gst_vsock_enc_in_flight_release (GstVsockEnc * self);
+/* Without self->lock: frees @released; with @finish the base class is told
+ * of each frame, which it forgets without output (takes the stream lock) */
+void gst_vsock_enc_in_flight_free (GstVsockEnc * self, GQueue * released,
+    gboolean finish);
+/* Without self->lock: frees an answered frame's entry */
+void gst_vsock_enc_in_flight_done (PendingFrame * p);
 
 /* vsockenc-connection.c */
 /* Any thread, no lock held: @session is unusable (@what failed with

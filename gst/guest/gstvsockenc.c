@@ -82,15 +82,6 @@ GST_ELEMENT_REGISTER_DEFINE (vsockenc, "vsockenc", GST_RANK_NONE,
 
 /* Helpers */
 
-void
-gst_vsock_enc_pending_frame_free (PendingFrame * p)
-{
-  if (p->frame)
-    gst_video_codec_frame_unref (p->frame);
-  gst_buffer_unref (p->input);
-  g_free (p);
-}
-
 /* A reference to the current session (NULL if none). */
 static HxfrGuestSession *
 current_session (GstVsockEnc * self)
@@ -239,9 +230,8 @@ on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
 
   GST_VIDEO_ENCODER_STREAM_LOCK (self);
   g_mutex_lock (&self->lock);
-  p = g_queue_peek_head (&self->pending);
-  if (!p || p != tag) {
-    /* released meanwhile (the session is failing) */
+  p = gst_vsock_enc_in_flight_answered (self, tag);
+  if (!p) {
     g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
         "answer with no frame in flight");
     g_mutex_unlock (&self->lock);
@@ -249,7 +239,6 @@ on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
     gst_clear_buffer (&au);
     return FALSE;
   }
-  g_queue_pop_head (&self->pending);
   count_answer (self, a);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
@@ -281,7 +270,7 @@ on_answer (HxfrGuestSession * session, HxfrGuestAnswer * a, gpointer tag,
   }
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   gst_clear_buffer (&au);
-  gst_vsock_enc_pending_frame_free (p);
+  gst_vsock_enc_in_flight_done (p);
   record_flow (self, ret);
   return TRUE;
 }
@@ -326,16 +315,13 @@ end_session (GstVsockEnc * self)
 {
   HxfrGuestSession *session = current_session (self);
   GQueue left;
-  PendingFrame *p;
 
   if (session)
     hxfr_guest_session_stop (session);
   g_mutex_lock (&self->lock);
-  left = self->pending;
-  g_queue_init (&self->pending);
+  left = gst_vsock_enc_in_flight_release (self);
   g_mutex_unlock (&self->lock);
-  while ((p = g_queue_pop_head (&left)))
-    gst_vsock_enc_pending_frame_free (p);
+  gst_vsock_enc_in_flight_free (self, &left, FALSE);
   if (session)
     hxfr_guest_session_unref (session);
 }
@@ -468,14 +454,15 @@ wait_in_flight_below (GstVsockEnc * self, guint max)
 
   GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
   g_mutex_lock (&self->lock);
-  last_len = self->pending.length;
+  last_len = gst_vsock_enc_in_flight_count (self);
   /* the reader enforces the per-answer timeout; this is a backstop */
   deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
-  while (self->pending.length >= (max ? max : window_locked (self))
+  while (gst_vsock_enc_in_flight_count (self) >= (max ? max :
+          window_locked (self))
       && !self->flushing && !self->stopping && !self->conn_lost
       && self->flow_ret == GST_FLOW_OK) {
-    if (self->pending.length < last_len) {
-      last_len = self->pending.length;
+    if (gst_vsock_enc_in_flight_count (self) < last_len) {
+      last_len = gst_vsock_enc_in_flight_count (self);
       deadline = g_get_monotonic_time () + self->timeout_us + G_USEC_PER_SEC;
     }
     if (!g_cond_wait_until (&self->cond, &self->lock, deadline)) {
@@ -680,16 +667,9 @@ static gboolean
 gst_vsock_enc_flush (GstVideoEncoder * enc)
 {
   GstVsockEnc *self = GST_VSOCK_ENC (enc);
-  GList *l;
-
-  /* the host still answers what is in flight: keep the entries so the
-   * answers are matched and discarded, but let go of the frames */
+  /* the host still answers what is in flight */
   g_mutex_lock (&self->lock);
-  for (l = self->pending.head; l; l = l->next) {
-    PendingFrame *p = l->data;
-
-    g_clear_pointer (&p->frame, gst_video_codec_frame_unref);
-  }
+  gst_vsock_enc_in_flight_forget_frames (self);
   self->flushing = FALSE;
   if (self->flow_ret == GST_FLOW_FLUSHING || self->flow_ret == GST_FLOW_EOS
       || self->flow_ret == GST_FLOW_NOT_LINKED)
@@ -884,15 +864,13 @@ static gboolean
 send_request (GstVsockEnc * self, HxfrGuestSession * session,
     GstVideoCodecFrame * frame, VsockEncRequest * r, GError ** error)
 {
-  PendingFrame *p = g_new0 (PendingFrame, 1);
   guint32 frame_number = frame->system_frame_number;
+  PendingFrame *p;
   gboolean ok;
 
-  p->frame = frame;
-  p->input = gst_buffer_ref (r->input);
   g_mutex_lock (&self->lock);
   /* queued before it is sent: the answer may come back at once */
-  g_queue_push_tail (&self->pending, p);
+  p = gst_vsock_enc_in_flight_add (self, frame, r->input);
   self->frames_sent++;
   if (r->req.resource_id)
     self->resource_frames++;

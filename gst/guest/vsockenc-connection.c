@@ -23,7 +23,6 @@ gst_vsock_enc_connection_failed (GstVsockEnc * self, HxfrGuestSession * session,
     const gchar * what, const GError * err)
 {
   GQueue released = G_QUEUE_INIT;
-  PendingFrame *p;
   gboolean reconnect, quiet;
 
   /* a write into a closed socket says "broken pipe" (the same code in
@@ -65,21 +64,12 @@ gst_vsock_enc_connection_failed (GstVsockEnc * self, HxfrGuestSession * session,
   self->conn_failing = FALSE;
   if (!reconnect && !quiet)
     self->flow_ret = GST_FLOW_ERROR;
-  released = self->pending;
-  g_queue_init (&self->pending);
+  released = gst_vsock_enc_in_flight_release (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 
   /* released, not stuck: the base class forgets them without output */
-  GST_VIDEO_ENCODER_STREAM_LOCK (self);
-  while ((p = g_queue_pop_head (&released))) {
-    if (p->frame) {
-      gst_video_encoder_finish_frame (GST_VIDEO_ENCODER (self), p->frame);
-      p->frame = NULL;
-    }
-    gst_vsock_enc_pending_frame_free (p);
-  }
-  GST_VIDEO_ENCODER_STREAM_UNLOCK (self);
+  gst_vsock_enc_in_flight_free (self, &released, TRUE);
 }
 
 /* Streaming thread, stream lock held. A send failed: the host usually said

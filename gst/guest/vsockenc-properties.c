@@ -138,7 +138,7 @@ gst_vsock_enc_build_stats (GstVsockEnc * self)
       "frames-answered", G_TYPE_UINT64, self->frames_answered,
       "frames-dropped", G_TYPE_UINT64, self->frames_dropped,
       "frames-failed", G_TYPE_UINT64, self->frames_failed,
-      "frames-in-flight", G_TYPE_UINT, self->pending.length,
+      "frames-in-flight", G_TYPE_UINT, gst_vsock_enc_in_flight_count (self),
       "bytes-sent", G_TYPE_UINT64, sent,
       "bytes-received", G_TYPE_UINT64, received,
       "rtt-min-us", G_TYPE_UINT64, self->rtt_min,
