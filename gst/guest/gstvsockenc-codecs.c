@@ -77,17 +77,28 @@ GST_STATIC_PAD_TEMPLATE ("src", GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS ("video/x-av1, stream-format = (string) obu-stream, "
         "alignment = (string) tu"));
 
+/* What makes a subclass: its codec, its output caps and its name */
+static void
+codec_class_init (GstElementClass * element_class, guint32 codec,
+    GstStaticPadTemplate * src_template, const gchar * codec_name)
+{
+  gchar *longname = g_strdup_printf ("Host-offloaded %s encoder", codec_name);
+  gchar *description = g_strdup_printf ("Encodes %s on the VM host over "
+      "vsock, TCP or a UNIX socket (HXFR)", codec_name);
+
+  GST_VSOCK_ENC_CLASS (element_class)->codec = codec;
+  gst_element_class_add_static_pad_template (element_class, src_template);
+  gst_element_class_set_metadata (element_class, longname,
+      "Codec/Encoder/Video/Hardware", description, "Helix encode offload");
+  g_free (longname);
+  g_free (description);
+}
+
 static void
 gst_vsock_h265_enc_class_init (GstVsockH265EncClass * klass)
 {
-  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-
-  GST_VSOCK_ENC_CLASS (klass)->codec = HXFR_CODEC_H265;
-  gst_element_class_add_static_pad_template (element_class, &h265_src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Host-offloaded H.265 encoder", "Codec/Encoder/Video/Hardware",
-      "Encodes H.265 on the VM host over vsock, TCP or a UNIX socket (HXFR)",
-      "Helix encode offload");
+  codec_class_init (GST_ELEMENT_CLASS (klass), HXFR_CODEC_H265,
+      &h265_src_template, "H.265");
 }
 
 static void
@@ -98,14 +109,8 @@ gst_vsock_h265_enc_init (GstVsockH265Enc * self)
 static void
 gst_vsock_av1_enc_class_init (GstVsockAV1EncClass * klass)
 {
-  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
-
-  GST_VSOCK_ENC_CLASS (klass)->codec = HXFR_CODEC_AV1;
-  gst_element_class_add_static_pad_template (element_class, &av1_src_template);
-  gst_element_class_set_static_metadata (element_class,
-      "Host-offloaded AV1 encoder", "Codec/Encoder/Video/Hardware",
-      "Encodes AV1 on the VM host over vsock, TCP or a UNIX socket (HXFR)",
-      "Helix encode offload");
+  codec_class_init (GST_ELEMENT_CLASS (klass), HXFR_CODEC_AV1,
+      &av1_src_template, "AV1");
 }
 
 static void
