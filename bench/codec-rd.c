@@ -14,6 +14,8 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include "video-luma.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,44 +31,6 @@ count_bytes (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   coded_bytes += gst_buffer_get_size (GST_PAD_PROBE_INFO_BUFFER (info));
   return GST_PAD_PROBE_OK;
-}
-
-/* Sum of squared luma differences of two I420 samples of the same size. */
-static gdouble
-luma_sse (GstSample * a, GstSample * b, guint64 * pixels)
-{
-  GstVideoInfo ia, ib;
-  GstVideoFrame fa, fb;
-  gdouble sse = 0;
-  gint x, y;
-
-  if (!gst_video_info_from_caps (&ia, gst_sample_get_caps (a))
-      || !gst_video_info_from_caps (&ib, gst_sample_get_caps (b))
-      || GST_VIDEO_INFO_WIDTH (&ia) != GST_VIDEO_INFO_WIDTH (&ib)
-      || GST_VIDEO_INFO_HEIGHT (&ia) != GST_VIDEO_INFO_HEIGHT (&ib))
-    return -1;
-  if (!gst_video_frame_map (&fa, &ia, gst_sample_get_buffer (a), GST_MAP_READ))
-    return -1;
-  if (!gst_video_frame_map (&fb, &ib, gst_sample_get_buffer (b), GST_MAP_READ)) {
-    gst_video_frame_unmap (&fa);
-    return -1;
-  }
-  for (y = 0; y < GST_VIDEO_INFO_HEIGHT (&ia); y++) {
-    const guint8 *ra = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fa, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fa, 0);
-    const guint8 *rb = (const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&fb, 0) +
-        y * GST_VIDEO_FRAME_PLANE_STRIDE (&fb, 0);
-
-    for (x = 0; x < GST_VIDEO_INFO_WIDTH (&ia); x++) {
-      gdouble d = (gdouble) ra[x] - rb[x];
-
-      sse += d * d;
-    }
-  }
-  *pixels += (guint64) GST_VIDEO_INFO_WIDTH (&ia) * GST_VIDEO_INFO_HEIGHT (&ia);
-  gst_video_frame_unmap (&fa);
-  gst_video_frame_unmap (&fb);
-  return sse;
 }
 
 int
@@ -174,7 +138,7 @@ main (int argc, char **argv)
         gst_sample_unref (a);
       break;
     }
-    s = luma_sse (a, b, &pixels);
+    s = video_luma_sse (a, b, &pixels);
     gst_sample_unref (a);
     gst_sample_unref (b);
     if (s < 0) {
