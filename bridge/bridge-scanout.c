@@ -107,6 +107,11 @@ struct _Scanout
   gint64 t_hotplug;             /* the last hotplug asked of the VMM */
   guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
   gboolean output_ready;        /* an encoder has an access unit out */
+  /* the cursor plane as the VMM last reported it (export version 3) */
+  GBytes *cursor_pixels;        /* NULL: no image yet */
+  HxfrCursorImage cursor_image;
+  gboolean cursor_placed;
+  HxfrCursorPosition cursor_pos;
   GThread *thread;
 
   /* encoder thread only */
@@ -274,6 +279,9 @@ on_watch_closed (gpointer user_data, const GError * why)
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
     vm->scanouts[i].state.enabled = FALSE;
     vm->scanouts[i].state.resource_id = 0;
+    /* the next watch reports the cursor again */
+    g_clear_pointer (&vm->scanouts[i].cursor_pixels, g_bytes_unref);
+    vm->scanouts[i].cursor_placed = FALSE;
     end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
         "the VM's helix export went away");
   }
@@ -281,8 +289,71 @@ on_watch_closed (gpointer user_data, const GError * why)
   g_mutex_unlock (&vm->lock);
 }
 
+/* vm lock held: to every subscriber of @so that asked for the cursor,
+ * its image (@image) and/or its position (@pos) as they are now */
+static void
+offer_cursor (Scanout * so, Subscriber * only, gboolean image, gboolean pos)
+{
+  guint i, k;
+
+  if (!so->cursor_pixels)
+    image = FALSE;
+  if (!so->cursor_placed)
+    pos = FALSE;
+  if (!image && !pos)
+    return;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    for (k = 0; k < so->renditions[i].subscribers->len; k++) {
+      Subscriber *sub = g_ptr_array_index (so->renditions[i].subscribers, k);
+
+      if (!only || sub == only)
+        bridge_subscriber_offer_cursor (sub, image ? so->cursor_pixels :
+            NULL, &so->cursor_image, pos ? &so->cursor_pos : NULL);
+    }
+}
+
+/* The watch checked the image (at most HXEX_CURSOR_MAX_SIZE square): it
+ * replaces the scanout's, shared by reference with the subscribers that
+ * have not been sent it yet. */
+static void
+on_cursor_shape (gpointer user_data, const HxfrCursorShape * shape)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+
+  if (shape->desc.index >= BRIDGE_MAX_SCANOUTS)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[shape->desc.index];
+  g_clear_pointer (&so->cursor_pixels, g_bytes_unref);
+  so->cursor_pixels = g_bytes_ref (shape->pixels);
+  so->cursor_image = (HxfrCursorImage) {
+  shape->desc.width, shape->desc.height, shape->desc.hot_x, shape->desc.hot_y};
+  offer_cursor (so, NULL, TRUE, FALSE);
+  g_mutex_unlock (&vm->lock);
+}
+
+static void
+on_cursor_move (gpointer user_data, const HxexCursorMove * move)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+
+  if (move->index >= BRIDGE_MAX_SCANOUTS)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[move->index];
+  so->cursor_placed = TRUE;
+  so->cursor_pos = (HxfrCursorPosition) {
+  move->x, move->y, (move->flags & HXEX_CURSOR_VISIBLE) ?
+        HXFR_CURSOR_VISIBLE : 0, move->time_ns};
+  offer_cursor (so, NULL, FALSE, TRUE);
+  g_mutex_unlock (&vm->lock);
+}
+
 static const HxexWatchCallbacks watch_callbacks = {
-  on_scanout_state, on_scanout_flush, on_watch_closed
+  on_scanout_state, on_scanout_flush, on_watch_closed, on_cursor_shape,
+  on_cursor_move
 };
 
 /* Keeps a watch connected while the VM runs: the VMM may start after the
@@ -1088,6 +1159,8 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, BridgeSubscription * s)
   sub->scanout = so;
   sub->codec = s->codec;
   sub->scanout_index = index;
+  /* only v2 subscribers ask: deployed clients draw their own pointer */
+  sub->cursor = s->v2 && s->cursor;
   bridge_subscriber_start (sub, FALSE);
   vm->stats.subscribers++;
   if (!so->thread)
@@ -1201,8 +1274,11 @@ bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
   }
   /* queued before the lock goes: no frame can come first */
   *queued = answer (sub, s, ok);
-  if (ok && !s->again)
+  if (ok && !s->again) {
+    /* the cursor as it is now, sent after the answer */
+    offer_cursor (sub->scanout, sub, TRUE, TRUE);
     scanout_send_first_frame (sub);
+  }
   g_mutex_unlock (&vm->lock);
   return ok;
 }
@@ -1385,6 +1461,7 @@ bridge_vm_free (BridgeVm * vm)
 
     if (so->thread)
       g_thread_join (so->thread);
+    g_clear_pointer (&so->cursor_pixels, g_bytes_unref);
     for (k = 0; k < BRIDGE_MAX_RENDITIONS; k++) {
       g_clear_pointer (&so->renditions[k].last_frame,
           bridge_encoded_frame_unref);

@@ -38,6 +38,9 @@
  *                  others are refused)
  *   move K X Y [hidden]  the pointer of scanout K to X, Y (visible unless
  *                  "hidden")
+ *   moves K N X Y DX DY  N moves of scanout K's pointer back to back (a
+ *                  flood): X, Y, then X + DX, Y + DY, ... (prints the last
+ *                  as MOVED)
  * each printing one line once done: "SCANOUT K enabled=E resource=R
  * width=W height=H", "FLIPPED K frames=F resource=R" (F: flips of K so
  * far, R: shown now), "RATE K hz=HZ", "CURSOR K serial=S WxH", "MOVED K
@@ -663,6 +666,27 @@ command_move (Scanout * so, gchar ** argv, guint argc)
       so->cursor_y, so->cursor_visible);
 }
 
+/* moves K N X Y DX DY */
+static void
+command_moves (Scanout * so, gchar ** argv)
+{
+  guint32 i, n = uint_arg (argv[0], 1000000);
+  gint32 x = (gint32) g_ascii_strtoll (argv[1], NULL, 10);
+  gint32 y = (gint32) g_ascii_strtoll (argv[2], NULL, 10);
+  gint32 dx = (gint32) g_ascii_strtoll (argv[3], NULL, 10);
+  gint32 dy = (gint32) g_ascii_strtoll (argv[4], NULL, 10);
+
+  so->cursor_placed = TRUE;
+  so->cursor_visible = TRUE;
+  for (i = 0; i < n; i++) {
+    so->cursor_x = x + (gint32) i *dx;
+    so->cursor_y = y + (gint32) i *dy;
+    cursor_report_move (so);
+  }
+  g_print ("MOVED %u x=%d y=%d visible=1\n", so->index, so->cursor_x,
+      so->cursor_y);
+}
+
 /* The scanout commands of --serve-only; FALSE: not one of them. */
 static gboolean
 scanout_command (StandIn * s, gchar ** argv, guint argc)
@@ -672,7 +696,8 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
 
   if (!(is_scanout || g_str_equal (argv[0], "flip")
           || g_str_equal (argv[0], "rate") || g_str_equal (argv[0], "resize")
-          || g_str_equal (argv[0], "cursor") || g_str_equal (argv[0], "move"))
+          || g_str_equal (argv[0], "cursor") || g_str_equal (argv[0], "move")
+          || g_str_equal (argv[0], "moves"))
       || argc < 2)
     return FALSE;
   so = scanout_arg (s, argv[1]);
@@ -695,6 +720,8 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
     command_cursor (so, argv + 2);
   } else if (g_str_equal (argv[0], "move") && (argc == 4 || argc == 5)) {
     command_move (so, argv + 2, argc - 2);
+  } else if (g_str_equal (argv[0], "moves") && argc == 7) {
+    command_moves (so, argv + 2);
   } else {
     g_print ("FAILED bad scanout command '%s' (or scanout %u disabled)\n",
         argv[0], so->index);
@@ -1181,7 +1208,8 @@ static const gchar options_description[] = "Scanouts (export protocol "
     "--serve-only stdin commands: frame N, create W H [F], destroy ID, "
     "stall MS, stats, export on|off, quit;\n"
     "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
-    "resize K W H, cursor K W H HX HY, move K X Y [hidden] (each prints one "
+    "resize K W H, cursor K W H HX HY, move K X Y [hidden], moves K N X Y DX "
+    "DY (each prints one "
     "line once done:\n"
     "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
     "resource=R, RATE K hz=HZ, CURSOR K serial=S WxH, MOVED K x=X y=Y "

@@ -1,0 +1,223 @@
+/* The pointer on a scanout subscription (docs/protocol.md 11.2, "The
+ * cursor plane"): the stand-in VMM's cursor commands through the export
+ * (version 3) and the bridge to raw subscribers of both dialects.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+#include <gst/check/gstcheck.h>
+
+#include "scanout-client.h"
+#include "hxfr-protocol.h"
+#include "../../standin/helix-test-pattern.h"
+
+#define CURSOR_TIMEOUT_US (5 * G_USEC_PER_SEC)
+
+/* The next cursor message on a v2 subscription asking for them, frames
+ * skipped (counted in *@frames if not NULL). */
+static void
+next_cursor (Cl * c, Msg * m, guint * frames)
+{
+  gint64 deadline = g_get_monotonic_time () + CURSOR_TIMEOUT_US;
+
+  for (;;) {
+    gint64 left = deadline - g_get_monotonic_time ();
+
+    fail_unless (left > 0, "no cursor message came");
+    fail_unless_equals_int (rd_msg (c, m, left), RD_OK);
+    if (m->type == HXFR_MSG_CURSOR_IMAGE || m->type == HXFR_MSG_CURSOR_POSITION)
+      return;
+    fail_unless (m->type == HXFR_MSG_SCANOUT_FRAME, "got 0x%02x", m->type);
+    if (frames)
+      (*frames)++;
+    msg_clear (m);
+  }
+}
+
+/* The next cursor message is image @serial of the stand-in, @w x @h */
+static void
+expect_image (Cl * c, guint32 w, guint32 h, guint32 hot_x, guint32 hot_y,
+    guint32 serial)
+{
+  HxfrCursorImage ci;
+  guint32 x, y;
+  Msg m;
+
+  next_cursor (c, &m, NULL);
+  fail_unless_equals_int (m.type, HXFR_MSG_CURSOR_IMAGE);
+  fail_unless (hxfr_cursor_image_parse (m.payload, m.size, &ci, NULL));
+  fail_unless (ci.width == w && ci.height == h, "%ux%u", ci.width, ci.height);
+  fail_unless (ci.hot_x == hot_x && ci.hot_y == hot_y);
+  for (y = 0; y < h; y++)
+    for (x = 0; x < w; x++) {
+      guint32 want = helix_test_cursor_pixel (x, y, w, serial);
+      const guint8 *p = m.payload + HXFR_CURSOR_IMAGE_SIZE + (y * w + x) * 4;
+
+      fail_unless (p[0] == (want & 255) && p[1] == ((want >> 8) & 255)
+          && p[2] == ((want >> 16) & 255) && p[3] == want >> 24,
+          "pixel %u,%u of image %u", x, y, serial);
+    }
+  msg_clear (&m);
+}
+
+static HxfrCursorPosition
+expect_position (Cl * c)
+{
+  HxfrCursorPosition p;
+  Msg m;
+
+  next_cursor (c, &m, NULL);
+  fail_unless_equals_int (m.type, HXFR_MSG_CURSOR_POSITION);
+  fail_unless (hxfr_cursor_position_parse (m.payload, m.size, &p, NULL));
+  msg_clear (&m);
+  return p;
+}
+
+/* A subscriber that did not ask, v2 or deployed, sees frames only (both
+ * readers fail the test on anything else): flips until one arrives. */
+static void
+expect_frame_only (Env * e, Cl * c, gboolean v2)
+{
+  Frame f;
+
+  standin_runner_command_expect (e->vmm, "flip 1", "FLIPPED 1");
+  if (v2) {
+    fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  } else {
+    fail_unless_equals_int (deployed_frame (c, &f, FRAME_TIMEOUT_US), RD_OK);
+  }
+  frame_clear (&f);
+}
+
+GST_START_TEST (test_cursor_subscription)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("0");
+  /* a static screen: no frame unless the test flips */
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  HxfrSubscribe2Ack ack;
+  HxfrCursorPosition p;
+  Cl *a, *plain, *deployed;
+  guint positions = 0, frames = 0;
+  gint64 t0, elapsed;
+
+  if (!e)
+    return;
+  standin_runner_command_expect (e->vmm, "cursor 1 32 32 4 5",
+      "CURSOR 1 serial=1");
+  standin_runner_command_expect (e->vmm, "move 1 10 20", "MOVED 1");
+
+  /* asked for: granted, and the pointer as it is now, image first */
+  a = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_flags (a, 1, 0,
+          HXFR_SUBSCRIBE2_CURSOR, NULL, &ack, NULL), 0);
+  fail_unless_equals_int (ack.flags, HXFR_SUBSCRIBE2_CURSOR);
+  expect_image (a, 32, 32, 4, 5, 1);
+  p = expect_position (a);
+  fail_unless (p.x == 10 && p.y == 20 && p.flags == HXFR_CURSOR_VISIBLE);
+
+  /* not asked for: nothing of it, in either dialect */
+  plain = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (plain, 1, NULL, &ack, NULL), 0);
+  fail_unless_equals_int (ack.flags, 0);
+  deployed = cl_connect (e);
+  fail_unless_equals_int (deployed_subscribe (deployed, 1), 1);
+
+  /* a burst of moves over a static screen (back to back, as many as the
+   * export's watch socket takes at once: the VMM never blocks and drops a
+   * watch that cannot take an event): coalesced, the last one arrives */
+  t0 = g_get_monotonic_time ();
+  standin_runner_command_expect (e->vmm, "moves 1 150 0 0 1 1",
+      "MOVED 1 x=149 y=149");
+  do {
+    Msg m;
+
+    next_cursor (a, &m, &frames);
+    fail_unless_equals_int (m.type, HXFR_MSG_CURSOR_POSITION);
+    fail_unless (hxfr_cursor_position_parse (m.payload, m.size, &p, NULL));
+    msg_clear (&m);
+    positions++;
+  } while (p.x != 149);
+  elapsed = g_get_monotonic_time () - t0;
+  g_printerr ("150 moves in %.1f ms: %u positions, %u frames\n",
+      elapsed / 1000.0, positions, frames);
+  fail_unless (p.y == 149 && p.flags == HXFR_CURSOR_VISIBLE);
+  /* one per 8 ms, one per frame, and the first one at once */
+  fail_unless (positions <= 2 + frames + elapsed / 8000, "%u positions in "
+      "%.1f ms", positions, elapsed / 1000.0);
+
+  /* a new image, the largest; then hidden */
+  standin_runner_command_expect (e->vmm, "cursor 1 256 256 255 0",
+      "CURSOR 1 serial=2");
+  expect_image (a, 256, 256, 255, 0, 2);
+  standin_runner_command_expect (e->vmm, "move 1 5 6 hidden", "MOVED 1");
+  p = expect_position (a);
+  fail_unless (p.x == 5 && p.y == 6 && p.flags == 0);
+
+  expect_frame_only (e, plain, TRUE);
+  expect_frame_only (e, deployed, FALSE);
+  cl_close (a);
+  cl_close (plain);
+  cl_close (deployed);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+/* Images replaced faster than a subscriber is sent them: it is sent the
+ * latest, never a backlog. */
+GST_START_TEST (test_cursor_images_coalesced)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("0");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, NULL, bridge_args);
+  HxfrSubscribe2Ack ack;
+  HxfrCursorImage ci;
+  guint i, images = 0;
+  gint64 t0, elapsed;
+  Cl *a;
+
+  if (!e)
+    return;
+  a = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_flags (a, 1, 0,
+          HXFR_SUBSCRIBE2_CURSOR, NULL, &ack, NULL), 0);
+  t0 = g_get_monotonic_time ();
+  for (i = 1; i <= 40; i++) {
+    gchar *cmd = g_strdup_printf ("cursor 1 %u 64 0 0", 64 + i);
+
+    standin_runner_command_expect (e->vmm, cmd, "CURSOR 1");
+    g_free (cmd);
+  }
+  do {
+    Msg m;
+
+    next_cursor (a, &m, NULL);
+    fail_unless_equals_int (m.type, HXFR_MSG_CURSOR_IMAGE);
+    fail_unless (hxfr_cursor_image_parse (m.payload, m.size, &ci, NULL));
+    msg_clear (&m);
+    images++;
+  } while (ci.width != 64 + 40);
+  elapsed = g_get_monotonic_time () - t0;
+  g_printerr ("40 images in %.1f ms: %u sent\n", elapsed / 1000.0, images);
+  fail_unless (images <= 2 + elapsed / 8000);
+  cl_close (a);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
+static Suite *
+cursor_suite (void)
+{
+  Suite *s = suite_create ("cursor");
+  TCase *tc = tcase_create ("general");
+
+  tcase_set_timeout (tc, 120);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_cursor_subscription);
+  tcase_add_test (tc, test_cursor_images_coalesced);
+  return s;
+}
+
+GST_CHECK_MAIN (cursor);
