@@ -125,6 +125,7 @@ typedef struct
   guint32 max_width, max_height;        /* scaled down to fit; 0: as shown */
   gboolean cursor;              /* v2: the cursor plane asked for (and, when
                                  * granted, given) */
+  gboolean draw_cursor;         /* v2: the pointer drawn into the frames */
   gboolean again;               /* out: already there: nothing changed, no
                                  * new IDR */
   guint32 width, height;        /* out: what the scanout shows now */

@@ -558,7 +558,8 @@ queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
     HxfrSubscribe2Ack ack = { 2, s->codec, s->index, s->width, s->height };
 
     g_strlcpy (ack.encoder, s->encoder, sizeof (ack.encoder));
-    ack.flags = s->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0;
+    ack.flags = (s->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0) |
+        (s->draw_cursor ? HXFR_SUBSCRIBE2_DRAW_CURSOR : 0);
     hxfr_subscribe2_ack_write (&ack, out);
     return queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id, out,
         HXFR_SUBSCRIBE2_ACK_SIZE);
@@ -737,7 +738,9 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
     handle_subscribe (r, (BridgeSubscription) {
         .index = s.scanout_id,.v2 = TRUE,.codec = s.codec,.bitrate =
           s.bitrate,.max_width = s.max_width,.max_height =
-          s.max_height,.cursor = (s.flags & HXFR_SUBSCRIBE2_CURSOR) != 0}
+          s.max_height,.cursor =
+          (s.flags & HXFR_SUBSCRIBE2_CURSOR) != 0,.draw_cursor =
+          (s.flags & HXFR_SUBSCRIBE2_DRAW_CURSOR) != 0}
     );
   }
 }

@@ -35,7 +35,11 @@
  * the frames are stamped, or none before the first frame) when it moves,
  * at most every 8 ms or once per frame; the current ones come right after
  * subscribing, also on a static screen (docs/scanout-source.md says why
- * messages, not a meta).
+ * messages, not a meta). With #GstVsockScanoutSrc:draw-cursor the host
+ * draws the pointer into the frames instead, for a simple viewer:
+ * |[
+ * gst-launch-1.0 vsockscanoutsrc scanout=1 draw-cursor=true ! decodebin ! autovideosink
+ * ]|
  *
  * ## Example launch lines
  * |[
@@ -73,6 +77,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_scanout_src_debug);
 #define DEFAULT_MAX_BACKOFF 5000
 #define DEFAULT_MAX_AU_SIZE HXFR_DEFAULT_MAX_ACCESS_UNIT
 #define DEFAULT_CURSOR FALSE
+#define DEFAULT_DRAW_CURSOR FALSE
 /* the largest CURSOR_IMAGE payload */
 #define MAX_CURSOR_IMAGE (HXFR_CURSOR_IMAGE_SIZE + \
     HXFR_CURSOR_MAX_SIZE * HXFR_CURSOR_MAX_SIZE * 4)
@@ -172,6 +177,7 @@ struct _GstVsockScanoutSrc
   guint max_backoff_ms;
   guint max_au_size;
   gboolean cursor;
+  gboolean draw_cursor;
 
   /* Streaming thread only (fixed between start and stop) */
   HxfrAddress *address;
@@ -233,6 +239,7 @@ enum
   PROP_MAX_AU_SIZE,
   PROP_STATS,
   PROP_CURSOR,
+  PROP_DRAW_CURSOR,
   N_PROPERTIES
 };
 
@@ -414,7 +421,8 @@ send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
   s.max_width = self->max_width;
   s.max_height = self->max_height;
   s.codec = codecs[self->codec].fourcc;
-  s.flags = self->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0;
+  s.flags = (self->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0) |
+      (self->draw_cursor ? HXFR_SUBSCRIBE2_DRAW_CURSOR : 0);
   GST_OBJECT_UNLOCK (self);
   *bitrate = s.bitrate;
   s.min_version = 2;
@@ -1134,6 +1142,9 @@ gst_vsock_scanout_src_set_property (GObject * object, guint prop_id,
     case PROP_CURSOR:
       self->cursor = g_value_get_boolean (value);
       break;
+    case PROP_DRAW_CURSOR:
+      self->draw_cursor = g_value_get_boolean (value);
+      break;
     case PROP_MAX_BACKOFF:
       self->max_backoff_ms = g_value_get_uint (value);
       break;
@@ -1187,6 +1198,9 @@ gst_vsock_scanout_src_get_property (GObject * object, guint prop_id,
     case PROP_CURSOR:
       g_value_set_boolean (value, self->cursor);
       break;
+    case PROP_DRAW_CURSOR:
+      g_value_set_boolean (value, self->draw_cursor);
+      break;
     case PROP_MAX_BACKOFF:
       g_value_set_uint (value, self->max_backoff_ms);
       break;
@@ -1216,6 +1230,7 @@ gst_vsock_scanout_src_init (GstVsockScanoutSrc * self)
   self->timeout_ms = DEFAULT_TIMEOUT;
   self->reconnect = DEFAULT_RECONNECT;
   self->cursor = DEFAULT_CURSOR;
+  self->draw_cursor = DEFAULT_DRAW_CURSOR;
   self->max_backoff_ms = DEFAULT_MAX_BACKOFF;
   self->max_au_size = DEFAULT_MAX_AU_SIZE;
   self->last_pts = GST_CLOCK_TIME_NONE;
@@ -1303,6 +1318,17 @@ install_properties (GObjectClass * gobject_class)
       "Ask the host for the scanout's pointer (the cursor plane) and post "
       "it as element messages helix-cursor-image and helix-cursor-position",
       DEFAULT_CURSOR,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockScanoutSrc:draw-cursor:
+   *
+   * Ask the host to draw the pointer into the frames it encodes (for a
+   * viewer that draws none itself).
+   */
+  properties[PROP_DRAW_CURSOR] = g_param_spec_boolean ("draw-cursor",
+      "Draw cursor", "Ask the host to draw the scanout's pointer into the "
+      "frames it encodes (an encoder of its own on the host; a move over a "
+      "static screen yields a new frame)", DEFAULT_DRAW_CURSOR,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
       "frames, keyframes, bytes (access units), reconnects, host-dropped "

@@ -55,6 +55,7 @@ G_BEGIN_DECLS
 
 /* SUBSCRIBE2 flags, and SUBSCRIBE2_ACK flags (what the host grants) */
 #define HXFR_SUBSCRIBE2_CURSOR 0x1      /* CURSOR_IMAGE and _POSITION */
+#define HXFR_SUBSCRIBE2_DRAW_CURSOR 0x2 /* the pointer drawn into the frames */
 /* CURSOR_POSITION flags */
 #define HXFR_CURSOR_VISIBLE 0x1
 

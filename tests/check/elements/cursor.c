@@ -207,6 +207,123 @@ GST_START_TEST (test_cursor_images_coalesced)
 
 GST_END_TEST;
 
+/* Mean luma of the @n x @n block at @x, @y of a decoded I420 sample */
+static gdouble
+block_luma (GstSample * s, guint x, guint y, guint n)
+{
+  GstVideoInfo info;
+  GstVideoFrame frame;
+  guint64 sum = 0;
+  guint i, j;
+
+  fail_unless (gst_video_info_from_caps (&info, gst_sample_get_caps (s)));
+  fail_unless (gst_video_frame_map (&frame, &info, gst_sample_get_buffer (s),
+          GST_MAP_READ));
+  for (j = y; j < y + n; j++)
+    for (i = x; i < x + n; i++)
+      sum += ((const guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&frame, 0))[j *
+          GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0) + i];
+  gst_video_frame_unmap (&frame);
+  return (gdouble) sum / (n * n);
+}
+
+/* Reads @n more frames of @c into @aus; returns the last one decoded */
+static GstSample *
+read_and_decode (Cl * c, GPtrArray * aus, guint n)
+{
+  GPtrArray *decoded;
+  GstSample *last;
+  guint i;
+
+  for (i = 0; i < n; i++) {
+    Frame f;
+
+    fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+    fail_unless (aus->len > 0 || f.keyframe);
+    g_ptr_array_add (aus, g_bytes_ref (f.au));
+    frame_clear (&f);
+  }
+  decoded = decode_aus (aus);
+  fail_unless_equals_int (decoded->len, aus->len);
+  last = gst_sample_ref (g_ptr_array_index (decoded, decoded->len - 1));
+  g_ptr_array_unref (decoded);
+  return last;
+}
+
+/* Drawn into the stream on request: the pointer's opaque half (dark: its
+ * colours are small numbers) is where it is in the decoded frames, a move
+ * over a static screen yields a new frame for that subscriber only, and
+ * a subscriber that did not ask sees the screen without it. */
+GST_START_TEST (test_cursor_drawn)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("0");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, NULL, bridge_args);
+  GPtrArray *aus_a = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_bytes_unref), *aus_p = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_bytes_unref);
+  HxfrSubscribe2Ack ack;
+  GstSample *img;
+  Frame f;
+  Cl *a, *plain, *told;
+
+  if (!e)
+    return;
+  /* 32x32, opaque on its left half; the pattern there is bright */
+  standin_runner_command_expect (e->vmm, "cursor 1 32 32 0 0", "CURSOR 1");
+  standin_runner_command_expect (e->vmm, "move 1 40 30", "MOVED 1");
+
+  /* the bridge knows the pointer (its watch has told it) before the
+   * first drawn frame: a subscriber that asks for it is sent it */
+  told = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_flags (told, 1, 0,
+          HXFR_SUBSCRIBE2_CURSOR, NULL, &ack, NULL), 0);
+  expect_image (told, 32, 32, 0, 0, 1);
+  expect_position (told);
+  cl_close (told);
+
+  a = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe_flags (a, 1, 0,
+          HXFR_SUBSCRIBE2_DRAW_CURSOR, NULL, &ack, NULL), 0);
+  fail_unless_equals_int (ack.flags, HXFR_SUBSCRIBE2_DRAW_CURSOR);
+  plain = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (plain, 1, NULL, &ack, NULL), 0);
+
+  img = read_and_decode (a, aus_a, 1);
+  g_printerr ("drawn: luma %.0f under the pointer, %.0f where it goes\n",
+      block_luma (img, 44, 34, 8), block_luma (img, 104, 64, 8));
+  fail_unless (block_luma (img, 44, 34, 8) < 50);
+  fail_unless (block_luma (img, 104, 64, 8) > 70);
+  gst_sample_unref (img);
+  img = read_and_decode (plain, aus_p, 1);
+  g_printerr ("not drawn: luma %.0f there\n", block_luma (img, 44, 34, 8));
+  fail_unless (block_luma (img, 44, 34, 8) > 70);
+  gst_sample_unref (img);
+
+  /* a move over the static screen: a new frame, the pointer moved */
+  standin_runner_command_expect (e->vmm, "move 1 100 60", "MOVED 1");
+  img = read_and_decode (a, aus_a, 1);
+  fail_unless (block_luma (img, 44, 34, 8) > 70);
+  fail_unless (block_luma (img, 104, 64, 8) < 50);
+  gst_sample_unref (img);
+  /* the other rendition encoded nothing for it */
+  fail_unless_equals_int (v2_frame (plain, &f, G_USEC_PER_SEC, NULL),
+      RD_TIMEOUT);
+  /* hidden: drawn no more */
+  standin_runner_command_expect (e->vmm, "move 1 100 60 hidden", "MOVED 1");
+  img = read_and_decode (a, aus_a, 1);
+  fail_unless (block_luma (img, 104, 64, 8) > 70);
+  gst_sample_unref (img);
+
+  g_ptr_array_unref (aus_a);
+  g_ptr_array_unref (aus_p);
+  cl_close (a);
+  cl_close (plain);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 static Suite *
 cursor_suite (void)
 {
@@ -217,6 +334,7 @@ cursor_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_cursor_subscription);
   tcase_add_test (tc, test_cursor_images_coalesced);
+  tcase_add_test (tc, test_cursor_drawn);
   return s;
 }
 

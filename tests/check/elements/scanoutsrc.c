@@ -844,10 +844,11 @@ GST_START_TEST (test_cursor_messages)
   guint64 host_time = 0, running = 0;
   Guest g;
 
-  guest_start (&g, host, "cursor=true", NULL);
+  guest_start (&g, host, "cursor=true draw-cursor=true", NULL);
   gst_sample_unref (pull (&g));
   gst_sample_unref (pull (&g));
-  fail_unless_equals_int (host->sub.flags, HXFR_SUBSCRIBE2_CURSOR);
+  fail_unless_equals_int (host->sub.flags, HXFR_SUBSCRIBE2_CURSOR |
+      HXFR_SUBSCRIBE2_DRAW_CURSOR);
 
   st = next_element_message (&g, &m, WAIT_NS);
   fail_unless (st != NULL && gst_structure_has_name (st, "helix-cursor-image"));
