@@ -324,6 +324,82 @@ GST_START_TEST (test_cursor_drawn)
 
 GST_END_TEST;
 
+/* The next "helix-cursor-*" element message of @bus within 5 s */
+static GstMessage *
+next_cursor_message (GstBus * bus)
+{
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, 5 * GST_SECOND,
+      GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR);
+
+  fail_unless (m != NULL, "no cursor message on the bus");
+  fail_unless (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT, "an error");
+  return m;
+}
+
+/* vsockscanoutsrc cursor=true against the bridge: the pointer on the bus,
+ * the image as a BGRA sample, then each move, on a static screen */
+GST_START_TEST (test_cursor_element)
+{
+  const gchar *vmm_args[] = STANDIN_ARGS ("0");
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, NULL, bridge_args);
+  const GstStructure *st;
+  GstElement *pipe;
+  GstMessage *m;
+  GstSample *img;
+  GstBus *bus;
+  gchar *desc;
+  gint x = 0, y = 0;
+  guint hot_x = 9;
+  gboolean visible = FALSE;
+
+  if (!e)
+    return;
+  standin_runner_command_expect (e->vmm, "cursor 1 8 4 0 3", "CURSOR 1");
+  standin_runner_command_expect (e->vmm, "move 1 12 34", "MOVED 1");
+  desc = g_strdup_printf ("vsockscanoutsrc address=%s scanout=1 cursor=true "
+      "! fakesink", bridge_runner_get_address (e->bridge));
+  pipe = gst_parse_launch (desc, NULL);
+  g_free (desc);
+  fail_unless (pipe != NULL);
+  bus = gst_element_get_bus (pipe);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+
+  m = next_cursor_message (bus);
+  st = gst_message_get_structure (m);
+  fail_unless (gst_structure_has_name (st, "helix-cursor-image"));
+  fail_unless (gst_structure_get (st, "sample", GST_TYPE_SAMPLE, &img,
+          "hot-x", G_TYPE_UINT, &hot_x, NULL));
+  fail_unless_equals_int (hot_x, 0);
+  fail_unless_equals_int (gst_buffer_get_size (gst_sample_get_buffer (img)),
+      8 * 4 * 4);
+  gst_sample_unref (img);
+  gst_message_unref (m);
+  m = next_cursor_message (bus);
+  st = gst_message_get_structure (m);
+  fail_unless (gst_structure_has_name (st, "helix-cursor-position"));
+  fail_unless (gst_structure_get (st, "x", G_TYPE_INT, &x, "y", G_TYPE_INT,
+          &y, "visible", G_TYPE_BOOLEAN, &visible, NULL));
+  fail_unless (x == 12 && y == 34 && visible);
+  gst_message_unref (m);
+
+  standin_runner_command_expect (e->vmm, "move 1 -5 7 hidden", "MOVED 1");
+  m = next_cursor_message (bus);
+  st = gst_message_get_structure (m);
+  fail_unless (gst_structure_get (st, "x", G_TYPE_INT, &x, "y", G_TYPE_INT,
+          &y, "visible", G_TYPE_BOOLEAN, &visible, NULL));
+  fail_unless (x == -5 && y == 7 && !visible);
+  gst_message_unref (m);
+
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+  env_stop (e);
+}
+
+GST_END_TEST;
+
 static Suite *
 cursor_suite (void)
 {
@@ -335,6 +411,7 @@ cursor_suite (void)
   tcase_add_test (tc, test_cursor_subscription);
   tcase_add_test (tc, test_cursor_images_coalesced);
   tcase_add_test (tc, test_cursor_drawn);
+  tcase_add_test (tc, test_cursor_element);
   return s;
 }
 
