@@ -71,6 +71,16 @@ struct _Subscriber
   gboolean closing;             /* nothing more is queued; the writer ends */
   gboolean writer_done;
   gchar *end_reason;            /* why, once known (first one wins) */
+  /* the cursor plane (v2, asked for): the latest image and position not
+   * sent yet, coalesced to one of each (bridge_subscriber_offer_cursor) */
+  gboolean cursor;              /* asked for and subscribed */
+  gboolean cursor_on;           /* its SUBSCRIBE2_ACK went out */
+  GBytes *cursor_pixels;        /* an image to send, or NULL */
+  HxfrCursorImage cursor_image;
+  gboolean cursor_pos_pending;
+  HxfrCursorPosition cursor_pos;
+  gint64 t_cursor_sent;         /* the last cursor message */
+  guint64 cursor_images_sent, cursor_positions_sent;
   GThread *writer;
 };
 
@@ -91,6 +101,12 @@ BridgeSubscriberOffer bridge_subscriber_offer_frame (Subscriber * sub, EncodedFr
  * encoder from now on: nothing is sent until an IDR; the same stream keeps
  * its timestamps going. */
 void bridge_subscriber_start (Subscriber * sub, gboolean same_stream);
+/* The cursor plane changed: @pixels (NULL: no new image) with @image,
+ * and/or @pos (NULL: not moved), for a subscriber that asked for it (any
+ * other: nothing). What is not sent yet is replaced, never queued: a
+ * subscriber holds at most one image and one position. vm lock held. */
+void bridge_subscriber_offer_cursor (Subscriber * sub, GBytes * pixels,
+    const HxfrCursorImage * image, const HxfrCursorPosition * pos);
 /* Ends the subscription from the VM's side: v2 subscribers are sent
  * SCANOUT_END @reason first; the connection is then closed, which ends
  * bridge_vm_serve() for it. vm lock held. */
@@ -107,6 +123,9 @@ typedef struct
   guint32 codec;                /* HXFR_CODEC_* */
   guint32 bitrate;              /* 0: the host's default */
   guint32 max_width, max_height;        /* scaled down to fit; 0: as shown */
+  gboolean cursor;              /* v2: the cursor plane asked for (and, when
+                                 * granted, given) */
+  gboolean draw_cursor;         /* v2: the pointer drawn into the frames */
   gboolean again;               /* out: already there: nothing changed, no
                                  * new IDR */
   guint32 width, height;        /* out: what the scanout shows now */

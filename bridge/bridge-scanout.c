@@ -53,6 +53,7 @@ typedef struct
   guint32 codec;
   guint32 bitrate;              /* bit/s, never 0 */
   guint32 max_width, max_height;        /* scaled down to fit; 0: as shown */
+  gboolean draw_cursor;         /* the pointer composited into the frames */
 } RenditionKey;
 
 /* One encoder of a scanout and the subscribers it serves: one per key
@@ -107,6 +108,13 @@ struct _Scanout
   gint64 t_hotplug;             /* the last hotplug asked of the VMM */
   guint32 hotplug_mode[3];      /* its width, height, refresh if it enabled */
   gboolean output_ready;        /* an encoder has an access unit out */
+  /* the cursor plane as the VMM last reported it (export version 3) */
+  GBytes *cursor_pixels;        /* NULL: no image yet */
+  HxfrCursorImage cursor_image;
+  gboolean cursor_placed;
+  HxfrCursorPosition cursor_pos;
+  gboolean cursor_dirty;        /* the pointer changed: frames with it drawn
+                                 * are due */
   GThread *thread;
 
   /* encoder thread only */
@@ -274,6 +282,9 @@ on_watch_closed (gpointer user_data, const GError * why)
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
     vm->scanouts[i].state.enabled = FALSE;
     vm->scanouts[i].state.resource_id = 0;
+    /* the next watch reports the cursor again */
+    g_clear_pointer (&vm->scanouts[i].cursor_pixels, g_bytes_unref);
+    vm->scanouts[i].cursor_placed = FALSE;
     end_subscribers (&vm->scanouts[i], HXFR_SCANOUT_END_VMM_GONE,
         "the VM's helix export went away");
   }
@@ -281,8 +292,88 @@ on_watch_closed (gpointer user_data, const GError * why)
   g_mutex_unlock (&vm->lock);
 }
 
+/* vm lock held: to every subscriber of @so that asked for the cursor,
+ * its image (@image) and/or its position (@pos) as they are now */
+static void
+offer_cursor (Scanout * so, Subscriber * only, gboolean image, gboolean pos)
+{
+  guint i, k;
+
+  if (!so->cursor_pixels)
+    image = FALSE;
+  if (!so->cursor_placed)
+    pos = FALSE;
+  if (!image && !pos)
+    return;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    for (k = 0; k < so->renditions[i].subscribers->len; k++) {
+      Subscriber *sub = g_ptr_array_index (so->renditions[i].subscribers, k);
+
+      if (!only || sub == only)
+        bridge_subscriber_offer_cursor (sub, image ? so->cursor_pixels :
+            NULL, &so->cursor_image, pos ? &so->cursor_pos : NULL);
+    }
+}
+
+/* vm lock held: renditions that draw the pointer need a new frame (a
+ * pointer moving over a static screen still moves in their stream) */
+static void
+cursor_changed (Scanout * so)
+{
+  guint i;
+
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    if (so->renditions[i].key.draw_cursor && so->renditions[i].subscribers->len) {
+      so->cursor_dirty = TRUE;
+      g_cond_broadcast (&so->vm->cond);
+      return;
+    }
+}
+
+/* The watch checked the image (at most HXEX_CURSOR_MAX_SIZE square): it
+ * replaces the scanout's, shared by reference with the subscribers that
+ * have not been sent it yet. */
+static void
+on_cursor_shape (gpointer user_data, const HxfrCursorShape * shape)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+
+  if (shape->desc.index >= BRIDGE_MAX_SCANOUTS)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[shape->desc.index];
+  g_clear_pointer (&so->cursor_pixels, g_bytes_unref);
+  so->cursor_pixels = g_bytes_ref (shape->pixels);
+  so->cursor_image = (HxfrCursorImage) {
+  shape->desc.width, shape->desc.height, shape->desc.hot_x, shape->desc.hot_y};
+  offer_cursor (so, NULL, TRUE, FALSE);
+  cursor_changed (so);
+  g_mutex_unlock (&vm->lock);
+}
+
+static void
+on_cursor_move (gpointer user_data, const HxexCursorMove * move)
+{
+  BridgeVm *vm = user_data;
+  Scanout *so;
+
+  if (move->index >= BRIDGE_MAX_SCANOUTS)
+    return;
+  g_mutex_lock (&vm->lock);
+  so = &vm->scanouts[move->index];
+  so->cursor_placed = TRUE;
+  so->cursor_pos = (HxfrCursorPosition) {
+  move->x, move->y, (move->flags & HXEX_CURSOR_VISIBLE) ?
+        HXFR_CURSOR_VISIBLE : 0, move->time_ns};
+  offer_cursor (so, NULL, FALSE, TRUE);
+  cursor_changed (so);
+  g_mutex_unlock (&vm->lock);
+}
+
 static const HxexWatchCallbacks watch_callbacks = {
-  on_scanout_state, on_scanout_flush, on_watch_closed
+  on_scanout_state, on_scanout_flush, on_watch_closed, on_cursor_shape,
+  on_cursor_move
 };
 
 /* Keeps a watch connected while the VM runs: the VMM may start after the
@@ -477,6 +568,10 @@ typedef struct
   gboolean force_idr[BRIDGE_MAX_RENDITIONS];
   RenditionKey key[BRIDGE_MAX_RENDITIONS];
   BridgeEncoderChoice encoder[BRIDGE_MAX_RENDITIONS];
+  /* the pointer to draw, for renditions that draw it (a reference) */
+  GBytes *cursor_pixels;        /* NULL: none to draw */
+  HxfrCursorImage cursor_image;
+  HxfrCursorPosition cursor_pos;
 } Work;
 
 /* @width x @height scaled down to fit @key's maximum, keeping the aspect,
@@ -597,6 +692,60 @@ complete_frame (Rendition * r, GstSample * sample)
   return f;
 }
 
+/* A copy of @buf (@info: one of the 4-byte RGB formats the export
+ * carries) with @w's pointer blended in: its image, straight alpha,
+ * top-left corner at the position minus the hotspot, clipped to the
+ * frame. NULL if it cannot be mapped (the frame goes out without it). */
+static GstBuffer *
+draw_cursor (GstBuffer * buf, GstVideoInfo * info, const Work * w)
+{
+  const HxfrCursorImage *ci = &w->cursor_image;
+  const guint8 *px = g_bytes_get_data (w->cursor_pixels, NULL);
+  GstVideoFormat fmt = GST_VIDEO_INFO_FORMAT (info);
+  /* where B, G and R are in a frame pixel (the image's are B G R A) */
+  gboolean rgb_order = fmt == GST_VIDEO_FORMAT_RGBA
+      || fmt == GST_VIDEO_FORMAT_RGBx;
+  gint64 x0 = (gint64) w->cursor_pos.x - ci->hot_x;
+  gint64 y0 = (gint64) w->cursor_pos.y - ci->hot_y;
+  GstBuffer *copy;
+  GstVideoFrame frame;
+  guint32 cx, cy;
+
+  if (GST_VIDEO_INFO_COMP_PSTRIDE (info, 0) != 4)
+    return NULL;
+  copy = gst_buffer_copy_deep (buf);
+  if (!gst_video_frame_map (&frame, info, copy, GST_MAP_READWRITE)) {
+    gst_buffer_unref (copy);
+    return NULL;
+  }
+  for (cy = 0; cy < ci->height; cy++) {
+    gint64 y = y0 + cy;
+    guint8 *row;
+
+    if (y < 0 || y >= GST_VIDEO_FRAME_HEIGHT (&frame))
+      continue;
+    row = (guint8 *) GST_VIDEO_FRAME_PLANE_DATA (&frame, 0) +
+        y * GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0);
+    for (cx = 0; cx < ci->width; cx++) {
+      gint64 x = x0 + cx;
+      const guint8 *s = px + ((gsize) cy * ci->width + cx) * 4;
+      guint8 *d;
+      guint a = s[3], c;
+
+      if (x < 0 || x >= GST_VIDEO_FRAME_WIDTH (&frame) || a == 0)
+        continue;
+      d = row + x * 4;
+      for (c = 0; c < 3; c++) {
+        guint8 *dc = &d[rgb_order ? 2 - c : c];
+
+        *dc = (s[c] * a + *dc * (255 - a) + 127) / 255;
+      }
+    }
+  }
+  gst_video_frame_unmap (&frame);
+  return copy;
+}
+
 /* Reads one frame and gives it to each active rendition's encoder (with
  * the null encoder: only reads it, and its "access unit" is out[i] at
  * once). FALSE with @error if the resource could not be read (nothing
@@ -607,7 +756,7 @@ produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
     gint * failed, GError ** error)
 {
   GstVideoInfo info;
-  GstBuffer *buf;
+  GstBuffer *buf, *drawn = NULL;
   guint i;
 
   *failed = -1;
@@ -618,9 +767,13 @@ produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
     return FALSE;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
     EncodedFrame *f;
+    GstBuffer *frame_buf;
 
     if (!w->active[i])
       continue;
+    if (w->key[i].draw_cursor && w->cursor_pixels && !drawn)
+      drawn = draw_cursor (buf, &info, w);
+    frame_buf = w->key[i].draw_cursor && drawn ? drawn : buf;
     f = g_atomic_rc_box_new0 (EncodedFrame);
     f->repeat = w->repeat;
     f->width = GST_VIDEO_INFO_WIDTH (&info);
@@ -634,14 +787,16 @@ produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
       f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
           G_MAXUINT32);
       out[i] = f;
-    } else if (!push_frame (&so->renditions[i], i, gst_buffer_ref (buf),
-            &info, w, f, error)) {
+    } else if (!push_frame (&so->renditions[i], i,
+            gst_buffer_ref (frame_buf), &info, w, f, error)) {
       *failed = i;
       break;
     }
   }
   so->frame_counter++;
   gst_buffer_unref (buf);
+  if (drawn)
+    gst_buffer_unref (drawn);
   return *failed < 0;
 }
 
@@ -653,7 +808,7 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
   const BridgeScanoutConfig *cfg = &so->vm->cfg;
   gint64 now = g_get_monotonic_time ();
   guint32 resource = so->state.resource_id;
-  gboolean want_idr = FALSE, quiet, any = FALSE;
+  gboolean want_idr = FALSE, quiet, any = FALSE, cursor_only = FALSE;
   guint i;
 
   *wait_until = now + G_USEC_PER_SEC;
@@ -677,8 +832,16 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
       && now - so->t_last_encode >= cfg->quiet_interval_us;
   if (so->flush_pending) {
     so->flush_pending = FALSE;
+    so->cursor_dirty = FALSE;
     resource = so->pending_resource;
     w->capture_ns = so->pending_time_ns;
+    w->repeat = FALSE;
+  } else if (resource && so->cursor_dirty) {
+    /* only the pointer moved: the same picture with it drawn anew, for
+     * the renditions that draw it (below) */
+    cursor_only = TRUE;
+    so->cursor_dirty = FALSE;
+    w->capture_ns = monotonic_ns ();
     w->repeat = FALSE;
   } else if (resource && (want_idr || quiet)) {
     /* a new subscriber's IDR, or a static screen: what it shows now */
@@ -698,11 +861,19 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
     Rendition *r = &so->renditions[i];
 
-    /* a repeat for one rendition's IDR is not encoded for the others */
-    w->active[i] = r->subscribers->len && (!w->repeat || quiet || r->want_idr);
+    /* a repeat for one rendition's IDR is not encoded for the others, a
+     * pointer's move only for those that draw it */
+    w->active[i] = r->subscribers->len && (!w->repeat || quiet || r->want_idr)
+        && (!cursor_only || r->key.draw_cursor);
     if (!w->active[i])
       continue;
     any = TRUE;
+    if (r->key.draw_cursor && so->cursor_pixels && so->cursor_placed
+        && (so->cursor_pos.flags & HXFR_CURSOR_VISIBLE) && !w->cursor_pixels) {
+      w->cursor_pixels = g_bytes_ref (so->cursor_pixels);
+      w->cursor_image = so->cursor_image;
+      w->cursor_pos = so->cursor_pos;
+    }
     w->force_idr[i] = r->want_idr;
     r->want_idr = FALSE;
     w->key[i] = r->key;
@@ -951,6 +1122,7 @@ scanout_thread (gpointer data)
       continue;
     }
     encode_work (so, &w);
+    g_clear_pointer (&w.cursor_pixels, g_bytes_unref);
   }
   g_mutex_unlock (&vm->lock);
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
@@ -1004,7 +1176,9 @@ rendition_for (Scanout * so, RenditionKey want, gint32 * code, gchar ** text)
       free_slot = free_slot ? free_slot : r;
       continue;
     }
-    if (r->key.codec != want.codec)
+    /* drawn or not is never shared: one would see the pointer twice or
+     * not at all */
+    if (r->key.codec != want.codec || r->key.draw_cursor != want.draw_cursor)
       continue;
     if (memcmp (&r->key, &want, sizeof (want)) == 0)
       return r;
@@ -1051,7 +1225,10 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, BridgeSubscription * s)
   guint32 index = s->index;
   gint32 *code = &s->code;
   gchar **text = &s->text;
-  RenditionKey want = { s->codec, s->bitrate, s->max_width, s->max_height };
+  /* deployed clients never get the pointer drawn: their viewer draws it */
+  RenditionKey want = { s->codec, s->bitrate, s->max_width, s->max_height,
+    s->v2 && s->draw_cursor
+  };
   Scanout *so;
   Rendition *r;
 
@@ -1088,6 +1265,8 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, BridgeSubscription * s)
   sub->scanout = so;
   sub->codec = s->codec;
   sub->scanout_index = index;
+  /* only v2 subscribers ask: deployed clients draw their own pointer */
+  sub->cursor = s->v2 && s->cursor;
   bridge_subscriber_start (sub, FALSE);
   vm->stats.subscribers++;
   if (!so->thread)
@@ -1201,8 +1380,11 @@ bridge_vm_subscribe (Subscriber * sub, BridgeSubscription * s,
   }
   /* queued before the lock goes: no frame can come first */
   *queued = answer (sub, s, ok);
-  if (ok && !s->again)
+  if (ok && !s->again) {
+    /* the cursor as it is now, sent after the answer */
+    offer_cursor (sub->scanout, sub, TRUE, TRUE);
     scanout_send_first_frame (sub);
+  }
   g_mutex_unlock (&vm->lock);
   return ok;
 }
@@ -1385,6 +1567,7 @@ bridge_vm_free (BridgeVm * vm)
 
     if (so->thread)
       g_thread_join (so->thread);
+    g_clear_pointer (&so->cursor_pixels, g_bytes_unref);
     for (k = 0; k < BRIDGE_MAX_RENDITIONS; k++) {
       g_clear_pointer (&so->renditions[k].last_frame,
           bridge_encoded_frame_unref);

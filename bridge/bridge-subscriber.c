@@ -32,6 +32,10 @@
 /* The socket's send buffer: about two frames at the stream's bitrate at
  * 60 Hz, within these bounds, so that frames a slow reader cannot take
  * wait in our queue, where they can be skipped, not in the kernel's */
+/* Cursor messages to one subscriber: at most one image and one position
+ * before each frame sent to it, or per this when none is (a pointer moved
+ * over a static screen); the latest is never lost */
+#define CURSOR_INTERVAL_US (8 * 1000)
 #define MIN_SEND_BUFFER (16 * 1024)
 #define MAX_SEND_BUFFER (512 * 1024)
 
@@ -172,20 +176,104 @@ skip_stale_frames (Subscriber * sub)
   }
 }
 
+/* Subscriber.lock held: a cursor message is to be sent now (before the
+ * frame at the head of the queue, or CURSOR_INTERVAL_US after the last
+ * one); else *@until is when one will be (0: none pending). */
+static gboolean
+cursor_due (Subscriber * sub, gint64 * until)
+{
+  Outgoing *head = g_queue_peek_head (&sub->out);
+
+  *until = 0;
+  if (!sub->cursor_on || sub->closing || !(sub->cursor_pixels
+          || sub->cursor_pos_pending))
+    return FALSE;
+  if ((head && head->frame) || g_get_monotonic_time () >=
+      sub->t_cursor_sent + CURSOR_INTERVAL_US)
+    return TRUE;
+  *until = sub->t_cursor_sent + CURSOR_INTERVAL_US;
+  return FALSE;
+}
+
+/* Subscriber.lock held, released while sending: the pending image, then
+ * the pending position. */
+static gboolean
+send_cursor (Subscriber * sub, GError ** error)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+  GBytes *pixels = g_steal_pointer (&sub->cursor_pixels);
+  HxfrCursorImage image = sub->cursor_image;
+  HxfrCursorPosition pos = sub->cursor_pos;
+  gboolean moved = sub->cursor_pos_pending, ok = TRUE;
+  guint8 fixed[HXFR_CURSOR_POSITION_SIZE];
+
+  sub->cursor_pos_pending = FALSE;
+  sub->t_cursor_sent = g_get_monotonic_time ();
+  g_mutex_unlock (&sub->lock);
+  if (pixels) {
+    GOutputVector tail;
+    gsize size;
+
+    tail.buffer = g_bytes_get_data (pixels, &size);
+    tail.size = size;
+    hxfr_cursor_image_write (&image, fixed);
+    ok = hxfr_conn_send_to_slow_reader (sub->conn, HXFR_MSG_CURSOR_IMAGE, 0,
+        sub->session_id, fixed, HXFR_CURSOR_IMAGE_SIZE, &tail, 1,
+        cfg->write_timeout_us, NULL, error);
+    g_bytes_unref (pixels);
+  }
+  if (ok && moved) {
+    hxfr_cursor_position_write (&pos, fixed);
+    ok = hxfr_conn_send_to_slow_reader (sub->conn, HXFR_MSG_CURSOR_POSITION,
+        0, sub->session_id, fixed, HXFR_CURSOR_POSITION_SIZE, NULL, 0,
+        cfg->write_timeout_us, NULL, error);
+  }
+  g_mutex_lock (&sub->lock);
+  sub->cursor_images_sent += ok && pixels;
+  sub->cursor_positions_sent += ok && moved;
+  return ok;
+}
+
+/* Subscriber.lock held: a send failed; the writer ends */
+static void
+writer_failed (Subscriber * sub, GError * err)
+{
+  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
+
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    set_end_reason (sub, g_strdup_printf ("the subscriber took no "
+            "bytes for %.0f s (it does not read its frames)",
+            cfg->write_timeout_us / 1e6));
+  else
+    set_end_reason (sub, g_strdup_printf ("writing: %s", err->message));
+  g_error_free (err);
+}
+
 static gpointer
 writer_thread (gpointer data)
 {
   Subscriber *sub = data;
-  const BridgeScanoutConfig *cfg = bridge_vm_config (sub->vm);
 
   g_mutex_lock (&sub->lock);
   for (;;) {
     Outgoing *o;
     GError *err = NULL;
+    gint64 until;
 
     skip_stale_frames (sub);
-    while (!sub->out.length && !sub->closing)
-      g_cond_wait (&sub->cond, &sub->lock);
+    while (!sub->out.length && !sub->closing && !cursor_due (sub, &until)) {
+      if (until)
+        g_cond_wait_until (&sub->cond, &sub->lock, until);
+      else
+        g_cond_wait (&sub->cond, &sub->lock);
+    }
+    if (cursor_due (sub, &until)) {
+      if (!send_cursor (sub, &err)) {
+        writer_failed (sub, err);
+        break;
+      }
+      continue;
+    }
     if (!(o = g_queue_pop_head (&sub->out)))
       break;
     if (o->frame)
@@ -200,18 +288,15 @@ writer_thread (gpointer data)
     g_mutex_unlock (&sub->lock);
     if (!send_one (sub, o, &err)) {
       g_mutex_lock (&sub->lock);
-      if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
-        set_end_reason (sub, g_strdup_printf ("the subscriber took no "
-                "bytes for %.0f s (it does not read its frames)",
-                cfg->write_timeout_us / 1e6));
-      else
-        set_end_reason (sub, g_strdup_printf ("writing: %s", err->message));
-      g_error_free (err);
+      writer_failed (sub, err);
       outgoing_free (o);
       break;
     }
-    outgoing_free (o);
     g_mutex_lock (&sub->lock);
+    /* the cursor comes after the answer, never before */
+    if (o->type == HXFR_MSG_SUBSCRIBE2_ACK)
+      sub->cursor_on = sub->cursor;
+    outgoing_free (o);
   }
   sub->closing = TRUE;
   sub->writer_done = TRUE;
@@ -363,6 +448,26 @@ bridge_subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
 }
 
 void
+bridge_subscriber_offer_cursor (Subscriber * sub, GBytes * pixels,
+    const HxfrCursorImage * image, const HxfrCursorPosition * pos)
+{
+  g_mutex_lock (&sub->lock);
+  if (sub->cursor && !sub->closing) {
+    if (pixels) {
+      g_clear_pointer (&sub->cursor_pixels, g_bytes_unref);
+      sub->cursor_pixels = g_bytes_ref (pixels);
+      sub->cursor_image = *image;
+    }
+    if (pos) {
+      sub->cursor_pos_pending = TRUE;
+      sub->cursor_pos = *pos;
+    }
+    g_cond_broadcast (&sub->cond);
+  }
+  g_mutex_unlock (&sub->lock);
+}
+
+void
 bridge_subscriber_end (Subscriber * sub, guint32 reason, const gchar * text)
 {
   g_mutex_lock (&sub->lock);
@@ -453,6 +558,8 @@ queue_subscription_answer (Subscriber * sub, const BridgeSubscription * s,
     HxfrSubscribe2Ack ack = { 2, s->codec, s->index, s->width, s->height };
 
     g_strlcpy (ack.encoder, s->encoder, sizeof (ack.encoder));
+    ack.flags = (s->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0) |
+        (s->draw_cursor ? HXFR_SUBSCRIBE2_DRAW_CURSOR : 0);
     hxfr_subscribe2_ack_write (&ack, out);
     return queue_message (sub, HXFR_MSG_SUBSCRIBE2_ACK, sub->session_id, out,
         HXFR_SUBSCRIBE2_ACK_SIZE);
@@ -630,7 +737,10 @@ handle_subscribe2 (Reader * r, const HxfrHeader * h)
     r->sub->proven = cfg->token != NULL;
     handle_subscribe (r, (BridgeSubscription) {
         .index = s.scanout_id,.v2 = TRUE,.codec = s.codec,.bitrate =
-          s.bitrate,.max_width = s.max_width,.max_height = s.max_height}
+          s.bitrate,.max_width = s.max_width,.max_height =
+          s.max_height,.cursor =
+          (s.flags & HXFR_SUBSCRIBE2_CURSOR) != 0,.draw_cursor =
+          (s.flags & HXFR_SUBSCRIBE2_DRAW_CURSOR) != 0}
     );
   }
 }
@@ -733,6 +843,7 @@ subscriber_new (BridgeVm * vm, HxfrConn * conn, guint id,
 static gchar *
 subscriber_finish (Subscriber * sub, gchar * reader_reason)
 {
+  g_autofree gchar *cursor = NULL;
   gchar *reason;
   gint64 deadline;
 
@@ -756,10 +867,14 @@ subscriber_finish (Subscriber * sub, gchar * reader_reason)
   hxfr_conn_shutdown (sub->conn);
   g_thread_join (sub->writer);
 
+  cursor = sub->cursor ? g_strdup_printf ("; cursor images %" G_GUINT64_FORMAT
+      ", positions %" G_GUINT64_FORMAT, sub->cursor_images_sent,
+      sub->cursor_positions_sent) : g_strdup ("");
   reason = g_strdup_printf ("%s (frames sent %" G_GUINT64_FORMAT ", skipped "
       "waiting for an IDR %" G_GUINT64_FORMAT ", dropped %" G_GUINT64_FORMAT
-      ")", sub->end_reason ? sub->end_reason : "ended", sub->frames_sent,
-      sub->frames_skipped, sub->frames_dropped);
+      "%s)", sub->end_reason ? sub->end_reason : "ended", sub->frames_sent,
+      sub->frames_skipped, sub->frames_dropped, cursor);
+  g_clear_pointer (&sub->cursor_pixels, g_bytes_unref);
   g_free (sub->end_reason);
   g_free (sub->peer);
   g_queue_clear_full (&sub->out, (GDestroyNotify) outgoing_free);

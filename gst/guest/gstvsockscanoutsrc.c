@@ -23,6 +23,24 @@
  * for (an error naming it). The caps are that codec's: byte-stream access
  * units for H.264 and H.265, an OBU stream of temporal units for AV1.
  *
+ * The pointer: a compositor draws it on virtio-gpu's cursor plane, not
+ * into the scanout, so the stream has none. With #GstVsockScanoutSrc:cursor
+ * the element asks the host for it and posts it on the bus as element
+ * messages (the application draws it, e.g. as an overlay):
+ * "helix-cursor-image" (fields: scanout, sample: a #GstSample of one BGRA
+ * buffer with caps video/x-raw,format=BGRA, straight alpha; hot-x, hot-y)
+ * when the image changes, and "helix-cursor-position" (scanout, x, y: the
+ * hotspot in scanout pixels, visible, host-time: CLOCK_MONOTONIC ns of
+ * the move, running-time: that time on this pipeline's running time as
+ * the frames are stamped, or none before the first frame) when it moves,
+ * at most every 8 ms or once per frame; the current ones come right after
+ * subscribing, also on a static screen (docs/scanout-source.md says why
+ * messages, not a meta). With #GstVsockScanoutSrc:draw-cursor the host
+ * draws the pointer into the frames instead, for a simple viewer:
+ * |[
+ * gst-launch-1.0 vsockscanoutsrc scanout=1 draw-cursor=true ! decodebin ! autovideosink
+ * ]|
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 vsockscanoutsrc address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink
@@ -58,6 +76,11 @@ GST_DEBUG_CATEGORY_STATIC (gst_vsock_scanout_src_debug);
 #define DEFAULT_RECONNECT TRUE
 #define DEFAULT_MAX_BACKOFF 5000
 #define DEFAULT_MAX_AU_SIZE HXFR_DEFAULT_MAX_ACCESS_UNIT
+#define DEFAULT_CURSOR FALSE
+#define DEFAULT_DRAW_CURSOR FALSE
+/* the largest CURSOR_IMAGE payload */
+#define MAX_CURSOR_IMAGE (HXFR_CURSOR_IMAGE_SIZE + \
+    HXFR_CURSOR_MAX_SIZE * HXFR_CURSOR_MAX_SIZE * 4)
 #define BACKOFF_MIN_MS 100
 /* Jitter of the transport between the host's flip and our read: what a
  * sink must wait beyond the timestamps (they follow capture spacing from
@@ -153,12 +176,15 @@ struct _GstVsockScanoutSrc
   gboolean reconnect;
   guint max_backoff_ms;
   guint max_au_size;
+  gboolean cursor;
+  gboolean draw_cursor;
 
   /* Streaming thread only (fixed between start and stop) */
   HxfrAddress *address;
   gchar *address_str;
   gint64 timeout_us;
   gboolean reconnect_mode;
+  gboolean cursor_mode;         /* the cursor property */
   guint backoff_ms;
   gboolean need_discont;
   gboolean have_seq;
@@ -212,6 +238,8 @@ enum
   PROP_MAX_BACKOFF,
   PROP_MAX_AU_SIZE,
   PROP_STATS,
+  PROP_CURSOR,
+  PROP_DRAW_CURSOR,
   N_PROPERTIES
 };
 
@@ -328,11 +356,15 @@ read_message (GstVsockScanoutSrc * self, HxfrConn * conn, HxfrHeader * h,
     GBytes ** payload, gint64 first_us, gboolean * begun, GError ** error)
 {
   guint max_au;
+  gsize max;
 
   GST_OBJECT_LOCK (self);
   max_au = self->max_au_size;
+  max = (gsize) max_au + HXFR_SCANOUT_FRAME_SIZE;
+  if (self->cursor)
+    max = MAX (max, MAX_CURSOR_IMAGE);
   GST_OBJECT_UNLOCK (self);
-  if (hxfr_conn_read_message (conn, (gsize) max_au + HXFR_SCANOUT_FRAME_SIZE,
+  if (hxfr_conn_read_message (conn, max,
           first_us, self->timeout_us, h, payload, begun, self->cancellable,
           error))
     return TRUE;
@@ -389,6 +421,8 @@ send_subscribe (GstVsockScanoutSrc * self, HxfrConn * conn, gint64 deadline,
   s.max_width = self->max_width;
   s.max_height = self->max_height;
   s.codec = codecs[self->codec].fourcc;
+  s.flags = (self->cursor ? HXFR_SUBSCRIBE2_CURSOR : 0) |
+      (self->draw_cursor ? HXFR_SUBSCRIBE2_DRAW_CURSOR : 0);
   GST_OBJECT_UNLOCK (self);
   *bitrate = s.bitrate;
   s.min_version = 2;
@@ -661,6 +695,62 @@ set_end_error (const guint8 * fixed, gsize len, GError ** error)
       e.text[0] ? ": " : "", e.text);
 }
 
+/* CURSOR_IMAGE: posted as "helix-cursor-image", the pixels wrapped
+ * without a copy. Only asked-for ones reach here. */
+static gboolean
+post_cursor_image (GstVsockScanoutSrc * self, const HxfrHeader * h,
+    GBytes * payload, GError ** error)
+{
+  HxfrCursorImage ci;
+  GstBuffer *buf;
+  GstCaps *caps;
+  GstSample *sample;
+  GstStructure *s;
+
+  if (!payload || !hxfr_cursor_image_parse (g_bytes_get_data (payload, NULL),
+          g_bytes_get_size (payload), &ci, error))
+    return protocol_error (error, "CURSOR_IMAGE out of bounds", h);
+  buf = gst_buffer_new_wrapped_bytes (payload);
+  gst_buffer_resize (buf, HXFR_CURSOR_IMAGE_SIZE, -1);
+  caps = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "BGRA",
+      "width", G_TYPE_INT, (gint) ci.width, "height", G_TYPE_INT,
+      (gint) ci.height, "framerate", GST_TYPE_FRACTION, 0, 1, NULL);
+  sample = gst_sample_new (buf, caps, NULL, NULL);
+  s = gst_structure_new ("helix-cursor-image", "scanout", G_TYPE_UINT,
+      self->scanout, "sample", GST_TYPE_SAMPLE, sample, "hot-x", G_TYPE_UINT,
+      ci.hot_x, "hot-y", G_TYPE_UINT, ci.hot_y, NULL);
+  gst_sample_unref (sample);
+  gst_caps_unref (caps);
+  gst_buffer_unref (buf);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+  return TRUE;
+}
+
+/* CURSOR_POSITION: posted as "helix-cursor-position", its time also on
+ * the running time as the frames are stamped (once they are anchored) */
+static gboolean
+post_cursor_position (GstVsockScanoutSrc * self, const HxfrHeader * h,
+    GBytes * payload, GError ** error)
+{
+  GstClockTime running = GST_CLOCK_TIME_NONE;
+  HxfrCursorPosition p;
+  GstStructure *s;
+
+  if (!payload || !hxfr_cursor_position_parse (g_bytes_get_data (payload,
+              NULL), g_bytes_get_size (payload), &p, error))
+    return protocol_error (error, "CURSOR_POSITION of the wrong size", h);
+  if (self->anchored && p.time >= self->first_capture)
+    running = self->first_running + (p.time - self->first_capture);
+  s = gst_structure_new ("helix-cursor-position", "scanout", G_TYPE_UINT,
+      self->scanout, "x", G_TYPE_INT, p.x, "y", G_TYPE_INT, p.y, "visible",
+      G_TYPE_BOOLEAN, (p.flags & HXFR_CURSOR_VISIBLE) != 0, "host-time",
+      G_TYPE_UINT64, p.time, "running-time", G_TYPE_UINT64, running, NULL);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+  return TRUE;
+}
+
 /* Silence for a timeout gets a PING; silence for another one means the
  * host is gone (a dead peer over vsock or TCP never closes). */
 static gboolean
@@ -718,6 +808,18 @@ next_frame (GstVsockScanoutSrc * self, HxfrConn * conn, GError ** error)
             self->timeout_us, self->cancellable, error);
         break;
       case HXFR_MSG_PONG:
+        done = FALSE;
+        break;
+      case HXFR_MSG_CURSOR_IMAGE:
+      case HXFR_MSG_CURSOR_POSITION:
+        if (self->cursor_mode) {
+          done = !(h.type == HXFR_MSG_CURSOR_IMAGE ?
+              post_cursor_image (self, &h, payload, error) :
+              post_cursor_position (self, &h, payload, error));
+          break;
+        }
+        /* not asked for: as any unknown message */
+        GST_DEBUG_OBJECT (self, "skipped message 0x%02x", h.type);
         done = FALSE;
         break;
       default:
@@ -843,6 +945,7 @@ gst_vsock_scanout_src_start (GstBaseSrc * src)
   spec = g_strdup (self->address_prop);
   self->timeout_us = (gint64) self->timeout_ms * G_TIME_SPAN_MILLISECOND;
   self->reconnect_mode = self->reconnect;
+  self->cursor_mode = self->cursor;
   GST_OBJECT_UNLOCK (self);
   self->address = hxfr_address_parse (spec, &err);
   if (!self->address) {
@@ -1036,6 +1139,12 @@ gst_vsock_scanout_src_set_property (GObject * object, guint prop_id,
     case PROP_RECONNECT:
       self->reconnect = g_value_get_boolean (value);
       break;
+    case PROP_CURSOR:
+      self->cursor = g_value_get_boolean (value);
+      break;
+    case PROP_DRAW_CURSOR:
+      self->draw_cursor = g_value_get_boolean (value);
+      break;
     case PROP_MAX_BACKOFF:
       self->max_backoff_ms = g_value_get_uint (value);
       break;
@@ -1086,6 +1195,12 @@ gst_vsock_scanout_src_get_property (GObject * object, guint prop_id,
     case PROP_RECONNECT:
       g_value_set_boolean (value, self->reconnect);
       break;
+    case PROP_CURSOR:
+      g_value_set_boolean (value, self->cursor);
+      break;
+    case PROP_DRAW_CURSOR:
+      g_value_set_boolean (value, self->draw_cursor);
+      break;
     case PROP_MAX_BACKOFF:
       g_value_set_uint (value, self->max_backoff_ms);
       break;
@@ -1114,6 +1229,8 @@ gst_vsock_scanout_src_init (GstVsockScanoutSrc * self)
   self->bitrate = DEFAULT_BITRATE;
   self->timeout_ms = DEFAULT_TIMEOUT;
   self->reconnect = DEFAULT_RECONNECT;
+  self->cursor = DEFAULT_CURSOR;
+  self->draw_cursor = DEFAULT_DRAW_CURSOR;
   self->max_backoff_ms = DEFAULT_MAX_BACKOFF;
   self->max_au_size = DEFAULT_MAX_AU_SIZE;
   self->last_pts = GST_CLOCK_TIME_NONE;
@@ -1190,6 +1307,28 @@ install_properties (GObjectClass * gobject_class)
       "Maximum access unit size", "Largest access unit accepted from the "
       "host, in bytes (a larger one is an error, before any allocation)",
       1, G_MAXUINT32, DEFAULT_MAX_AU_SIZE,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockScanoutSrc:cursor:
+   *
+   * Ask the host for the scanout's pointer and post it on the bus as
+   * "helix-cursor-image" and "helix-cursor-position" element messages.
+   */
+  properties[PROP_CURSOR] = g_param_spec_boolean ("cursor", "Cursor",
+      "Ask the host for the scanout's pointer (the cursor plane) and post "
+      "it as element messages helix-cursor-image and helix-cursor-position",
+      DEFAULT_CURSOR,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  /**
+   * GstVsockScanoutSrc:draw-cursor:
+   *
+   * Ask the host to draw the pointer into the frames it encodes (for a
+   * viewer that draws none itself).
+   */
+  properties[PROP_DRAW_CURSOR] = g_param_spec_boolean ("draw-cursor",
+      "Draw cursor", "Ask the host to draw the scanout's pointer into the "
+      "frames it encodes (an encoder of its own on the host; a move over a "
+      "static screen yields a new frame)", DEFAULT_DRAW_CURSOR,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
       "frames, keyframes, bytes (access units), reconnects, host-dropped "

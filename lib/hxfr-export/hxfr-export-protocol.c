@@ -125,6 +125,26 @@ typedef struct HXEX_PACKED
   gint32 status;
 } WireScanoutControlAck;
 
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  guint32 width;
+  guint32 height;
+  guint32 hot_x;
+  guint32 hot_y;
+  guint32 fourcc;
+  guint64 size;
+} WireCursorShape;
+
+typedef struct HXEX_PACKED
+{
+  guint32 index;
+  guint32 flags;
+  gint32 x;
+  gint32 y;
+  guint64 time_ns;
+} WireCursorMove;
+
 G_STATIC_ASSERT (sizeof (WireHeader) == HXEX_HEADER_SIZE);
 G_STATIC_ASSERT (offsetof (WireHeader, msg_type) == 4);
 G_STATIC_ASSERT (offsetof (WireHeader, n_fds) == 5);
@@ -161,6 +181,12 @@ G_STATIC_ASSERT (sizeof (WireScanoutControl) == HXEX_SCANOUT_CONTROL_SIZE);
 G_STATIC_ASSERT (offsetof (WireScanoutControl, refresh_hz) == 16);
 G_STATIC_ASSERT (sizeof (WireScanoutControlAck) ==
     HXEX_SCANOUT_CONTROL_ACK_SIZE);
+G_STATIC_ASSERT (sizeof (WireCursorShape) == HXEX_CURSOR_SHAPE_SIZE);
+G_STATIC_ASSERT (offsetof (WireCursorShape, hot_x) == 12);
+G_STATIC_ASSERT (offsetof (WireCursorShape, size) == 24);
+G_STATIC_ASSERT (sizeof (WireCursorMove) == HXEX_CURSOR_MOVE_SIZE);
+G_STATIC_ASSERT (offsetof (WireCursorMove, x) == 8);
+G_STATIC_ASSERT (offsetof (WireCursorMove, time_ns) == 16);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
 
 /* not G_DEFINE_QUARK: gst-indent spaces out its unquoted name, and the
@@ -197,6 +223,10 @@ hxex_msg_type_name (guint type)
       return "SCANOUT_CONTROL";
     case HXEX_MSG_SCANOUT_CONTROL_ACK:
       return "SCANOUT_CONTROL_ACK";
+    case HXEX_MSG_CURSOR_SHAPE:
+      return "CURSOR_SHAPE";
+    case HXEX_MSG_CURSOR_MOVE:
+      return "CURSOR_MOVE";
     default:
       return "unknown";
   }
@@ -272,6 +302,10 @@ hxex_msg_payload_size (guint type)
       return HXEX_SCANOUT_CONTROL_SIZE;
     case HXEX_MSG_SCANOUT_CONTROL_ACK:
       return HXEX_SCANOUT_CONTROL_ACK_SIZE;
+    case HXEX_MSG_CURSOR_SHAPE:
+      return HXEX_CURSOR_SHAPE_SIZE;
+    case HXEX_MSG_CURSOR_MOVE:
+      return HXEX_CURSOR_MOVE_SIZE;
     default:
       return 0;
   }
@@ -284,6 +318,7 @@ max_fds_for_type (guint type)
   switch (type) {
     case HXEX_MSG_HELLO_ACK:
     case HXEX_MSG_SURFACE:
+    case HXEX_MSG_CURSOR_SHAPE:
       return 1;
     default:
       return 0;
@@ -984,4 +1019,93 @@ hxex_stream_send (HxexStream * s, guint8 type, guint32 request_id,
   if (failure)
     g_propagate_error (error, failure);
   return ok;
+}
+
+/* Version 3: the cursor */
+
+gsize
+hxex_cursor_shape_write (const HxexCursorShape * m, guint8 * out)
+{
+  WireCursorShape w;
+
+  memset (&w, 0, sizeof (w));
+  w.index = GUINT32_TO_LE (m->index);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.hot_x = GUINT32_TO_LE (m->hot_x);
+  w.hot_y = GUINT32_TO_LE (m->hot_y);
+  w.fourcc = GUINT32_TO_LE (m->fourcc);
+  w.size = GUINT64_TO_LE (m->size);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_cursor_shape_parse (const guint8 * in, gsize len, HxexCursorShape * m,
+    GError ** error)
+{
+  WireCursorShape w;
+
+  if (!check_len (HXEX_MSG_CURSOR_SHAPE, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  m->width = GUINT32_FROM_LE (w.width);
+  m->height = GUINT32_FROM_LE (w.height);
+  m->hot_x = GUINT32_FROM_LE (w.hot_x);
+  m->hot_y = GUINT32_FROM_LE (w.hot_y);
+  m->fourcc = GUINT32_FROM_LE (w.fourcc);
+  m->size = GUINT64_FROM_LE (w.size);
+  if (m->index >= HXEX_MAX_SCANOUTS || m->width == 0 || m->height == 0
+      || m->width > HXEX_CURSOR_MAX_SIZE || m->height > HXEX_CURSOR_MAX_SIZE
+      || m->hot_x >= m->width || m->hot_y >= m->height
+      || m->fourcc != HXEX_CURSOR_FOURCC
+      || m->size != (guint64) m->width * m->height * 4) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "CURSOR_SHAPE of scanout %u: %ux%u hotspot %u,%u fourcc 0x%08x size %"
+        G_GUINT64_FORMAT " (at most %ux%u AR24, hotspot inside, 4 bytes a "
+        "pixel)", m->index, m->width, m->height, m->hot_x, m->hot_y,
+        m->fourcc, m->size, HXEX_CURSOR_MAX_SIZE, HXEX_CURSOR_MAX_SIZE);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_cursor_move_write (const HxexCursorMove * m, guint8 * out)
+{
+  WireCursorMove w;
+
+  memset (&w, 0, sizeof (w));
+  w.index = GUINT32_TO_LE (m->index);
+  w.flags = GUINT32_TO_LE (m->flags);
+  w.x = GINT32_TO_LE (m->x);
+  w.y = GINT32_TO_LE (m->y);
+  w.time_ns = GUINT64_TO_LE (m->time_ns);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_cursor_move_parse (const guint8 * in, gsize len, HxexCursorMove * m,
+    GError ** error)
+{
+  WireCursorMove w;
+
+  if (!check_len (HXEX_MSG_CURSOR_MOVE, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  m->index = GUINT32_FROM_LE (w.index);
+  /* reserved bits are ignored on reading */
+  m->flags = GUINT32_FROM_LE (w.flags) & HXEX_CURSOR_VISIBLE;
+  m->x = GINT32_FROM_LE (w.x);
+  m->y = GINT32_FROM_LE (w.y);
+  m->time_ns = GUINT64_FROM_LE (w.time_ns);
+  if (m->index >= HXEX_MAX_SCANOUTS) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "CURSOR_MOVE of scanout %u (at most %u scanouts)", m->index,
+        HXEX_MAX_SCANOUTS);
+    return FALSE;
+  }
+  return TRUE;
 }

@@ -17,7 +17,10 @@ G_BEGIN_DECLS
 #define HXEX_VERSION 1
 /* Version 2 adds scanout watches (docs/export-protocol.md, "Scanouts"). */
 #define HXEX_VERSION_SCANOUTS 2
-#define HXEX_MAX_VERSION HXEX_VERSION_SCANOUTS
+/* Version 3 adds the cursor plane on a watch (docs/export-protocol.md,
+ * "Cursor"). */
+#define HXEX_VERSION_CURSOR 3
+#define HXEX_MAX_VERSION HXEX_VERSION_CURSOR
 /* No VMM reports more scanouts than this (QEMU's max_outputs is 16). */
 #define HXEX_MAX_SCANOUTS 16
 #define HXEX_HEADER_SIZE 16
@@ -40,6 +43,9 @@ typedef enum
   HXEX_MSG_FLUSH = 0x09,        /* server -> client (a watch) */
   HXEX_MSG_SCANOUT_CONTROL = 0x0A,      /* client -> server (a watch) */
   HXEX_MSG_SCANOUT_CONTROL_ACK = 0x0B,  /* server -> client (a watch) */
+  /* version 3 only */
+  HXEX_MSG_CURSOR_SHAPE = 0x0C, /* server -> client (a watch), 1 fd */
+  HXEX_MSG_CURSOR_MOVE = 0x0D,  /* server -> client (a watch) */
 } HxexMsgType;
 
 /* Fixed payload sizes: every message has exactly this payload. */
@@ -54,6 +60,8 @@ typedef enum
 #define HXEX_FLUSH_SIZE 32
 #define HXEX_SCANOUT_CONTROL_SIZE 24
 #define HXEX_SCANOUT_CONTROL_ACK_SIZE 8
+#define HXEX_CURSOR_SHAPE_SIZE 32
+#define HXEX_CURSOR_MOVE_SIZE 24
 #define HXEX_MAX_PAYLOAD_SIZE HXEX_ERROR_SIZE
 
 typedef enum
@@ -176,6 +184,34 @@ typedef struct
   gint32 status;                /* 0 ok, else an HxexErrorCode */
 } HxexScanoutControlAck;
 
+/* Cursor images are ARGB8888 (fourcc AR24: B G R A in memory), at most
+ * this wide and high: virtio-gpu's are 64x64; the bound is what a hostile
+ * VMM can make a client hold per scanout (256 KiB). */
+#define HXEX_CURSOR_MAX_SIZE 256
+#define HXEX_CURSOR_FOURCC 0x34325241u  /* AR24 */
+/* CURSOR_MOVE flags */
+#define HXEX_CURSOR_VISIBLE 0x1u
+
+typedef struct
+{
+  guint32 index;
+  guint32 width;                /* 1..HXEX_CURSOR_MAX_SIZE */
+  guint32 height;
+  guint32 hot_x;                /* < width */
+  guint32 hot_y;                /* < height */
+  guint32 fourcc;               /* HXEX_CURSOR_FOURCC */
+  guint64 size;                 /* width * height * 4, in the descriptor */
+} HxexCursorShape;
+
+typedef struct
+{
+  guint32 index;
+  guint32 flags;                /* HXEX_CURSOR_VISIBLE */
+  gint32 x;                     /* the hotspot, in scanout pixels */
+  gint32 y;
+  guint64 time_ns;              /* VMM CLOCK_MONOTONIC */
+} HxexCursorMove;
+
 #define HXEX_ERROR (hxex_error_quark ())
 GQuark hxex_error_quark (void);
 
@@ -233,6 +269,16 @@ gsize hxex_scanout_control_ack_write (const HxexScanoutControlAck * m,
     guint8 * out);
 gboolean hxex_scanout_control_ack_parse (const guint8 * in, gsize len,
     HxexScanoutControlAck * m, GError ** error);
+
+/* Version 3. The shape's parser checks the sizes against
+ * HXEX_CURSOR_MAX_SIZE, the hotspot inside, the fourcc and size; both
+ * check index < HXEX_MAX_SCANOUTS. */
+gsize hxex_cursor_shape_write (const HxexCursorShape * m, guint8 * out);
+gboolean hxex_cursor_shape_parse (const guint8 * in, gsize len,
+    HxexCursorShape * m, GError ** error);
+gsize hxex_cursor_move_write (const HxexCursorMove * m, guint8 * out);
+gboolean hxex_cursor_move_parse (const guint8 * in, gsize len,
+    HxexCursorMove * m, GError ** error);
 
 /* Bytes per pixel of the single-plane RGB fourccs the export carries
  * (AR24, XR24, AB24, XB24), 0 for anything else. */

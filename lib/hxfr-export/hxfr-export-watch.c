@@ -3,11 +3,22 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "hxfr-export-watch.h"
 #include "hxfr-transport.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* Linux: a cursor image must come sealed (read_cursor_image) */
+#if defined (__linux__) && !defined (F_GET_SEALS)
+#error "F_GET_SEALS is needed to check a cursor image's descriptor"
+#endif
 
 /* HELLO kinds of a watch: bit 0 is no surface kind, so the VMM maps no
  * readback ring for a connection that never resolves. */
@@ -23,6 +34,7 @@ struct _HxexWatch
   HxexWatchCallbacks cb;
   gpointer user_data;
   guint n_scanouts;
+  guint16 version;              /* agreed at HELLO: 2 or 3 */
   GThread *reader;
 
   GMutex control_lock;
@@ -71,13 +83,16 @@ send_message (HxexWatch * w, guint8 type, guint32 request_id,
   return FALSE;
 }
 
-/* One whole message. No message a watch receives carries a descriptor we
- * use: any that arrive are closed. */
+/* One whole message. Only CURSOR_SHAPE carries a descriptor we use: it
+ * goes to @fds (NULL: none wanted); any others are closed. */
 static gboolean
-read_message (HxexWatch * w, HxexHeader * h, gint64 deadline, GError ** error)
+read_message (HxexWatch * w, HxexHeader * h, gint64 deadline, GArray * fds,
+    GError ** error)
 {
   gboolean ok = hxex_stream_read (&w->stream, h, deadline, error);
 
+  if (ok && fds && h->type == HXEX_MSG_CURSOR_SHAPE)
+    ok = hxex_stream_take_fds (&w->stream, h, fds, error);
   hxex_fds_clear (w->stream.fds);
   return ok;
 }
@@ -99,7 +114,7 @@ do_hello (HxexWatch * w, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
   const guint8 *body = hxex_stream_payload (&w->stream);
-  HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_SCANOUTS,
+  HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_CURSOR,
     WATCH_KINDS
   };
   HxexHelloAck ack;
@@ -107,7 +122,7 @@ do_hello (HxexWatch * w, gint64 deadline, GError ** error)
 
   hxex_hello_write (&hello, payload);
   if (!send_message (w, HXEX_MSG_HELLO, 0, payload, HXEX_HELLO_SIZE,
-          deadline, error) || !read_message (w, &h, deadline, error))
+          deadline, error) || !read_message (w, &h, deadline, NULL, error))
     return FALSE;
   if (h.type == HXEX_MSG_ERROR) {
     GError *err = NULL;
@@ -126,13 +141,15 @@ do_hello (HxexWatch * w, gint64 deadline, GError ** error)
   }
   if (h.type != HXEX_MSG_HELLO_ACK
       || !hxex_hello_ack_parse (body, h.payload_size, &ack, error)
-      || ack.version != HXEX_VERSION_SCANOUTS || ack.n_slots != 0) {
+      || ack.version < HXEX_VERSION_SCANOUTS
+      || ack.version > HXEX_VERSION_CURSOR || ack.n_slots != 0) {
     if (error && !*error)
       g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
-          "expected a version-2 HELLO_ACK without slots, got %s",
+          "expected a version-2 or 3 HELLO_ACK without slots, got %s",
           hxex_msg_type_name (h.type));
     return FALSE;
   }
+  w->version = ack.version;
   return TRUE;
 }
 
@@ -184,7 +201,7 @@ do_watch (HxexWatch * w, gint64 deadline, GError ** error)
     HxfrScanoutState st;
     HxexHeader h;
 
-    if (!read_message (w, &h, deadline, error))
+    if (!read_message (w, &h, deadline, NULL, error))
       return FALSE;
     if (h.type == HXEX_MSG_ERROR && i == 0) {
       GError *err = NULL;
@@ -251,6 +268,97 @@ handle_flush (HxexWatch * w, const HxexHeader * h, GError ** error)
   return TRUE;
 }
 
+/* The image of a CURSOR_SHAPE, copied out of the VMM's descriptor. The
+ * descriptor is the VMM's word only: it must be a sealed memfd (Linux:
+ * its size cannot shrink under us, reading it never blocks) of at least
+ * @size bytes, and @size is at most 256 KiB (the parser's bound). */
+static GBytes *
+read_cursor_image (gint fd, gsize size, GError ** error)
+{
+  struct stat st;
+  guint8 *data;
+  gsize got = 0;
+
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode)
+      || (guint64) st.st_size < size) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "CURSOR_SHAPE descriptor is not shared memory of %" G_GSIZE_FORMAT
+        " bytes", size);
+    return NULL;
+  }
+#ifdef F_GET_SEALS
+  {
+    gint seals = fcntl (fd, F_GET_SEALS);
+
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) || !(seals & F_SEAL_WRITE)) {
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "CURSOR_SHAPE descriptor is not a sealed memfd");
+      return NULL;
+    }
+  }
+#endif
+  data = g_malloc (size);
+  while (got < size) {
+    gssize n = pread (fd, data + got, size - got, (off_t) got);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+          "reading the CURSOR_SHAPE image: %s", n < 0 ? g_strerror (errno) :
+          "it ended early");
+      g_free (data);
+      return NULL;
+    }
+    got += n;
+  }
+  return g_bytes_new_take (data, size);
+}
+
+static gboolean
+handle_cursor_shape (HxexWatch * w, const HxexHeader * h, GArray * fds,
+    GError ** error)
+{
+  HxfrCursorShape shape;
+  HxexCursorShape *m = &shape.desc;
+
+  if (!hxex_cursor_shape_parse (hxex_stream_payload (&w->stream),
+          h->payload_size, m, error))
+    return FALSE;
+  if (m->index >= w->n_scanouts || fds->len != 1) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "CURSOR_SHAPE of scanout %u of %u with %u descriptors (1)", m->index,
+        w->n_scanouts, fds->len);
+    return FALSE;
+  }
+  shape.pixels = read_cursor_image (g_array_index (fds, gint, 0), m->size,
+      error);
+  if (!shape.pixels)
+    return FALSE;
+  if (w->cb.cursor_shape && callbacks_allowed (w))
+    w->cb.cursor_shape (w->user_data, &shape);
+  g_bytes_unref (shape.pixels);
+  return TRUE;
+}
+
+static gboolean
+handle_cursor_move (HxexWatch * w, const HxexHeader * h, GError ** error)
+{
+  HxexCursorMove m;
+
+  if (!hxex_cursor_move_parse (hxex_stream_payload (&w->stream),
+          h->payload_size, &m, error))
+    return FALSE;
+  if (m.index >= w->n_scanouts) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "CURSOR_MOVE of scanout %u of %u", m.index, w->n_scanouts);
+    return FALSE;
+  }
+  if (w->cb.cursor_move && callbacks_allowed (w))
+    w->cb.cursor_move (w->user_data, &m);
+  return TRUE;
+}
+
 /* Hands the ACK to the set_enabled call waiting for it; one nobody waits
  * for any more (it timed out) is dropped. */
 static gboolean
@@ -272,10 +380,17 @@ handle_ack (HxexWatch * w, const HxexHeader * h, GError ** error)
 }
 
 static gboolean
-handle_event (HxexWatch * w, const HxexHeader * h, GError ** error)
+handle_event (HxexWatch * w, const HxexHeader * h, GArray * fds,
+    GError ** error)
 {
   HxfrScanoutState st;
 
+  if ((h->type == HXEX_MSG_CURSOR_SHAPE || h->type == HXEX_MSG_CURSOR_MOVE)
+      && w->version < HXEX_VERSION_CURSOR) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s on a version-%u watch", hxex_msg_type_name (h->type), w->version);
+    return FALSE;
+  }
   switch (h->type) {
     case HXEX_MSG_SCANOUT:
       if (!parse_scanout (w, h, &st, error))
@@ -287,6 +402,10 @@ handle_event (HxexWatch * w, const HxexHeader * h, GError ** error)
       return handle_flush (w, h, error);
     case HXEX_MSG_SCANOUT_CONTROL_ACK:
       return handle_ack (w, h, error);
+    case HXEX_MSG_CURSOR_SHAPE:
+      return handle_cursor_shape (w, h, fds, error);
+    case HXEX_MSG_CURSOR_MOVE:
+      return handle_cursor_move (w, h, error);
     case HXEX_MSG_ERROR:
       set_vmm_error (hxex_stream_payload (&w->stream), h->payload_size,
           "ended the scanout watch", error);
@@ -303,13 +422,18 @@ reader_thread (gpointer data)
 {
   HxexWatch *w = data;
   GError *err = NULL;
+  GArray *fds = g_array_new (FALSE, FALSE, sizeof (gint));
 
   for (;;) {
     HxexHeader h;
+    gboolean ok = read_message (w, &h, -1, fds, &err)
+        && handle_event (w, &h, fds, &err);
 
-    if (!read_message (w, &h, -1, &err) || !handle_event (w, &h, &err))
+    hxex_fds_clear (fds);
+    if (!ok)
       break;
   }
+  g_array_unref (fds);
   if (!err)
     err = g_error_new_literal (HXEX_ERROR, HXEX_ERR_PROTOCOL,
         "the scanout watch ended");
@@ -381,6 +505,12 @@ guint
 hxex_watch_get_n_scanouts (HxexWatch * w)
 {
   return w->n_scanouts;
+}
+
+gboolean
+hxex_watch_has_cursor (HxexWatch * w)
+{
+  return w->version >= HXEX_VERSION_CURSOR;
 }
 
 /* Waits for the reader thread to hand over the ACK of @id. Caller holds

@@ -42,6 +42,16 @@ typedef struct
   guint64 time_ns;              /* VMM CLOCK_MONOTONIC at the flush */
 } HxfrScanoutFlush;
 
+/* Version 3: a new image of a scanout's cursor plane (a move is the
+ * message as parsed, HxexCursorMove) */
+typedef struct
+{
+  HxexCursorShape desc;         /* checked: sizes, hotspot, index */
+  /* desc.size bytes, ARGB8888 (B G R A in memory), rows top down, stride
+   * width * 4; a copy: ref it to keep it */
+  GBytes *pixels;
+} HxfrCursorShape;
+
 typedef struct
 {
   /* a scanout's state changed; also once per scanout before
@@ -50,9 +60,14 @@ typedef struct
   void (*flush) (gpointer user_data, const HxfrScanoutFlush * flush);
   /* the VMM closed the watch or broke the protocol; no callback follows */
   void (*closed) (gpointer user_data, const GError * why);
+  /* version 3 only (hxex_watch_has_cursor): a new cursor image, and a
+   * move; both also once, after the initial states, for what the VMM
+   * knows then. NULL: ignored. */
+  void (*cursor_shape) (gpointer user_data, const HxfrCursorShape * shape);
+  void (*cursor_move) (gpointer user_data, const HxexCursorMove * move);
 } HxexWatchCallbacks;
 
-/* Connects to the export at @path, negotiates version 2, asks for scanout
+/* Connects to the export at @path, negotiates version 2 or 3, asks for scanout
  * events and reads the initial state of every scanout (calling
  * callbacks->state for each, on this thread), all within @timeout_us; then
  * starts the reader thread. A VMM whose export has no scanouts (version 1)
@@ -62,6 +77,8 @@ HxexWatch *hxex_watch_new (const gchar * path,
     gint64 timeout_us, GError ** error);
 /* The VMM's number of scanouts (QEMU: max_outputs). */
 guint hxex_watch_get_n_scanouts (HxexWatch * watch);
+/* The VMM speaks version 3: it reports the cursor plane. */
+gboolean hxex_watch_has_cursor (HxexWatch * watch);
 /* Enables (a connector hotplug with a preferred mode of @width x @height
  * at @refresh_hz) or disables scanout @index, waiting up to @timeout_us
  * for the VMM's answer. FALSE with HXEX_ERROR (e.g. HXEX_ERR_REFUSED for

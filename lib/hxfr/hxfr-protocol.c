@@ -223,6 +223,10 @@ hxfr_msg_type_name (guint type)
       return "SCANOUT_FRAME";
     case HXFR_MSG_SCANOUT_END:
       return "SCANOUT_END";
+    case HXFR_MSG_CURSOR_IMAGE:
+      return "CURSOR_IMAGE";
+    case HXFR_MSG_CURSOR_POSITION:
+      return "CURSOR_POSITION";
     case HXFR_MSG_ERROR:
       return "ERROR";
     default:

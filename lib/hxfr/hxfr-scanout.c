@@ -65,8 +65,25 @@ typedef struct HXFR_PACKED
   guint32 width;
   guint32 height;
   gchar encoder[HXFR_ENCODER_NAME_SIZE];
-  guint32 reserved1;
+  guint32 flags;
 } WireSubscribe2Ack;
+
+typedef struct HXFR_PACKED
+{
+  guint32 width;
+  guint32 height;
+  guint32 hot_x;
+  guint32 hot_y;
+} WireCursorImage;
+
+typedef struct HXFR_PACKED
+{
+  gint32 x;
+  gint32 y;
+  guint32 flags;
+  guint32 reserved;
+  guint64 time;
+} WireCursorPosition;
 
 typedef struct HXFR_PACKED
 {
@@ -96,6 +113,8 @@ G_STATIC_ASSERT (sizeof (WireSubscribe2) == HXFR_SUBSCRIBE2_SIZE);
 G_STATIC_ASSERT (sizeof (WireSubscribe2Ack) == HXFR_SUBSCRIBE2_ACK_SIZE);
 G_STATIC_ASSERT (sizeof (WireScanoutFrame) == HXFR_SCANOUT_FRAME_SIZE);
 G_STATIC_ASSERT (sizeof (WireScanoutEnd) == HXFR_SCANOUT_END_SIZE);
+G_STATIC_ASSERT (sizeof (WireCursorImage) == HXFR_CURSOR_IMAGE_SIZE);
+G_STATIC_ASSERT (sizeof (WireCursorPosition) == HXFR_CURSOR_POSITION_SIZE);
 
 #define check_size hxfr_wire_check_len
 
@@ -321,6 +340,7 @@ hxfr_subscribe2_ack_write (const HxfrSubscribe2Ack * a, guint8 * out)
   w.width = LE32 (a->width);
   w.height = LE32 (a->height);
   g_strlcpy (w.encoder, a->encoder, sizeof (w.encoder));
+  w.flags = LE32 (a->flags);
   memcpy (out, &w, sizeof (w));
   return sizeof (w);
 }
@@ -341,6 +361,7 @@ hxfr_subscribe2_ack_parse (const guint8 * in, gsize len,
   a->height = FROM_LE32 (w.height);
   memcpy (a->encoder, w.encoder, sizeof (a->encoder));
   a->encoder[sizeof (a->encoder) - 1] = '\0';
+  a->flags = FROM_LE32 (w.flags);
   return TRUE;
 }
 
@@ -435,4 +456,72 @@ hxfr_scanout_end_reason_name (guint32 reason)
     default:
       return "unknown reason";
   }
+}
+
+gsize
+hxfr_cursor_image_write (const HxfrCursorImage * c, guint8 * out)
+{
+  WireCursorImage w;
+
+  w.width = LE32 (c->width);
+  w.height = LE32 (c->height);
+  w.hot_x = LE32 (c->hot_x);
+  w.hot_y = LE32 (c->hot_y);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxfr_cursor_image_parse (const guint8 * in, gsize len, HxfrCursorImage * c,
+    GError ** error)
+{
+  WireCursorImage w;
+
+  if (len < sizeof (w))
+    return check_size ("CURSOR_IMAGE", len, sizeof (w), error);
+  memcpy (&w, in, sizeof (w));
+  c->width = FROM_LE32 (w.width);
+  c->height = FROM_LE32 (w.height);
+  c->hot_x = FROM_LE32 (w.hot_x);
+  c->hot_y = FROM_LE32 (w.hot_y);
+  if (c->width == 0 || c->height == 0 || c->width > HXFR_CURSOR_MAX_SIZE
+      || c->height > HXFR_CURSOR_MAX_SIZE || c->hot_x >= c->width
+      || c->hot_y >= c->height) {
+    g_set_error (error, HXFR_ERROR, HXFR_ERR_INVALID,
+        "CURSOR_IMAGE %ux%u with its hotspot at %u,%u (1..%u, inside)",
+        c->width, c->height, c->hot_x, c->hot_y, HXFR_CURSOR_MAX_SIZE);
+    return FALSE;
+  }
+  return check_size ("CURSOR_IMAGE", len, sizeof (w) +
+      (gsize) c->width * c->height * 4, error);
+}
+
+gsize
+hxfr_cursor_position_write (const HxfrCursorPosition * p, guint8 * out)
+{
+  WireCursorPosition w;
+
+  memset (&w, 0, sizeof (w));
+  w.x = LE32 (p->x);
+  w.y = LE32 (p->y);
+  w.flags = LE32 (p->flags);
+  w.time = LE64 (p->time);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxfr_cursor_position_parse (const guint8 * in, gsize len,
+    HxfrCursorPosition * p, GError ** error)
+{
+  WireCursorPosition w;
+
+  if (!check_size ("CURSOR_POSITION", len, sizeof (w), error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  p->x = (gint32) FROM_LE32 (w.x);
+  p->y = (gint32) FROM_LE32 (w.y);
+  p->flags = FROM_LE32 (w.flags);
+  p->time = FROM_LE64 (w.time);
+  return TRUE;
 }

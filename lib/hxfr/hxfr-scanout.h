@@ -32,6 +32,8 @@ G_BEGIN_DECLS
 #define HXFR_MSG_SUBSCRIBE2_ACK 0x51    /* v2, host -> client */
 #define HXFR_MSG_SCANOUT_FRAME 0x52     /* v2, host -> client */
 #define HXFR_MSG_SCANOUT_END 0x53       /* v2, host -> client */
+#define HXFR_MSG_CURSOR_IMAGE 0x54      /* v2, host -> client, asked for */
+#define HXFR_MSG_CURSOR_POSITION 0x55   /* v2, host -> client, asked for */
 
 /* Payload sizes (deployed: what the deployed host reads for the type) */
 #define HXFR_SUBSCRIBE_SIZE 4
@@ -46,6 +48,16 @@ G_BEGIN_DECLS
 #define HXFR_SUBSCRIBE2_ACK_SIZE 48
 #define HXFR_SCANOUT_FRAME_SIZE 48      /* + access unit */
 #define HXFR_SCANOUT_END_SIZE 8 /* + text, at most HXFR_ERROR_TEXT_SIZE */
+#define HXFR_CURSOR_IMAGE_SIZE 16       /* + width * height * 4 pixels */
+#define HXFR_CURSOR_POSITION_SIZE 24
+/* the largest cursor image (the export's bound, HXEX_CURSOR_MAX_SIZE) */
+#define HXFR_CURSOR_MAX_SIZE 256
+
+/* SUBSCRIBE2 flags, and SUBSCRIBE2_ACK flags (what the host grants) */
+#define HXFR_SUBSCRIBE2_CURSOR 0x1      /* CURSOR_IMAGE and _POSITION */
+#define HXFR_SUBSCRIBE2_DRAW_CURSOR 0x2 /* the pointer drawn into the frames */
+/* CURSOR_POSITION flags */
+#define HXFR_CURSOR_VISIBLE 0x1
 
 /* A deployed client's first message is one of these. */
 #define HXFR_MSG_IS_DEPLOYED_SCANOUT(t) ((t) == HXFR_MSG_SUBSCRIBE || \
@@ -88,7 +100,7 @@ typedef struct
   guint32 codec;                /* HXFR_CODEC_H264 */
   guint32 scanout_id;
   guint32 bitrate;              /* bit/s, 0 = the host's default */
-  guint32 flags;                /* reserved, 0 */
+  guint32 flags;                /* HXFR_SUBSCRIBE2_*; others reserved, 0 */
   guint16 token_len;            /* <= HXFR_MAX_TOKEN; the token follows */
   guint16 max_width;            /* scaled down to fit, keeping its aspect; */
   guint16 max_height;           /* 0: the scanout's own */
@@ -102,7 +114,26 @@ typedef struct
   guint32 width;                /* what the scanout shows now */
   guint32 height;
   gchar encoder[HXFR_ENCODER_NAME_SIZE];        /* NUL-terminated */
+  guint32 flags;                /* HXFR_SUBSCRIBE2_* granted */
 } HxfrSubscribe2Ack;
+
+/* CURSOR_IMAGE: the pointer's image; width * height * 4 bytes of ARGB8888
+ * (B G R A in memory, straight alpha) follow, rows top down */
+typedef struct
+{
+  guint32 width;                /* 1..HXFR_CURSOR_MAX_SIZE */
+  guint32 height;
+  guint32 hot_x;                /* < width */
+  guint32 hot_y;                /* < height */
+} HxfrCursorImage;
+
+typedef struct
+{
+  gint32 x;                     /* the hotspot, in scanout pixels */
+  gint32 y;
+  guint32 flags;                /* HXFR_CURSOR_VISIBLE */
+  guint64 time;                 /* host CLOCK_MONOTONIC ns of the move */
+} HxfrCursorPosition;
 
 typedef struct
 {
@@ -161,5 +192,13 @@ gsize hxfr_scanout_end_write (guint32 reason, const gchar * text,
 gboolean hxfr_scanout_end_parse (const guint8 * in, gsize len,
     HxfrScanoutEnd * e, GError ** error);
 const gchar *hxfr_scanout_end_reason_name (guint32 reason);
+gsize hxfr_cursor_image_write (const HxfrCursorImage * c, guint8 * out);
+/* @len: the whole payload; checks the sizes, the hotspot and that
+ * width * height * 4 pixel bytes follow */
+gboolean hxfr_cursor_image_parse (const guint8 * in, gsize len,
+    HxfrCursorImage * c, GError ** error);
+gsize hxfr_cursor_position_write (const HxfrCursorPosition * p, guint8 * out);
+gboolean hxfr_cursor_position_parse (const guint8 * in, gsize len,
+    HxfrCursorPosition * p, GError ** error);
 
 G_END_DECLS

@@ -19,8 +19,9 @@
  *   resolves a few resources, and reads every byte of each surface it is
  *   handed (a plane outside the mapped ring faults). When bit 7 of byte 1
  *   is set it plays the scanout watch instead (hxfr-export-watch.h): the
- *   input is then the VMM's HELLO_ACK, initial SCANOUTs and events; the
- *   watch asks for one hotplug and is freed.
+ *   input is then the VMM's HELLO_ACK, initial SCANOUTs and events (also
+ *   version 3's cursor messages: the memfds here are not sealed, so a
+ *   shape is refused); the watch asks for one hotplug and is freed.
  *
  * Input layout (both): byte 0 seeds the chunk sizes, byte 1 says which
  * chunks carry a descriptor (bit i: chunk i, i < 8), the rest is the byte
@@ -433,6 +434,32 @@ watch_flush (gpointer user_data, const HxfrScanoutFlush * f)
   (*n)++;
 }
 
+/* version 3: an image the watch took is within its bounds, and readable
+ * to its last byte */
+static void
+watch_cursor_shape (gpointer user_data, const HxfrCursorShape * shape)
+{
+  gsize size;
+  const volatile guint8 *px = g_bytes_get_data (shape->pixels, &size);
+  guint *n = user_data;
+
+  g_assert (shape->desc.width <= HXEX_CURSOR_MAX_SIZE);
+  g_assert (shape->desc.height <= HXEX_CURSOR_MAX_SIZE);
+  g_assert_cmpuint (size, ==, shape->desc.size);
+  (void) px[0];
+  (void) px[size - 1];
+  (*n)++;
+}
+
+static void
+watch_cursor_move (gpointer user_data, const HxexCursorMove * move)
+{
+  guint *n = user_data;
+
+  g_assert (move->index < HXEX_MAX_SCANOUTS);
+  (*n)++;
+}
+
 static void
 watch_closed (gpointer user_data, const GError * why)
 {
@@ -444,7 +471,8 @@ static void
 play_watch (void)
 {
   static const HxexWatchCallbacks cb = {
-    watch_state, watch_flush, watch_closed
+    watch_state, watch_flush, watch_closed, watch_cursor_shape,
+    watch_cursor_move
   };
   guint events = 0;
   HxexWatch *w = hxex_watch_new (vmm_path, &cb, &events,

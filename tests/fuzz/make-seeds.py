@@ -114,6 +114,15 @@ def hx_flush(index, res, w, h, t=1000):
     return hxex(0x09, struct.pack('<6IQ', index, res, 0, 0, w, h, t))
 
 
+# Version 3: the cursor plane
+def hx_cursor_shape(index, w, h, hx, hy, n_fds=0):
+    return hxex(0x0C, struct.pack('<6IQ', index, w, h, hx, hy, fourcc_v('AR24'), w * h * 4), n_fds=n_fds)
+
+
+def hx_cursor_move(index, flags, x, y, t=1000):
+    return hxex(0x0D, struct.pack('<2I2iQ', index, flags, x, y, t))
+
+
 def hx_control(req, index, enable, w=64, h=64, hz=60):
     return hxex(0x0A, struct.pack('<6I', index, enable, w, h, hz, 0), req=req)
 
@@ -154,6 +163,9 @@ def export_vmm_seeds():
     yield 'watch-control-id0', b'\x10\x00' + hx_hello(2, 2) + hx_watch() + hx_control(0, 1, 1)
     yield 'watch-control-bad', b'\x10\x00' + hx_hello(2, 2) + hx_watch() + hx_control(1, 1, 7)
     yield 'control-no-watch', b'\x10\x00' + hx_hello(2, 2) + hx_control(1, 1, 1)
+    # version 3: a watch that sends the VMM's own cursor messages
+    yield 'watch-v3-sends-cursor', b'\x10\x00' + (hx_hello(2, 3, 0x1) + hx_watch() +
+                                                   hx_cursor_move(0, 1, 1, 1))
 
 
 def export_client_seeds():
@@ -177,6 +189,16 @@ def export_client_seeds():
     yield 'watch-count-changes', b'\x10\x80' + v2 + hx_scanout(0, 2) + hx_scanout(1, 3)
     yield 'watch-no-scanouts', b'\x10\x80' + v2 + hx_error(0, 10, b'this VMM reports no scanouts')
     yield 'watch-v1-vmm', b'\x10\x80' + hx_error(0, 7, b'this VMM speaks version 1 only')
+    # version 3: the cursor plane (the fuzzer's memfds are not sealed: a
+    # shape with one is refused, the watch closed)
+    v3 = hx_ack(0, 0, kinds=0, version=3)
+    yield 'watch-cursor-move', b'\x10\x80' + (v3 + hx_scanout(0, 2) + hx_scanout(1, 2) +
+                                               hx_cursor_move(1, 1, 10, -20) + hx_flush(1, 1, 4, 4) +
+                                               hx_cursor_move(0, 0, 0, 0))
+    yield 'watch-cursor-shape', b'\x34\x82' + (v3 + hx_scanout(0, 1) + hx_cursor_shape(0, 64, 64, 1, 2, n_fds=1) +
+                                                hx_cursor_move(0, 1, 5, 5))
+    yield 'watch-cursor-huge', b'\x10\x80' + v3 + hx_scanout(0, 1) + hx_cursor_shape(0, 4096, 4096, 0, 0)
+    yield 'watch-cursor-v2', b'\x10\x80' + v2 + hx_scanout(0, 1) + hx_cursor_move(0, 1, 1, 1)
 
 
 def main():

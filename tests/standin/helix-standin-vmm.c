@@ -32,9 +32,19 @@
  *   flip K [N]     N flips (default 1) of scanout K now
  *   rate K HZ      flip K at HZ from now on (0 = stop: a static screen)
  *   resize K W H   new resources of W x H on scanout K, shown and flushed
+ *   cursor K W H HX HY  a new cursor image on scanout K: W x H, hotspot
+ *                  HX, HY, image serial S (counted from 1) drawn by
+ *                  helix_test_cursor_pixel (any size the export takes;
+ *                  others are refused)
+ *   move K X Y [hidden]  the pointer of scanout K to X, Y (visible unless
+ *                  "hidden")
+ *   moves K N X Y DX DY  N moves of scanout K's pointer back to back (a
+ *                  flood): X, Y, then X + DX, Y + DY, ... (prints the last
+ *                  as MOVED)
  * each printing one line once done: "SCANOUT K enabled=E resource=R
  * width=W height=H", "FLIPPED K frames=F resource=R" (F: flips of K so
- * far, R: shown now), "RATE K hz=HZ", or "FAILED why".
+ * far, R: shown now), "RATE K hz=HZ", "CURSOR K serial=S WxH", "MOVED K
+ * x=X y=Y visible=V", or "FAILED why".
  * It prints "READY socket=PATH resource=ID width=W height=H fourcc=F
  * scanouts=N" once it serves.
  *
@@ -118,6 +128,12 @@ typedef struct
   guint hz;
   guint timer;
   guint64 flips;
+  /* the cursor plane: the last image (0 = none yet) and position, kept
+   * for an export restarted by "export on" */
+  guint32 cursor_serial;
+  guint32 cursor_width, cursor_height, cursor_hot_x, cursor_hot_y;
+  gboolean cursor_placed, cursor_visible;
+  gint32 cursor_x, cursor_y;
 } Scanout;
 
 struct _StandIn
@@ -582,6 +598,95 @@ command_flip (Scanout * so, guint32 n)
         so->index, so->flips, so->buf[so->front]->id);
 }
 
+/* Image so->cursor_serial of so's cursor to the export. */
+static gboolean
+cursor_report_shape (Scanout * so, GError ** error)
+{
+  g_autofree guint32 *argb = NULL;
+  guint32 x, y, w = so->cursor_width, h = so->cursor_height;
+
+  if (!so->s->export || so->cursor_serial == 0)
+    return TRUE;
+  /* the export checks the size: a test asks for hostile ones too */
+  argb = g_new (guint32, (gsize) MIN (w, 4096) * MIN (h, 4096));
+  for (y = 0; y < MIN (h, 4096); y++)
+    for (x = 0; x < MIN (w, 4096); x++)
+      argb[(gsize) y * MIN (w, 4096) + x] =
+          helix_test_cursor_pixel (x, y, w, so->cursor_serial);
+  return helix_export_cursor_shape (so->s->export, so->index, w, h,
+      so->cursor_hot_x, so->cursor_hot_y, argb, error);
+}
+
+static void
+cursor_report_move (Scanout * so)
+{
+  if (so->s->export && so->cursor_placed)
+    helix_export_cursor_move (so->s->export, so->index, so->cursor_visible,
+        so->cursor_x, so->cursor_y);
+}
+
+/* cursor K W H HX HY */
+static void
+command_cursor (Scanout * so, gchar ** argv)
+{
+  g_autoptr (GError) err = NULL;
+  guint32 old[5] = { so->cursor_serial, so->cursor_width, so->cursor_height,
+    so->cursor_hot_x, so->cursor_hot_y
+  };
+
+  so->cursor_serial++;
+  so->cursor_width = uint_arg (argv[0], 1 << 20);
+  so->cursor_height = uint_arg (argv[1], 1 << 20);
+  so->cursor_hot_x = uint_arg (argv[2], G_MAXUINT32);
+  so->cursor_hot_y = uint_arg (argv[3], G_MAXUINT32);
+  if (cursor_report_shape (so, &err)) {
+    g_print ("CURSOR %u serial=%u %ux%u\n", so->index, so->cursor_serial,
+        so->cursor_width, so->cursor_height);
+    return;
+  }
+  /* refused: the last good image stays */
+  so->cursor_serial = old[0];
+  so->cursor_width = old[1];
+  so->cursor_height = old[2];
+  so->cursor_hot_x = old[3];
+  so->cursor_hot_y = old[4];
+  g_print ("FAILED cursor: %s\n", err->message);
+}
+
+/* move K X Y [hidden] */
+static void
+command_move (Scanout * so, gchar ** argv, guint argc)
+{
+  so->cursor_placed = TRUE;
+  so->cursor_x = (gint32) g_ascii_strtoll (argv[0], NULL, 10);
+  so->cursor_y = (gint32) g_ascii_strtoll (argv[1], NULL, 10);
+  so->cursor_visible = !(argc == 3 && g_str_equal (argv[2], "hidden"));
+  cursor_report_move (so);
+  g_print ("MOVED %u x=%d y=%d visible=%d\n", so->index, so->cursor_x,
+      so->cursor_y, so->cursor_visible);
+}
+
+/* moves K N X Y DX DY */
+static void
+command_moves (Scanout * so, gchar ** argv)
+{
+  guint32 i, n = uint_arg (argv[0], 1000000);
+  gint32 x = (gint32) g_ascii_strtoll (argv[1], NULL, 10);
+  gint32 y = (gint32) g_ascii_strtoll (argv[2], NULL, 10);
+  gint32 dx = (gint32) g_ascii_strtoll (argv[3], NULL, 10);
+  gint32 dy = (gint32) g_ascii_strtoll (argv[4], NULL, 10);
+
+  so->cursor_placed = TRUE;
+  so->cursor_visible = TRUE;
+  for (i = 0; i < n; i++) {
+    so->cursor_x = x + (gint32) i *dx;
+    so->cursor_y = y + (gint32) i *dy;
+    cursor_report_move (so);
+  }
+  g_print ("MOVED %u x=%d y=%d visible=1\n", so->index, so->cursor_x,
+      so->cursor_y);
+}
+
 /* The scanout commands of --serve-only; FALSE: not one of them. */
 static gboolean
 scanout_command (StandIn * s, gchar ** argv, guint argc)
@@ -590,7 +695,9 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
   Scanout *so;
 
   if (!(is_scanout || g_str_equal (argv[0], "flip")
-          || g_str_equal (argv[0], "rate") || g_str_equal (argv[0], "resize"))
+          || g_str_equal (argv[0], "rate") || g_str_equal (argv[0], "resize")
+          || g_str_equal (argv[0], "cursor") || g_str_equal (argv[0], "move")
+          || g_str_equal (argv[0], "moves"))
       || argc < 2)
     return FALSE;
   so = scanout_arg (s, argv[1]);
@@ -609,6 +716,12 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
     g_print ("RATE %u hz=%u\n", so->index, so->hz);
   } else if (g_str_equal (argv[0], "resize") && argc == 4 && so->enabled) {
     command_resize (so, argv + 2);
+  } else if (g_str_equal (argv[0], "cursor") && argc == 6) {
+    command_cursor (so, argv + 2);
+  } else if (g_str_equal (argv[0], "move") && (argc == 4 || argc == 5)) {
+    command_move (so, argv + 2, argc - 2);
+  } else if (g_str_equal (argv[0], "moves") && argc == 7) {
+    command_moves (so, argv + 2);
   } else {
     g_print ("FAILED bad scanout command '%s' (or scanout %u disabled)\n",
         argv[0], so->index);
@@ -658,9 +771,11 @@ print_stats (StandIn * s)
   g_print (" watchers=%u scanout_updates=%" G_GUINT64_FORMAT " flushes=%"
       G_GUINT64_FORMAT " flushes_sent=%" G_GUINT64_FORMAT
       " watchers_dropped=%" G_GUINT64_FORMAT " scanout_controls=%"
-      G_GUINT64_FORMAT " scanout_refusals=%" G_GUINT64_FORMAT, st.watchers,
-      st.scanout_updates, st.flushes, st.flushes_sent, st.watchers_dropped,
-      st.scanout_controls, st.scanout_refusals);
+      G_GUINT64_FORMAT " scanout_refusals=%" G_GUINT64_FORMAT
+      " cursor_shapes=%" G_GUINT64_FORMAT " cursor_moves=%" G_GUINT64_FORMAT,
+      st.watchers, st.scanout_updates, st.flushes, st.flushes_sent,
+      st.watchers_dropped, st.scanout_controls, st.scanout_refusals,
+      st.cursor_shapes, st.cursor_moves);
   for (i = 0; i < s->n_scanouts; i++)
     g_print (" flips%u=%" G_GUINT64_FORMAT, i, s->scanouts[i].flips);
   g_print ("\n");
@@ -677,8 +792,12 @@ export_start (StandIn * s, GError ** error)
   s->export_source = g_unix_fd_add (helix_export_get_fd (s->export), G_IO_IN,
       on_export_readable, s);
   /* a new module knows nothing of what the scanouts show */
-  for (i = 0; i < s->n_scanouts; i++)
+  for (i = 0; i < s->n_scanouts; i++) {
     scanout_report (&s->scanouts[i]);
+    if (!cursor_report_shape (&s->scanouts[i], error))
+      return FALSE;
+    cursor_report_move (&s->scanouts[i]);
+  }
   return TRUE;
 }
 
@@ -1089,9 +1208,12 @@ static const gchar options_description[] = "Scanouts (export protocol "
     "--serve-only stdin commands: frame N, create W H [F], destroy ID, "
     "stall MS, stats, export on|off, quit;\n"
     "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
-    "resize K W H (each prints one line once done:\n"
+    "resize K W H, cursor K W H HX HY, move K X Y [hidden], moves K N X Y DX "
+    "DY (each prints one "
+    "line once done:\n"
     "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
-    "resource=R, RATE K hz=HZ, or FAILED why).";
+    "resource=R, RATE K hz=HZ, CURSOR K serial=S WxH, MOVED K x=X y=Y "
+    "visible=V, or FAILED why).";
 
 /* The command line into the opt_ variables, checked; the resize size
  * defaults to half the size. FALSE: told on stderr, exit 1. */

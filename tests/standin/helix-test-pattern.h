@@ -25,3 +25,15 @@ helix_test_pattern_fill (guint8 * p, guint32 width, guint32 height,
     }
   }
 }
+
+/* Cursor image @serial of the stand-in VMM, pixel (x, y), as an ARGB8888
+ * word (B G R A in memory): b0 = x * 4, b1 = y * 4, b2 = serial, alpha
+ * 255 on the left half and 128 on the right (so a blend shows). */
+static inline guint32
+helix_test_cursor_pixel (guint32 x, guint32 y, guint32 width, guint32 serial)
+{
+  guint32 a = x < width / 2 ? 255 : 128;
+
+  return (a << 24) | ((serial & 255) << 16) | (((y * 4) & 255) << 8)
+      | ((x * 4) & 255);
+}

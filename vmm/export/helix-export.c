@@ -81,6 +81,16 @@ typedef struct
   guint32 fourcc;
 } Scanout;
 
+/* A scanout's cursor plane, as last reported (version 3) */
+typedef struct
+{
+  gboolean has_shape;
+  gint shape_fd;                /* sealed memfd with the pixels, has_shape */
+  HxexCursorShape shape;
+  gboolean has_position;
+  HxexCursorMove move;
+} Cursor;
+
 /* Only touched from the dispatch thread: no locks. */
 struct _HelixExport
 {
@@ -93,6 +103,7 @@ struct _HelixExport
   gint dmabuf_state;            /* 0 untried, 1 works, -1 gave up */
   HelixExportStats stats;
   Scanout scanouts[HXEX_MAX_SCANOUTS];
+  Cursor cursors[HXEX_MAX_SCANOUTS];
   /* inside dispatch: clients are not freed but marked dead (the loop or a
    * caller up the stack may hold one) */
   gboolean in_dispatch;
@@ -168,14 +179,16 @@ poller_ready (HelixExport * ex, gint * fds, gint max)
 #endif
 }
 
-/* Shared memory for the ring. */
+/* Shared memory for the ring (or a cursor image: @sealable lets it be
+ * sealed on Linux, so a client can trust its size and contents). */
 static gint
-create_ring_fd (gsize size, GError ** error)
+create_shared_fd (const gchar * what, gsize size, gboolean sealable,
+    GError ** error)
 {
   gint fd;
 
 #ifdef __linux__
-  fd = memfd_create ("helix-export-ring", MFD_CLOEXEC);
+  fd = memfd_create (what, MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0));
 #else
   {
     gchar name[64];
@@ -198,6 +211,12 @@ create_ring_fd (gsize size, GError ** error)
     return -1;
   }
   return fd;
+}
+
+static gint
+create_ring_fd (gsize size, GError ** error)
+{
+  return create_shared_fd ("helix-export-ring", size, FALSE, error);
 }
 
 static void
@@ -779,6 +798,28 @@ send_scanout (Client * c, guint32 index)
   return client_send (c, HXEX_MSG_SCANOUT, 0, payload, sizeof (payload), -1);
 }
 
+/* Scanout @index's cursor shape and position, those known. */
+static gboolean
+send_cursor (Client * c, guint32 index)
+{
+  const Cursor *cu = &c->ex->cursors[index];
+  guint8 payload[HXEX_CURSOR_SHAPE_SIZE];
+
+  if (cu->has_shape) {
+    hxex_cursor_shape_write (&cu->shape, payload);
+    if (!client_send (c, HXEX_MSG_CURSOR_SHAPE, 0, payload,
+            HXEX_CURSOR_SHAPE_SIZE, cu->shape_fd))
+      return FALSE;
+  }
+  if (cu->has_position) {
+    hxex_cursor_move_write (&cu->move, payload);
+    if (!client_send (c, HXEX_MSG_CURSOR_MOVE, 0, payload,
+            HXEX_CURSOR_MOVE_SIZE, -1))
+      return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 handle_watch (Client * c, const HxexHeader * h, const guint8 * body)
 {
@@ -800,6 +841,11 @@ handle_watch (Client * c, const HxexHeader * h, const guint8 * body)
       ex->opts.n_scanouts);
   for (i = 0; i < ex->opts.n_scanouts; i++)
     if (!send_scanout (c, i))
+      return FALSE;
+  /* version 3: the cursors as they are now, so a new watcher needs no
+   * guest activity to learn them */
+  for (i = 0; i < ex->opts.n_scanouts && c->version >= HXEX_VERSION_CURSOR; i++)
+    if (!send_cursor (c, i))
       return FALSE;
   return TRUE;
 }
@@ -1022,7 +1068,8 @@ helix_export_dispatch (HelixExport * ex)
  * is marked dead (never waited for), and freed here unless a dispatch up
  * the stack may hold it. */
 static void
-broadcast (HelixExport * ex, guint8 type, const guint8 * payload, gsize len)
+broadcast (HelixExport * ex, guint16 min_version, guint8 type,
+    const guint8 * payload, gsize len, gint fd)
 {
   GHashTableIter it;
   gpointer value;
@@ -1032,9 +1079,9 @@ broadcast (HelixExport * ex, guint8 type, const guint8 * payload, gsize len)
   while (g_hash_table_iter_next (&it, NULL, &value)) {
     Client *c = value;
 
-    if (!c->watching || c->dead)
+    if (!c->watching || c->dead || c->version < min_version)
       continue;
-    if (client_send (c, type, 0, payload, len, -1)) {
+    if (client_send (c, type, 0, payload, len, fd)) {
       if (type == HXEX_MSG_FLUSH)
         ex->stats.flushes_sent++;
       continue;
@@ -1067,7 +1114,8 @@ helix_export_scanout_update (HelixExport * ex, guint32 index,
   index, now.enabled ? HXEX_SCANOUT_ENABLED : 0, resource_id, width,
         height, fourcc, ex->opts.n_scanouts};
   hxex_scanout_write (&m, payload);
-  broadcast (ex, HXEX_MSG_SCANOUT, payload, sizeof (payload));
+  broadcast (ex, HXEX_VERSION_SCANOUTS, HXEX_MSG_SCANOUT, payload,
+      sizeof (payload), -1);
 }
 
 void
@@ -1083,7 +1131,96 @@ helix_export_scanout_flush (HelixExport * ex, guint32 index,
     return;
   ex->stats.flushes++;
   hxex_flush_write (&m, payload);
-  broadcast (ex, HXEX_MSG_FLUSH, payload, sizeof (payload));
+  broadcast (ex, HXEX_VERSION_SCANOUTS, HXEX_MSG_FLUSH, payload,
+      sizeof (payload), -1);
+}
+
+/* The pixels in a sealed memfd: every watcher gets the same descriptor,
+ * and the seals promise them a size and contents that cannot change. */
+static gint
+cursor_image_fd (const guint32 * argb, gsize size, GError ** error)
+{
+  gint fd = create_shared_fd ("helix-export-cursor", size, TRUE, error);
+
+  if (fd < 0)
+    return -1;
+  if (pwrite (fd, argb, size, 0) != (gssize) size) {
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
+        "writing the cursor image: %s", g_strerror (errno));
+    close (fd);
+    return -1;
+  }
+#ifdef __linux__
+  if (fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+          | F_SEAL_SEAL) != 0) {
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
+        "sealing the cursor image: %s", g_strerror (errno));
+    close (fd);
+    return -1;
+  }
+#endif
+  return fd;
+}
+
+gboolean
+helix_export_cursor_shape (HelixExport * ex, guint32 index, guint32 width,
+    guint32 height, guint32 hot_x, guint32 hot_y, const guint32 * argb,
+    GError ** error)
+{
+  HxexCursorShape m = { index, width, height, hot_x, hot_y,
+    HXEX_CURSOR_FOURCC, (guint64) width * height * 4
+  };
+  guint8 payload[HXEX_CURSOR_SHAPE_SIZE];
+  Cursor *cu;
+  gint fd;
+
+  /* what the client's parser accepts, checked before anything goes out */
+  hxex_cursor_shape_write (&m, payload);
+  if (index >= ex->opts.n_scanouts
+      || !hxex_cursor_shape_parse (payload, sizeof (payload), &m, error)) {
+    if (error && !*error)
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          "cursor of scanout %u (%u scanouts)", index, ex->opts.n_scanouts);
+    return FALSE;
+  }
+  fd = cursor_image_fd (argb, m.size, error);
+  if (fd < 0)
+    return FALSE;
+  cu = &ex->cursors[index];
+  if (cu->has_shape)
+    close (cu->shape_fd);
+  cu->has_shape = TRUE;
+  cu->shape_fd = fd;
+  cu->shape = m;
+  ex->stats.cursor_shapes++;
+  broadcast (ex, HXEX_VERSION_CURSOR, HXEX_MSG_CURSOR_SHAPE, payload,
+      sizeof (payload), fd);
+  return TRUE;
+}
+
+void
+helix_export_cursor_move (HelixExport * ex, guint32 index, gboolean visible,
+    gint32 x, gint32 y)
+{
+  HxexCursorMove m = { index, visible ? HXEX_CURSOR_VISIBLE : 0, x, y,
+    (guint64) g_get_monotonic_time () * 1000
+  };
+  guint8 payload[HXEX_CURSOR_MOVE_SIZE];
+  Cursor *cu;
+
+  if (index >= ex->opts.n_scanouts)
+    return;
+  cu = &ex->cursors[index];
+  /* a guest repeating itself is not news */
+  if (cu->has_position && cu->move.flags == m.flags && cu->move.x == x
+      && cu->move.y == y)
+    return;
+  cu->has_position = TRUE;
+  cu->move = m;
+  ex->stats.cursor_moves++;
+  hxex_cursor_move_write (&m, payload);
+  broadcast (ex, HXEX_VERSION_CURSOR, HXEX_MSG_CURSOR_MOVE, payload,
+      sizeof (payload), -1);
 }
 
 HelixExport *
@@ -1167,6 +1304,9 @@ helix_export_free (HelixExport * ex)
 {
   if (!ex)
     return;
+  for (guint i = 0; i < HXEX_MAX_SCANOUTS; i++)
+    if (ex->cursors[i].has_shape)
+      close (ex->cursors[i].shape_fd);
   g_hash_table_unref (ex->clients);
   hxfr_listener_free (ex->listener);
   if (ex->poll_fd >= 0)

@@ -95,6 +95,8 @@ typedef struct
   guint64 watchers_dropped;     /* watchers closed: their socket was full */
   guint64 scanout_controls;     /* SCANOUT_CONTROL answered */
   guint64 scanout_refusals;     /* ... of which refused */
+  guint64 cursor_shapes;        /* helix_export_cursor_shape calls taken */
+  guint64 cursor_moves;         /* helix_export_cursor_move that changed */
 } HelixExportStats;
 
 void helix_export_options_init (HelixExportOptions * options);
@@ -125,6 +127,21 @@ void helix_export_scanout_update (HelixExport * ex, guint32 index,
  * policy as update. */
 void helix_export_scanout_flush (HelixExport * ex, guint32 index,
     guint32 resource_id, guint32 x, guint32 y, guint32 width, guint32 height);
+/* Scanout @index's cursor plane shows @argb (ARGB8888 as 32-bit words in
+ * the host's order, i.e. B G R A in memory on little-endian; @width x
+ * @height, 1..HXEX_CURSOR_MAX_SIZE, rows top down, stride width * 4),
+ * hotspot @hot_x, @hot_y inside it. Sends CURSOR_SHAPE with the image in
+ * a sealed memfd to every version-3 watcher, and to later ones when they
+ * WATCH. FALSE (@error): out of range, or no memory for the image. Same
+ * thread and policy as update. */
+gboolean helix_export_cursor_shape (HelixExport * ex, guint32 index,
+    guint32 width, guint32 height, guint32 hot_x, guint32 hot_y,
+    const guint32 * argb, GError ** error);
+/* Scanout @index's pointer hotspot is at @x, @y (scanout pixels; may be
+ * outside it), drawn or not (@visible). Sends CURSOR_MOVE when something
+ * changed. Same thread and policy as update. */
+void helix_export_cursor_move (HelixExport * ex, guint32 index,
+    gboolean visible, gint32 x, gint32 y);
 /* Disconnects every client (their slots are freed), closes and removes
  * the socket. */
 void helix_export_free (HelixExport * ex);

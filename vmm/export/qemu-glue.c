@@ -6,7 +6,8 @@
  * and vmm/qemu/patches/0001-* adds them to the virtio-gpu-gl module and
  * calls the functions below; 0003-* reports the scanouts (SET_SCANOUT,
  * SET_SCANOUT_BLOB, RESOURCE_FLUSH, device reset) and lets the bridge
- * connect and disconnect outputs (docs/zero-copy.md lists the hooks and
+ * connect and disconnect outputs; 0004-* reports the cursor queue
+ * (UPDATE_CURSOR, MOVE_CURSOR) (docs/zero-copy.md lists the hooks and
  * the QEMU versions). Everything here runs on QEMU's main loop thread with the
  * BQL held, the thread that owns virglrenderer, so the module's
  * virglrenderer calls need no locking.
@@ -46,6 +47,8 @@ struct HelixQemu
   HelixQemuScanout scanout[HELIX_QEMU_MAX_SCANOUTS];
   uint64_t destroyed;
   uint64_t resets;
+  uint64_t cursor_shapes, cursor_moves;
+  bool cursor_warned;
 };
 
 static gboolean
@@ -206,6 +209,39 @@ helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
 }
 
 void
+helix_qemu_cursor_define (HelixQemu * hq, uint32_t index, uint32_t width,
+    uint32_t height, int hot_x, int hot_y, const uint32_t * data)
+{
+  g_autoptr (GError) err = NULL;
+
+  if (!hq || index >= hq->dev.n_scanouts)
+    return;
+  /* the hotspot is the guest's word: one outside the image would cost
+   * the bridge the whole image, so it is pulled to the nearest edge */
+  hot_x = CLAMP (hot_x, 0, (int) width - 1);
+  hot_y = CLAMP (hot_y, 0, (int) height - 1);
+  hq->cursor_shapes++;
+  if (!helix_export_cursor_shape (hq->export, index, width, height, hot_x,
+          hot_y, data, &err) && !hq->cursor_warned) {
+    /* once: a guest could repeat it at the cursor queue's rate */
+    hq->cursor_warned = true;
+    warn_report ("helix-export: scanout %u: cursor not reported: %s", index,
+        err->message);
+  }
+}
+
+void
+helix_qemu_cursor_move (HelixQemu * hq, uint32_t index, bool visible,
+    uint32_t x, uint32_t y)
+{
+  if (!hq || index >= hq->dev.n_scanouts)
+    return;
+  hq->cursor_moves++;
+  helix_export_cursor_move (hq->export, index, visible, (int32_t) x,
+      (int32_t) y);
+}
+
+void
 helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask)
 {
   if (!hq)
@@ -253,9 +289,10 @@ helix_qemu_stop (HelixQemu * hq)
   info_report ("helix-export: stopping: %" PRIu64 " resolves (%" PRIu64
       " readbacks, %" PRIu64 " DMA-BUFs), %" PRIu64 " errors, %" PRIu64
       " resources destroyed, %" PRIu64 " resets, %" PRIu64 " scanout "
-      "updates, %" PRIu64 " flushes", st.resolves, st.readbacks,
-      st.dmabufs, st.errors, hq->destroyed, hq->resets, st.scanout_updates,
-      st.flushes);
+      "updates, %" PRIu64 " flushes, %" PRIu64 " cursor images, %" PRIu64
+      " cursor moves", st.resolves, st.readbacks, st.dmabufs, st.errors,
+      hq->destroyed, hq->resets, st.scanout_updates, st.flushes,
+      hq->cursor_shapes, hq->cursor_moves);
   helix_export_free (hq->export);
   g_free (hq->path);
   g_free (hq);

@@ -46,6 +46,16 @@ void helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
 void helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
     uint32_t resource_id, uint32_t x, uint32_t y, uint32_t width,
     uint32_t height);
+/* UPDATE_CURSOR with a resource: scanout @index's pointer image is now
+ * @data (ARGB8888 words, @width x @height, QEMU's QEMUCursor), hotspot
+ * @hot_x, @hot_y. */
+void helix_qemu_cursor_define (HelixQemu * hq, uint32_t index,
+    uint32_t width, uint32_t height, int hot_x, int hot_y,
+    const uint32_t * data);
+/* UPDATE_CURSOR or MOVE_CURSOR: the pointer of scanout @index is at @x,
+ * @y, shown when @visible (the command named a cursor resource). */
+void helix_qemu_cursor_move (HelixQemu * hq, uint32_t index, bool visible,
+    uint32_t x, uint32_t y);
 /* Device reset: no scanout shows anything, only @enabled_mask is
  * connected. */
 void helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask);

@@ -97,6 +97,7 @@ typedef struct
   gboolean lie;                 /* then a SCANOUT_FRAME of 4 GiB */
   After after;
   guint32 end_reason;
+  gboolean cursor;              /* after the ACK: a cursor image and move */
 } Script;
 
 #define MAX_SCRIPTS 8
@@ -183,6 +184,25 @@ send_ack (HxfrConn * conn, guint32 scanout)
       hxfr_subscribe2_ack_write (&a, fixed), NULL, 0, WAIT_US, NULL, NULL);
 }
 
+/* The cursor's 2x1 image (hotspot 1,0: B G R A red, then blue at half
+ * alpha) and its position (7,-3), as the bridge sends them */
+static const guint8 cursor_pixels[8] = { 0, 0, 255, 255, 255, 0, 0, 128 };
+
+static void
+send_cursor (HxfrConn * conn)
+{
+  HxfrCursorImage ci = { 2, 1, 1, 0 };
+  HxfrCursorPosition p = { 7, -3, HXFR_CURSOR_VISIBLE, capture_time (0) };
+  guint8 fixed[HXFR_CURSOR_POSITION_SIZE];
+  GOutputVector tail = { cursor_pixels, sizeof (cursor_pixels) };
+
+  g_assert (hxfr_conn_send (conn, HXFR_MSG_CURSOR_IMAGE, 0, 0, fixed,
+          hxfr_cursor_image_write (&ci, fixed), &tail, 1, WAIT_US, NULL, NULL));
+  g_assert (hxfr_conn_send (conn, HXFR_MSG_CURSOR_POSITION, 0, 0, fixed,
+          hxfr_cursor_position_write (&p, fixed), NULL, 0, WAIT_US, NULL,
+          NULL));
+}
+
 /* After the frames: what the guest sends, until it or the test leaves.
  * A KEYFRAME_REQ is answered with an IDR. */
 static void
@@ -252,6 +272,8 @@ serve (Host * host, HxfrConn * conn, const Script * sc)
     return;
   }
   g_assert (send_ack (conn, host->sub.scanout_id));
+  if (sc->cursor)
+    send_cursor (conn);
   /* seq starts anywhere: the guest must not assume 0 */
   for (i = 0; i < sc->n_frames; i++)
     if (!push_frame (host, conn, i, 7 + i, capture_time (i)))
@@ -795,6 +817,93 @@ GST_START_TEST (test_stop_backoff)
 
 GST_END_TEST;
 
+/* The next element message of @g's source named @name, or NULL */
+static const GstStructure *
+next_element_message (Guest * g, GstMessage ** m, gint64 timeout_ns)
+{
+  *m = gst_bus_timed_pop_filtered (g->bus, timeout_ns, GST_MESSAGE_ELEMENT);
+  if (!*m)
+    return NULL;
+  fail_unless ((*m)->src == GST_OBJECT (g->src));
+  return gst_message_get_structure (*m);
+}
+
+/* cursor=true: asked for, and posted as element messages before the
+ * first frame is pulled (they came before it) */
+GST_START_TEST (test_cursor_messages)
+{
+  const Script sc[] = { {.n_frames = 2,.after = AFTER_HOLD,.cursor = TRUE} };
+  Host *host = host_new (sc, 1);
+  const GstStructure *st;
+  GstMessage *m;
+  GstSample *img;
+  GstStructure *caps_st;
+  guint hot_x = 0, hot_y = 9;
+  gint x = 0, y = 0, w = 0, h = 0;
+  gboolean visible = FALSE;
+  guint64 host_time = 0, running = 0;
+  Guest g;
+
+  guest_start (&g, host, "cursor=true draw-cursor=true", NULL);
+  gst_sample_unref (pull (&g));
+  gst_sample_unref (pull (&g));
+  fail_unless_equals_int (host->sub.flags, HXFR_SUBSCRIBE2_CURSOR |
+      HXFR_SUBSCRIBE2_DRAW_CURSOR);
+
+  st = next_element_message (&g, &m, WAIT_NS);
+  fail_unless (st != NULL && gst_structure_has_name (st, "helix-cursor-image"));
+  fail_unless (gst_structure_get (st, "sample", GST_TYPE_SAMPLE, &img,
+          "hot-x", G_TYPE_UINT, &hot_x, "hot-y", G_TYPE_UINT, &hot_y, NULL));
+  fail_unless (hot_x == 1 && hot_y == 0);
+  caps_st = gst_caps_get_structure (gst_sample_get_caps (img), 0);
+  fail_unless_equals_string (gst_structure_get_string (caps_st, "format"),
+      "BGRA");
+  fail_unless (gst_structure_get_int (caps_st, "width", &w)
+      && gst_structure_get_int (caps_st, "height", &h));
+  fail_unless (w == 2 && h == 1);
+  fail_unless_equals_int (gst_buffer_get_size (gst_sample_get_buffer (img)), 8);
+  fail_unless (gst_buffer_memcmp (gst_sample_get_buffer (img), 0,
+          cursor_pixels, 8) == 0);
+  gst_sample_unref (img);
+  gst_message_unref (m);
+
+  st = next_element_message (&g, &m, WAIT_NS);
+  fail_unless (st != NULL && gst_structure_has_name (st,
+          "helix-cursor-position"));
+  fail_unless (gst_structure_get (st, "x", G_TYPE_INT, &x, "y", G_TYPE_INT,
+          &y, "visible", G_TYPE_BOOLEAN, &visible, "host-time", G_TYPE_UINT64,
+          &host_time, "running-time", G_TYPE_UINT64, &running, NULL));
+  fail_unless (x == 7 && y == -3 && visible);
+  fail_unless_equals_uint64 (host_time, capture_time (0));
+  /* it came before the first frame: no running time to map it to yet */
+  fail_unless_equals_uint64 (running, GST_CLOCK_TIME_NONE);
+  gst_message_unref (m);
+  guest_stop (&g);
+  host_free (host);
+}
+
+GST_END_TEST;
+
+/* Not asked for (the default): not asked, and a host that sends them
+ * anyway gets them skipped, the stream unharmed */
+GST_START_TEST (test_cursor_not_asked)
+{
+  const Script sc[] = { {.n_frames = 2,.after = AFTER_HOLD,.cursor = TRUE} };
+  Host *host = host_new (sc, 1);
+  GstMessage *m;
+  Guest g;
+
+  guest_start (&g, host, NULL, NULL);
+  gst_sample_unref (pull (&g));
+  gst_sample_unref (pull (&g));
+  fail_unless_equals_int (host->sub.flags, 0);
+  fail_unless (next_element_message (&g, &m, 200 * GST_MSECOND) == NULL);
+  guest_stop (&g);
+  host_free (host);
+}
+
+GST_END_TEST;
+
 static Suite *
 scanoutsrc_suite (void)
 {
@@ -812,6 +921,8 @@ scanoutsrc_suite (void)
   if (!elements_available (needs))
     return s;
   tcase_add_test (tc, test_access_units);
+  tcase_add_test (tc, test_cursor_messages);
+  tcase_add_test (tc, test_cursor_not_asked);
   if (elements_available (decode_needs))
     tcase_add_test (tc, test_decode);
   tcase_add_test (tc, test_force_key_unit);

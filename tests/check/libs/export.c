@@ -4,6 +4,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <gst/check/gstcheck.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -11,11 +14,14 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <gio/gunixsocketaddress.h>
 
 #include "hxfr-export-client.h"
 #include "standin-runner.h"
 #include "proc-stats.h"
 #include "hxfr-export-watch.h"
+#include "../../standin/helix-test-pattern.h"
 
 #define SECOND G_USEC_PER_SEC
 #define LINE_TIMEOUT (20 * SECOND)
@@ -996,6 +1002,8 @@ typedef struct
   guint n_flushes;
   gboolean closed;
   GError *closed_error;
+  GPtrArray *shapes;            /* HxfrCursorShape, pixels ref'd */
+  GArray *moves;                /* HxexCursorMove */
 } WatchRec;
 
 static void
@@ -1036,8 +1044,41 @@ rec_closed (gpointer user_data, const GError * why)
   g_mutex_unlock (&r->lock);
 }
 
+static void
+shape_free (gpointer data)
+{
+  HxfrCursorShape *sh = data;
+
+  g_bytes_unref (sh->pixels);
+  g_free (sh);
+}
+
+static void
+rec_cursor_shape (gpointer user_data, const HxfrCursorShape * shape)
+{
+  WatchRec *r = user_data;
+  HxfrCursorShape *copy = g_memdup2 (shape, sizeof (*shape));
+
+  g_bytes_ref (copy->pixels);
+  g_mutex_lock (&r->lock);
+  g_ptr_array_add (r->shapes, copy);
+  g_cond_broadcast (&r->cond);
+  g_mutex_unlock (&r->lock);
+}
+
+static void
+rec_cursor_move (gpointer user_data, const HxexCursorMove * move)
+{
+  WatchRec *r = user_data;
+
+  g_mutex_lock (&r->lock);
+  g_array_append_val (r->moves, *move);
+  g_cond_broadcast (&r->cond);
+  g_mutex_unlock (&r->lock);
+}
+
 static const HxexWatchCallbacks rec_callbacks = {
-  rec_state, rec_flush, rec_closed
+  rec_state, rec_flush, rec_closed, rec_cursor_shape, rec_cursor_move
 };
 
 static WatchRec *
@@ -1048,6 +1089,8 @@ rec_new (void)
   g_mutex_init (&r->lock);
   g_cond_init (&r->cond);
   r->events = g_array_new (FALSE, FALSE, sizeof (WatchEvent));
+  r->shapes = g_ptr_array_new_with_free_func (shape_free);
+  r->moves = g_array_new (FALSE, FALSE, sizeof (HxexCursorMove));
   return r;
 }
 
@@ -1055,6 +1098,8 @@ static void
 rec_free (WatchRec * r)
 {
   g_array_unref (r->events);
+  g_ptr_array_unref (r->shapes);
+  g_array_unref (r->moves);
   g_clear_error (&r->closed_error);
   g_mutex_clear (&r->lock);
   g_cond_clear (&r->cond);
@@ -1330,12 +1375,12 @@ GST_START_TEST (test_codec_scanouts)
   fail_unless (hxex_scanout_control_ack_parse (buf, 8, &ack2, NULL));
   fail_unless (memcmp (&ack, &ack2, sizeof (ack)) == 0);
 
-  /* every new type has its fixed size; 0x0C is unknown */
-  for (t = HXEX_MSG_WATCH; t <= HXEX_MSG_SCANOUT_CONTROL_ACK + 1; t++) {
+  /* every new type has its fixed size; 0x0E is unknown */
+  for (t = HXEX_MSG_WATCH; t <= HXEX_MSG_CURSOR_MOVE + 1; t++) {
     h = (HxexHeader) {
     t, 0, (guint32) hxex_msg_payload_size (t), 1};
     hxex_header_write (hdr, &h);
-    if (t <= HXEX_MSG_SCANOUT_CONTROL_ACK)
+    if (t <= HXEX_MSG_CURSOR_MOVE)
       fail_unless (hxex_header_parse (hdr, &h, NULL), "type %u", t);
     else
       fail_if (hxex_header_parse (hdr, &h, NULL));
@@ -1735,9 +1780,14 @@ GST_START_TEST (test_watch_versions)
   fail_unless (s.width == 64 && s.height == 48);
   g_object_unref (sock);
 
+  /* 1..3: version 3 (the cursor) */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 1, 3, 0), 3);
+  g_object_unref (sock);
+
   /* no version in common */
   sock = raw_connect (vmm);
-  fail_unless_equals_int (raw_hello (sock, 3, 4, 0), 0);
+  fail_unless_equals_int (raw_hello (sock, 4, 5, 0), 0);
   g_object_unref (sock);
   standin_runner_stop_checked (vmm);
 }
@@ -1781,6 +1831,422 @@ GST_START_TEST (test_watch_no_scanouts)
 
 GST_END_TEST;
 
+/* The cursor plane (export protocol version 3) */
+
+GST_START_TEST (test_codec_cursor)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  const guint8 shape_bytes[] = {
+    0x01, 0, 0, 0, 0x40, 0, 0, 0, 0x20, 0, 0, 0, 0x03, 0, 0, 0,
+    0x1f, 0, 0, 0, 'A', 'R', '2', '4', 0x00, 0x20, 0, 0, 0, 0, 0, 0
+  };
+  const guint8 move_bytes[] = {
+    0x01, 0, 0, 0, 0x01, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0x10, 0x02, 0, 0,
+    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01
+  };
+  HxexCursorShape sh = { 1, 64, 32, 3, 31, HXEX_CURSOR_FOURCC, 64 * 32 * 4 };
+  HxexCursorShape bad[] = {
+    {16, 64, 32, 0, 0, HXEX_CURSOR_FOURCC, 64 * 32 * 4},
+    {0, 0, 32, 0, 0, HXEX_CURSOR_FOURCC, 0},
+    {0, 257, 4, 0, 0, HXEX_CURSOR_FOURCC, 257 * 4 * 4},
+    {0, 4096, 4096, 0, 0, HXEX_CURSOR_FOURCC, 4096ull * 4096 * 4},
+    {0, 64, 32, 64, 0, HXEX_CURSOR_FOURCC, 64 * 32 * 4},
+    {0, 64, 32, 0, 32, HXEX_CURSOR_FOURCC, 64 * 32 * 4},
+    {0, 64, 32, 0, 0, 0x34325258, 64 * 32 * 4},
+    {0, 64, 32, 0, 0, HXEX_CURSOR_FOURCC, 64 * 32 * 4 + 1},
+  };
+  HxexCursorMove mv = { 1, HXEX_CURSOR_VISIBLE, -2, 528,
+    0x0102030405060708ull
+  };
+  HxexCursorShape sh2;
+  HxexCursorMove mv2;
+  HxexHeader h = { HXEX_MSG_CURSOR_SHAPE, 1, HXEX_CURSOR_SHAPE_SIZE, 0 };
+  guint i;
+
+  fail_unless_equals_int (hxex_cursor_shape_write (&sh, buf), 32);
+  fail_unless (memcmp (buf, shape_bytes, 32) == 0);
+  fail_unless (hxex_cursor_shape_parse (buf, 32, &sh2, NULL));
+  fail_unless (memcmp (&sh, &sh2, sizeof (sh)) == 0);
+  fail_if (hxex_cursor_shape_parse (buf, 31, &sh2, NULL));
+  for (i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autoptr (GError) err = NULL;
+
+    hxex_cursor_shape_write (&bad[i], buf);
+    fail_if (hxex_cursor_shape_parse (buf, 32, &sh2, &err), "bad shape %u", i);
+    fail_unless (g_error_matches (err, HXEX_ERROR, HXEX_ERR_PROTOCOL));
+  }
+
+  fail_unless_equals_int (hxex_cursor_move_write (&mv, buf), 24);
+  fail_unless (memcmp (buf, move_bytes, 24) == 0);
+  fail_unless (hxex_cursor_move_parse (buf, 24, &mv2, NULL));
+  fail_unless (memcmp (&mv, &mv2, sizeof (mv)) == 0);
+  /* reserved flag bits are ignored; an index past any VMM's is not */
+  buf[5] = 0x80;
+  fail_unless (hxex_cursor_move_parse (buf, 24, &mv2, NULL));
+  fail_unless_equals_int (mv2.flags, HXEX_CURSOR_VISIBLE);
+  buf[0] = 16;
+  fail_if (hxex_cursor_move_parse (buf, 24, &mv2, NULL));
+
+  /* the header: a shape may carry its one descriptor, a move none */
+  hxex_header_write (buf, &h);
+  fail_unless (hxex_header_parse (buf, &h, NULL));
+  h.n_fds = 2;
+  hxex_header_write (buf, &h);
+  fail_if (hxex_header_parse (buf, &h, NULL));
+  h = (HxexHeader) {
+  HXEX_MSG_CURSOR_MOVE, 1, HXEX_CURSOR_MOVE_SIZE, 0};
+  hxex_header_write (buf, &h);
+  fail_if (hxex_header_parse (buf, &h, NULL));
+  fail_unless_equals_string (hxex_msg_type_name (HXEX_MSG_CURSOR_SHAPE),
+      "CURSOR_SHAPE");
+}
+
+GST_END_TEST;
+
+/* Waits until @r has @n_shapes shapes and @n_moves moves. */
+static void
+rec_wait_cursor (WatchRec * r, guint n_shapes, guint n_moves)
+{
+  gint64 deadline = g_get_monotonic_time () + LINE_TIMEOUT;
+
+  g_mutex_lock (&r->lock);
+  while ((r->shapes->len < n_shapes || r->moves->len < n_moves) && !r->closed)
+    if (!g_cond_wait_until (&r->cond, &r->lock, deadline))
+      break;
+  fail_unless (r->shapes->len >= n_shapes && r->moves->len >= n_moves,
+      "%u shapes of %u, %u moves of %u, closed %d", r->shapes->len, n_shapes,
+      r->moves->len, n_moves, r->closed);
+  g_mutex_unlock (&r->lock);
+}
+
+/* Shape @i of @r is the stand-in's image @serial, @w x @h. */
+static void
+check_shape (WatchRec * r, guint i, guint32 index, guint32 w, guint32 h,
+    guint32 hot_x, guint32 hot_y, guint32 serial)
+{
+  const HxfrCursorShape *sh = g_ptr_array_index (r->shapes, i);
+  gsize size;
+  const guint8 *px = g_bytes_get_data (sh->pixels, &size);
+  guint32 x, y;
+
+  fail_unless_equals_int (sh->desc.index, index);
+  fail_unless_equals_int (sh->desc.width, w);
+  fail_unless_equals_int (sh->desc.height, h);
+  fail_unless_equals_int (sh->desc.hot_x, hot_x);
+  fail_unless_equals_int (sh->desc.hot_y, hot_y);
+  fail_unless_equals_int (size, (gsize) w * h * 4);
+  for (y = 0; y < h; y++)
+    for (x = 0; x < w; x++) {
+      guint32 want = helix_test_cursor_pixel (x, y, w, serial);
+      const guint8 *p = px + ((gsize) y * w + x) * 4;
+
+      /* B G R A in memory */
+      fail_unless (p[0] == (want & 255) && p[1] == ((want >> 8) & 255)
+          && p[2] == ((want >> 16) & 255) && p[3] == want >> 24,
+          "cursor pixel %u,%u of image %u", x, y, serial);
+    }
+}
+
+static HxexCursorMove
+rec_move (WatchRec * r, guint i)
+{
+  HxexCursorMove m;
+
+  g_mutex_lock (&r->lock);
+  m = g_array_index (r->moves, HxexCursorMove, i);
+  g_mutex_unlock (&r->lock);
+  return m;
+}
+
+GST_START_TEST (test_watch_cursor)
+{
+  const gchar *extra[] = { "--width", "96", "--height", "64", "--scanouts",
+    "2", "--scanout", "1:64x48@0", NULL
+  };
+  g_autofree gchar *reply = NULL;
+  WatchRec *r = rec_new (), *late = rec_new ();
+  HxexWatch *w, *w2;
+  HxexCursorMove m;
+  gint64 before_ns = g_get_monotonic_time () * 1000;
+  StandinRunner *vmm = standin_runner_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    rec_free (late);
+    return;
+  }
+  w = watch_new (vmm, r);
+  fail_unless (hxex_watch_has_cursor (w));
+  /* nothing known yet: nothing after the states */
+  standin_runner_command_expect (vmm, "flip 1", "FLIPPED 1");
+  rec_wait_flushes (r, 1);
+  fail_unless_equals_int (r->shapes->len, 0);
+  fail_unless_equals_int (r->moves->len, 0);
+
+  standin_runner_command_expect (vmm, "cursor 1 64 64 3 5",
+      "CURSOR 1 serial=1 64x64");
+  rec_wait_cursor (r, 1, 0);
+  check_shape (r, 0, 1, 64, 64, 3, 5, 1);
+  standin_runner_command_expect (vmm, "move 1 10 -20", "MOVED 1 x=10 y=-20");
+  rec_wait_cursor (r, 1, 1);
+  m = rec_move (r, 0);
+  fail_unless (m.index == 1 && (m.flags & HXEX_CURSOR_VISIBLE) && m.x == 10
+      && m.y == -20);
+  fail_unless (m.time_ns >= (guint64) before_ns);
+  /* the same position again is not news; hiding is */
+  standin_runner_command_expect (vmm, "move 1 10 -20", "MOVED 1");
+  standin_runner_command_expect (vmm, "move 1 10 -20 hidden", "MOVED 1");
+  rec_wait_cursor (r, 1, 2);
+  m = rec_move (r, 1);
+  fail_unless (m.index == 1 && !(m.flags & HXEX_CURSOR_VISIBLE) && m.x == 10
+      && m.y == -20);
+  fail_unless_equals_int (standin_runner_stat (vmm, "cursor_moves"), 2);
+
+  /* the largest image the protocol allows; one larger is refused by the
+   * VMM module, and the last good one stays */
+  standin_runner_command_expect (vmm, "cursor 1 256 256 255 255",
+      "CURSOR 1 serial=2 256x256");
+  rec_wait_cursor (r, 2, 2);
+  check_shape (r, 1, 1, 256, 256, 255, 255, 2);
+  standin_runner_command_expect (vmm, "cursor 1 257 16 0 0", "FAILED");
+  standin_runner_command_expect (vmm, "cursor 1 16 16 16 0", "FAILED");
+  standin_runner_command_expect (vmm, "cursor 0 2 3 1 2",
+      "CURSOR 0 serial=1 2x3");
+  standin_runner_command_expect (vmm, "move 1 33 44", "MOVED 1");
+  rec_wait_cursor (r, 3, 3);
+  check_shape (r, 2, 0, 2, 3, 1, 2, 1);
+  fail_unless_equals_int (standin_runner_stat (vmm, "cursor_shapes"), 3);
+
+  /* a late watcher gets every scanout's cursor at once, as it is now */
+  w2 = watch_new (vmm, late);
+  rec_wait_cursor (late, 2, 1);
+  check_shape (late, 0, 0, 2, 3, 1, 2, 1);
+  check_shape (late, 1, 1, 256, 256, 255, 255, 2);
+  m = rec_move (late, 0);
+  fail_unless (m.index == 1 && (m.flags & HXEX_CURSOR_VISIBLE) && m.x == 33
+      && m.y == 44);
+  hxex_watch_free (w2);
+  hxex_watch_free (w);
+  fail_if (r->closed);
+
+  /* a new export module (the stand-in re-reports what it shows) */
+  standin_runner_command_expect (vmm, "export off", "OK");
+  standin_runner_command_expect (vmm, "export on", "OK");
+  rec_free (late);
+  late = rec_new ();
+  w2 = watch_new (vmm, late);
+  rec_wait_cursor (late, 2, 1);
+  check_shape (late, 1, 1, 256, 256, 255, 255, 2);
+  hxex_watch_free (w2);
+  rec_free (r);
+  rec_free (late);
+  standin_runner_stop_checked (vmm);
+}
+
+GST_END_TEST;
+
+/* A version-2 watcher never sees a cursor message: the moves and shapes
+ * that happen around a flip reach it as nothing. */
+GST_START_TEST (test_watch_cursor_v2)
+{
+  const gchar *extra[] = { "--width", "32", "--height", "16", "--scanouts",
+    "1", NULL
+  };
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  HxexHeader h;
+  GSocket *sock;
+  StandinRunner *vmm = standin_runner_start (extra);
+
+  if (!vmm)
+    return;
+  standin_runner_command_expect (vmm, "cursor 0 8 8 0 0", "CURSOR 0");
+  standin_runner_command_expect (vmm, "move 0 1 2", "MOVED 0");
+  sock = raw_watch (vmm, 1);
+  standin_runner_command_expect (vmm, "move 0 3 4", "MOVED 0");
+  standin_runner_command_expect (vmm, "cursor 0 4 4 0 0", "CURSOR 0");
+  standin_runner_command_expect (vmm, "flip 0", "FLIPPED 0");
+  do {
+    fail_unless (raw_recv (sock, &h, buf));
+    fail_if (h.type == HXEX_MSG_CURSOR_SHAPE || h.type == HXEX_MSG_CURSOR_MOVE);
+  } while (h.type != HXEX_MSG_FLUSH);
+  g_object_unref (sock);
+  standin_runner_stop_checked (vmm);
+}
+
+GST_END_TEST;
+
+/* A hostile VMM: a fake export that answers HELLO and WATCH properly,
+ * then sends one cursor message of the test's choosing. */
+
+typedef struct
+{
+  guint16 version;
+  HxexCursorShape shape;        /* width 0: send @move instead */
+  HxexCursorMove move;
+  gint fd;                      /* with the shape; -1: none */
+  GSocket *listener;
+} FakeVmm;
+
+static gpointer
+fake_vmm_thread (gpointer data)
+{
+  FakeVmm *f = data;
+  guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
+  HxexStream st;
+  HxexHeader h;
+  HxexHelloAck ack = { f->version, 0, 0, 0, 64, 64 };
+  HxexScanout so = { 0, HXEX_SCANOUT_ENABLED, 0, 0, 0, 0, 1 };
+  gint64 deadline = g_get_monotonic_time () + LINE_TIMEOUT;
+  GSocket *sock = g_socket_accept (f->listener, NULL, NULL);
+
+  fail_unless (sock != NULL);
+  hxex_stream_init (&st, sock, "the watch closed");
+  fail_unless (hxex_stream_read (&st, &h, deadline, NULL));
+  fail_unless_equals_int (h.type, HXEX_MSG_HELLO);
+  hxex_hello_ack_write (&ack, payload);
+  fail_unless (hxex_stream_send (&st, HXEX_MSG_HELLO_ACK, 0, payload,
+          HXEX_HELLO_ACK_SIZE, NULL, 0, deadline, NULL, NULL));
+  fail_unless (hxex_stream_read (&st, &h, deadline, NULL));
+  fail_unless_equals_int (h.type, HXEX_MSG_WATCH);
+  hxex_scanout_write (&so, payload);
+  fail_unless (hxex_stream_send (&st, HXEX_MSG_SCANOUT, 0, payload,
+          HXEX_SCANOUT_SIZE, NULL, 0, deadline, NULL, NULL));
+  if (f->shape.width || f->fd >= 0) {
+    hxex_cursor_shape_write (&f->shape, payload);
+    fail_unless (hxex_stream_send (&st, HXEX_MSG_CURSOR_SHAPE, 0, payload,
+            HXEX_CURSOR_SHAPE_SIZE, &f->fd, f->fd >= 0 ? 1 : 0, deadline,
+            NULL, NULL));
+  } else {
+    hxex_cursor_move_write (&f->move, payload);
+    fail_unless (hxex_stream_send (&st, HXEX_MSG_CURSOR_MOVE, 0, payload,
+            HXEX_CURSOR_MOVE_SIZE, NULL, 0, deadline, NULL, NULL));
+  }
+  /* the watch hangs up on us; until then nothing more */
+  while (hxex_stream_read (&st, &h, deadline, NULL));
+  hxex_stream_clear (&st);
+  g_object_unref (sock);
+  return NULL;
+}
+
+/* A memfd of @size bytes of 0x7f, sealed against shrinking and writing
+ * when @seal. */
+static gint
+cursor_memfd (gsize size, gboolean seal)
+{
+  gint fd = memfd_create ("test-cursor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  g_autofree guint8 *data = g_malloc (size ? size : 1);
+
+  fail_unless (fd >= 0);
+  memset (data, 0x7f, size);
+  fail_unless (write (fd, data, size) == (gssize) size);
+  if (seal)
+    fail_unless (fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+            F_SEAL_WRITE) == 0);
+  return fd;
+}
+
+/* Runs the watch against @f; TRUE if it took the message (its shape or
+ * move then in @r), FALSE if it closed with a protocol error. */
+static gboolean
+watch_fake_vmm (FakeVmm * f, WatchRec * r)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("hxex-fake-XXXXXX", NULL);
+  g_autofree gchar *path = g_build_filename (dir, "export.sock", NULL);
+  g_autoptr (GSocketAddress) addr = g_unix_socket_address_new (path);
+  g_autoptr (GError) err = NULL;
+  gboolean took;
+  GThread *t;
+  HxexWatch *w;
+
+  f->listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0,
+      NULL);
+  fail_unless (g_socket_bind (f->listener, addr, TRUE, NULL));
+  fail_unless (g_socket_listen (f->listener, NULL));
+  t = g_thread_new ("fake-vmm", fake_vmm_thread, f);
+  w = hxex_watch_new (path, &rec_callbacks, r, 10 * SECOND, &err);
+  fail_unless (w != NULL, "%s", err ? err->message : "");
+  fail_unless_equals_int (hxex_watch_has_cursor (w), f->version >= 3);
+  g_mutex_lock (&r->lock);
+  while (!r->closed && r->shapes->len == 0 && r->moves->len == 0)
+    fail_unless (g_cond_wait_until (&r->cond, &r->lock,
+            g_get_monotonic_time () + LINE_TIMEOUT));
+  took = !r->closed;
+  if (r->closed)
+    fail_unless (g_error_matches (r->closed_error, HXEX_ERROR,
+            HXEX_ERR_PROTOCOL), "%s", r->closed_error->message);
+  g_mutex_unlock (&r->lock);
+  hxex_watch_free (w);
+  g_thread_join (t);
+  g_object_unref (f->listener);
+  if (f->fd >= 0)
+    close (f->fd);
+  g_unlink (path);
+  g_rmdir (dir);
+  return took;
+}
+
+GST_START_TEST (test_watch_cursor_hostile)
+{
+  HxexCursorShape good = { 0, 4, 2, 1, 1, HXEX_CURSOR_FOURCC, 4 * 2 * 4 };
+  HxexCursorShape huge = { 0, 4096, 4096, 0, 0, HXEX_CURSOR_FOURCC,
+    4096ull * 4096 * 4
+  };
+  HxexCursorShape other = { 3, 4, 2, 1, 1, HXEX_CURSOR_FOURCC, 4 * 2 * 4 };
+  struct
+  {
+    const gchar *what;
+    guint16 version;
+    HxexCursorShape shape;
+    gint fd_size;               /* -1: no descriptor */
+    gboolean seal;
+    HxexCursorMove move;
+    gboolean takes;
+  } cases[] = {
+    {"a good shape", 3, good, 32, TRUE, {0}, TRUE},
+    {"a good move", 3, {0}, -1, FALSE, {0, 1, 5, 6, 0}, TRUE},
+    {"4096x4096", 3, huge, 4096 * 4096 * 4, TRUE, {0}, FALSE},
+    {"no descriptor", 3, good, -1, FALSE, {0}, FALSE},
+    {"an unsealed memfd", 3, good, 32, FALSE, {0}, FALSE},
+    {"a memfd too small", 3, good, 31, TRUE, {0}, FALSE},
+    {"a scanout it does not have", 3, other, 32, TRUE, {0}, FALSE},
+    {"a move of a scanout it does not have", 3, {0}, -1, FALSE, {1, 1, 5, 6,
+            0}, FALSE},
+    {"a shape on a version-2 watch", 2, good, 32, TRUE, {0}, FALSE},
+    {"a move on a version-2 watch", 2, {0}, -1, FALSE, {0, 1, 5, 6, 0},
+        FALSE},
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    FakeVmm f = { cases[i].version, cases[i].shape, cases[i].move, -1 };
+    WatchRec *r = rec_new ();
+
+    GST_INFO ("hostile VMM: %s", cases[i].what);
+    if (cases[i].fd_size >= 0)
+      f.fd = cursor_memfd (cases[i].fd_size, cases[i].seal);
+    fail_unless_equals_int (watch_fake_vmm (&f, r), cases[i].takes);
+    if (!cases[i].takes) {
+      fail_unless_equals_int (r->shapes->len, 0);
+      fail_unless_equals_int (r->moves->len, 0);
+    } else if (cases[i].shape.width) {
+      const HxfrCursorShape *sh = g_ptr_array_index (r->shapes, 0);
+      const guint8 *px = g_bytes_get_data (sh->pixels, NULL);
+
+      fail_unless (sh->desc.width == 4 && sh->desc.height == 2
+          && sh->desc.hot_x == 1);
+      fail_unless_equals_int (g_bytes_get_size (sh->pixels), 32);
+      fail_unless (px[0] == 0x7f && px[31] == 0x7f);
+    } else {
+      HxexCursorMove m = rec_move (r, 0);
+
+      fail_unless ((m.flags & HXEX_CURSOR_VISIBLE) && m.x == 5 && m.y == 6);
+    }
+    rec_free (r);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 export_suite (void)
 {
@@ -1806,6 +2272,10 @@ export_suite (void)
   tcase_add_test (tc, test_watch_never_reads);
   tcase_add_test (tc, test_watch_versions);
   tcase_add_test (tc, test_watch_no_scanouts);
+  tcase_add_test (tc, test_codec_cursor);
+  tcase_add_test (tc, test_watch_cursor);
+  tcase_add_test (tc, test_watch_cursor_v2);
+  tcase_add_test (tc, test_watch_cursor_hostile);
   return s;
 }
 

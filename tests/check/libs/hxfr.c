@@ -273,6 +273,62 @@ GST_END_TEST;
 
 /* The deployed scanout messages, as ../shared/PROTOCOL-scanout.md gives
  * them (section 4), and the v2 subscription (docs/protocol.md 11). */
+/* The cursor plane's messages (docs/protocol.md 11.2, its example) */
+GST_START_TEST (test_cursor_bytes)
+{
+  const guint8 image[] = {
+    0x02, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x80
+  };
+  const guint8 pos[] = {
+    0x64, 0, 0, 0, 0xfd, 0xff, 0xff, 0xff, 0x01, 0, 0, 0, 0, 0, 0, 0,
+    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01
+  };
+  HxfrCursorImage ci = { 2, 1, 0, 0 }, ci2;
+  HxfrCursorPosition p = { 100, -3, HXFR_CURSOR_VISIBLE,
+    0x0102030405060708ull
+  }, p2;
+  HxfrSubscribe2Ack ack = { 2, HXFR_CODEC_H264, 1, 64, 48, "x264enc",
+    HXFR_SUBSCRIBE2_CURSOR
+  }, ack2;
+  guint8 buf[64];
+
+  fail_unless_equals_int (hxfr_cursor_image_write (&ci, buf), 16);
+  fail_unless (memcmp (buf, image, 16) == 0);
+  fail_unless (hxfr_cursor_image_parse (image, sizeof (image), &ci2, NULL));
+  fail_unless (memcmp (&ci, &ci2, sizeof (ci)) == 0);
+  /* the pixels must be exactly there; sizes and the hotspot bounded */
+  fail_if (hxfr_cursor_image_parse (image, sizeof (image) - 1, &ci2, NULL));
+  fail_if (hxfr_cursor_image_parse (image, 15, &ci2, NULL));
+  memcpy (buf, image, sizeof (image));
+  buf[8] = 2;                   /* hot_x == width */
+  fail_if (hxfr_cursor_image_parse (buf, sizeof (image), &ci2, NULL));
+  ci = (HxfrCursorImage) {
+  257, 1, 0, 0};
+  hxfr_cursor_image_write (&ci, buf);
+  fail_if (hxfr_cursor_image_parse (buf, 16 + 257 * 4, &ci2, NULL));
+  ci = (HxfrCursorImage) {
+  0, 1, 0, 0};
+  hxfr_cursor_image_write (&ci, buf);
+  fail_if (hxfr_cursor_image_parse (buf, 16, &ci2, NULL));
+
+  fail_unless_equals_int (hxfr_cursor_position_write (&p, buf), 24);
+  fail_unless (memcmp (buf, pos, 24) == 0);
+  fail_unless (hxfr_cursor_position_parse (pos, 24, &p2, NULL));
+  fail_unless (memcmp (&p, &p2, sizeof (p)) == 0);
+  fail_if (hxfr_cursor_position_parse (pos, 23, &p2, NULL));
+
+  /* SUBSCRIBE2_ACK's last word is the flags granted */
+  fail_unless_equals_int (hxfr_subscribe2_ack_write (&ack, buf), 48);
+  fail_unless (buf[44] == 1 && buf[45] == 0);
+  fail_unless (hxfr_subscribe2_ack_parse (buf, 48, &ack2, NULL));
+  fail_unless_equals_int (ack2.flags, HXFR_SUBSCRIBE2_CURSOR);
+  fail_unless_equals_string (hxfr_msg_type_name (HXFR_MSG_CURSOR_IMAGE),
+      "CURSOR_IMAGE");
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_scanout_bytes)
 {
   guint8 out[512];
@@ -1108,6 +1164,7 @@ hxfr_suite (void)
   tcase_add_test (tc, test_frame_response_bytes);
   tcase_add_test (tc, test_config_hello_control_error_bytes);
   tcase_add_test (tc, test_scanout_bytes);
+  tcase_add_test (tc, test_cursor_bytes);
   tcase_add_test (tc, test_header_check_limits);
   tcase_add_test (tc, test_layouts_and_validation);
   tcase_add_test (tc, test_nal_list_unpack);

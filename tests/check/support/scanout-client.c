@@ -325,7 +325,14 @@ gint32
 v2_subscribe_at (Cl * c, guint32 index, guint32 bitrate, const gchar * token,
     HxfrSubscribe2Ack * ack, gchar ** text)
 {
-  HxfrSubscribe2 s = { 2, 2, HXFR_CODEC_H264, index, bitrate, 0, 0 };
+  return v2_subscribe_flags (c, index, bitrate, 0, token, ack, text);
+}
+
+gint32
+v2_subscribe_flags (Cl * c, guint32 index, guint32 bitrate, guint32 flags,
+    const gchar * token, HxfrSubscribe2Ack * ack, gchar ** text)
+{
+  HxfrSubscribe2 s = { 2, 2, HXFR_CODEC_H264, index, bitrate, flags, 0 };
   guint8 buf[HXFR_SUBSCRIBE2_SIZE + HXFR_MAX_TOKEN];
   gsize len;
   Msg m;

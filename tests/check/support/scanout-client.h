@@ -166,6 +166,10 @@ gint32
 v2_subscribe_at (Cl * c, guint32 index, guint32 bitrate, const gchar * token,
     HxfrSubscribe2Ack * ack, gchar ** text);
 
+/* The same, with SUBSCRIBE2 @flags (HXFR_SUBSCRIBE2_*). */
+gint32
+v2_subscribe_flags (Cl * c, guint32 index, guint32 bitrate, guint32 flags,
+    const gchar * token, HxfrSubscribe2Ack * ack, gchar ** text);
 /* RD_OK with a frame; RD_EOF also after a SCANOUT_END (*end_reason set,
  * else 0) or an ERROR (-code in *end_reason). */
 Rd

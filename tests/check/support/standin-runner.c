@@ -170,7 +170,7 @@ gchar *
 standin_runner_command (StandinRunner * r, const gchar * cmd)
 {
   static const gchar *const answers[] = { "SCANOUT ", "FLIPPED ", "RATE ",
-    "STATS ", "CREATED ", "OK", "FAILED", NULL
+    "STATS ", "CREATED ", "CURSOR ", "MOVED ", "OK", "FAILED", NULL
   };
   /* the answer comes after the command: older lines are not it (each
    * line ends with "\n", so this counts them) */

@@ -34,8 +34,8 @@ const gchar *standin_runner_get_export_address (StandinRunner * r);
 guint32 standin_runner_get_resource (StandinRunner * r);
 
 /* Sends @cmd (no newline) and returns its answer line (owned): the next
- * line starting with SCANOUT, FLIPPED, RATE, STATS, CREATED, OK or
- * FAILED. Fails the test if none comes within 20 s. */
+ * line starting with SCANOUT, FLIPPED, RATE, STATS, CREATED, CURSOR,
+ * MOVED, OK or FAILED. Fails the test if none comes within 20 s. */
 gchar *standin_runner_command (StandinRunner * r, const gchar * cmd);
 /* The same, failing the test unless the answer starts with @want. */
 void standin_runner_command_expect (StandinRunner * r, const gchar * cmd,
