@@ -2,7 +2,10 @@
  * asks the compositor (weston) for a fullscreen xdg_toplevel and draws
  * tests/vm/kms-flip.c's pattern into wl_shm buffers, frame k naming
  * itself, so that tests/vm/judge.py can tell every decoded frame of the
- * compositor's scanout by its number. Then it goes away and leaves the
+ * compositor's scanout by its number, and across its top a time code
+ * (tests/vm/timecode.h) of when it was drawn: the guest's CLOCK_MONOTONIC
+ * in µs, taken just before the commit, for tests/vm/desk-latency.c to read
+ * back from the decoded stream. Then it goes away and leaves the
  * compositor's own desktop, a static scene.
  *
  *   desk-client [--frames N] [--first K] [--fps F] [--hold-ms MS]
@@ -34,6 +37,7 @@
 #include <unistd.h>
 #include <wayland-client.h>
 #include "xdg-shell-client-protocol.h"
+#include "timecode.h"
 
 #define GRID 8
 
@@ -328,6 +332,8 @@ main (int argc, char **argv)
       break;
     }
     fill (b->map, a.width, a.height, first + k);
+    timecode_draw (b->map, a.width, a.height,
+        (uint32_t) (uint64_t) (now_ms () * 1e3));
     b->free = 0;
     a.frame_done = 0;
     wl_surface_attach (surface, b->buffer, 0, 0);

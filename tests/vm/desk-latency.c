@@ -1,0 +1,314 @@
+/* desk-latency: the vm-test desktop's latency subscriber. It subscribes to
+ * a scanout with vsockscanoutsrc, decodes it in the guest and reads back
+ * the time code that tests/vm/desk-client.c drew into each frame
+ * (tests/vm/timecode.h: the guest's CLOCK_MONOTONIC when it was drawn):
+ *
+ *   desk-latency ADDRESS TOKEN TIME-SERVER FRAMES-OUT SECONDS
+ *
+ * ADDRESS and TOKEN are vsockscanoutsrc's (scanout 0). TIME-SERVER is
+ * HOST:PORT of a UDP service on the host that answers each 8-byte
+ * datagram with it and the host's CLOCK_MONOTONIC in ns (u64, little
+ * endian; scripts/vm-test runs tests/vm/time-server.py), "-" for none.
+ * FRAMES-OUT: a file that gets the decoded I420 picture of each frame with
+ * a new time code, in order ("-" for none). Runs until SIGINT or SIGTERM
+ * (EOS) or for SECONDS at most.
+ *
+ * Prints key=value lines on stdout: one "frame=CODE_US READ_US
+ * DECODED_US FLUSH_NS AU_NS" per frame with a new time code (CODE_US,
+ * READ_US, DECODED_US: the guest's CLOCK_MONOTONIC in µs, CODE_US modulo
+ * 2^32: drawn, its access unit out of vsockscanoutsrc, its picture out of
+ * the decoder; FLUSH_NS, AU_NS: the host's CLOCK_MONOTONIC of the flush
+ * and of the access unit, from the buffer's reference timestamps), then
+ * "clock_before=" and "clock_after=" (OFFSET_US RTT_US: the guest's clock
+ * minus the host's, from the time server's fastest answer of 100, and
+ * that round trip), read=, decoded=, coded=, written=, size=, and error=
+ * if the pipeline failed. Exit 0 at EOS.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <arpa/inet.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include "timecode.h"
+
+typedef struct
+{
+  gint64 read_us;
+  guint64 flush_ns, au_ns;
+} Rec;
+
+static volatile sig_atomic_t stop;
+static GMutex lock;
+static GHashTable *recs;        /* pts -> Rec, from the source to the decoder */
+static GHashTable *to_write;    /* pts of the pictures to write */
+static guint64 n_read, n_decoded, n_coded, n_written;
+static guint32 last_code;
+static gboolean have_code;
+static FILE *frames_out;
+static gint width, height;
+
+static void
+on_signal (int sig)
+{
+  stop = 1;
+}
+
+static guint64
+host_time (GstBuffer * b, const gchar * what)
+{
+  GstCaps *caps = gst_caps_from_string (what);
+  GstReferenceTimestampMeta *m =
+      gst_buffer_get_reference_timestamp_meta (b, caps);
+
+  gst_caps_unref (caps);
+  return m ? m->timestamp : 0;
+}
+
+static GstPadProbeReturn
+on_read (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER (info);
+  Rec *r = g_new (Rec, 1);
+
+  r->read_us = g_get_monotonic_time ();
+  r->flush_ns = host_time (b, "timestamp/x-helix-host-flush");
+  r->au_ns = host_time (b, "timestamp/x-helix-host-access-unit");
+  g_mutex_lock (&lock);
+  n_read++;
+  g_hash_table_insert (recs, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)), r);
+  g_mutex_unlock (&lock);
+  return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn
+on_decoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  gint64 now = g_get_monotonic_time ();
+  GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstCaps *caps = gst_pad_get_current_caps (pad);
+  GstVideoInfo vi;
+  GstVideoFrame f;
+  guint32 code;
+  gboolean coded = FALSE;
+  Rec *r;
+
+  if (!caps || !gst_video_info_from_caps (&vi, caps)) {
+    gst_clear_caps (&caps);
+    return GST_PAD_PROBE_OK;
+  }
+  gst_caps_unref (caps);
+  if (gst_video_frame_map (&f, &vi, b, GST_MAP_READ)) {
+    coded = timecode_read (GST_VIDEO_FRAME_PLANE_DATA (&f, 0),
+        GST_VIDEO_FRAME_PLANE_STRIDE (&f, 0), GST_VIDEO_FRAME_WIDTH (&f),
+        GST_VIDEO_FRAME_HEIGHT (&f), &code) == 0;
+    gst_video_frame_unmap (&f);
+  }
+  g_mutex_lock (&lock);
+  n_decoded++;
+  width = GST_VIDEO_INFO_WIDTH (&vi);
+  height = GST_VIDEO_INFO_HEIGHT (&vi);
+  r = g_hash_table_lookup (recs, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
+  /* a code seen before is a repeat of that picture: only its first time;
+   * and only a code of the last 10 s (a picture that is no code can pass
+   * the check bits: 1 in 256) */
+  if (coded && r && (guint32) ((guint64) now - code) < 10 * G_USEC_PER_SEC
+      && (!have_code || (gint32) (code - last_code) > 0)) {
+    have_code = TRUE;
+    last_code = code;
+    n_coded++;
+    g_print ("frame=%u %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %"
+        G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", code, r->read_us, now,
+        r->flush_ns, r->au_ns);
+    g_hash_table_add (to_write, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
+  }
+  g_hash_table_remove (recs, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
+  g_mutex_unlock (&lock);
+  return GST_PAD_PROBE_OK;
+}
+
+/* Behind a queue: writing a picture does not hold the decoder up. */
+static GstPadProbeReturn
+on_sink (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstCaps *caps;
+  GstVideoInfo vi;
+  GstVideoFrame f;
+  gboolean write;
+
+  g_mutex_lock (&lock);
+  write = g_hash_table_remove (to_write, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
+  g_mutex_unlock (&lock);
+  if (!write || !frames_out || !(caps = gst_pad_get_current_caps (pad)))
+    return GST_PAD_PROBE_OK;
+  if (gst_video_info_from_caps (&vi, caps) &&
+      GST_VIDEO_INFO_FORMAT (&vi) == GST_VIDEO_FORMAT_I420 &&
+      gst_video_frame_map (&f, &vi, b, GST_MAP_READ)) {
+    for (guint p = 0; p < 3; p++) {
+      const guint8 *d = GST_VIDEO_FRAME_PLANE_DATA (&f, p);
+
+      for (gint y = 0; y < GST_VIDEO_FRAME_COMP_HEIGHT (&f, p); y++)
+        fwrite (d + (gsize) y * GST_VIDEO_FRAME_PLANE_STRIDE (&f, p), 1,
+            GST_VIDEO_FRAME_COMP_WIDTH (&f, p), frames_out);
+    }
+    gst_video_frame_unmap (&f);
+    n_written++;
+  }
+  gst_caps_unref (caps);
+  return GST_PAD_PROBE_OK;
+}
+
+/* The guest's clock minus the host's, in µs, from the fastest of 100
+ * round trips to the time server; *rtt_us that round trip. FALSE if no
+ * answer came. */
+static gboolean
+clock_offset (const gchar * server, gint64 * offset_us, gint64 * rtt_us)
+{
+  g_auto (GStrv) hp = g_strsplit (server, ":", 2);
+  struct sockaddr_in a = { 0 };
+  struct timeval tv = { 0, 200000 };
+  gint64 best = G_MAXINT64;
+  int fd;
+
+  if (!hp[0] || !hp[1])
+    return FALSE;
+  a.sin_family = AF_INET;
+  a.sin_port = htons (atoi (hp[1]));
+  if (inet_pton (AF_INET, hp[0], &a.sin_addr) != 1 ||
+      (fd = socket (AF_INET, SOCK_DGRAM, 0)) < 0)
+    return FALSE;
+  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect (fd, (struct sockaddr *) &a, sizeof a) < 0) {
+    close (fd);
+    return FALSE;
+  }
+  for (guint64 seq = 1; seq <= 100; seq++) {
+    guint64 req = GUINT64_TO_LE (seq), ans[2];
+    gint64 t0 = g_get_monotonic_time (), t1;
+
+    if (send (fd, &req, sizeof req, 0) != sizeof req)
+      break;
+    /* a late answer to an earlier request is skipped */
+    while (recv (fd, ans, sizeof ans, 0) == sizeof ans &&
+        GUINT64_FROM_LE (ans[0]) != seq);
+    t1 = g_get_monotonic_time ();
+    if (GUINT64_FROM_LE (ans[0]) == seq && t1 - t0 < best) {
+      best = t1 - t0;
+      *rtt_us = best;
+      *offset_us = (t0 + t1) / 2 - (gint64) (GUINT64_FROM_LE (ans[1]) / 1000);
+    }
+    g_usleep (2000);
+  }
+  close (fd);
+  return best != G_MAXINT64;
+}
+
+static void
+print_clock (const gchar * key, const gchar * server)
+{
+  gint64 off, rtt;
+
+  if (strcmp (server, "-") != 0 && clock_offset (server, &off, &rtt))
+    g_print ("%s=%" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", key, off, rtt);
+  else
+    g_print ("%s=none\n", key);
+}
+
+static void
+probe (GstElement * pipeline, const gchar * name, const gchar * pad,
+    GstPadProbeCallback cb)
+{
+  GstElement *e = gst_bin_get_by_name (GST_BIN (pipeline), name);
+  GstPad *p = gst_element_get_static_pad (e, pad);
+
+  gst_pad_add_probe (p, GST_PAD_PROBE_TYPE_BUFFER, cb, NULL, NULL);
+  gst_object_unref (p);
+  gst_object_unref (e);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *desc = NULL;
+  GstElement *pipeline;
+  GstBus *bus;
+  gint64 deadline;
+  int rc = 2, eos_sent = 0;
+
+  gst_init (&argc, &argv);
+  if (argc != 6) {
+    g_printerr ("usage: desk-latency ADDRESS TOKEN TIME-SERVER FRAMES-OUT "
+        "SECONDS\n");
+    return 64;
+  }
+  if (strcmp (argv[4], "-") != 0 && !(frames_out = fopen (argv[4], "wb"))) {
+    g_printerr ("desk-latency: cannot write %s\n", argv[4]);
+    return 1;
+  }
+  recs = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  to_write = g_hash_table_new (NULL, NULL);
+  /* slice threads only: frame threads would hold a picture back a frame */
+  desc = g_strdup_printf ("vsockscanoutsrc name=src address=%s scanout=0 "
+      "token=%s reconnect=false ! h264parse ! avdec_h264 name=dec "
+      "thread-type=slice ! queue ! fakesink name=sink", argv[1], argv[2]);
+  pipeline = gst_parse_launch (desc, &err);
+  if (!pipeline) {
+    g_print ("error=%s\n", err->message);
+    return 1;
+  }
+  probe (pipeline, "src", "src", on_read);
+  probe (pipeline, "dec", "src", on_decoded);
+  probe (pipeline, "sink", "sink", on_sink);
+  print_clock ("clock_before", argv[3]);
+  signal (SIGINT, on_signal);
+  signal (SIGTERM, on_signal);
+  bus = gst_element_get_bus (pipeline);
+  deadline = g_get_monotonic_time () + atoi (argv[5]) * G_USEC_PER_SEC;
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  while (g_get_monotonic_time () < deadline) {
+    GstMessage *msg;
+
+    if (stop && !eos_sent) {
+      gst_element_send_event (pipeline, gst_event_new_eos ());
+      eos_sent = 1;
+    }
+    msg = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    if (!msg)
+      continue;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+      g_autoptr (GError) e = NULL;
+
+      gst_message_parse_error (msg, &e, NULL);
+      g_print ("error=%s: %s\n", GST_OBJECT_NAME (msg->src), e->message);
+      rc = 1;
+    } else {
+      rc = 0;
+    }
+    gst_message_unref (msg);
+    break;
+  }
+  if (rc == 2)
+    g_print ("error=timeout after %s s\n", argv[5]);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  print_clock ("clock_after", argv[3]);
+  g_print ("read=%" G_GUINT64_FORMAT "\ndecoded=%" G_GUINT64_FORMAT
+      "\ncoded=%" G_GUINT64_FORMAT "\nwritten=%" G_GUINT64_FORMAT
+      "\nsize=%dx%d\n", n_read, n_decoded, n_coded, n_written, width, height);
+  if (frames_out)
+    fclose (frames_out);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  g_hash_table_unref (recs);
+  g_hash_table_unref (to_write);
+  return rc;
+}
