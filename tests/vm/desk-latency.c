@@ -22,13 +22,14 @@
  * "clock_before=" and "clock_after=" (OFFSET_US RTT_US: the guest's clock
  * minus the host's, from the time server's fastest answer of 100, and
  * that round trip), read=, decoded=, coded=, written=, size=, and error=
- * if the pipeline failed. Exit 0 at EOS.
+ * if the pipeline failed, rc= (0 at EOS, 1 error, 2 timeout: also the exit status).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <arpa/inet.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
+#include <glib-unix.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,7 +46,8 @@ typedef struct
   guint64 flush_ns, au_ns;
 } Rec;
 
-static volatile sig_atomic_t stop;
+static GMainLoop *loop;
+static int rc = 2;              /* 0 EOS, 1 error, 2 timeout */
 static GMutex lock;
 static GHashTable *recs;        /* pts -> Rec, from the source to the decoder */
 static GHashTable *to_write;    /* pts of the pictures to write */
@@ -55,21 +57,59 @@ static gboolean have_code;
 static FILE *frames_out;
 static gint width, height;
 
-static void
-on_signal (int sig)
+static gboolean
+on_bus (GstBus * bus, GstMessage * msg, gpointer data)
 {
-  stop = 1;
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    g_autoptr (GError) e = NULL;
+
+    gst_message_parse_error (msg, &e, NULL);
+    g_print ("error=%s: %s\n", GST_OBJECT_NAME (msg->src), e->message);
+    rc = 1;
+    g_main_loop_quit (loop);
+  } else if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS) {
+    rc = 0;
+    g_main_loop_quit (loop);
+  }
+  return G_SOURCE_CONTINUE;
 }
 
-static guint64
-host_time (GstBuffer * b, const gchar * what)
+/* SIGINT, SIGTERM: EOS, so that the last pictures are decoded */
+static gboolean
+on_stop (gpointer pipeline)
 {
-  GstCaps *caps = gst_caps_from_string (what);
-  GstReferenceTimestampMeta *m =
-      gst_buffer_get_reference_timestamp_meta (b, caps);
+  gst_element_send_event (GST_ELEMENT (pipeline), gst_event_new_eos ());
+  return G_SOURCE_CONTINUE;
+}
 
-  gst_caps_unref (caps);
-  return m ? m->timestamp : 0;
+static gboolean
+on_timeout (gpointer data)
+{
+  g_print ("error=timeout\n");
+  g_main_loop_quit (loop);
+  return G_SOURCE_REMOVE;
+}
+
+/* The host's flush and access-unit times, from the buffer's reference
+ * timestamps (vsockscanoutsrc's); 0 for one that is missing. */
+static void
+host_times (GstBuffer * b, Rec * r)
+{
+  gpointer state = NULL;
+  GstMeta *m;
+
+  r->flush_ns = r->au_ns = 0;
+  while ((m = gst_buffer_iterate_meta_filtered (b, &state,
+              GST_REFERENCE_TIMESTAMP_META_API_TYPE))) {
+    GstReferenceTimestampMeta *t = (GstReferenceTimestampMeta *) m;
+    const gchar *what =
+        gst_structure_get_name (gst_caps_get_structure (t->reference, 0));
+
+    if (!strcmp (what, "timestamp/x-helix-host-flush"))
+      r->flush_ns = t->timestamp;
+    else if (!strcmp (what, "timestamp/x-helix-host-access-unit"))
+      r->au_ns = t->timestamp;
+  }
 }
 
 static GstPadProbeReturn
@@ -79,8 +119,7 @@ on_read (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   Rec *r = g_new (Rec, 1);
 
   r->read_us = g_get_monotonic_time ();
-  r->flush_ns = host_time (b, "timestamp/x-helix-host-flush");
-  r->au_ns = host_time (b, "timestamp/x-helix-host-access-unit");
+  host_times (b, r);
   g_mutex_lock (&lock);
   n_read++;
   g_hash_table_insert (recs, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)), r);
@@ -241,8 +280,6 @@ main (int argc, char **argv)
   g_autofree gchar *desc = NULL;
   GstElement *pipeline;
   GstBus *bus;
-  gint64 deadline;
-  int rc = 2, eos_sent = 0;
 
   gst_init (&argc, &argv);
   if (argc != 6) {
@@ -269,45 +306,26 @@ main (int argc, char **argv)
   probe (pipeline, "dec", "src", on_decoded);
   probe (pipeline, "sink", "sink", on_sink);
   print_clock ("clock_before", argv[3]);
-  signal (SIGINT, on_signal);
-  signal (SIGTERM, on_signal);
+  loop = g_main_loop_new (NULL, FALSE);
   bus = gst_element_get_bus (pipeline);
-  deadline = g_get_monotonic_time () + atoi (argv[5]) * G_USEC_PER_SEC;
+  gst_bus_add_watch (bus, on_bus, NULL);
+  g_unix_signal_add (SIGINT, on_stop, pipeline);
+  g_unix_signal_add (SIGTERM, on_stop, pipeline);
+  g_timeout_add_seconds (atoi (argv[5]), on_timeout, NULL);
   gst_element_set_state (pipeline, GST_STATE_PLAYING);
-  while (g_get_monotonic_time () < deadline) {
-    GstMessage *msg;
-
-    if (stop && !eos_sent) {
-      gst_element_send_event (pipeline, gst_event_new_eos ());
-      eos_sent = 1;
-    }
-    msg = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
-        GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-    if (!msg)
-      continue;
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
-      g_autoptr (GError) e = NULL;
-
-      gst_message_parse_error (msg, &e, NULL);
-      g_print ("error=%s: %s\n", GST_OBJECT_NAME (msg->src), e->message);
-      rc = 1;
-    } else {
-      rc = 0;
-    }
-    gst_message_unref (msg);
-    break;
-  }
-  if (rc == 2)
-    g_print ("error=timeout after %s s\n", argv[5]);
+  g_main_loop_run (loop);
   gst_element_set_state (pipeline, GST_STATE_NULL);
   print_clock ("clock_after", argv[3]);
   g_print ("read=%" G_GUINT64_FORMAT "\ndecoded=%" G_GUINT64_FORMAT
       "\ncoded=%" G_GUINT64_FORMAT "\nwritten=%" G_GUINT64_FORMAT
-      "\nsize=%dx%d\n", n_read, n_decoded, n_coded, n_written, width, height);
+      "\nsize=%dx%d\nrc=%d\n", n_read, n_decoded, n_coded, n_written, width,
+      height, rc);
   if (frames_out)
     fclose (frames_out);
+  gst_bus_remove_watch (bus);
   gst_object_unref (bus);
   gst_object_unref (pipeline);
+  g_main_loop_unref (loop);
   g_hash_table_unref (recs);
   g_hash_table_unref (to_write);
   return rc;
