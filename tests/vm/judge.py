@@ -573,11 +573,11 @@ def judge_desktop_cpu():
     d = read("cpu-desk-scanout-subscriber")
     m = read("desktop-measure")
     sf = stat(d, "frames") if d else -1
-    ok = m.get("subscriber_rc") == "0" and d.get("rc") == "0" and sf > 0
+    ok = m.get("subscriber_rc") == "0" and "error" not in d and sf > 0
     per["scanout_subscriber"] = round(num(d, "cpu_ms") / sf, 2) if ok else None
     check("cpu-desk-scanout-subscriber", ok,
           f"vsockscanoutsrc alone: {sf} frames, CPU {per['scanout_subscriber']} ms per frame"
-          f" (rc={d.get('rc')}{', ' + d['error'] if 'error' in d else ''})")
+          f" (rc={m.get('subscriber_rc')}{', ' + d['error'] if 'error' in d else ''})")
     for k, v in per.items():
         j["guest_cpu_ms_per_frame_" + k] = v
     src, x264 = per.get("source_only"), per.get("x264")
