@@ -1,7 +1,9 @@
 /* desk-latency: the vm-test desktop's latency subscriber. It subscribes to
  * a scanout with vsockscanoutsrc, decodes it in the guest and reads back
- * the time code that tests/vm/desk-client.c drew into each frame
- * (tests/vm/timecode.h: the guest's CLOCK_MONOTONIC when it was drawn):
+ * the number of each frame that tests/vm/desk-client.c drew (its 8x8
+ * pattern, tests/vm/kms-flip.c's: row 7 is the number, the other rows
+ * follow from it, so a picture is taken only if all 64 cells agree);
+ * desk-client --times writes down when it drew each number:
  *
  *   desk-latency ADDRESS TOKEN TIME-SERVER FRAMES-OUT SECONDS
  *
@@ -10,19 +12,19 @@
  * datagram with it and the host's CLOCK_MONOTONIC in ns (u64, little
  * endian; scripts/vm-test runs tests/vm/time-server.py), "-" for none.
  * FRAMES-OUT: a file that gets the decoded I420 picture of each frame with
- * a new time code, in order ("-" for none). Runs until SIGINT or SIGTERM
+ * a new number, in order ("-" for none). Runs until SIGINT or SIGTERM
  * (EOS) or for SECONDS at most.
  *
- * Prints key=value lines on stdout: one "frame=CODE_US READ_US
- * DECODED_US FLUSH_NS AU_NS" per frame with a new time code (CODE_US,
- * READ_US, DECODED_US: the guest's CLOCK_MONOTONIC in µs, CODE_US modulo
- * 2^32: drawn, its access unit out of vsockscanoutsrc, its picture out of
- * the decoder; FLUSH_NS, AU_NS: the host's CLOCK_MONOTONIC of the flush
- * and of the access unit, from the buffer's reference timestamps), then
- * "clock_before=" and "clock_after=" (OFFSET_US RTT_US: the guest's clock
- * minus the host's, from the time server's fastest answer of 100, and
- * that round trip), read=, decoded=, coded=, written=, size=, and error=
- * if the pipeline failed, rc= (0 at EOS, 1 error, 2 timeout: also the exit status).
+ * Prints key=value lines on stdout: one "frame=K READ_US DECODED_US
+ * FLUSH_NS AU_NS" per picture with a new frame number K (READ_US,
+ * DECODED_US: the guest's CLOCK_MONOTONIC in µs when its access unit came
+ * out of vsockscanoutsrc and its picture out of the decoder; FLUSH_NS,
+ * AU_NS: the host's CLOCK_MONOTONIC of the flush and of the access unit,
+ * from the buffer's reference timestamps), then "clock_before=" and
+ * "clock_after=" (OFFSET_US RTT_US: the guest's clock minus the host's,
+ * from the time server's fastest answer of 100, and that round trip),
+ * read=, decoded=, numbered=, written=, size=, error= if the pipeline
+ * failed, and rc= (0 at EOS, 1 error, 2 timeout: also the exit status).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -38,7 +40,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include "timecode.h"
 
 typedef struct
 {
@@ -51,9 +52,9 @@ static int rc = 2;              /* 0 EOS, 1 error, 2 timeout */
 static GMutex lock;
 static GHashTable *recs;        /* pts -> Rec, from the source to the decoder */
 static GHashTable *to_write;    /* pts of the pictures to write */
-static guint64 n_read, n_decoded, n_coded, n_written;
-static guint32 last_code;
-static gboolean have_code;
+static guint64 n_read, n_decoded, n_numbered, n_written;
+static guint32 last_k;
+static gboolean have_k;
 static FILE *frames_out;
 static gint width, height;
 
@@ -127,6 +128,52 @@ on_read (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
+/* The colour index (bit 2 red, 1 green, 0 blue) of cell (CX, CY) of the
+ * 8x8 pattern in an I420 picture: BT.601 of the mean of 4x4 pixels at
+ * the cell's middle (its edges blur under 4:2:0 and H.264). */
+static guint
+cell_colour (GstVideoFrame * f, guint cx, guint cy)
+{
+  guint w = GST_VIDEO_FRAME_WIDTH (f), h = GST_VIDEO_FRAME_HEIGHT (f);
+  guint x0 = cx * w / 8 + w / 16 - 2, y0 = cy * h / 8 + h / 16 - 2;
+  gdouble sum[3] = { 0, 0, 0 }, y, u, v, r, g, b;
+
+  for (guint p = 0; p < 3; p++) {
+    const guint8 *d = GST_VIDEO_FRAME_PLANE_DATA (f, p);
+    gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (f, p);
+    guint sh = p ? 1 : 0;
+
+    for (guint j = 0; j < 4; j++)
+      for (guint i = 0; i < 4; i++)
+        sum[p] += d[((y0 + j) >> sh) * stride + ((x0 + i) >> sh)];
+  }
+  y = 1.164 * (sum[0] / 16 - 16);
+  u = sum[1] / 16 - 128;
+  v = sum[2] / 16 - 128;
+  r = y + 1.596 * v;
+  g = y - 0.813 * v - 0.391 * u;
+  b = y + 2.018 * u;
+  return (r > 127) << 2 | (g > 127) << 1 | (b > 127);
+}
+
+/* The number of a picture of desk-client's pattern (row 7, 3 bits a
+ * cell); 0 and *k set only if every other cell is what that number's
+ * pattern has there. */
+static gboolean
+frame_number (GstVideoFrame * f, guint32 * k)
+{
+  guint32 n = 0;
+
+  for (guint cx = 0; cx < 8; cx++)
+    n = n << 3 | cell_colour (f, cx, 7);
+  for (guint cy = 0; cy < 7; cy++)
+    for (guint cx = 0; cx < 8; cx++)
+      if (cell_colour (f, cx, cy) != (cy == 6 ? cx : (cx + cy + n) & 7))
+        return FALSE;
+  *k = n;
+  return TRUE;
+}
+
 static GstPadProbeReturn
 on_decoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
 {
@@ -135,8 +182,8 @@ on_decoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   GstCaps *caps = gst_pad_get_current_caps (pad);
   GstVideoInfo vi;
   GstVideoFrame f;
-  guint32 code;
-  gboolean coded = FALSE;
+  guint32 k;
+  gboolean numbered = FALSE;
   Rec *r;
 
   if (!caps || !gst_video_info_from_caps (&vi, caps)) {
@@ -144,10 +191,9 @@ on_decoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
     return GST_PAD_PROBE_OK;
   }
   gst_caps_unref (caps);
-  if (gst_video_frame_map (&f, &vi, b, GST_MAP_READ)) {
-    coded = timecode_read (GST_VIDEO_FRAME_PLANE_DATA (&f, 0),
-        GST_VIDEO_FRAME_PLANE_STRIDE (&f, 0), GST_VIDEO_FRAME_WIDTH (&f),
-        GST_VIDEO_FRAME_HEIGHT (&f), &code) == 0;
+  if (GST_VIDEO_INFO_FORMAT (&vi) == GST_VIDEO_FORMAT_I420 &&
+      gst_video_frame_map (&f, &vi, b, GST_MAP_READ)) {
+    numbered = frame_number (&f, &k);
     gst_video_frame_unmap (&f);
   }
   g_mutex_lock (&lock);
@@ -155,16 +201,13 @@ on_decoded (GstPad * pad, GstPadProbeInfo * info, gpointer data)
   width = GST_VIDEO_INFO_WIDTH (&vi);
   height = GST_VIDEO_INFO_HEIGHT (&vi);
   r = g_hash_table_lookup (recs, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
-  /* a code seen before is a repeat of that picture: only its first time;
-   * and only a code of the last 10 s (a picture that is no code can pass
-   * the check bits: 1 in 256) */
-  if (coded && r && (guint32) ((guint64) now - code) < 10 * G_USEC_PER_SEC
-      && (!have_code || (gint32) (code - last_code) > 0)) {
-    have_code = TRUE;
-    last_code = code;
-    n_coded++;
+  /* a number seen before is a repeat of that picture: only its first */
+  if (numbered && r && (!have_k || k > last_k)) {
+    have_k = TRUE;
+    last_k = k;
+    n_numbered++;
     g_print ("frame=%u %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %"
-        G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", code, r->read_us, now,
+        G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", k, r->read_us, now,
         r->flush_ns, r->au_ns);
     g_hash_table_add (to_write, GSIZE_TO_POINTER (GST_BUFFER_PTS (b)));
   }
@@ -317,8 +360,8 @@ main (int argc, char **argv)
   gst_element_set_state (pipeline, GST_STATE_NULL);
   print_clock ("clock_after", argv[3]);
   g_print ("read=%" G_GUINT64_FORMAT "\ndecoded=%" G_GUINT64_FORMAT
-      "\ncoded=%" G_GUINT64_FORMAT "\nwritten=%" G_GUINT64_FORMAT
-      "\nsize=%dx%d\nrc=%d\n", n_read, n_decoded, n_coded, n_written, width,
+      "\nnumbered=%" G_GUINT64_FORMAT "\nwritten=%" G_GUINT64_FORMAT
+      "\nsize=%dx%d\nrc=%d\n", n_read, n_decoded, n_numbered, n_written, width,
       height, rc);
   if (frames_out)
     fclose (frames_out);

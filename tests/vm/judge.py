@@ -469,32 +469,42 @@ def pct(values, p):
 
 
 def judge_desktop_latency():
-    """desk-latency's frames (out/desktop-latency.txt): per frame the
-    guest's draw (its time code), read and decoded times (guest clock)
-    and the host's flush and access-unit times (host clock). Stages within
-    one clock are differences in it; the two that cross clocks use the
-    guest-minus-host offset from the time server, and every frame's stages
-    add up to its draw-to-decoded time exactly."""
+    """desk-latency's frames (out/desktop-latency.txt): per frame number
+    read back from a decoded picture its read and decoded times (guest
+    clock) and the host's flush and access-unit times (host clock), joined
+    with desk-client's draw time of that number (out/desktop-draw-times.txt,
+    guest clock). Stages within one clock are differences in it; the two
+    that cross clocks use the guest-minus-host offset from the time
+    server, and every frame's stages add up to its draw-to-decoded time
+    exactly."""
     name = "desktop-latency"
     d, m = read(name), read("desktop-measure")
     if not d:
         check(name, False, "no results (the guest did not get this far)")
         return
+    drawn = {}
+    try:
+        with open(os.path.join(out, "desktop-draw-times.txt")) as f:
+            for line in f:
+                k, t = line.split()
+                drawn[int(k)] = float(t)
+    except (FileNotFoundError, ValueError):
+        pass
     rows = []
     for line in lines_of(name, "frame"):
         try:
-            code, rd, dec, flush, au = (int(x) for x in line.split())
+            k, rd, dec, flush, au = (int(x) for x in line.split())
         except ValueError:
             continue
-        draw = dec - ((dec - code) % (1 << 32))  # the code is modulo 2^32 us
-        rows.append((draw, rd, dec, flush, au))
+        if k in drawn:
+            rows.append((drawn[k], rd, dec, flush, au))
     n = len(rows)
     j["desktop_latency_frames"] = n
     want = frames * 2
     check(name, d.get("rc", "0") == "0" and "error" not in d and
           m.get("latency_rc") == "0" and n >= min(60, want // 2),
           f"desk-latency decoded {d.get('decoded')} of {d.get('read')} access units "
-          f"in the guest, {n} with a new time code of the client's {want} frames "
+          f"in the guest, {n} with a new frame number of the client's {want} frames "
           f"(client {m.get('client_frames')} frames at {m.get('client_fps')} fps, "
           f"rc {m.get('client_rc')}; desk-latency rc {m.get('latency_rc')}"
           f"{', ' + d['error'] if 'error' in d else ''})")
