@@ -116,6 +116,10 @@ if "guest-cpu" in scenarios:
         j[key] = round(cpu / frames, 2) if ok and cpu is not None else None
         check(name, ok, f"CPU {j[key]} ms per frame" +
               ("" if ok else f" (rc={d.get('rc')}, {d.get('error', '')})"))
+    src, enc, x264 = (j.get("guest_cpu_ms_per_frame_gltestsrc_" + k)
+                      for k in ("source_only", "vsockenc", "x264"))
+    if None not in (src, enc, x264) and x264 > src:
+        j["guest_cpu_gltestsrc_offload_over_x264"] = round((enc - src) / (x264 - src), 3)
 
 if "faults" in scenarios:
     d = read("faults")
