@@ -41,6 +41,13 @@
  * gst-launch-1.0 vsockscanoutsrc scanout=1 draw-cursor=true ! decodebin ! autovideosink
  * ]|
  *
+ * Each buffer also carries the host's own times of its frame, in the
+ * host's CLOCK_MONOTONIC (not the guest's clock), as two
+ * #GstReferenceTimestampMeta: `timestamp/x-helix-host-flush`, when the
+ * guest's flush of the scanout reached the host, and
+ * `timestamp/x-helix-host-access-unit`, when the host's encoder had the
+ * access unit. Their difference is the host's capture-to-encoded time.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 vsockscanoutsrc address=tcp:10.0.2.2:15937 scanout=1 ! h264parse ! appsink
@@ -95,6 +102,12 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
         "alignment = (string) au; "
         "video/x-av1, stream-format = (string) obu-stream, "
         "alignment = (string) tu"));
+
+/* the host's times of a frame, on its buffers (reference timestamps) */
+static GstStaticCaps host_flush_caps =
+GST_STATIC_CAPS ("timestamp/x-helix-host-flush");
+static GstStaticCaps host_au_caps =
+GST_STATIC_CAPS ("timestamp/x-helix-host-access-unit");
 
 /* The codec property: the stream the host is asked for. */
 typedef enum
@@ -619,6 +632,15 @@ frame_pts (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f)
   return pts;
 }
 
+static void
+add_host_time (GstBuffer * buf, GstStaticCaps * what, guint64 t)
+{
+  GstCaps *caps = gst_static_caps_get (what);
+
+  gst_buffer_add_reference_timestamp_meta (buf, caps, t, GST_CLOCK_TIME_NONE);
+  gst_caps_unref (caps);
+}
+
 /* Flags, timestamps, caps and statistics of one frame's buffer. */
 static void
 finish_buffer (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f,
@@ -646,6 +668,9 @@ finish_buffer (GstVsockScanoutSrc * self, const HxfrScanoutFrame * f,
     GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
   if (discont)
     GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+  add_host_time (buf, &host_flush_caps, f->capture_time);
+  add_host_time (buf, &host_au_caps,
+      f->capture_time + (guint64) f->encode_us * 1000);
 
   g_mutex_lock (&self->lock);
   self->frames++;

@@ -2,18 +2,21 @@
  * asks the compositor (weston) for a fullscreen xdg_toplevel and draws
  * tests/vm/kms-flip.c's pattern into wl_shm buffers, frame k naming
  * itself, so that tests/vm/judge.py can tell every decoded frame of the
- * compositor's scanout by its number. Then it goes away and leaves the
+ * compositor's scanout by its number (with --times, it also writes down
+ * when it drew each: tests/vm/desk-latency.c reads the numbers back from
+ * the decoded stream). Then it goes away and leaves the
  * compositor's own desktop, a static scene.
  *
  *   desk-client [--frames N] [--first K] [--fps F] [--hold-ms MS]
- *               [--timeout-ms MS]
+ *               [--timeout-ms MS] [--times FILE]
  *
  * The frames are numbered K to K+N-1 (--first, default 0), so that a
  * second run can be told from the first. The size is what the compositor's fullscreen configure says (the
  * output's). Each frame is committed after the previous one's frame
  * callback (the compositor is ready for another), at most at --fps; the
  * last stays up for --hold-ms. Every wait is bounded by --timeout-ms in
- * all.
+ * all. --times FILE: one line "K T" per frame, T the guest's
+ * CLOCK_MONOTONIC in µs just before frame K's commit.
  *
  * Prints key=value lines on stdout (size=, frames=, wall_ms=, fps=) and
  * one line per phase on stderr. Exit 0 when every frame was committed
@@ -239,8 +242,10 @@ main (int argc, char **argv)
 {
   static const struct option opts[] = {
     {"frames", 1, NULL, 'n'}, {"first", 1, NULL, 'k'}, {"fps", 1, NULL, 'f'},
-    {"hold-ms", 1, NULL, 'h'}, {"timeout-ms", 1, NULL, 't'}, {0}
+    {"hold-ms", 1, NULL, 'h'}, {"timeout-ms", 1, NULL, 't'},
+    {"times", 1, NULL, 'T'}, {0}
   };
+  FILE *times = NULL;
   unsigned frames = 120, first = 0, k;
   double fps = 30, hold_ms = 1000, timeout_ms = 60000, t0, deadline;
   App a = { 0 };
@@ -269,9 +274,15 @@ main (int argc, char **argv)
       case 't':
         timeout_ms = atof (optarg);
         break;
+      case 'T':
+        if (!(times = fopen (optarg, "w"))) {
+          fprintf (stderr, "desk-client: %s: %s\n", optarg, strerror (errno));
+          return 1;
+        }
+        break;
       default:
         fprintf (stderr, "usage: desk-client [--frames N] [--first K] "
-            "[--fps F] [--hold-ms MS] [--timeout-ms MS]\n");
+            "[--fps F] [--hold-ms MS] [--timeout-ms MS] [--times FILE]\n");
         return 64;
     }
   }
@@ -328,6 +339,8 @@ main (int argc, char **argv)
       break;
     }
     fill (b->map, a.width, a.height, first + k);
+    if (times)
+      fprintf (times, "%u %.0f\n", first + k, now_ms () * 1e3);
     b->free = 0;
     a.frame_done = 0;
     wl_surface_attach (surface, b->buffer, 0, 0);
@@ -352,5 +365,7 @@ main (int argc, char **argv)
   wl_surface_destroy (surface);
   wl_display_roundtrip (d);
   wl_display_disconnect (d);
+  if (times)
+    fclose (times);
   return k == frames ? 0 : 1;
 }

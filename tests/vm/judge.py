@@ -106,14 +106,20 @@ if "vsock" in scenarios:
           f"in-guest bridge exited cleanly on SIGTERM (rc={d.get('bridge_rc')})")
 
 if "guest-cpu" in scenarios:
-    for name, key in (("cpu-vsockenc", "guest_cpu_ms_per_frame_vsockenc"),
-                      ("cpu-x264", "guest_cpu_ms_per_frame_x264")):
+    # gltestsrc's frames; the desktop's are the unprefixed keys (desktop)
+    for name, key in (("cpu-gltestsrc", "guest_cpu_ms_per_frame_gltestsrc_source_only"),
+                      ("cpu-vsockenc", "guest_cpu_ms_per_frame_gltestsrc_vsockenc"),
+                      ("cpu-x264", "guest_cpu_ms_per_frame_gltestsrc_x264")):
         d = read(name)
         ok = d.get("rc") == "0"
         cpu = num(d, "cpu_ms")
         j[key] = round(cpu / frames, 2) if ok and cpu is not None else None
         check(name, ok, f"CPU {j[key]} ms per frame" +
               ("" if ok else f" (rc={d.get('rc')}, {d.get('error', '')})"))
+    src, enc, x264 = (j.get("guest_cpu_ms_per_frame_gltestsrc_" + k)
+                      for k in ("source_only", "vsockenc", "x264"))
+    if None not in (src, enc, x264) and x264 > src:
+        j["guest_cpu_gltestsrc_offload_over_x264"] = round((enc - src) / (x264 - src), 3)
 
 if "faults" in scenarios:
     d = read("faults")
@@ -458,8 +464,157 @@ def judge_desktop():
               f"(>= 30; the client's last frame vs the same screenshot: {ctl} dB, < 20)")
 
 
+def pct(values, p):
+    """the nearest-rank P-th percentile of VALUES, None if empty"""
+    v = sorted(values)
+    if not v:
+        return None
+    return v[max(0, min(len(v) - 1, -(-len(v) * p // 100) - 1))]
+
+
+def judge_desktop_latency():
+    """desk-latency's frames (out/desktop-latency.txt): per frame number
+    read back from a decoded picture its read and decoded times (guest
+    clock) and the host's flush and access-unit times (host clock), joined
+    with desk-client's draw time of that number (out/desktop-draw-times.txt,
+    guest clock). Stages within one clock are differences in it; the two
+    that cross clocks use the guest-minus-host offset from the time
+    server, and every frame's stages add up to its draw-to-decoded time
+    exactly."""
+    name = "desktop-latency"
+    d, m = read(name), read("desktop-measure")
+    if not d:
+        check(name, False, "no results (the guest did not get this far)")
+        return
+    drawn = {}
+    try:
+        with open(os.path.join(out, "desktop-draw-times.txt")) as f:
+            for line in f:
+                k, t = line.split()
+                drawn[int(k)] = float(t)
+    except (FileNotFoundError, ValueError):
+        pass
+    rows = []
+    for line in lines_of(name, "frame"):
+        try:
+            k, rd, dec, flush, au = (int(x) for x in line.split())
+        except ValueError:
+            continue
+        if k in drawn:
+            rows.append((drawn[k], rd, dec, flush, au))
+    n = len(rows)
+    j["desktop_latency_frames"] = n
+    want = frames * 2
+    check(name, d.get("rc", "0") == "0" and "error" not in d and
+          m.get("latency_rc") == "0" and n >= min(60, want // 2),
+          f"desk-latency decoded {d.get('decoded')} of {d.get('read')} access units "
+          f"in the guest, {n} with a new frame number of the client's {want} frames "
+          f"(client {m.get('client_frames')} frames at {m.get('client_fps')} fps, "
+          f"rc {m.get('client_rc')}; desk-latency rc {m.get('latency_rc')}"
+          f"{', ' + d['error'] if 'error' in d else ''})")
+    if not n:
+        return
+    ms = lambda us: us / 1e3
+    g2g = [ms(dec - draw) for draw, rd, dec, flush, au in rows]
+    stages = {"decode": [ms(dec - rd) for draw, rd, dec, flush, au in rows]}
+    hosted = [r for r in rows if r[3] and r[4]]
+    stages["flush_to_au"] = [(au - flush) / 1e6 for draw, rd, dec, flush, au in hosted]
+    offs = []
+    for k in ("clock_before", "clock_after"):
+        try:
+            off, rtt = (int(x) for x in d.get(k, "").split())
+            offs.append((off, rtt))
+        except ValueError:
+            pass
+    j["desktop_g2g_ms_p50"] = round(pct(g2g, 50), 1)
+    j["desktop_g2g_ms_p99"] = round(pct(g2g, 99), 1)
+    if len(offs) == 2 and len(hosted) == n:
+        off = (offs[0][0] + offs[1][0]) / 2
+        err = max(offs[0][1], offs[1][1]) / 2 + abs(offs[1][0] - offs[0][0]) / 2
+        j["desktop_clock_offset_error_ms"] = round(err / 1e3, 2)
+        j["desktop_clock_drift_ms"] = round((offs[1][0] - offs[0][0]) / 1e3, 2)
+        stages["draw_to_flush"] = [ms(flush / 1e3 + off - draw) for draw, rd, dec, flush, au in rows]
+        stages["au_to_guest_read"] = [ms(rd - (au / 1e3 + off)) for draw, rd, dec, flush, au in rows]
+        # the clocks related right: nothing before its cause, beyond the error
+        early = {k: sum(v < -err / 1e3 for v in stages[k])
+                 for k in ("draw_to_flush", "au_to_guest_read")}
+        j["desktop_stage_negative_frames"] = early
+        check(name, not any(early.values()),
+              f"guest and host clocks related by the time server: offset "
+              f"{off / 1e3:.2f} ms (+- {err / 1e3:.2f} ms; drift over the run "
+              f"{(offs[1][0] - offs[0][0]) / 1e3:.2f} ms); frames flushed before "
+              f"drawn or read before encoded: {early}")
+    else:
+        skips.append((name, "no host clock (time server) or no host times on the "
+                      "buffers: only the stages within one clock are reported"))
+    order = ("draw_to_flush", "flush_to_au", "au_to_guest_read", "decode")
+    mean_g2g = sum(g2g) / n
+    j["desktop_stage_ms"] = {
+        k: {"p50": round(pct(stages[k], 50), 1), "p99": round(pct(stages[k], 99), 1),
+            "mean": round(sum(stages[k]) / len(stages[k]), 1),
+            "share": round(sum(stages[k]) / len(stages[k]) / mean_g2g, 3)}
+        for k in order if stages.get(k)}
+    check(name, 0 < j["desktop_g2g_ms_p50"] < 5000,
+          f"guest draw to decoded in the guest: p50 {j['desktop_g2g_ms_p50']} ms, "
+          f"p99 {j['desktop_g2g_ms_p99']} ms; stages (p50/p99 ms): " +
+          ", ".join(f"{k} {v['p50']}/{v['p99']}" for k, v in j["desktop_stage_ms"].items()))
+
+
+def judge_desktop_cpu():
+    """guest CPU per frame with the desktop as the source (desktop_cpu in
+    guest-run) and of the scanout subscriber (desktop_measure)"""
+    per = {}
+    for run_name, what in (("cpu-desk-source", "source_only"),
+                           ("cpu-desk-vsockenc", "vsockenc"),
+                           ("cpu-desk-x264", "x264")):
+        d = read(run_name)
+        if "skipped" in d:
+            skips.append((run_name, d["skipped"]))
+            return
+        nf = int(num(d, "frames", 0))
+        ok = d.get("rc") == "0" and nf > 0 and num(d, "cpu_ms") is not None
+        per[what] = round(num(d, "cpu_ms") / nf, 2) if ok else None
+        extra = ""
+        if what == "vsockenc":
+            pix = stat(d, "pixel-frames")
+            ok = ok and pix == nf
+            extra = f", {pix} pixel frames"
+        check(run_name, ok, f"{nf} desktop frames ({d.get('size')}), CPU "
+              f"{per[what]} ms per frame{extra}" +
+              ("" if d.get("rc") == "0" else f" (rc={d.get('rc')}, {d.get('error', '')})"))
+        j["guest_cpu_desktop_size"] = d.get("size")
+        j["guest_cpu_desktop_frames"] = nf
+    d = read("cpu-desk-scanout-subscriber")
+    m = read("desktop-measure")
+    sf = stat(d, "frames") if d else -1
+    ok = m.get("subscriber_rc") == "0" and "error" not in d and sf > 0
+    per["scanout_subscriber"] = round(num(d, "cpu_ms") / sf, 2) if ok else None
+    check("cpu-desk-scanout-subscriber", ok,
+          f"vsockscanoutsrc alone: {sf} frames, CPU {per['scanout_subscriber']} ms per frame"
+          f" (rc={m.get('subscriber_rc')}{', ' + d['error'] if 'error' in d else ''})")
+    for k, v in per.items():
+        j["guest_cpu_ms_per_frame_" + k] = v
+    src, x264 = per.get("source_only"), per.get("x264")
+    if None in (src, x264, per.get("vsockenc")) or x264 <= src:
+        return
+    own = x264 - src
+    j["guest_cpu_offload_over_x264"] = round((per["vsockenc"] - src) / own, 3)
+    if per["scanout_subscriber"] is not None:
+        j["guest_cpu_scanout_over_x264"] = round(per["scanout_subscriber"] / own, 3)
+    notes.append(("guest-cpu (desktop)",
+                  f"own cost above the source: vsockenc {per['vsockenc'] - src:.2f} ms, "
+                  f"x264enc {own:.2f} ms per frame, ratio "
+                  f"{j['guest_cpu_offload_over_x264']} (target <= 0.1: "
+                  f"{'met' if j['guest_cpu_offload_over_x264'] <= 0.1 else 'NOT met'}); "
+                  f"scanout subscriber {per['scanout_subscriber']} ms, ratio "
+                  f"{j.get('guest_cpu_scanout_over_x264')}"))
+
+
+notes = []
 if "desktop" in scenarios:
     judge_desktop()
+    judge_desktop_latency()
+    judge_desktop_cpu()
 
 serial = ""
 try:
@@ -479,6 +634,8 @@ for s, ok, what in results:
     print(f"  {'PASS' if ok else 'FAIL'}  {s}: {what}")
 for s, what in skips:
     print(f"  SKIP  {s}: {what}")
+for s, what in notes:
+    print(f"  INFO  {s}: {what}")
 j["skipped"] = [s for s, _ in skips]
 j["total_s"] = round(float(total), 1)
 j["stage_s"] = {}

@@ -410,6 +410,18 @@ guest_stop (Guest * g)
   gst_object_unref (g->pipe);
 }
 
+/* The reference timestamp of WHAT on a buffer, GST_CLOCK_TIME_NONE if none. */
+static GstClockTime
+host_time (GstBuffer * b, const gchar * what)
+{
+  GstCaps *caps = gst_caps_from_string (what);
+  GstReferenceTimestampMeta *m =
+      gst_buffer_get_reference_timestamp_meta (b, caps);
+
+  gst_caps_unref (caps);
+  return m ? m->timestamp : GST_CLOCK_TIME_NONE;
+}
+
 static GstSample *
 pull (Guest * g)
 {
@@ -508,6 +520,12 @@ GST_START_TEST (test_access_units)
     fail_unless_equals_uint64 (GST_BUFFER_PTS (b) - pts0,
         capture_time (i) - capture_time (0));
     last = GST_BUFFER_PTS (b);
+    /* the host's own times: the flush and the access unit */
+    fail_unless_equals_uint64 (host_time (b, "timestamp/x-helix-host-flush"),
+        capture_time (i));
+    fail_unless_equals_uint64 (host_time (b,
+            "timestamp/x-helix-host-access-unit"),
+        capture_time (i) + (1000 + i) * GST_USECOND);
     gst_sample_unref (s);
   }
   g_mutex_lock (&host->lock);
