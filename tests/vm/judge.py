@@ -83,6 +83,10 @@ if "pixels" in scenarios:
         round(stat(d, "bytes-sent") / frames) if d else None)
     j["pixel_bytes_received"] = stat(d, "bytes-received") if d else None
     j["pixel_min_psnr"] = num(d, "min_psnr")
+    d = stream("pixels-h265", False)
+    wall = num(d, "wall_ms")
+    j["pixel_h265_fps"] = round(frames / (wall / 1e3), 1) if wall else None
+    j["pixel_h265_min_psnr"] = num(d, "min_psnr")
 
 if "zero-copy" in scenarios:
     d = stream("zero-copy", True)
@@ -181,14 +185,15 @@ def classify(cells):
     return k, bad
 
 
-def decode_scanout(path, w, h):
-    """Decodes the subscriber's H.264 on the host: RGB frames, or an error."""
+def decode_scanout(path, w, h, codec="h264"):
+    """Decodes the subscriber's stream (h264 or h265) on the host: RGB
+    frames, or an error."""
     rgb = os.path.join(run, os.path.basename(path) + ".rgb")
     env = dict(os.environ, GST_REGISTRY=os.path.join(run, "judge-registry.bin"))
     try:
         p = subprocess.run(
             ["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!",
-             "h264parse", "!", "avdec_h264", "!", "videoconvert", "!",
+             f"{codec}parse", "!", f"avdec_{codec}", "!", "videoconvert", "!",
              # the console's frames before the modeset may be another size
              "videoscale", "!",
              f"video/x-raw,format=RGB,width={w},height={h}", "!",
@@ -242,15 +247,19 @@ def judge_scanout(name, index):
     if "skipped" in d:
         skips.append((name, d["skipped"] + ": the host-encoded stream was not checked"))
         return
+    codec = d.get("codec", "h264")
+    j[jk + "_codec"] = codec
     check(name, d.get("subscriber_rc") == "0",
           f"subscriber ended cleanly at EOS (rc={d.get('subscriber_rc')}, "
-          f"{d.get('subscriber_exit', 'exited')}; {d.get('h264_bytes', 0)} bytes of H.264)")
+          f"{d.get('subscriber_exit', 'exited')}; {d.get('stream_bytes', 0)} "
+          f"bytes of {codec.upper()})")
     m = re.match(r"(\d+)x(\d+)$", d.get("mode", ""))
     if not m:
         check(name, False, "no mode from kms-flip")
         return
     w, h = int(m.group(1)), int(m.group(2))
-    decoded, err = decode_scanout(os.path.join(out, name + ".h264"), w, h)
+    decoded, err = decode_scanout(os.path.join(out, f"{name}.{codec}"), w, h,
+                                  codec)
     if decoded is None:
         check(name, False, f"host decode failed: {err}")
         return
