@@ -284,6 +284,45 @@ if "scanout-hotplug" in scenarios:
           "QEMU connected output 1 (hotplug) at the bridge's request")
     judge_scanout("scanout-hotplug", 1)
 
+if "vsock-vm" in scenarios:
+    # the guest's own vsock device through helix-vhost-user-vsock, and the
+    # same frames over user-mode TCP right after it
+    v = stream("vsock-vm", False)
+    t = stream("vsock-vm-tcp", False)
+    j["vsock_cross_vm_frames"] = int(num(v, "decoded", 0))
+    j["vsock_cross_vm_min_psnr"] = num(v, "min_psnr")
+    for d, k in ((v, "vsock"), (t, "slirp")):
+        wall, cpu = num(d, "wall_ms"), num(d, "cpu_ms")
+        ok = d.get("rc") == "0"
+        j[k + "_pixel_fps"] = round(frames / (wall / 1e3), 1) if ok and wall else None
+        j[k + "_guest_cpu_ms_per_frame"] = (round(cpu / frames, 2)
+                                            if ok and cpu is not None else None)
+    if j["vsock_pixel_fps"] and j["slirp_pixel_fps"]:
+        j["vsock_over_slirp_fps"] = round(j["vsock_pixel_fps"] / j["slirp_pixel_fps"], 2)
+    judge_scanout("vsock-scanout", 0)
+    j["vsock_scanout_frames"] = j.get("vsock_scanout_distinct", 0)
+    check("vsock-scanout", j["vsock_scanout_frames"] >= frames // 2,
+          f"{j['vsock_scanout_frames']} distinct scanout frames over vsock")
+    log = ""
+    try:
+        log = open(os.path.join(run, "vhost-user-vsock.log"), errors="replace").read()
+    except FileNotFoundError:
+        pass
+    m = re.search(r"front end gone: anon_start_kb=(-?\d+) anon_max_kb=(-?\d+)", log)
+    growth = int(m.group(2)) - int(m.group(1)) if m and int(m.group(1)) > 0 else None
+    j["vsock_backend_rss_kb_growth"] = growth
+    # bounded by design: 64 connections x 256 KiB at most, plus copies
+    check("vsock-vm", growth is not None and growth <= 32768,
+          f"backend's own memory (RssAnon) grew {growth} kB over the run (<= 32768)")
+    j["vsock_backend_connections"] = len(re.findall(r"connection \d+ -> \d+: ", log))
+    j["vsock_backend_bad_packets"] = len(re.findall(r"bad guest packet", log))
+    check("vsock-vm", j["vsock_backend_bad_packets"] == 0,
+          f"no bad packets from the guest ({j['vsock_backend_bad_packets']})")
+    rc = open(os.path.join(run, "vhost-user-vsock.rc")).read().strip() if os.path.exists(
+        os.path.join(run, "vhost-user-vsock.rc")) else "?"
+    check("vsock-vm", rc == "0", f"backend exited by itself after QEMU, exit {rc}")
+
+
 def lines_of(name, key):
     """every value of KEY in out/NAME.txt (read() keeps the first)"""
     try:
