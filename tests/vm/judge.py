@@ -291,14 +291,21 @@ if "vsock-vm" in scenarios:
     t = stream("vsock-vm-tcp", False)
     j["vsock_cross_vm_frames"] = int(num(v, "decoded", 0))
     j["vsock_cross_vm_min_psnr"] = num(v, "min_psnr")
-    for d, k in ((v, "vsock"), (t, "slirp")):
+    hd = {"vsock-vm-720p": read("vsock-vm-720p"), "vsock-vm-720p-tcp": read("vsock-vm-720p-tcp")}
+    for name, d in hd.items():
+        check(name, d.get("rc") == "0" and stat(d, "pixel-frames") == frames,
+              f"1280x720 to the host, reached EOS (rc={d.get('rc')}), "
+              f"{stat(d, 'pixel-frames')} pixel frames")
+    for d, k in ((v, "vsock"), (t, "slirp"), (hd["vsock-vm-720p"], "vsock_720p"),
+                 (hd["vsock-vm-720p-tcp"], "slirp_720p")):
         wall, cpu = num(d, "wall_ms"), num(d, "cpu_ms")
         ok = d.get("rc") == "0"
         j[k + "_pixel_fps"] = round(frames / (wall / 1e3), 1) if ok and wall else None
         j[k + "_guest_cpu_ms_per_frame"] = (round(cpu / frames, 2)
                                             if ok and cpu is not None else None)
-    if j["vsock_pixel_fps"] and j["slirp_pixel_fps"]:
-        j["vsock_over_slirp_fps"] = round(j["vsock_pixel_fps"] / j["slirp_pixel_fps"], 2)
+    for k in ("", "_720p"):
+        a, b = j[f"vsock{k}_pixel_fps"], j[f"slirp{k}_pixel_fps"]
+        j[f"vsock_over_slirp_fps{k}"] = round(a / b, 2) if a and b else None
     judge_scanout("vsock-scanout", 0)
     j["vsock_scanout_frames"] = j.get("vsock_scanout_distinct", 0)
     check("vsock-scanout", j["vsock_scanout_frames"] >= frames // 2,

@@ -217,7 +217,24 @@ set_config (VuDev * dev, const uint8_t * data, uint32_t offset,
   return -1;
 }
 
+static gboolean teardown (gpointer data);
+
+/* libvhost-user reads a closed socket as an empty message (NONE), on
+ * which it would exit(): the front end is gone, drop it here instead (at a
+ * priority above the socket's, which stays readable) */
+static int
+process_msg (VuDev * dev, VhostUserMsg * msg, int *do_reply)
+{
+  if (msg->request != VHOST_USER_NONE)
+    return 0;
+  *do_reply = 0;
+  g_message ("vhost-user front end closed the connection");
+  g_idle_add_full (G_PRIORITY_HIGH, teardown, NULL, NULL);
+  return 1;
+}
+
 static const VuDevIface iface = {
+  .process_msg = process_msg,
   .queue_set_started = queue_set_started,
   .get_config = get_config,
   .set_config = set_config,
@@ -271,7 +288,7 @@ static void
 on_panic (VuDev * dev, const char *err)
 {
   g_message ("vhost-user front end: %s; dropping it", err);
-  g_idle_add (teardown, NULL);
+  g_idle_add_full (G_PRIORITY_HIGH, teardown, NULL, NULL);
 }
 
 static gboolean
