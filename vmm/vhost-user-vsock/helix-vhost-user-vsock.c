@@ -202,7 +202,8 @@ get_config (VuDev * dev, uint8_t * config, uint32_t len)
 {
   guint64 cid = GUINT64_TO_LE (be.guest_cid);
 
-  if (len < sizeof (cid))
+  /* the size is the front end's (libvhost-user does not check it) */
+  if (len < sizeof (cid) || len > VHOST_USER_MAX_CONFIG_SIZE)
     return -1;
   memset (config, 0, len);
   memcpy (config, &cid, sizeof (cid));
