@@ -38,6 +38,14 @@ def num(d, k, default=None):
         return default
 
 
+def run_file(name, default=""):
+    """a file of the run directory (a log, an exit status), or DEFAULT"""
+    try:
+        return open(os.path.join(run, name), errors="replace").read()
+    except FileNotFoundError:
+        return default
+
+
 def stat(d, k):
     return int(d.get("stats", {}).get(k, -1))
 
@@ -130,8 +138,7 @@ if "faults" in scenarios:
     check("faults", "helix-export: GPU reset" in qlog,
           "QEMU's export saw the GPU reset and stayed up")
     j["fault_frames_failed"] = sum(d.get(k, "").startswith("FAILED") for k in want)
-    rc = open(os.path.join(run, "bridge.rc")).read().strip() if os.path.exists(
-        os.path.join(run, "bridge.rc")) else "?"
+    rc = run_file("bridge.rc", "?").strip()
     check("faults", rc == "0", f"host bridge alive to the end, exit {rc} on SIGTERM")
 
 def pattern_colour(cx, cy, k):
@@ -310,11 +317,7 @@ if "vsock-vm" in scenarios:
     j["vsock_scanout_frames"] = j.get("vsock_scanout_distinct", 0)
     check("vsock-scanout", j["vsock_scanout_frames"] >= frames // 2,
           f"{j['vsock_scanout_frames']} distinct scanout frames over vsock")
-    log = ""
-    try:
-        log = open(os.path.join(run, "vhost-user-vsock.log"), errors="replace").read()
-    except FileNotFoundError:
-        pass
+    log = run_file("vhost-user-vsock.log")
     m = re.search(r"front end gone: anon_start_kb=(-?\d+) anon_max_kb=(-?\d+)", log)
     growth = int(m.group(2)) - int(m.group(1)) if m and int(m.group(1)) > 0 else None
     j["vsock_backend_rss_kb_growth"] = growth
@@ -325,8 +328,7 @@ if "vsock-vm" in scenarios:
     j["vsock_backend_bad_packets"] = len(re.findall(r"bad guest packet", log))
     check("vsock-vm", j["vsock_backend_bad_packets"] == 0,
           f"no bad packets from the guest ({j['vsock_backend_bad_packets']})")
-    rc = open(os.path.join(run, "vhost-user-vsock.rc")).read().strip() if os.path.exists(
-        os.path.join(run, "vhost-user-vsock.rc")) else "?"
+    rc = run_file("vhost-user-vsock.rc", "?").strip()
     check("vsock-vm", rc == "0", f"backend exited by itself after QEMU, exit {rc}")
 
 
