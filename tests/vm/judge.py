@@ -298,18 +298,26 @@ if "vsock-vm" in scenarios:
     t = stream("vsock-vm-tcp", False)
     j["vsock_cross_vm_frames"] = int(num(v, "decoded", 0))
     j["vsock_cross_vm_min_psnr"] = num(v, "min_psnr")
-    hd = {"vsock-vm-720p": read("vsock-vm-720p"), "vsock-vm-720p-tcp": read("vsock-vm-720p-tcp")}
-    for name, d in hd.items():
-        check(name, d.get("rc") == "0" and stat(d, "pixel-frames") == frames,
-              f"1280x720 to the host, reached EOS (rc={d.get('rc')}), "
-              f"{stat(d, 'pixel-frames')} pixel frames")
-    for d, k in ((v, "vsock"), (t, "slirp"), (hd["vsock-vm-720p"], "vsock_720p"),
-                 (hd["vsock-vm-720p-tcp"], "slirp_720p")):
-        wall, cpu = num(d, "wall_ms"), num(d, "cpu_ms")
-        ok = d.get("rc") == "0"
-        j[k + "_pixel_fps"] = round(frames / (wall / 1e3), 1) if ok and wall else None
-        j[k + "_guest_cpu_ms_per_frame"] = (round(cpu / frames, 2)
-                                            if ok and cpu is not None else None)
+    # the measurement: each transport's runs (ABBA order) added up
+    for k, names in (("vsock", ["vsock-vm", "vsock-vm-2", "vsock-vm-3"]),
+                     ("slirp", ["vsock-vm-tcp", "vsock-vm-tcp-2", "vsock-vm-tcp-3"]),
+                     ("vsock_720p", ["vsock-vm-720p-1", "vsock-vm-720p-2"]),
+                     ("slirp_720p", ["vsock-vm-720p-tcp-1", "vsock-vm-720p-tcp-2"])):
+        runs = [read(n) for n in names]
+        for n, d in zip(names, runs):
+            check(n, d.get("rc") == "0" and stat(d, "pixel-frames") == frames,
+                  f"reached EOS (rc={d.get('rc')}), {stat(d, 'pixel-frames')} "
+                  f"pixel frames, {d.get('wall_ms')} ms")
+        if "720p" not in k:
+            runs = runs[1:]  # the first pair decodes into the judged files
+        wall = sum(num(d, "wall_ms", 0) for d in runs)
+        cpu = sum(num(d, "cpu_ms", 0) for d in runs)
+        ok = all(d.get("rc") == "0" for d in runs)
+        n = frames * len(runs)
+        j[k + "_pixel_fps"] = round(n / (wall / 1e3), 1) if ok and wall else None
+        j[k + "_guest_cpu_ms_per_frame"] = round(cpu / n, 2) if ok else None
+        j[k + "_pixel_fps_runs"] = [round(frames / (num(d, "wall_ms") / 1e3), 1)
+                                    if num(d, "wall_ms") else None for d in runs]
     for k in ("", "_720p"):
         a, b = j[f"vsock{k}_pixel_fps"], j[f"slirp{k}_pixel_fps"]
         j[f"vsock_over_slirp_fps{k}"] = round(a / b, 2) if a and b else None

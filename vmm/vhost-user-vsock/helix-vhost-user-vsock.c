@@ -141,7 +141,8 @@ on_wake (gpointer data)
   if (be.pump_scheduled)
     return;
   be.pump_scheduled = TRUE;
-  g_idle_add (pump_idle, NULL);
+  /* at the sockets' priority: a default idle would wait for them all */
+  g_idle_add_full (G_PRIORITY_DEFAULT, pump_idle, NULL, NULL);
 }
 
 static void
