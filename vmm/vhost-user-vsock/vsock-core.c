@@ -134,8 +134,13 @@ op_name (guint16 op)
 
 /* A bad packet from the guest: one line each, at most BAD_LOG_PER_SECOND
  * a second (a hostile guest cannot flood the log), then a count. */
-G_GNUC_PRINTF (2, 3)
-     static void bad_packet (HvvCore * core, const gchar * format, ...)
+/* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
+static void
+bad_packet (HvvCore * core, const gchar * format, ...) G_GNUC_PRINTF (2, 3);
+/* *INDENT-ON* */
+
+static void
+bad_packet (HvvCore * core, const gchar * format, ...)
 {
   gint64 sec = g_get_monotonic_time () / G_USEC_PER_SEC;
   va_list ap;
