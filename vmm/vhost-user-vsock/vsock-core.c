@@ -472,12 +472,13 @@ hvv_core_tx (HvvCore * core, const guint8 * pkt, gsize len, gsize desc_len)
   c->peer_fwd_cnt = h.fwd_cnt;
   if (c->host_readable && peer_credit (c) > 0)
     core->wake (core->wake_data);
+  /* credit may have come with any packet: watch the socket again */
+  update_watch (c);
   switch (h.op) {
     case HVV_OP_RW:
       handle_rw (c, pkt + HVV_HDR_SIZE, h.len);
       return;
     case HVV_OP_CREDIT_UPDATE:
-      update_watch (c);
       return;
     case HVV_OP_CREDIT_REQUEST:
       c->need_credit_update = TRUE;
