@@ -33,6 +33,8 @@
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1
+/* the longest a front end may pause inside one message */
+#define FRONT_END_TIMEOUT_S 5
 
 typedef struct
 {
@@ -242,6 +244,80 @@ static const VuDevIface iface = {
   .set_config = set_config,
 };
 
+static gboolean
+read_full (gint fd, guint8 * p, gsize n)
+{
+  while (n > 0) {
+    gssize r = read (fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return FALSE;
+    p += r;
+    n -= r;
+  }
+  return TRUE;
+}
+
+/* One vhost-user message. libvhost-user's own reader asserts that one
+ * read() brings a whole payload (a front end that sends less aborts the
+ * backend) and retries a timed-out read for ever; this one reads until the
+ * message is complete and gives up on an end, an error or a front end
+ * silent for FRONT_END_TIMEOUT_S inside a message (the socket's
+ * SO_RCVTIMEO): the front end is then dropped. */
+static bool
+read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
+{
+  char control[CMSG_SPACE (VHOST_MEMORY_BASELINE_NREGIONS * sizeof (int))];
+  struct iovec iov = {.iov_base = vmsg,.iov_len = VHOST_USER_HDR_SIZE };
+  struct msghdr msg = {.msg_iov = &iov,.msg_iovlen = 1,
+    .msg_control = control,.msg_controllen = sizeof (control)
+  };
+  struct cmsghdr *cmsg;
+  gssize rc;
+  gint i;
+
+  memset (control, 0, sizeof (control));
+  do
+    rc = recvmsg (sock, &msg, MSG_CMSG_CLOEXEC);
+  while (rc < 0 && errno == EINTR);
+  vmsg->fd_num = 0;
+  for (cmsg = CMSG_FIRSTHDR (&msg); cmsg; cmsg = CMSG_NXTHDR (&msg, cmsg)) {
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+      vmsg->fd_num = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);
+      memcpy (vmsg->fds, CMSG_DATA (cmsg), vmsg->fd_num * sizeof (int));
+      break;
+    }
+  }
+  if (rc <= 0) {
+    g_message ("vhost-user front end: %s", rc == 0 ? "closed the connection"
+        : g_strerror (errno));
+    goto fail;
+  }
+  if (rc < VHOST_USER_HDR_SIZE && !read_full (sock, (guint8 *) vmsg + rc,
+          VHOST_USER_HDR_SIZE - rc)) {
+    g_message ("vhost-user front end: a header cut short");
+    goto fail;
+  }
+  if (vmsg->size > sizeof (vmsg->payload)) {
+    g_message ("vhost-user front end: request %u of %u bytes, more than any",
+        vmsg->request, vmsg->size);
+    goto fail;
+  }
+  if (vmsg->size && !read_full (sock, (guint8 *) & vmsg->payload, vmsg->size)) {
+    g_message ("vhost-user front end: request %u's %u bytes cut short",
+        vmsg->request, vmsg->size);
+    goto fail;
+  }
+  return true;
+
+fail:
+  for (i = 0; i < vmsg->fd_num; i++)
+    close (vmsg->fds[i]);
+  vmsg->fd_num = 0;
+  return false;
+}
+
 static gboolean on_accept (gint fd, GIOCondition cond, gpointer data);
 
 static void
@@ -297,16 +373,19 @@ static gboolean
 on_accept (gint fd, GIOCondition cond, gpointer data)
 {
   gint s = accept4 (be.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  struct timeval tv = {.tv_sec = FRONT_END_TIMEOUT_S };
 
   if (s < 0) {
     g_message ("accept: %s", g_strerror (errno));
     return G_SOURCE_CONTINUE;
   }
+  setsockopt (s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof (tv));
   if (!vug_init (&be.dev, 2, s, on_panic, &iface)) {
     g_message ("vhost-user: could not set up the device");
     close (s);
     return G_SOURCE_CONTINUE;
   }
+  be.dev.parent.read_msg = read_msg;
   be.dev_up = TRUE;
   g_message ("vhost-user front end connected");
   g_source_unref (be.accept_src);

@@ -50,9 +50,13 @@ def reply(s):
 
 
 def healthy(path, cid):
-    """a well-behaved front end's first questions are answered"""
+    """a well-behaved front end's first questions are answered (the first
+    one in two pieces: a stream may split a message)"""
     s = connect(path)
-    s.sendall(msg(GET_FEATURES))
+    m = msg(GET_FEATURES)
+    s.sendall(m[:5])
+    time.sleep(0.05)
+    s.sendall(m[5:])
     req, p = reply(s)
     features = struct.unpack("<Q", p)[0]
     assert req == GET_FEATURES and features & (1 << 32), f"features {features:#x}"
@@ -89,6 +93,9 @@ def main():
         "a kick for queue 99 without an fd": [msg(SET_VRING_KICK, struct.pack("<Q", 99))],
         "a ring of 65535 entries": [msg(SET_VRING_NUM, struct.pack("<2I", 0, 65535))],
     }
+    cases["a payload shorter than announced"] = [msg(GET_FEATURES, b"abcd", size=8)]
+    # silent inside a message, longer than the backend waits (5 s)
+    cases["a header that stops half-way"] = [msg(GET_FEATURES)[:6], 5.5]
     rnd = random.Random(24)
     for i in range(20):
         req = rnd.randrange(0, 50)
@@ -103,12 +110,19 @@ def main():
             s = connect(path)
             try:
                 for m in msgs:
-                    s.sendall(m)
+                    if isinstance(m, float):
+                        time.sleep(m)
+                    else:
+                        s.sendall(m)
                 time.sleep(0.05)
             except OSError:
                 pass
-            s.close()
             try:
+                # a stalled front end is still connected: the backend must
+                # have given up on it to serve the next one
+                if isinstance(msgs[-1] if msgs else None, float):
+                    healthy(path, 7)
+                s.close()
                 assert p.poll() is None, f"backend exited ({p.returncode})"
                 healthy(path, 7)
                 print(f"ok - {name}")
