@@ -38,6 +38,14 @@ def num(d, k, default=None):
         return default
 
 
+def run_file(name, default=""):
+    """a file of the run directory (a log, an exit status), or DEFAULT"""
+    try:
+        return open(os.path.join(run, name), errors="replace").read()
+    except FileNotFoundError:
+        return default
+
+
 def stat(d, k):
     return int(d.get("stats", {}).get(k, -1))
 
@@ -140,8 +148,7 @@ if "faults" in scenarios:
     check("faults", "helix-export: GPU reset" in qlog,
           "QEMU's export saw the GPU reset and stayed up")
     j["fault_frames_failed"] = sum(d.get(k, "").startswith("FAILED") for k in want)
-    rc = open(os.path.join(run, "bridge.rc")).read().strip() if os.path.exists(
-        os.path.join(run, "bridge.rc")) else "?"
+    rc = run_file("bridge.rc", "?").strip()
     check("faults", rc == "0", f"host bridge alive to the end, exit {rc} on SIGTERM")
 
 def pattern_colour(cx, cy, k):
@@ -298,6 +305,55 @@ if "scanout-hotplug" in scenarios:
     check("scanout-hotplug", "helix-export: scanout 1 enabled (640x480@60)" in qemu_log(),
           "QEMU connected output 1 (hotplug) at the bridge's request")
     judge_scanout("scanout-hotplug", 1)
+
+if "vsock-vm" in scenarios:
+    # the guest's own vsock device through helix-vhost-user-vsock, and the
+    # same frames over user-mode TCP right after it
+    v = stream("vsock-vm", False)
+    t = stream("vsock-vm-tcp", False)
+    j["vsock_cross_vm_frames"] = int(num(v, "decoded", 0))
+    j["vsock_cross_vm_min_psnr"] = num(v, "min_psnr")
+    # the measurement: each transport's runs (ABBA order) added up
+    for k, names in (("vsock", ["vsock-vm", "vsock-vm-2", "vsock-vm-3"]),
+                     ("slirp", ["vsock-vm-tcp", "vsock-vm-tcp-2", "vsock-vm-tcp-3"]),
+                     ("vsock_720p", ["vsock-vm-720p-1", "vsock-vm-720p-2"]),
+                     ("slirp_720p", ["vsock-vm-720p-tcp-1", "vsock-vm-720p-tcp-2"])):
+        runs = [read(n) for n in names]
+        for n, d in zip(names, runs):
+            check(n, d.get("rc") == "0" and stat(d, "pixel-frames") == frames,
+                  f"reached EOS (rc={d.get('rc')}), {stat(d, 'pixel-frames')} "
+                  f"pixel frames, {d.get('wall_ms')} ms")
+        if "720p" not in k:
+            runs = runs[1:]  # the first pair decodes into the judged files
+        wall = sum(num(d, "wall_ms", 0) for d in runs)
+        cpu = sum(num(d, "cpu_ms", 0) for d in runs)
+        ok = all(d.get("rc") == "0" for d in runs)
+        n = frames * len(runs)
+        j[k + "_pixel_fps"] = round(n / (wall / 1e3), 1) if ok and wall else None
+        j[k + "_guest_cpu_ms_per_frame"] = round(cpu / n, 2) if ok else None
+        j[k + "_pixel_fps_runs"] = [round(frames / (num(d, "wall_ms") / 1e3), 1)
+                                    if num(d, "wall_ms") else None for d in runs]
+    for k in ("", "_720p"):
+        a, b = j[f"vsock{k}_pixel_fps"], j[f"slirp{k}_pixel_fps"]
+        j[f"vsock_over_slirp_fps{k}"] = round(a / b, 2) if a and b else None
+    judge_scanout("vsock-scanout", 0)
+    j["vsock_scanout_frames"] = j.get("vsock_scanout_distinct", 0)
+    check("vsock-scanout", j["vsock_scanout_frames"] >= frames // 2,
+          f"{j['vsock_scanout_frames']} distinct scanout frames over vsock")
+    log = run_file("vhost-user-vsock.log")
+    m = re.search(r"front end gone: anon_start_kb=(-?\d+) anon_max_kb=(-?\d+)", log)
+    growth = int(m.group(2)) - int(m.group(1)) if m and int(m.group(1)) > 0 else None
+    j["vsock_backend_rss_kb_growth"] = growth
+    # bounded by design: 64 connections x 256 KiB at most, plus copies
+    check("vsock-vm", growth is not None and growth <= 32768,
+          f"backend's own memory (RssAnon) grew {growth} kB over the run (<= 32768)")
+    j["vsock_backend_connections"] = len(re.findall(r"connection \d+ -> \d+: ", log))
+    j["vsock_backend_bad_packets"] = len(re.findall(r"bad guest packet", log))
+    check("vsock-vm", j["vsock_backend_bad_packets"] == 0,
+          f"no bad packets from the guest ({j['vsock_backend_bad_packets']})")
+    rc = run_file("vhost-user-vsock.rc", "?").strip()
+    check("vsock-vm", rc == "0", f"backend exited by itself after QEMU, exit {rc}")
+
 
 def lines_of(name, key):
     """every value of KEY in out/NAME.txt (read() keeps the first)"""
