@@ -91,10 +91,11 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
     gst_caps_unref (caps);
   }
   if (handover) {
-    /* one converted frame waits at most: more in flight wait in front of
-     * the conversion, not behind it */
+    /* one converted frame waits at most, the newest: a newer one replaces
+     * it (leaky downstream), so the encoder takes the latest flip */
     g_object_set (handover, "max-size-buffers", 1, "max-size-bytes", 0,
         "max-size-time", (guint64) 0, NULL);
+    gst_util_set_object_arg (G_OBJECT (handover), "leaky", "downstream");
   }
   bridge_encoder_configure (enc, choice->desc, bitrate);
   if (chains[i].config_interval)

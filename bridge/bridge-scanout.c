@@ -23,10 +23,11 @@ GST_DEBUG_CATEGORY_STATIC (scanout_debug);
 /* the encoder must answer a frame within this, else the scanout's
  * subscribers are ended (ENCODER) */
 #define ENCODE_TIMEOUT_US (5 * G_USEC_PER_SEC)
-/* frames given to one encoder and not yet out: one being converted while
- * the one before it is encoded (a flip never waits for a conversion); a
- * deeper queue would only add latency, since the latest flip wins */
-#define ENCODER_DEPTH 2
+/* frames given to one encoder and not yet out: one being encoded, one
+ * converted and waiting for it, one being converted (a flip never waits
+ * for a conversion); a newer converted frame replaces the one waiting, so
+ * the encoder always takes the latest flip (bridge-pipeline.h) */
+#define ENCODER_DEPTH 3
 /* an IDR asked for by a new, lagging or requesting subscriber: at most
  * this often per scanout, whoever asks, so that no client can make the
  * others receive more (a new subscriber is sent the last IDR again when
@@ -83,8 +84,10 @@ struct _Rendition
   guint32 bitrate_applied;
   gint64 t0;
   /* the frames pushed whose access unit is not out yet, oldest first:
-   * everything but the access unit filled in */
+   * everything but the access unit filled in; and their PTS, by which an
+   * access unit finds its frame (the ones before it were replaced) */
   EncodedFrame *in_flight[ENCODER_DEPTH];
+  GstClockTime in_flight_pts[ENCODER_DEPTH];
   guint n_in_flight;
   gint64 t_oldest_pushed;
 };
@@ -610,6 +613,7 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
   const BridgeEncoderChoice *encoder = &w->encoder[i];
   const RenditionKey *key = &w->key[i];
   gboolean idr = w->force_idr[i];
+  GstClockTime pts;
 
   /* an encoder that ignores keyframe requests starts afresh: its first
    * frame is one (encoders_have_room() let its frames out first) */
@@ -647,7 +651,8 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
         (GST_CLOCK_TIME_NONE, TRUE, 0));
     gst_object_unref (pad);
   }
-  GST_BUFFER_PTS (buf) = (g_get_monotonic_time () - r->t0) * GST_USECOND;
+  pts = (g_get_monotonic_time () - r->t0) * GST_USECOND;
+  GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
   if (gst_app_src_push_buffer (GST_APP_SRC (r->appsrc), buf) != GST_FLOW_OK) {
     buf = NULL;
@@ -657,6 +662,7 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
   }
   if (!r->n_in_flight)
     r->t_oldest_pushed = g_get_monotonic_time ();
+  r->in_flight_pts[r->n_in_flight] = pts;
   r->in_flight[r->n_in_flight++] = frame;
   return TRUE;
 
@@ -667,17 +673,28 @@ refused:
   return FALSE;
 }
 
-/* The oldest frame in flight in @r, with the access unit of @sample. */
+/* The frame in flight in @r whose access unit @sample is, with it; the
+ * older ones were replaced before the encoder took them and are dropped
+ * (an encoder that does not keep the PTS: the oldest frame is taken). */
 static EncodedFrame *
 complete_frame (Rendition * r, GstSample * sample)
 {
   GstBuffer *out = gst_sample_get_buffer (sample);
-  EncodedFrame *f = r->in_flight[0];
+  guint k = 0, i;
+  EncodedFrame *f;
   GstMapInfo map;
   gsize aud = 0;
 
-  r->n_in_flight--;
-  memmove (r->in_flight, r->in_flight + 1, r->n_in_flight * sizeof (f));
+  for (i = 0; i < r->n_in_flight; i++)
+    if (r->in_flight_pts[i] == GST_BUFFER_PTS (out))
+      k = i;
+  for (i = 0; i < k; i++)
+    bridge_encoded_frame_unref (r->in_flight[i]);
+  f = r->in_flight[k];
+  r->n_in_flight -= k + 1;
+  memmove (r->in_flight, r->in_flight + k + 1, r->n_in_flight * sizeof (f));
+  memmove (r->in_flight_pts, r->in_flight_pts + k + 1,
+      r->n_in_flight * sizeof (GstClockTime));
   r->t_oldest_pushed = g_get_monotonic_time ();
   gst_buffer_map (out, &map, GST_MAP_READ);
   /* as deployed: no AUD (h264parse puts one in front of every access
