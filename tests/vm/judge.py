@@ -460,6 +460,9 @@ def judge_desktop():
 
 if "desktop" in scenarios:
     judge_desktop()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import judge_cursor
+    judge_cursor.judge(out, read("desktop"), j, check)
 
 serial = ""
 try:

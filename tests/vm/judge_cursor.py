@@ -1,0 +1,103 @@
+"""The desktop scenario's pointer (issue 21), judged for tests/vm/judge.py:
+the moves tests/vm/cursor-inject.py made through QEMU's tablet against
+what a cursor=true draw-cursor=true subscriber in the guest got (its
+vm-pipeline lines in desktop-cursor.txt, its decoded frames in
+desktop-cursor.i420)."""
+import os
+
+AXIS = 32768      # QEMU's absolute axes: 0..32767
+TOLERANCE = 2     # px, a received position from an injected one
+DIFF = 40         # luma steps: a pixel the pointer changed, not the codec
+MARGIN = 8        # px around a changed area that still counts as "at" a move
+
+
+def lines(path, key):
+    try:
+        with open(path) as f:
+            return [ln.split("=", 1)[1].split() for ln in f
+                    if ln.startswith(key + "=")]
+    except FileNotFoundError:
+        return []
+
+
+def changed_box(a, b, w):
+    """bounding box (x0, y0, x1, y1) of the luma pixels that differ by more
+    than DIFF, or None"""
+    box = None
+    for i in range(len(a)):
+        if abs(a[i] - b[i]) > DIFF:
+            x, y = i % w, i // w
+            box = (x, y, x, y) if box is None else (
+                min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y))
+    return box
+
+
+def judge(out, d, j, check):
+    name = "desktop-cursor"
+    t = os.path.join(out, "desktop-cursor.txt")
+    mode = d.get("cursor_mode")
+    if not mode:
+        check(name, False, "no results (the guest did not get this far)")
+        return
+    w, h = map(int, mode.split("x"))
+    try:
+        with open(os.path.join(out, "cursor-injected.txt")) as f:
+            injected = [tuple(map(int, ln.split())) for ln in f if ln.strip()]
+    except FileNotFoundError:
+        injected = []
+    want = [(x * w / AXIS, y * h / AXIS) for x, y in injected]
+    images = [tuple(map(float, v[1:])) for v in lines(t, "cursor_image")]
+    pos = [(int(v[1]), int(v[2])) for v in lines(t, "cursor_position")
+           if v[3] == "1"]
+    j["cursor_shapes"] = len(images)
+    j["cursor_image"] = ["%dx%d hot %d,%d" % v for v in images]
+    j["cursor_moves_injected"] = len(injected)
+    j["cursor_positions"] = len(pos)
+    # every injected point, in order, among the positions (coalescing may
+    # drop ones in between, not these: they are 0.6 s apart)
+    k, got, worst = 0, 0, 0.0
+    for ex, ey in want:
+        dist = [((x - ex) ** 2 + (y - ey) ** 2) ** 0.5 for x, y in pos[k:]]
+        hit = next((i for i, e in enumerate(dist) if e <= TOLERANCE), None)
+        if hit is None:
+            worst = max(worst, min(dist) if dist else float("inf"))
+        else:
+            got, k = got + 1, k + hit + 1
+            worst = max(worst, dist[hit])
+    j["cursor_moves_received"] = got
+    j["cursor_max_position_error_px"] = round(worst, 1) if worst != float("inf") else None
+    check(name, d.get("cursor_subscriber_rc") == "0",
+          "the cursor=true draw-cursor=true subscriber reached EOS")
+    check(name, images and all(1 <= iw <= 256 and 1 <= ih <= 256 and
+                               hx < iw and hy < ih for iw, ih, hx, hy in images),
+          f"the compositor set a pointer shape: {j['cursor_image']} "
+          "(1..256 px, hotspot inside)")
+    check(name, injected and got == len(injected),
+          f"{got} of {len(injected)} injected moves received in order, within "
+          f"{TOLERANCE} px (worst {j['cursor_max_position_error_px']} px; "
+          f"{len(pos)} visible positions)")
+    # drawn: each decoded frame against the one before it
+    size = w * h * 3 // 2
+    checked = ok = 0
+    prev = None
+    try:
+        f = open(os.path.join(out, "desktop-cursor.i420"), "rb")
+    except FileNotFoundError:
+        f = None
+    while f:
+        fr = f.read(size)
+        if len(fr) < size:
+            break
+        y = fr[:w * h]
+        box = changed_box(prev, y, w) if prev is not None else None
+        prev = y
+        if box is None:
+            continue
+        checked += 1
+        ok += any(box[0] - MARGIN <= ex <= box[2] + MARGIN and
+                  box[1] - MARGIN <= ey <= box[3] + MARGIN for ex, ey in want)
+    j["cursor_composited_frames_checked"] = checked
+    j["cursor_composited_ok"] = ok
+    check(name, checked >= len(injected) // 2 and ok == checked,
+          f"drawn: {checked} decoded frames changed, {ok} of them around an "
+          f"injected position (>= {len(injected) // 2}, all)")
