@@ -77,6 +77,8 @@ def judge(out, d, j, check):
     j["cursor_moves_received"] = got
     j["cursor_max_position_error_px"] = round(worst, 1) if worst != float("inf") else None
     j["cursor_position_offsets"] = offsets
+    check(name, any("plane-0" not in p for p in j["cursor_planes"]),
+          f"the pointer on a plane of its own: {j['cursor_planes']}")
     check(name, d.get("cursor_subscriber_rc") == "0",
           "the cursor=true draw-cursor=true subscriber reached EOS")
     check(name, bool(images) and all(1 <= iw <= 256 and 1 <= ih <= 256 and
