@@ -680,6 +680,9 @@ if "desktop" in scenarios:
     judge_desktop()
     judge_desktop_latency()
     judge_desktop_cpu()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import judge_cursor
+    judge_cursor.judge(out, read("desktop"), j, check)
 
 serial = ""
 try:

@@ -9,7 +9,9 @@
  * while the element is still running. Exit 0 at EOS, 1 on an error
  * message, 2 when SECONDS pass first (the pipeline is then torn down).
  * SIGINT or SIGTERM sends EOS (a live source's end: its stats are still
- * read at EOS).
+ * read at EOS). vsockscanoutsrc's pointer messages (cursor=true) are
+ * printed as they come: "cursor_image=MS W H HOT-X HOT-Y" and
+ * "cursor_position=MS X Y VISIBLE", MS since the start.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -24,6 +26,38 @@ static void
 on_signal (int sig)
 {
   stop = 1;
+}
+
+/* a helix-cursor-image or helix-cursor-position element message */
+static void
+print_cursor (const GstStructure * s, gint64 t0)
+{
+  double ms = (g_get_monotonic_time () - t0) / 1e3;
+
+  if (gst_structure_has_name (s, "helix-cursor-image")) {
+    GstSample *sample = NULL;
+    GstStructure *caps;
+    guint hx = 0, hy = 0;
+    gint w = 0, h = 0;
+
+    gst_structure_get (s, "sample", GST_TYPE_SAMPLE, &sample, "hot-x",
+        G_TYPE_UINT, &hx, "hot-y", G_TYPE_UINT, &hy, NULL);
+    if (sample && gst_sample_get_caps (sample)) {
+      caps = gst_caps_get_structure (gst_sample_get_caps (sample), 0);
+      gst_structure_get_int (caps, "width", &w);
+      gst_structure_get_int (caps, "height", &h);
+    }
+    g_print ("cursor_image=%.1f %d %d %u %u\n", ms, w, h, hx, hy);
+    if (sample)
+      gst_sample_unref (sample);
+  } else if (gst_structure_has_name (s, "helix-cursor-position")) {
+    gint x = 0, y = 0;
+    gboolean visible = FALSE;
+
+    gst_structure_get (s, "x", G_TYPE_INT, &x, "y", G_TYPE_INT, &y,
+        "visible", G_TYPE_BOOLEAN, &visible, NULL);
+    g_print ("cursor_position=%.1f %d %d %d\n", ms, x, y, visible);
+  }
 }
 
 static double
@@ -78,9 +112,15 @@ main (int argc, char **argv)
     }
     /* short waits: a signal is noticed within 100 ms */
     msg = gst_bus_timed_pop_filtered (bus, MIN (left, 100000) * GST_USECOND,
-        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING);
+        GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING |
+        GST_MESSAGE_ELEMENT);
     if (!msg)
       continue;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
+      print_cursor (gst_message_get_structure (msg), t0);
+      gst_message_unref (msg);
+      continue;
+    }
     if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING) {
       g_autoptr (GError) w = NULL;
 
