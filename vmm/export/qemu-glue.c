@@ -52,7 +52,7 @@ struct HelixQemu
 };
 
 static gboolean
-helix_qemu_alive (gpointer user_data, guint32 resource_id)
+helix_export_qemu_alive (gpointer user_data, guint32 resource_id)
 {
   HelixQemu *hq = user_data;
 
@@ -71,8 +71,8 @@ report_scanout (HelixQemu * hq, uint32_t i)
 /* The bridge's request, from inside helix_export_dispatch; the new state
  * is reported before the export answers, so the bridge has it by then. */
 static gboolean
-helix_qemu_set_enabled (gpointer user_data, guint32 index, gboolean enable,
-    guint32 width, guint32 height, guint32 refresh_hz)
+helix_export_qemu_set_enabled (gpointer user_data, guint32 index,
+    gboolean enable, guint32 width, guint32 height, guint32 refresh_hz)
 {
   HelixQemu *hq = user_data;
 
@@ -93,7 +93,7 @@ helix_qemu_set_enabled (gpointer user_data, guint32 index, gboolean enable,
 
 /* The export's fd is readable: answer the bridge (never blocks). */
 static void
-helix_qemu_dispatch (void *opaque)
+helix_export_qemu_dispatch (void *opaque)
 {
   HelixQemu *hq = opaque;
 
@@ -106,14 +106,15 @@ set_options (HelixQemu * hq, HelixExportOptions * opts)
   helix_export_options_init (opts);
   opts->user_data = hq;
   if (hq->dev.resource_alive)
-    opts->resource_alive = helix_qemu_alive;
+    opts->resource_alive = helix_export_qemu_alive;
   opts->n_scanouts = hq->dev.n_scanouts;
   if (hq->dev.set_scanout_enabled)
-    opts->set_scanout_enabled = helix_qemu_set_enabled;
+    opts->set_scanout_enabled = helix_export_qemu_set_enabled;
 }
 
 HelixQemu *
-helix_qemu_start (const char *path, const HelixQemuDevice * dev, Error ** errp)
+helix_export_qemu_start (const char *path, const HelixQemuDevice * dev,
+    Error ** errp)
 {
   HelixExportOptions opts;
   g_autoptr (GError) err = NULL;
@@ -131,9 +132,9 @@ helix_qemu_start (const char *path, const HelixQemuDevice * dev, Error ** errp)
   }
   hq->path = g_strdup (path);
   hq->fd = helix_export_get_fd (hq->export);
-  qemu_set_fd_handler (hq->fd, helix_qemu_dispatch, NULL, hq);
+  qemu_set_fd_handler (hq->fd, helix_export_qemu_dispatch, NULL, hq);
   /* started on the guest's first command: nothing is shown yet */
-  helix_qemu_scanouts_reset (hq, dev->enabled_mask);
+  helix_export_qemu_scanouts_reset (hq, dev->enabled_mask);
   info_report ("helix-export: serving virtio-gpu resources on %s, %u "
       "scanouts", path, hq->dev.n_scanouts);
   return hq;
@@ -157,7 +158,7 @@ fourcc_of (uint32_t virgl_format)
 }
 
 void
-helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
+helix_export_qemu_scanout_set (HelixQemu * hq, uint32_t index,
     uint32_t resource_id, uint32_t width, uint32_t height,
     uint32_t virgl_format)
 {
@@ -189,7 +190,7 @@ helix_qemu_scanout_set (HelixQemu * hq, uint32_t index,
 }
 
 void
-helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
+helix_export_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
     uint32_t resource_id, uint32_t x, uint32_t y, uint32_t width,
     uint32_t height)
 {
@@ -209,7 +210,7 @@ helix_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
 }
 
 void
-helix_qemu_cursor_define (HelixQemu * hq, uint32_t index, uint32_t width,
+helix_export_qemu_cursor_define (HelixQemu * hq, uint32_t index, uint32_t width,
     uint32_t height, int hot_x, int hot_y, const uint32_t * data)
 {
   g_autoptr (GError) err = NULL;
@@ -231,7 +232,7 @@ helix_qemu_cursor_define (HelixQemu * hq, uint32_t index, uint32_t width,
 }
 
 void
-helix_qemu_cursor_move (HelixQemu * hq, uint32_t index, bool visible,
+helix_export_qemu_cursor_move (HelixQemu * hq, uint32_t index, bool visible,
     uint32_t x, uint32_t y)
 {
   if (!hq || index >= hq->dev.n_scanouts)
@@ -242,7 +243,7 @@ helix_qemu_cursor_move (HelixQemu * hq, uint32_t index, bool visible,
 }
 
 void
-helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask)
+helix_export_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask)
 {
   if (!hq)
     return;
@@ -256,7 +257,7 @@ helix_qemu_scanouts_reset (HelixQemu * hq, uint32_t enabled_mask)
 }
 
 void
-helix_qemu_resource_destroyed (HelixQemu * hq, uint32_t resource_id)
+helix_export_qemu_resource_destroyed (HelixQemu * hq, uint32_t resource_id)
 {
   /* QEMU's reslist (the resource_alive callback) already says so; the
    * count is for the stop line and the tests. */
@@ -265,7 +266,7 @@ helix_qemu_resource_destroyed (HelixQemu * hq, uint32_t resource_id)
 }
 
 void
-helix_qemu_renderer_reset (HelixQemu * hq)
+helix_export_qemu_renderer_reset (HelixQemu * hq)
 {
   if (!hq)
     return;
@@ -278,7 +279,7 @@ helix_qemu_renderer_reset (HelixQemu * hq)
 }
 
 void
-helix_qemu_stop (HelixQemu * hq)
+helix_export_qemu_stop (HelixQemu * hq)
 {
   HelixExportStats st;
 
