@@ -89,6 +89,11 @@ struct _Rendition
   EncodedFrame *in_flight[ENCODER_DEPTH];
   GstClockTime in_flight_pts[ENCODER_DEPTH];
   guint n_in_flight;
+  /* what the encoder adds to the PTS (GstVideoEncoder's minimum PTS:
+   * x264enc's output starts at 1000 h), learnt from its first access
+   * unit, which is its first frame: until then it is given one at a time */
+  GstClockTimeDiff pts_offset;
+  gboolean have_pts_offset;
   gint64 t_oldest_pushed;
 };
 
@@ -445,6 +450,7 @@ teardown_encoder (Rendition * r)
   }
   r->appsrc = r->encoder_element = r->appsink = r->size_filter = NULL;
   r->have_info = FALSE;
+  r->have_pts_offset = FALSE;
   while (r->n_in_flight)
     bridge_encoded_frame_unref (r->in_flight[--r->n_in_flight]);
 }
@@ -685,8 +691,13 @@ complete_frame (Rendition * r, GstSample * sample)
   GstMapInfo map;
   gsize aud = 0;
 
+  if (!r->have_pts_offset && GST_BUFFER_PTS_IS_VALID (out)) {
+    r->pts_offset = GST_CLOCK_DIFF (r->in_flight_pts[0], GST_BUFFER_PTS (out));
+    r->have_pts_offset = TRUE;
+  }
   for (i = 0; i < r->n_in_flight; i++)
-    if (r->in_flight_pts[i] == GST_BUFFER_PTS (out))
+    if (r->have_pts_offset && GST_BUFFER_PTS (out) ==
+        r->in_flight_pts[i] + r->pts_offset)
       k = i;
   for (i = 0; i < k; i++)
     bridge_encoded_frame_unref (r->in_flight[i]);
@@ -1002,7 +1013,8 @@ encoders_have_room (Scanout * so)
     gboolean restarts = r->want_idr && r->encoder && r->encoder->desc
         && r->encoder->desc->keyframes_by_restart;
 
-    if (r->n_in_flight >= (restarts ? 1 : ENCODER_DEPTH))
+    /* (encoder thread: this thread) */
+    if (r->n_in_flight >= (restarts || !r->have_pts_offset ? 1 : ENCODER_DEPTH))
       return FALSE;
   }
   return TRUE;
