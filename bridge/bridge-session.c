@@ -265,13 +265,12 @@ run_pipeline (Session * s, gboolean * failed)
   return reason;
 }
 
+/* @st: the session's counters, as the line reports them */
 static void
-log_session_end (Session * s, const gchar * reason)
+log_session_end (Session * s, const gchar * reason, const HxfrHostStats * st)
 {
-  HxfrHostStats st;
   gdouble secs, fps = 0;
 
-  hxfr_host_session_get_stats (s->hs, &st);
   secs = (g_get_monotonic_time () - s->t_start) / 1e6;
   if (s->scanout_client) {
     bridge_log_line ("session %u end: peer=\"%s\" scanout client "
@@ -281,8 +280,8 @@ log_session_end (Session * s, const gchar * reason)
         hxfr_conn_get_bytes_sent (s->conn), reason);
     return;
   }
-  if (s->t_last_frame > s->t_first_frame && st.answered_ok > 1)
-    fps = (st.answered_ok - 1) * 1e6 / (s->t_last_frame - s->t_first_frame);
+  if (s->t_last_frame > s->t_first_frame && st->answered_ok > 1)
+    fps = (st->answered_ok - 1) * 1e6 / (s->t_last_frame - s->t_first_frame);
   bridge_log_line ("session %u end: peer=\"%s\" version=%u encoder=%s frames=%"
       G_GUINT64_FORMAT " encoded=%" G_GUINT64_FORMAT " dropped=%"
       G_GUINT64_FORMAT " failed=%" G_GUINT64_FORMAT " fps=%.1f duration=%.1fs"
@@ -290,8 +289,8 @@ log_session_end (Session * s, const gchar * reason)
       " errors=%" G_GUINT64_FORMAT " bitrate_changes=%u reason=\"%s\"",
       s->id, hxfr_host_session_get_peer (s->hs),
       hxfr_host_session_get_version (s->hs), s->enc ? s->enc->name :
-      s->bridge->encoder_name, st.requests, st.answered_ok, st.dropped,
-      st.failed, fps, secs, st.bytes_in, st.bytes_out, st.errors,
+      s->bridge->encoder_name, st->requests, st->answered_ok, st->dropped,
+      st->failed, fps, secs, st->bytes_in, st->bytes_out, st->errors,
       s->settings_changes, reason);
 }
 
@@ -457,21 +456,19 @@ session_stream (Session * s)
   return reason;
 }
 
-/* The session is over: off the list (its counters folded into the ended
- * ones), then freed. */
+/* The session is over: off the list (its counters, @st, folded into the
+ * ended ones), then freed. */
 static void
-session_free (Session * s)
+session_free (Session * s, const HxfrHostStats * st)
 {
   Bridge *b = s->bridge;
-  HxfrHostStats st;
 
   g_mutex_lock (&b->lock);
   b->sessions = g_list_remove (b->sessions, s);
   b->n_sessions--;
   /* with the removal, under the same lock: a scrape counts this session
    * once, live or ended */
-  hxfr_host_session_get_stats (s->hs, &st);
-  bridge_metrics_add_stats (&b->ended, &st);
+  bridge_metrics_add_stats (&b->ended, st);
   g_cond_broadcast (&b->cond);
   g_mutex_unlock (&b->lock);
 
@@ -495,6 +492,7 @@ bridge_session_thread (gpointer data)
 {
   Session *s = data;
   gchar *reason = NULL;
+  HxfrHostStats st;
   gint64 first_timeout_us = (gint64) (s->bridge->first_message_timeout *
       G_USEC_PER_SEC);
 
@@ -512,8 +510,11 @@ bridge_session_thread (gpointer data)
   }
   /* logged once the slot is free: the line tells the truth to whoever
    * reads it and connects again */
-  log_session_end (s, reason);
+  /* one reading of the counters for the end line and the metrics' totals:
+   * they agree, whatever an answer still being written adds */
+  hxfr_host_session_get_stats (s->hs, &st);
+  log_session_end (s, reason, &st);
   g_free (reason);
-  session_free (s);
+  session_free (s, &st);
   return NULL;
 }

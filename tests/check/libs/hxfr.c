@@ -315,7 +315,9 @@ GST_START_TEST (test_cursor_bytes)
   fail_unless_equals_int (hxfr_cursor_position_write (&p, buf), 24);
   fail_unless (memcmp (buf, pos, 24) == 0);
   fail_unless (hxfr_cursor_position_parse (pos, 24, &p2, NULL));
-  fail_unless (memcmp (&p, &p2, sizeof (p)) == 0);
+  /* field by field: the struct's padding is not the wire's */
+  fail_unless (p2.x == p.x && p2.y == p.y && p2.flags == p.flags
+      && p2.time == p.time);
   fail_if (hxfr_cursor_position_parse (pos, 23, &p2, NULL));
 
   /* SUBSCRIBE2_ACK's last word is the flags granted */
