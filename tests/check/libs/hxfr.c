@@ -1065,6 +1065,11 @@ typedef struct
   SimFrame q[16];
   guint head, len;
   gint64 now, host_free;
+  /* 0, or a link that carries one frame at a time each way, this long
+   * each (its bandwidth), and answers as big as the requests (a
+   * pass-through): the link, not the host, spaces the answers, and the
+   * host's time ends when its answer is written, on the wire */
+  gint64 wire_us, link_free, back_free;
 } Sim;
 
 static void
@@ -1077,8 +1082,10 @@ simulate (Sim * sim, HxfrWindow * w, guint answers, gint64 service_us,
     SimFrame *f;
 
     while (sim->len < w->window) {
-      gint64 arrive = sim->now + link_us / 2, read_done, start;
+      gint64 depart = MAX (sim->now, sim->link_free), arrive, read_done, start;
 
+      sim->link_free = depart + sim->wire_us;
+      arrive = sim->link_free + link_us / 2;
       f = &sim->q[(sim->head + sim->len) % G_N_ELEMENTS (sim->q)];
       if (shared) {
         read_done = MAX (arrive, sim->host_free) + read_us;
@@ -1088,9 +1095,10 @@ simulate (Sim * sim, HxfrWindow * w, guint answers, gint64 service_us,
         start = MAX (read_done, sim->host_free);
       }
       sim->host_free = start + service_us;
+      sim->back_free = MAX (sim->host_free, sim->back_free) + sim->wire_us;
       f->sent = sim->now;
-      f->host = sim->host_free - read_done;
-      f->answer = sim->host_free + link_us / 2;
+      f->host = sim->back_free - read_done;
+      f->answer = sim->back_free + link_us / 2;
       sim->len++;
     }
     f = &sim->q[sim->head];
@@ -1148,6 +1156,19 @@ GST_START_TEST (test_window_adapts)
   simulate (&sim, &w, 4000, 7000, 0, 3000, TRUE, at);
   fail_unless (at[1] >= 4000 * 95 / 100, "%u of 4000 at 1", at[1]);
   fail_unless (w.service_us > 6000 && w.service_us < 8000);
+
+  /* a pass-through over a link whose bandwidth is the limit (0.3 ms a
+   * frame on the wire each way, 1 ms of round trip besides): the host's
+   * time includes writing its answer onto the wire, so S looks like the
+   * wire's 0.3 ms, not the 50 us of work; the window must still open to
+   * the whole grant (measured rather than believed) */
+  memset (&sim, 0, sizeof (sim));
+  memset (at, 0, sizeof (at));
+  sim.wire_us = 300;
+  hxfr_window_init (&w, 4);
+  simulate (&sim, &w, 4000, 50, 1000, 0, FALSE, at);
+  fail_unless (at[4] >= 4000 * 90 / 100, "%u of 4000 at 4", at[4]);
+  fail_unless (w.service_us > 250 && w.service_us < 450);
 }
 
 GST_END_TEST;
