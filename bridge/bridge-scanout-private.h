@@ -66,6 +66,10 @@ struct _Subscriber
                                  * offer asks the encoder for an IDR */
   gboolean discont;             /* frames were skipped since the last sent */
   guint32 seq;
+  /* deployed pts / 16 666 667: the scanout's flip count at its first
+   * frame, then one per frame offered to it, so a gap is only a frame it
+   * lost (never one the encoder replaced by a newer flip); 0 = none yet */
+  guint64 deployed_frame;
   guint64 first_capture_ns;     /* v2 pts origin; 0 = no frame yet */
   guint64 frames_sent, frames_skipped, frames_dropped;
   gboolean closing;             /* nothing more is queued; the writer ends */

@@ -392,7 +392,7 @@ frame_message (Subscriber * sub, EncodedFrame * f)
     /* as deployed: session_id is the scanout id, pts the frame counter */
     o->type = HXFR_MSG_FRAME_RESPONSE;
     o->session_id = (guint16) sub->scanout_index;
-    o->fixed_len = hxfr_pushed_frame_write ((gint64) f->index *
+    o->fixed_len = hxfr_pushed_frame_write ((gint64) sub->deployed_frame *
         DEPLOYED_PTS_STEP, f->keyframe, g_bytes_get_size (f->au), o->fixed);
   }
   return o;
@@ -416,6 +416,8 @@ bridge_subscriber_offer_frame (Subscriber * sub, EncodedFrame * f)
   BridgeSubscriberOffer result = BRIDGE_SUBSCRIBER_QUEUED;
 
   g_mutex_lock (&sub->lock);
+  sub->deployed_frame = sub->deployed_frame ? sub->deployed_frame + 1 :
+      f->index;
   if (sub->closing) {
     result = BRIDGE_SUBSCRIBER_SKIPPED;
   } else if (f->keyframe) {

@@ -772,10 +772,11 @@ print_stats (StandIn * s)
       G_GUINT64_FORMAT " flushes_sent=%" G_GUINT64_FORMAT
       " watchers_dropped=%" G_GUINT64_FORMAT " scanout_controls=%"
       G_GUINT64_FORMAT " scanout_refusals=%" G_GUINT64_FORMAT
-      " cursor_shapes=%" G_GUINT64_FORMAT " cursor_moves=%" G_GUINT64_FORMAT,
+      " cursor_shapes=%" G_GUINT64_FORMAT " cursor_moves=%" G_GUINT64_FORMAT
+      " cursor_moves_coalesced=%" G_GUINT64_FORMAT,
       st.watchers, st.scanout_updates, st.flushes, st.flushes_sent,
       st.watchers_dropped, st.scanout_controls, st.scanout_refusals,
-      st.cursor_shapes, st.cursor_moves);
+      st.cursor_shapes, st.cursor_moves, st.cursor_moves_coalesced);
   for (i = 0; i < s->n_scanouts; i++)
     g_print (" flips%u=%" G_GUINT64_FORMAT, i, s->scanouts[i].flips);
   g_print ("\n");

@@ -61,6 +61,10 @@ typedef struct
   /* a send to it failed outside its own dispatch: closed at the next
    * safe point (never freed under a caller that may still hold it) */
   gboolean dead;
+  /* scanouts (bits) whose latest CURSOR_MOVE this watcher's full socket
+   * could not take: sent, the newest only, when it drains (a pointer
+   * flood must not cost a slow watcher its connection) */
+  guint32 moves_owed;
   guint32 kinds;
   HxexStream stream;
 
@@ -151,6 +155,28 @@ poller_remove (HelixExport * ex, gint fd)
   struct kevent kev;
 
   EV_SET (&kev, fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+  kevent (ex->poll_fd, &kev, 1, NULL, 0, NULL);
+  EV_SET (&kev, fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+  kevent (ex->poll_fd, &kev, 1, NULL, 0, NULL);
+#endif
+}
+
+/* Whether @fd's readiness to write wakes the VMM too (a watcher owes
+ * cursor moves). */
+static void
+poller_want_writable (HelixExport * ex, gint fd, gboolean on)
+{
+#ifdef __linux__
+  struct epoll_event ev;
+
+  memset (&ev, 0, sizeof (ev));
+  ev.events = EPOLLIN | (on ? EPOLLOUT : 0);
+  ev.data.fd = fd;
+  epoll_ctl (ex->poll_fd, EPOLL_CTL_MOD, fd, &ev);
+#else
+  struct kevent kev;
+
+  EV_SET (&kev, fd, EVFILT_WRITE, on ? EV_ADD : EV_DELETE, 0, 0, NULL);
   kevent (ex->poll_fd, &kev, 1, NULL, 0, NULL);
 #endif
 }
@@ -267,6 +293,67 @@ client_send (Client * c, guint8 type, guint32 request_id,
   g_warning ("helix export: cannot send %s to %s (%s), disconnecting",
       hxex_msg_type_name (type), c->peer, err->message);
   return FALSE;
+}
+
+typedef enum
+{
+  MOVE_SENT,
+  MOVE_OWED,                    /* nothing written: the socket is full */
+  MOVE_FAILED,                  /* the watcher must be closed */
+} MoveSent;
+
+static MoveSent
+send_move (Client * c, guint32 index)
+{
+  guint8 payload[HXEX_CURSOR_MOVE_SIZE];
+  g_autoptr (GError) err = NULL;
+  gboolean broken = TRUE;
+
+  hxex_cursor_move_write (&c->ex->cursors[index].move, payload);
+  if (hxex_stream_send (&c->stream, HXEX_MSG_CURSOR_MOVE, 0, payload,
+          sizeof (payload), NULL, 0, HXEX_DEADLINE_NOW, &broken, &err))
+    return MOVE_SENT;
+  if (!broken)
+    return MOVE_OWED;
+  g_warning ("helix export: cannot send CURSOR_MOVE to %s (%s), "
+      "disconnecting", c->peer, err->message);
+  return MOVE_FAILED;
+}
+
+/* The newest position of each scanout @c is owed, in scanout order, as far
+ * as its socket takes them; asks to hear when it drains if some are left.
+ * FALSE = the client must be closed. */
+static gboolean
+pay_owed_moves (Client * c)
+{
+  guint32 index;
+
+  for (index = 0; c->moves_owed && index < HXEX_MAX_SCANOUTS; index++) {
+    if (!(c->moves_owed & (1u << index)))
+      continue;
+    switch (send_move (c, index)) {
+      case MOVE_SENT:
+        c->moves_owed &= ~(1u << index);
+        break;
+      case MOVE_OWED:
+        poller_want_writable (c->ex, c->fd, TRUE);
+        return TRUE;
+      case MOVE_FAILED:
+        return FALSE;
+    }
+  }
+  poller_want_writable (c->ex, c->fd, FALSE);
+  return TRUE;
+}
+
+/* Marks @c dead (never waited for): freed at the next safe point. */
+static void
+drop_watcher (Client * c)
+{
+  c->dead = TRUE;
+  c->ex->stats.watchers_dropped++;
+  /* half a message may be on the wire: the peer must see the end */
+  hxfr_conn_shutdown (c->conn);
 }
 
 /* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
@@ -1057,7 +1144,7 @@ helix_export_dispatch (HelixExport * ex)
       continue;
     }
     c = g_hash_table_lookup (ex->clients, GINT_TO_POINTER (ready[i]));
-    if (c && (c->dead || !client_readable (c)))
+    if (c && (c->dead || !pay_owed_moves (c) || !client_readable (c)))
       client_close (c);
   }
   ex->in_dispatch = FALSE;
@@ -1081,16 +1168,14 @@ broadcast (HelixExport * ex, guint16 min_version, guint8 type,
 
     if (!c->watching || c->dead || c->version < min_version)
       continue;
-    if (client_send (c, type, 0, payload, len, fd)) {
+    /* the moves it is owed first: events stay in order */
+    if (pay_owed_moves (c) && client_send (c, type, 0, payload, len, fd)) {
       if (type == HXEX_MSG_FLUSH)
         ex->stats.flushes_sent++;
       continue;
     }
-    c->dead = TRUE;
+    drop_watcher (c);
     any_dead = TRUE;
-    ex->stats.watchers_dropped++;
-    /* half a message may be on the wire: the peer must see the end */
-    hxfr_conn_shutdown (c->conn);
   }
   if (any_dead && !ex->in_dispatch)
     reap_dead (ex);
@@ -1205,7 +1290,9 @@ helix_export_cursor_move (HelixExport * ex, guint32 index, gboolean visible,
   HxexCursorMove m = { index, visible ? HXEX_CURSOR_VISIBLE : 0, x, y,
     (guint64) g_get_monotonic_time () * 1000
   };
-  guint8 payload[HXEX_CURSOR_MOVE_SIZE];
+  GHashTableIter it;
+  gpointer value;
+  gboolean any_dead = FALSE;
   Cursor *cu;
 
   if (index >= ex->opts.n_scanouts)
@@ -1218,9 +1305,37 @@ helix_export_cursor_move (HelixExport * ex, guint32 index, gboolean visible,
   cu->has_position = TRUE;
   cu->move = m;
   ex->stats.cursor_moves++;
-  hxex_cursor_move_write (&m, payload);
-  broadcast (ex, HXEX_VERSION_CURSOR, HXEX_MSG_CURSOR_MOVE, payload,
-      sizeof (payload), -1);
+  g_hash_table_iter_init (&it, ex->clients);
+  while (g_hash_table_iter_next (&it, NULL, &value)) {
+    Client *c = value;
+
+    if (!c->watching || c->dead || c->version < HXEX_VERSION_CURSOR)
+      continue;
+    /* owed already: this newer position replaces the one owed */
+    if (c->moves_owed & (1u << index)) {
+      ex->stats.cursor_moves_coalesced++;
+      continue;
+    }
+    if (!pay_owed_moves (c)) {
+      drop_watcher (c);
+      any_dead = TRUE;
+      continue;
+    }
+    switch (c->moves_owed ? MOVE_OWED : send_move (c, index)) {
+      case MOVE_SENT:
+        break;
+      case MOVE_OWED:
+        c->moves_owed |= 1u << index;
+        poller_want_writable (ex, c->fd, TRUE);
+        break;
+      case MOVE_FAILED:
+        drop_watcher (c);
+        any_dead = TRUE;
+        break;
+    }
+  }
+  if (any_dead && !ex->in_dispatch)
+    reap_dead (ex);
 }
 
 HelixExport *

@@ -97,6 +97,8 @@ typedef struct
   guint64 scanout_refusals;     /* ... of which refused */
   guint64 cursor_shapes;        /* helix_export_cursor_shape calls taken */
   guint64 cursor_moves;         /* helix_export_cursor_move that changed */
+  guint64 cursor_moves_coalesced;       /* ... replaced, unsent, by a newer
+                                         * one for a watcher that was behind */
 } HelixExportStats;
 
 void helix_export_options_init (HelixExportOptions * options);
@@ -139,7 +141,9 @@ gboolean helix_export_cursor_shape (HelixExport * ex, guint32 index,
     const guint32 * argb, GError ** error);
 /* Scanout @index's pointer hotspot is at @x, @y (scanout pixels; may be
  * outside it), drawn or not (@visible). Sends CURSOR_MOVE when something
- * changed. Same thread and policy as update. */
+ * changed. Same thread as update; but a watcher whose socket is full is
+ * not disconnected for a move: it is owed the newest position, sent when
+ * its socket drains (before any later event). */
 void helix_export_cursor_move (HelixExport * ex, guint32 index,
     gboolean visible, gint32 x, gint32 y);
 /* Disconnects every client (their slots are freed), closes and removes

@@ -1268,9 +1268,10 @@ raw_hello (GSocket * sock, guint16 min, guint16 max, guint32 kinds)
   return ack.version;
 }
 
-/* HELLO v2 without a ring, WATCH, the initial SCANOUTs: a watch by hand */
+/* HELLO @version without a ring, WATCH, the initial SCANOUTs: a watch by
+ * hand */
 static GSocket *
-raw_watch (StandinRunner * vmm, guint n_scanouts)
+raw_watch (StandinRunner * vmm, guint16 version, guint n_scanouts)
 {
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   GSocket *sock = raw_connect (vmm);
@@ -1278,7 +1279,7 @@ raw_watch (StandinRunner * vmm, guint n_scanouts)
   HxexHeader h;
   guint i;
 
-  fail_unless_equals_int (raw_hello (sock, 2, 2, 0x1), 2);
+  fail_unless_equals_int (raw_hello (sock, version, version, 0x1), version);
   hxex_watch_write (buf);
   raw_send (sock, HXEX_MSG_WATCH, 0, buf, HXEX_WATCH_SIZE);
   for (i = 0; i < n_scanouts; i++) {
@@ -1619,7 +1620,7 @@ GST_START_TEST (test_watch_hostile)
     return;
 
   /* a bad index is refused, the watch stays */
-  sock = raw_watch (vmm, 2);
+  sock = raw_watch (vmm, 2, 2);
   raw_control (sock, 7, 77, 1, 64, 64);
   fail_unless (raw_recv (sock, &h, buf));
   fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT_CONTROL_ACK);
@@ -1632,13 +1633,13 @@ GST_START_TEST (test_watch_hostile)
   g_object_unref (sock);
 
   /* enable must be 0 or 1 */
-  sock = raw_watch (vmm, 2);
+  sock = raw_watch (vmm, 2, 2);
   raw_control (sock, 3, 1, 2, 64, 64);
   raw_expect_error (sock, 3, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
 
   /* RESOLVE on a watch */
-  sock = raw_watch (vmm, 2);
+  sock = raw_watch (vmm, 2, 2);
   hxex_resolve_write (&(HxexResolve) {
       standin_runner_get_resource (vmm), 0}
       , buf);
@@ -1647,7 +1648,7 @@ GST_START_TEST (test_watch_hostile)
   g_object_unref (sock);
 
   /* a second WATCH */
-  sock = raw_watch (vmm, 2);
+  sock = raw_watch (vmm, 2, 2);
   hxex_watch_write (buf);
   raw_send (sock, HXEX_MSG_WATCH, 4, buf, HXEX_WATCH_SIZE);
   raw_expect_error (sock, 4, HXEX_ERR_PROTOCOL, TRUE);
@@ -1659,7 +1660,7 @@ GST_START_TEST (test_watch_hostile)
   raw_control (sock, 5, 1, 1, 64, 64);
   raw_expect_error (sock, 5, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
-  sock = raw_watch (vmm, 2);
+  sock = raw_watch (vmm, 2, 2);
   raw_send (sock, HXEX_MSG_FLUSH, 0, buf, HXEX_FLUSH_SIZE);
   raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
@@ -1693,7 +1694,7 @@ GST_START_TEST (test_watch_never_reads)
     rec_free (r);
     return;
   }
-  mute = raw_watch (vmm, 2);
+  mute = raw_watch (vmm, 2, 2);
   w = watch_new (vmm, r);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 2);
 
@@ -2061,7 +2062,7 @@ GST_START_TEST (test_watch_cursor_v2)
     return;
   standin_runner_command_expect (vmm, "cursor 0 8 8 0 0", "CURSOR 0");
   standin_runner_command_expect (vmm, "move 0 1 2", "MOVED 0");
-  sock = raw_watch (vmm, 1);
+  sock = raw_watch (vmm, 2, 1);
   standin_runner_command_expect (vmm, "move 0 3 4", "MOVED 0");
   standin_runner_command_expect (vmm, "cursor 0 4 4 0 0", "CURSOR 0");
   standin_runner_command_expect (vmm, "flip 0", "FLIPPED 0");
@@ -2247,6 +2248,87 @@ GST_START_TEST (test_watch_cursor_hostile)
 
 GST_END_TEST;
 
+/* A pointer flood against a watcher that does not read: it is not
+ * dropped (a move is not worth a watcher); it is owed the newest
+ * position, sent once its socket drains, in order, before later events.
+ * A watcher that reads keeps up. */
+GST_START_TEST (test_watch_cursor_flood)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:16x16@0", NULL
+  };
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  WatchRec *r = rec_new ();
+  HxexWatch *w;
+  GSocket *mute;
+  HxexHeader h;
+  HxexCursorMove m;
+  gint32 x = 0, last_x = -1;
+  guint batch;
+  StandinRunner *vmm = standin_runner_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  mute = raw_watch (vmm, HXEX_VERSION_CURSOR, 2);
+  w = watch_new (vmm, r);
+  /* batches of 2000 distinct positions, x = 0, 1, 2, ... until the mute
+   * one is behind (its socket holds a few hundred) */
+  for (batch = 0; batch < 50; batch++) {
+    g_autofree gchar *cmd = g_strdup_printf ("moves 1 2000 %d 7 1 0", x);
+
+    standin_runner_command_expect (vmm, cmd, "MOVED 1");
+    x += 2000;
+    /* the reader gets the last one, whatever it skipped */
+    for (;;) {
+      guint n;
+
+      rec_wait_cursor (r, 0, 1);
+      g_mutex_lock (&r->lock);
+      n = r->moves->len;
+      m = g_array_index (r->moves, HxexCursorMove, n - 1);
+      g_mutex_unlock (&r->lock);
+      if (m.x == x - 1)
+        break;
+      rec_wait_cursor (r, 0, n + 1);
+    }
+    if (standin_runner_stat (vmm, "cursor_moves_coalesced") > 0)
+      break;
+  }
+  fail_unless (standin_runner_stat (vmm, "cursor_moves_coalesced") > 0);
+  fail_unless_equals_int (standin_runner_stat (vmm, "watchers_dropped"), 0);
+  fail_unless_equals_int (standin_runner_stat (vmm, "watchers"), 2);
+
+  /* the mute one reads now: positions in order, ending at the newest */
+  g_socket_set_timeout (mute, 10);
+  while (last_x != x - 1) {
+    fail_unless (raw_recv (mute, &h, buf), "closed before the newest move");
+    fail_unless_equals_int (h.type, HXEX_MSG_CURSOR_MOVE);
+    fail_unless (hxex_cursor_move_parse (buf + HXEX_HEADER_SIZE,
+            h.payload_size, &m, NULL));
+    fail_unless (m.index == 1 && m.y == 7 && m.x > last_x, "x %d after %d",
+        m.x, last_x);
+    last_x = m.x;
+  }
+  /* and a flip's events come after it (the scanout's new resource, then
+   * its flush), no move again */
+  standin_runner_command_expect (vmm, "flip 1", "FLIPPED 1");
+  do {
+    fail_unless (raw_recv (mute, &h, buf));
+    fail_unless (h.type == HXEX_MSG_SCANOUT || h.type == HXEX_MSG_FLUSH,
+        "type %u", h.type);
+  } while (h.type != HXEX_MSG_FLUSH);
+  fail_unless_equals_int (standin_runner_stat (vmm, "watchers_dropped"), 0);
+
+  g_object_unref (mute);
+  hxex_watch_free (w);
+  rec_free (r);
+  standin_runner_stop_checked (vmm);
+}
+
+GST_END_TEST;
+
 static Suite *
 export_suite (void)
 {
@@ -2276,6 +2358,7 @@ export_suite (void)
   tcase_add_test (tc, test_watch_cursor);
   tcase_add_test (tc, test_watch_cursor_v2);
   tcase_add_test (tc, test_watch_cursor_hostile);
+  tcase_add_test (tc, test_watch_cursor_flood);
   return s;
 }
 
