@@ -1228,6 +1228,11 @@ scanout_thread (gpointer data)
       continue;
     }
     if (!next_work (so, &w, &wait_until)) {
+      /* nobody to encode it for: its slot back to the VMM */
+      if (!so->n_subscribers && !w.snapshot) {
+        w.snapshot = so->pending_snapshot;
+        so->pending_snapshot = NULL;
+      }
       if (w.snapshot) {
         /* a flush nobody's encoder takes: its slot back to the VMM */
         g_mutex_unlock (&vm->lock);
@@ -1428,10 +1433,8 @@ scanout_unsubscribe (Subscriber * sub)
   so->n_subscribers--;
   sub->scanout = NULL;
   so->vm->stats.subscribers--;
-  /* nobody left to encode it: the slot goes back (the watch thread also
-   * tells the VMM to stop copying this scanout) */
-  if (!so->n_subscribers)
-    g_clear_pointer (&so->pending_snapshot, hxex_client_surface_free);
+  /* with the last one gone the encoder thread gives back a snapshot left
+   * pending and the watch thread tells the VMM to stop copying it */
   g_cond_broadcast (&so->vm->cond);
 }
 
