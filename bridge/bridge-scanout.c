@@ -109,6 +109,10 @@ struct _Scanout
   gboolean flush_pending;
   guint32 pending_resource;
   guint64 pending_time_ns;
+  /* the picture of that flush, copied by the VMM at the flush (export
+   * version 4), or NULL: the resource is resolved when encoded. Only the
+   * newest is kept: a later flush releases it (latest frame wins). */
+  HxexClientSurface *pending_snapshot;
   gint64 t_last_encode;         /* 0: nothing encoded since the encoders
                                  * started */
   gint64 t_format_logged;
@@ -144,6 +148,9 @@ struct _BridgeVm
   gboolean watch_lost;
   gboolean watch_tried;         /* the first connection attempt is over */
   guint n_scanouts;             /* 0 until a watch has connected */
+  /* the scanouts the VMM was asked to snapshot at the flush, on this
+   * watch: those with subscribers (the watch thread tells it) */
+  guint32 snapshot_mask_sent;
   Scanout scanouts[BRIDGE_MAX_SCANOUTS];
   GThread *watch_thread;
   BridgeVmStats stats;
@@ -257,23 +264,48 @@ on_scanout_state (gpointer user_data, const HxfrScanoutState * st)
   g_mutex_unlock (&vm->lock);
 }
 
+/* A flush, with its picture (@snapshot, taken) or without (NULL: resolved
+ * when encoded). A newer flip replaces one still waiting for the encoder;
+ * the snapshot replaced, or one nobody subscribes to, is released (after
+ * the lock: a RELEASE is a write on the watch's socket). */
+static void
+note_flush (BridgeVm * vm, const HxfrScanoutFlush * f,
+    HxexClientSurface * snapshot)
+{
+  HxexClientSurface *replaced = NULL;
+  Scanout *so;
+
+  if (f->index < BRIDGE_MAX_SCANOUTS && f->resource_id != 0) {
+    g_mutex_lock (&vm->lock);
+    so = &vm->scanouts[f->index];
+    so->flush_pending = TRUE;
+    so->pending_resource = f->resource_id;
+    so->pending_time_ns = f->time_ns;
+    replaced = so->pending_snapshot;
+    so->pending_snapshot = NULL;
+    if (so->n_subscribers) {
+      so->pending_snapshot = snapshot;
+      snapshot = NULL;
+      g_cond_broadcast (&vm->cond);
+    }
+    g_mutex_unlock (&vm->lock);
+  }
+  hxex_client_surface_free (replaced);
+  hxex_client_surface_free (snapshot);
+}
+
 static void
 on_scanout_flush (gpointer user_data, const HxfrScanoutFlush * f)
 {
-  BridgeVm *vm = user_data;
-  Scanout *so;
+  note_flush (user_data, f, NULL);
+}
 
-  if (f->index >= BRIDGE_MAX_SCANOUTS || f->resource_id == 0)
-    return;
-  g_mutex_lock (&vm->lock);
-  so = &vm->scanouts[f->index];
-  /* a newer flip replaces one still waiting for the encoder */
-  so->flush_pending = TRUE;
-  so->pending_resource = f->resource_id;
-  so->pending_time_ns = f->time_ns;
-  if (so->n_subscribers)
-    g_cond_broadcast (&vm->cond);
-  g_mutex_unlock (&vm->lock);
+/* Export version 4: the flush with its picture as it was at the flush */
+static void
+on_scanout_snapshot (gpointer user_data, const HxfrScanoutFlush * f,
+    HxexClientSurface * surface)
+{
+  note_flush (user_data, f, surface);
 }
 
 static void
@@ -290,6 +322,9 @@ on_watch_closed (gpointer user_data, const GError * why)
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
     vm->scanouts[i].state.enabled = FALSE;
     vm->scanouts[i].state.resource_id = 0;
+    /* its connection is gone: freeing sends nothing */
+    g_clear_pointer (&vm->scanouts[i].pending_snapshot,
+        hxex_client_surface_free);
     /* the next watch reports the cursor again */
     g_clear_pointer (&vm->scanouts[i].cursor_pixels, g_bytes_unref);
     vm->scanouts[i].cursor_placed = FALSE;
@@ -381,8 +416,22 @@ on_cursor_move (gpointer user_data, const HxexCursorMove * move)
 
 static const HxexWatchCallbacks watch_callbacks = {
   on_scanout_state, on_scanout_flush, on_watch_closed, on_cursor_shape,
-  on_cursor_move
+  on_cursor_move, on_scanout_snapshot
 };
+
+/* vm lock held: the scanouts someone subscribes to, whose flushes the VMM
+ * is to copy at the flush (the others cost it nothing) */
+static guint32
+wanted_snapshots (BridgeVm * vm)
+{
+  guint32 mask = 0;
+  guint i;
+
+  for (i = 0; i < vm->n_scanouts; i++)
+    if (vm->scanouts[i].n_subscribers)
+      mask |= 1u << i;
+  return mask;
+}
 
 /* Keeps a watch connected while the VM runs: the VMM may start after the
  * bridge, or restart. */
@@ -399,6 +448,25 @@ watch_thread (gpointer data)
     GError *err = NULL;
 
     if (vm->watch && !vm->watch_lost) {
+      guint32 want = wanted_snapshots (vm);
+
+      if (hxex_watch_has_snapshots (vm->watch)
+          && want != vm->snapshot_mask_sent) {
+        /* this thread alone frees the watch: usable without the lock */
+        HxexWatch *watch = vm->watch;
+
+        vm->snapshot_mask_sent = want;
+        g_mutex_unlock (&vm->lock);
+        if (!hxex_watch_set_snapshots (watch, want, WATCH_TIMEOUT_US, &err)) {
+          /* the watch is lost too, or the VMM reads nothing: its close
+           * brings a new watch, which is told again */
+          vm->cfg.log ("scanouts: cannot ask the VMM for snapshots: %s",
+              err->message);
+          g_clear_error (&err);
+        }
+        g_mutex_lock (&vm->lock);
+        continue;
+      }
       g_cond_wait (&vm->cond, &vm->lock);
       continue;
     }
@@ -417,9 +485,12 @@ watch_thread (gpointer data)
     if (w) {
       vm->watch = w;
       vm->watch_lost = FALSE;
+      vm->snapshot_mask_sent = 0;
       vm->n_scanouts = MIN (hxex_watch_get_n_scanouts (w), BRIDGE_MAX_SCANOUTS);
-      vm->cfg.log ("scanouts: watching %u scanouts of %s", vm->n_scanouts,
-          vm->export_path);
+      vm->cfg.log ("scanouts: watching %u scanouts of %s (%s)", vm->n_scanouts,
+          vm->export_path, hxex_watch_has_snapshots (w) ? "pictures copied "
+          "by the VMM at each flush" : "an older VMM: pictures read when "
+          "encoded");
       backoff = WATCH_BACKOFF_MIN_US;
       said = FALSE;
       continue;
@@ -526,16 +597,21 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
   return TRUE;
 }
 
-/* Reads resource @resource_id as the encoder's next input: mapped, so a
- * DMA-BUF only if linear (hxfr_surface_wrap()). */
+/* The encoder's next input: *@snapshot (taken), the picture the VMM
+ * copied at the flush, else resource @resource_id read now (resolved on
+ * the scanout's own export connection); mapped, so a DMA-BUF only if
+ * linear (hxfr_surface_wrap()). */
 static GstBuffer *
-read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
-    GError ** error)
+read_resource (Scanout * so, guint32 resource_id,
+    HxexClientSurface ** snapshot, GstVideoInfo * info, GError ** error)
 {
-  HxexClientSurface *surface;
+  HxexClientSurface *surface = *snapshot;
   GstBuffer *buf;
   GError *err = NULL;
 
+  *snapshot = NULL;
+  if (surface)
+    goto wrap;
   if (so->export && !hxex_client_is_connected (so->export))
     g_clear_pointer (&so->export, hxex_client_unref);
   if (!so->export) {
@@ -549,6 +625,9 @@ read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
       RESOLVE_TIMEOUT_US, error);
   if (!surface)
     return NULL;
+wrap:
+  /* the buffer's memory owns the surface: the slot goes back to the VMM
+   * when the encoder's converter is done with it */
   buf = hxfr_surface_wrap (surface, HXFR_SURFACE_MAPPED, info, &err);
   if (!buf) {
     /* a format or layout nothing can encode ends the subscribers
@@ -571,6 +650,8 @@ read_resource (Scanout * so, guint32 resource_id, GstVideoInfo * info,
 typedef struct
 {
   guint32 resource_id;
+  /* its picture as at the flush (owned), or NULL: read it now */
+  HxexClientSurface *snapshot;
   guint64 capture_ns;
   gboolean repeat;
   gboolean active[BRIDGE_MAX_RENDITIONS];
@@ -780,7 +861,7 @@ draw_cursor (GstBuffer * buf, GstVideoInfo * info, const Work * w)
  * pushed), or with *@failed set to the first rendition whose encoder
  * failed. */
 static gboolean
-produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
+produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
     gint * failed, GError ** error)
 {
   GstVideoInfo info;
@@ -790,7 +871,7 @@ produce_frames (Scanout * so, const Work * w, EncodedFrame ** out,
   *failed = -1;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
     out[i] = NULL;
-  buf = read_resource (so, w->resource_id, &info, error);
+  buf = read_resource (so, w->resource_id, &w->snapshot, &info, error);
   if (!buf)
     return FALSE;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
@@ -862,6 +943,8 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     so->flush_pending = FALSE;
     so->cursor_dirty = FALSE;
     resource = so->pending_resource;
+    w->snapshot = so->pending_snapshot;
+    so->pending_snapshot = NULL;
     w->capture_ns = so->pending_time_ns;
     w->repeat = FALSE;
   } else if (resource && so->cursor_dirty) {
@@ -1083,7 +1166,7 @@ collect_output (Scanout * so)
 /* vm lock held (let go meanwhile): reads @w's frame and gives it to the
  * encoders. */
 static void
-encode_work (Scanout * so, const Work * w)
+encode_work (Scanout * so, Work * w)
 {
   BridgeVm *vm = so->vm;
   EncodedFrame *out[BRIDGE_MAX_RENDITIONS];
@@ -1145,6 +1228,18 @@ scanout_thread (gpointer data)
       continue;
     }
     if (!next_work (so, &w, &wait_until)) {
+      /* nobody to encode it for: its slot back to the VMM */
+      if (!so->n_subscribers && !w.snapshot) {
+        w.snapshot = so->pending_snapshot;
+        so->pending_snapshot = NULL;
+      }
+      if (w.snapshot) {
+        /* a flush nobody's encoder takes: its slot back to the VMM */
+        g_mutex_unlock (&vm->lock);
+        hxex_client_surface_free (w.snapshot);
+        g_mutex_lock (&vm->lock);
+        continue;
+      }
       teardown_idle (so);
       g_cond_wait_until (&vm->cond, &vm->lock, MIN (MIN (wait_until, due),
               g_get_monotonic_time () + IDLE_TEARDOWN_US));
@@ -1152,6 +1247,12 @@ scanout_thread (gpointer data)
     }
     encode_work (so, &w);
     g_clear_pointer (&w.cursor_pixels, g_bytes_unref);
+    if (w.snapshot) {
+      /* not read: the resource could not be taken for another reason */
+      g_mutex_unlock (&vm->lock);
+      hxex_client_surface_free (w.snapshot);
+      g_mutex_lock (&vm->lock);
+    }
   }
   g_mutex_unlock (&vm->lock);
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
@@ -1300,6 +1401,8 @@ scanout_subscribe (BridgeVm * vm, Subscriber * sub, BridgeSubscription * s)
   vm->stats.subscribers++;
   if (!so->thread)
     so->thread = g_thread_new ("hx-scanout", scanout_thread, so);
+  /* the watch thread asks the VMM for snapshots of it */
+  g_cond_broadcast (&vm->cond);
   return TRUE;
 }
 
@@ -1330,6 +1433,8 @@ scanout_unsubscribe (Subscriber * sub)
   so->n_subscribers--;
   sub->scanout = NULL;
   so->vm->stats.subscribers--;
+  /* with the last one gone the encoder thread gives back a snapshot left
+   * pending and the watch thread tells the VMM to stop copying it */
   g_cond_broadcast (&so->vm->cond);
 }
 
@@ -1597,6 +1702,7 @@ bridge_vm_free (BridgeVm * vm)
     if (so->thread)
       g_thread_join (so->thread);
     g_clear_pointer (&so->cursor_pixels, g_bytes_unref);
+    g_clear_pointer (&so->pending_snapshot, hxex_client_surface_free);
     for (k = 0; k < BRIDGE_MAX_RENDITIONS; k++) {
       g_clear_pointer (&so->renditions[k].last_frame,
           bridge_encoded_frame_unref);

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "hxfr-export-client.h"
+#include "hxfr-export-client-private.h"
 #include "hxfr-transport.h"
 
 #include <errno.h>
@@ -16,10 +17,12 @@
 #define MAX_SLOT_SIZE (G_GUINT64_CONSTANT (1) << 31)
 
 /* Locks: request_lock serialises request/answer cycles (held while
- * waiting for an answer, and while reading); the stream serialises whole
- * messages on the socket (a RELEASE takes no other lock, so freeing a
- * buffer never waits for another thread's answer). state_lock protects
- * dead_error. */
+ * waiting for an answer, and while reading; a watch's client has one
+ * reader instead, its reader thread, and never resolves); the stream
+ * serialises whole messages on the socket for every thread that sends (a
+ * RELEASE takes no other lock, so freeing a buffer never waits for another
+ * thread's answer; on a watch RELEASE, SNAPSHOTS and SCANOUT_CONTROL share
+ * it). state_lock protects dead_error. */
 struct _HxexClient
 {
   gint refcount;
@@ -126,7 +129,6 @@ do_hello (HxexClient * c, guint32 kinds, gint64 deadline, GError ** error)
   HxexHelloAck ack;
   HxexErrorMsg emsg;
   HxexHeader h;
-  struct stat st;
   gboolean ok = FALSE;
 
   hxex_hello_write (&hello, payload);
@@ -157,18 +159,32 @@ do_hello (HxexClient * c, guint32 kinds, gint64 deadline, GError ** error)
         HXEX_VERSION);
     goto out;
   }
-  if (ack.n_slots > MAX_SLOTS || ack.slot_size > MAX_SLOT_SIZE
-      || (guint64) ack.n_slots * ack.slot_size > G_MAXSIZE
-      || (ack.n_slots > 0) != (fds->len == 1)
-      || (ack.n_slots > 0 && ack.slot_size == 0)) {
+  ok = hxex_client_take_ring (c, &ack, fds, error);
+
+out:
+  hxex_fds_clear (fds);
+  return ok;
+}
+
+gboolean
+hxex_client_take_ring (HxexClient * c, const HxexHelloAck * ack,
+    GArray * fds, GError ** error)
+{
+  gboolean ok = FALSE;
+  struct stat st;
+
+  if (ack->n_slots > MAX_SLOTS || ack->slot_size > MAX_SLOT_SIZE
+      || (guint64) ack->n_slots * ack->slot_size > G_MAXSIZE
+      || (ack->n_slots > 0) != (fds->len == 1)
+      || (ack->n_slots > 0 && ack->slot_size == 0)) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
         "HELLO_ACK with %u slots of %" G_GUINT64_FORMAT " bytes and %u "
-        "descriptors", ack.n_slots, ack.slot_size, fds->len);
+        "descriptors", ack->n_slots, ack->slot_size, fds->len);
     goto out;
   }
-  c->kinds = ack.kinds;
-  c->n_slots = ack.n_slots;
-  c->slot_size = ack.slot_size;
+  c->kinds = ack->kinds;
+  c->n_slots = ack->n_slots;
+  c->slot_size = ack->slot_size;
   if (c->n_slots > 0) {
     gint fd = g_array_index (fds, gint, 0);
 
@@ -213,14 +229,9 @@ hxex_client_connect (const gchar * path, guint32 kinds,
     return NULL;
   }
 
-  c = g_new0 (HxexClient, 1);
-  c->refcount = 1;
-  c->conn = conn;
-  hxex_stream_init (&c->stream, hxfr_conn_get_socket (conn),
+  c = hxex_client_new_for_conn (conn,
       "the VMM closed the helix export connection");
-  g_mutex_init (&c->request_lock);
-  g_mutex_init (&c->state_lock);
-  c->next_request_id = 1;
+  hxfr_conn_unref (conn);
 
   if (!do_hello (c, kinds ? kinds : HXEX_KINDS_ALL, deadline, error)) {
     g_prefix_error (error, "Helix export at %s: ", path);
@@ -228,6 +239,32 @@ hxex_client_connect (const gchar * path, guint32 kinds,
     return NULL;
   }
   return c;
+}
+
+HxexClient *
+hxex_client_new_for_conn (HxfrConn * conn, const gchar * peer_closed)
+{
+  HxexClient *c = g_new0 (HxexClient, 1);
+
+  c->refcount = 1;
+  c->conn = hxfr_conn_ref (conn);
+  hxex_stream_init (&c->stream, hxfr_conn_get_socket (conn), peer_closed);
+  g_mutex_init (&c->request_lock);
+  g_mutex_init (&c->state_lock);
+  c->next_request_id = 1;
+  return c;
+}
+
+HxexStream *
+hxex_client_get_stream (HxexClient * c)
+{
+  return &c->stream;
+}
+
+void
+hxex_client_set_dead (HxexClient * c, const GError * why)
+{
+  set_dead (c, why);
 }
 
 G_DEFINE_BOXED_TYPE (HxexClient, hxex_client,
@@ -291,8 +328,8 @@ hxex_client_get_kinds (HxexClient * c)
 
 /* Checks a SURFACE against what this connection agreed on and builds the
  * caller's struct. Takes ownership of the descriptors in @fds. */
-static HxexClientSurface *
-surface_from_wire (HxexClient * c, guint32 resource_id,
+HxexClientSurface *
+hxex_client_surface_new (HxexClient * c, guint32 resource_id,
     const HxexSurface * s, GArray * fds, GError ** error)
 {
   HxexClientSurface *out;
@@ -382,7 +419,7 @@ hxex_client_resolve_kinds (HxexClient * c, guint32 resource_id,
         send_release (c, s.handle);
         continue;
       }
-      out = surface_from_wire (c, resource_id, &s, fds, &err);
+      out = hxex_client_surface_new (c, resource_id, &s, fds, &err);
       if (!out)
         goto protocol_error;
       goto out;

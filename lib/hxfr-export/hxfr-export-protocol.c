@@ -145,6 +145,24 @@ typedef struct HXEX_PACKED
   guint64 time_ns;
 } WireCursorMove;
 
+typedef struct HXEX_PACKED
+{
+  guint32 mask;
+  guint32 reserved;
+} WireSnapshots;
+
+typedef struct HXEX_PACKED
+{
+  WireFlush flush;
+  guint32 handle;
+  guint32 slot;
+  guint32 width;
+  guint32 height;
+  guint32 stride;
+  guint32 fourcc;
+  guint64 size;
+} WireFlushSnapshot;
+
 G_STATIC_ASSERT (sizeof (WireHeader) == HXEX_HEADER_SIZE);
 G_STATIC_ASSERT (offsetof (WireHeader, msg_type) == 4);
 G_STATIC_ASSERT (offsetof (WireHeader, n_fds) == 5);
@@ -185,6 +203,11 @@ G_STATIC_ASSERT (sizeof (WireCursorShape) == HXEX_CURSOR_SHAPE_SIZE);
 G_STATIC_ASSERT (offsetof (WireCursorShape, hot_x) == 12);
 G_STATIC_ASSERT (offsetof (WireCursorShape, size) == 24);
 G_STATIC_ASSERT (sizeof (WireCursorMove) == HXEX_CURSOR_MOVE_SIZE);
+G_STATIC_ASSERT (sizeof (WireSnapshots) == HXEX_SNAPSHOTS_SIZE);
+G_STATIC_ASSERT (sizeof (WireFlushSnapshot) == HXEX_FLUSH_SNAPSHOT_SIZE);
+G_STATIC_ASSERT (offsetof (WireFlushSnapshot, handle) == 32);
+G_STATIC_ASSERT (offsetof (WireFlushSnapshot, stride) == 48);
+G_STATIC_ASSERT (offsetof (WireFlushSnapshot, size) == 56);
 G_STATIC_ASSERT (offsetof (WireCursorMove, x) == 8);
 G_STATIC_ASSERT (offsetof (WireCursorMove, time_ns) == 16);
 G_STATIC_ASSERT (HXEX_MAX_PAYLOAD_SIZE >= HXEX_SURFACE_SIZE);
@@ -227,6 +250,10 @@ hxex_msg_type_name (guint type)
       return "CURSOR_SHAPE";
     case HXEX_MSG_CURSOR_MOVE:
       return "CURSOR_MOVE";
+    case HXEX_MSG_SNAPSHOTS:
+      return "SNAPSHOTS";
+    case HXEX_MSG_FLUSH_SNAPSHOT:
+      return "FLUSH_SNAPSHOT";
     default:
       return "unknown";
   }
@@ -306,6 +333,10 @@ hxex_msg_payload_size (guint type)
       return HXEX_CURSOR_SHAPE_SIZE;
     case HXEX_MSG_CURSOR_MOVE:
       return HXEX_CURSOR_MOVE_SIZE;
+    case HXEX_MSG_SNAPSHOTS:
+      return HXEX_SNAPSHOTS_SIZE;
+    case HXEX_MSG_FLUSH_SNAPSHOT:
+      return HXEX_FLUSH_SNAPSHOT_SIZE;
     default:
       return 0;
   }
@@ -691,19 +722,46 @@ hxex_scanout_parse (const guint8 * in, gsize len, HxexScanout * m,
   return TRUE;
 }
 
+/* FLUSH's fields, also the first 32 bytes of FLUSH_SNAPSHOT */
+static void
+flush_to_wire (const HxexFlush * m, WireFlush * w)
+{
+  w->index = GUINT32_TO_LE (m->index);
+  w->resource_id = GUINT32_TO_LE (m->resource_id);
+  w->x = GUINT32_TO_LE (m->x);
+  w->y = GUINT32_TO_LE (m->y);
+  w->width = GUINT32_TO_LE (m->width);
+  w->height = GUINT32_TO_LE (m->height);
+  w->time_ns = GUINT64_TO_LE (m->time_ns);
+}
+
+static gboolean
+flush_from_wire (const WireFlush * w, HxexFlush * m, guint type,
+    GError ** error)
+{
+  m->index = GUINT32_FROM_LE (w->index);
+  m->resource_id = GUINT32_FROM_LE (w->resource_id);
+  m->x = GUINT32_FROM_LE (w->x);
+  m->y = GUINT32_FROM_LE (w->y);
+  m->width = GUINT32_FROM_LE (w->width);
+  m->height = GUINT32_FROM_LE (w->height);
+  m->time_ns = GUINT64_FROM_LE (w->time_ns);
+  if (m->index >= HXEX_MAX_SCANOUTS) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "%s of scanout %u (at most %u scanouts)", hxex_msg_type_name (type),
+        m->index, HXEX_MAX_SCANOUTS);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gsize
 hxex_flush_write (const HxexFlush * m, guint8 * out)
 {
   WireFlush w;
 
   memset (&w, 0, sizeof (w));
-  w.index = GUINT32_TO_LE (m->index);
-  w.resource_id = GUINT32_TO_LE (m->resource_id);
-  w.x = GUINT32_TO_LE (m->x);
-  w.y = GUINT32_TO_LE (m->y);
-  w.width = GUINT32_TO_LE (m->width);
-  w.height = GUINT32_TO_LE (m->height);
-  w.time_ns = GUINT64_TO_LE (m->time_ns);
+  flush_to_wire (m, &w);
   memcpy (out, &w, sizeof (w));
   return sizeof (w);
 }
@@ -716,17 +774,84 @@ hxex_flush_parse (const guint8 * in, gsize len, HxexFlush * m, GError ** error)
   if (!check_len (HXEX_MSG_FLUSH, len, error))
     return FALSE;
   memcpy (&w, in, sizeof (w));
-  m->index = GUINT32_FROM_LE (w.index);
-  m->resource_id = GUINT32_FROM_LE (w.resource_id);
-  m->x = GUINT32_FROM_LE (w.x);
-  m->y = GUINT32_FROM_LE (w.y);
+  return flush_from_wire (&w, m, HXEX_MSG_FLUSH, error);
+}
+
+gsize
+hxex_snapshots_write (guint32 mask, guint8 * out)
+{
+  WireSnapshots w;
+
+  memset (&w, 0, sizeof (w));
+  w.mask = GUINT32_TO_LE (mask);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_snapshots_parse (const guint8 * in, gsize len, guint32 * mask,
+    GError ** error)
+{
+  WireSnapshots w;
+
+  if (!check_len (HXEX_MSG_SNAPSHOTS, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  *mask = GUINT32_FROM_LE (w.mask);
+  if (*mask >> HXEX_MAX_SCANOUTS) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "SNAPSHOTS of scanouts 0x%08x (at most %u scanouts)", *mask,
+        HXEX_MAX_SCANOUTS);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gsize
+hxex_flush_snapshot_write (const HxexFlushSnapshot * m, guint8 * out)
+{
+  WireFlushSnapshot w;
+
+  memset (&w, 0, sizeof (w));
+  flush_to_wire (&m->flush, &w.flush);
+  w.handle = GUINT32_TO_LE (m->handle);
+  w.slot = GUINT32_TO_LE (m->slot);
+  w.width = GUINT32_TO_LE (m->width);
+  w.height = GUINT32_TO_LE (m->height);
+  w.stride = GUINT32_TO_LE (m->stride);
+  w.fourcc = GUINT32_TO_LE (m->fourcc);
+  w.size = GUINT64_TO_LE (m->size);
+  memcpy (out, &w, sizeof (w));
+  return sizeof (w);
+}
+
+gboolean
+hxex_flush_snapshot_parse (const guint8 * in, gsize len,
+    HxexFlushSnapshot * m, GError ** error)
+{
+  WireFlushSnapshot w;
+
+  if (!check_len (HXEX_MSG_FLUSH_SNAPSHOT, len, error))
+    return FALSE;
+  memcpy (&w, in, sizeof (w));
+  if (!flush_from_wire (&w.flush, &m->flush, HXEX_MSG_FLUSH_SNAPSHOT, error))
+    return FALSE;
+  m->handle = GUINT32_FROM_LE (w.handle);
+  m->slot = GUINT32_FROM_LE (w.slot);
   m->width = GUINT32_FROM_LE (w.width);
   m->height = GUINT32_FROM_LE (w.height);
-  m->time_ns = GUINT64_FROM_LE (w.time_ns);
-  if (m->index >= HXEX_MAX_SCANOUTS) {
+  m->stride = GUINT32_FROM_LE (w.stride);
+  m->fourcc = GUINT32_FROM_LE (w.fourcc);
+  m->size = GUINT64_FROM_LE (w.size);
+  /* 64-bit products: no wrap can make a short slot look long enough */
+  if (m->handle == 0 || m->width == 0 || m->height == 0
+      || hxex_fourcc_bpp (m->fourcc) != 4
+      || (guint64) m->stride < (guint64) m->width * 4
+      || m->size < (guint64) m->stride * m->height) {
     g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
-        "FLUSH of scanout %u (at most %u scanouts)", m->index,
-        HXEX_MAX_SCANOUTS);
+        "FLUSH_SNAPSHOT handle %u: %ux%u stride %u fourcc 0x%08x in %"
+        G_GUINT64_FORMAT " bytes (a handle, a size, 4-byte RGB, rows inside)",
+        m->handle, m->width, m->height, m->stride, m->fourcc, m->size);
     return FALSE;
   }
   return TRUE;

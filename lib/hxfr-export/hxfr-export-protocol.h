@@ -20,7 +20,10 @@ G_BEGIN_DECLS
 /* Version 3 adds the cursor plane on a watch (docs/export-protocol.md,
  * "Cursor"). */
 #define HXEX_VERSION_CURSOR 3
-#define HXEX_MAX_VERSION HXEX_VERSION_CURSOR
+/* Version 4 adds snapshots on a watch: the VMM copies a watched
+ * scanout's picture at the flush (docs/export-protocol.md, "Snapshots"). */
+#define HXEX_VERSION_SNAPSHOTS 4
+#define HXEX_MAX_VERSION HXEX_VERSION_SNAPSHOTS
 /* No VMM reports more scanouts than this (QEMU's max_outputs is 16). */
 #define HXEX_MAX_SCANOUTS 16
 #define HXEX_HEADER_SIZE 16
@@ -46,6 +49,9 @@ typedef enum
   /* version 3 only */
   HXEX_MSG_CURSOR_SHAPE = 0x0C, /* server -> client (a watch), 1 fd */
   HXEX_MSG_CURSOR_MOVE = 0x0D,  /* server -> client (a watch) */
+  /* version 4 only */
+  HXEX_MSG_SNAPSHOTS = 0x0E,    /* client -> server (a watch with a ring) */
+  HXEX_MSG_FLUSH_SNAPSHOT = 0x0F,       /* server -> client (a watch) */
 } HxexMsgType;
 
 /* Fixed payload sizes: every message has exactly this payload. */
@@ -62,6 +68,8 @@ typedef enum
 #define HXEX_SCANOUT_CONTROL_ACK_SIZE 8
 #define HXEX_CURSOR_SHAPE_SIZE 32
 #define HXEX_CURSOR_MOVE_SIZE 24
+#define HXEX_SNAPSHOTS_SIZE 8
+#define HXEX_FLUSH_SNAPSHOT_SIZE 64
 #define HXEX_MAX_PAYLOAD_SIZE HXEX_ERROR_SIZE
 
 typedef enum
@@ -212,6 +220,21 @@ typedef struct
   guint64 time_ns;              /* VMM CLOCK_MONOTONIC */
 } HxexCursorMove;
 
+/* Version 4: a FLUSH whose picture the VMM copied, at the flush, into a
+ * readback slot of the watch's ring; the watcher holds @handle (RELEASE)
+ * until it has read the slot. */
+typedef struct
+{
+  HxexFlush flush;
+  guint32 handle;               /* non-zero */
+  guint32 slot;                 /* < the watch's n_slots */
+  guint32 width;                /* of the picture (the resource) */
+  guint32 height;
+  guint32 stride;               /* bytes a row, >= width * 4 */
+  guint32 fourcc;               /* AR24, XR24, AB24 or XB24 */
+  guint64 size;                 /* bytes of the slot in use, >= stride * height */
+} HxexFlushSnapshot;
+
 #define HXEX_ERROR (hxex_error_quark ())
 GQuark hxex_error_quark (void);
 
@@ -279,6 +302,18 @@ gboolean hxex_cursor_shape_parse (const guint8 * in, gsize len,
 gsize hxex_cursor_move_write (const HxexCursorMove * m, guint8 * out);
 gboolean hxex_cursor_move_parse (const guint8 * in, gsize len,
     HxexCursorMove * m, GError ** error);
+
+/* Version 4. SNAPSHOTS: bit N of @mask = snapshots of scanout N's
+ * flushes wanted (the parser checks nothing the receiver's n_scanouts
+ * does not). FLUSH_SNAPSHOT: the parser checks what holds whatever the
+ * ring (index, handle, sizes, stride, fourcc, size >= stride * height,
+ * in 64 bits); the receiver checks slot and size against its ring. */
+gsize hxex_snapshots_write (guint32 mask, guint8 * out);
+gboolean hxex_snapshots_parse (const guint8 * in, gsize len, guint32 * mask,
+    GError ** error);
+gsize hxex_flush_snapshot_write (const HxexFlushSnapshot * m, guint8 * out);
+gboolean hxex_flush_snapshot_parse (const guint8 * in, gsize len,
+    HxexFlushSnapshot * m, GError ** error);
 
 /* Bytes per pixel of the single-plane RGB fourccs the export carries
  * (AR24, XR24, AB24, XB24), 0 for anything else. */

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include "hxfr-export-watch.h"
+#include "hxfr-export-client-private.h"
 #include "hxfr-transport.h"
 
 #include <errno.h>
@@ -21,20 +22,30 @@
 #endif
 
 /* HELLO kinds of a watch: bit 0 is no surface kind, so the VMM maps no
- * readback ring for a connection that never resolves. */
+ * readback ring for a connection that never resolves; a watch that takes
+ * snapshots asks for readback slots (a version-3 VMM then makes a ring
+ * nobody uses: sparse memory, never touched, closed here). */
 #define WATCH_KINDS 0x1u
+#define WATCH_KINDS_SNAPSHOTS HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT)
 
-/* Locks: the stream serialises whole messages on the socket (the reader
- * thread never writes); control_lock serialises set_enabled calls (one
- * SCANOUT_CONTROL in flight); lock protects the fields marked so and is
- * the one the reader thread hands an ACK over with. */
+/* Locks: the client's stream serialises whole messages on the socket,
+ * whichever thread sends (SCANOUT_CONTROL and SNAPSHOTS from the caller's,
+ * RELEASE of a snapshot from any, the reader thread's too); control_lock
+ * serialises set_enabled calls (one SCANOUT_CONTROL in flight); lock
+ * protects the fields marked so and is the one the reader thread hands an
+ * ACK over with. */
 struct _HxexWatch
 {
   HxfrConn *conn;
+  /* the connection as a client: its stream, and (version 4) the ring the
+   * snapshots are surfaces of; surfaces keep it (and the ring) alive */
+  HxexClient *client;
+  HxexStream *stream;           /* the client's */
   HxexWatchCallbacks cb;
   gpointer user_data;
   guint n_scanouts;
-  guint16 version;              /* agreed at HELLO: 2 or 3 */
+  guint16 version;              /* agreed at HELLO: 2 to 4 */
+  gboolean snapshots;           /* version 4 with a ring */
   GThread *reader;
 
   GMutex control_lock;
@@ -48,9 +59,6 @@ struct _HxexWatch
   guint32 pending_id;           /* SCANOUT_CONTROL waiting, 0 = none */
   gboolean pending_done;
   HxexScanoutControlAck pending_ack;
-
-  /* read at connect, then by the reader thread only */
-  HxexStream stream;
 };
 
 /* The connection is over: remember why, wake a waiting set_enabled. */
@@ -62,7 +70,8 @@ set_dead (HxexWatch * w, const GError * why)
     w->dead_error = g_error_copy (why);
   g_cond_broadcast (&w->cond);
   g_mutex_unlock (&w->lock);
-  hxfr_conn_shutdown (w->conn);
+  /* snapshots still held: their RELEASE has nowhere to go */
+  hxex_client_set_dead (w->client, why);
 }
 
 static gboolean
@@ -72,7 +81,7 @@ send_message (HxexWatch * w, guint8 type, guint32 request_id,
   GError *failure = NULL;
   gboolean broken;
 
-  if (hxex_stream_send (&w->stream, type, request_id, payload, payload_len,
+  if (hxex_stream_send (w->stream, type, request_id, payload, payload_len,
           NULL, 0, deadline, &broken, &failure))
     return TRUE;
   g_prefix_error (&failure, "Sending %s to the helix export: ",
@@ -83,17 +92,18 @@ send_message (HxexWatch * w, guint8 type, guint32 request_id,
   return FALSE;
 }
 
-/* One whole message. Only CURSOR_SHAPE carries a descriptor we use: it
- * goes to @fds (NULL: none wanted); any others are closed. */
+/* One whole message. Only CURSOR_SHAPE and HELLO_ACK carry a descriptor
+ * we use: it goes to @fds (NULL: none wanted); any others are closed. */
 static gboolean
 read_message (HxexWatch * w, HxexHeader * h, gint64 deadline, GArray * fds,
     GError ** error)
 {
-  gboolean ok = hxex_stream_read (&w->stream, h, deadline, error);
+  gboolean ok = hxex_stream_read (w->stream, h, deadline, error);
 
-  if (ok && fds && h->type == HXEX_MSG_CURSOR_SHAPE)
-    ok = hxex_stream_take_fds (&w->stream, h, fds, error);
-  hxex_fds_clear (w->stream.fds);
+  if (ok && fds && (h->type == HXEX_MSG_CURSOR_SHAPE
+          || h->type == HXEX_MSG_HELLO_ACK))
+    ok = hxex_stream_take_fds (w->stream, h, fds, error);
+  hxex_fds_clear (w->stream->fds);
   return ok;
 }
 
@@ -113,17 +123,20 @@ static gboolean
 do_hello (HxexWatch * w, gint64 deadline, GError ** error)
 {
   guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
-  const guint8 *body = hxex_stream_payload (&w->stream);
-  HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_CURSOR,
-    WATCH_KINDS
+  const guint8 *body = hxex_stream_payload (w->stream);
+  HxexHello hello = { HXEX_VERSION_SCANOUTS, HXEX_VERSION_SNAPSHOTS,
+    w->cb.snapshot ? WATCH_KINDS_SNAPSHOTS : WATCH_KINDS
   };
+  g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (gint));
   HxexHelloAck ack;
   HxexHeader h;
 
   hxex_hello_write (&hello, payload);
   if (!send_message (w, HXEX_MSG_HELLO, 0, payload, HXEX_HELLO_SIZE,
-          deadline, error) || !read_message (w, &h, deadline, NULL, error))
+          deadline, error) || !read_message (w, &h, deadline, fds, error)) {
+    hxex_fds_clear (fds);
     return FALSE;
+  }
   if (h.type == HXEX_MSG_ERROR) {
     GError *err = NULL;
 
@@ -142,14 +155,24 @@ do_hello (HxexWatch * w, gint64 deadline, GError ** error)
   if (h.type != HXEX_MSG_HELLO_ACK
       || !hxex_hello_ack_parse (body, h.payload_size, &ack, error)
       || ack.version < HXEX_VERSION_SCANOUTS
-      || ack.version > HXEX_VERSION_CURSOR || ack.n_slots != 0) {
+      || ack.version > HXEX_VERSION_SNAPSHOTS
+      || (ack.n_slots != 0 && !w->cb.snapshot)) {
     if (error && !*error)
       g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
-          "expected a version-2 or 3 HELLO_ACK without slots, got %s",
-          hxex_msg_type_name (h.type));
+          "expected a version-2 to 4 HELLO_ACK (with slots only if asked), "
+          "got %s", hxex_msg_type_name (h.type));
+    hxex_fds_clear (fds);
     return FALSE;
   }
   w->version = ack.version;
+  /* before version 4 a ring is of no use to a watch: not mapped */
+  if (ack.version < HXEX_VERSION_SNAPSHOTS || ack.n_slots == 0) {
+    hxex_fds_clear (fds);
+    return TRUE;
+  }
+  if (!hxex_client_take_ring (w->client, &ack, fds, error))
+    return FALSE;
+  w->snapshots = TRUE;
   return TRUE;
 }
 
@@ -171,7 +194,7 @@ parse_scanout (HxexWatch * w, const HxexHeader * h,
 {
   HxexScanout m;
 
-  if (!hxex_scanout_parse (hxex_stream_payload (&w->stream), h->payload_size,
+  if (!hxex_scanout_parse (hxex_stream_payload (w->stream), h->payload_size,
           &m, error))
     return FALSE;
   if (w->n_scanouts && m.n_scanouts != w->n_scanouts) {
@@ -206,7 +229,7 @@ do_watch (HxexWatch * w, gint64 deadline, GError ** error)
     if (h.type == HXEX_MSG_ERROR && i == 0) {
       GError *err = NULL;
 
-      set_vmm_error (hxex_stream_payload (&w->stream), h.payload_size,
+      set_vmm_error (hxex_stream_payload (w->stream), h.payload_size,
           "refused a scanout watch", &err);
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s",
           err->message);
@@ -242,13 +265,64 @@ callbacks_allowed (HxexWatch * w)
   return ok;
 }
 
+/* Version 4: the picture of a flush, in a slot of our ring. Checked
+ * (the parser's checks, then slot and size against the ring, as any
+ * SURFACE's) before it becomes a surface; the surface is the callback's,
+ * or released at once. */
+static gboolean
+handle_flush_snapshot (HxexWatch * w, const HxexHeader * h, GError ** error)
+{
+  g_autoptr (GArray) no_fds = g_array_new (FALSE, FALSE, sizeof (gint));
+  HxexClientSurface *surface;
+  HxexFlushSnapshot m;
+  HxfrScanoutFlush f;
+  HxexSurface s;
+
+  if (!hxex_flush_snapshot_parse (hxex_stream_payload (w->stream),
+          h->payload_size, &m, error))
+    return FALSE;
+  if (!w->snapshots || m.flush.index >= w->n_scanouts) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_PROTOCOL,
+        "FLUSH_SNAPSHOT of scanout %u of %u on a watch %s", m.flush.index,
+        w->n_scanouts, w->snapshots ? "with a ring" : "without a ring");
+    return FALSE;
+  }
+  memset (&s, 0, sizeof (s));
+  s.handle = m.handle;
+  s.kind = HXEX_KIND_READBACK_SLOT;
+  s.n_planes = 1;
+  s.fourcc = m.fourcc;
+  s.width = m.width;
+  s.height = m.height;
+  s.slot = m.slot;
+  s.modifier = HXEX_DRM_FORMAT_MOD_LINEAR;
+  s.size = m.size;
+  s.stride[0] = m.stride;
+  surface = hxex_client_surface_new (w->client, m.flush.resource_id, &s,
+      no_fds, error);
+  if (!surface)
+    return FALSE;
+  f.index = m.flush.index;
+  f.resource_id = m.flush.resource_id;
+  f.x = m.flush.x;
+  f.y = m.flush.y;
+  f.width = m.flush.width;
+  f.height = m.flush.height;
+  f.time_ns = m.flush.time_ns;
+  if (w->cb.snapshot && callbacks_allowed (w))
+    w->cb.snapshot (w->user_data, &f, surface);
+  else
+    hxex_client_surface_free (surface);
+  return TRUE;
+}
+
 static gboolean
 handle_flush (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxfrScanoutFlush f;
   HxexFlush m;
 
-  if (!hxex_flush_parse (hxex_stream_payload (&w->stream), h->payload_size, &m,
+  if (!hxex_flush_parse (hxex_stream_payload (w->stream), h->payload_size, &m,
           error))
     return FALSE;
   if (m.index >= w->n_scanouts) {
@@ -322,7 +396,7 @@ handle_cursor_shape (HxexWatch * w, const HxexHeader * h, GArray * fds,
   HxfrCursorShape shape;
   HxexCursorShape *m = &shape.desc;
 
-  if (!hxex_cursor_shape_parse (hxex_stream_payload (&w->stream),
+  if (!hxex_cursor_shape_parse (hxex_stream_payload (w->stream),
           h->payload_size, m, error))
     return FALSE;
   if (m->index >= w->n_scanouts || fds->len != 1) {
@@ -346,7 +420,7 @@ handle_cursor_move (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxexCursorMove m;
 
-  if (!hxex_cursor_move_parse (hxex_stream_payload (&w->stream),
+  if (!hxex_cursor_move_parse (hxex_stream_payload (w->stream),
           h->payload_size, &m, error))
     return FALSE;
   if (m.index >= w->n_scanouts) {
@@ -366,7 +440,7 @@ handle_ack (HxexWatch * w, const HxexHeader * h, GError ** error)
 {
   HxexScanoutControlAck ack;
 
-  if (!hxex_scanout_control_ack_parse (hxex_stream_payload (&w->stream),
+  if (!hxex_scanout_control_ack_parse (hxex_stream_payload (w->stream),
           h->payload_size, &ack, error))
     return FALSE;
   g_mutex_lock (&w->lock);
@@ -400,6 +474,8 @@ handle_event (HxexWatch * w, const HxexHeader * h, GArray * fds,
       return TRUE;
     case HXEX_MSG_FLUSH:
       return handle_flush (w, h, error);
+    case HXEX_MSG_FLUSH_SNAPSHOT:
+      return handle_flush_snapshot (w, h, error);
     case HXEX_MSG_SCANOUT_CONTROL_ACK:
       return handle_ack (w, h, error);
     case HXEX_MSG_CURSOR_SHAPE:
@@ -407,7 +483,7 @@ handle_event (HxexWatch * w, const HxexHeader * h, GArray * fds,
     case HXEX_MSG_CURSOR_MOVE:
       return handle_cursor_move (w, h, error);
     case HXEX_MSG_ERROR:
-      set_vmm_error (hxex_stream_payload (&w->stream), h->payload_size,
+      set_vmm_error (hxex_stream_payload (w->stream), h->payload_size,
           "ended the scanout watch", error);
       return FALSE;
     default:
@@ -451,8 +527,9 @@ watch_alloc (HxfrConn * conn, const HxexWatchCallbacks * callbacks,
   HxexWatch *w = g_new0 (HxexWatch, 1);
 
   w->conn = conn;
-  hxex_stream_init (&w->stream, hxfr_conn_get_socket (conn),
+  w->client = hxex_client_new_for_conn (conn,
       "the VMM closed the helix export watch");
+  w->stream = hxex_client_get_stream (w->client);
   if (callbacks)
     w->cb = *callbacks;
   w->user_data = user_data;
@@ -466,8 +543,9 @@ watch_alloc (HxfrConn * conn, const HxexWatchCallbacks * callbacks,
 static void
 watch_dealloc (HxexWatch * w)
 {
+  /* snapshots not freed yet keep the client (and its ring) */
+  hxex_client_unref (w->client);
   hxfr_conn_unref (w->conn);
-  hxex_stream_clear (&w->stream);
   g_clear_error (&w->dead_error);
   g_mutex_clear (&w->control_lock);
   g_mutex_clear (&w->lock);
@@ -511,6 +589,31 @@ gboolean
 hxex_watch_has_cursor (HxexWatch * w)
 {
   return w->version >= HXEX_VERSION_CURSOR;
+}
+
+gboolean
+hxex_watch_has_snapshots (HxexWatch * w)
+{
+  return w->snapshots;
+}
+
+gboolean
+hxex_watch_set_snapshots (HxexWatch * w, guint32 mask, gint64 timeout_us,
+    GError ** error)
+{
+  guint8 payload[HXEX_SNAPSHOTS_SIZE];
+
+  if (!w->snapshots) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+        "the VMM's helix export takes no snapshots for this watch (version "
+        "%u)", w->version);
+    return FALSE;
+  }
+  if (w->n_scanouts < 32)
+    mask &= (1u << w->n_scanouts) - 1;
+  hxex_snapshots_write (mask, payload);
+  return send_message (w, HXEX_MSG_SNAPSHOTS, 0, payload, sizeof (payload),
+      hxfr_deadline_from_timeout (timeout_us), error);
 }
 
 /* Waits for the reader thread to hand over the ACK of @id. Caller holds

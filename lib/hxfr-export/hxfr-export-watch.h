@@ -5,9 +5,13 @@
  * protocol) on which the VMM pushes the state of every scanout (which
  * resource it shows, size, format, enabled or not) and each flush of a
  * shown resource. The bridge can also enable or disable a scanout (a
- * connector hotplug in the guest). Pixels are not read here: the bridge
- * resolves the resource a flush names on an ordinary export connection
- * (hxfr-export-client.h).
+ * connector hotplug in the guest). With version 4 and a snapshot
+ * callback, the VMM copies the picture of the scanouts the watcher names
+ * (hxex_watch_set_snapshots) at each flush into the watch's own ring of
+ * readback slots, and the flush comes as a snapshot: an HxexClientSurface
+ * of that picture. Otherwise (an older VMM, no free slot) a flush comes
+ * without pixels, and the bridge resolves the resource it names on an
+ * ordinary export connection (hxfr-export-client.h), later.
  *
  * Callbacks run on the watch's own reader thread, one at a time, in the
  * order the VMM sent the events; they must not block for long (the VMM
@@ -19,6 +23,7 @@
 
 #include <gio/gio.h>
 #include "hxfr-export-protocol.h"
+#include "hxfr-export-client.h"
 
 G_BEGIN_DECLS
 
@@ -65,6 +70,14 @@ typedef struct
    * knows then. NULL: ignored. */
   void (*cursor_shape) (gpointer user_data, const HxfrCursorShape * shape);
   void (*cursor_move) (gpointer user_data, const HxexCursorMove * move);
+  /* version 4: a flush with the picture copied at the flush (a readback
+   * slot of the watch's ring, checked against it). Takes @surface: free it
+   * (hxex_client_surface_free, any thread: it sends RELEASE) once read;
+   * until then the VMM does not write that slot, and the VMM has only
+   * n_slots of them for this watch. Non-NULL: the watch asks the VMM for a
+   * ring (HELLO kinds) so that it can snapshot. */
+  void (*snapshot) (gpointer user_data, const HxfrScanoutFlush * flush,
+      HxexClientSurface * surface);
 } HxexWatchCallbacks;
 
 /* Connects to the export at @path, negotiates version 2 or 3, asks for scanout
@@ -79,6 +92,15 @@ HxexWatch *hxex_watch_new (const gchar * path,
 guint hxex_watch_get_n_scanouts (HxexWatch * watch);
 /* The VMM speaks version 3: it reports the cursor plane. */
 gboolean hxex_watch_has_cursor (HxexWatch * watch);
+/* The VMM speaks version 4 and gave this watch a ring: it can snapshot. */
+gboolean hxex_watch_has_snapshots (HxexWatch * watch);
+/* The scanouts (bit N = scanout N, < n_scanouts) whose flushes the VMM is
+ * to copy at the flush for this watch from now on (0: none; the VMM costs
+ * nothing for scanouts nobody watches). Not answered: waits only for room
+ * on the socket, up to @timeout_us. FALSE (G_IO_ERROR_NOT_SUPPORTED)
+ * without hxex_watch_has_snapshots. Not from a callback. */
+gboolean hxex_watch_set_snapshots (HxexWatch * watch, guint32 mask,
+    gint64 timeout_us, GError ** error);
 /* Enables (a connector hotplug with a preferred mode of @width x @height
  * at @refresh_hz) or disables scanout @index, waiting up to @timeout_us
  * for the VMM's answer. FALSE with HXEX_ERROR (e.g. HXEX_ERR_REFUSED for

@@ -41,6 +41,12 @@
  *   moves K N X Y DX DY  N moves of scanout K's pointer back to back (a
  *                  flood): X, Y, then X + DX, Y + DY, ... (prints the last
  *                  as MOVED)
+ *   scribble K on|off  from now on, right after each flush of scanout K
+ *                  (before the export can answer anyone), draw test frame
+ *                  F + 128 into the resource just flushed with frame F: a
+ *                  guest drawing into the shown buffer; whoever reads the
+ *                  resource later than the flush sees the scribble (prints
+ *                  "OK scribble K on|off")
  * each printing one line once done: "SCANOUT K enabled=E resource=R
  * width=W height=H", "FLIPPED K frames=F resource=R" (F: flips of K so
  * far, R: shown now), "RATE K hz=HZ", "CURSOR K serial=S WxH", "MOVED K
@@ -113,6 +119,8 @@ typedef struct
 #define MAX_SCANOUT_HZ 1000
 /* frame f of scanout K is test frame f + SCANOUT_FRAME_STRIDE * K */
 #define SCANOUT_FRAME_STRIDE 64
+/* "scribble": drawn over frame F right after its flush, frame F + this */
+#define SCRIBBLE_OFFSET 128
 
 typedef struct _StandIn StandIn;
 
@@ -128,6 +136,7 @@ typedef struct
   guint hz;
   guint timer;
   guint64 flips;
+  gboolean scribble;            /* overwrite each flushed frame at once */
   /* the cursor plane: the last image (0 = none yet) and position, kept
    * for an export restarted by "export on" */
   guint32 cursor_serial;
@@ -180,6 +189,7 @@ static gchar *opt_simulate_modifier;
 static gint opt_scanouts;
 static gchar **opt_scanout_specs;
 static gint opt_hotplug_hz;
+static gint opt_export_version;
 
 static GOptionEntry entries[] = {
   {"export-socket", 's', 0, G_OPTION_ARG_FILENAME, &opt_export_socket,
@@ -222,6 +232,9 @@ static GOptionEntry entries[] = {
         "static); repeatable", "K:WxH[@HZ]"},
   {"hotplug-hz", 0, 0, G_OPTION_ARG_INT, &opt_hotplug_hz,
       "Flip rate of a scanout a watcher enables (default 0: static)", "HZ"},
+  {"export-version", 0, 0, G_OPTION_ARG_INT, &opt_export_version,
+      "Speak export protocol versions up to V only (default: all; 3 plays "
+        "a VMM without snapshots)", "V"},
   {NULL}
 };
 
@@ -357,6 +370,11 @@ scanout_flip (Scanout * so, GError ** error)
   if (s->export)
     helix_export_scanout_flush (s->export, so->index, r->id, 0, 0, r->width,
         r->height);
+  /* the guest draws on into the buffer it just flushed, before the export
+   * has answered anyone */
+  if (so->scribble && !resource_write_frame (r, (guint32) so->flips - 1 +
+          SCANOUT_FRAME_STRIDE * so->index + SCRIBBLE_OFFSET, error))
+    return FALSE;
   return TRUE;
 }
 
@@ -697,7 +715,8 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
   if (!(is_scanout || g_str_equal (argv[0], "flip")
           || g_str_equal (argv[0], "rate") || g_str_equal (argv[0], "resize")
           || g_str_equal (argv[0], "cursor") || g_str_equal (argv[0], "move")
-          || g_str_equal (argv[0], "moves"))
+          || g_str_equal (argv[0], "moves")
+          || g_str_equal (argv[0], "scribble"))
       || argc < 2)
     return FALSE;
   so = scanout_arg (s, argv[1]);
@@ -722,6 +741,9 @@ scanout_command (StandIn * s, gchar ** argv, guint argc)
     command_move (so, argv + 2, argc - 2);
   } else if (g_str_equal (argv[0], "moves") && argc == 7) {
     command_moves (so, argv + 2);
+  } else if (g_str_equal (argv[0], "scribble") && argc == 3) {
+    so->scribble = g_str_equal (argv[2], "on");
+    g_print ("OK scribble %u %s\n", so->index, so->scribble ? "on" : "off");
   } else {
     g_print ("FAILED bad scanout command '%s' (or scanout %u disabled)\n",
         argv[0], so->index);
@@ -773,10 +795,12 @@ print_stats (StandIn * s)
       " watchers_dropped=%" G_GUINT64_FORMAT " scanout_controls=%"
       G_GUINT64_FORMAT " scanout_refusals=%" G_GUINT64_FORMAT
       " cursor_shapes=%" G_GUINT64_FORMAT " cursor_moves=%" G_GUINT64_FORMAT
-      " cursor_moves_coalesced=%" G_GUINT64_FORMAT,
+      " cursor_moves_coalesced=%" G_GUINT64_FORMAT " snapshots=%"
+      G_GUINT64_FORMAT " snapshot_misses=%" G_GUINT64_FORMAT,
       st.watchers, st.scanout_updates, st.flushes, st.flushes_sent,
       st.watchers_dropped, st.scanout_controls, st.scanout_refusals,
-      st.cursor_shapes, st.cursor_moves, st.cursor_moves_coalesced);
+      st.cursor_shapes, st.cursor_moves, st.cursor_moves_coalesced,
+      st.snapshots, st.snapshot_misses);
   for (i = 0; i < s->n_scanouts; i++)
     g_print (" flips%u=%" G_GUINT64_FORMAT, i, s->scanouts[i].flips);
   g_print ("\n");
@@ -1210,7 +1234,7 @@ static const gchar options_description[] = "Scanouts (export protocol "
     "stall MS, stats, export on|off, quit;\n"
     "scanout K enable W H [HZ], scanout K disable, flip K [N], rate K HZ, "
     "resize K W H, cursor K W H HX HY, move K X Y [hidden], moves K N X Y DX "
-    "DY (each prints one "
+    "DY, scribble K on|off (each prints one "
     "line once done:\n"
     "SCANOUT K enabled=E resource=R width=W height=H, FLIPPED K frames=F "
     "resource=R, RATE K hz=HZ, CURSOR K serial=S WxH, MOVED K x=X y=Y "
@@ -1240,6 +1264,10 @@ parse_options (int *argc, char ***argv)
       || opt_width <= 0 || opt_height <= 0 || opt_frames < 0) {
     g_printerr ("helix-standin-vmm: needs --bridge or --serve-only, and a "
         "positive size\n");
+    return FALSE;
+  }
+  if (opt_export_version < 0 || opt_export_version > 4) {
+    g_printerr ("helix-standin-vmm: --export-version is 1..4\n");
     return FALSE;
   }
   if (opt_scanouts < 0 || opt_scanouts > MAX_SCANOUTS || opt_hotplug_hz < 0
@@ -1325,6 +1353,7 @@ configure_export (StandIn * s)
   opts.n_scanouts = opt_scanouts;
   opts.set_scanout_enabled = on_set_scanout_enabled;
   opts.user_data = s;
+  opts.max_version = opt_export_version;
   s->export_opts = opts;
 }
 

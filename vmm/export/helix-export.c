@@ -58,6 +58,8 @@ typedef struct
   gboolean hello_done;
   guint16 version;              /* agreed at HELLO */
   gboolean watching;            /* sent WATCH: gets scanout events */
+  /* version 4, a watch with a ring: bit N = snapshot scanout N's flushes */
+  guint32 snapshot_mask;
   /* a send to it failed outside its own dispatch: closed at the next
    * safe point (never freed under a caller that may still hold it) */
   gboolean dead;
@@ -381,6 +383,13 @@ client_send_error (Client * c, guint32 request_id, gint32 code,
       sizeof (payload), -1);
 }
 
+static guint16
+max_version (HelixExport * ex)
+{
+  return ex->opts.max_version ? MIN (ex->opts.max_version, HXEX_MAX_VERSION)
+      : HXEX_MAX_VERSION;
+}
+
 static gboolean
 handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
 {
@@ -400,12 +409,12 @@ handle_hello (Client * c, const HxexHeader * h, const guint8 * body)
     return FALSE;
   }
   /* the highest both speak: a v1 client sees nothing of version 2 */
-  if (hello.min_version > HXEX_MAX_VERSION || hello.max_version < HXEX_VERSION) {
+  if (hello.min_version > max_version (ex) || hello.max_version < HXEX_VERSION) {
     client_send_error (c, h->request_id, HXEX_ERR_VERSION,
-        "this VMM speaks versions %u..%u", HXEX_VERSION, HXEX_MAX_VERSION);
+        "this VMM speaks versions %u..%u", HXEX_VERSION, max_version (ex));
     return FALSE;
   }
-  c->version = MIN (hello.max_version, HXEX_MAX_VERSION);
+  c->version = MIN (hello.max_version, max_version (ex));
   if (ex->opts.allow_dmabuf || ex->opts.simulate_dmabuf)
     offered |= HXEX_KIND_BIT (HXEX_KIND_DMABUF);
 #ifdef __APPLE__
@@ -1000,16 +1009,50 @@ static const gchar *
 message_misplaced (Client * c, guint8 type)
 {
   gboolean v2_type = type == HXEX_MSG_WATCH || type == HXEX_MSG_SCANOUT_CONTROL;
+  gboolean watch_type = type == HXEX_MSG_SCANOUT_CONTROL
+      || type == HXEX_MSG_SNAPSHOTS;
 
   if (v2_type && c->version < HXEX_VERSION_SCANOUTS)
     return "needs protocol version 2";
+  if (type == HXEX_MSG_SNAPSHOTS && c->version < HXEX_VERSION_SNAPSHOTS)
+    return "needs protocol version 4";
   if (c->watching && type == HXEX_MSG_WATCH)
     return "a second WATCH";
-  if (c->watching && type != HXEX_MSG_SCANOUT_CONTROL)
+  /* a version-4 watch gives its snapshots back */
+  if (c->watching && !watch_type && !(type == HXEX_MSG_RELEASE
+          && c->version >= HXEX_VERSION_SNAPSHOTS))
     return "not allowed on a watch";
-  if (!c->watching && type == HXEX_MSG_SCANOUT_CONTROL)
+  if (!c->watching && watch_type)
     return "needs a WATCH first";
+  if (type == HXEX_MSG_SNAPSHOTS && !c->ring)
+    return "a watch without a ring has no slots for snapshots";
   return NULL;
+}
+
+/* SNAPSHOTS (version 4): the scanouts whose flushes this watcher wants
+ * copied at the flush. Never answered. */
+static gboolean
+handle_snapshots (Client * c, const HxexHeader * h, const guint8 * body)
+{
+  HelixExport *ex = c->ex;
+  g_autoptr (GError) err = NULL;
+  guint32 mask;
+
+  if (!hxex_snapshots_parse (body, h->payload_size, &mask, &err)) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL, "%s", err->message);
+    return FALSE;
+  }
+  if (mask >> ex->opts.n_scanouts) {
+    client_send_error (c, h->request_id, HXEX_ERR_PROTOCOL,
+        "SNAPSHOTS of scanouts 0x%x: this VMM has %u", mask,
+        ex->opts.n_scanouts);
+    return FALSE;
+  }
+  if (mask != c->snapshot_mask)
+    g_debug ("helix export: %s wants snapshots of scanouts 0x%x", c->peer,
+        mask);
+  c->snapshot_mask = mask;
+  return TRUE;
 }
 
 /* One whole message, just read. FALSE = close the client. */
@@ -1040,6 +1083,8 @@ handle_message (Client * c, const HxexHeader * h)
       return handle_watch (c, h, body);
     case HXEX_MSG_SCANOUT_CONTROL:
       return handle_scanout_control (c, h, body);
+    case HXEX_MSG_SNAPSHOTS:
+      return handle_snapshots (c, h, body);
     case HXEX_MSG_RESOLVE:
       return handle_resolve (c, h, body);
     case HXEX_MSG_RELEASE:
@@ -1151,9 +1196,24 @@ helix_export_dispatch (HelixExport * ex)
   reap_dead (ex);
 }
 
-/* Sends one event to every live watcher; one that cannot take it at once
- * is marked dead (never waited for), and freed here unless a dispatch up
- * the stack may hold it. */
+/* One event to watcher @c; one that cannot take it at once is marked
+ * dead (never waited for). FALSE: it died. */
+static gboolean
+watcher_send (Client * c, guint8 type, const guint8 * payload, gsize len,
+    gint fd)
+{
+  /* the moves it is owed first: events stay in order */
+  if (pay_owed_moves (c) && client_send (c, type, 0, payload, len, fd)) {
+    if (type == HXEX_MSG_FLUSH || type == HXEX_MSG_FLUSH_SNAPSHOT)
+      c->ex->stats.flushes_sent++;
+    return TRUE;
+  }
+  drop_watcher (c);
+  return FALSE;
+}
+
+/* Sends one event to every live watcher (watcher_send); the dead are
+ * freed here unless a dispatch up the stack may hold one. */
 static void
 broadcast (HelixExport * ex, guint16 min_version, guint8 type,
     const guint8 * payload, gsize len, gint fd)
@@ -1168,14 +1228,7 @@ broadcast (HelixExport * ex, guint16 min_version, guint8 type,
 
     if (!c->watching || c->dead || c->version < min_version)
       continue;
-    /* the moves it is owed first: events stay in order */
-    if (pay_owed_moves (c) && client_send (c, type, 0, payload, len, fd)) {
-      if (type == HXEX_MSG_FLUSH)
-        ex->stats.flushes_sent++;
-      continue;
-    }
-    drop_watcher (c);
-    any_dead = TRUE;
+    any_dead |= !watcher_send (c, type, payload, len, fd);
   }
   if (any_dead && !ex->in_dispatch)
     reap_dead (ex);
@@ -1203,21 +1256,98 @@ helix_export_scanout_update (HelixExport * ex, guint32 index,
       sizeof (payload), -1);
 }
 
+/* Version 4: @c's copy of the flushed resource, made now into a free slot
+ * of its ring, as FLUSH_SNAPSHOT; @info and @geometry from one look-up per
+ * flush (@looked_up FALSE: the resource cannot be exported). FALSE: no
+ * copy (counted), the caller sends a plain FLUSH. The slot is held until
+ * the watcher releases the handle, as a SURFACE's. */
+static gboolean
+snapshot_for (Client * c, const HxexFlush * f, gboolean looked_up,
+    const struct virgl_renderer_resource_info *info, guint8 * payload)
+{
+  HelixExport *ex = c->ex;
+  guint64 stride = (guint64) info->width * 4;
+  guint64 size = stride * info->height;
+  HxexFlushSnapshot m;
+  guint slot;
+  gint ret;
+
+  slot = looked_up && size <= ex->opts.slot_size ? free_slot (c) :
+      ex->opts.n_slots;
+  if (slot == ex->opts.n_slots) {
+    ex->stats.snapshot_misses++;
+    return FALSE;
+  }
+  ret = read_back_into_slot (c, f->resource_id, info, slot, stride, size);
+  if (ret != 0) {
+    g_debug ("helix export: snapshot of resource %u failed: %s",
+        f->resource_id, g_strerror (ret > 0 ? ret : -ret));
+    ex->stats.snapshot_misses++;
+    return FALSE;
+  }
+  c->slot_busy[slot] = TRUE;
+  ex->stats.slots_in_use++;
+  memset (&m, 0, sizeof (m));
+  m.flush = *f;
+  m.handle = new_handle (ex);
+  m.slot = slot;
+  m.width = info->width;
+  m.height = info->height;
+  m.stride = (guint32) stride;
+  m.fourcc = fourcc_for_virgl_format (info->virgl_format);
+  m.size = size;
+  hold (c, m.handle, HXEX_KIND_READBACK_SLOT, slot);
+  ex->stats.snapshots++;
+  hxex_flush_snapshot_write (&m, payload);
+  return TRUE;
+}
+
 void
 helix_export_scanout_flush (HelixExport * ex, guint32 index,
     guint32 resource_id, guint32 x, guint32 y, guint32 width, guint32 height)
 {
   guint8 payload[HXEX_FLUSH_SIZE];
+  guint8 snapshot[HXEX_FLUSH_SNAPSHOT_SIZE];
   HxexFlush m = { index, resource_id, x, y, width, height,
     (guint64) g_get_monotonic_time () * 1000
   };
+  struct virgl_renderer_resource_info info;
+  gint looked_up = -1;          /* -1: not yet, once per flush */
+  gboolean any_dead = FALSE;
+  GHashTableIter it;
+  gpointer value;
 
   if (index >= ex->opts.n_scanouts)
     return;
   ex->stats.flushes++;
   hxex_flush_write (&m, payload);
-  broadcast (ex, HXEX_VERSION_SCANOUTS, HXEX_MSG_FLUSH, payload,
-      sizeof (payload), -1);
+  g_hash_table_iter_init (&it, ex->clients);
+  while (g_hash_table_iter_next (&it, NULL, &value)) {
+    Client *c = value;
+
+    if (!c->watching || c->dead || c->version < HXEX_VERSION_SCANOUTS)
+      continue;
+    if (c->ring && (c->snapshot_mask & (1u << index))) {
+      if (looked_up < 0) {
+        g_autoptr (GError) err = NULL;
+        HxexSurface desc;
+
+        looked_up = look_up_resource (ex, resource_id, &info, &desc, &err);
+        if (!looked_up)
+          g_debug ("helix export: no snapshot of scanout %u: %s", index,
+              err->message);
+      }
+      if (snapshot_for (c, &m, looked_up, &info, snapshot)) {
+        any_dead |= !watcher_send (c, HXEX_MSG_FLUSH_SNAPSHOT, snapshot,
+            sizeof (snapshot), -1);
+        continue;
+      }
+    }
+    any_dead |= !watcher_send (c, HXEX_MSG_FLUSH, payload, sizeof (payload),
+        -1);
+  }
+  if (any_dead && !ex->in_dispatch)
+    reap_dead (ex);
 }
 
 /* The pixels in a sealed memfd: every watcher gets the same descriptor,

@@ -70,6 +70,10 @@ typedef struct
   gboolean (*set_scanout_enabled) (gpointer user_data, guint32 index,
       gboolean enable, guint32 width, guint32 height, guint32 refresh_hz);
   gpointer user_data;
+  /* the highest protocol version spoken (0: the module's, 4); a lower one
+   * plays an older VMM (the stand-in's --export-version, for tests of old
+   * and new peers) */
+  guint max_version;
 } HelixExportOptions;
 
 #define HELIX_EXPORT_DEFAULT_N_SLOTS 8
@@ -99,6 +103,9 @@ typedef struct
   guint64 cursor_moves;         /* helix_export_cursor_move that changed */
   guint64 cursor_moves_coalesced;       /* ... replaced, unsent, by a newer
                                          * one for a watcher that was behind */
+  guint64 snapshots;            /* FLUSH_SNAPSHOT sent (a copy at the flush) */
+  guint64 snapshot_misses;      /* a watcher wanted one, got a FLUSH: no
+                                 * free slot, too large, or the read failed */
 } HelixExportStats;
 
 void helix_export_options_init (HelixExportOptions * options);
@@ -125,8 +132,11 @@ void helix_export_scanout_update (HelixExport * ex, guint32 index,
     guint32 fourcc);
 /* The guest flushed (page-flipped or damaged) @resource_id on scanout
  * @index; the rectangle is the damage, in resource pixels. Sends FLUSH,
- * stamped with CLOCK_MONOTONIC now, to every watcher. Same thread and
- * policy as update. */
+ * stamped with CLOCK_MONOTONIC now, to every watcher; a version-4 watcher
+ * that asked for snapshots of @index gets FLUSH_SNAPSHOT instead: the
+ * resource read back now, into a free slot of its ring (so call it where
+ * the guest's commands before the flush have run and later ones have not:
+ * QEMU's RESOURCE_FLUSH handler). Same thread and policy as update. */
 void helix_export_scanout_flush (HelixExport * ex, guint32 index,
     guint32 resource_id, guint32 x, guint32 y, guint32 width, guint32 height);
 /* Scanout @index's cursor plane shows @argb (ARGB8888 as 32-bit words in

@@ -200,13 +200,22 @@ helix_export_qemu_scanout_flush (HelixQemu * hq, uint32_t index,
     return;
   s = &hq->scanout[index];
   s->flushes++;
-  /* 1, 2, 4, 8...: enough to see flips arrive, not a line per frame */
-  if ((s->flushes & (s->flushes - 1)) == 0)
-    info_report ("helix-export: scanout %u: flush %" PRIu64 " (resource %u,"
-        " %ux%u+%u+%u), %" PRIu64 " scanout changes", index, s->flushes,
-        resource_id, width, height, x, y, s->flips);
+  /* here, in the RESOURCE_FLUSH handler on QEMU's thread, the guest's
+   * commands before the flush have run and none after: a watcher's
+   * snapshot is read back now (helix-export.h) */
   helix_export_scanout_flush (hq->export, index, resource_id, x, y, width,
       height);
+  /* 1, 2, 4, 8...: enough to see flips arrive, not a line per frame */
+  if ((s->flushes & (s->flushes - 1)) == 0) {
+    HelixExportStats st;
+
+    helix_export_get_stats (hq->export, &st);
+    info_report ("helix-export: scanout %u: flush %" PRIu64 " (resource %u,"
+        " %ux%u+%u+%u), %" PRIu64 " scanout changes; %" PRIu64 " snapshots "
+        "at the flush (all scanouts), %" PRIu64 " missed", index, s->flushes,
+        resource_id, width, height, x, y, s->flips, st.snapshots,
+        st.snapshot_misses);
+  }
 }
 
 void
@@ -291,9 +300,10 @@ helix_export_qemu_stop (HelixQemu * hq)
       " readbacks, %" PRIu64 " DMA-BUFs), %" PRIu64 " errors, %" PRIu64
       " resources destroyed, %" PRIu64 " resets, %" PRIu64 " scanout "
       "updates, %" PRIu64 " flushes, %" PRIu64 " cursor images, %" PRIu64
-      " cursor moves", st.resolves, st.readbacks, st.dmabufs, st.errors,
+      " cursor moves, %" PRIu64 " snapshots (%" PRIu64 " missed)",
+      st.resolves, st.readbacks, st.dmabufs, st.errors,
       hq->destroyed, hq->resets, st.scanout_updates, st.flushes,
-      hq->cursor_shapes, hq->cursor_moves);
+      hq->cursor_shapes, hq->cursor_moves, st.snapshots, st.snapshot_misses);
   helix_export_free (hq->export);
   g_free (hq->path);
   g_free (hq);

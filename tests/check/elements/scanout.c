@@ -1745,6 +1745,132 @@ GST_START_TEST (test_two_vms)
 
 GST_END_TEST;
 
+/* ------------------------------------------------------------------ */
+/* 12. The picture of a flush is the one flushed (export version 4)     */
+
+/* Pattern of flip @flips (counted from 1) of scanout 1, and the scribble
+ * the stand-in draws over it right after its flush */
+#define FLIP_PATTERN(flips) ((guint) ((flips) - 1 + PATTERN_STRIDE) % 256)
+#define SCRIBBLED(pattern) (((pattern) + 128) % 256)
+
+/* A v2 subscriber of scanout 1 (static, quiet interval 30 s: a frame per
+ * flip the test makes); once the VMM copies flushes for it (@snapshots:
+ * its count moves), @n flips with the stand-in drawing over each buffer
+ * right after its flush (a guest drawing into the shown buffer before the
+ * bridge could read it). Every frame decoded; @patterns[i] gets the
+ * pattern of the i-th of those flips' frames, @flushed[i] the one
+ * flushed. */
+static void
+scribbled_flips (gboolean snapshots, const gchar * export_version,
+    guint n, guint * patterns, guint * flushed)
+{
+  const gchar *vmm_args[] = { "--width", "64", "--height", "48",
+    "--scanouts", "4", "--scanout", "1:160x120@0", "--export-version",
+    export_version, NULL
+  };
+  const gchar *bridge_args[] = { "--scanout-quiet-interval", "30", NULL };
+  Env *e = env_start (vmm_args, "deployed", bridge_args);
+  GPtrArray *aus = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_bytes_unref);
+  GPtrArray *decoded;
+  guint i, start;
+  Cl *c;
+  Frame f;
+
+  if (!e) {
+    for (i = 0; i < n; i++)
+      patterns[i] = flushed[i] = 0;
+    g_ptr_array_unref (aus);
+    return;
+  }
+  c = cl_connect (e);
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  fail_unless (f.keyframe);
+  g_ptr_array_add (aus, g_bytes_ref (f.au));
+  frame_clear (&f);
+  /* the bridge asks the VMM for snapshots once it has a subscriber: flips
+   * until the VMM makes them (a version-3 VMM never does: a few flips) */
+  for (i = 0; i < 40; i++) {
+    standin_runner_command_expect (e->vmm, "flip 1", "FLIPPED 1");
+    fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+    g_ptr_array_add (aus, g_bytes_ref (f.au));
+    frame_clear (&f);
+    if (snapshots ? standin_runner_stat (e->vmm, "snapshots") > 0 : i >= 2)
+      break;
+  }
+  fail_unless (!snapshots || standin_runner_stat (e->vmm,
+          "snapshots") > 0, "the VMM made no snapshot in %u flips", i);
+
+  standin_runner_command_expect (e->vmm, "scribble 1 on", "OK scribble 1 on");
+  start = aus->len;
+  for (i = 0; i < n; i++) {
+    g_autofree gchar *reply = standin_runner_command (e->vmm, "flip 1");
+    guint frames, id;
+
+    fail_unless (sscanf (reply, "FLIPPED 1 frames=%u resource=%u", &frames,
+            &id) == 2, "%s", reply);
+    flushed[i] = FLIP_PATTERN (frames);
+    fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+    check_au (&f);
+    g_ptr_array_add (aus, g_bytes_ref (f.au));
+    frame_clear (&f);
+  }
+  g_printerr ("scribbled flips, export version %s: VMM snapshots=%"
+      G_GUINT64_FORMAT " snapshot_misses=%" G_GUINT64_FORMAT " resolves=%"
+      G_GUINT64_FORMAT "\n", export_version,
+      standin_runner_stat (e->vmm, "snapshots"),
+      standin_runner_stat (e->vmm, "snapshot_misses"),
+      standin_runner_stat (e->vmm, "resolves"));
+  decoded = decode_aus (aus);
+  fail_unless_equals_int (decoded->len, aus->len);
+  for (i = 0; i < n; i++) {
+    gdouble mse;
+
+    patterns[i] = best_pattern (g_ptr_array_index (decoded, start + i), &mse);
+    fail_unless (mse <= MAX_MSE, "decoded frame %u: no pattern (MSE %.1f)",
+        start + i, mse);
+  }
+  g_ptr_array_unref (decoded);
+  g_ptr_array_unref (aus);
+  cl_close (c);
+  env_stop (e);
+}
+
+/* The guest draws into the buffer it just flushed before the bridge could
+ * read it (weston reusing a buffer under load): the subscriber's picture
+ * is the one flushed, copied by the VMM at the flush. */
+GST_START_TEST (test_snapshot_at_flush)
+{
+  guint patterns[5], flushed[5], i;
+
+  scribbled_flips (TRUE, "4", G_N_ELEMENTS (patterns), patterns, flushed);
+  for (i = 0; i < G_N_ELEMENTS (patterns); i++)
+    fail_unless (patterns[i] == flushed[i], "flip %u: decoded pattern %u, "
+        "flushed %u (the scribble over it is %u)", i, patterns[i], flushed[i],
+        SCRIBBLED (flushed[i]));
+}
+
+GST_END_TEST;
+
+/* A version-3 VMM (no snapshots): the bridge still streams, reading each
+ * flip when it encodes it, as before version 4; so a picture drawn over
+ * after its flush is what the subscriber sees. Asserted, so that the test
+ * above shows what it guards: the same flips without snapshots give the
+ * wrong pictures. */
+GST_START_TEST (test_snapshot_fallback_v3_vmm)
+{
+  guint patterns[5], flushed[5], i;
+
+  scribbled_flips (FALSE, "3", G_N_ELEMENTS (patterns), patterns, flushed);
+  for (i = 0; i < G_N_ELEMENTS (patterns); i++)
+    fail_unless (patterns[i] == SCRIBBLED (flushed[i]), "flip %u: decoded "
+        "pattern %u, flushed %u: read before the scribble?", i, patterns[i],
+        flushed[i]);
+}
+
+GST_END_TEST;
+
 static Suite *
 scanout_suite (void)
 {
@@ -1773,6 +1899,8 @@ scanout_suite (void)
   tcase_add_test (tc, test_renditions_by_bitrate);
   tcase_add_test (tc, test_renditions_by_size);
   tcase_add_test (tc, test_two_vms);
+  tcase_add_test (tc, test_snapshot_at_flush);
+  tcase_add_test (tc, test_snapshot_fallback_v3_vmm);
   tcase_add_test (tc, test_ping);
   tcase_add_test (tc, test_huge_unknown_payload);
   tcase_add_test (tc, test_token_and_no_deployed);

@@ -1004,6 +1004,7 @@ typedef struct
   GError *closed_error;
   GPtrArray *shapes;            /* HxfrCursorShape, pixels ref'd */
   GArray *moves;                /* HxexCursorMove */
+  GPtrArray *snapshots;         /* HxexClientSurface, held (version 4) */
 } WatchRec;
 
 static void
@@ -1081,6 +1082,26 @@ static const HxexWatchCallbacks rec_callbacks = {
   rec_state, rec_flush, rec_closed, rec_cursor_shape, rec_cursor_move
 };
 
+/* A snapshot is a flush too (n_flushes, rec_wait), kept until the test
+ * frees it */
+static void
+rec_snapshot (gpointer user_data, const HxfrScanoutFlush * fl,
+    HxexClientSurface * surface)
+{
+  WatchRec *r = user_data;
+  WatchEvent ev = { TRUE, {0}, *fl };
+
+  g_mutex_lock (&r->lock);
+  g_ptr_array_add (r->snapshots, surface);
+  g_mutex_unlock (&r->lock);
+  rec_push (r, &ev);
+}
+
+static const HxexWatchCallbacks rec_snapshot_callbacks = {
+  rec_state, rec_flush, rec_closed, rec_cursor_shape, rec_cursor_move,
+  rec_snapshot
+};
+
 static WatchRec *
 rec_new (void)
 {
@@ -1091,6 +1112,8 @@ rec_new (void)
   r->events = g_array_new (FALSE, FALSE, sizeof (WatchEvent));
   r->shapes = g_ptr_array_new_with_free_func (shape_free);
   r->moves = g_array_new (FALSE, FALSE, sizeof (HxexCursorMove));
+  r->snapshots = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      hxex_client_surface_free);
   return r;
 }
 
@@ -1100,6 +1123,7 @@ rec_free (WatchRec * r)
   g_array_unref (r->events);
   g_ptr_array_unref (r->shapes);
   g_array_unref (r->moves);
+  g_ptr_array_unref (r->snapshots);
   g_clear_error (&r->closed_error);
   g_mutex_clear (&r->lock);
   g_cond_clear (&r->cond);
@@ -1268,10 +1292,9 @@ raw_hello (GSocket * sock, guint16 min, guint16 max, guint32 kinds)
   return ack.version;
 }
 
-/* HELLO @version without a ring, WATCH, the initial SCANOUTs: a watch by
- * hand */
+/* HELLO v2 without a ring, WATCH, the initial SCANOUTs: a watch by hand */
 static GSocket *
-raw_watch (StandinRunner * vmm, guint16 version, guint n_scanouts)
+raw_watch (StandinRunner * vmm, guint n_scanouts)
 {
   guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
   GSocket *sock = raw_connect (vmm);
@@ -1279,7 +1302,7 @@ raw_watch (StandinRunner * vmm, guint16 version, guint n_scanouts)
   HxexHeader h;
   guint i;
 
-  fail_unless_equals_int (raw_hello (sock, version, version, 0x1), version);
+  fail_unless_equals_int (raw_hello (sock, 2, 2, 0x1), 2);
   hxex_watch_write (buf);
   raw_send (sock, HXEX_MSG_WATCH, 0, buf, HXEX_WATCH_SIZE);
   for (i = 0; i < n_scanouts; i++) {
@@ -1376,12 +1399,12 @@ GST_START_TEST (test_codec_scanouts)
   fail_unless (hxex_scanout_control_ack_parse (buf, 8, &ack2, NULL));
   fail_unless (memcmp (&ack, &ack2, sizeof (ack)) == 0);
 
-  /* every new type has its fixed size; 0x0E is unknown */
-  for (t = HXEX_MSG_WATCH; t <= HXEX_MSG_CURSOR_MOVE + 1; t++) {
+  /* every new type has its fixed size; 0x10 is unknown */
+  for (t = HXEX_MSG_WATCH; t <= HXEX_MSG_FLUSH_SNAPSHOT + 1; t++) {
     h = (HxexHeader) {
     t, 0, (guint32) hxex_msg_payload_size (t), 1};
     hxex_header_write (hdr, &h);
-    if (t <= HXEX_MSG_CURSOR_MOVE)
+    if (t <= HXEX_MSG_FLUSH_SNAPSHOT)
       fail_unless (hxex_header_parse (hdr, &h, NULL), "type %u", t);
     else
       fail_if (hxex_header_parse (hdr, &h, NULL));
@@ -1620,7 +1643,7 @@ GST_START_TEST (test_watch_hostile)
     return;
 
   /* a bad index is refused, the watch stays */
-  sock = raw_watch (vmm, 2, 2);
+  sock = raw_watch (vmm, 2);
   raw_control (sock, 7, 77, 1, 64, 64);
   fail_unless (raw_recv (sock, &h, buf));
   fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT_CONTROL_ACK);
@@ -1633,13 +1656,13 @@ GST_START_TEST (test_watch_hostile)
   g_object_unref (sock);
 
   /* enable must be 0 or 1 */
-  sock = raw_watch (vmm, 2, 2);
+  sock = raw_watch (vmm, 2);
   raw_control (sock, 3, 1, 2, 64, 64);
   raw_expect_error (sock, 3, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
 
   /* RESOLVE on a watch */
-  sock = raw_watch (vmm, 2, 2);
+  sock = raw_watch (vmm, 2);
   hxex_resolve_write (&(HxexResolve) {
       standin_runner_get_resource (vmm), 0}
       , buf);
@@ -1648,7 +1671,7 @@ GST_START_TEST (test_watch_hostile)
   g_object_unref (sock);
 
   /* a second WATCH */
-  sock = raw_watch (vmm, 2, 2);
+  sock = raw_watch (vmm, 2);
   hxex_watch_write (buf);
   raw_send (sock, HXEX_MSG_WATCH, 4, buf, HXEX_WATCH_SIZE);
   raw_expect_error (sock, 4, HXEX_ERR_PROTOCOL, TRUE);
@@ -1660,7 +1683,7 @@ GST_START_TEST (test_watch_hostile)
   raw_control (sock, 5, 1, 1, 64, 64);
   raw_expect_error (sock, 5, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
-  sock = raw_watch (vmm, 2, 2);
+  sock = raw_watch (vmm, 2);
   raw_send (sock, HXEX_MSG_FLUSH, 0, buf, HXEX_FLUSH_SIZE);
   raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
   g_object_unref (sock);
@@ -1694,7 +1717,7 @@ GST_START_TEST (test_watch_never_reads)
     rec_free (r);
     return;
   }
-  mute = raw_watch (vmm, 2, 2);
+  mute = raw_watch (vmm, 2);
   w = watch_new (vmm, r);
   fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 2);
 
@@ -1786,9 +1809,14 @@ GST_START_TEST (test_watch_versions)
   fail_unless_equals_int (raw_hello (sock, 1, 3, 0), 3);
   g_object_unref (sock);
 
+  /* 1..4: version 4 (snapshots) */
+  sock = raw_connect (vmm);
+  fail_unless_equals_int (raw_hello (sock, 1, 4, 0), 4);
+  g_object_unref (sock);
+
   /* no version in common */
   sock = raw_connect (vmm);
-  fail_unless_equals_int (raw_hello (sock, 4, 5, 0), 0);
+  fail_unless_equals_int (raw_hello (sock, 5, 6, 0), 0);
   g_object_unref (sock);
   standin_runner_stop_checked (vmm);
 }
@@ -2062,7 +2090,7 @@ GST_START_TEST (test_watch_cursor_v2)
     return;
   standin_runner_command_expect (vmm, "cursor 0 8 8 0 0", "CURSOR 0");
   standin_runner_command_expect (vmm, "move 0 1 2", "MOVED 0");
-  sock = raw_watch (vmm, 2, 1);
+  sock = raw_watch (vmm, 1);
   standin_runner_command_expect (vmm, "move 0 3 4", "MOVED 0");
   standin_runner_command_expect (vmm, "cursor 0 4 4 0 0", "CURSOR 0");
   standin_runner_command_expect (vmm, "flip 0", "FLIPPED 0");
@@ -2248,6 +2276,435 @@ GST_START_TEST (test_watch_cursor_hostile)
 
 GST_END_TEST;
 
+
+/* Snapshots (export protocol version 4) */
+
+GST_START_TEST (test_codec_snapshots)
+{
+  guint8 buf[HXEX_MAX_PAYLOAD_SIZE];
+  HxexFlushSnapshot m = { {2, 7, 1, 2, 30, 40, 123456789}, 9, 3, 64, 48,
+  256, FOURCC_AR24, 256 * 48
+  }, m2, bad;
+  guint32 mask;
+
+  fail_unless_equals_int (hxex_flush_snapshot_write (&m, buf), 64);
+  /* the FLUSH fields first, then handle, slot, size, stride, fourcc, size */
+  fail_unless (buf[0] == 2 && buf[4] == 7 && buf[16] == 30);
+  fail_unless (buf[32] == 9 && buf[36] == 3 && buf[40] == 64 && buf[44] == 48);
+  fail_unless (buf[48] == 0 && buf[49] == 1 && buf[52] == 'A');
+  fail_unless (buf[56] == 0 && buf[57] == 0x30);
+  fail_unless (hxex_flush_snapshot_parse (buf, 64, &m2, NULL));
+  fail_unless (memcmp (&m, &m2, sizeof (m)) == 0);
+  fail_if (hxex_flush_snapshot_parse (buf, 63, &m2, NULL));
+
+  /* what no ring makes right */
+  bad = m;
+  bad.handle = 0;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "handle 0");
+  bad = m;
+  bad.width = 0;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "width 0");
+  bad = m;
+  bad.stride = 64 * 4 - 1;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "short rows");
+  bad = m;
+  bad.size = 256 * 48 - 1;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "short size");
+  /* 32-bit products would wrap to a small size */
+  bad = m;
+  bad.width = 0x40000000;
+  bad.stride = 0xffffffffu;
+  bad.height = 0x10001;
+  bad.size = 0xffff;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "wrapping sizes");
+  bad = m;
+  bad.fourcc = 0x3231564e;      /* NV12: not a 4-byte RGB */
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "fourcc");
+  bad = m;
+  bad.flush.index = HXEX_MAX_SCANOUTS;
+  hxex_flush_snapshot_write (&bad, buf);
+  fail_if (hxex_flush_snapshot_parse (buf, 64, &m2, NULL), "index");
+
+  fail_unless_equals_int (hxex_snapshots_write (0x8002, buf), 8);
+  fail_unless (buf[0] == 0x02 && buf[1] == 0x80 && buf[4] == 0);
+  fail_unless (hxex_snapshots_parse (buf, 8, &mask, NULL));
+  fail_unless_equals_int (mask, 0x8002);
+  hxex_snapshots_write (0x10000, buf);
+  fail_if (hxex_snapshots_parse (buf, 8, &mask, NULL), "scanout 16");
+}
+
+GST_END_TEST;
+
+static HxexClientSurface *
+rec_snapshot_at (WatchRec * r, guint i)
+{
+  HxexClientSurface *s;
+
+  g_mutex_lock (&r->lock);
+  fail_unless (i < r->snapshots->len, "snapshot %u of %u", i,
+      r->snapshots->len);
+  s = g_ptr_array_index (r->snapshots, i);
+  g_mutex_unlock (&r->lock);
+  return s;
+}
+
+static guint
+rec_n_snapshots (WatchRec * r)
+{
+  guint n;
+
+  g_mutex_lock (&r->lock);
+  n = r->snapshots->len;
+  g_mutex_unlock (&r->lock);
+  return n;
+}
+
+/* "flip K": its flip count and resource */
+static void
+flip (StandinRunner * vmm, guint k, guint * frames, guint * id)
+{
+  g_autofree gchar *cmd = g_strdup_printf ("flip %u", k);
+  g_autofree gchar *reply = standin_runner_ask (vmm, cmd);
+  g_autofree gchar *want = g_strdup_printf ("FLIPPED %u frames=%%u "
+      "resource=%%u", k);
+
+  fail_unless (sscanf (reply, want, frames, id) == 2, "%s", reply);
+}
+
+/* The picture of a flush, copied at the flush: what was flushed, not what
+ * the guest drew over it right after; only the scanouts asked for; no
+ * free slot: a plain FLUSH, and the next one free is used again. */
+GST_START_TEST (test_watch_snapshots)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:32x16@0", "--slots", "2", NULL
+  };
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *reply = NULL;
+  WatchRec *r = rec_new ();
+  HxexClientSurface *s;
+  HxexWatch *w;
+  guint frames, id, n;
+  StandinRunner *vmm = standin_runner_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  w = hxex_watch_new (standin_runner_get_socket_path (vmm),
+      &rec_snapshot_callbacks, r, 10 * SECOND, &err);
+  fail_unless (w != NULL, "%s", err ? err->message : "");
+  fail_unless (hxex_watch_has_snapshots (w));
+  /* none asked for yet: plain flushes, the VMM copies nothing */
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, 1);
+  fail_unless_equals_int (rec_n_snapshots (r), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "snapshots"), 0);
+
+  fail_unless (hxex_watch_set_snapshots (w, 1u << 1, 5 * SECOND, &err), "%s",
+      err ? err->message : "");
+  reply = standin_runner_ask (vmm, "scribble 1 on");
+  fail_unless_equals_string (reply, "OK scribble 1 on");
+  /* SNAPSHOTS is not answered: flips until one comes (bounded) */
+  for (n = 1; rec_n_snapshots (r) == 0 && n < 50;) {
+    flip (vmm, 1, &frames, &id);
+    rec_wait_flushes (r, ++n);
+  }
+  fail_unless_equals_int (rec_n_snapshots (r), 1);
+  s = rec_snapshot_at (r, 0);
+  fail_unless (s->kind == HXEX_KIND_READBACK_SLOT && s->width == 32
+      && s->height == 16 && s->resource_id == id);
+  /* the flushed frame; the resource itself shows the scribble by now */
+  fail_unless (surface_matches_frame (s, frames - 1 + 64));
+  fail_unless (resolve_matches (vmm, id, frames - 1 + 64 + 128, 32, 16));
+  /* scanout 0 was not asked for */
+  flip (vmm, 0, &frames, &id);
+  rec_wait_flushes (r, ++n);
+  fail_unless_equals_int (rec_n_snapshots (r), 1);
+
+  /* the second slot, then none free: a plain FLUSH, counted */
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, ++n);
+  fail_unless_equals_int (rec_n_snapshots (r), 2);
+  fail_unless (surface_matches_frame (rec_snapshot_at (r, 1), frames - 1 + 64));
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, ++n);
+  fail_unless_equals_int (rec_n_snapshots (r), 2);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "snapshot_misses"), 1);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 2);
+  /* one given back: used again */
+  g_mutex_lock (&r->lock);
+  g_ptr_array_remove_index (r->snapshots, 0);
+  g_mutex_unlock (&r->lock);
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, ++n);
+  fail_unless_equals_int (rec_n_snapshots (r), 2);
+  fail_unless (surface_matches_frame (rec_snapshot_at (r, 1), frames - 1 + 64));
+
+  /* asked for none again: plain flushes */
+  fail_unless (hxex_watch_set_snapshots (w, 0, 5 * SECOND, NULL));
+  g_mutex_lock (&r->lock);
+  g_ptr_array_set_size (r->snapshots, 0);
+  g_mutex_unlock (&r->lock);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, ++n);
+  fail_unless_equals_int (rec_n_snapshots (r), 0);
+
+  hxex_watch_free (w);
+  rec_free (r);
+  standin_runner_stop_checked (vmm);
+}
+
+GST_END_TEST;
+
+/* HELLO @min..@max with @kinds, WATCH, the initial SCANOUTs */
+static GSocket *
+raw_watch_versions (StandinRunner * vmm, guint16 min, guint16 max,
+    guint32 kinds, guint16 version, guint n_scanouts)
+{
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  GSocket *sock = raw_connect (vmm);
+  HxexHeader h;
+  guint i;
+
+  fail_unless_equals_int (raw_hello (sock, min, max, kinds), version);
+  hxex_watch_write (buf);
+  raw_send (sock, HXEX_MSG_WATCH, 0, buf, HXEX_WATCH_SIZE);
+  for (i = 0; i < n_scanouts; i++) {
+    fail_unless (raw_recv (sock, &h, buf));
+    fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT);
+  }
+  return sock;
+}
+
+/* Old and new peers, and watchers that misuse version 4: closed alone. */
+GST_START_TEST (test_watch_snapshots_peers)
+{
+  const gchar *extra[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:32x16@0", NULL
+  };
+  const gchar *v3_vmm[] = { "--width", "64", "--height", "48", "--scanouts",
+    "2", "--scanout", "1:32x16@0", "--export-version", "3", NULL
+  };
+  guint8 buf[HXEX_HEADER_SIZE + HXEX_MAX_PAYLOAD_SIZE];
+  g_autoptr (GError) err = NULL;
+  WatchRec *r = rec_new ();
+  HxexWatch *w;
+  GSocket *sock, *v3;
+  HxexHeader h;
+  guint frames, id;
+  StandinRunner *vmm = standin_runner_start (extra);
+
+  if (!vmm) {
+    rec_free (r);
+    return;
+  }
+  /* a version-3 watch (with a ring even) gets plain FLUSHes, and may not
+   * ask for snapshots */
+  v3 = raw_watch_versions (vmm, 2, 3, HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT),
+      3, 2);
+  flip (vmm, 1, &frames, &id);
+  fail_unless (raw_recv (v3, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT);
+  fail_unless (raw_recv (v3, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_FLUSH);
+  hxex_snapshots_write (0x2, buf);
+  raw_send (v3, HXEX_MSG_SNAPSHOTS, 0, buf, HXEX_SNAPSHOTS_SIZE);
+  raw_expect_error (v3, 0, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (v3);
+
+  /* a version-4 watch without a ring */
+  sock = raw_watch_versions (vmm, 2, 4, 0x1, 4, 2);
+  hxex_snapshots_write (0x2, buf);
+  raw_send (sock, HXEX_MSG_SNAPSHOTS, 0, buf, HXEX_SNAPSHOTS_SIZE);
+  raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+
+  /* with a ring: a scanout it does not have; and one that is fine, with
+   * a RELEASE of a handle it never held (ignored, counted) */
+  sock = raw_watch_versions (vmm, 2, 4,
+      HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), 4, 2);
+  hxex_snapshots_write (0x4, buf);
+  raw_send (sock, HXEX_MSG_SNAPSHOTS, 0, buf, HXEX_SNAPSHOTS_SIZE);
+  raw_expect_error (sock, 0, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+  sock = raw_watch_versions (vmm, 2, 4,
+      HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), 4, 2);
+  hxex_snapshots_write (0x2, buf);
+  raw_send (sock, HXEX_MSG_SNAPSHOTS, 0, buf, HXEX_SNAPSHOTS_SIZE);
+  hxex_release_write (0x7777, buf);
+  raw_send (sock, HXEX_MSG_RELEASE, 0, buf, HXEX_RELEASE_SIZE);
+  flip (vmm, 1, &frames, &id);
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_SCANOUT);
+  fail_unless (raw_recv (sock, &h, buf));
+  fail_unless_equals_int (h.type, HXEX_MSG_FLUSH_SNAPSHOT);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "bad_releases"), 1);
+  /* RESOLVE is still not a watch's */
+  hxex_resolve_write (&(HxexResolve) {
+      id, 0}
+      , buf);
+  raw_send (sock, HXEX_MSG_RESOLVE, 3, buf, HXEX_RESOLVE_SIZE);
+  raw_expect_error (sock, 3, HXEX_ERR_PROTOCOL, TRUE);
+  g_object_unref (sock);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "watchers"), 0);
+  fail_unless_equals_int (standin_runner_ask_stat (vmm, "slots_in_use"), 0);
+  fail_unless (resolve_matches (vmm, id, frames - 1 + 64, 32, 16));
+  standin_runner_stop_checked (vmm);
+
+  /* our watch against a version-3 VMM: no snapshots, flushes as before */
+  vmm = standin_runner_start (v3_vmm);
+  fail_unless (vmm != NULL);
+  w = hxex_watch_new (standin_runner_get_socket_path (vmm),
+      &rec_snapshot_callbacks, r, 10 * SECOND, &err);
+  fail_unless (w != NULL, "%s", err ? err->message : "");
+  fail_if (hxex_watch_has_snapshots (w));
+  fail_unless (hxex_watch_has_cursor (w));
+  fail_if (hxex_watch_set_snapshots (w, 0x2, SECOND, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED));
+  flip (vmm, 1, &frames, &id);
+  rec_wait_flushes (r, 1);
+  fail_unless_equals_int (rec_n_snapshots (r), 0);
+  fail_unless (resolve_matches (vmm, id, frames - 1 + 64, 32, 16));
+  hxex_watch_free (w);
+  rec_free (r);
+  standin_runner_stop_checked (vmm);
+}
+
+GST_END_TEST;
+
+/* A hostile VMM sending FLUSH_SNAPSHOT: the watch takes only what fits its
+ * ring, else it closes (only itself) and calls back nothing. */
+
+typedef struct
+{
+  HxexFlushSnapshot snap;
+  guint32 n_slots;
+  GSocket *listener;
+} FakeSnapVmm;
+
+static gpointer
+fake_snap_vmm_thread (gpointer data)
+{
+  FakeSnapVmm *f = data;
+  guint8 payload[HXEX_MAX_PAYLOAD_SIZE];
+  HxexStream st;
+  HxexHeader h;
+  HxexHelloAck ack = { 4, HXEX_KIND_BIT (HXEX_KIND_READBACK_SLOT), f->n_slots,
+    4096, 64, 64
+  };
+  HxexScanout so = { 0, HXEX_SCANOUT_ENABLED, 5, 16, 16, FOURCC_AR24, 1 };
+  gint64 deadline = g_get_monotonic_time () + LINE_TIMEOUT;
+  GSocket *sock = g_socket_accept (f->listener, NULL, NULL);
+  gint ring = memfd_create ("test-ring", MFD_CLOEXEC);
+
+  fail_unless (sock != NULL && ring >= 0);
+  fail_unless (ftruncate (ring, (off_t) f->n_slots * 4096) == 0);
+  hxex_stream_init (&st, sock, "the watch closed");
+  fail_unless (hxex_stream_read (&st, &h, deadline, NULL));
+  fail_unless_equals_int (h.type, HXEX_MSG_HELLO);
+  hxex_hello_ack_write (&ack, payload);
+  fail_unless (hxex_stream_send (&st, HXEX_MSG_HELLO_ACK, 0, payload,
+          HXEX_HELLO_ACK_SIZE, &ring, 1, deadline, NULL, NULL));
+  close (ring);
+  fail_unless (hxex_stream_read (&st, &h, deadline, NULL));
+  fail_unless_equals_int (h.type, HXEX_MSG_WATCH);
+  hxex_scanout_write (&so, payload);
+  fail_unless (hxex_stream_send (&st, HXEX_MSG_SCANOUT, 0, payload,
+          HXEX_SCANOUT_SIZE, NULL, 0, deadline, NULL, NULL));
+  hxex_flush_snapshot_write (&f->snap, payload);
+  fail_unless (hxex_stream_send (&st, HXEX_MSG_FLUSH_SNAPSHOT, 0, payload,
+          HXEX_FLUSH_SNAPSHOT_SIZE, NULL, 0, deadline, NULL, NULL));
+  /* the watch hangs up on us (or releases); until then nothing more */
+  while (hxex_stream_read (&st, &h, deadline, NULL));
+  hxex_stream_clear (&st);
+  g_object_unref (sock);
+  return NULL;
+}
+
+GST_START_TEST (test_watch_snapshot_hostile)
+{
+  const HxexFlushSnapshot good = { {0, 5, 0, 0, 16, 16, 1}, 3, 1, 16, 16, 64,
+  FOURCC_AR24, 64 * 16
+  };
+  struct
+  {
+    const gchar *what;
+    guint32 n_slots;
+    guint32 slot;
+    guint64 size;
+    guint32 index;
+    gboolean takes;
+  } cases[] = {
+    {"a good one", 2, 1, 64 * 16, 0, TRUE},
+    {"a slot past the ring", 2, 2, 64 * 16, 0, FALSE},
+    {"a slot far past the ring", 2, G_MAXUINT32, 64 * 16, 0, FALSE},
+    {"more than a slot holds", 2, 1, 4097, 0, FALSE},
+    {"a scanout it does not have", 2, 1, 64 * 16, 1, FALSE},
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree gchar *dir = g_dir_make_tmp ("hxex-fake-XXXXXX", NULL);
+    g_autofree gchar *path = g_build_filename (dir, "export.sock", NULL);
+    g_autoptr (GSocketAddress) addr = g_unix_socket_address_new (path);
+    g_autoptr (GError) err = NULL;
+    FakeSnapVmm f = { good, cases[i].n_slots, NULL };
+    WatchRec *r = rec_new ();
+    gboolean took;
+    GThread *t;
+    HxexWatch *w;
+
+    GST_INFO ("hostile VMM: %s", cases[i].what);
+    f.snap.slot = cases[i].slot;
+    f.snap.size = cases[i].size;
+    f.snap.flush.index = cases[i].index;
+    f.listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0,
+        NULL);
+    fail_unless (g_socket_bind (f.listener, addr, TRUE, NULL));
+    fail_unless (g_socket_listen (f.listener, NULL));
+    t = g_thread_new ("fake-vmm", fake_snap_vmm_thread, &f);
+    w = hxex_watch_new (path, &rec_snapshot_callbacks, r, 10 * SECOND, &err);
+    fail_unless (w != NULL, "%s", err ? err->message : "");
+    fail_unless (hxex_watch_has_snapshots (w));
+    g_mutex_lock (&r->lock);
+    while (!r->closed && r->snapshots->len == 0)
+      fail_unless (g_cond_wait_until (&r->cond, &r->lock,
+              g_get_monotonic_time () + LINE_TIMEOUT));
+    took = r->snapshots->len == 1;
+    if (r->closed)
+      fail_unless (g_error_matches (r->closed_error, HXEX_ERROR,
+              HXEX_ERR_PROTOCOL), "%s", r->closed_error->message);
+    g_mutex_unlock (&r->lock);
+    fail_unless_equals_int (took, cases[i].takes);
+    if (took) {
+      HxexClientSurface *s = rec_snapshot_at (r, 0);
+
+      fail_unless (s->width == 16 && s->stride[0] == 64 && s->slot == 1);
+      /* the ring's second slot, as mapped */
+      fail_unless (s->data != NULL && s->data[0] == 0 && s->data[1023] == 0);
+    }
+    hxex_watch_free (w);
+    /* a surface outlives its watch: the ring stays mapped */
+    if (took)
+      fail_unless (rec_snapshot_at (r, 0)->data[5] == 0);
+    g_thread_join (t);
+    g_object_unref (f.listener);
+    rec_free (r);
+    g_unlink (path);
+    g_rmdir (dir);
+  }
+}
+
+GST_END_TEST;
+
 /* A pointer flood against a watcher that does not read: it is not
  * dropped (a move is not worth a watcher); it is owed the newest
  * position, sent once its socket drains, in order, before later events.
@@ -2271,7 +2728,8 @@ GST_START_TEST (test_watch_cursor_flood)
     rec_free (r);
     return;
   }
-  mute = raw_watch (vmm, HXEX_VERSION_CURSOR, 2);
+  mute = raw_watch_versions (vmm, HXEX_VERSION_CURSOR,
+      HXEX_VERSION_CURSOR, 0x1, HXEX_VERSION_CURSOR, 2);
   w = watch_new (vmm, r);
   /* batches of 2000 distinct positions, x = 0, 1, 2, ... until the mute
    * one is behind (its socket holds a few hundred) */
@@ -2358,6 +2816,10 @@ export_suite (void)
   tcase_add_test (tc, test_watch_cursor);
   tcase_add_test (tc, test_watch_cursor_v2);
   tcase_add_test (tc, test_watch_cursor_hostile);
+  tcase_add_test (tc, test_codec_snapshots);
+  tcase_add_test (tc, test_watch_snapshots);
+  tcase_add_test (tc, test_watch_snapshots_peers);
+  tcase_add_test (tc, test_watch_snapshot_hostile);
   tcase_add_test (tc, test_watch_cursor_flood);
   return s;
 }

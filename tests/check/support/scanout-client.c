@@ -717,8 +717,7 @@ pattern_sample (guint f, guint w, guint h)
   return s;
 }
 
-/* The pattern frame (mod 256) closest to @s, and its MSE. */
-static guint
+guint
 best_pattern (GstSample * s, gdouble * mse)
 {
   GstVideoInfo info;

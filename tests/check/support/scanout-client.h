@@ -196,6 +196,10 @@ au_sps_size (GBytes * au, guint * width, guint * height);
 GPtrArray *
 decode_aus (GPtrArray * aus);
 
+/* The pattern frame (mod 256) closest to decoded @s, and its MSE. */
+guint
+best_pattern (GstSample * s, gdouble * mse);
+
 /* Every decoded frame is the pattern of scanout @k: frame f + 64 k with
  * f in [0, @max_flip] (wrapped at 256), PSNR >= 30 dB. */
 void
