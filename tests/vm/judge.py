@@ -688,7 +688,8 @@ def gnome_reason(d, shown, decoded, err):
     for k in ("system_bus", "logind_standin", "session_bus", "compositor_started",
               "compositor_exit", "v2_subscribed"):
         if k in d:
-            return f"{k}: {d[k]}" + (f"; {first[:200]}" if first else "")
+            return (f"{k}: {d[k]} (compositor exit {d.get('compositor_rc')})"
+                    + (f"; {first[:200]}" if first else ""))
     if d.get("client_rc") != "0":
         return f"the client failed (rc={d.get('client_rc')})"
     shell = d.get("compositor", "").startswith("GNOME Shell")
@@ -748,6 +749,10 @@ def judge_gnome():
     j["desktop_gnome"] = ran
     if not ran:
         j["desktop_gnome_reason"] = gnome_reason(d, len(distinct), len(decoded or []), err)
+    if not j["gnome_start_s"]:
+        check(name, False, f"{d.get('compositor')} did not start: "
+              f"{j['desktop_gnome_reason']}")
+        return
     check(name, ran,
           f"{d.get('compositor')} started in {j['gnome_start_s']} s and showed the "
           f"fullscreen client's {n}/{want} frames at {d.get('client_size')}, "
