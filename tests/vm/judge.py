@@ -675,6 +675,99 @@ def judge_desktop_cpu():
                   f"{j.get('guest_cpu_scanout_over_x264')}"))
 
 
+def gnome_reason(d, shown, decoded, err):
+    """why the client's frames did not reach the host through GNOME's
+    compositor, short: the first step that failed, with the compositor's
+    first critical or error line when it did not start"""
+    if not d:
+        return "no results (the guest did not get this far)"
+    log = run_file("share/out/gnome-compositor.log")
+    first = next((l.strip() for l in log.splitlines()
+                  if re.search(r"CRITICAL|ERROR|[Ff]ailed to (open|create|initialize|start)|"
+                               r"Could not|cannot", l)), "")
+    for k in ("system_bus", "logind_standin", "session_bus", "compositor_started",
+              "compositor_exit", "v2_subscribed"):
+        if k in d:
+            return (f"{k}: {d[k]} (compositor exit {d.get('compositor_rc')})"
+                    + (f"; {first[:200]}" if first else ""))
+    if d.get("client_rc") != "0":
+        return f"the client failed (rc={d.get('client_rc')})"
+    shell = d.get("compositor", "").startswith("GNOME Shell")
+    return (f"{shown} of the client's frames exactly on the host, of {decoded} "
+            f"decoded{': ' + err if err else ''}"
+            + (" (gnome-shell starts in its overview: the client is a thumbnail)"
+               if shell else ""))
+
+
+def judge_gnome():
+    """GNOME's compositor (mutter, or gnome-shell with GNOME_SHELL=1) on
+    scanout 0 through the desktop bridge: desktop_gnome true when it
+    started and the fullscreen client's frames reached the host, exactly
+    and in order; else desktop_gnome_reason."""
+    name = "gnome"
+    d = read(name)
+    want = frames * 2
+    j["gnome_compositor"] = d.get("compositor")
+    j["gnome_start_s"] = round(num(d, "compositor_start_ms", 0) / 1e3, 1) or None
+    j["gnome_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
+    j["gnome_client_fps"] = num(d, "client_fps")
+    j["gnome_mem_used_mb"] = num(d, "mem_used_mb")
+    j["gnome_mem_used_before_mb"] = num(d, "mem_used_before_mb")
+    j["gnome_compositor_rss_mb"] = round(num(d, "compositor_rss_kb", 0) / 1024, 1) or None
+    # what mutter flips, as QEMU's export and the bridge saw it: only when
+    # gnome runs alone (scanout 0 and the desktop bridge are others' too)
+    alone = scenarios == ["gnome"]
+    shows = re.findall(r"helix-export: scanout 0 shows resource \d+, (\d+x\d+), "
+                       r"fourcc (0x[0-9a-f]+)(?: \(virgl format (\d+)\))?", qemu_log() if alone else "")
+    j["gnome_export_formats"] = sorted(set(
+        f"{s[0]} {bytes.fromhex(s[1][2:])[::-1].decode('ascii', 'replace')}"
+        + (f" virgl {s[2]}" if s[2] else "") for s in shows if s[1] != "0x00000000"))
+    j["gnome_bridge_formats"] = sorted(set(re.findall(
+        r"scanouts: scanout 0 shows (\d+x\d+ \S+)", run_file("bridge-desktop.log") if alone else "")))
+    planes = lines_of(name, "planes_animating") + lines_of(name, "planes_static")
+    j["gnome_planes"] = lines_of(name, "planes_animating")
+    j["gnome_planes_static"] = lines_of(name, "planes_static")
+    j["gnome_modifiers"] = sorted(set(re.findall(r"modifier=(0x[0-9a-f]+)", " ".join(planes))))
+    n = int(num(d, "client_frames", 0))
+    distinct, decoded, err = [], [], None
+    m = re.match(r"(\d+)x(\d+)$", d.get("client_size", ""))
+    if m:
+        w, h = int(m.group(1)), int(m.group(2))
+        decoded, err = decode_scanout(os.path.join(out, "gnome.h264"), w, h)
+        ks = []
+        for f in decoded or []:
+            k, bad = classify(read_cells(f, w, h))
+            if bad == 0 and k < want:
+                ks.append(k)
+        distinct = sorted(set(ks))
+        backwards = sum(b < a for a, b in zip(ks, ks[1:]))
+        if backwards:
+            distinct = []
+    j["gnome_frames"] = len(distinct)
+    j["gnome_decoded"] = len(decoded or [])
+    ran = d.get("client_rc") == "0" and n == want and len(distinct) >= 60
+    j["desktop_gnome"] = ran
+    if not ran:
+        j["desktop_gnome_reason"] = gnome_reason(d, len(distinct), len(decoded or []), err)
+    if not j["gnome_start_s"]:
+        check(name, False, f"{d.get('compositor')} did not start: "
+              f"{j['desktop_gnome_reason']}")
+        return
+    check(name, ran,
+          f"{d.get('compositor')} started in {j['gnome_start_s']} s and showed the "
+          f"fullscreen client's {n}/{want} frames at {d.get('client_size')}, "
+          f"{d.get('client_fps')} fps (rc={d.get('client_rc')}); the host decoded "
+          f"{len(decoded or [])} frames, {len(distinct)} distinct of the client's "
+          f"pattern exactly, in order (>= 60)"
+          + ("" if ran else f"; reason: {j['desktop_gnome_reason']}"))
+    if alone:
+        notes.append((name, f"export: {', '.join(j['gnome_export_formats']) or 'none'}; "
+                      f"bridge: {', '.join(j['gnome_bridge_formats']) or 'none'}"))
+    notes.append((name, f"KMS planes: {'; '.join(planes) or 'none seen'}; memory used "
+                  f"{j['gnome_mem_used_before_mb']} MB before, {j['gnome_mem_used_mb']} MB "
+                  f"with the compositor (its RSS {j['gnome_compositor_rss_mb']} MB)"))
+
+
 notes = []
 if "desktop" in scenarios:
     judge_desktop()
@@ -683,6 +776,8 @@ if "desktop" in scenarios:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import judge_cursor
     judge_cursor.judge(out, read("desktop"), j, check)
+if "gnome" in scenarios:
+    judge_gnome()
 
 serial = ""
 try:
