@@ -796,6 +796,9 @@ def judge_desktop_cpu(prefix="cpu-desk-", what_src="desktop frames"):
                else f" (rc={d.get('rc')}, {d.get('error', '')})"))
         j["guest_cpu_desktop_size"] = size
         j["guest_cpu_desktop_frames"] = nf
+        # a live source: each run got its own number of frames
+        if prefix == "cpu-sc-":
+            j.setdefault("guest_cpu_screencast_frames", {})[key] = nf
     j["guest_cpu_desktop_source"] = "pipewiresrc" if prefix == "cpu-sc-" else "filesrc"
     per["scanout_subscriber"] = None
     if "desktop" in scenarios:
