@@ -5,7 +5,8 @@ Exit status 0 only if every scenario that ran passed.
 
   judge.py RUN_DIR FRAMES SCENARIOS QEMU_VERSION TOTAL_S TIMING_LINE...
 """
-import json, os, re, subprocess, sys
+import json, math, os, re, subprocess, sys
+from collections import Counter
 
 run, frames, scenarios, qemu_version, total = sys.argv[1:6]
 timings = sys.argv[6:]
@@ -192,10 +193,10 @@ def classify(cells):
     return k, bad
 
 
-def decode_scanout(path, w, h, codec="h264"):
+def decode_scanout(path, w, h, codec="h264", fmt="RGB"):
     """Decodes the subscriber's stream (h264 or h265) on the host: RGB
-    frames, or an error."""
-    rgb = os.path.join(run, os.path.basename(path) + ".rgb")
+    (or I420) frames, or an error."""
+    rgb = os.path.join(run, os.path.basename(path) + "." + fmt.lower())
     env = dict(os.environ, GST_REGISTRY=os.path.join(run, "judge-registry.bin"))
     try:
         p = subprocess.run(
@@ -203,7 +204,9 @@ def decode_scanout(path, w, h, codec="h264"):
              f"{codec}parse", "!", f"avdec_{codec}", "!", "videoconvert", "!",
              # the console's frames before the modeset may be another size
              "videoscale", "!",
-             f"video/x-raw,format=RGB,width={w},height={h}", "!",
+             f"video/x-raw,format={fmt},width={w},height={h}" +
+             # luma as BT.601 (the bridge's x264enc signals BT.709 at 800x600)
+             (",colorimetry=bt601" if fmt == "I420" else ""), "!",
              "filesink", f"location={rgb}"],
             env=env, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -213,7 +216,7 @@ def decode_scanout(path, w, h, codec="h264"):
     with open(rgb, "rb") as f:
         data = f.read()
     os.remove(rgb)
-    size = w * h * 3
+    size = w * h * 3 if fmt == "RGB" else w * h * 3 // 2
     return [data[i:i + size] for i in range(0, len(data) - size + 1, size)], None
 
 
@@ -529,6 +532,143 @@ def judge_desktop():
               f"(>= 30; the client's last frame vs the same screenshot: {ctl} dB, < 20)")
 
 
+def colour_luma(c):
+    """BT.601 luma of colour index c (bit 2 red, bit 1 green, bit 0 blue)"""
+    r, g, b = (255 if c & 4 else 0), (255 if c & 2 else 0), (255 if c & 1 else 0)
+    return (66 * r + 129 * g + 25 * b + 128 >> 8) + 16
+
+
+def pattern_psnr(i420, w, h, k):
+    """Luma PSNR of a decoded I420 frame against desk-client's frame k:
+    its cells are solid, so each cell's squared error comes from the
+    histogram of its decoded luma."""
+    cells = [[bytearray() for _ in range(8)] for _ in range(8)]
+    for y in range(h):
+        row, cy = i420[y * w:(y + 1) * w], y * 8 // h
+        for cx in range(8):
+            cells[cy][cx] += row[cx * w // 8:(cx + 1) * w // 8]
+    se = 0
+    for cy in range(8):
+        for cx in range(8):
+            c = colour_luma(pattern_colour(cx, cy, k))
+            se += sum(n * (v - c) * (v - c) for v, n in Counter(cells[cy][cx]).items())
+    return 99.0 if se == 0 else round(10 * math.log10(255.0 * 255 * w * h / se), 2)
+
+
+def luma_plane_psnr(i420, yref):
+    """Luma PSNR of a decoded I420 frame's Y plane against reference luma"""
+    se = sum((a - b) * (a - b) for a, b in zip(i420, yref))
+    return 99.0 if se == 0 else round(10 * math.log10(255.0 * 255 * len(yref) / se), 2)
+
+
+def judge_screencast():
+    """weston's screencast (a PipeWire output mirroring its DRM one) through
+    pipewiresrc into vsockenc, twice: as negotiated (DMA-BUF if weston
+    hands them out) and with system memory asked for. What memory weston
+    handed out, what vsockenc sent, and every decoded frame against what
+    weston showed: the client's frames against the exact pattern their
+    number names, the others against weston's screenshot of its static
+    desktop."""
+    name = "screencast"
+    d = read(name)
+    if not d:
+        check(name, False, "no results (the guest did not get this far)")
+        return
+    j["desktop_screencast_compositor"] = d.get("compositor")
+    j["desktop_screencast_pipewire"] = d.get("pipewire")
+    j["desktop_screencast_scenario_s"] = round(num(d, "scenario_ms", 0) / 1e3, 1)
+    shot = None
+    try:
+        with open(os.path.join(out, "screencast-shot.rgb"), "rb") as f:
+            shot = f.read()
+    except FileNotFoundError:
+        pass
+    for run_name, first, key in (("screencast", 3000, "desktop_screencast_"),
+                                 ("screencast-shm", 3500, "desktop_screencast_shm_")):
+        judge_screencast_run(d, run_name, first, key, shot)
+
+
+def judge_screencast_run(d, name, first, key, shot):
+    pd = read(name + "-pipe")
+    want = frames * 2
+    caps = pd.get("src_caps", "none")
+    mem = ("dmabuf" if "memory:DMABuf" in caps else
+           "none" if caps == "none" else "shm")
+    j[key + "memory"] = mem
+    j[key + "caps"] = caps
+    n = int(num(d, name + "_client_frames", 0))
+    size = d.get(name + "_client_size", "")
+    check(name, d.get(name + "_client_rc") == "0" and n == want,
+          f"{d.get('compositor')} (drm,pipewire; {d.get('renderer')} renderer), "
+          f"PipeWire {d.get('pipewire')}, node {d.get('node')}: the client drew "
+          f"{n}/{want} frames at {size}, {d.get(name + '_client_fps')} fps "
+          f"(rc={d.get(name + '_client_rc')})")
+    nb = int(num(pd, "src_buffers", 0))
+    rid, pix = stat(pd, "resource-id-frames"), stat(pd, "pixel-frames")
+    j[key + "source_frames"] = nb
+    j[key + "resource_id_frames"] = rid
+    j[key + "pixel_frames"] = pix
+    check(name, d.get(name + "_pipe_rc") == "0" and "error" not in pd and nb > 0
+          and rid + pix == nb and (mem != "dmabuf" or rid == nb),
+          f"pipewiresrc ! vsockenc ended at EOS (rc={d.get(name + '_pipe_rc')}"
+          f"{', ' + pd['error'] if 'error' in pd else ''}): {nb} frames of "
+          f"{mem} ({caps}), vsockenc sent {rid} as resource ids, {pix} as pixels")
+    m = re.match(r"(\d+)x(\d+)$", size)
+    if not m:
+        check(name, False, "no output size from the client")
+        return
+    w, h = int(m.group(1)), int(m.group(2))
+    ok_shot = shot is not None and len(shot) == w * h * 3
+    check(name, ok_shot, f"weston's screenshot of its desktop: "
+          f"{png_size(os.path.join(out, 'screencast-shot.png'))} "
+          f"(rc {d.get('screenshooter_rc')}), {len(shot) if shot else 0} bytes of RGB")
+    path = os.path.join(out, name + ".h264")
+    rgb, err = decode_scanout(path, w, h)
+    yuv, err2 = decode_scanout(path, w, h, fmt="I420") if rgb else (None, None)
+    if not rgb or not yuv or len(rgb) != len(yuv):
+        check(name, False, f"host decode failed: {err or err2 or 'no frames'}")
+        j[key + "frames"] = 0
+        return
+    yshot = bytes(luma(shot)) if ok_shot else None
+    ks, pat, desk = [], [], []
+    for f, y in zip(rgb, yuv):
+        k, bad = classify(read_cells(f, w, h))
+        if bad == 0 and first <= k < first + want:
+            ks.append(k)
+            pat.append(pattern_psnr(y, w, h, k))
+        else:
+            desk.append(luma_plane_psnr(y[:w * h], yshot) if yshot else 0)
+    psnrs = pat + desk
+    distinct = sorted(set(ks))
+    backwards = sum(b < a for a, b in zip(ks, ks[1:]))
+    j[key + "decoded"] = len(rgb)
+    j[key + "frames"] = len(distinct) if backwards == 0 else 0
+    j[key + "min_psnr"] = min(psnrs)
+    # pixels (1.9 MB a frame over the guest's emulated TCP) get through
+    # at about 4 fps under TCG: fewer frames, each still checked
+    least = 60 if key == "desktop_screencast_" else 20
+    check(name, len(distinct) >= least and backwards == 0,
+          f"decoded {len(rgb)} frames: {len(ks)} the client's pattern exactly, "
+          f"{len(distinct)}/{want} distinct (>= {least}), in order ({backwards} "
+          f"steps backwards), first {ks[0] if ks else '-'}, last "
+          f"{ks[-1] if ks else '-'}; {len(desk)} of the desktop")
+    with open(os.path.join(out, name + "-last.ppm"), "wb") as f:
+        f.write(b"P6 %d %d 255\n" % (w, h) + rgb[-1])
+    # the same measure on a frame that is not the desktop: low, or the
+    # comparison could not tell pictures apart
+    last_k = max((i for i, f in enumerate(rgb)
+                  if classify(read_cells(f, w, h))[1] == 0), default=None)
+    ctl = luma_psnr(rgb[last_k], shot) if ok_shot and last_k is not None else None
+    j[key + "psnr_control"] = ctl
+    check(name, min(psnrs) >= 30 and bool(desk) and ctl is not None and ctl < 20,
+          f"every decoded frame is what weston showed: min luma PSNR "
+          f"{min(psnrs)} dB (>= 30): the client's frames against the pattern "
+          f"their number names, min {min(pat) if pat else '-'}; the "
+          f"desktop's {len(desk)} against weston's screenshot, min "
+          f"{min(desk) if desk else '-'} (the client's last frame against the "
+          f"screenshot: {ctl} dB, < 20)")
+
+
 def pct(values, p):
     """the nearest-rank P-th percentile of VALUES, None if empty"""
     v = sorted(values)
@@ -625,38 +765,52 @@ def judge_desktop_latency():
           ", ".join(f"{k} {v['p50']}/{v['p99']}" for k, v in j["desktop_stage_ms"].items()))
 
 
-def judge_desktop_cpu():
+def judge_desktop_cpu(prefix="cpu-desk-", what_src="desktop frames"):
     """guest CPU per frame with the desktop as the source (desktop_cpu in
-    guest-run) and of the scanout subscriber (desktop_measure)"""
+    guest-run: decoded scanout pictures from a file; or, with PREFIX
+    cpu-sc-, the screencast through pipewiresrc: screencast in guest-run)
+    and of the scanout subscriber (desktop_measure)"""
     per = {}
-    for run_name, what in (("cpu-desk-source", "source_only"),
-                           ("cpu-desk-vsockenc", "vsockenc"),
-                           ("cpu-desk-x264", "x264")):
+    for what in ("source", "vsockenc", "x264"):
+        run_name = prefix + what
         d = read(run_name)
         if "skipped" in d:
             skips.append((run_name, d["skipped"]))
             return
-        nf = int(num(d, "frames", 0))
-        ok = d.get("rc") == "0" and nf > 0 and num(d, "cpu_ms") is not None
-        per[what] = round(num(d, "cpu_ms") / nf, 2) if ok else None
+        # a live source's frames: what it pushed (vm-pipeline's src_buffers)
+        nf = int(num(d, "frames", num(d, "src_buffers", 0)))
+        ok = (d.get("rc") == "0" and "error" not in d and nf > 0
+              and num(d, "cpu_ms") is not None)
+        key = "source_only" if what == "source" else what
+        per[key] = round(num(d, "cpu_ms") / nf, 2) if ok else None
         extra = ""
         if what == "vsockenc":
-            pix = stat(d, "pixel-frames")
-            ok = ok and pix == nf
-            extra = f", {pix} pixel frames"
-        check(run_name, ok, f"{nf} desktop frames ({d.get('size')}), CPU "
-              f"{per[what]} ms per frame{extra}" +
-              ("" if d.get("rc") == "0" else f" (rc={d.get('rc')}, {d.get('error', '')})"))
-        j["guest_cpu_desktop_size"] = d.get("size")
+            pix, rid = stat(d, "pixel-frames"), stat(d, "resource-id-frames")
+            ok = ok and pix + max(rid, 0) == nf
+            extra = f", {pix} pixel frames, {rid} resource-id frames"
+        size = d.get("size") or re.sub(r".*width=\(int\)(\d+), height=\(int\)(\d+).*",
+                                       r"\1x\2", d.get("src_caps", ""))
+        check(run_name, ok, f"{nf} {what_src} ({size}), CPU "
+              f"{per[key]} ms per frame{extra}" +
+              ("" if d.get("rc") == "0" and "error" not in d
+               else f" (rc={d.get('rc')}, {d.get('error', '')})"))
+        j["guest_cpu_desktop_size"] = size
         j["guest_cpu_desktop_frames"] = nf
-    d = read("cpu-desk-scanout-subscriber")
-    m = read("desktop-measure")
-    sf = stat(d, "frames") if d else -1
-    ok = m.get("subscriber_rc") == "0" and "error" not in d and sf > 0
-    per["scanout_subscriber"] = round(num(d, "cpu_ms") / sf, 2) if ok else None
-    check("cpu-desk-scanout-subscriber", ok,
-          f"vsockscanoutsrc alone: {sf} frames, CPU {per['scanout_subscriber']} ms per frame"
-          f" (rc={m.get('subscriber_rc')}{', ' + d['error'] if 'error' in d else ''})")
+        # a live source: each run got its own number of frames
+        if prefix == "cpu-sc-":
+            j.setdefault("guest_cpu_screencast_frames", {})[key] = nf
+    j["guest_cpu_desktop_source"] = "pipewiresrc" if prefix == "cpu-sc-" else "filesrc"
+    per["scanout_subscriber"] = None
+    if "desktop" in scenarios:
+        d = read("cpu-desk-scanout-subscriber")
+        m = read("desktop-measure")
+        sf = stat(d, "frames") if d else -1
+        ok = m.get("subscriber_rc") == "0" and "error" not in d and sf > 0
+        per["scanout_subscriber"] = round(num(d, "cpu_ms") / sf, 2) if ok else None
+        check("cpu-desk-scanout-subscriber", ok,
+              f"vsockscanoutsrc alone: {sf} frames, CPU {per['scanout_subscriber']} ms "
+              f"per frame (rc={m.get('subscriber_rc')}"
+              f"{', ' + d['error'] if 'error' in d else ''})")
     for k, v in per.items():
         j["guest_cpu_ms_per_frame_" + k] = v
     src, x264 = per.get("source_only"), per.get("x264")
@@ -772,7 +926,12 @@ notes = []
 if "desktop" in scenarios:
     judge_desktop()
     judge_desktop_latency()
-    judge_desktop_cpu()
+    if "screencast" not in scenarios:
+        judge_desktop_cpu()
+if "screencast" in scenarios:
+    judge_screencast()
+    judge_desktop_cpu("cpu-sc-", "screencast frames")
+if "desktop" in scenarios:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import judge_cursor
     judge_cursor.judge(out, read("desktop"), j, check)

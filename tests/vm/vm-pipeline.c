@@ -9,7 +9,9 @@
  * while the element is still running. Exit 0 at EOS, 1 on an error
  * message, 2 when SECONDS pass first (the pipeline is then torn down).
  * SIGINT or SIGTERM sends EOS (a live source's end: its stats are still
- * read at EOS). vsockscanoutsrc's pointer messages (cursor=true) are
+ * read at EOS). An element named "src": its buffers counted and its
+ * output's caps printed ("src_buffers=", "src_caps="), for a live source
+ * whose frame count is not known in advance (pipewiresrc). vsockscanoutsrc's pointer messages (cursor=true) are
  * printed as they come: "cursor_image=MS W H HOT-X HOT-Y" and
  * "cursor_position=MS X Y VISIBLE", MS since the start.
  *
@@ -60,6 +62,15 @@ print_cursor (const GstStructure * s, gint64 t0)
   }
 }
 
+static volatile gint src_buffers;
+
+static GstPadProbeReturn
+on_src_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  g_atomic_int_inc (&src_buffers);
+  return GST_PAD_PROBE_OK;
+}
+
 static double
 cpu_ms (void)
 {
@@ -74,7 +85,8 @@ int
 main (int argc, char **argv)
 {
   g_autoptr (GError) err = NULL;
-  GstElement *pipeline, *enc;
+  GstElement *pipeline, *enc, *src;
+  GstPad *src_pad = NULL;
   GstBus *bus;
   GstMessage *msg;
   gint64 t0, deadline;
@@ -92,6 +104,10 @@ main (int argc, char **argv)
     return 1;
   }
   enc = gst_bin_get_by_name (GST_BIN (pipeline), "enc");
+  src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  if (src && (src_pad = gst_element_get_static_pad (src, "src")))
+    gst_pad_add_probe (src_pad, GST_PAD_PROBE_TYPE_BUFFER, on_src_buffer,
+        NULL, NULL);
   bus = gst_element_get_bus (pipeline);
   t0 = g_get_monotonic_time ();
   c0 = cpu_ms ();
@@ -154,7 +170,17 @@ main (int argc, char **argv)
     g_print ("stats=%s\n", str);
     gst_structure_free (s);
   }
+  if (src_pad) {
+    GstCaps *caps = gst_pad_get_current_caps (src_pad);
+    g_autofree gchar *str = caps ? gst_caps_to_string (caps) : NULL;
+
+    g_print ("src_buffers=%d\nsrc_caps=%s\n", g_atomic_int_get (&src_buffers),
+        str ? str : "none");
+    gst_clear_caps (&caps);
+  }
   gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_clear_object (&src_pad);
+  gst_clear_object (&src);
   gst_clear_object (&enc);
   gst_object_unref (bus);
   gst_object_unref (pipeline);
