@@ -265,6 +265,19 @@ callbacks_allowed (HxexWatch * w)
   return ok;
 }
 
+/* A FLUSH's fields as the watch's callbacks get them */
+static void
+to_scanout_flush (const HxexFlush * m, HxfrScanoutFlush * f)
+{
+  f->index = m->index;
+  f->resource_id = m->resource_id;
+  f->x = m->x;
+  f->y = m->y;
+  f->width = m->width;
+  f->height = m->height;
+  f->time_ns = m->time_ns;
+}
+
 /* Version 4: the picture of a flush, in a slot of our ring. Checked
  * (the parser's checks, then slot and size against the ring, as any
  * SURFACE's) before it becomes a surface; the surface is the callback's,
@@ -302,13 +315,7 @@ handle_flush_snapshot (HxexWatch * w, const HxexHeader * h, GError ** error)
       no_fds, error);
   if (!surface)
     return FALSE;
-  f.index = m.flush.index;
-  f.resource_id = m.flush.resource_id;
-  f.x = m.flush.x;
-  f.y = m.flush.y;
-  f.width = m.flush.width;
-  f.height = m.flush.height;
-  f.time_ns = m.flush.time_ns;
+  to_scanout_flush (&m.flush, &f);
   if (w->cb.snapshot && callbacks_allowed (w))
     w->cb.snapshot (w->user_data, &f, surface);
   else
@@ -330,13 +337,7 @@ handle_flush (HxexWatch * w, const HxexHeader * h, GError ** error)
         "FLUSH of scanout %u of %u", m.index, w->n_scanouts);
     return FALSE;
   }
-  f.index = m.index;
-  f.resource_id = m.resource_id;
-  f.x = m.x;
-  f.y = m.y;
-  f.width = m.width;
-  f.height = m.height;
-  f.time_ns = m.time_ns;
+  to_scanout_flush (&m, &f);
   if (w->cb.flush && callbacks_allowed (w))
     w->cb.flush (w->user_data, &f);
   return TRUE;

@@ -766,6 +766,44 @@ read_back_into_slot (Client * c, guint32 resource_id,
       (uint32_t) stride, 0, &box, 0, &iov, 1);
 }
 
+/* Copies @resource_id's pixels (linear, 4 bytes a pixel) into a free slot
+ * of @c's ring, then held: the slot, *@stride and *@size the copy's
+ * layout; or -1 and @error (HXEX_ERROR: TOO_LARGE, BUSY or INTERNAL). */
+static gint
+copy_to_free_slot (Client * c, guint32 resource_id,
+    const struct virgl_renderer_resource_info *info, guint64 * stride,
+    guint64 * size, GError ** error)
+{
+  HelixExport *ex = c->ex;
+  guint slot;
+  gint ret;
+
+  *stride = (guint64) info->width * 4;
+  *size = *stride * info->height;
+  if (*size > ex->opts.slot_size) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_TOO_LARGE, "resource %u (%ux%u) "
+        "needs %" G_GUINT64_FORMAT " bytes, a slot holds %" G_GUINT64_FORMAT,
+        resource_id, info->width, info->height, *size, ex->opts.slot_size);
+    return -1;
+  }
+  slot = free_slot (c);
+  if (slot == ex->opts.n_slots) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_BUSY,
+        "all %u slots are held: release some", ex->opts.n_slots);
+    return -1;
+  }
+  ret = read_back_into_slot (c, resource_id, info, slot, *stride, *size);
+  if (ret != 0) {
+    g_set_error (error, HXEX_ERROR, HXEX_ERR_INTERNAL,
+        "reading back resource %u failed: %s", resource_id,
+        g_strerror (ret > 0 ? ret : -ret));
+    return -1;
+  }
+  c->slot_busy[slot] = TRUE;
+  ex->stats.slots_in_use++;
+  return slot;
+}
+
 /* The readback answer: @resource_id copied into a free slot of @c's ring,
  * which the client holds until it releases the handle. FALSE = the client
  * must be closed. */
@@ -773,29 +811,12 @@ static gboolean
 send_readback (Client * c, guint32 request_id, guint32 resource_id,
     const struct virgl_renderer_resource_info *info, HxexSurface * s)
 {
-  HelixExport *ex = c->ex;
-  guint64 stride = (guint64) info->width * 4;
-  guint64 size = stride * info->height;
-  guint slot;
-  gint ret;
+  g_autoptr (GError) err = NULL;
+  guint64 stride, size;
+  gint slot = copy_to_free_slot (c, resource_id, info, &stride, &size, &err);
 
-  if (size > ex->opts.slot_size)
-    return client_send_error (c, request_id, HXEX_ERR_TOO_LARGE,
-        "resource %u (%ux%u) needs %" G_GUINT64_FORMAT " bytes, a slot holds %"
-        G_GUINT64_FORMAT, resource_id, info->width, info->height, size,
-        ex->opts.slot_size);
-  slot = free_slot (c);
-  if (slot == ex->opts.n_slots)
-    return client_send_error (c, request_id, HXEX_ERR_BUSY,
-        "all %u slots are held: release some", ex->opts.n_slots);
-  ret = read_back_into_slot (c, resource_id, info, slot, stride, size);
-  if (ret != 0)
-    return client_send_error (c, request_id, HXEX_ERR_INTERNAL,
-        "reading back resource %u failed: %s", resource_id,
-        g_strerror (ret > 0 ? ret : -ret));
-
-  c->slot_busy[slot] = TRUE;
-  ex->stats.slots_in_use++;
+  if (slot < 0)
+    return client_send_error (c, request_id, err->code, "%s", err->message);
   s->kind = HXEX_KIND_READBACK_SLOT;
   s->slot = slot;
   s->n_planes = 1;
@@ -1257,36 +1278,28 @@ helix_export_scanout_update (HelixExport * ex, guint32 index,
 }
 
 /* Version 4: @c's copy of the flushed resource, made now into a free slot
- * of its ring, as FLUSH_SNAPSHOT; @info and @geometry from one look-up per
- * flush (@looked_up FALSE: the resource cannot be exported). FALSE: no
- * copy (counted), the caller sends a plain FLUSH. The slot is held until
- * the watcher releases the handle, as a SURFACE's. */
+ * of its ring, as FLUSH_SNAPSHOT; @info from one look-up per flush
+ * (@looked_up FALSE: the resource cannot be exported). FALSE: no copy
+ * (counted), the caller sends a plain FLUSH. The slot is held until the
+ * watcher releases the handle, as a SURFACE's. */
 static gboolean
 snapshot_for (Client * c, const HxexFlush * f, gboolean looked_up,
     const struct virgl_renderer_resource_info *info, guint8 * payload)
 {
   HelixExport *ex = c->ex;
-  guint64 stride = (guint64) info->width * 4;
-  guint64 size = stride * info->height;
+  g_autoptr (GError) err = NULL;
   HxexFlushSnapshot m;
-  guint slot;
-  gint ret;
+  guint64 stride, size;
+  gint slot = looked_up ? copy_to_free_slot (c, f->resource_id, info,
+      &stride, &size, &err) : -1;
 
-  slot = looked_up && size <= ex->opts.slot_size ? free_slot (c) :
-      ex->opts.n_slots;
-  if (slot == ex->opts.n_slots) {
+  if (slot < 0) {
+    if (err)
+      g_debug ("helix export: no snapshot of resource %u: %s",
+          f->resource_id, err->message);
     ex->stats.snapshot_misses++;
     return FALSE;
   }
-  ret = read_back_into_slot (c, f->resource_id, info, slot, stride, size);
-  if (ret != 0) {
-    g_debug ("helix export: snapshot of resource %u failed: %s",
-        f->resource_id, g_strerror (ret > 0 ? ret : -ret));
-    ex->stats.snapshot_misses++;
-    return FALSE;
-  }
-  c->slot_busy[slot] = TRUE;
-  ex->stats.slots_in_use++;
   memset (&m, 0, sizeof (m));
   m.flush = *f;
   m.handle = new_handle (ex);
