@@ -24,7 +24,8 @@
 /* RSTs for packets that match no connection, waiting for RX buffers */
 #define MAX_QUEUED_RST 64
 /* log lines about bad guest packets, per second */
-#define BAD_LOG_PER_SECOND 10
+/* lines a guest can cause (bad packets, its connections), a second */
+#define GUEST_LOG_PER_SECOND 20
 
 typedef struct
 {
@@ -74,9 +75,9 @@ struct _HvvCore
   guint rr;
   GQueue rsts;
   GSource *timer;
-  gint64 bad_log_second;
-  guint bad_logged;
-  guint64 bad_suppressed;
+  gint64 guest_log_second;
+  guint guest_logged;
+  guint64 guest_suppressed;
 };
 
 void
@@ -132,37 +133,38 @@ op_name (guint16 op)
   return op < G_N_ELEMENTS (names) ? names[op] : "unknown";
 }
 
-/* A bad packet from the guest: one line each, at most BAD_LOG_PER_SECOND
- * a second (a hostile guest cannot flood the log), then a count. */
+/* A line the guest caused (a bad packet, a connection opened, refused or
+ * closed): at most GUEST_LOG_PER_SECOND a second, then a count, so that a
+ * hostile guest cannot flood the log. */
 /* *INDENT-OFF* */ /* indent cannot parse G_GNUC_PRINTF */
 static void
-bad_packet (HvvCore * core, const gchar * format, ...) G_GNUC_PRINTF (2, 3);
+guest_log (HvvCore * core, const gchar * format, ...) G_GNUC_PRINTF (2, 3);
 /* *INDENT-ON* */
 
 static void
-bad_packet (HvvCore * core, const gchar * format, ...)
+guest_log (HvvCore * core, const gchar * format, ...)
 {
   gint64 sec = g_get_monotonic_time () / G_USEC_PER_SEC;
   va_list ap;
   gchar *msg;
 
-  if (sec != core->bad_log_second) {
-    if (core->bad_suppressed)
-      g_message ("bad guest packets: %" G_GUINT64_FORMAT " more not logged",
-          core->bad_suppressed);
-    core->bad_log_second = sec;
-    core->bad_logged = 0;
-    core->bad_suppressed = 0;
+  if (sec != core->guest_log_second) {
+    if (core->guest_suppressed)
+      g_message ("lines caused by the guest: %" G_GUINT64_FORMAT
+          " more not logged", core->guest_suppressed);
+    core->guest_log_second = sec;
+    core->guest_logged = 0;
+    core->guest_suppressed = 0;
   }
-  if (core->bad_logged >= BAD_LOG_PER_SECOND) {
-    core->bad_suppressed++;
+  if (core->guest_logged >= GUEST_LOG_PER_SECOND) {
+    core->guest_suppressed++;
     return;
   }
-  core->bad_logged++;
+  core->guest_logged++;
   va_start (ap, format);
   msg = g_strdup_vprintf (format, ap);
   va_end (ap);
-  g_message ("bad guest packet: %s", msg);
+  g_message ("%s", msg);
   g_free (msg);
 }
 
@@ -209,8 +211,8 @@ conn_close (HvvConn * c, gboolean rst, const gchar * why)
 {
   HvvCore *core = c->core;
 
-  g_message ("connection %u -> %u closed: %s (to guest %u, from guest %u, "
-      "dropped %u)", c->guest_port, c->host_port, why, c->tx_cnt, c->rx_cnt,
+  guest_log (core, "connection %u -> %u closed: %s (to guest %u, from guest "
+      "%u, dropped %u)", c->guest_port, c->host_port, why, c->tx_cnt, c->rx_cnt,
       c->rx_cnt - c->fwd_cnt);
   if (rst)
     queue_rst (core, c->guest_port, c->host_port);
@@ -350,15 +352,15 @@ handle_request (HvvCore * core, const HvvHdr * h)
   gint fd;
 
   if (core->conns->len >= core->cfg.max_conns) {
-    g_message ("connection %u -> %u refused: %u connections already",
+    guest_log (core, "connection %u -> %u refused: %u connections already",
         h->src_port, h->dst_port, core->conns->len);
     queue_rst (core, h->src_port, h->dst_port);
     return;
   }
   fd = connect_host (core, h->dst_port, &why);
   if (fd < 0) {
-    g_message ("connection %u -> %u refused: %s", h->src_port, h->dst_port,
-        why);
+    guest_log (core, "connection %u -> %u refused: %s", h->src_port,
+        h->dst_port, why);
     g_free (why);
     queue_rst (core, h->src_port, h->dst_port);
     return;
@@ -373,7 +375,8 @@ handle_request (HvvCore * core, const HvvHdr * h)
   c->to_host = g_byte_array_new ();
   c->need_response = TRUE;
   g_ptr_array_add (core->conns, c);
-  g_message ("connection %u -> %u: %s_%u (guest buffer %u)", c->guest_port,
+  guest_log (core, "connection %u -> %u: %s_%u (guest buffer %u)",
+      c->guest_port,
       c->host_port, core->uds_path, c->host_port, c->peer_buf_alloc);
   core->wake (core->wake_data);
 }
@@ -418,40 +421,47 @@ hvv_core_tx (HvvCore * core, const guint8 * pkt, gsize len, gsize desc_len)
   HvvConn *c;
 
   if (len < HVV_HDR_SIZE || desc_len < HVV_HDR_SIZE) {
-    bad_packet (core, "%" G_GSIZE_FORMAT " bytes, shorter than a header",
+    guest_log (core,
+        "bad guest packet: %" G_GSIZE_FORMAT " bytes, shorter than a header",
         desc_len);
     return;
   }
   hvv_hdr_parse (&h, pkt);
   c = NULL;
   if (h.src_cid != core->cfg.guest_cid) {
-    bad_packet (core, "%s from cid %" G_GUINT64_FORMAT ", not the guest's %"
+    guest_log (core,
+        "bad guest packet: %s from cid %" G_GUINT64_FORMAT ", not the guest's %"
         G_GUINT64_FORMAT, op_name (h.op), h.src_cid, core->cfg.guest_cid);
     goto reset;
   }
   if (h.dst_cid != HVV_HOST_CID) {
-    bad_packet (core, "%s to cid %" G_GUINT64_FORMAT ", not the host's",
+    guest_log (core,
+        "bad guest packet: %s to cid %" G_GUINT64_FORMAT ", not the host's",
         op_name (h.op), h.dst_cid);
     goto reset;
   }
   if (h.type != HVV_TYPE_STREAM) {
-    bad_packet (core, "%s of type %u (only streams)", op_name (h.op), h.type);
+    guest_log (core, "bad guest packet: %s of type %u (only streams)",
+        op_name (h.op), h.type);
     goto reset;
   }
   if (h.len > HVV_MAX_PAYLOAD || h.len > desc_len - HVV_HDR_SIZE
       || h.len > len - HVV_HDR_SIZE) {
-    bad_packet (core, "%s of %u payload bytes in %" G_GSIZE_FORMAT
+    guest_log (core,
+        "bad guest packet: %s of %u payload bytes in %" G_GSIZE_FORMAT
         " bytes of buffers", op_name (h.op), h.len, desc_len);
     goto reset;
   }
   if (h.op != HVV_OP_RW && h.len != 0) {
-    bad_packet (core, "%s with %u payload bytes", op_name (h.op), h.len);
+    guest_log (core, "bad guest packet: %s with %u payload bytes",
+        op_name (h.op), h.len);
     goto reset;
   }
   c = conn_find (core, h.src_port, h.dst_port);
   if (h.op == HVV_OP_REQUEST) {
     if (c) {
-      bad_packet (core, "REQUEST %u -> %u: that connection exists",
+      guest_log (core,
+          "bad guest packet: REQUEST %u -> %u: that connection exists",
           h.src_port, h.dst_port);
       goto reset;
     }
@@ -487,8 +497,8 @@ hvv_core_tx (HvvCore * core, const guint8 * pkt, gsize len, gsize desc_len)
     case HVV_OP_SHUTDOWN:
       if (h.flags == 0 || (h.flags & ~(guint32) (HVV_SHUTDOWN_RCV |
                   HVV_SHUTDOWN_SEND))) {
-        bad_packet (core, "SHUTDOWN %u -> %u with flags 0x%x", h.src_port,
-            h.dst_port, h.flags);
+        guest_log (core, "bad guest packet: SHUTDOWN %u -> %u with flags 0x%x",
+            h.src_port, h.dst_port, h.flags);
         goto reset;
       }
       handle_shutdown (c, h.flags);
@@ -497,8 +507,8 @@ hvv_core_tx (HvvCore * core, const guint8 * pkt, gsize len, gsize desc_len)
       conn_close (c, FALSE, "reset by the guest");
       return;
     default:
-      bad_packet (core, "op %u (%s) %u -> %u", h.op, op_name (h.op),
-          h.src_port, h.dst_port);
+      guest_log (core, "bad guest packet: op %u (%s) %u -> %u", h.op,
+          op_name (h.op), h.src_port, h.dst_port);
       goto reset;
   }
 
