@@ -15,14 +15,17 @@
  * Frames are pushed at HZ (default 60: the flips of the scanout rows), each
  * waited for before the next: one frame's own time (the bridge overlaps
  * the next frame's conversion with this one's encode).
- * The pattern is filled before the clock starts for each frame. Prints one
+ * The pattern is filled before the clock starts for each frame. As in the
+ * bridge, a build with libyuv converts each frame to I420 before the push
+ * (bridge-convert.h), one without leaves it to videoconvert. Prints one
  * line of JSON: push to access unit (the encode time), and its two parts
- * (issue 23): push to the encoder's sink pad (videoconvert's BGRA to
- * I420 or NV12, in the streaming thread) and from there to the access unit
- * (the encoder, and the parser).
+ * (issue 23): the conversion (bridge_convert_to_i420(), or push to the
+ * encoder's sink pad: videoconvert in the streaming thread) and from there
+ * to the access unit (the encoder, and the parser).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include "bridge-convert.h"
 #include "bridge-pipeline.h"
 #include "helix-test-pattern.h"
 
@@ -78,8 +81,10 @@ main (int argc, char **argv)
   guint bitrate = 4000000;
   GstElement *p, *src, *first, *enc, *last, *sink;
   GstCaps *caps;
-  GstVideoInfo info;
+  GstVideoInfo info, yuv_info;
   BridgeEncoderChoice choice;
+  BridgeConvert *convert = bridge_convert_new ();
+  gboolean yuv_caps = FALSE;
   GError *err = NULL;
   double *ms, *conv_ms, *enc_ms;
   guint n = 0, cap;
@@ -182,6 +187,20 @@ main (int argc, char **argv)
     if (end > 0 && g_get_monotonic_time () >= end)
       break;
     t = g_get_monotonic_time ();
+    {
+      GstBuffer *yuv = bridge_convert_to_i420 (convert, buf, &info, &yuv_info);
+
+      if (yuv) {
+        gst_buffer_unref (buf);
+        buf = yuv;
+        if (!yuv_caps) {
+          caps = gst_video_info_to_caps (&yuv_info);
+          gst_app_src_set_caps (GST_APP_SRC (src), caps);
+          gst_caps_unref (caps);
+          yuv_caps = TRUE;
+        }
+      }
+    }
     GST_BUFFER_PTS (buf) = (t - t0) * GST_USECOND;
     GST_BUFFER_DURATION (buf) = GST_SECOND / 60;
     if (gst_app_src_push_buffer (GST_APP_SRC (src), buf) != GST_FLOW_OK) {
@@ -212,6 +231,7 @@ main (int argc, char **argv)
   }
   gst_element_set_state (p, GST_STATE_NULL);
   gst_object_unref (p);
+  bridge_convert_free (convert);
   if (!n) {
     fprintf (stderr, "no frames timed\n");
     return 1;

@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "bridge-scanout-private.h"
+#include "bridge-convert.h"
 #include "hxfr-video.h"
 #include "hxfr-surface.h"
 #include "bridge-pipeline.h"
@@ -131,6 +132,7 @@ struct _Scanout
 
   /* encoder thread only */
   HxexClient *export;
+  BridgeConvert *convert;       /* its frames as I420; NULL when idle */
   guint64 frame_counter;
   gint64 t_failure_logged;
 };
@@ -855,6 +857,22 @@ draw_cursor (GstBuffer * buf, GstVideoInfo * info, const Work * w)
   return copy;
 }
 
+/* What an encoder is given of @picture (@info): its I420 conversion,
+ * made on first use into *@yuv (then *@info_out is @yuv_info), else
+ * @picture itself for the pipeline's videoconvert. */
+static GstBuffer *
+encoder_input (Scanout * so, GstBuffer * picture, GstVideoInfo * info,
+    GstBuffer ** yuv, GstVideoInfo * yuv_info, GstVideoInfo ** info_out)
+{
+  if (!*yuv && bridge_convert_available ()) {
+    if (!so->convert)
+      so->convert = bridge_convert_new ();
+    *yuv = bridge_convert_to_i420 (so->convert, picture, info, yuv_info);
+  }
+  *info_out = *yuv ? yuv_info : info;
+  return *yuv ? *yuv : picture;
+}
+
 /* Reads one frame and gives it to each active rendition's encoder (with
  * the null encoder: only reads it, and its "access unit" is out[i] at
  * once). FALSE with @error if the resource could not be read (nothing
@@ -864,8 +882,11 @@ static gboolean
 produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
     gint * failed, GError ** error)
 {
-  GstVideoInfo info;
+  GstVideoInfo info, yuv_info, *frame_info;
   GstBuffer *buf, *drawn = NULL;
+  /* the pictures as I420, with and without the pointer: converted once
+   * for every rendition */
+  GstBuffer *yuv = NULL, *yuv_drawn = NULL;
   guint i;
 
   *failed = -1;
@@ -883,6 +904,7 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
     if (w->key[i].draw_cursor && w->cursor_pixels && !drawn)
       drawn = draw_cursor (buf, &info, w);
     frame_buf = w->key[i].draw_cursor && drawn ? drawn : buf;
+    frame_info = &info;
     f = g_atomic_rc_box_new0 (EncodedFrame);
     f->repeat = w->repeat;
     f->width = GST_VIDEO_INFO_WIDTH (&info);
@@ -896,16 +918,25 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
       f->encode_us = (guint32) MIN ((monotonic_ns () - w->capture_ns) / 1000,
           G_MAXUINT32);
       out[i] = f;
-    } else if (!push_frame (&so->renditions[i], i,
-            gst_buffer_ref (frame_buf), &info, w, f, error)) {
-      *failed = i;
-      break;
+    } else {
+      frame_buf = encoder_input (so, frame_buf, &info, frame_buf == drawn ?
+          &yuv_drawn : &yuv, &yuv_info, &frame_info);
+      if (!push_frame (&so->renditions[i], i, gst_buffer_ref (frame_buf),
+              frame_info, w, f, error)) {
+        *failed = i;
+        break;
+      }
     }
   }
   so->frame_counter++;
+  /* with the frames converted, the VMM's slot goes back now */
   gst_buffer_unref (buf);
   if (drawn)
     gst_buffer_unref (drawn);
+  if (yuv)
+    gst_buffer_unref (yuv);
+  if (yuv_drawn)
+    gst_buffer_unref (yuv_drawn);
   return *failed < 0;
 }
 
@@ -1064,6 +1095,7 @@ teardown_idle (Scanout * so)
       && now - so->t_last_encode > IDLE_TEARDOWN_US) {
     g_mutex_unlock (&so->vm->lock);
     close_export (so);
+    g_clear_pointer (&so->convert, bridge_convert_free);
     g_mutex_lock (&so->vm->lock);
     so->t_last_encode = 0;
   }
@@ -1258,6 +1290,7 @@ scanout_thread (gpointer data)
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
     teardown_encoder (&so->renditions[i]);
   close_export (so);
+  g_clear_pointer (&so->convert, bridge_convert_free);
   return NULL;
 }
 

@@ -675,13 +675,13 @@ decode_aus (GPtrArray * aus)
   return out;
 }
 
-/* Pattern frame @f at @w x @h, converted to I420 as the bridge's
- * videoconvert does (cached). */
+/* Pattern frame @f at @w x @h, converted to I420 in @colorimetry: the
+ * decoded stream's, which says how the bridge converted it (cached). */
 static GstSample *
-pattern_sample (guint f, guint w, guint h)
+pattern_sample (guint f, guint w, guint h, const gchar * colorimetry)
 {
   static GHashTable *cache;
-  gchar *key = g_strdup_printf ("%u:%ux%u", f & 255, w, h);
+  gchar *key = g_strdup_printf ("%u:%ux%u:%s", f & 255, w, h, colorimetry);
   GstSample *s;
 
   if (!cache)
@@ -703,7 +703,8 @@ pattern_sample (guint f, guint w, guint h)
     caps = gst_video_info_to_caps (&info);
     bgra = gst_sample_new (buf, caps, NULL, NULL);
     to = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "I420",
-        "width", G_TYPE_INT, w, "height", G_TYPE_INT, h, NULL);
+        "width", G_TYPE_INT, w, "height", G_TYPE_INT, h, "colorimetry",
+        G_TYPE_STRING, colorimetry, NULL);
     s = gst_video_convert_sample (bgra, to, 10 * GST_SECOND, &err);
     fail_unless (s != NULL, "convert: %s", err ? err->message : "");
     gst_caps_unref (to);
@@ -722,18 +723,22 @@ best_pattern (GstSample * s, gdouble * mse)
 {
   GstVideoInfo info;
   guint f, best = 0;
+  gchar *colorimetry;
 
   fail_unless (gst_video_info_from_caps (&info, gst_sample_get_caps (s)));
+  colorimetry = gst_video_colorimetry_to_string (&info.colorimetry);
+  fail_unless (colorimetry != NULL, "decoded frames of no colorimetry");
   *mse = G_MAXDOUBLE;
   for (f = 0; f < 256; f++) {
     gdouble m = video_compare_luma_mse (s, pattern_sample (f, info.width,
-            info.height));
+            info.height, colorimetry));
 
     if (m < *mse) {
       *mse = m;
       best = f;
     }
   }
+  g_free (colorimetry);
   return best;
 }
 

@@ -1,0 +1,33 @@
+/* A scanout's picture (4-byte RGB, as the export carries it) made 4:2:0
+ * once per frame, before its encoders: libyuv's converters take about a
+ * tenth of videoconvert's time for BGRA to I420 (docs/performance.md,
+ * "The scanout's conversion"), and every rendition shares the result.
+ * Without libyuv in the build the picture goes to the encoders as it is,
+ * and their pipelines' videoconvert does the work as before.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gst/video/video.h>
+
+G_BEGIN_DECLS
+
+typedef struct _BridgeConvert BridgeConvert;
+
+BridgeConvert *bridge_convert_new (void);
+void bridge_convert_free (BridgeConvert * convert);
+
+/* Whether this build converts here (libyuv), for the logs and the bench. */
+gboolean bridge_convert_available (void);
+
+/* @buf (described by @info) as I420, BT.601 limited range, the matrix
+ * libyuv has (the encoders write it into the stream's VUI, so decoders
+ * convert back with the same one): a new buffer from @convert's pool,
+ * described by *@out_info. NULL when this build or @info's format
+ * cannot (then @buf goes to the encoders as it is). One thread at a time
+ * per @convert. */
+GstBuffer *bridge_convert_to_i420 (BridgeConvert * convert, GstBuffer * buf,
+    const GstVideoInfo * info, GstVideoInfo * out_info);
+
+G_END_DECLS
