@@ -44,6 +44,41 @@ converter_for (GstVideoFormat format)
 #endif
 
 gboolean
+bridge_convert_handles (GstVideoFormat format)
+{
+#ifdef HAVE_LIBYUV
+  return converter_for (format) != NULL;
+#else
+  return FALSE;
+#endif
+}
+
+gboolean
+bridge_convert_frame (const GstVideoFrame * in, GstVideoFrame * out)
+{
+#ifdef HAVE_LIBYUV
+  ToI420 to_i420 = converter_for (GST_VIDEO_FRAME_FORMAT (in));
+
+  if (!to_i420 || GST_VIDEO_FRAME_FORMAT (out) != GST_VIDEO_FORMAT_I420
+      || GST_VIDEO_FRAME_WIDTH (in) != GST_VIDEO_FRAME_WIDTH (out)
+      || GST_VIDEO_FRAME_HEIGHT (in) != GST_VIDEO_FRAME_HEIGHT (out))
+    return FALSE;
+  to_i420 (GST_VIDEO_FRAME_PLANE_DATA (in, 0),
+      GST_VIDEO_FRAME_PLANE_STRIDE (in, 0),
+      GST_VIDEO_FRAME_PLANE_DATA (out, 0),
+      GST_VIDEO_FRAME_PLANE_STRIDE (out, 0),
+      GST_VIDEO_FRAME_PLANE_DATA (out, 1),
+      GST_VIDEO_FRAME_PLANE_STRIDE (out, 1),
+      GST_VIDEO_FRAME_PLANE_DATA (out, 2),
+      GST_VIDEO_FRAME_PLANE_STRIDE (out, 2),
+      GST_VIDEO_FRAME_WIDTH (in), GST_VIDEO_FRAME_HEIGHT (in));
+  return TRUE;
+#else
+  return FALSE;
+#endif
+}
+
+gboolean
 bridge_convert_available (void)
 {
 #ifdef HAVE_LIBYUV
@@ -112,11 +147,11 @@ bridge_convert_to_i420 (BridgeConvert * convert, GstBuffer * buf,
     const GstVideoInfo * info, GstVideoInfo * out_info)
 {
 #ifdef HAVE_LIBYUV
-  ToI420 to_i420 = converter_for (GST_VIDEO_INFO_FORMAT (info));
   GstVideoFrame in, out;
   GstBuffer *yuv = NULL;
+  gboolean done;
 
-  if (!to_i420)
+  if (!bridge_convert_handles (GST_VIDEO_INFO_FORMAT (info)))
     return NULL;
   gst_video_info_set_format (out_info, GST_VIDEO_FORMAT_I420,
       GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info));
@@ -138,17 +173,11 @@ bridge_convert_to_i420 (BridgeConvert * convert, GstBuffer * buf,
     gst_buffer_unref (yuv);
     return NULL;
   }
-  to_i420 (GST_VIDEO_FRAME_PLANE_DATA (&in, 0),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&in, 0),
-      GST_VIDEO_FRAME_PLANE_DATA (&out, 0),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&out, 0),
-      GST_VIDEO_FRAME_PLANE_DATA (&out, 1),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&out, 1),
-      GST_VIDEO_FRAME_PLANE_DATA (&out, 2),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&out, 2),
-      GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info));
+  done = bridge_convert_frame (&in, &out);
   gst_video_frame_unmap (&out);
   gst_video_frame_unmap (&in);
+  if (!done)
+    g_clear_pointer (&yuv, gst_buffer_unref);
   return yuv;
 #else
   return NULL;

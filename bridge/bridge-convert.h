@@ -21,6 +21,18 @@ void bridge_convert_free (BridgeConvert * convert);
 /* Whether this build converts here (libyuv), for the logs and the bench. */
 gboolean bridge_convert_available (void);
 
+/* Whether this build converts @format (the 4-byte RGB orders) to I420. */
+gboolean bridge_convert_handles (GstVideoFormat format);
+
+/* @in (an RGB order bridge_convert_handles() takes) into @out (I420 of
+ * the same size), BT.601 limited range; FALSE if either is not that. */
+gboolean bridge_convert_frame (const GstVideoFrame * in, GstVideoFrame * out);
+
+/* An element that makes RGB frames I420 this way and passes other formats
+ * through (bridge-rgb-to-i420.c), for a frame session's chain in front of
+ * its videoconvert; NULL without libyuv. */
+GstElement *bridge_rgb_to_i420_new (void);
+
 /* @buf (described by @info) as I420, BT.601 limited range, the matrix
  * libyuv has (the encoders write it into the stream's VUI, so decoders
  * convert back with the same one): a new buffer from @convert's pool,

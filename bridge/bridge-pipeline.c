@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "bridge-pipeline.h"
+#include "bridge-convert.h"
 
 GST_DEBUG_CATEGORY_EXTERN (bridge_debug);
 #define GST_CAT_DEFAULT bridge_debug
@@ -53,8 +54,8 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
     GstElement ** first, GstElement ** encoder, GstElement ** last,
     GstElement ** size_filter, GError ** error)
 {
-  GstElement *convert = NULL, *scale = NULL, *yuv420 = NULL, *handover = NULL,
-      *enc, *parse, *filter, *to_encoder;
+  GstElement *rgb = NULL, *convert = NULL, *scale = NULL, *yuv420 = NULL,
+      *handover = NULL, *enc, *parse, *filter, *to_encoder;
   gboolean to_yuv420 = choice->need_convert || size_filter;
   GstCaps *caps;
   gint i = chain_index (choice->codec);
@@ -64,6 +65,10 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
         "no encoder chain for codec 0x%08x", choice->codec);
     return FALSE;
   }
+  /* a guest's RGB frames by libyuv (a scanout's are converted before the
+   * push, once for all its encoders: bridge-scanout.c) */
+  if (to_yuv420 && !scanout && (rgb = bridge_rgb_to_i420_new ()))
+    gst_bin_add (GST_BIN (bin), rgb);
   if (to_yuv420) {
     convert = bridge_bin_add (bin, "videoconvert", NULL, error);
     if (size_filter && !(scale = bridge_bin_add (bin, "videoscale", NULL,
@@ -105,7 +110,8 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
   gst_caps_unref (caps);
 
   to_encoder = handover ? handover : yuv420;
-  if ((scale && !gst_element_link_many (convert, scale, yuv420, NULL))
+  if ((rgb && !gst_element_link (rgb, convert))
+      || (scale && !gst_element_link_many (convert, scale, yuv420, NULL))
       || (convert && !scale && !gst_element_link (convert, yuv420))
       || (handover && !gst_element_link (yuv420, handover))
       || (to_encoder && !gst_element_link (to_encoder, enc))
@@ -114,7 +120,7 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
         "could not link %s ! %s", choice->name, chains[i].parser);
     return FALSE;
   }
-  *first = convert ? convert : enc;
+  *first = rgb ? rgb : convert ? convert : enc;
   *encoder = enc;
   *last = filter;
   if (size_filter)

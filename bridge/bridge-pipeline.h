@@ -12,7 +12,10 @@
 G_BEGIN_DECLS
 
 /* Adds to @bin and links
- *   [videoconvert ! capsfilter (NV12/I420)] ! encoder ! parser ! capsfilter
+ *   [rgb-to-i420 ! videoconvert ! capsfilter (NV12/I420)] ! encoder !
+ *   parser ! capsfilter
+ * (rgb-to-i420: a guest's RGB frames made I420 by libyuv, when the build
+ * has it: bridge-convert.h)
  * for @choice (its codec's parser, headers before every keyframe, and the
  * codec's output form: byte-stream access units for H.264 and H.265, an
  * OBU stream of temporal units for AV1), the encoder configured at

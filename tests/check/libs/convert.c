@@ -1,11 +1,13 @@
 /* bridge_convert_to_i420(): the scanout's pictures made I420 by libyuv
  * against GStreamer's own conversion of the same picture to the same
  * colorimetry (BT.601), for each byte order the export can carry, at an
- * odd size and with a padded stride.
+ * odd size and with a padded stride; and the element a frame session's
+ * chain puts in front of its videoconvert, in that chain.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <math.h>
 #include <string.h>
@@ -210,6 +212,126 @@ GST_START_TEST (test_other_formats_left_to_videoconvert)
 
 GST_END_TEST;
 
+/* rgb-to-i420 ! videoconvert ! capsfilter (NV12/I420), as a frame
+ * session's chain has them (bridge-pipeline.c) */
+static GstHarness *
+session_chain (void)
+{
+  GstElement *bin = gst_bin_new ("chain"), *rgb = bridge_rgb_to_i420_new ();
+  GstElement *convert = gst_element_factory_make ("videoconvert", NULL);
+  GstElement *filter = gst_element_factory_make ("capsfilter", NULL);
+  GstCaps *caps = gst_caps_from_string ("video/x-raw,format={NV12,I420}");
+  GstPad *pad;
+
+  fail_unless (rgb && convert && filter);
+  gst_object_set_name (GST_OBJECT (rgb), "rgb");
+  g_object_set (filter, "caps", caps, NULL);
+  gst_caps_unref (caps);
+  gst_bin_add_many (GST_BIN (bin), rgb, convert, filter, NULL);
+  fail_unless (gst_element_link_many (rgb, convert, filter, NULL));
+  pad = gst_element_get_static_pad (rgb, "sink");
+  gst_element_add_pad (bin, gst_ghost_pad_new ("sink", pad));
+  gst_object_unref (pad);
+  pad = gst_element_get_static_pad (filter, "src");
+  gst_element_add_pad (bin, gst_ghost_pad_new ("src", pad));
+  gst_object_unref (pad);
+  return gst_harness_new_with_element (bin, "sink", "src");
+}
+
+/* The format between the element and the videoconvert behind it */
+static GstVideoFormat
+format_after_element (GstHarness * h)
+{
+  GstElement *rgb = gst_bin_get_by_name (GST_BIN (h->element), "rgb");
+  GstPad *pad = gst_element_get_static_pad (rgb, "src");
+  GstCaps *caps = gst_pad_get_current_caps (pad);
+  GstVideoInfo info;
+
+  fail_unless (caps && gst_video_info_from_caps (&info, caps));
+  gst_caps_unref (caps);
+  gst_object_unref (pad);
+  gst_object_unref (rgb);
+  return GST_VIDEO_INFO_FORMAT (&info);
+}
+
+/* A guest's BGRx frame through the chain comes out I420 in BT.601, equal
+ * to videoconvert's own BT.601 conversion of it: converted by libyuv
+ * (I420 leaves the element), passed through by the videoconvert behind. */
+GST_START_TEST (test_session_chain_converts_rgb)
+{
+  GstHarness *h;
+  GstVideoInfo info, out_info, ref_info;
+  GstSample *ref;
+  GstBuffer *out;
+  GstCaps *caps;
+  GstVideoFrame a, b;
+  guint k = 1, p;               /* BGRx */
+
+  if (!bridge_convert_available ()) {
+    fail_unless (bridge_rgb_to_i420_new () == NULL);
+    return;
+  }
+  h = session_chain ();
+  gst_video_info_set_format (&info, orders[k].format, 320, 180);
+  caps = gst_video_info_to_caps (&info);
+  gst_harness_set_src_caps (h, caps);
+  out = gst_harness_push_and_pull (h, picture (k, 320, 180, info.stride[0]));
+  fail_unless (out != NULL);
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  fail_unless (gst_video_info_from_caps (&out_info, caps));
+  gst_caps_unref (caps);
+  fail_unless_equals_string (gst_video_format_to_string
+      (GST_VIDEO_INFO_FORMAT (&out_info)), "I420");
+  fail_unless (gst_video_colorimetry_matches (&out_info.colorimetry,
+          GST_VIDEO_COLORIMETRY_BT601));
+  fail_unless_equals_int (format_after_element (h), GST_VIDEO_FORMAT_I420);
+  ref = reference (k, 320, 180);
+  fail_unless (gst_video_info_from_caps (&ref_info, gst_sample_get_caps (ref)));
+  fail_unless (gst_video_frame_map (&a, &out_info, out, GST_MAP_READ));
+  fail_unless (gst_video_frame_map (&b, &ref_info, gst_sample_get_buffer (ref),
+          GST_MAP_READ));
+  for (p = 0; p < 3; p++)
+    fail_unless (plane_psnr (&a, &b, p) >= 45.0, "plane %u: %.1f dB", p,
+        plane_psnr (&a, &b, p));
+  gst_video_frame_unmap (&a);
+  gst_video_frame_unmap (&b);
+  gst_sample_unref (ref);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* NV12 (what most guests send) goes through the element untouched: the
+ * very buffer comes out of the chain */
+GST_START_TEST (test_session_chain_passes_nv12)
+{
+  GstHarness *h;
+  GstVideoInfo info;
+  GstBuffer *in, *out;
+  GstCaps *caps;
+
+  if (!bridge_convert_available ())
+    return;
+  h = session_chain ();
+  gst_video_info_set_format (&info, GST_VIDEO_FORMAT_NV12, 64, 32);
+  gst_harness_set_src_caps (h, gst_video_info_to_caps (&info));
+  in = gst_buffer_new_allocate (NULL, info.size, NULL);
+  gst_buffer_memset (in, 0, 0x80, info.size);
+  out = gst_harness_push_and_pull (h, gst_buffer_ref (in));
+  fail_unless (out == in, "NV12 was copied or converted");
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  fail_unless (gst_video_info_from_caps (&info, caps));
+  fail_unless_equals_int (GST_VIDEO_INFO_FORMAT (&info), GST_VIDEO_FORMAT_NV12);
+  fail_unless_equals_int (format_after_element (h), GST_VIDEO_FORMAT_NV12);
+  gst_caps_unref (caps);
+  gst_buffer_unref (out);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 static Suite *
 convert_suite (void)
 {
@@ -220,6 +342,8 @@ convert_suite (void)
   tcase_add_test (tc, test_matches_videoconvert);
   tcase_add_test (tc, test_swapped_order_is_caught);
   tcase_add_test (tc, test_other_formats_left_to_videoconvert);
+  tcase_add_test (tc, test_session_chain_converts_rgb);
+  tcase_add_test (tc, test_session_chain_passes_nv12);
   return s;
 }
 
