@@ -1,4 +1,5 @@
-/* A scanout's picture made I420 once per frame (bridge-convert.h).
+/* RGB pictures made I420 by libyuv: a scanout's, once per frame, and a
+ * frame session's, by its element (bridge-convert.h).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

@@ -1,9 +1,11 @@
 /* A scanout's picture (4-byte RGB, as the export carries it) made 4:2:0
- * once per frame, before its encoders: libyuv's converters take about a
- * tenth of videoconvert's time for BGRA to I420 (docs/performance.md,
- * "The scanout's conversion"), and every rendition shares the result.
- * Without libyuv in the build the picture goes to the encoders as it is,
- * and their pipelines' videoconvert does the work as before.
+ * once per frame, before its encoders, and a frame session's RGB frames
+ * by an element in front of its videoconvert: libyuv's converters take
+ * about a fifth of videoconvert's time for BGRA to I420 at 1080p
+ * (docs/performance.md, "The conversion with libyuv"), and every
+ * rendition of a scanout shares the result. Without libyuv in the build
+ * the pictures go on as they are, and the pipelines' videoconvert does
+ * the work as before.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
