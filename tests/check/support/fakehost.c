@@ -782,6 +782,12 @@ fake_host_wait_closed (FakeHost * host, guint n, gint64 timeout_us)
 }
 
 gboolean
+fake_host_wait_answered (FakeHost * host, guint n, gint64 timeout_us)
+{
+  return wait_count (host, &host->n_answered, n, timeout_us);
+}
+
+gboolean
 fake_host_wait_pongs (FakeHost * host, guint n, gint64 timeout_us)
 {
   return wait_count (host, &host->n_pongs, n, timeout_us);

@@ -103,6 +103,10 @@ guint fake_host_n_frames (FakeHost * host);
 guint fake_host_n_connections (FakeHost * host);
 guint fake_host_n_hellos (FakeHost * host);
 guint fake_host_n_answered (FakeHost * host);
+/* Waits until the host has sent @n answers (its count goes up after each
+ * is sent, so a client can have one before the count has it). */
+gboolean fake_host_wait_answered (FakeHost * host, guint n,
+    gint64 timeout_us);
 gboolean fake_host_wait_pongs (FakeHost * host, guint n, gint64 timeout_us);
 /* Copies; pixels are shared. */
 FakeHostFrame fake_host_get_frame (FakeHost * host, guint i);
