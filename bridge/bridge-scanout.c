@@ -133,6 +133,13 @@ struct _Scanout
   /* encoder thread only */
   HxexClient *export;
   BridgeConvert *convert;       /* its frames as I420; NULL when idle */
+  /* the last flush's picture as the VMM copied it, as I420, for repeats
+   * and IDRs until the next flush: what the guest draws into the shown
+   * buffer after its flush never goes out. NULL: none, or stale (a flush
+   * without a copy). */
+  GstBuffer *flushed_yuv;
+  GstVideoInfo flushed_info;
+  guint32 flushed_resource;
   guint64 frame_counter;
   gint64 t_failure_logged;
 };
@@ -655,6 +662,7 @@ typedef struct
   /* its picture as at the flush (owned), or NULL: read it now */
   HxexClientSurface *snapshot;
   guint64 capture_ns;
+  gboolean flush;               /* a flip, not a repeat, IDR or pointer */
   gboolean repeat;
   gboolean active[BRIDGE_MAX_RENDITIONS];
   gboolean force_idr[BRIDGE_MAX_RENDITIONS];
@@ -873,11 +881,41 @@ encoder_input (Scanout * so, GstBuffer * picture, GstVideoInfo * info,
   return *yuv ? *yuv : picture;
 }
 
-/* Reads one frame and gives it to each active rendition's encoder (with
- * the null encoder: only reads it, and its "access unit" is out[i] at
- * once). FALSE with @error if the resource could not be read (nothing
- * pushed), or with *@failed set to the first rendition whose encoder
- * failed. */
+/* Whether @w (not a flip) can take the last flip's picture as it was
+ * flushed instead of reading the resource now: it shows the same
+ * resource, and no rendition of it draws the pointer in. */
+static gboolean
+reuses_flushed (Scanout * so, const Work * w)
+{
+  guint i;
+
+  if (w->flush || !so->flushed_yuv || so->flushed_resource != w->resource_id)
+    return FALSE;
+  for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
+    if (w->active[i] && w->key[i].draw_cursor && w->cursor_pixels)
+      return FALSE;
+  return TRUE;
+}
+
+/* After a flip: @yuv (the VMM's copy of it, converted), or NULL when the
+ * picture is not known as flushed, is what repeats and IDRs show. */
+static void
+remember_flushed (Scanout * so, GstBuffer * yuv, const GstVideoInfo * info,
+    guint32 resource_id)
+{
+  g_clear_pointer (&so->flushed_yuv, gst_buffer_unref);
+  if (!yuv)
+    return;
+  so->flushed_yuv = gst_buffer_ref (yuv);
+  so->flushed_info = *info;
+  so->flushed_resource = resource_id;
+}
+
+/* Reads one frame (or takes the last flip's, reuses_flushed()) and gives
+ * it to each active rendition's encoder (with the null encoder: only
+ * reads it, and its "access unit" is out[i] at once). FALSE with @error
+ * if the resource could not be read (nothing pushed), or with *@failed
+ * set to the first rendition whose encoder failed. */
 static gboolean
 produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
     gint * failed, GError ** error)
@@ -887,14 +925,22 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
   /* the pictures as I420, with and without the pointer: converted once
    * for every rendition */
   GstBuffer *yuv = NULL, *yuv_drawn = NULL;
+  gboolean copied_at_flush = w->snapshot != NULL;
   guint i;
 
   *failed = -1;
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
     out[i] = NULL;
-  buf = read_resource (so, w->resource_id, &w->snapshot, &info, error);
-  if (!buf)
+  if (reuses_flushed (so, w)) {
+    buf = NULL;
+    /* its pixels, with metadata of its own: the push sets a PTS, and the
+     * flip's push may still be in an encoder */
+    yuv = gst_buffer_copy (so->flushed_yuv);
+    info = yuv_info = so->flushed_info;
+  } else if (!(buf = read_resource (so, w->resource_id, &w->snapshot, &info,
+              error))) {
     return FALSE;
+  }
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++) {
     EncodedFrame *f;
     GstBuffer *frame_buf;
@@ -919,8 +965,8 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
           G_MAXUINT32);
       out[i] = f;
     } else {
-      frame_buf = encoder_input (so, frame_buf, &info, frame_buf == drawn ?
-          &yuv_drawn : &yuv, &yuv_info, &frame_info);
+      frame_buf = encoder_input (so, frame_buf, &info, drawn
+          && frame_buf == drawn ? &yuv_drawn : &yuv, &yuv_info, &frame_info);
       if (!push_frame (&so->renditions[i], i, gst_buffer_ref (frame_buf),
               frame_info, w, f, error)) {
         *failed = i;
@@ -929,8 +975,12 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
     }
   }
   so->frame_counter++;
+  if (w->flush)
+    remember_flushed (so, copied_at_flush ? yuv : NULL, &yuv_info,
+        w->resource_id);
   /* with the frames converted, the VMM's slot goes back now */
-  gst_buffer_unref (buf);
+  if (buf)
+    gst_buffer_unref (buf);
   if (drawn)
     gst_buffer_unref (drawn);
   if (yuv)
@@ -977,6 +1027,7 @@ next_work (Scanout * so, Work * w, gint64 * wait_until)
     w->snapshot = so->pending_snapshot;
     so->pending_snapshot = NULL;
     w->capture_ns = so->pending_time_ns;
+    w->flush = TRUE;
     w->repeat = FALSE;
   } else if (resource && so->cursor_dirty) {
     /* only the pointer moved: the same picture with it drawn anew, for
@@ -1095,6 +1146,7 @@ teardown_idle (Scanout * so)
       && now - so->t_last_encode > IDLE_TEARDOWN_US) {
     g_mutex_unlock (&so->vm->lock);
     close_export (so);
+    remember_flushed (so, NULL, NULL, 0);
     g_clear_pointer (&so->convert, bridge_convert_free);
     g_mutex_lock (&so->vm->lock);
     so->t_last_encode = 0;
@@ -1290,6 +1342,7 @@ scanout_thread (gpointer data)
   for (i = 0; i < BRIDGE_MAX_RENDITIONS; i++)
     teardown_encoder (&so->renditions[i]);
   close_export (so);
+  remember_flushed (so, NULL, NULL, 0);
   g_clear_pointer (&so->convert, bridge_convert_free);
   return NULL;
 }

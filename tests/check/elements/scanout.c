@@ -1753,16 +1753,44 @@ GST_END_TEST;
 #define FLIP_PATTERN(flips) ((guint) ((flips) - 1 + PATTERN_STRIDE) % 256)
 #define SCRIBBLED(pattern) (((pattern) + 128) % 256)
 
+/* The pattern of the first frame a new subscriber of scanout 1 gets */
+static guint
+joiner_pattern (Env * e)
+{
+  GPtrArray *aus = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_bytes_unref), *decoded;
+  Cl *c = cl_connect (e);
+  gdouble mse;
+  guint pattern;
+  Frame f;
+
+  fail_unless_equals_int (v2_subscribe (c, 1, NULL, NULL, NULL), 0);
+  fail_unless_equals_int (v2_frame (c, &f, FRAME_TIMEOUT_US, NULL), RD_OK);
+  fail_unless (f.keyframe);
+  g_ptr_array_add (aus, g_bytes_ref (f.au));
+  frame_clear (&f);
+  decoded = decode_aus (aus);
+  fail_unless_equals_int (decoded->len, 1);
+  pattern = best_pattern (g_ptr_array_index (decoded, 0), &mse);
+  fail_unless (mse <= MAX_MSE, "the joiner's frame: no pattern (MSE %.1f)",
+      mse);
+  g_ptr_array_unref (decoded);
+  g_ptr_array_unref (aus);
+  cl_close (c);
+  return pattern;
+}
+
 /* A v2 subscriber of scanout 1 (static, quiet interval 30 s: a frame per
  * flip the test makes); once the VMM copies flushes for it (@snapshots:
  * its count moves), @n flips with the stand-in drawing over each buffer
  * right after its flush (a guest drawing into the shown buffer before the
  * bridge could read it). Every frame decoded; @patterns[i] gets the
  * pattern of the i-th of those flips' frames, @flushed[i] the one
- * flushed. */
+ * flushed; *@joined the pattern of the first frame of a subscriber that
+ * joins after the last flip (an IDR of the static screen). */
 static void
 scribbled_flips (gboolean snapshots, const gchar * export_version,
-    guint n, guint * patterns, guint * flushed)
+    guint n, guint * patterns, guint * flushed, guint * joined)
 {
   const gchar *vmm_args[] = { "--width", "64", "--height", "48",
     "--scanouts", "4", "--scanout", "1:160x120@0", "--export-version",
@@ -1780,6 +1808,7 @@ scribbled_flips (gboolean snapshots, const gchar * export_version,
   if (!e) {
     for (i = 0; i < n; i++)
       patterns[i] = flushed[i] = 0;
+    *joined = 0;
     g_ptr_array_unref (aus);
     return;
   }
@@ -1816,6 +1845,7 @@ scribbled_flips (gboolean snapshots, const gchar * export_version,
     g_ptr_array_add (aus, g_bytes_ref (f.au));
     frame_clear (&f);
   }
+  *joined = joiner_pattern (e);
   g_printerr ("scribbled flips, export version %s: VMM snapshots=%"
       G_GUINT64_FORMAT " snapshot_misses=%" G_GUINT64_FORMAT " resolves=%"
       G_GUINT64_FORMAT "\n", export_version,
@@ -1839,16 +1869,22 @@ scribbled_flips (gboolean snapshots, const gchar * export_version,
 
 /* The guest draws into the buffer it just flushed before the bridge could
  * read it (weston reusing a buffer under load): the subscriber's picture
- * is the one flushed, copied by the VMM at the flush. */
+ * is the one flushed, copied by the VMM at the flush; and a subscriber
+ * that joins the static screen afterwards gets the last flushed picture
+ * too, not what was drawn over it since. */
 GST_START_TEST (test_snapshot_at_flush)
 {
-  guint patterns[5], flushed[5], i;
+  guint patterns[5], flushed[5], joined, i;
 
-  scribbled_flips (TRUE, "4", G_N_ELEMENTS (patterns), patterns, flushed);
+  scribbled_flips (TRUE, "4", G_N_ELEMENTS (patterns), patterns, flushed,
+      &joined);
   for (i = 0; i < G_N_ELEMENTS (patterns); i++)
     fail_unless (patterns[i] == flushed[i], "flip %u: decoded pattern %u, "
         "flushed %u (the scribble over it is %u)", i, patterns[i], flushed[i],
         SCRIBBLED (flushed[i]));
+  fail_unless (joined == flushed[4], "the joiner got pattern %u, the last "
+      "flush was %u (the scribble over it is %u)", joined, flushed[4],
+      SCRIBBLED (flushed[4]));
 }
 
 GST_END_TEST;
@@ -1860,13 +1896,16 @@ GST_END_TEST;
  * wrong pictures. */
 GST_START_TEST (test_snapshot_fallback_v3_vmm)
 {
-  guint patterns[5], flushed[5], i;
+  guint patterns[5], flushed[5], joined, i;
 
-  scribbled_flips (FALSE, "3", G_N_ELEMENTS (patterns), patterns, flushed);
+  scribbled_flips (FALSE, "3", G_N_ELEMENTS (patterns), patterns, flushed,
+      &joined);
   for (i = 0; i < G_N_ELEMENTS (patterns); i++)
     fail_unless (patterns[i] == SCRIBBLED (flushed[i]), "flip %u: decoded "
         "pattern %u, flushed %u: read before the scribble?", i, patterns[i],
         flushed[i]);
+  fail_unless (joined == SCRIBBLED (flushed[4]), "the joiner got pattern %u, "
+      "the last flush was %u", joined, flushed[4]);
 }
 
 GST_END_TEST;
