@@ -11,8 +11,6 @@
 
 #include <gst/video/gstvideofilter.h>
 
-#define RGB_FORMATS "{ BGRA, BGRx, RGBA, RGBx, ARGB, xRGB, ABGR, xBGR }"
-
 G_DECLARE_FINAL_TYPE (BridgeRgbToI420, bridge_rgb_to_i420, BRIDGE,
     RGB_TO_I420, GstVideoFilter);
 
@@ -57,6 +55,27 @@ is_i420 (const gchar * format)
   return g_str_equal (format, "I420");
 }
 
+/* @list (unset): the formats bridge_convert_handles() takes, so that the
+ * converter's table is the only list of them */
+static void
+rgb_formats (GValue * list)
+{
+  const GstVideoFormat *all;
+  guint n, i;
+
+  g_value_init (list, GST_TYPE_LIST);
+  all = gst_video_formats_raw (&n);
+  for (i = 0; i < n; i++) {
+    GValue v = G_VALUE_INIT;
+
+    if (!bridge_convert_handles (all[i]))
+      continue;
+    g_value_init (&v, G_TYPE_STRING);
+    g_value_set_static_string (&v, gst_video_format_to_string (all[i]));
+    gst_value_list_append_and_take_value (list, &v);
+  }
+}
+
 /* Sink to source: an RGB frame becomes I420 in BT.601 (the size and rate
  * kept), preferred to anything else; other formats stay as they are.
  * Source to sink: I420 may come from any of the RGB formats. */
@@ -90,8 +109,7 @@ transform_caps (GstBaseTransform * trans, GstPadDirection direction,
       /* what may have been converted into this: any RGB, any matrix */
       GValue formats = G_VALUE_INIT;
 
-      g_value_init (&formats, GST_TYPE_LIST);
-      gst_value_deserialize (&formats, RGB_FORMATS);
+      rgb_formats (&formats);
       gst_structure_set_value (t, "format", &formats);
       gst_structure_remove_field (t, "colorimetry");
       gst_structure_remove_field (t, "chroma-site");
