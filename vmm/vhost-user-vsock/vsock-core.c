@@ -44,8 +44,12 @@ typedef struct
   guint32 rx_cnt;
   guint32 fwd_cnt;
   guint32 fwd_cnt_sent;
-  /* from the guest, not yet written to the host (at most buf_alloc) */
-  GByteArray *to_host;
+  /* from the guest, not yet written to the host: a ring of buf_alloc
+   * bytes (allocated with the first data), to_host_len of them from
+   * to_host_head; a partial send moves nothing */
+  guint8 *to_host;
+  guint32 to_host_head;
+  guint32 to_host_len;
   gboolean need_response;
   gboolean need_credit_update;
   gboolean host_readable;
@@ -201,7 +205,7 @@ conn_free (HvvConn * c)
   }
   if (c->fd >= 0)
     close (c->fd);
-  g_byte_array_unref (c->to_host);
+  g_free (c->to_host);
   g_free (c);
 }
 
@@ -238,9 +242,17 @@ conn_find (HvvCore * core, guint32 guest_port, guint32 host_port)
 static gboolean
 conn_flush (HvvConn * c)
 {
-  while (c->to_host->len > 0) {
-    gssize n = send (c->fd, c->to_host->data, c->to_host->len,
-        MSG_DONTWAIT | MSG_NOSIGNAL);
+  guint32 cap = c->core->cfg.buf_alloc;
+
+  while (c->to_host_len > 0) {
+    guint32 first = MIN (c->to_host_len, cap - c->to_host_head);
+    struct iovec iov[2] = {
+      {c->to_host + c->to_host_head, first},
+      {c->to_host, c->to_host_len - first},
+    };
+    struct msghdr msg = {.msg_iov = iov,.msg_iovlen = iov[1].iov_len ? 2 : 1 };
+    gssize n = sendmsg (c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -252,7 +264,8 @@ conn_flush (HvvConn * c)
       g_free (why);
       return FALSE;
     }
-    g_byte_array_remove_range (c->to_host, 0, n);
+    c->to_host_head = (c->to_host_head + n) % cap;
+    c->to_host_len -= n;
     c->fwd_cnt += n;
   }
   /* tell the guest about freed space in big enough steps; a guest waiting
@@ -261,7 +274,7 @@ conn_flush (HvvConn * c)
     c->need_credit_update = TRUE;
     c->core->wake (c->core->wake_data);
   }
-  if (c->to_host->len == 0) {
+  if (c->to_host_len == 0) {
     if (c->close_deadline) {
       conn_close (c, TRUE, "closed by the guest");
       return FALSE;
@@ -285,7 +298,7 @@ on_host_fd (gint fd, GIOCondition cond, gpointer data)
     c->host_readable = TRUE;
     c->core->wake (c->core->wake_data);
   }
-  if (c->to_host->len > 0 && !conn_flush (c))
+  if (c->to_host_len > 0 && !conn_flush (c))
     return G_SOURCE_REMOVE;
   update_watch (c);
   return G_SOURCE_CONTINUE;
@@ -301,7 +314,7 @@ update_watch (HvvConn * c)
   if (!c->host_readable && !c->host_eof && peer_credit (c) > 0
       && !(c->guest_shut & HVV_SHUTDOWN_RCV) && !c->need_response)
     cond |= G_IO_IN;
-  if (c->to_host->len > 0)
+  if (c->to_host_len > 0)
     cond |= G_IO_OUT;
   if (c->watch && cond == c->watch_cond)
     return;
@@ -372,13 +385,30 @@ handle_request (HvvCore * core, const HvvHdr * h)
   c->fd = fd;
   c->peer_buf_alloc = h->buf_alloc;
   c->peer_fwd_cnt = h->fwd_cnt;
-  c->to_host = g_byte_array_new ();
   c->need_response = TRUE;
   g_ptr_array_add (core->conns, c);
   guest_log (core, "connection %u -> %u: %s_%u (guest buffer %u)",
       c->guest_port,
       c->host_port, core->uds_path, c->host_port, c->peer_buf_alloc);
   core->wake (core->wake_data);
+}
+
+/* @len more bytes for the host; the credit check made room for them */
+static void
+to_host_append (HvvConn * c, const guint8 * payload, guint32 len)
+{
+  guint32 cap = c->core->cfg.buf_alloc;
+  guint32 tail = (c->to_host_head + c->to_host_len) % cap;
+  guint32 first = MIN (len, cap - tail);
+
+  if (len == 0)
+    return;
+  g_assert (c->to_host_len + (guint64) len <= cap);
+  if (!c->to_host)
+    c->to_host = g_malloc (cap);
+  memcpy (c->to_host + tail, payload, first);
+  memcpy (c->to_host, payload + first, len - first);
+  c->to_host_len += len;
 }
 
 static void
@@ -397,7 +427,7 @@ handle_rw (HvvConn * c, const guint8 * payload, guint32 len)
     g_free (why);
     return;
   }
-  g_byte_array_append (c->to_host, payload, len);
+  to_host_append (c, payload, len);
   c->rx_cnt += len;
   conn_flush (c);
 }
@@ -709,6 +739,6 @@ hvv_core_buffered (HvvCore * core)
   guint i;
 
   for (i = 0; i < core->conns->len; i++)
-    n += ((HvvConn *) g_ptr_array_index (core->conns, i))->to_host->len;
+    n += ((HvvConn *) g_ptr_array_index (core->conns, i))->to_host_len;
   return n;
 }
