@@ -7,7 +7,10 @@
 
 #include <glib.h>
 
-/* Frame @frame of the pattern, @width x @height BGRA rows of width * 4. */
+/* Frame @frame of the pattern, @width x @height BGRA rows of width * 4:
+ * B = x + 4 frame, G = y + 2 frame, R = (x ^ y) + frame, A = 255 (each mod
+ * 256). Written a pixel word at a time: byte stores took 2.5 ms a 1080p
+ * frame, CPU the stand-in VMM took from the bridge it is measuring. */
 static inline void
 helix_test_pattern_fill (guint8 * p, guint32 width, guint32 height,
     guint32 frame)
@@ -15,14 +18,12 @@ helix_test_pattern_fill (guint8 * p, guint32 width, guint32 height,
   guint32 x, y;
 
   for (y = 0; y < height; y++) {
-    guint8 *row = p + (gsize) y * width * 4;
+    guint32 *row = (guint32 *) (p + (gsize) y * width * 4);
+    guint32 green = ((y + 2 * frame) & 255) << 8;
 
-    for (x = 0; x < width; x++) {
-      row[4 * x + 0] = (x + 4 * frame) & 255;
-      row[4 * x + 1] = (y + 2 * frame) & 255;
-      row[4 * x + 2] = ((x ^ y) + frame) & 255;
-      row[4 * x + 3] = 255;
-    }
+    for (x = 0; x < width; x++)
+      row[x] = GUINT32_TO_LE (0xff000000u | ((((x ^ y) + frame) & 255) << 16)
+          | green | ((x + 4 * frame) & 255));
   }
 }
 
