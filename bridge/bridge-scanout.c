@@ -83,7 +83,6 @@ struct _Rendition
   gboolean have_info;
   guint32 out_width, out_height;        /* what it encodes */
   guint32 bitrate_applied;
-  gint64 t0;
   /* the frames pushed whose access unit is not out yet, oldest first:
    * everything but the access unit filled in; and their PTS, by which an
    * access unit finds its frame (the ones before it were replaced) */
@@ -148,6 +147,7 @@ struct _BridgeVm
 {
   gchar *export_path;
   BridgeScanoutConfig cfg;
+  gint64 t0;                    /* its encoders' PTS 0, monotonic us */
 
   GMutex lock;
   GCond cond;                   /* scanout threads and the watch thread */
@@ -602,7 +602,6 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
   }
   r->pipeline = p;
   r->codec = encoder->codec;
-  r->t0 = g_get_monotonic_time ();
   return TRUE;
 }
 
@@ -702,15 +701,15 @@ monotonic_ns (void)
 
 /* Gives one frame to encoder @r (built on first use); its access unit
  * comes out later (collect_output()). @frame: its description, filled in
- * but for the access unit. Takes @buf and @frame. */
+ * but for the access unit; @pts: the frame's, the same for every
+ * rendition. Takes @buf and @frame. */
 static gboolean
-push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
-    const Work * w, EncodedFrame * frame, GError ** error)
+push_frame (Rendition * r, guint i, GstBuffer * buf, GstClockTime pts,
+    GstVideoInfo * info, const Work * w, EncodedFrame * frame, GError ** error)
 {
   const BridgeEncoderChoice *encoder = &w->encoder[i];
   const RenditionKey *key = &w->key[i];
   gboolean idr = w->force_idr[i];
-  GstClockTime pts;
 
   /* an encoder that ignores keyframe requests starts afresh: its first
    * frame is one (encoders_have_room() let its frames out first) */
@@ -748,9 +747,13 @@ push_frame (Rendition * r, guint i, GstBuffer * buf, GstVideoInfo * info,
         (GST_CLOCK_TIME_NONE, TRUE, 0));
     gst_object_unref (pad);
   }
-  pts = (g_get_monotonic_time () - r->t0) * GST_USECOND;
-  GST_BUFFER_PTS (buf) = pts;
-  GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
+  /* renditions share a frame's buffer: the first to take it stamps it,
+   * before any encoder has it, and the others find it stamped so (a
+   * buffer an encoder holds is never written) */
+  if (GST_BUFFER_PTS (buf) != pts) {
+    GST_BUFFER_PTS (buf) = pts;
+    GST_BUFFER_DURATION (buf) = GST_SECOND / NOMINAL_FPS;
+  }
   if (gst_app_src_push_buffer (GST_APP_SRC (r->appsrc), buf) != GST_FLOW_OK) {
     buf = NULL;
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_ENCODE,
@@ -926,6 +929,7 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
    * for every rendition */
   GstBuffer *yuv = NULL, *yuv_drawn = NULL;
   gboolean copied_at_flush = w->snapshot != NULL;
+  GstClockTime pts = (g_get_monotonic_time () - so->vm->t0) * GST_USECOND;
   guint i;
 
   *failed = -1;
@@ -968,7 +972,7 @@ produce_frames (Scanout * so, Work * w, EncodedFrame ** out,
       frame_buf = encoder_input (so, frame_buf, &info, drawn
           && frame_buf == drawn ? &yuv_drawn : &yuv, &yuv_info, &frame_info);
       if (!push_frame (&so->renditions[i], i, gst_buffer_ref (frame_buf),
-              frame_info, w, f, error)) {
+              pts, frame_info, w, f, error)) {
         *failed = i;
         break;
       }
@@ -1725,6 +1729,7 @@ bridge_vm_new (const gchar * export_path, const BridgeScanoutConfig * cfg)
   vm->cfg = *cfg;
   if (cfg->token)
     vm->cfg.token = g_bytes_ref (cfg->token);
+  vm->t0 = g_get_monotonic_time ();
   g_mutex_init (&vm->lock);
   g_cond_init (&vm->cond);
   for (i = 0; i < BRIDGE_MAX_SCANOUTS; i++) {
