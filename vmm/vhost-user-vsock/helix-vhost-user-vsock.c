@@ -19,6 +19,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,10 @@
 
 #define RX_QUEUE 0
 #define TX_QUEUE 1
-/* the longest a front end may pause inside one message */
+/* the longest one message of the front end may take to come whole */
 #define FRONT_END_TIMEOUT_S 5
+/* guest packets handled in one go (a virtqueue holds at most 32768) */
+#define TX_BATCH 256
 
 typedef struct
 {
@@ -47,6 +50,7 @@ typedef struct
   guint64 guest_cid;
   gboolean once;
   gboolean pump_scheduled;
+  gboolean tx_scheduled;
   guint8 buf[HVV_HDR_SIZE + HVV_MAX_PAYLOAD];
   /* the backend's own memory (RssAnon: the guest's shared memory it maps
    * is RssShmem), at the device's start and the most seen since */
@@ -154,14 +158,21 @@ on_rx_kick (VuDev * dev, int qidx)
 }
 
 /* The guest's packets: each element's readable buffers, copied flat
- * (bounded), then checked and handled by the core. */
-static void
-on_tx_kick (VuDev * dev, int qidx)
-{
-  VuVirtq *vq = vu_get_queue (dev, qidx);
-  gboolean pushed = FALSE;
+ * (bounded), then checked and handled by the core. At most TX_BATCH
+ * elements at a time: a guest that refills its queue as fast as it is
+ * emptied would otherwise keep the main loop here, and its sockets and the
+ * RX queue unserved; the rest waits for the next turn of the loop. */
+static gboolean drain_tx_idle (gpointer data);
 
-  for (;;) {
+static void
+drain_tx (void)
+{
+  VuDev *dev = &be.dev.parent;
+  VuVirtq *vq = vu_get_queue (dev, TX_QUEUE);
+  gboolean pushed = FALSE;
+  guint handled;
+
+  for (handled = 0; handled < TX_BATCH; handled++) {
     VuVirtqElement *e = vu_queue_pop (dev, vq, sizeof (VuVirtqElement));
     gsize total, len = 0;
     guint i;
@@ -181,7 +192,27 @@ on_tx_kick (VuDev * dev, int qidx)
   }
   if (pushed)
     vu_queue_notify (dev, vq);
+  if (handled == TX_BATCH && !be.tx_scheduled) {
+    be.tx_scheduled = TRUE;
+    g_idle_add_full (G_PRIORITY_DEFAULT, drain_tx_idle, NULL, NULL);
+  }
   pump_rx ();
+}
+
+static gboolean
+drain_tx_idle (gpointer data)
+{
+  be.tx_scheduled = FALSE;
+  if (be.dev_up && vu_queue_started (&be.dev.parent,
+          vu_get_queue (&be.dev.parent, TX_QUEUE)))
+    drain_tx ();
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_tx_kick (VuDev * dev, int qidx)
+{
+  drain_tx ();
 }
 
 static void
@@ -244,11 +275,24 @@ static const VuDevIface iface = {
   .set_config = set_config,
 };
 
+/* @n bytes into @p before @deadline (monotonic, µs): the rest of a
+ * message whose first bytes have come */
 static gboolean
-read_full (gint fd, guint8 * p, gsize n)
+read_full (gint fd, guint8 * p, gsize n, gint64 deadline)
 {
   while (n > 0) {
-    gssize r = read (fd, p, n);
+    gint64 left_ms = (deadline - g_get_monotonic_time () + 999) / 1000;
+    struct pollfd pfd = {.fd = fd,.events = POLLIN };
+    gssize r;
+
+    if (left_ms <= 0)
+      return FALSE;
+    r = poll (&pfd, 1, (gint) MIN (left_ms, G_MAXINT));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return FALSE;
+    r = read (fd, p, n);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -262,9 +306,11 @@ read_full (gint fd, guint8 * p, gsize n)
 /* One vhost-user message. libvhost-user's own reader asserts that one
  * read() brings a whole payload (a front end that sends less aborts the
  * backend) and retries a timed-out read for ever; this one reads until the
- * message is complete and gives up on an end, an error or a front end
- * silent for FRONT_END_TIMEOUT_S inside a message (the socket's
- * SO_RCVTIMEO): the front end is then dropped. */
+ * message is complete and gives up on an end, an error or a message not
+ * whole FRONT_END_TIMEOUT_S after its first bytes came (one deadline for
+ * the message, so a front end trickling a byte at a time cannot hold the
+ * backend): the front end is then dropped. It is called when the socket
+ * is readable, so the first recvmsg() does not wait. */
 static bool
 read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
 {
@@ -274,6 +320,8 @@ read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
     .msg_control = control,.msg_controllen = sizeof (control)
   };
   struct cmsghdr *cmsg;
+  gint64 deadline = g_get_monotonic_time () +
+      FRONT_END_TIMEOUT_S * G_USEC_PER_SEC;
   gssize rc;
   gint i;
 
@@ -295,7 +343,7 @@ read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
     goto fail;
   }
   if (rc < VHOST_USER_HDR_SIZE && !read_full (sock, (guint8 *) vmsg + rc,
-          VHOST_USER_HDR_SIZE - rc)) {
+          VHOST_USER_HDR_SIZE - rc, deadline)) {
     g_message ("vhost-user front end: a header cut short");
     goto fail;
   }
@@ -304,7 +352,8 @@ read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
         vmsg->request, vmsg->size);
     goto fail;
   }
-  if (vmsg->size && !read_full (sock, (guint8 *) & vmsg->payload, vmsg->size)) {
+  if (vmsg->size && !read_full (sock, (guint8 *) & vmsg->payload, vmsg->size,
+          deadline)) {
     g_message ("vhost-user front end: request %u's %u bytes cut short",
         vmsg->request, vmsg->size);
     goto fail;
@@ -373,13 +422,11 @@ static gboolean
 on_accept (gint fd, GIOCondition cond, gpointer data)
 {
   gint s = accept4 (be.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-  struct timeval tv = {.tv_sec = FRONT_END_TIMEOUT_S };
 
   if (s < 0) {
     g_message ("accept: %s", g_strerror (errno));
     return G_SOURCE_CONTINUE;
   }
-  setsockopt (s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof (tv));
   if (!vug_init (&be.dev, 2, s, on_panic, &iface)) {
     g_message ("vhost-user: could not set up the device");
     close (s);

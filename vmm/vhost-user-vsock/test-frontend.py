@@ -7,7 +7,7 @@
 #   test-frontend.py BACKEND
 #
 # SPDX-License-Identifier: GPL-2.0-or-later
-import os, random, socket, struct, subprocess, sys, tempfile, time
+import os, random, select, socket, struct, subprocess, sys, tempfile, time
 
 GET_FEATURES, SET_OWNER, SET_MEM_TABLE, SET_VRING_NUM = 1, 3, 5, 8
 SET_VRING_KICK, GET_PROTOCOL_FEATURES, GET_CONFIG = 12, 15, 24
@@ -69,6 +69,30 @@ def healthy(path, cid):
     s.close()
 
 
+def trickled(path):
+    """a header sent a byte a second: dropped once the message is 5 s old
+    (the backend's deadline is per message, not per read), not served for
+    as long as the bytes keep coming"""
+    s = connect(path)
+    start = time.monotonic()
+    header = msg(GET_FEATURES)
+    try:
+        for i in range(len(header) - 1):
+            s.sendall(header[i:i + 1])
+            r, _, _ = select.select([s], [], [], 1.0)
+            if r and s.recv(1) == b"":
+                break
+        else:
+            raise RuntimeError("still served after %.1f s of a header "
+                               "trickled a byte a second"
+                               % (time.monotonic() - start))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    held = time.monotonic() - start
+    s.close()
+    assert held >= 4.5, f"dropped after {held:.1f} s, before its deadline"
+
+
 def main():
     backend = sys.argv[1]
     d = tempfile.mkdtemp(prefix="hvv-fe-")
@@ -106,6 +130,13 @@ def main():
     failed = 0
     try:
         healthy(path, 7)
+        try:
+            trickled(path)
+            healthy(path, 7)
+            print("ok - a header trickled a byte a second")
+        except (AssertionError, RuntimeError, OSError) as e:
+            failed += 1
+            print(f"not ok - a header trickled a byte a second: {e}")
         for name, msgs in cases.items():
             s = connect(path)
             try:
@@ -142,7 +173,7 @@ def main():
             print(log.read()[-3000:])
     assert p.returncode == 0, f"backend's exit status on SIGTERM: {p.returncode}"
     assert not os.path.exists(path), "socket file left behind"
-    print(f"{len(cases) + 1 - failed} of {len(cases) + 1} front ends handled")
+    print(f"{len(cases) + 2 - failed} of {len(cases) + 2} front ends handled")
     sys.exit(1 if failed else 0)
 
 
