@@ -6,7 +6,7 @@
  *       [--height H] [--hz HZ] [--seconds S] [--warmup N] [--bitrate BPS]
  *
  * The same pipeline as bridge/bridge-scanout.c builds,
- *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! queue ! ENCODER !
+ *   appsrc ! videoconvert ! video/x-raw,format={NV12,I420} ! [queue !] ENCODER !
  *   PARSER ! the codec's caps ! appsink,
  * by the same code (bridge-pipeline.c: bridge_pipeline_add_scanout_encoder, linked
  * in, with the encoder's settings of bridge-encoder.c), the same caps (BGRA, 60/1 as the bridge's nominal rate; PTS

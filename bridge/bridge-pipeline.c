@@ -46,8 +46,9 @@ bridge_pipeline_output_caps (guint32 codec)
   return i < 0 ? NULL : gst_caps_from_string (chains[i].caps);
 }
 
-/* @scanout: a hand-over queue after the conversion, and with @size_filter
- * a scaler before it (*@size_filter: the capsfilter behind it) */
+/* @scanout: with @size_filter a scaler (*@size_filter: the capsfilter
+ * behind it), and a hand-over queue after the conversion when there is
+ * one to overlap with the encode */
 static gboolean
 add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
     guint32 bitrate, const gchar * encoder_name, gboolean scanout,
@@ -75,10 +76,13 @@ add_chain (GstElement * bin, const BridgeEncoderChoice * choice,
                 error)))
       return FALSE;
     yuv420 = bridge_bin_add (bin, "capsfilter", NULL, error);
-    /* a scanout's encoder on a thread of its own: the next flip is
-     * converted while this one is encoded (a session's window already
-     * keeps its own queue in front) */
-    if (scanout && !(handover = bridge_bin_add (bin, "queue", NULL, error)))
+    /* a scanout's encoder on a thread of its own when this chain converts
+     * or scales: the next flip is converted while this one is encoded (a
+     * session's window already keeps its own queue in front). A flip
+     * made I420 before the push (bridge-convert.h) is encoded on appsrc's
+     * thread: a queue there would only add a thread's wake-up. */
+    if (scanout && (size_filter || !bridge_convert_available ())
+        && !(handover = bridge_bin_add (bin, "queue", NULL, error)))
       return FALSE;
   }
   enc = bridge_bin_add (bin, choice->name, encoder_name, error);

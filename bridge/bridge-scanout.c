@@ -575,8 +575,11 @@ build_encoder (Rendition * r, const BridgeEncoderChoice * encoder,
     gst_object_unref (p);
     return FALSE;
   }
+  /* one frame waits at most, the newest: a newer one replaces it, so the
+   * encoder takes the latest flip */
   g_object_set (r->appsrc, "format", GST_FORMAT_TIME, "is-live", TRUE,
-      "block", FALSE, "max-buffers", (guint64) 2, NULL);
+      "block", FALSE, "max-buffers", (guint64) 1, NULL);
+  gst_util_set_object_arg (G_OBJECT (r->appsrc), "leaky-type", "downstream");
   r->bitrate_applied = bitrate;
   g_object_set (r->appsink, "sync", FALSE, "async", FALSE,
       "enable-last-sample", FALSE, NULL);
