@@ -275,22 +275,32 @@ static const VuDevIface iface = {
   .set_config = set_config,
 };
 
-/* @n bytes into @p before @deadline (monotonic, µs): the rest of a
- * message whose first bytes have come */
+/* Whether @fd has bytes (or an end) before @deadline (monotonic, µs) */
 static gboolean
-read_full (gint fd, guint8 * p, gsize n, gint64 deadline)
+wait_readable (gint fd, gint64 deadline)
 {
-  while (n > 0) {
+  for (;;) {
     gint64 left_ms = (deadline - g_get_monotonic_time () + 999) / 1000;
     struct pollfd pfd = {.fd = fd,.events = POLLIN };
-    gssize r;
+    gint r;
 
     if (left_ms <= 0)
       return FALSE;
     r = poll (&pfd, 1, (gint) MIN (left_ms, G_MAXINT));
     if (r < 0 && errno == EINTR)
       continue;
-    if (r <= 0)
+    return r > 0;
+  }
+}
+
+/* @n bytes into @p before @deadline: the rest of a message */
+static gboolean
+read_full (gint fd, guint8 * p, gsize n, gint64 deadline)
+{
+  while (n > 0) {
+    gssize r;
+
+    if (!wait_readable (fd, deadline))
       return FALSE;
     r = read (fd, p, n);
     if (r < 0 && errno == EINTR)
@@ -309,8 +319,10 @@ read_full (gint fd, guint8 * p, gsize n, gint64 deadline)
  * message is complete and gives up on an end, an error or a message not
  * whole FRONT_END_TIMEOUT_S after its first bytes came (one deadline for
  * the message, so a front end trickling a byte at a time cannot hold the
- * backend): the front end is then dropped. It is called when the socket
- * is readable, so the first recvmsg() does not wait. */
+ * backend): the front end is then dropped. The dispatcher calls it when
+ * the socket is readable, but libvhost-user also calls it to wait for an
+ * answer (the postcopy SET_MEM_TABLE's): the first bytes have the same
+ * deadline. */
 static bool
 read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
 {
@@ -326,10 +338,15 @@ read_msg (VuDev * dev, int sock, VhostUserMsg * vmsg)
   gint i;
 
   memset (control, 0, sizeof (control));
+  vmsg->fd_num = 0;
+  if (!wait_readable (sock, deadline)) {
+    g_message ("vhost-user front end: no message within %d s",
+        FRONT_END_TIMEOUT_S);
+    return false;
+  }
   do
     rc = recvmsg (sock, &msg, MSG_CMSG_CLOEXEC);
   while (rc < 0 && errno == EINTR);
-  vmsg->fd_num = 0;
   for (cmsg = CMSG_FIRSTHDR (&msg); cmsg; cmsg = CMSG_NXTHDR (&msg, cmsg)) {
     if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
       vmsg->fd_num = (cmsg->cmsg_len - CMSG_LEN (0)) / sizeof (int);

@@ -11,6 +11,7 @@ import os, random, select, socket, struct, subprocess, sys, tempfile, time
 
 GET_FEATURES, SET_OWNER, SET_MEM_TABLE, SET_VRING_NUM = 1, 3, 5, 8
 SET_VRING_KICK, GET_PROTOCOL_FEATURES, GET_CONFIG = 12, 15, 24
+POSTCOPY_LISTEN = 29
 VERSION, REPLY = 0x1, 0x4
 
 
@@ -120,6 +121,11 @@ def main():
     cases["a payload shorter than announced"] = [msg(GET_FEATURES, b"abcd", size=8)]
     # silent inside a message, longer than the backend waits (5 s)
     cases["a header that stops half-way"] = [msg(GET_FEATURES)[:6], 5.5]
+    # libvhost-user then waits for the front end's acknowledgement itself
+    # (through the backend's reader): silent, it is dropped all the same
+    cases["a postcopy memory table never acknowledged"] = [
+        msg(POSTCOPY_LISTEN), msg(SET_MEM_TABLE, struct.pack("<2I", 0, 0)
+                                  + bytes(8 * 32)), 5.5]
     rnd = random.Random(24)
     for i in range(20):
         req = rnd.randrange(0, 50)

@@ -264,8 +264,10 @@ conn_flush (HvvConn * c)
       g_free (why);
       return FALSE;
     }
-    c->to_host_head = (c->to_host_head + n) % cap;
     c->to_host_len -= n;
+    /* drained: the next data starts at the front again, so the pages
+     * touched stay those of the most ever waiting */
+    c->to_host_head = c->to_host_len ? (c->to_host_head + n) % cap : 0;
     c->fwd_cnt += n;
   }
   /* tell the guest about freed space in big enough steps; a guest waiting
